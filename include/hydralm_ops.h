@@ -1,0 +1,70 @@
+/*
+ * hydralm_ops.h — low-level ops of libhydralm on raw float32 arrays.
+ *
+ * These are the kernels the model is assembled from, exposed so users can
+ * build on them directly. Each op has a fast version (threaded, vectorised)
+ * and, where the fast one is non-trivial, a plain `_ref` version that is the
+ * readable definition the fast one is tested against.
+ *
+ * Shapes: T tokens, H heads, dk key dim, dv value dim, C channels.
+ * All ops validate their arguments and return HYDRA_ERR_ARG on bad input.
+ */
+#ifndef HYDRALM_OPS_H
+#define HYDRALM_OPS_H
+
+#include "hydralm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Gated delta rule, per head h and token t (state S [dv, dk] per head):
+ *   S' = exp(g_t) S;  p = S' k_t;  u = beta_t (v_t - p);  S = S' + u k_t^T;  o_t = S q_t
+ * q, k: [T, H, dk]; v: [T, H, dv]; g (log decay, <= 0), beta: [T, H];
+ * S: [H, dv, dk], in: S_0 (state before token 0), out: S_T. o: [T, H, dv].
+ * q and k are used as given (the model L2-normalises and scales them first). */
+hydra_status hydra_op_delta_rule(int T, int H, int dk, int dv, const float *q, const float *k,
+                                 const float *v, const float *g, const float *beta, float *S,
+                                 float *o);
+hydra_status hydra_op_delta_rule_ref(int T, int H, int dk, int dv, const float *q, const float *k,
+                                     const float *v, const float *g, const float *beta, float *S,
+                                     float *o);
+
+/* y[M, N] = x[M, K] . W[N, K]^T (+ y if accumulate). W is row-major [out, in]
+ * like PyTorch. BLAS for large M, a threaded GEMV-style kernel for small M. */
+hydra_status hydra_op_matmul(int M, int N, int K, const float *x, const float *W, float *y,
+                             int accumulate);
+
+/* RMSNorm over the last dim: y = x / sqrt(mean(x^2) + eps) * w. x, y: [M, C]; w: [C]. */
+hydra_status hydra_op_rmsnorm(int M, int C, const float *x, const float *w, float eps, float *y);
+
+/* Causal depthwise conv over time: y_t[c] = sum_j w[c,j] x_{t-K+1+j}[c].
+ * x, y: [T, C]; w: [C, K]; tail: [K-1, C] = the K-1 inputs before x_0
+ * (zeros at the start of a sequence), updated in place to the last K-1 inputs.
+ * tail may be NULL (zeros, not updated). */
+hydra_status hydra_op_conv_causal(int T, int C, int K, const float *x, const float *w,
+                                  float *tail, float *y);
+
+/* RoPE (split-half rotation over the whole head dim, angles in double from
+ * absolute positions pos0 + t) in place on x [T, H, d]. */
+hydra_status hydra_op_rope(int T, int H, int d, int64_t pos0, double base, float *x);
+
+/* Causal (sliding-window) attention for a chunk of T queries at absolute
+ * positions pos0..pos0+T-1. q, k_new, v_new: [T, H, d] (already rotated).
+ * Earlier keys/values live in cache_k/cache_v [cap, H, d]: the key of absolute
+ * position j < pos0 is at slot (window ? j % window : j). window = 0 is
+ * unbounded (full attention; cap must be >= pos0). Query t sees positions
+ * max(0, p-W+1) .. p. The cache is NOT updated here. o: [T, H, d]. */
+hydra_status hydra_op_attention(int T, int H, int d, int64_t pos0, int window, const float *q,
+                                const float *k_new, const float *v_new, const float *cache_k,
+                                const float *cache_v, float *o);
+
+/* Elementwise helpers (in place allowed). */
+float hydra_silu(float x);
+float hydra_softplus(float x);
+float hydra_sigmoid(float x);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* HYDRALM_OPS_H */

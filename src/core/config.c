@@ -1,0 +1,196 @@
+/* config.c — model hyperparameters: defaults, validation, JSON round trip. */
+#include <jansson.h>
+
+#include "core/internal.h"
+
+hydra_config hydra_config_default(void) {
+    hydra_config c;
+    memset(&c, 0, sizeof c);
+    c.d_model = 768;
+    c.n_layers = 12;
+    c.n_heads = 12;
+    c.head_dim = 64;
+    c.vocab_size = 256;
+    c.swa_every = 4;
+    c.window = 512;
+    c.conv_width = 4;
+    c.mlp_multiple = 64;
+    c.norm_eps = 1e-5f;
+    c.l2_eps = 1e-6f;
+    c.tie_embeddings = 1;
+    c.init_std = 0.02f;
+    c.rope_base = 10000.0f;
+    return c;
+}
+
+int hydra_config_head_dim(const hydra_config *c) {
+    return c->head_dim > 0 ? c->head_dim : (c->n_heads > 0 ? c->d_model / c->n_heads : 0);
+}
+
+int hydra_config_mlp_hidden(const hydra_config *c) {
+    int m = c->mlp_multiple > 0 ? c->mlp_multiple : 1;
+    int f = (8 * c->d_model + 2) / 3; /* ceil(8C/3) */
+    return (f + m - 1) / m * m;
+}
+
+char hydra_config_layer_kind(const hydra_config *c, int i) {
+    if (c->pattern[0]) {
+        size_t n = strlen(c->pattern);
+        return c->pattern[(size_t)i % n]; /* a short pattern repeats */
+    }
+    if (c->swa_every > 0 && (i + 1) % c->swa_every == 0) return HYDRA_LAYER_SWA;
+    return HYDRA_LAYER_DELTANET;
+}
+
+#define CFG_FAIL(...) return hydra_set_error(HYDRA_ERR_CONFIG, __VA_ARGS__)
+
+hydra_status hydra_config_validate(const hydra_config *c) {
+    if (!c) return hydra_set_error(HYDRA_ERR_ARG, "config is NULL");
+    if (c->d_model <= 0 || c->d_model > 65536) CFG_FAIL("d_model must be in 1..65536 (got %d)", c->d_model);
+    if (c->n_layers <= 0 || c->n_layers > HYDRA_MAX_LAYERS)
+        CFG_FAIL("n_layers must be in 1..%d (got %d)", HYDRA_MAX_LAYERS, c->n_layers);
+    if (c->n_heads <= 0 || c->n_heads > c->d_model)
+        CFG_FAIL("n_heads must be in 1..d_model (got %d)", c->n_heads);
+    if (c->head_dim < 0 || c->head_dim > 4096) CFG_FAIL("head_dim must be in 0..4096 (got %d)", c->head_dim);
+    if (c->head_dim == 0 && c->d_model % c->n_heads != 0)
+        CFG_FAIL("head_dim is 0 (auto) but d_model %d is not divisible by n_heads %d", c->d_model, c->n_heads);
+    if (c->vocab_size <= 0 || c->vocab_size > (1 << 24)) CFG_FAIL("vocab_size must be in 1..16777216 (got %d)", c->vocab_size);
+    if (c->swa_every < 0) CFG_FAIL("swa_every must be >= 0 (got %d)", c->swa_every);
+    if (c->window < 0) CFG_FAIL("window must be >= 0, 0 = unbounded (got %d)", c->window);
+    if (c->conv_width < 1 || c->conv_width > 64) CFG_FAIL("conv_width must be in 1..64 (got %d)", c->conv_width);
+    if (c->mlp_multiple < 1) CFG_FAIL("mlp_multiple must be >= 1 (got %d)", c->mlp_multiple);
+    if (!(c->norm_eps > 0 && c->norm_eps < 1)) CFG_FAIL("norm_eps must be in (0, 1) (got %g)", c->norm_eps);
+    if (!(c->l2_eps > 0 && c->l2_eps < 1)) CFG_FAIL("l2_eps must be in (0, 1) (got %g)", c->l2_eps);
+    if (c->tie_embeddings != 0 && c->tie_embeddings != 1) CFG_FAIL("tie_embeddings must be 0 or 1 (got %d)", c->tie_embeddings);
+    if (!(c->init_std > 0 && c->init_std < 10)) CFG_FAIL("init_std must be in (0, 10) (got %g)", c->init_std);
+    if (!(c->rope_base > 1)) CFG_FAIL("rope_base must be > 1 (got %g)", c->rope_base);
+    size_t plen = strnlen(c->pattern, sizeof c->pattern);
+    if (plen == sizeof c->pattern) CFG_FAIL("pattern is longer than %d layers", HYDRA_MAX_LAYERS);
+    for (size_t i = 0; i < plen; i++) {
+        char k = c->pattern[i];
+        if (k != HYDRA_LAYER_DELTANET && k != HYDRA_LAYER_SWA && k != HYDRA_LAYER_ATTN)
+            CFG_FAIL("pattern has invalid layer kind '%c' at %zu (use D, S or A)", k, i);
+    }
+    if (plen > 0 && plen != (size_t)c->n_layers && c->n_layers % (int)plen != 0)
+        CFG_FAIL("pattern length %zu does not divide n_layers %d", plen, c->n_layers);
+    return HYDRA_OK;
+}
+
+/* ------------------------------------------------------------------ JSON */
+typedef enum { F_INT, F_FLOAT } field_type;
+typedef struct {
+    const char *key;
+    field_type type;
+    size_t off;
+} field_desc;
+
+#define FI(name) {#name, F_INT, offsetof(hydra_config, name)}
+#define FF(name) {#name, F_FLOAT, offsetof(hydra_config, name)}
+static const field_desc k_fields[] = {
+    FI(d_model), FI(n_layers), FI(n_heads), FI(head_dim), FI(vocab_size), FI(swa_every),
+    FI(window), FI(conv_width), FI(mlp_multiple), FF(norm_eps), FF(l2_eps),
+    FI(tie_embeddings), FF(init_std), FF(rope_base),
+};
+#define N_FIELDS (sizeof k_fields / sizeof k_fields[0])
+
+hydra_status hydra_config_from_json(const char *text, hydra_config *c) {
+    if (!text || !c) return hydra_set_error(HYDRA_ERR_ARG, "config_from_json: NULL argument");
+    json_error_t jerr;
+    json_t *root = json_loads(text, 0, &jerr);
+    if (!root) return hydra_set_error(HYDRA_ERR_FORMAT, "config JSON: %s (line %d)", jerr.text, jerr.line);
+    hydra_status st = HYDRA_OK;
+    if (!json_is_object(root)) {
+        st = hydra_set_error(HYDRA_ERR_FORMAT, "config JSON must be an object");
+        goto done;
+    }
+    const char *key;
+    json_t *val;
+    json_object_foreach(root, key, val) {
+        if (strcmp(key, "pattern") == 0 || strcmp(key, "format_version") == 0 ||
+            strcmp(key, "layers") == 0)
+            continue;
+        size_t i = 0;
+        while (i < N_FIELDS && strcmp(k_fields[i].key, key) != 0) i++;
+        if (i == N_FIELDS) {
+            st = hydra_set_error(HYDRA_ERR_CONFIG, "config JSON: unknown field \"%s\"", key);
+            goto done;
+        }
+        char *dst = (char *)c + k_fields[i].off;
+        if (k_fields[i].type == F_INT) {
+            if (!json_is_integer(val) || json_integer_value(val) < -2147483647LL ||
+                json_integer_value(val) > 2147483647LL) {
+                st = hydra_set_error(HYDRA_ERR_CONFIG, "config JSON: field \"%s\" must be an integer", key);
+                goto done;
+            }
+            *(int *)dst = (int)json_integer_value(val);
+        } else {
+            if (!json_is_number(val)) {
+                st = hydra_set_error(HYDRA_ERR_CONFIG, "config JSON: field \"%s\" must be a number", key);
+                goto done;
+            }
+            *(float *)dst = (float)json_number_value(val);
+        }
+    }
+    json_t *pat = json_object_get(root, "pattern");
+    if (pat) {
+        if (!json_is_string(pat) || json_string_length(pat) > HYDRA_MAX_LAYERS) {
+            st = hydra_set_error(HYDRA_ERR_CONFIG, "config JSON: field \"pattern\" must be a string of at most %d layer kinds", HYDRA_MAX_LAYERS);
+            goto done;
+        }
+        snprintf(c->pattern, sizeof c->pattern, "%s", json_string_value(pat));
+    }
+    st = hydra_config_validate(c);
+done:
+    json_decref(root);
+    return st;
+}
+
+hydra_status hydra_config_load_json(const char *path, hydra_config *c) {
+    if (!path || !c) return hydra_set_error(HYDRA_ERR_ARG, "config_load_json: NULL argument");
+    FILE *f = fopen(path, "rb");
+    if (!f) return hydra_set_error(HYDRA_ERR_IO, "cannot open config %s", path);
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len + 4096 + 1 > cap) {
+            cap = cap ? cap * 2 : 8192;
+            if (cap > (64u << 20)) { free(buf); fclose(f); return hydra_set_error(HYDRA_ERR_FORMAT, "config %s is too large", path); }
+            char *nb = realloc(buf, cap);
+            if (!nb) { free(buf); fclose(f); return hydra_set_error(HYDRA_ERR_NOMEM, "out of memory reading %s", path); }
+            buf = nb;
+        }
+        size_t r = fread(buf + len, 1, 4096, f);
+        len += r;
+        if (r < 4096) break;
+    }
+    fclose(f);
+    buf[len] = '\0';
+    hydra_status st = hydra_config_from_json(buf, c);
+    free(buf);
+    return st;
+}
+
+hydra_status hydra_config_to_json(const hydra_config *c, char **out) {
+    if (!c || !out) return hydra_set_error(HYDRA_ERR_ARG, "config_to_json: NULL argument");
+    json_t *o = json_object();
+    if (!o) return hydra_set_error(HYDRA_ERR_NOMEM, "out of memory");
+    json_object_set_new(o, "format_version", json_integer(1));
+    for (size_t i = 0; i < N_FIELDS; i++) {
+        const char *src = (const char *)c + k_fields[i].off;
+        if (k_fields[i].type == F_INT)
+            json_object_set_new(o, k_fields[i].key, json_integer(*(const int *)src));
+        else /* float -> double is exact, and %.9g-style output round-trips */
+            json_object_set_new(o, k_fields[i].key, json_real(*(const float *)src));
+    }
+    json_object_set_new(o, "pattern", json_string(c->pattern));
+    /* The resolved schedule, for humans and other tools; ignored on load. */
+    char layers[HYDRA_MAX_LAYERS + 1];
+    int L = c->n_layers > 0 && c->n_layers <= HYDRA_MAX_LAYERS ? c->n_layers : 0;
+    for (int i = 0; i < L; i++) layers[i] = hydra_config_layer_kind(c, i);
+    layers[L] = '\0';
+    json_object_set_new(o, "layers", json_string(layers));
+    *out = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    json_decref(o);
+    if (!*out) return hydra_set_error(HYDRA_ERR_NOMEM, "out of memory");
+    return HYDRA_OK;
+}

@@ -1,0 +1,57 @@
+/* errors.c — thread-local last-error message and small shared utilities. */
+#include <stdarg.h>
+
+#include "core/internal.h"
+
+static _Thread_local char g_last_error[512];
+
+hydra_status hydra_set_error(hydra_status st, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g_last_error, sizeof g_last_error, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+void hydra_clear_error(void) { g_last_error[0] = '\0'; }
+
+const char *hydra_last_error(void) { return g_last_error; }
+
+const char *hydra_status_str(hydra_status s) {
+    switch (s) {
+    case HYDRA_OK: return "ok";
+    case HYDRA_ERR_ARG: return "invalid argument";
+    case HYDRA_ERR_NOMEM: return "out of memory";
+    case HYDRA_ERR_IO: return "I/O error";
+    case HYDRA_ERR_FORMAT: return "bad file format";
+    case HYDRA_ERR_CONFIG: return "invalid config";
+    case HYDRA_ERR_MISMATCH: return "mismatch";
+    }
+    return "unknown status";
+}
+
+void *hydra_aligned_alloc(size_t bytes) {
+    void *p = NULL;
+    if (bytes == 0) bytes = 64;
+    if (posix_memalign(&p, 64, bytes) != 0) return NULL;
+    return p;
+}
+
+void *hydra_aligned_calloc(size_t bytes) {
+    void *p = hydra_aligned_alloc(bytes);
+    if (p) memset(p, 0, bytes ? bytes : 64);
+    return p;
+}
+
+void hydra_aligned_free(void *p) { free(p); }
+
+void hydra_free(void *p) { free(p); }
+
+uint64_t hydra_fnv1a(uint64_t h, const void *data, size_t n) {
+    const unsigned char *b = data;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}

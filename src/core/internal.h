@@ -1,0 +1,113 @@
+/* internal.h — definitions shared inside libhydralm (not installed). */
+#ifndef HYDRA_INTERNAL_H
+#define HYDRA_INTERNAL_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hydralm.h"
+#include "hydralm_ops.h"
+
+/* Record a formatted error message for hydra_last_error() and return `st`. */
+hydra_status hydra_set_error(hydra_status st, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void hydra_clear_error(void);
+
+#define HYDRA_CHECK(expr)                      \
+    do {                                       \
+        hydra_status st__ = (expr);            \
+        if (st__ != HYDRA_OK) return st__;     \
+    } while (0)
+
+/* Overflow-checked size arithmetic: returns 0 on overflow. */
+static inline int hydra_mul_ok(size_t a, size_t b, size_t *out) {
+    return !__builtin_mul_overflow(a, b, out);
+}
+
+/* 64-byte aligned allocation (for AVX-512 loads); free with hydra_aligned_free. */
+void *hydra_aligned_alloc(size_t bytes);
+void *hydra_aligned_calloc(size_t bytes);
+void hydra_aligned_free(void *p);
+
+/* FNV-1a 64-bit running hash. */
+#define HYDRA_FNV_OFFSET 1469598103934665603ULL
+uint64_t hydra_fnv1a(uint64_t h, const void *data, size_t n);
+
+/* ------------------------------------------------------------ parameters */
+/* Per-layer weight pointers into the model's parameter arena. Projections
+ * that read the same input are adjacent in the arena so one GEMM computes
+ * them all: for DeltaNet q|k|v|g|a|b rows, for attention q|k|v, for the MLP
+ * gate|up. */
+typedef struct {
+    char kind;     /* HYDRA_LAYER_* */
+    float *norm1;  /* [C] */
+    float *norm2;  /* [C] */
+    /* DeltaNet */
+    float *in_proj;  /* [Hdk + Hdk + Hdv + Hdv + H + H, C] = q|k|v|g|a|b */
+    float *A_log;    /* [H] */
+    float *dt_bias;  /* [H] */
+    float *q_conv, *k_conv, *v_conv; /* [H*dk, K], [H*dk, K], [H*dv, K] */
+    float *o_norm;   /* [dv] */
+    /* attention: in_proj = q|k|v [3*H*dk, C] */
+    float *o_proj;   /* [C, H*dv] (both mixers) */
+    /* MLP */
+    float *gate_up;  /* [2F, C] = gate|up */
+    float *down;     /* [C, F] */
+} hydra_layer_weights;
+
+typedef struct {
+    char name[64];
+    int ndim;
+    int64_t shape[2];
+    size_t offset; /* in floats, into the arena */
+    size_t numel;
+} hydra_param_info;
+
+struct hydra_model {
+    hydra_config cfg;
+    int dk, dv, F;            /* head dims, MLP width */
+    float *params;            /* the parameter arena, n_params floats */
+    size_t n_params;
+    hydra_param_info *info;   /* n_info entries, arena order */
+    int n_info;
+    float *embed;             /* [V, C] */
+    float *norm_f;            /* [C] */
+    float *lm_head;           /* [V, C]; == embed when tied */
+    hydra_layer_weights *layers; /* [L] */
+};
+
+/* Build the parameter table for cfg and allocate the (zeroed) arena. */
+hydra_status hydra_model_alloc(const hydra_config *cfg, hydra_model **out);
+/* Deterministic init of all parameters (DESIGN §2). */
+void hydra_model_init_params(hydra_model *m, uint64_t seed);
+/* Width of the DeltaNet fused input projection. */
+static inline int hydra_gdn_in_width(const hydra_model *m) {
+    int H = m->cfg.n_heads;
+    return 2 * H * m->dk + 2 * H * m->dv + 2 * H;
+}
+
+/* ----------------------------------------------------------------- state */
+typedef struct {
+    float *S;       /* DeltaNet: [H, dv, dk] */
+    float *conv;    /* DeltaNet: [K-1, Hdk + Hdk + Hdv] tails of q|k|v conv inputs */
+    float *kc, *vc; /* attention: [cap, H, dk] rotated keys, [cap, H, dv] values */
+    size_t cap;     /* attention cache capacity in positions (W for SWA) */
+} hydra_layer_state;
+
+struct hydra_state {
+    hydra_config cfg;        /* copy: a state is tied to a config, not a model pointer */
+    uint64_t pos;            /* tokens consumed */
+    hydra_layer_state *layers; /* [L] */
+    float *arena;            /* fixed-size part (S, conv tails, SWA rings) */
+    size_t arena_floats;
+};
+
+/* Make sure full-attention caches can hold `positions` positions. */
+hydra_status hydra_state_reserve(hydra_state *s, size_t positions);
+
+/* ------------------------------------------------------------- runtime */
+/* Called before the first BLAS call: picks the BLIS kernel set for this CPU. */
+void hydra_runtime_init(void);
+
+#endif /* HYDRA_INTERNAL_H */

@@ -1,0 +1,478 @@
+/* safetensors.c — model checkpoints in the safetensors format (DESIGN §4).
+ *
+ * Layout:  [u64 LE header length N] [N bytes JSON header, space padded] [data]
+ * Header:  { "__metadata__": { "hydralm.config": "<config JSON>",
+ *                              "hydralm.format_version": "1" },
+ *            "<tensor name>": { "dtype": "F32", "shape": [...],
+ *                               "data_offsets": [begin, end] }, ... }
+ * Offsets are in bytes relative to the start of the data region, which begins
+ * at 8 + N; N is padded so that the data start is 8-byte aligned. Tensors are
+ * written in parameter-table (arena) order, contiguous, as little-endian f32.
+ *
+ * The loader trusts nothing in the file: every length, offset, shape, name
+ * and value is checked, and any inconsistency is reported as a message
+ * (hydra_last_error) rather than a crash. See docs/formats.md. */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "core/internal.h"
+
+/* Tensor data is copied between the arena and the file byte for byte, which
+ * is only correct on a little-endian host with IEEE-754 binary32 floats. */
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+               "safetensors.c assumes a little-endian host (data is written as LE f32)");
+_Static_assert(sizeof(float) == 4, "float must be IEEE-754 binary32");
+
+#define ST_FORMAT_VERSION "1"
+#define ST_MAX_HEADER 100000000ULL /* 100 MB, the safetensors reference limit */
+
+/* ------------------------------------------------------------------ save */
+
+/* fsync the directory holding `path` so the rename itself is durable.
+ * Best effort: some filesystems refuse fsync on directories. */
+static void fsync_parent_dir(const char *path) {
+    const char *slash = strrchr(path, '/');
+    char *dir;
+    if (!slash) {
+        dir = strdup(".");
+    } else if (slash == path) {
+        dir = strdup("/");
+    } else {
+        dir = strndup(path, (size_t)(slash - path));
+    }
+    if (!dir) return;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+    free(dir);
+}
+
+/* Scan a tensor for NaN/Inf by bit pattern (immune to -ffast-math).
+ * Returns the index of the first non-finite element, or n if none; *is_nan
+ * tells which kind it was. */
+static size_t find_nonfinite(const float *x, size_t n, int *is_nan) {
+    const uint32_t *u = (const uint32_t *)(const void *)x;
+    for (size_t i = 0; i < n; i++) {
+        if ((u[i] & 0x7f800000u) == 0x7f800000u) {
+            *is_nan = (u[i] & 0x007fffffu) != 0;
+            return i;
+        }
+    }
+    return n;
+}
+
+/* Build the padded header text for model m. On success *out is malloc'd and
+ * *len (a multiple of 8) is its length; the text is not NUL-terminated. */
+static hydra_status build_header(const hydra_model *m, char **out, size_t *len) {
+    *out = NULL;
+    char *cfg_json = NULL;
+    HYDRA_CHECK(hydra_config_to_json(&m->cfg, &cfg_json));
+    json_t *root = json_object(), *meta = json_object();
+    hydra_status st = HYDRA_OK;
+    int bad = !root || !meta;
+    if (!bad) {
+        bad |= json_object_set_new(meta, "hydralm.config", json_string(cfg_json));
+        bad |= json_object_set_new(meta, "hydralm.format_version", json_string(ST_FORMAT_VERSION));
+        bad |= json_object_set(root, "__metadata__", meta);
+    }
+    hydra_free(cfg_json);
+    uint64_t off = 0; /* bytes */
+    for (int t = 0; !bad && t < m->n_info; t++) {
+        const hydra_param_info *p = &m->info[t];
+        json_t *e = json_object(), *shape = json_array(), *offs = json_array();
+        bad |= !e || !shape || !offs;
+        if (!bad) {
+            for (int d = 0; d < p->ndim; d++) bad |= json_array_append_new(shape, json_integer(p->shape[d]));
+            uint64_t end = off + (uint64_t)p->numel * 4u;
+            bad |= json_array_append_new(offs, json_integer((json_int_t)off));
+            bad |= json_array_append_new(offs, json_integer((json_int_t)end));
+            bad |= json_object_set_new(e, "dtype", json_string("F32"));
+            bad |= json_object_set(e, "shape", shape);
+            bad |= json_object_set(e, "data_offsets", offs);
+            bad |= json_object_set(root, p->name, e);
+            off = end;
+        }
+        json_decref(e);
+        json_decref(shape);
+        json_decref(offs);
+    }
+    char *text = bad ? NULL : json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(meta);
+    json_decref(root);
+    if (!text) return hydra_set_error(HYDRA_ERR_NOMEM, "checkpoint: out of memory building the header");
+    size_t n = strlen(text);
+    size_t padded = (n + 7) & ~(size_t)7; /* 8 + padded is a multiple of 8 */
+    char *buf = malloc(padded ? padded : 8);
+    if (!buf) {
+        free(text);
+        return hydra_set_error(HYDRA_ERR_NOMEM, "checkpoint: out of memory building the header");
+    }
+    memcpy(buf, text, n);
+    memset(buf + n, ' ', padded - n);
+    free(text);
+    *out = buf;
+    *len = padded;
+    return st;
+}
+
+hydra_status hydra_model_save(const hydra_model *m, const char *path) {
+    if (!m || !path) return hydra_set_error(HYDRA_ERR_ARG, "model_save: NULL argument");
+    if (!path[0]) return hydra_set_error(HYDRA_ERR_ARG, "model_save: empty path");
+
+    /* A checkpoint with NaN/Inf could never be loaded back: refuse it here
+     * rather than atomically replacing a good file with an unloadable one. */
+    for (int t = 0; t < m->n_info; t++) {
+        const hydra_param_info *p = &m->info[t];
+        int is_nan = 0;
+        size_t i = find_nonfinite(m->params + p->offset, p->numel, &is_nan);
+        if (i < p->numel)
+            return hydra_set_error(HYDRA_ERR_ARG,
+                                   "model_save %s: tensor \"%s\" element %zu is %s; refusing to "
+                                   "write a checkpoint that cannot be loaded",
+                                   path, p->name, i, is_nan ? "NaN" : "Inf");
+    }
+
+    char *header = NULL;
+    size_t hlen = 0;
+    HYDRA_CHECK(build_header(m, &header, &hlen));
+
+    size_t tlen = strlen(path) + 32;
+    char *tmp = malloc(tlen);
+    if (!tmp) {
+        free(header);
+        return hydra_set_error(HYDRA_ERR_NOMEM, "model_save: out of memory");
+    }
+    snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
+
+    hydra_status st = HYDRA_OK;
+    const char *what = NULL;
+    int err = 0;
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        err = errno;
+        st = hydra_set_error(HYDRA_ERR_IO, "cannot write checkpoint %s: cannot create %s: %s", path,
+                             tmp, strerror(err));
+        free(tmp);
+        free(header);
+        return st;
+    }
+    unsigned char prefix[8];
+    for (int i = 0; i < 8; i++) prefix[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
+    if (fwrite(prefix, 1, 8, f) != 8 || fwrite(header, 1, hlen, f) != hlen) what = "write failed";
+    for (int t = 0; !what && t < m->n_info; t++) {
+        const hydra_param_info *p = &m->info[t];
+        if (p->numel && fwrite(m->params + p->offset, sizeof(float), p->numel, f) != p->numel)
+            what = "write failed";
+    }
+    if (!what && fflush(f) != 0) what = "flush failed";
+    if (!what && fsync(fileno(f)) != 0) what = "fsync failed";
+    if (!what) err = 0;
+    if (what) err = errno;
+    if (fclose(f) != 0 && !what) {
+        what = "close failed";
+        err = errno;
+    }
+    if (!what && rename(tmp, path) != 0) {
+        what = "rename failed";
+        err = errno;
+    }
+    if (what) {
+        unlink(tmp);
+        st = hydra_set_error(HYDRA_ERR_IO, "cannot write checkpoint %s: %s: %s", path, what,
+                             err ? strerror(err) : "unknown error");
+    } else {
+        fsync_parent_dir(path);
+    }
+    free(tmp);
+    free(header);
+    return st;
+}
+
+/* ------------------------------------------------------------------ load */
+
+/* One expected tensor, as found in the file. */
+typedef struct {
+    uint64_t begin, end; /* byte offsets into the data region */
+    int seen;
+} file_entry;
+
+/* Sort records carry their own keys, so the comparators need no globals and
+ * load stays thread-safe. */
+typedef struct {
+    const char *name;
+    int idx;
+} name_rec;
+typedef struct {
+    uint64_t begin, end;
+    int idx;
+} off_rec;
+
+static int cmp_name(const void *a, const void *b) {
+    return strcmp(((const name_rec *)a)->name, ((const name_rec *)b)->name);
+}
+static int cmp_off(const void *a, const void *b) {
+    const off_rec *x = a, *y = b;
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    if (x->end != y->end) return x->end < y->end ? -1 : 1;
+    return x->idx - y->idx;
+}
+
+static void fmt_shape(char *buf, size_t cap, const int64_t *shape, int ndim) {
+    size_t n = (size_t)snprintf(buf, cap, "[");
+    for (int d = 0; d < ndim && n < cap; d++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%lld", d ? ", " : "", (long long)shape[d]);
+    if (n < cap) snprintf(buf + n, cap - n, "]");
+}
+
+static void fmt_json_shape(char *buf, size_t cap, const json_t *shape) {
+    char *s = json_is_array(shape) ? json_dumps(shape, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    snprintf(buf, cap, "%s", s ? s : "(not an array)");
+    free(s);
+}
+
+#define LOAD_FAIL(code, ...)                              \
+    do {                                                  \
+        st = hydra_set_error((code), __VA_ARGS__);        \
+        goto done;                                        \
+    } while (0)
+
+hydra_status hydra_model_load(const char *path, hydra_model **out) {
+    if (!out) return hydra_set_error(HYDRA_ERR_ARG, "model_load: out pointer is NULL");
+    *out = NULL;
+    if (!path) return hydra_set_error(HYDRA_ERR_ARG, "model_load: path is NULL");
+
+    hydra_status st = HYDRA_OK;
+    FILE *f = NULL;
+    char *header = NULL;
+    json_t *root = NULL;
+    hydra_model *m = NULL;
+    file_entry *ent = NULL;
+    name_rec *names = NULL;
+    off_rec *order = NULL;
+    int n_order = 0;
+    const char *P = path;
+
+    f = fopen(path, "rb");
+    if (!f) LOAD_FAIL(HYDRA_ERR_IO, "cannot open checkpoint %s: %s", P, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0) LOAD_FAIL(HYDRA_ERR_IO, "cannot stat checkpoint %s: %s", P, strerror(errno));
+    if (!S_ISREG(sb.st_mode)) LOAD_FAIL(HYDRA_ERR_IO, "checkpoint %s is not a regular file", P);
+    uint64_t fsize = (uint64_t)sb.st_size;
+
+    /* ---- length prefix and header */
+    if (fsize < 8)
+        LOAD_FAIL(HYDRA_ERR_FORMAT,
+                  "checkpoint %s: file is too short (%llu bytes; a safetensors file starts with an "
+                  "8-byte header length)", P, (unsigned long long)fsize);
+    unsigned char prefix[8];
+    if (fread(prefix, 1, 8, f) != 8) LOAD_FAIL(HYDRA_ERR_IO, "checkpoint %s: read error", P);
+    uint64_t hlen = 0;
+    for (int i = 0; i < 8; i++) hlen |= (uint64_t)prefix[i] << (8 * i);
+    if (hlen == 0 || hlen > fsize - 8 || hlen > ST_MAX_HEADER)
+        LOAD_FAIL(HYDRA_ERR_FORMAT,
+                  "checkpoint %s: wrong header length %llu (%llu bytes follow the 8-byte prefix, "
+                  "limit %llu; file truncated or not safetensors?)",
+                  P, (unsigned long long)hlen, (unsigned long long)(fsize - 8), ST_MAX_HEADER);
+    header = malloc((size_t)hlen);
+    if (!header) LOAD_FAIL(HYDRA_ERR_NOMEM, "checkpoint %s: out of memory for a %llu-byte header", P, (unsigned long long)hlen);
+    if (fread(header, 1, (size_t)hlen, f) != (size_t)hlen)
+        LOAD_FAIL(HYDRA_ERR_IO, "checkpoint %s: read error in the header", P);
+    uint64_t data_avail = fsize - 8 - hlen; /* bytes after the header */
+
+    json_error_t jerr;
+    root = json_loadb(header, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        LOAD_FAIL(HYDRA_ERR_FORMAT, "checkpoint %s: invalid JSON header: %s (at byte %d)", P, jerr.text,
+                  jerr.position);
+    if (!json_is_object(root)) LOAD_FAIL(HYDRA_ERR_FORMAT, "checkpoint %s: JSON header is not an object", P);
+
+    /* ---- metadata and config */
+    json_t *meta = json_object_get(root, "__metadata__");
+    if (!meta) LOAD_FAIL(HYDRA_ERR_FORMAT, "checkpoint %s: no __metadata__ in the header (not a HydraLM checkpoint?)", P);
+    if (!json_is_object(meta)) LOAD_FAIL(HYDRA_ERR_FORMAT, "checkpoint %s: __metadata__ is not an object", P);
+    json_t *ver = json_object_get(meta, "hydralm.format_version");
+    if (!ver || !json_is_string(ver))
+        LOAD_FAIL(HYDRA_ERR_FORMAT, "checkpoint %s: __metadata__ has no string \"hydralm.format_version\"", P);
+    if (strcmp(json_string_value(ver), ST_FORMAT_VERSION) != 0)
+        LOAD_FAIL(HYDRA_ERR_FORMAT, "checkpoint %s: unsupported hydralm.format_version \"%.32s\" (this build reads \"%s\")",
+                  P, json_string_value(ver), ST_FORMAT_VERSION);
+    json_t *cj = json_object_get(meta, "hydralm.config");
+    if (!cj || !json_is_string(cj))
+        LOAD_FAIL(HYDRA_ERR_FORMAT, "checkpoint %s: __metadata__ has no string \"hydralm.config\"", P);
+    hydra_config cfg = hydra_config_default();
+    st = hydra_config_from_json(json_string_value(cj), &cfg);
+    if (st != HYDRA_OK) {
+        char why[400];
+        snprintf(why, sizeof why, "%s", hydra_last_error());
+        LOAD_FAIL(st, "checkpoint %s: bad hydralm.config: %s", P, why);
+    }
+    /* Before allocating the arena, make sure the config is not asking for far
+     * more memory than the file could fill (a corrupt or hostile header must
+     * not make us allocate and zero terabytes). A lower bound on the weight
+     * bytes: embedding + per layer (norms, 4 attention-sized projections,
+     * the three MLP matrices) + final norm. Only enforced for large models so
+     * that small mismatches get the precise per-tensor diagnostics below. */
+    {
+        double C = cfg.d_model, V = cfg.vocab_size, L = cfg.n_layers, F = hydra_config_mlp_hidden(&cfg);
+        double Hdk = (double)cfg.n_heads * hydra_config_head_dim(&cfg);
+        double lower = 4.0 * (V * C + L * (2.0 * C + 4.0 * Hdk * C + 3.0 * F * C) + C);
+        if (lower > (double)data_avail && lower > 64.0 * 1024 * 1024)
+            LOAD_FAIL(HYDRA_ERR_FORMAT,
+                      "checkpoint %s: hydralm.config describes at least %.0f bytes of weights but only "
+                      "%llu bytes follow the header (file truncated, or the config disagrees with the "
+                      "tensors)", P, lower, (unsigned long long)data_avail);
+    }
+    st = hydra_model_alloc(&cfg, &m);
+    if (st != HYDRA_OK) {
+        char why[400];
+        snprintf(why, sizeof why, "%s", hydra_last_error());
+        LOAD_FAIL(st, "checkpoint %s: %s", P, why);
+    }
+
+    /* ---- tensor entries */
+    int n = m->n_info;
+    ent = calloc((size_t)n, sizeof *ent);
+    names = malloc((size_t)n * sizeof *names);
+    order = malloc((size_t)n * sizeof *order);
+    if (!ent || !names || !order) LOAD_FAIL(HYDRA_ERR_NOMEM, "checkpoint %s: out of memory", P);
+    for (int i = 0; i < n; i++) names[i] = (name_rec){m->info[i].name, i};
+    qsort(names, (size_t)n, sizeof *names, cmp_name);
+
+    const char *key;
+    json_t *e;
+    json_object_foreach(root, key, e) {
+        if (strcmp(key, "__metadata__") == 0) continue;
+        name_rec k = {key, 0}, *hit = bsearch(&k, names, (size_t)n, sizeof *names, cmp_name);
+        if (!hit) {
+            if (strcmp(key, "lm_head.weight") == 0 && cfg.tie_embeddings)
+                LOAD_FAIL(HYDRA_ERR_MISMATCH,
+                          "checkpoint %s: unknown tensor \"lm_head.weight\" (the config has tied "
+                          "embeddings, tie_embeddings = 1)", P);
+            LOAD_FAIL(HYDRA_ERR_MISMATCH, "checkpoint %s: unknown tensor \"%.100s\" (not in the model "
+                      "described by hydralm.config)", P, key);
+        }
+        const hydra_param_info *p = &m->info[hit->idx];
+        if (!json_is_object(e)) LOAD_FAIL(HYDRA_ERR_FORMAT, "checkpoint %s: entry for tensor \"%s\" is not an object", P, key);
+        json_t *dt = json_object_get(e, "dtype");
+        if (!dt || !json_is_string(dt))
+            LOAD_FAIL(HYDRA_ERR_FORMAT, "checkpoint %s: tensor \"%s\" has no string dtype", P, key);
+        if (strcmp(json_string_value(dt), "F32") != 0)
+            LOAD_FAIL(HYDRA_ERR_FORMAT, "checkpoint %s: tensor \"%s\" has dtype %.16s; only F32 is supported", P,
+                      key, json_string_value(dt));
+        json_t *shape = json_object_get(e, "shape");
+        int shape_ok = json_is_array(shape) && json_array_size(shape) == (size_t)p->ndim;
+        for (int d = 0; shape_ok && d < p->ndim; d++) {
+            json_t *v = json_array_get(shape, (size_t)d);
+            shape_ok = json_is_integer(v) && json_integer_value(v) == p->shape[d];
+        }
+        if (!shape_ok) {
+            char want[64], got[96];
+            fmt_shape(want, sizeof want, p->shape, p->ndim);
+            fmt_json_shape(got, sizeof got, shape);
+            LOAD_FAIL(HYDRA_ERR_MISMATCH,
+                      "checkpoint %s: tensor \"%s\" has shape %s but the config expects %s "
+                      "(hydralm.config disagrees with the tensors?)", P, key, got, want);
+        }
+        json_t *offs = json_object_get(e, "data_offsets");
+        json_t *jb = json_array_get(offs, 0), *je = json_array_get(offs, 1);
+        if (!json_is_array(offs) || json_array_size(offs) != 2 || !json_is_integer(jb) ||
+            !json_is_integer(je) || json_integer_value(jb) < 0 || json_integer_value(je) < 0)
+            LOAD_FAIL(HYDRA_ERR_FORMAT, "checkpoint %s: tensor \"%s\": data_offsets must be two non-negative integers", P, key);
+        uint64_t b = (uint64_t)json_integer_value(jb), en = (uint64_t)json_integer_value(je);
+        if (b > en)
+            LOAD_FAIL(HYDRA_ERR_FORMAT, "checkpoint %s: tensor \"%s\": data_offsets [%llu, %llu] end before they begin",
+                      P, key, (unsigned long long)b, (unsigned long long)en);
+        size_t nbytes;
+        if (!hydra_mul_ok(p->numel, sizeof(float), &nbytes))
+            LOAD_FAIL(HYDRA_ERR_FORMAT, "checkpoint %s: tensor \"%s\" is too large", P, key);
+        if (en - b != (uint64_t)nbytes)
+            LOAD_FAIL(HYDRA_ERR_FORMAT,
+                      "checkpoint %s: tensor \"%s\": byte length %llu (data_offsets [%llu, %llu]) does "
+                      "not match 4 x %zu elements = %zu bytes", P, key, (unsigned long long)(en - b),
+                      (unsigned long long)b, (unsigned long long)en, p->numel, nbytes);
+        ent[hit->idx] = (file_entry){b, en, 1};
+    }
+    for (int i = 0; i < n; i++)
+        if (!ent[i].seen)
+            LOAD_FAIL(HYDRA_ERR_MISMATCH, "checkpoint %s: missing tensor \"%s\" (required by hydralm.config)", P,
+                      m->info[i].name);
+
+    /* ---- the tensors must tile the data region exactly */
+    uint64_t total = 0; /* sum of byte lengths; <= 4 * n_params, cannot overflow */
+    for (int i = 0; i < n; i++) {
+        order[n_order++] = (off_rec){ent[i].begin, ent[i].end, i};
+        total += ent[i].end - ent[i].begin;
+    }
+    if (total > data_avail)
+        LOAD_FAIL(HYDRA_ERR_FORMAT,
+                  "checkpoint %s: file is truncated: the header describes %llu bytes of tensor data "
+                  "but only %llu bytes follow it", P, (unsigned long long)total,
+                  (unsigned long long)data_avail);
+    for (int i = 0; i < n; i++)
+        if (ent[i].end > data_avail)
+            LOAD_FAIL(HYDRA_ERR_FORMAT,
+                      "checkpoint %s: tensor \"%s\": data_offsets [%llu, %llu] point past the end of "
+                      "the data (%llu bytes)", P, m->info[i].name, (unsigned long long)ent[i].begin,
+                      (unsigned long long)ent[i].end, (unsigned long long)data_avail);
+    qsort(order, (size_t)n_order, sizeof *order, cmp_off);
+    uint64_t pos = 0;
+    for (int k = 0; k < n_order; k++) {
+        const char *cur = m->info[order[k].idx].name;
+        if (order[k].begin != pos) {
+            if (k == 0)
+                LOAD_FAIL(HYDRA_ERR_FORMAT, "checkpoint %s: gap before the first tensor \"%s\" (it begins at byte %llu, not 0)",
+                          P, cur, (unsigned long long)order[k].begin);
+            const char *prev = m->info[order[k - 1].idx].name;
+            if (order[k].begin < pos)
+                LOAD_FAIL(HYDRA_ERR_FORMAT,
+                          "checkpoint %s: tensors \"%s\" and \"%s\" overlap (\"%s\" ends at byte %llu, "
+                          "\"%s\" begins at byte %llu)", P, prev, cur, prev, (unsigned long long)pos,
+                          cur, (unsigned long long)order[k].begin);
+            LOAD_FAIL(HYDRA_ERR_FORMAT,
+                      "checkpoint %s: gap between tensors \"%s\" and \"%s\" (\"%s\" ends at byte %llu, "
+                      "\"%s\" begins at byte %llu)", P, prev, cur, prev, (unsigned long long)pos, cur,
+                      (unsigned long long)order[k].begin);
+        }
+        pos = order[k].end;
+    }
+    /* pos == total now; the file must end exactly there. */
+    if (pos != data_avail)
+        LOAD_FAIL(HYDRA_ERR_FORMAT,
+                  "checkpoint %s: %llu trailing bytes after the tensor data (file is %llu bytes, "
+                  "expected 8 + %llu + %llu)", P, (unsigned long long)(data_avail - pos),
+                  (unsigned long long)fsize, (unsigned long long)hlen, (unsigned long long)pos);
+
+    /* ---- data: one sequential read per tensor, straight into the arena */
+    for (int k = 0; k < n_order; k++) {
+        const hydra_param_info *p = &m->info[order[k].idx];
+        if (p->numel && fread(m->params + p->offset, sizeof(float), p->numel, f) != p->numel)
+            LOAD_FAIL(HYDRA_ERR_IO, "checkpoint %s: read error in tensor \"%s\"%s", P, p->name,
+                      feof(f) ? " (file shrank while reading?)" : "");
+        int is_nan = 0;
+        size_t bad = find_nonfinite(m->params + p->offset, p->numel, &is_nan);
+        if (bad < p->numel)
+            LOAD_FAIL(HYDRA_ERR_FORMAT, "checkpoint %s: tensor \"%s\" element %zu is %s", P, p->name, bad,
+                      is_nan ? "NaN" : "Inf");
+    }
+
+done:
+    if (f) fclose(f);
+    free(header);
+    json_decref(root);
+    free(ent);
+    free(names);
+    free(order);
+    if (st != HYDRA_OK) {
+        hydra_model_free(m);
+        return st;
+    }
+    *out = m;
+    return HYDRA_OK;
+}

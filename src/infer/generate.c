@@ -1,0 +1,57 @@
+/* generate.c — prompt prefill + autoregressive sampling with streaming
+ * callback and stop tokens; byte-level tokenizer. */
+#include "core/internal.h"
+
+hydra_gen_opts hydra_gen_opts_default(void) {
+    hydra_gen_opts g;
+    memset(&g, 0, sizeof g);
+    g.sample = hydra_sample_opts_default();
+    g.max_new_tokens = 128;
+    return g;
+}
+
+hydra_status hydra_generate(const hydra_model *m, hydra_state *st, const int32_t *prompt,
+                            size_t n_prompt, const hydra_gen_opts *opts, int32_t *out, size_t cap,
+                            size_t *n_out) {
+    if (!m || !opts || !n_out) return hydra_set_error(HYDRA_ERR_ARG, "generate: NULL model, options or n_out");
+    *n_out = 0;
+    if (!prompt || n_prompt == 0) return hydra_set_error(HYDRA_ERR_ARG, "generate: the prompt must hold at least one token");
+    if (n_prompt > (size_t)1 << 30) return hydra_set_error(HYDRA_ERR_ARG, "generate: prompt too long; feed it in chunks with hydra_forward");
+    if (opts->max_new_tokens < 1) return hydra_set_error(HYDRA_ERR_ARG, "generate: max_new_tokens must be >= 1 (got %d)", opts->max_new_tokens);
+    if (!out || cap < (size_t)opts->max_new_tokens)
+        return hydra_set_error(HYDRA_ERR_ARG, "generate: output buffer holds %zu tokens, max_new_tokens is %d", out ? cap : 0, opts->max_new_tokens);
+    if (opts->n_stop_tokens < 0 || opts->n_stop_tokens > 8) return hydra_set_error(HYDRA_ERR_ARG, "generate: n_stop_tokens must be in 0..8");
+    HYDRA_CHECK(hydra_sample_opts_validate(&opts->sample));
+    const int V = m->cfg.vocab_size;
+    hydra_state *own = NULL;
+    if (!st) {
+        HYDRA_CHECK(hydra_state_create(m, &own));
+        st = own;
+    }
+    float *logits = malloc((size_t)V * sizeof(float));
+    hydra_status s = logits ? HYDRA_OK : hydra_set_error(HYDRA_ERR_NOMEM, "generate: out of memory");
+    if (s == HYDRA_OK) s = hydra_forward(m, prompt, 1, (int)n_prompt, &st, HYDRA_LOGITS_LAST, logits);
+    hydra_rng rng;
+    hydra_rng_seed(&rng, opts->seed);
+    for (int i = 0; s == HYDRA_OK && i < opts->max_new_tokens; i++) {
+        int32_t tok;
+        if ((s = hydra_sample(logits, V, &opts->sample, &rng, &tok))) break;
+        out[(*n_out)++] = tok;
+        /* Feed the token so the state holds prompt + everything generated. */
+        if ((s = hydra_step(m, st, tok, logits))) break;
+        int stop = opts->on_token ? opts->on_token(tok, opts->user) : 0;
+        for (int j = 0; j < opts->n_stop_tokens; j++) stop |= tok == opts->stop_tokens[j];
+        if (stop) break;
+    }
+    free(logits);
+    hydra_state_free(own);
+    return s;
+}
+
+hydra_status hydra_tokenize_bytes(const char *text, size_t len, int32_t *ids, size_t cap, size_t *n) {
+    if (!text || !n || (!ids && len)) return hydra_set_error(HYDRA_ERR_ARG, "tokenize: NULL argument");
+    if (cap < len) return hydra_set_error(HYDRA_ERR_ARG, "tokenize: buffer holds %zu ids, text has %zu bytes", cap, len);
+    for (size_t i = 0; i < len; i++) ids[i] = (unsigned char)text[i];
+    *n = len;
+    return HYDRA_OK;
+}

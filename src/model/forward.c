@@ -1,0 +1,248 @@
+/* forward.c — the fast model forward over [B, T] tokens with carried state,
+ * and the one-token step built on it. Every GEMM goes through
+ * hydra_op_matmul; the per-sequence recurrences (conv tails, delta rule, SWA
+ * ring) read and write the caller's state objects. */
+#include <math.h>
+
+#include "core/internal.h"
+
+/* Scratch for one forward call; BT = B*T rows. */
+typedef struct {
+    float *x;     /* [BT, C] residual stream */
+    float *h;     /* [BT, C] normed input of the current sublayer */
+    float *proj;  /* [BT, P] fused input projection, P = max(gdn_in, 3*H*d, 2F) */
+    float *qkv;   /* [BT, 3*H*d] conv input (DeltaNet) */
+    float *conv;  /* [BT, 3*H*d] conv output */
+    float *q, *k, *v; /* [BT, H*d] each */
+    float *o;     /* [BT, H*d] mixer output before o_proj */
+    float *gdec;  /* [BT, H] log decay g */
+    float *beta;  /* [BT, H] */
+    float *act;   /* [BT, F] SwiGLU activation */
+    float *last;  /* [B, C] final hidden rows for HYDRA_LOGITS_LAST */
+    float *block; /* the one allocation all of the above live in */
+} workspace;
+
+static hydra_status ws_alloc(const hydra_model *m, size_t BT, size_t B, workspace *w) {
+    const hydra_config *c = &m->cfg;
+    size_t C = (size_t)c->d_model, Hd = (size_t)c->n_heads * (size_t)m->dk, H = (size_t)c->n_heads;
+    size_t F = (size_t)m->F;
+    size_t P = (size_t)hydra_gdn_in_width(m);
+    if (3 * Hd > P) P = 3 * Hd;
+    if (2 * F > P) P = 2 * F;
+    /* Round every buffer to 16 floats so each starts 64-byte aligned. */
+#define R16(n) (((n) + 15) & ~(size_t)15)
+    size_t sizes[] = {R16(BT * C), R16(BT * C), R16(BT * P), R16(BT * 3 * Hd), R16(BT * 3 * Hd), R16(BT * Hd),
+                      R16(BT * Hd), R16(BT * Hd), R16(BT * Hd), R16(BT * H), R16(BT * H),
+                      R16(BT * F), R16(B * C)};
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) total += sizes[i];
+    w->block = hydra_aligned_alloc(total * sizeof(float));
+    if (!w->block) return hydra_set_error(HYDRA_ERR_NOMEM, "forward: out of memory for %zu-token workspace", BT);
+    float **dst[] = {&w->x, &w->h, &w->proj, &w->qkv, &w->conv, &w->q, &w->k, &w->v, &w->o, &w->gdec, &w->beta, &w->act, &w->last};
+    float *p = w->block;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        *dst[i] = p;
+        p += sizes[i];
+    }
+#undef R16
+    return HYDRA_OK;
+}
+
+/* q,k of one token-row set: per head L2-normalise (q also scaled by d^-1/2). */
+static void l2norm_heads(float *x, size_t rows, int H, int d, float eps, float scale) {
+#pragma omp parallel for schedule(static) if (rows * H * d > 32768)
+    for (size_t r = 0; r < rows * (size_t)H; r++) {
+        float *xh = x + r * (size_t)d;
+        float ss = 0.0f;
+        for (int i = 0; i < d; i++) ss += xh[i] * xh[i];
+        float inv = scale / sqrtf(ss + eps);
+        for (int i = 0; i < d; i++) xh[i] *= inv;
+    }
+}
+
+/* ------------------------------------------------------------ DeltaNet */
+static hydra_status gdn_mixer(const hydra_model *m, const hydra_layer_weights *lw, int li,
+                              hydra_state *const *states, int B, int T, workspace *w) {
+    const hydra_config *c = &m->cfg;
+    const int C = c->d_model, H = c->n_heads, d = m->dk, K = c->conv_width;
+    const size_t BT = (size_t)B * T, Hd = (size_t)H * d, P = (size_t)hydra_gdn_in_width(m);
+    HYDRA_CHECK(hydra_op_matmul((int)BT, (int)P, C, w->h, lw->in_proj, w->proj, 0));
+    /* proj row = q | k | v | gate | a | b. */
+#pragma omp parallel for schedule(static) if (BT >= 16)
+    for (size_t r = 0; r < BT; r++) {
+        const float *pr = w->proj + r * P;
+        memcpy(w->qkv + r * 3 * Hd, pr, 3 * Hd * sizeof(float));
+        const float *a = pr + 4 * Hd, *b = a + H;
+        for (int h = 0; h < H; h++) {
+            w->beta[r * H + h] = hydra_sigmoid(b[h]);
+            w->gdec[r * H + h] = -expf(lw->A_log[h]) * hydra_softplus(a[h] + lw->dt_bias[h]);
+        }
+    }
+    /* Causal conv per sequence (q|k|v conv weights are adjacent: one [3Hd, K] op). */
+    for (int b = 0; b < B; b++) {
+        size_t off = (size_t)b * T * 3 * Hd;
+        HYDRA_CHECK(hydra_op_conv_causal(T, (int)(3 * Hd), K, w->qkv + off, lw->q_conv,
+                                         states[b]->layers[li].conv, w->conv + off));
+    }
+    /* SiLU, split into q, k, v. */
+#pragma omp parallel for schedule(static) if (BT >= 16)
+    for (size_t r = 0; r < BT; r++) {
+        const float *cr = w->conv + r * 3 * Hd;
+        for (size_t i = 0; i < Hd; i++) {
+            w->q[r * Hd + i] = hydra_silu(cr[i]);
+            w->k[r * Hd + i] = hydra_silu(cr[Hd + i]);
+            w->v[r * Hd + i] = hydra_silu(cr[2 * Hd + i]);
+        }
+    }
+    l2norm_heads(w->q, BT, H, d, c->l2_eps, 1.0f / sqrtf((float)d));
+    l2norm_heads(w->k, BT, H, d, c->l2_eps, 1.0f);
+    for (int b = 0; b < B; b++) {
+        size_t o0 = (size_t)b * T;
+        HYDRA_CHECK(hydra_op_delta_rule(T, H, d, d, w->q + o0 * Hd, w->k + o0 * Hd, w->v + o0 * Hd,
+                                        w->gdec + o0 * H, w->beta + o0 * H, states[b]->layers[li].S,
+                                        w->o + o0 * Hd));
+    }
+    /* y = RMSNorm_head(o) * o_norm * SiLU(gate), in place on o; gate = proj[:, 3Hd:4Hd]. */
+#pragma omp parallel for schedule(static) if (BT >= 16)
+    for (size_t r = 0; r < BT * (size_t)H; r++) {
+        size_t row = r / (size_t)H, h = r % (size_t)H;
+        float *oh = w->o + r * d;
+        const float *gh = w->proj + row * P + 3 * Hd + h * d;
+        float ss = 0.0f;
+        for (int i = 0; i < d; i++) ss += oh[i] * oh[i];
+        float inv = 1.0f / sqrtf(ss / (float)d + c->norm_eps);
+        for (int i = 0; i < d; i++) oh[i] = oh[i] * inv * lw->o_norm[i] * hydra_silu(gh[i]);
+    }
+    return HYDRA_OK;
+}
+
+/* ----------------------------------------------------------- attention */
+static hydra_status attn_mixer(const hydra_model *m, const hydra_layer_weights *lw, int li,
+                               hydra_state *const *states, int B, int T, workspace *w) {
+    const hydra_config *c = &m->cfg;
+    const int C = c->d_model, H = c->n_heads, d = m->dk;
+    const size_t BT = (size_t)B * T, Hd = (size_t)H * d;
+    int window = hydra_config_layer_kind(c, li) == HYDRA_LAYER_ATTN ? 0 : c->window;
+    HYDRA_CHECK(hydra_op_matmul((int)BT, (int)(3 * Hd), C, w->h, lw->in_proj, w->proj, 0));
+#pragma omp parallel for schedule(static) if (BT >= 16)
+    for (size_t r = 0; r < BT; r++) {
+        const float *pr = w->proj + r * 3 * Hd;
+        memcpy(w->q + r * Hd, pr, Hd * sizeof(float));
+        memcpy(w->k + r * Hd, pr + Hd, Hd * sizeof(float));
+        memcpy(w->v + r * Hd, pr + 2 * Hd, Hd * sizeof(float));
+    }
+    for (int b = 0; b < B; b++) {
+        hydra_layer_state *ls = &states[b]->layers[li];
+        int64_t pos0 = (int64_t)states[b]->pos;
+        size_t o0 = (size_t)b * T * Hd;
+        float *q = w->q + o0, *k = w->k + o0, *v = w->v + o0;
+        HYDRA_CHECK(hydra_op_rope(T, H, d, pos0, c->rope_base, q));
+        HYDRA_CHECK(hydra_op_rope(T, H, d, pos0, c->rope_base, k));
+        HYDRA_CHECK(hydra_op_attention(T, H, d, pos0, window, q, k, v, ls->kc, ls->vc, w->o + o0));
+        /* Write this chunk's keys/values into the cache (only the last W matter for SWA). */
+        int first = window && T > window ? T - window : 0;
+        for (int t = first; t < T; t++) {
+            size_t slot = window ? (size_t)((pos0 + t) % window) : (size_t)(pos0 + t);
+            memcpy(ls->kc + slot * Hd, k + (size_t)t * Hd, Hd * sizeof(float));
+            memcpy(ls->vc + slot * Hd, v + (size_t)t * Hd, Hd * sizeof(float));
+        }
+    }
+    return HYDRA_OK;
+}
+
+/* ------------------------------------------------------------- forward */
+static hydra_status check_tokens(const hydra_model *m, const int32_t *tokens, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= m->cfg.vocab_size)
+            return hydra_set_error(HYDRA_ERR_ARG, "token id %d at index %zu is outside the vocabulary [0, %d)",
+                                   tokens[i], i, m->cfg.vocab_size);
+    return HYDRA_OK;
+}
+
+static int same_config_shape(const hydra_config *a, const hydra_config *b) {
+    return a->n_layers == b->n_layers && a->n_heads == b->n_heads && a->d_model == b->d_model &&
+           hydra_config_head_dim(a) == hydra_config_head_dim(b) && a->window == b->window &&
+           a->conv_width == b->conv_width && strcmp(a->pattern, b->pattern) == 0 &&
+           a->swa_every == b->swa_every;
+}
+
+static hydra_status forward_impl(const hydra_model *m, const int32_t *tokens, int B, int T,
+                                 hydra_state *const *states, hydra_logits_mode mode, float *logits) {
+    const hydra_config *c = &m->cfg;
+    const int C = c->d_model, V = c->vocab_size, F = m->F;
+    const size_t BT = (size_t)B * T, Hd = (size_t)c->n_heads * m->dk;
+    for (int b = 0; b < B; b++) HYDRA_CHECK(hydra_state_reserve(states[b], states[b]->pos + (size_t)T));
+    workspace w;
+    HYDRA_CHECK(ws_alloc(m, BT, (size_t)B, &w));
+    hydra_status st = HYDRA_OK;
+    for (size_t r = 0; r < BT; r++) memcpy(w.x + r * C, m->embed + (size_t)tokens[r] * C, C * sizeof(float));
+    for (int li = 0; li < c->n_layers && st == HYDRA_OK; li++) {
+        const hydra_layer_weights *lw = &m->layers[li];
+        if ((st = hydra_op_rmsnorm((int)BT, C, w.x, lw->norm1, c->norm_eps, w.h))) break;
+        if (lw->kind == HYDRA_LAYER_DELTANET) {
+            if ((st = gdn_mixer(m, lw, li, states, B, T, &w))) break;
+        } else {
+            if ((st = attn_mixer(m, lw, li, states, B, T, &w))) break;
+        }
+        if ((st = hydra_op_matmul((int)BT, C, (int)Hd, w.o, lw->o_proj, w.x, 1))) break;
+        /* SwiGLU MLP. */
+        if ((st = hydra_op_rmsnorm((int)BT, C, w.x, lw->norm2, c->norm_eps, w.h))) break;
+        if ((st = hydra_op_matmul((int)BT, 2 * F, C, w.h, lw->gate_up, w.proj, 0))) break;
+#pragma omp parallel for schedule(static) if (BT >= 16)
+        for (size_t r = 0; r < BT; r++) {
+            const float *g = w.proj + r * 2 * F, *u = g + F;
+            float *a = w.act + r * F;
+            for (int i = 0; i < F; i++) a[i] = hydra_silu(g[i]) * u[i];
+        }
+        if ((st = hydra_op_matmul((int)BT, C, F, w.act, lw->down, w.x, 1))) break;
+    }
+    if (st == HYDRA_OK) {
+        for (int b = 0; b < B; b++) states[b]->pos += (uint64_t)T;
+        if (mode == HYDRA_LOGITS_ALL) {
+            st = hydra_op_rmsnorm((int)BT, C, w.x, m->norm_f, c->norm_eps, w.h);
+            if (!st) st = hydra_op_matmul((int)BT, V, C, w.h, m->lm_head, logits, 0);
+        } else if (mode == HYDRA_LOGITS_LAST) {
+            for (int b = 0; b < B; b++)
+                memcpy(w.last + (size_t)b * C, w.x + ((size_t)b * T + T - 1) * C, C * sizeof(float));
+            st = hydra_op_rmsnorm(B, C, w.last, m->norm_f, c->norm_eps, w.h);
+            if (!st) st = hydra_op_matmul(B, V, C, w.h, m->lm_head, logits, 0);
+        }
+    }
+    hydra_aligned_free(w.block);
+    return st;
+}
+
+hydra_status hydra_forward(const hydra_model *m, const int32_t *tokens, int B, int T,
+                           hydra_state *const *states, hydra_logits_mode mode, float *logits) {
+    if (!m || !tokens) return hydra_set_error(HYDRA_ERR_ARG, "forward: model or tokens is NULL");
+    if (B < 1 || T < 1) return hydra_set_error(HYDRA_ERR_ARG, "forward: B and T must be >= 1 (got B=%d, T=%d)", B, T);
+    if (mode != HYDRA_LOGITS_NONE && mode != HYDRA_LOGITS_LAST && mode != HYDRA_LOGITS_ALL)
+        return hydra_set_error(HYDRA_ERR_ARG, "forward: invalid logits mode %d", (int)mode);
+    if (mode != HYDRA_LOGITS_NONE && !logits) return hydra_set_error(HYDRA_ERR_ARG, "forward: logits buffer is NULL");
+    HYDRA_CHECK(check_tokens(m, tokens, (size_t)B * T));
+    if (states) {
+        for (int b = 0; b < B; b++) {
+            if (!states[b]) return hydra_set_error(HYDRA_ERR_ARG, "forward: states[%d] is NULL", b);
+            if (!same_config_shape(&states[b]->cfg, &m->cfg))
+                return hydra_set_error(HYDRA_ERR_MISMATCH, "forward: states[%d] was created for a different model shape", b);
+            for (int j = 0; j < b; j++)
+                if (states[j] == states[b])
+                    return hydra_set_error(HYDRA_ERR_ARG, "forward: states[%d] and states[%d] are the same object", j, b);
+        }
+        return forward_impl(m, tokens, B, T, states, mode, logits);
+    }
+    /* No states given: run from fresh temporaries. */
+    hydra_state **tmp = calloc((size_t)B, sizeof *tmp);
+    if (!tmp) return hydra_set_error(HYDRA_ERR_NOMEM, "out of memory");
+    hydra_status st = HYDRA_OK;
+    for (int b = 0; b < B && st == HYDRA_OK; b++) st = hydra_state_create(m, &tmp[b]);
+    if (st == HYDRA_OK) st = forward_impl(m, tokens, B, T, tmp, mode, logits);
+    for (int b = 0; b < B; b++) hydra_state_free(tmp[b]);
+    free(tmp);
+    return st;
+}
+
+hydra_status hydra_step(const hydra_model *m, hydra_state *st, int32_t token, float *logits) {
+    if (!st) return hydra_set_error(HYDRA_ERR_ARG, "step: state is NULL");
+    return hydra_forward(m, &token, 1, 1, &st, logits ? HYDRA_LOGITS_LAST : HYDRA_LOGITS_NONE, logits);
+}

@@ -1,0 +1,223 @@
+/* params.c — the parameter table (names, shapes, arena offsets), model
+ * allocation and deterministic initialisation (DESIGN §2). */
+#include <math.h>
+
+#include "core/internal.h"
+
+typedef struct {
+    hydra_model *m;
+    size_t off;
+    int n;
+    int fill; /* 0: count only, 1: fill the table */
+} table_builder;
+
+/* Append one tensor to the table; returns its offset in floats. */
+static size_t add(table_builder *b, const char *name, int64_t d0, int64_t d1) {
+    size_t off = b->off, numel = (size_t)d0 * (size_t)(d1 > 0 ? d1 : 1);
+    if (b->fill) {
+        hydra_param_info *p = &b->m->info[b->n];
+        snprintf(p->name, sizeof p->name, "%s", name);
+        p->ndim = d1 > 0 ? 2 : 1;
+        p->shape[0] = d0;
+        p->shape[1] = d1 > 0 ? d1 : 0;
+        p->offset = off;
+        p->numel = numel;
+    }
+    b->n++;
+    b->off += numel;
+    return off;
+}
+
+/* Walks the schedule once; in fill mode also sets the layer pointers
+ * (as offsets, converted to pointers after the arena exists). */
+static void build_table(table_builder *b) {
+    hydra_model *m = b->m;
+    const hydra_config *c = &m->cfg;
+    int64_t C = c->d_model, H = c->n_heads, dk = m->dk, dv = m->dv, F = m->F, V = c->vocab_size;
+    int64_t K = c->conv_width;
+    char name[64];
+#define P(field, ...) (snprintf(name, sizeof name, field, __VA_ARGS__), name)
+    size_t o_embed = add(b, "embed.weight", V, C);
+    for (int i = 0; i < c->n_layers; i++) {
+        hydra_layer_weights *w = b->fill ? &m->layers[i] : NULL;
+        char kind = hydra_config_layer_kind(c, i);
+        size_t o_n1 = add(b, P("blocks.%d.norm1.weight", i), C, 0), o_in, o_out;
+        size_t o_alog = 0, o_dtb = 0, o_qc = 0, o_kc = 0, o_vc = 0, o_on = 0;
+        if (kind == HYDRA_LAYER_DELTANET) {
+            o_in = add(b, P("blocks.%d.gdn.q_proj.weight", i), H * dk, C);
+            add(b, P("blocks.%d.gdn.k_proj.weight", i), H * dk, C);
+            add(b, P("blocks.%d.gdn.v_proj.weight", i), H * dv, C);
+            add(b, P("blocks.%d.gdn.g_proj.weight", i), H * dv, C);
+            add(b, P("blocks.%d.gdn.a_proj.weight", i), H, C);
+            add(b, P("blocks.%d.gdn.b_proj.weight", i), H, C);
+            o_alog = add(b, P("blocks.%d.gdn.A_log", i), H, 0);
+            o_dtb = add(b, P("blocks.%d.gdn.dt_bias", i), H, 0);
+            o_qc = add(b, P("blocks.%d.gdn.q_conv.weight", i), H * dk, K);
+            o_kc = add(b, P("blocks.%d.gdn.k_conv.weight", i), H * dk, K);
+            o_vc = add(b, P("blocks.%d.gdn.v_conv.weight", i), H * dv, K);
+            o_on = add(b, P("blocks.%d.gdn.o_norm.weight", i), dv, 0);
+            o_out = add(b, P("blocks.%d.gdn.o_proj.weight", i), C, H * dv);
+        } else {
+            o_in = add(b, P("blocks.%d.attn.q_proj.weight", i), H * dk, C);
+            add(b, P("blocks.%d.attn.k_proj.weight", i), H * dk, C);
+            add(b, P("blocks.%d.attn.v_proj.weight", i), H * dv, C);
+            o_out = add(b, P("blocks.%d.attn.o_proj.weight", i), C, H * dv);
+        }
+        size_t o_n2 = add(b, P("blocks.%d.norm2.weight", i), C, 0);
+        size_t o_gu = add(b, P("blocks.%d.mlp.gate_proj.weight", i), F, C);
+        add(b, P("blocks.%d.mlp.up_proj.weight", i), F, C);
+        size_t o_down = add(b, P("blocks.%d.mlp.down_proj.weight", i), C, F);
+        if (w) {
+            float *a = m->params;
+            w->kind = kind;
+            w->norm1 = a + o_n1;
+            w->norm2 = a + o_n2;
+            w->in_proj = a + o_in;
+            w->o_proj = a + o_out;
+            w->gate_up = a + o_gu;
+            w->down = a + o_down;
+            if (kind == HYDRA_LAYER_DELTANET) {
+                w->A_log = a + o_alog;
+                w->dt_bias = a + o_dtb;
+                w->q_conv = a + o_qc;
+                w->k_conv = a + o_kc;
+                w->v_conv = a + o_vc;
+                w->o_norm = a + o_on;
+            }
+        }
+    }
+    size_t o_nf = add(b, "norm_f.weight", C, 0);
+    size_t o_head = c->tie_embeddings ? o_embed : add(b, "lm_head.weight", V, C);
+    if (b->fill) {
+        m->embed = m->params + o_embed;
+        m->norm_f = m->params + o_nf;
+        m->lm_head = m->params + o_head;
+    }
+#undef P
+}
+
+hydra_status hydra_model_alloc(const hydra_config *cfg, hydra_model **out) {
+    if (!out) return hydra_set_error(HYDRA_ERR_ARG, "model: out pointer is NULL");
+    *out = NULL;
+    HYDRA_CHECK(hydra_config_validate(cfg));
+    hydra_model *m = calloc(1, sizeof *m);
+    if (!m) return hydra_set_error(HYDRA_ERR_NOMEM, "out of memory");
+    m->cfg = *cfg;
+    m->dk = m->dv = hydra_config_head_dim(cfg);
+    m->F = hydra_config_mlp_hidden(cfg);
+    table_builder b = {m, 0, 0, 0};
+    build_table(&b);
+    m->n_params = b.off;
+    m->n_info = b.n;
+    size_t bytes;
+    if (!hydra_mul_ok(m->n_params, sizeof(float), &bytes) || bytes > ((size_t)1 << 40)) {
+        size_t n = m->n_params;
+        free(m);
+        return hydra_set_error(HYDRA_ERR_CONFIG, "model too large (%zu parameters)", n);
+    }
+    m->info = calloc((size_t)m->n_info, sizeof *m->info);
+    m->layers = calloc((size_t)cfg->n_layers, sizeof *m->layers);
+    m->params = hydra_aligned_calloc(bytes);
+    if (!m->info || !m->layers || !m->params) {
+        hydra_model_free(m);
+        return hydra_set_error(HYDRA_ERR_NOMEM, "out of memory allocating %zu parameters", m->n_params);
+    }
+    b = (table_builder){m, 0, 0, 1};
+    build_table(&b);
+    *out = m;
+    return HYDRA_OK;
+}
+
+void hydra_model_free(hydra_model *m) {
+    if (!m) return;
+    hydra_aligned_free(m->params);
+    free(m->info);
+    free(m->layers);
+    free(m);
+}
+
+static void fill_normal(float *x, size_t n, float std, hydra_rng *r) {
+    for (size_t i = 0; i < n; i++) x[i] = std * hydra_rng_normal(r);
+}
+static void fill_uniform(float *x, size_t n, double lo, double hi, hydra_rng *r) {
+    for (size_t i = 0; i < n; i++) x[i] = (float)(lo + (hi - lo) * hydra_rng_uniform(r));
+}
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* Each tensor draws from its own stream seeded by (seed, tensor index), so
+ * adding a tensor never shifts the values of the others. */
+void hydra_model_init_params(hydra_model *m, uint64_t seed) {
+    const hydra_config *c = &m->cfg;
+    float std = c->init_std, std_out = std / sqrtf(2.0f * (float)c->n_layers);
+    for (int t = 0; t < m->n_info; t++) {
+        const hydra_param_info *p = &m->info[t];
+        float *x = m->params + p->offset;
+        hydra_rng r;
+        hydra_rng_seed(&r, seed * 0x100000001B3ULL + (uint64_t)t * 0x9E3779B97F4A7C15ULL + 1);
+        if (ends_with(p->name, "norm1.weight") || ends_with(p->name, "norm2.weight") ||
+            ends_with(p->name, "o_norm.weight") || strcmp(p->name, "norm_f.weight") == 0) {
+            for (size_t i = 0; i < p->numel; i++) x[i] = 1.0f;
+        } else if (ends_with(p->name, "_conv.weight")) {
+            double b = 1.0 / sqrt((double)c->conv_width);
+            fill_uniform(x, p->numel, -b, b, &r);
+        } else if (ends_with(p->name, ".A_log")) {
+            for (size_t i = 0; i < p->numel; i++) x[i] = (float)log(1.0 + 15.0 * hydra_rng_uniform(&r));
+        } else if (ends_with(p->name, ".dt_bias")) {
+            for (size_t i = 0; i < p->numel; i++) {
+                double lo = log(1e-3), hi = log(1e-1);
+                double dt = exp(lo + (hi - lo) * hydra_rng_uniform(&r));
+                if (dt < 1e-4) dt = 1e-4;
+                x[i] = (float)(dt + log(-expm1(-dt))); /* inverse softplus */
+            }
+        } else if (ends_with(p->name, "o_proj.weight") || ends_with(p->name, "down_proj.weight")) {
+            fill_normal(x, p->numel, std_out, &r);
+        } else {
+            fill_normal(x, p->numel, std, &r);
+        }
+    }
+}
+
+hydra_status hydra_model_create(const hydra_config *cfg, uint64_t seed, hydra_model **out) {
+    HYDRA_CHECK(hydra_model_alloc(cfg, out));
+    hydra_model_init_params(*out, seed);
+    return HYDRA_OK;
+}
+
+const hydra_config *hydra_model_config(const hydra_model *m) { return m ? &m->cfg : NULL; }
+size_t hydra_model_n_params(const hydra_model *m) { return m ? m->n_params : 0; }
+int hydra_model_n_tensors(const hydra_model *m) { return m ? m->n_info : 0; }
+
+hydra_status hydra_model_tensor(const hydra_model *m, int i, hydra_tensor *out) {
+    if (!m || !out) return hydra_set_error(HYDRA_ERR_ARG, "model_tensor: NULL argument");
+    if (i < 0 || i >= m->n_info)
+        return hydra_set_error(HYDRA_ERR_ARG, "model_tensor: index %d out of range 0..%d", i, m->n_info - 1);
+    const hydra_param_info *p = &m->info[i];
+    out->name = p->name;
+    out->ndim = p->ndim;
+    out->shape[0] = p->shape[0];
+    out->shape[1] = p->shape[1];
+    out->data = m->params + p->offset;
+    out->numel = p->numel;
+    return HYDRA_OK;
+}
+
+hydra_status hydra_model_find_tensor(const hydra_model *m, const char *name, hydra_tensor *out) {
+    if (!m || !name || !out) return hydra_set_error(HYDRA_ERR_ARG, "model_find_tensor: NULL argument");
+    for (int i = 0; i < m->n_info; i++)
+        if (strcmp(m->info[i].name, name) == 0) return hydra_model_tensor(m, i, out);
+    return hydra_set_error(HYDRA_ERR_ARG, "no tensor named \"%s\"", name);
+}
+
+uint64_t hydra_model_fingerprint(const hydra_model *m) {
+    if (!m) return 0;
+    char *json = NULL;
+    uint64_t h = HYDRA_FNV_OFFSET;
+    if (hydra_config_to_json(&m->cfg, &json) == HYDRA_OK) {
+        h = hydra_fnv1a(h, json, strlen(json));
+        hydra_free(json);
+    }
+    return hydra_fnv1a(h, m->params, m->n_params * sizeof(float));
+}

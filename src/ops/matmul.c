@@ -1,0 +1,116 @@
+/* matmul.c — y[M,N] = x[M,K] . W[N,K]^T, the only GEMM entry point of the
+ * library. Large M goes to BLIS; small M (decode, speculative verify) to a
+ * threaded GEMV-style kernel, because BLIS is slow there and single-threaded
+ * for level-2 shapes (measured: M=4 at 1024x1024 ~9 GFLOP/s in BLIS). */
+#include <blis.h>
+#include <cblas.h>
+#include <omp.h>
+#include <pthread.h>
+#include <time.h>
+
+#include "core/internal.h"
+
+/* ----------------------------------------------------------- runtime */
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static char g_blas_info[160];
+static const char *g_arch = "auto";
+static int g_threads = 0;
+
+/* BLIS picks its kernel set at its first call from BLIS_ARCH_TYPE. Debian's
+ * build misdetects Sapphire Rapids-class CPUs and falls back to slow generic
+ * kernels (DESIGN §7), so on AVX-512 CPUs we select "skx" ourselves — unless
+ * the user already chose. Without AVX-512 we leave BLIS's own choice alone. */
+static void runtime_init_once(void) {
+    const char *user = getenv("BLIS_ARCH_TYPE");
+    if (user && *user) {
+        g_arch = user;
+    } else if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")) {
+        setenv("BLIS_ARCH_TYPE", "skx", 0);
+        g_arch = "skx";
+    }
+    g_threads = omp_get_max_threads();
+    bli_thread_set_num_threads(g_threads);
+    snprintf(g_blas_info, sizeof g_blas_info, "BLIS %s (arch %s, %d threads)", bli_info_get_version_str(),
+             g_arch, g_threads);
+}
+
+void hydra_runtime_init(void) { pthread_once(&g_once, runtime_init_once); }
+
+const char *hydra_blas_info(void) {
+    hydra_runtime_init();
+    snprintf(g_blas_info, sizeof g_blas_info, "BLIS %s (arch %s, %d threads)", bli_info_get_version_str(),
+             g_arch, g_threads);
+    return g_blas_info;
+}
+
+void hydra_set_num_threads(int n) {
+    hydra_runtime_init();
+    if (n < 1) n = 1;
+    omp_set_num_threads(n);
+    bli_thread_set_num_threads(n);
+    g_threads = n;
+}
+
+int hydra_get_num_threads(void) {
+    hydra_runtime_init();
+    return g_threads;
+}
+
+/* ----------------------------------------------------------- profiling */
+static int g_stats_on;
+static hydra_matmul_stats g_stats;
+
+void hydra_matmul_stats_enable(int on) { g_stats_on = on; }
+void hydra_matmul_stats_get(hydra_matmul_stats *out) {
+    if (out) *out = g_stats;
+}
+void hydra_matmul_stats_reset(void) { memset(&g_stats, 0, sizeof g_stats); }
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* ----------------------------------------------------------- kernels */
+#define SMALL_M 16
+
+/* One output row n for all M inputs: reads W[n] once from memory. */
+__attribute__((target_clones("avx512f", "default")))
+static void gemv_rows(int M, int N, int K, const float *restrict x, const float *restrict W,
+                      float *restrict y, int accumulate) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *w = W + (size_t)n * K;
+        for (int m = 0; m < M; m++) {
+            const float *xm = x + (size_t)m * K;
+            float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+            for (int k = 0; k < K; k++) acc += xm[k] * w[k];
+            float *dst = y + (size_t)m * N + n;
+            *dst = accumulate ? *dst + acc : acc;
+        }
+    }
+}
+
+hydra_status hydra_op_matmul(int M, int N, int K, const float *x, const float *W, float *y,
+                             int accumulate) {
+    if (!x || !W || !y) return hydra_set_error(HYDRA_ERR_ARG, "matmul: NULL pointer");
+    if (M < 0 || N < 0 || K < 0) return hydra_set_error(HYDRA_ERR_ARG, "matmul: negative dimension");
+    if (M == 0 || N == 0) return HYDRA_OK;
+    hydra_runtime_init();
+    double t0 = g_stats_on ? now_s() : 0;
+    if (M < SMALL_M) {
+        gemv_rows(M, N, K, x, W, y, accumulate);
+    } else {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, W, K,
+                    accumulate ? 1.0f : 0.0f, y, N);
+    }
+    if (g_stats_on) {
+        g_stats.seconds += now_s() - t0;
+        g_stats.flops += 2.0 * M * (double)N * K;
+        g_stats.calls++;
+    }
+    return HYDRA_OK;
+}

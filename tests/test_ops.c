@@ -1,0 +1,155 @@
+/* test_ops.c — each op on raw arrays against a naive definition. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "test_util.h"
+
+static float *randv(size_t n, uint64_t seed) {
+    float *x = malloc(n * sizeof(float));
+    fill_normal(x, n, 1.0f, seed);
+    return x;
+}
+
+/* Small-M (GEMV kernel) and large-M (BLAS) paths against a triple loop. */
+static void test_matmul(void **st) {
+    (void)st;
+    int Ms[] = {1, 3, 15, 16, 40}, N = 37, K = 29;
+    for (size_t t = 0; t < sizeof Ms / sizeof Ms[0]; t++) {
+        int M = Ms[t];
+        float *x = randv((size_t)M * K, 1), *W = randv((size_t)N * K, 2), *y = randv((size_t)M * N, 3);
+        float *want = malloc((size_t)M * N * sizeof(float));
+        for (int acc = 0; acc < 2; acc++) {
+            for (int i = 0; i < M; i++)
+                for (int n = 0; n < N; n++) {
+                    double s = acc ? y[(size_t)i * N + n] : 0.0;
+                    for (int k = 0; k < K; k++) s += (double)x[(size_t)i * K + k] * W[(size_t)n * K + k];
+                    want[(size_t)i * N + n] = (float)s;
+                }
+            HY_OK(hydra_op_matmul(M, N, K, x, W, y, acc));
+            ASSERT_REL(y, want, (size_t)M * N, 1e-6);
+        }
+        free(x), free(W), free(y), free(want);
+    }
+    float a = 0;
+    assert_int_equal(hydra_op_matmul(1, 1, 1, NULL, &a, &a, 0), HYDRA_ERR_ARG);
+    assert_int_equal(hydra_op_matmul(-1, 1, 1, &a, &a, &a, 0), HYDRA_ERR_ARG);
+}
+
+static void test_rmsnorm(void **st) {
+    (void)st;
+    int M = 5, C = 19;
+    float *x = randv((size_t)M * C, 4), *w = randv((size_t)C, 5), *y = malloc((size_t)M * C * sizeof(float));
+    HY_OK(hydra_op_rmsnorm(M, C, x, w, 1e-5f, y));
+    for (int i = 0; i < M; i++) {
+        double ss = 0;
+        for (int c = 0; c < C; c++) ss += (double)x[i * C + c] * x[i * C + c];
+        double r = 1.0 / sqrt(ss / C + 1e-5);
+        for (int c = 0; c < C; c++) assert_float_equal(y[i * C + c], x[i * C + c] * r * w[c], 1e-5);
+    }
+    assert_int_equal(hydra_op_rmsnorm(M, 0, x, w, 1e-5f, y), HYDRA_ERR_ARG);
+    free(x), free(w), free(y);
+}
+
+/* Conv in chunks with the carried tail == conv of the whole sequence. */
+static void test_conv_chunks(void **st) {
+    (void)st;
+    int T = 23, C = 6, K = 4;
+    float *x = randv((size_t)T * C, 6), *w = randv((size_t)C * K, 7);
+    float *whole = malloc((size_t)T * C * sizeof(float)), *part = malloc((size_t)T * C * sizeof(float));
+    HY_OK(hydra_op_conv_causal(T, C, K, x, w, NULL, whole));
+    /* naive check of one entry: t = 5, c = 2 */
+    float e = 0;
+    for (int j = 0; j < K; j++) e += w[2 * K + j] * x[(5 - K + 1 + j) * C + 2];
+    assert_float_equal(whole[5 * C + 2], e, 1e-5);
+    int chunks[] = {1, 2, 5};
+    for (int ci = 0; ci < 3; ci++) {
+        float tail[3 * 6] = {0};
+        for (int t0 = 0; t0 < T; t0 += chunks[ci]) {
+            int n = T - t0 < chunks[ci] ? T - t0 : chunks[ci];
+            HY_OK(hydra_op_conv_causal(n, C, K, x + t0 * C, w, tail, part + t0 * C));
+        }
+        ASSERT_REL(part, whole, (size_t)T * C, 1e-6);
+    }
+    free(x), free(w), free(whole), free(part);
+}
+
+/* RoPE preserves norms, is relative (q.k depends on the offset only) and is
+ * exact at large positions thanks to double angles. */
+static void test_rope(void **st) {
+    (void)st;
+    int d = 16;
+    float *q = randv((size_t)d, 8), *k = randv((size_t)d, 9);
+    float qa[16], ka[16], qb[16], kb[16];
+    memcpy(qa, q, sizeof qa), memcpy(ka, k, sizeof ka), memcpy(qb, q, sizeof qb), memcpy(kb, k, sizeof kb);
+    HY_OK(hydra_op_rope(1, 1, d, 10, 10000.0, qa));
+    HY_OK(hydra_op_rope(1, 1, d, 7, 10000.0, ka));
+    HY_OK(hydra_op_rope(1, 1, d, 1000003, 10000.0, qb));
+    HY_OK(hydra_op_rope(1, 1, d, 1000000, 10000.0, kb));
+    float da = 0, db = 0, n0 = 0, n1 = 0;
+    for (int i = 0; i < d; i++) da += qa[i] * ka[i], db += qb[i] * kb[i], n0 += q[i] * q[i], n1 += qb[i] * qb[i];
+    assert_float_equal(da, db, 1e-4);
+    assert_float_equal(n0, n1, 1e-4);
+    /* position 0 is the identity */
+    memcpy(qa, q, sizeof qa);
+    HY_OK(hydra_op_rope(1, 1, d, 0, 10000.0, qa));
+    assert_memory_equal(qa, q, sizeof qa);
+    assert_int_equal(hydra_op_rope(1, 1, 5, 0, 10000.0, qa), HYDRA_ERR_ARG);
+    free(q), free(k);
+}
+
+/* Chunk + ring cache == one pass; and against a naive softmax. */
+static void test_attention(void **st) {
+    (void)st;
+    int T = 20, H = 2, d = 4, W = 6;
+    size_t Hd = (size_t)H * d;
+    float *q = randv(T * Hd, 10), *k = randv(T * Hd, 11), *v = randv(T * Hd, 12);
+    float *whole = malloc(T * Hd * sizeof(float)), *part = malloc(T * Hd * sizeof(float));
+    HY_OK(hydra_op_attention(T, H, d, 0, W, q, k, v, NULL, NULL, whole));
+    /* naive: query 13, head 1 */
+    int t = 13, h = 1;
+    double sc[6], mx = -1e30, sum = 0;
+    for (int j = t - W + 1; j <= t; j++) {
+        double s = 0;
+        for (int i = 0; i < d; i++) s += q[t * Hd + h * d + i] * k[j * Hd + h * d + i];
+        sc[j - (t - W + 1)] = s / 2.0;
+        if (sc[j - (t - W + 1)] > mx) mx = sc[j - (t - W + 1)];
+    }
+    for (int j = 0; j < W; j++) sum += (sc[j] = exp(sc[j] - mx));
+    for (int i = 0; i < d; i++) {
+        double o = 0;
+        for (int j = 0; j < W; j++) o += sc[j] / sum * v[(t - W + 1 + j) * Hd + h * d + i];
+        assert_float_equal(whole[t * Hd + h * d + i], o, 1e-5);
+    }
+    /* chunks of 3 with a ring of W slots */
+    float *ck = calloc((size_t)W * Hd, sizeof(float)), *cv = calloc((size_t)W * Hd, sizeof(float));
+    for (int t0 = 0; t0 < T; t0 += 3) {
+        int n = T - t0 < 3 ? T - t0 : 3;
+        HY_OK(hydra_op_attention(n, H, d, t0, W, q + t0 * Hd, k + t0 * Hd, v + t0 * Hd, ck, cv, part + t0 * Hd));
+        for (int j = t0; j < t0 + n; j++) {
+            memcpy(ck + (j % W) * Hd, k + j * Hd, Hd * sizeof(float));
+            memcpy(cv + (j % W) * Hd, v + j * Hd, Hd * sizeof(float));
+        }
+    }
+    ASSERT_REL(part, whole, T * Hd, 1e-6);
+    assert_int_equal(hydra_op_attention(T, H, d, 5, W, q, k, v, NULL, NULL, whole), HYDRA_ERR_ARG);
+    free(q), free(k), free(v), free(whole), free(part), free(ck), free(cv);
+}
+
+static void test_activations(void **st) {
+    (void)st;
+    assert_float_equal(hydra_silu(0.0f), 0.0f, 1e-7);
+    assert_float_equal(hydra_silu(2.0f), 2.0f / (1.0f + expf(-2.0f)), 1e-6);
+    assert_float_equal(hydra_sigmoid(0.0f), 0.5f, 1e-7);
+    assert_float_equal(hydra_softplus(0.0f), logf(2.0f), 1e-6);
+    assert_float_equal(hydra_softplus(100.0f), 100.0f, 1e-6);
+    assert_true(isfinite(hydra_softplus(-100.0f)));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_matmul),    cmocka_unit_test(test_rmsnorm),   cmocka_unit_test(test_conv_chunks),
+        cmocka_unit_test(test_rope),      cmocka_unit_test(test_attention), cmocka_unit_test(test_activations),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

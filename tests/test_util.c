@@ -1,0 +1,41 @@
+#include "test_util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <unistd.h>
+
+double rel_err(const float *a, const float *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - (double)b[i];
+        num += d * d;
+        den += (double)b[i] * b[i];
+    }
+    if (isnan(num)) return INFINITY;
+    return sqrt(num) / (den > 1e-30 ? sqrt(den) : 1e-15);
+}
+
+void fill_normal(float *x, size_t n, float scale, uint64_t seed) {
+    hydra_rng r;
+    hydra_rng_seed(&r, seed);
+    for (size_t i = 0; i < n; i++) x[i] = scale * hydra_rng_normal(&r);
+}
+
+hydra_config tiny_config(void) {
+    hydra_config c = hydra_config_default();
+    c.d_model = 32;
+    c.n_layers = 4;
+    c.n_heads = 2;
+    c.head_dim = 16;
+    c.vocab_size = 64;
+    c.window = 8;
+    c.mlp_multiple = 16;
+    snprintf(c.pattern, sizeof c.pattern, "DDSD");
+    return c;
+}
+
+const char *tmp_path(const char *name) {
+    static char buf[512];
+    snprintf(buf, sizeof buf, "/tmp/hydra_test_%d_%s", (int)getpid(), name);
+    return buf;
+}

@@ -1,0 +1,33 @@
+/* test_util.h — helpers shared by the cmocka tests. */
+#ifndef HYDRA_TEST_UTIL_H
+#define HYDRA_TEST_UTIL_H
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "hydralm.h"
+#include "hydralm_ops.h"
+
+/* ||a - b|| / max(||b||, tiny) */
+double rel_err(const float *a, const float *b, size_t n);
+/* Fill x[n] with N(0, scale^2) from a seeded RNG. */
+void fill_normal(float *x, size_t n, float scale, uint64_t seed);
+/* A tiny config used across tests (d_model 32, 4 layers "DDSD", window 8, vocab 64). */
+hydra_config tiny_config(void);
+/* Fail the test with hydra_last_error() if st != HYDRA_OK. */
+#define HY_OK(expr)                                                             \
+    do {                                                                        \
+        hydra_status st_ = (expr);                                              \
+        if (st_ != HYDRA_OK) fail_msg("%s -> %s: %s", #expr, hydra_status_str(st_), \
+                                      hydra_last_error());                      \
+    } while (0)
+#define ASSERT_REL(a, b, n, tol)                                                \
+    do {                                                                        \
+        double e_ = rel_err((a), (b), (n));                                     \
+        if (!(e_ <= (tol))) fail_msg("%s vs %s: rel err %.3g > %.3g", #a, #b, e_, (double)(tol)); \
+    } while (0)
+/* Path of a temp file unique to this process: returns a static buffer. */
+const char *tmp_path(const char *name);
+#endif

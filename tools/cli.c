@@ -1,0 +1,173 @@
+/* cli.c — option parsing and shared helpers for the hydra subcommands. */
+#include "cli.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void cli_add(cli_spec *s, const char *name, opt_type t, void *dst, const char *help) {
+    if (s->n < CLI_MAX_OPTS) s->opts[s->n++] = (cli_opt){name, t, dst, help, NULL};
+}
+
+static void print_help(const cli_spec *s) {
+    printf("usage: %s\n\n%s\n\noptions:\n", s->usage, s->summary);
+    for (int i = 0; i < s->n; i++) {
+        const cli_opt *o = &s->opts[i];
+        const char *arg = o->type == OPT_FLAG ? "" : o->type == OPT_STR ? " S" : o->type == OPT_FLOAT ? " X" : " N";
+        char left[64];
+        snprintf(left, sizeof left, "--%s%s", o->name, arg);
+        printf("  %-22s %s\n", left, o->help);
+    }
+    printf("  %-22s %s\n", "--help", "show this help");
+}
+
+static int set_value(const char *cmd, const cli_opt *o, const char *v) {
+    char *end = NULL;
+    errno = 0;
+    switch (o->type) {
+    case OPT_INT: {
+        long x = strtol(v, &end, 10);
+        if (errno || *end || end == v || x < -2147483647L || x > 2147483647L) goto bad;
+        *(int *)o->dst = (int)x;
+        break;
+    }
+    case OPT_U64: {
+        if (*v == '-') goto bad;
+        unsigned long long x = strtoull(v, &end, 10);
+        if (errno || *end || end == v) goto bad;
+        *(uint64_t *)o->dst = (uint64_t)x;
+        break;
+    }
+    case OPT_FLOAT: {
+        float x = strtof(v, &end);
+        if (errno || *end || end == v) goto bad;
+        *(float *)o->dst = x;
+        break;
+    }
+    case OPT_STR: *(const char **)o->dst = v; break;
+    case OPT_FLAG: *(int *)o->dst = 1; break;
+    }
+    return 0;
+bad:
+    fprintf(stderr, "%s: invalid value '%s' for --%s\n", cmd, v, o->name);
+    return -1;
+}
+
+int cli_parse(cli_spec *s, int argc, char **argv) {
+    const char *cmd = argv[0];
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            print_help(s);
+            return 1;
+        }
+        if (strncmp(a, "--", 2) != 0) {
+            fprintf(stderr, "hydra %s: unexpected argument '%s' (see --help)\n", cmd, a);
+            return -1;
+        }
+        const char *name = a + 2, *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        cli_opt *o = NULL;
+        for (int j = 0; j < s->n; j++)
+            if (strlen(s->opts[j].name) == len && !strncmp(s->opts[j].name, name, len)) o = &s->opts[j];
+        if (!o) {
+            fprintf(stderr, "hydra %s: unknown option '%s' (see --help)\n", cmd, a);
+            return -1;
+        }
+        const char *v = eq ? eq + 1 : NULL;
+        if (o->type == OPT_FLAG) {
+            if (v) {
+                fprintf(stderr, "hydra %s: --%s takes no value\n", cmd, o->name);
+                return -1;
+            }
+        } else if (!v) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "hydra %s: --%s needs a value\n", cmd, o->name);
+                return -1;
+            }
+            v = argv[++i];
+        }
+        char label[64];
+        snprintf(label, sizeof label, "hydra %s", cmd);
+        if (set_value(label, o, v ? v : "")) return -1;
+        if (o->seen) *o->seen = 1;
+    }
+    return 0;
+}
+
+void cli_add_config_opts(cli_spec *s, cli_config *c) {
+    memset(c, 0, sizeof *c);
+    c->cfg = hydra_config_default();
+    c->d_model = c->n_layers = c->n_heads = c->head_dim = c->swa_every = c->window = -1;
+    c->vocab = c->conv_width = c->mlp_multiple = -1;
+    c->init_std = -1.0f;
+    cli_add(s, "config", OPT_STR, &c->config_path, "JSON config file (flags below override it)");
+    cli_add(s, "d-model", OPT_INT, &c->d_model, "model width C (default 768)");
+    cli_add(s, "n-layers", OPT_INT, &c->n_layers, "number of layers L (default 12)");
+    cli_add(s, "n-heads", OPT_INT, &c->n_heads, "heads per layer H (default 12)");
+    cli_add(s, "head-dim", OPT_INT, &c->head_dim, "head dim dk = dv (default 64; 0 = d_model / n_heads)");
+    cli_add(s, "swa-every", OPT_INT, &c->swa_every, "every Nth layer is sliding-window attention (default 4)");
+    cli_add(s, "pattern", OPT_STR, &c->pattern, "explicit layer schedule, e.g. DDDS (D DeltaNet, S SWA, A full attention)");
+    cli_add(s, "window", OPT_INT, &c->window, "SWA window in tokens (default 512; 0 = unbounded)");
+    cli_add(s, "vocab", OPT_INT, &c->vocab, "vocabulary size (default 256 = bytes)");
+    cli_add(s, "conv-width", OPT_INT, &c->conv_width, "DeltaNet causal conv width (default 4)");
+    cli_add(s, "mlp-multiple", OPT_INT, &c->mlp_multiple, "SwiGLU width rounds 8C/3 up to this multiple (default 64)");
+    cli_add(s, "init-std", OPT_FLOAT, &c->init_std, "init std of linear layers (default 0.02)");
+    cli_add(s, "untied", OPT_FLAG, &c->untied, "separate lm_head instead of the tied embedding");
+}
+
+int cli_config_resolve(cli_config *c) {
+    hydra_status st;
+    if (c->config_path && (st = hydra_config_load_json(c->config_path, &c->cfg)) != HYDRA_OK) {
+        fprintf(stderr, "hydra: config %s: %s\n", c->config_path, hydra_last_error());
+        return -1;
+    }
+    hydra_config *g = &c->cfg;
+    if (c->d_model >= 0) g->d_model = c->d_model;
+    if (c->n_layers >= 0) g->n_layers = c->n_layers;
+    if (c->n_heads >= 0) g->n_heads = c->n_heads;
+    if (c->head_dim >= 0) g->head_dim = c->head_dim;
+    else if (c->d_model >= 0 || c->n_heads >= 0) g->head_dim = 0; /* keep C = H * d consistent */
+    if (c->swa_every >= 0) g->swa_every = c->swa_every;
+    if (c->window >= 0) g->window = c->window;
+    if (c->vocab >= 0) g->vocab_size = c->vocab;
+    if (c->conv_width >= 0) g->conv_width = c->conv_width;
+    if (c->mlp_multiple >= 0) g->mlp_multiple = c->mlp_multiple;
+    if (c->init_std >= 0) g->init_std = c->init_std;
+    if (c->untied) g->tie_embeddings = 0;
+    if (c->pattern) {
+        if (strlen(c->pattern) > HYDRA_MAX_LAYERS) {
+            fprintf(stderr, "hydra: --pattern is longer than %d layers\n", HYDRA_MAX_LAYERS);
+            return -1;
+        }
+        snprintf(g->pattern, sizeof g->pattern, "%s", c->pattern);
+    }
+    if (hydra_config_validate(g) != HYDRA_OK) {
+        fprintf(stderr, "hydra: invalid config: %s\n", hydra_last_error());
+        return -1;
+    }
+    return 0;
+}
+
+int cli_fail(const char *cmd, const char *what, hydra_status st) {
+    fprintf(stderr, "hydra %s: %s: %s (%s)\n", cmd, what, hydra_last_error(), hydra_status_str(st));
+    return 1;
+}
+
+const char *cli_bytes(double b, char *buf, size_t n) {
+    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int i = 0;
+    while (b >= 1024 && i < 4) {
+        b /= 1024;
+        i++;
+    }
+    snprintf(buf, n, i ? "%.2f %s" : "%.0f %s", b, u[i]);
+    return buf;
+}
+
+double cli_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}

@@ -1,0 +1,58 @@
+/* cli.h — shared pieces of the hydra CLI: a table-driven option parser and
+ * the config flags every model-creating command accepts. */
+#ifndef HYDRA_CLI_H
+#define HYDRA_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "hydralm.h"
+
+int cmd_init(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+typedef enum { OPT_INT, OPT_U64, OPT_FLOAT, OPT_STR, OPT_FLAG } opt_type;
+typedef struct {
+    const char *name; /* without the leading "--" */
+    opt_type type;
+    void *dst;        /* int*, uint64_t*, float*, const char**, int* (flag) */
+    const char *help;
+    int *seen;        /* optional: set to 1 when given */
+} cli_opt;
+
+#define CLI_MAX_OPTS 48
+typedef struct {
+    const char *usage;   /* "hydra init [options]" */
+    const char *summary; /* one paragraph shown by --help */
+    cli_opt opts[CLI_MAX_OPTS];
+    int n;
+} cli_spec;
+
+void cli_add(cli_spec *s, const char *name, opt_type t, void *dst, const char *help);
+/* Parses argv into the table. Returns 0 to continue, 1 if --help was printed
+ * (exit 0), -1 on a usage error (already reported on stderr; exit 2). */
+int cli_parse(cli_spec *s, int argc, char **argv);
+
+/* The config flags (--config FILE, --d-model, --n-layers, ...). Call
+ * cli_config_resolve after parsing: loads the file first, then applies flags. */
+typedef struct {
+    hydra_config cfg;
+    const char *config_path;
+    int d_model, n_layers, n_heads, head_dim, swa_every, window, vocab, conv_width, mlp_multiple, untied;
+    const char *pattern;
+    float init_std;
+} cli_config;
+void cli_add_config_opts(cli_spec *s, cli_config *c);
+int cli_config_resolve(cli_config *c); /* 0 ok, -1 error reported */
+
+/* Report a library failure: "hydra <cmd>: <what>: <last error>". Returns 1. */
+int cli_fail(const char *cmd, const char *what, hydra_status st);
+/* Human-readable byte count into buf. */
+const char *cli_bytes(double bytes, char *buf, size_t n);
+double cli_now(void);
+
+/* bench_delta.c */
+#include "bench.h"
+#endif

@@ -1,0 +1,172 @@
+/* hydra bench — speed against the machine's ceilings (DESIGN §7), measured
+ * side by side in one run: GEMM peak and memory bandwidth are measured here
+ * first, then the model's prefill and decode are reported as fractions of
+ * them. Medians of several repetitions. */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "hydralm_ops.h"
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+static double median(double *x, int n) {
+    qsort(x, (size_t)n, sizeof *x, cmp_d);
+    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
+}
+
+/* Peak sgemm throughput through the library's own matmul entry point. */
+static double measure_gemm_peak(int n, int reps) {
+    float *a = malloc((size_t)n * n * sizeof(float)), *b = malloc((size_t)n * n * sizeof(float));
+    float *c = malloc((size_t)n * n * sizeof(float));
+    for (size_t i = 0; i < (size_t)n * n; i++) {
+        a[i] = (float)(i % 7) * 1e-3f;
+        b[i] = (float)(i % 5) * 1e-3f;
+    }
+    double t[32];
+    hydra_op_matmul(n, n, n, a, b, c, 0);
+    for (int r = 0; r < reps; r++) {
+        double t0 = cli_now();
+        hydra_op_matmul(n, n, n, a, b, c, 0);
+        t[r] = cli_now() - t0;
+    }
+    free(a), free(b), free(c);
+    return 2.0 * n * (double)n * n / median(t, reps) / 1e9;
+}
+
+/* Read bandwidth: threaded sum over a buffer much larger than the caches. */
+static double measure_bandwidth(size_t bytes, int reps) {
+    size_t n = bytes / sizeof(float);
+    float *x = malloc(n * sizeof(float));
+    if (!x) return 0;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) x[i] = 1.0f;
+    double t[32];
+    volatile float sink = 0;
+    for (int r = 0; r < reps; r++) {
+        double t0 = cli_now();
+        float s = 0;
+#pragma omp parallel for simd schedule(static) reduction(+ : s)
+        for (size_t i = 0; i < n; i++) s += x[i];
+        t[r] = cli_now() - t0;
+        sink += s;
+    }
+    (void)sink;
+    free(x);
+    return (double)bytes / median(t, reps) / 1e9;
+}
+
+typedef struct {
+    const char *name;
+    hydra_config cfg;
+} bench_model;
+
+static int bench_model_run(const bench_model *bm, int T, int decode_steps, int reps, double gemm_peak,
+                           double bw) {
+    hydra_model *m = NULL;
+    hydra_status st = hydra_model_create(&bm->cfg, 1, &m);
+    if (st) return cli_fail("bench", "creating model", st);
+    hydra_state *s = NULL;
+    if ((st = hydra_state_create(m, &s))) {
+        hydra_model_free(m);
+        return cli_fail("bench", "creating state", st);
+    }
+    int V = bm->cfg.vocab_size;
+    int32_t *tok = malloc((size_t)T * sizeof *tok);
+    float *logits = malloc((size_t)V * sizeof *logits);
+    for (int i = 0; i < T; i++) tok[i] = (int32_t)((i * 7919u + 13u) % (unsigned)V);
+    /* Prefill: T tokens from an empty state, logits of the last position. */
+    double tp[32], gflops[32], share[32];
+    hydra_forward(m, tok, 1, T, &s, HYDRA_LOGITS_LAST, logits); /* warm-up */
+    for (int r = 0; r < reps; r++) {
+        hydra_state_reset(s);
+        hydra_matmul_stats_reset();
+        hydra_matmul_stats_enable(1);
+        double t0 = cli_now();
+        hydra_forward(m, tok, 1, T, &s, HYDRA_LOGITS_LAST, logits);
+        tp[r] = cli_now() - t0;
+        hydra_matmul_stats_enable(0);
+        hydra_matmul_stats ms;
+        hydra_matmul_stats_get(&ms);
+        gflops[r] = ms.flops / ms.seconds / 1e9;
+        share[r] = ms.seconds / tp[r];
+    }
+    double prefill_tps = T / median(tp, reps), g = median(gflops, reps), sh = median(share, reps);
+    /* Decode: one token at a time after the prefill. */
+    double td[512];
+    int steps = decode_steps < 512 ? decode_steps : 512;
+    int32_t t = tok[T - 1];
+    for (int i = 0; i < 3; i++) hydra_step(m, s, t, logits);
+    for (int i = 0; i < steps; i++) {
+        double t0 = cli_now();
+        hydra_step(m, s, t, logits);
+        td[i] = cli_now() - t0;
+        t = (int32_t)((t * 31 + 7) % V);
+    }
+    double dec = median(td, steps);
+    /* Bytes per decoded token: every weight once + the state read and written. */
+    double bytes = 4.0 * (double)hydra_model_n_params(m) + 2.0 * (double)hydra_model_state_bytes(m);
+    double gbs = bytes / dec / 1e9;
+    char b1[32];
+    printf("%-22s %9zu  %10.0f  %7.1f  %5.0f%%  %6.1f%%  %9.1f  %7.2f  %6.1f  %5.0f%%   %s\n", bm->name,
+           hydra_model_n_params(m), prefill_tps, g, 100 * g / gemm_peak, 100 * sh, 1.0 / dec, 1e3 * dec, gbs,
+           100 * gbs / bw, cli_bytes(bytes, b1, sizeof b1));
+    free(tok);
+    free(logits);
+    hydra_state_free(s);
+    hydra_model_free(m);
+    return 0;
+}
+
+int cmd_bench(int argc, char **argv) {
+    cli_spec s = {.usage = "hydra bench [--threads N] [--quick] [--only gemm|model|delta]",
+                  .summary = "Measures, in one run: the sgemm peak and memory read bandwidth of this machine;\n"
+                             "prefill (512 tokens) and decode speed of the default and a small model, with\n"
+                             "GEMM GFLOP/s achieved inside the model's matmuls and decode GB/s against the\n"
+                             "bandwidth roofline (bytes per token = fp32 weights + 2 x state); and the\n"
+                             "gated delta-rule kernel. Reference ceilings (DESIGN §7, 2 threads): sgemm\n"
+                             "~300 GFLOP/s, DRAM ~28 GB/s. Results go to stdout as a table."};
+    int threads = 0, quick = 0;
+    const char *only = NULL;
+    cli_add(&s, "threads", OPT_INT, &threads, "threads (default: all cores)");
+    cli_add(&s, "quick", OPT_FLAG, &quick, "fewer repetitions (smoke test, noisier figures)");
+    cli_add(&s, "only", OPT_STR, &only, "run one part: gemm, model or delta");
+    int r = cli_parse(&s, argc, argv);
+    if (r) return r > 0 ? 0 : 2;
+    if (threads > 0) hydra_set_num_threads(threads);
+    int reps = quick ? 3 : 7;
+    printf("hydra bench — %s, %d threads\n\n", hydra_blas_info(), hydra_get_num_threads());
+    double peak = 0, bw = 0;
+    if (!only || strcmp(only, "delta")) {
+        peak = measure_gemm_peak(1024, reps);
+        bw = measure_bandwidth((size_t)1 << 30, quick ? 3 : 5);
+        printf("machine   sgemm 1024^3 peak %.1f GFLOP/s (DESIGN ceiling 300: %.0f%%)   read bandwidth %.1f GB/s "
+               "(DESIGN ceiling 28: %.0f%%)\n\n",
+               peak, 100 * peak / 300, bw, 100 * bw / 28);
+    }
+    if (!only || !strcmp(only, "model")) {
+        bench_model models[2];
+        models[0].name = "default 768x12";
+        models[0].cfg = hydra_config_default();
+        models[1].name = "small 256x4";
+        models[1].cfg = hydra_config_default();
+        models[1].cfg.d_model = 256;
+        models[1].cfg.n_layers = 4;
+        models[1].cfg.n_heads = 4;
+        models[1].cfg.head_dim = 64;
+        printf("%-22s %9s  %10s  %7s  %6s  %7s  %9s  %7s  %6s  %6s   %s\n", "model", "params", "prefill t/s",
+               "GEMM GF", "%peak", "%matmul", "decode t/s", "ms/tok", "GB/s", "%bw", "bytes/tok");
+        for (int i = 0; i < 2; i++)
+            if (bench_model_run(&models[i], 512, quick ? 16 : 64, reps, peak, bw)) return 1;
+        printf("\n(prefill: 512 tokens, batch 1; GEMM GF = GFLOP/s inside the model's matmuls, %%peak vs the sgemm\n"
+               " peak above, %%matmul = share of prefill time spent in matmuls; decode: median of single-token\n"
+               " steps after the prefill; %%bw = decode GB/s vs the measured read bandwidth. Targets: prefill\n"
+               " matmuls >= 50%% of GEMM peak, decode >= 60%% of the bandwidth roofline.)\n\n");
+    }
+    if (!only || !strcmp(only, "delta")) hydra_bench_delta_rule(stdout, threads);
+    return 0;
+}

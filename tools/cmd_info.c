@@ -1,0 +1,55 @@
+/* hydra info — describe a checkpoint. */
+#include <string.h>
+
+#include "cli.h"
+
+int cmd_info(int argc, char **argv) {
+    cli_spec s = {.usage = "hydra info [--tensors] m.safetensors",
+                  .summary = "Prints the config, the layer schedule, the parameter count, the state size\n"
+                             "per sequence and the model fingerprint of a checkpoint."};
+    int tensors = 0;
+    cli_add(&s, "tensors", OPT_FLAG, &tensors, "also list every tensor with its shape");
+    /* The checkpoint path is the one positional argument. */
+    const char *path = NULL;
+    char *rest[64];
+    int n = 0;
+    for (int i = 0; i < argc && n < 64; i++) {
+        if (i > 0 && argv[i][0] != '-' && !path) path = argv[i];
+        else rest[n++] = argv[i];
+    }
+    int r = cli_parse(&s, n, rest);
+    if (r) return r > 0 ? 0 : 2;
+    if (!path) {
+        fprintf(stderr, "hydra info: give a checkpoint path (see --help)\n");
+        return 2;
+    }
+    hydra_model *m = NULL;
+    hydra_status st = hydra_model_load(path, &m);
+    if (st) return cli_fail("info", path, st);
+    const hydra_config *c = hydra_model_config(m);
+    char layers[HYDRA_MAX_LAYERS + 1], b1[32], b2[32];
+    for (int i = 0; i < c->n_layers; i++) layers[i] = hydra_config_layer_kind(c, i);
+    layers[c->n_layers] = '\0';
+    printf("checkpoint    %s\n", path);
+    printf("d_model       %d\nn_layers      %d\nn_heads       %d\nhead_dim      %d\n", c->d_model,
+           c->n_layers, c->n_heads, hydra_config_head_dim(c));
+    printf("vocab_size    %d\nwindow        %d%s\nconv_width    %d\nmlp_hidden    %d\n", c->vocab_size,
+           c->window, c->window ? "" : " (unbounded)", c->conv_width, hydra_config_mlp_hidden(c));
+    printf("norm_eps      %g\nl2_eps        %g\ntied head     %s\ninit_std      %g\nrope_base     %g\n",
+           c->norm_eps, c->l2_eps, c->tie_embeddings ? "yes" : "no", c->init_std, c->rope_base);
+    printf("layers        %s  (D = Gated DeltaNet, S = sliding-window attention, A = full attention)\n", layers);
+    printf("parameters    %zu (%s fp32)\n", hydra_model_n_params(m), cli_bytes(4.0 * (double)hydra_model_n_params(m), b1, sizeof b1));
+    printf("state bytes   %zu (%s per sequence%s)\n", hydra_model_state_bytes(m),
+           cli_bytes((double)hydra_model_state_bytes(m), b2, sizeof b2),
+           strchr(layers, 'A') || (c->window == 0 && strchr(layers, 'S')) ? ", plus full-attention caches that grow with the context" : ", constant");
+    printf("fingerprint   %016llx\n", (unsigned long long)hydra_model_fingerprint(m));
+    if (tensors)
+        for (int i = 0; i < hydra_model_n_tensors(m); i++) {
+            hydra_tensor t;
+            hydra_model_tensor(m, i, &t);
+            if (t.ndim == 2) printf("  %-44s [%lld, %lld]\n", t.name, (long long)t.shape[0], (long long)t.shape[1]);
+            else printf("  %-44s [%lld]\n", t.name, (long long)t.shape[0]);
+        }
+    hydra_model_free(m);
+    return 0;
+}

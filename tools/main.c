@@ -1,0 +1,42 @@
+/* main.c — the `hydra` command-line program: dispatches to one file per
+ * subcommand. The CLI is the only part of the project that prints. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const struct {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *help;
+} k_commands[] = {
+    {"init", cmd_init, "create a new model with seeded weights and save it"},
+    {"generate", cmd_generate, "stream generated text from a model"},
+    {"info", cmd_info, "print a checkpoint's config, parameter count and state size"},
+    {"bench", cmd_bench, "measure GEMM, prefill, decode and delta-rule kernel speed"},
+};
+#define N_COMMANDS (sizeof k_commands / sizeof k_commands[0])
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "hydra %s — hybrid Gated DeltaNet + sliding-window attention language model\n\n"
+            "usage: hydra <command> [options]   (hydra <command> --help for details)\n\ncommands:\n",
+            HYDRA_VERSION_STRING);
+    for (size_t i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-10s %s\n", k_commands[i].name, k_commands[i].help);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("hydra %s\n", HYDRA_VERSION_STRING);
+        return 0;
+    }
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (!strcmp(argv[1], k_commands[i].name)) return k_commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "hydra: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
