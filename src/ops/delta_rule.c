@@ -90,8 +90,9 @@ hydra_status hydra_op_delta_rule_ref(int T, int H, int dk, int dv, const float *
 #ifndef DR_TRANSPOSE_MIN_T
 #define DR_TRANSPOSE_MIN_T 4       /* T at which the transposed kernel wins (measured) */
 #endif
+#define DR_STACK_FLOATS 1024      /* scratch this small lives on the stack */
 #ifndef DR_PAR_MIN_WORK
-#define DR_PAR_MIN_WORK (1 << 17)  /* T*H*dk*dv below this: run single-threaded */
+#define DR_PAR_MIN_WORK (1 << 15)  /* T*H*dk*dv below this: run single-threaded */
 #endif
 
 #pragma GCC diagnostic ignored "-Wpsabi" /* v16 helpers are always inlined */
@@ -100,7 +101,8 @@ typedef float v16 __attribute__((vector_size(64)));
 
 typedef float v16u __attribute__((vector_size(64), aligned(4))); /* unaligned access */
 
-DR_AI float dr_hsum(v16 x) {
+DR_AI float dr_hsum(const v16 *xp) {
+    v16 x = *xp;
     x += __builtin_shufflevector(x, x, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
     x += __builtin_shufflevector(x, x, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);
     x += __builtin_shufflevector(x, x, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
@@ -163,7 +165,7 @@ DR_AI float dr_dot(const float *restrict a, const float *restrict b, int n) {
     v16 acc = {0};
     int j = 0;
     for (; j + 16 <= n; j += 16) acc += *(const v16u *)(a + j) * *(const v16u *)(b + j);
-    float s = dr_hsum(acc);
+    float s = dr_hsum(&acc);
     for (; j < n; j++) s += a[j] * b[j];
     return s;
 }
@@ -224,6 +226,11 @@ DR_AI void dr_tblock(float *restrict ST, int ld, int dk, int c0, const int NV, c
         }
 }
 
+/* One sweep over all columns of ST (blocks of 64, then 32, 16). The blocks are
+ * independent (u_i, o_i and column i of S only involve column i), so while one
+ * block's accumulators finish, the next block's work overlaps them. (Running
+ * all T tokens per block instead, to keep a block in L1, was measured slower
+ * at dk=128: each token then waits on the previous token's reductions.) */
 DR_AI void dr_tsweep(float *restrict ST, int ld, int dk, const int UPD, const int ACC,
                      float alpha, const float *restrict k, const float *restrict u,
                      const float *restrict kn, const float *restrict qn, float *restrict A,
@@ -237,36 +244,43 @@ DR_AI void dr_tsweep(float *restrict ST, int ld, int dk, const int UPD, const in
     if (c0 + 16 <= ld) dr_tblock(ST, ld, dk, c0, 1, UPD, ACC, alpha, k, u, kn, qn, A, B);
 }
 
-/* Transposed kernel for one head over T >= 1 tokens. ST: scratch [dk, ld] (64-byte
- * aligned, ld = dvp), A, B, u: scratch [ld] each. Sh: the head's state [dv, dk]. */
+/* Transposed kernel for one head over T >= 1 tokens. Scratch (64-byte aligned):
+ * ST [dk, ld] (ld = dvp), A, B, u [ld] each, al, kq [T] each. Sh: the head's
+ * state [dv, dk]. */
 __attribute__((target_clones("avx512f", "default"))) static void
 dr_head_transposed(int T, int H, int dk, int dv, int ld, const float *restrict q,
                    const float *restrict k, const float *restrict v, const float *restrict g,
                    const float *restrict beta, float *restrict Sh, float *restrict o,
-                   float *restrict ST, float *restrict A, float *restrict B, float *restrict u) {
+                   float *restrict ST) {
+    float *restrict A = ST + (size_t)dk * ld, *restrict B = A + ld, *restrict u = B + ld;
+    float *restrict al = u + ld, *restrict kq = al + T;
+    const size_t sk = (size_t)H * dk;
     /* transpose in: ST[j][i] = S[i][j], pad columns zero */
     for (int j = 0; j < dk; j++) {
         float *r = ST + (size_t)j * ld;
         for (int i = 0; i < dv; i++) r[i] = Sh[(size_t)i * dk + j];
         for (int i = dv; i < ld; i++) r[i] = 0.0f;
     }
-    for (int i = dv; i < ld; i++) u[i] = 0.0f;
-    const size_t sk = (size_t)H * dk, sv = (size_t)H * dv;
+    for (int i = 0; i < ld; i++) u[i] = 0.0f;
+    for (int t = 0; t < T; t++) {
+        al[t] = expf(g[(size_t)t * H]);
+        kq[t] = dr_dot(k + t * sk, q + t * sk, dk);
+    }
+    const size_t sv = (size_t)H * dv;
     /* A = S_0 k_0, B = S_0 q_0 */
     dr_tsweep(ST, ld, dk, 0, 1, 1.0f, k, u, k, q, A, B);
     for (int t = 0; t < T; t++) {
-        const float *qt = q + t * sk, *kt = k + t * sk, *vt = v + t * sv;
+        const float *kt = k + t * sk, *vt = v + t * sv;
         float *ot = o + t * sv;
-        const float alpha = expf(g[(size_t)t * H]), b = beta[(size_t)t * H];
-        const float kq = dr_dot(kt, qt, dk);
+        const float alpha = al[t], b = beta[(size_t)t * H], kqt = kq[t];
 #pragma omp simd
         for (int i = 0; i < dv; i++) {
-            float ui = b * (vt[i] - alpha * A[i]);
+            const float ui = b * (vt[i] - alpha * A[i]);
             u[i] = ui;
-            ot[i] = alpha * B[i] + ui * kq;
+            ot[i] = alpha * B[i] + ui * kqt;
         }
         if (t + 1 < T)
-            dr_tsweep(ST, ld, dk, 1, 1, alpha, kt, u, kt + sk, qt + sk, A, B);
+            dr_tsweep(ST, ld, dk, 1, 1, alpha, kt, u, kt + sk, q + (t + 1) * sk, A, B);
         else
             dr_tsweep(ST, ld, dk, 1, 0, alpha, kt, u, NULL, NULL, A, B);
     }
@@ -296,12 +310,18 @@ dr_head_rows(int T, int H, int dk, int dv, const float *restrict q, const float 
         int i = 0;
         for (; i + 8 <= dv; i += 8) {
             float *restrict r = Sh + (size_t)i * dk;
+            const int pf = i + 24 <= dv;
             v16 acc[16];
             for (int m = 0; m < 16; m++) acc[m] = zero;
             int j = 0;
             for (; j < dk16; j += 16) {
                 const v16 kj = *(const v16u *)(kt + j), qj = *(const v16u *)(qt + j);
                 for (int m = 0; m < 8; m++) {
+#ifndef DR_NO_PREFETCH
+                    /* two groups ahead, only inside this head: a prefetch for
+                     * write into a head another thread owns would steal its lines */
+                    if (pf) __builtin_prefetch(r + (size_t)(m + 16) * dk + j, 1, 3);
+#endif
                     const v16 x = *(const v16u *)(r + (size_t)m * dk + j);
                     acc[m] += x * kj;
                     acc[8 + m] += x * qj;
@@ -350,8 +370,7 @@ static void dr_head(int T, int H, int dk, int dv, int ld, const float *q, const 
                     const float *v, const float *g, const float *beta, float *Sh, float *o,
                     float *scratch) {
     if (T >= DR_TRANSPOSE_MIN_T) {
-        float *A = scratch + (size_t)dk * ld, *B = A + ld, *u = B + ld;
-        dr_head_transposed(T, H, dk, dv, ld, q, k, v, g, beta, Sh, o, scratch, A, B, u);
+        dr_head_transposed(T, H, dk, dv, ld, q, k, v, g, beta, Sh, o, scratch);
     } else {
         dr_head_rows(T, H, dk, dv, q, k, v, g, beta, Sh, o);
     }
@@ -366,13 +385,15 @@ hydra_status hydra_op_delta_rule(int T, int H, int dk, int dv, const float *q, c
     const int par = work >= DR_PAR_MIN_WORK && H > 1 && omp_get_max_threads() > 1 &&
                     !omp_in_parallel();
     const int ld = (dv + 15) & ~15;
-    /* transposed kernel: ST [dk, ld] + A, B, u [ld]; row kernel: A, B [dv] */
-    const size_t nscratch = T >= DR_TRANSPOSE_MIN_T ? (size_t)dk * ld + 3 * (size_t)ld
-                                                    : 2 * (size_t)dv;
+    /* transposed kernel: ST [dk, ld] + A, B, u [ld] + al, kq [T]; row kernel: none */
+    const size_t nscratch = T >= DR_TRANSPOSE_MIN_T ? (size_t)dk * ld + 3 * (size_t)ld + 2 * (size_t)T
+                                                    : 0;
     if (!par) {
-        float stackbuf[2 * 256];
-        float *scratch = nscratch <= 2 * 256 ? stackbuf : hydra_aligned_alloc(nscratch * sizeof(float));
-        if (!scratch) return hydra_set_error(HYDRA_ERR_NOMEM, "hydra_op_delta_rule: scratch");
+        _Alignas(64) float stackbuf[DR_STACK_FLOATS];
+        float *scratch = nscratch == 0                  ? NULL
+                         : nscratch <= DR_STACK_FLOATS ? stackbuf
+                                                        : hydra_aligned_alloc(nscratch * sizeof(float));
+        if (nscratch && !scratch) return hydra_set_error(HYDRA_ERR_NOMEM, "hydra_op_delta_rule: scratch");
         for (int h = 0; h < H; h++)
             dr_head(T, H, dk, dv, ld, q + (size_t)h * dk, k + (size_t)h * dk, v + (size_t)h * dv,
                     g + h, beta + h, S + (size_t)h * dv * dk, o + (size_t)h * dv, scratch);
@@ -382,14 +403,16 @@ hydra_status hydra_op_delta_rule(int T, int H, int dk, int dv, const float *q, c
     int nomem = 0;
 #pragma omp parallel reduction(| : nomem)
     {
-        float stackbuf[2 * 256];
-        float *scratch = nscratch <= 2 * 256 ? stackbuf : hydra_aligned_alloc(nscratch * sizeof(float));
-        nomem = scratch == NULL;
+        _Alignas(64) float stackbuf[DR_STACK_FLOATS];
+        float *scratch = nscratch == 0                  ? NULL
+                         : nscratch <= DR_STACK_FLOATS ? stackbuf
+                                                        : hydra_aligned_alloc(nscratch * sizeof(float));
+        nomem = nscratch && !scratch;
         /* every thread takes part in the worksharing loop (it must); without
          * scratch it skips its heads and the call reports NOMEM */
 #pragma omp for schedule(static)
         for (int h = 0; h < H; h++)
-            if (scratch)
+            if (!nomem)
                 dr_head(T, H, dk, dv, ld, q + (size_t)h * dk, k + (size_t)h * dk,
                         v + (size_t)h * dv, g + h, beta + h, S + (size_t)h * dv * dk,
                         o + (size_t)h * dv, scratch);
