@@ -63,6 +63,69 @@ hydra_status hydra_op_attention(int T, int H, int d, int64_t pos0, int window, c
 float hydra_silu(float x);
 float hydra_softplus(float x);
 float hydra_sigmoid(float x);
+/* Vectorised: y = SiLU(x) and y = SiLU(g) * u over n floats (polynomial exp,
+ * relative error < 1e-6 vs the scalar functions). */
+void hydra_vec_silu(float *y, const float *x, size_t n);
+void hydra_vec_swiglu(float *y, const float *g, const float *u, size_t n);
+
+/* ------------------------------------------------------------- backward
+ * Gradients of the ops above for training (sequences start at position 0
+ * from empty states). "Written" outputs are overwritten; parameter gradients
+ * (dw) are accumulated (+=) so callers can sum over sequences in order.
+ * None of them depends on the thread count beyond float rounding. */
+
+/* General GEMM: C[M,N] (+)= op(A)[M,K] . op(B)[K,N]; op = transpose when
+ * trans* != 0. Row-major with leading dims lda, ldb, ldc (allows column
+ * slices of fused projections). Counted in hydra_matmul_stats. */
+hydra_status hydra_op_matmul_ex(int transA, int transB, int M, int N, int K, const float *A,
+                                int lda, const float *B, int ldb, float *C, int ldc,
+                                int accumulate);
+
+/* RMSNorm backward. x, dy: [M, C]; w: [C]. dx [M, C]: written (accumulate = 0)
+ * or added to (accumulate = 1); dw [C] += sum over rows (NULL = skip). */
+hydra_status hydra_op_rmsnorm_backward(int M, int C, const float *x, const float *w, float eps,
+                                       const float *dy, float *dx, float *dw, int accumulate);
+
+/* Causal depthwise conv backward from a zero tail. x, dy: [T, C]; w: [C, K].
+ * dx [T, C] written; dw [C, K] += (NULL = skip). */
+hydra_status hydra_op_conv_causal_backward(int T, int C, int K, const float *x, const float *w,
+                                           const float *dy, float *dx, float *dw);
+
+/* RoPE backward (the transposed rotation), in place on dx [T, H, d]. */
+hydra_status hydra_op_rope_backward(int T, int H, int d, int64_t pos0, double base, float *dx);
+
+/* Causal (sliding-window, window 0 = full) attention backward at positions
+ * 0..T-1 without a cache. q, k (rotated), v, o (forward output), dO: [T, H, d].
+ * dq, dk, dv: [T, H, d] written. Probabilities are recomputed per query. */
+hydra_status hydra_op_attention_backward(int T, int H, int d, int window, const float *q,
+                                         const float *k, const float *v, const float *o,
+                                         const float *dO, float *dq, float *dk, float *dv);
+
+/* Gated delta rule backward (DESIGN §2 recurrent backward). Inputs as in
+ * hydra_op_delta_rule; S0 [H, dv, dk] the state before token 0 (NULL = 0);
+ * dO [T, H, dv]; dST [H, dv, dk] gradient w.r.t. the final state (NULL = 0).
+ * Outputs, written: dq, dk_ [T, H, dk]; dv_ [T, H, dv]; dg, dbeta [T, H];
+ * dS0 [H, dv, dk] (NULL = not wanted). The fast version stores S every
+ * HYDRA_DR_CKPT tokens and recomputes each chunk's states; _ref stores all. */
+#define HYDRA_DR_CKPT 64
+hydra_status hydra_op_delta_rule_backward(int T, int H, int dk, int dv, const float *q,
+                                          const float *k, const float *v, const float *g,
+                                          const float *beta, const float *S0, const float *dO,
+                                          const float *dST, float *dq, float *dk_, float *dv_,
+                                          float *dg, float *dbeta, float *dS0);
+hydra_status hydra_op_delta_rule_backward_ref(int T, int H, int dk, int dv, const float *q,
+                                              const float *k, const float *v, const float *g,
+                                              const float *beta, const float *S0, const float *dO,
+                                              const float *dST, float *dq, float *dk_, float *dv_,
+                                              float *dg, float *dbeta, float *dS0);
+
+/* Masked cross-entropy. logits [M, V]; targets [M]; mask [M] (1 = scored,
+ * NULL = all). *loss_sum = sum over scored rows of -log softmax(logits)[target]
+ * (double). dlogits [M, V] (NULL = skip; may alias logits) is written:
+ * (softmax - onehot) * scale on scored rows, 0 elsewhere. */
+hydra_status hydra_op_cross_entropy(int M, int V, const float *logits, const int32_t *targets,
+                                    const uint8_t *mask, float scale, double *loss_sum,
+                                    float *dlogits);
 
 #ifdef __cplusplus
 }

@@ -146,10 +146,35 @@ static void test_activations(void **st) {
     assert_true(isfinite(hydra_softplus(-100.0f)));
 }
 
+/* The vectorised SiLU / SwiGLU (polynomial exp) against the libm versions. */
+static void test_vec_activations(void **st) {
+    (void)st;
+    enum { N = 4003 }; /* not a multiple of 16: exercises the scalar tail */
+    static float x[N], u[N], y[N], z[N];
+    for (int i = 0; i < N; i++) {
+        x[i] = -120.0f + 240.0f * (float)i / (N - 1);
+        u[i] = 0.5f + (float)(i % 7);
+    }
+    hydra_vec_silu(y, x, N);
+    hydra_vec_swiglu(z, x, u, N);
+    for (int i = 0; i < N; i++) {
+        float want = hydra_silu(x[i]);
+        assert_true(fabsf(y[i] - want) <= 1e-6f * fabsf(want) + 1e-30f);
+        assert_true(fabsf(z[i] - want * u[i]) <= 1e-6f * fabsf(want * u[i]) + 1e-30f);
+    }
+    float edge[16] = {0, -0.0f, 1e-30f, -1e-30f, 88.5f, -88.5f, 1e30f, -1e30f, 3, -3, 10, -10, 20, -20, 0.5f, -0.5f};
+    float out[16];
+    hydra_vec_silu(out, edge, 16);
+    for (int i = 0; i < 16; i++) {
+        assert_true(isfinite(out[i]));
+        assert_true(fabsf(out[i] - hydra_silu(edge[i])) <= 1e-6f * fabsf(hydra_silu(edge[i])) + 1e-30f);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul),    cmocka_unit_test(test_rmsnorm),   cmocka_unit_test(test_conv_chunks),
-        cmocka_unit_test(test_rope),      cmocka_unit_test(test_attention), cmocka_unit_test(test_activations),
+        cmocka_unit_test(test_rope),      cmocka_unit_test(test_attention), cmocka_unit_test(test_activations), cmocka_unit_test(test_vec_activations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -136,8 +136,15 @@ void hydra_model_free(hydra_model *m) {
     free(m);
 }
 
+/* Box-Muller, both outputs used: init of the default model draws 90M normals. */
 static void fill_normal(float *x, size_t n, float std, hydra_rng *r) {
-    for (size_t i = 0; i < n; i++) x[i] = std * hydra_rng_normal(r);
+    for (size_t i = 0; i < n; i += 2) {
+        double u1 = hydra_rng_uniform(r), u2 = hydra_rng_uniform(r);
+        if (u1 < 1e-300) u1 = 1e-300;
+        double rad = sqrt(-2.0 * log(u1)), th = 6.283185307179586 * u2;
+        x[i] = (float)(std * rad * cos(th));
+        if (i + 1 < n) x[i + 1] = (float)(std * rad * sin(th));
+    }
 }
 static void fill_uniform(float *x, size_t n, double lo, double hi, hydra_rng *r) {
     for (size_t i = 0; i < n; i++) x[i] = (float)(lo + (hi - lo) * hydra_rng_uniform(r));

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "core/internal.h"
+#include "ops/simd.h"
 
 /* ----------------------------------------------------------- runtime */
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
@@ -76,21 +77,32 @@ static double now_s(void) {
 /* ----------------------------------------------------------- kernels */
 #define SMALL_M 16
 
-/* One output row n for all M inputs: reads W[n] once from memory. */
-__attribute__((target_clones("avx512f", "default")))
-static void gemv_rows(int M, int N, int K, const float *restrict x, const float *restrict W,
-                      float *restrict y, int accumulate) {
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
+/* Rows [n0, n1) of W against all M inputs: each W row is read from memory
+ * once and reused from L1 for the M dot products. */
+HYDRA_CLONES
+static void gemv_block(int M, int N, int K, int n0, int n1, const float *restrict x,
+                       const float *restrict W, float *restrict y, int accumulate) {
+    for (int n = n0; n < n1; n++) {
         const float *w = W + (size_t)n * K;
         for (int m = 0; m < M; m++) {
-            const float *xm = x + (size_t)m * K;
-            float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-            for (int k = 0; k < K; k++) acc += xm[k] * w[k];
+            float acc = hydra_dot(x + (size_t)m * K, w, K);
             float *dst = y + (size_t)m * N + n;
             *dst = accumulate ? *dst + acc : acc;
         }
+    }
+}
+
+static void gemv_rows(int M, int N, int K, const float *x, const float *W, float *y, int accumulate) {
+    /* Below ~64K multiply-adds a parallel region costs more than it saves. */
+    if ((size_t)M * N * K < 65536) {
+        gemv_block(M, N, K, 0, N, x, W, y, accumulate);
+        return;
+    }
+#pragma omp parallel
+    {
+        int nt = omp_get_num_threads(), id = omp_get_thread_num();
+        int n0 = (int)((long long)N * id / nt), n1 = (int)((long long)N * (id + 1) / nt);
+        gemv_block(M, N, K, n0, n1, x, W, y, accumulate);
     }
 }
 
@@ -107,6 +119,32 @@ hydra_status hydra_op_matmul(int M, int N, int K, const float *x, const float *W
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, W, K,
                     accumulate ? 1.0f : 0.0f, y, N);
     }
+    if (g_stats_on) {
+        g_stats.seconds += now_s() - t0;
+        g_stats.flops += 2.0 * M * (double)N * K;
+        g_stats.calls++;
+    }
+    return HYDRA_OK;
+}
+
+/* ------------------------------------------------ general GEMM (backward) */
+/* C[M,N] (+)= op(A)[M,K] . op(B)[K,N], row-major with leading dimensions.
+ * Used by the backward: dX = dY.W (no transposes) and dW += dY^T.X (transA).
+ * Always BLAS (the backward never has tiny M); counted in the same stats. */
+hydra_status hydra_op_matmul_ex(int transA, int transB, int M, int N, int K, const float *A,
+                                int lda, const float *B, int ldb, float *C, int ldc,
+                                int accumulate) {
+    if (!A || !B || !C) return hydra_set_error(HYDRA_ERR_ARG, "matmul_ex: NULL pointer");
+    if (M < 0 || N < 0 || K < 0) return hydra_set_error(HYDRA_ERR_ARG, "matmul_ex: negative dimension");
+    if (lda < (transA ? (M > 1 ? M : 1) : (K > 1 ? K : 1)) ||
+        ldb < (transB ? (K > 1 ? K : 1) : (N > 1 ? N : 1)) || ldc < (N > 1 ? N : 1))
+        return hydra_set_error(HYDRA_ERR_ARG, "matmul_ex: leading dimension too small (lda %d ldb %d ldc %d)",
+                               lda, ldb, ldc);
+    if (M == 0 || N == 0) return HYDRA_OK;
+    hydra_runtime_init();
+    double t0 = g_stats_on ? now_s() : 0;
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                M, N, K, 1.0f, A, lda, B, ldb, accumulate ? 1.0f : 0.0f, C, ldc);
     if (g_stats_on) {
         g_stats.seconds += now_s() - t0;
         g_stats.flops += 2.0 * M * (double)N * K;
