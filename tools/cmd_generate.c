@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "hydralm_spec.h"
 
 static int print_token(int32_t tok, void *user) {
     (void)user;
@@ -17,7 +18,8 @@ int cmd_generate(int argc, char **argv) {
     cli_spec s = {.usage = "hydra generate --model m.safetensors --prompt TEXT [-n N] [sampling options]",
                   .summary = "Prefills the prompt (byte-level tokens) and streams sampled tokens to stdout\n"
                              "as they are produced. Temperature 0 is greedy decoding."};
-    const char *model = NULL, *prompt = NULL;
+    const char *model = NULL, *prompt = NULL, *draft_path = NULL;
+    int spec_k = 4;
     int n = 128, top_k = 0, stop = -1, threads = 0, stats = 0;
     float temperature = 1.0f, top_p = 1.0f;
     uint64_t seed = 0;
@@ -31,6 +33,8 @@ int cmd_generate(int argc, char **argv) {
     cli_add(&s, "stop", OPT_INT, &stop, "stop after emitting this token id (e.g. 10 = newline)");
     cli_add(&s, "threads", OPT_INT, &threads, "threads (default: all cores)");
     cli_add(&s, "stats", OPT_FLAG, &stats, "print prefill/decode speed to stderr");
+    cli_add(&s, "draft", OPT_STR, &draft_path, "speculative decoding with this draft model (same vocabulary); stats on stderr");
+    cli_add(&s, "k", OPT_INT, &spec_k, "draft tokens per speculative round (default 4)");
     /* Accept -n as an alias of --n. */
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "-n")) argv[i] = "--n";
@@ -68,7 +72,33 @@ int cmd_generate(int argc, char **argv) {
         fputs(prompt, stdout);
         fflush(stdout);
         double t0 = cli_now();
-        st = hydra_generate(m, NULL, ids, n_ids, &g, out, (size_t)(n > 0 ? n : 1), &n_out);
+        if (draft_path) { /* speculative: same sampling options, exact target distribution */
+            hydra_model *dm = NULL;
+            hydra_spec_stats ss;
+            hydra_spec_opts so = hydra_spec_opts_default();
+            so.k = spec_k;
+            so.sample = g.sample;
+            so.seed = g.seed;
+            so.max_new_tokens = g.max_new_tokens;
+            memcpy(so.stop_tokens, g.stop_tokens, sizeof so.stop_tokens);
+            so.n_stop_tokens = g.n_stop_tokens;
+            so.on_token = g.on_token;
+            if ((st = hydra_model_load(draft_path, &dm)) != HYDRA_OK) {
+                rc = cli_fail("generate", draft_path, st);
+            } else {
+                st = hydra_spec_generate(m, dm, ids, n_ids, &so, out, (size_t)(n > 0 ? n : 1), &n_out, &ss);
+                if (st == HYDRA_OK)
+                    fprintf(stderr,
+                            "[spec k=%d: %llu rounds, %llu proposed, %llu accepted, acceptance rate %.3f "
+                            "(per-token alpha %.3f), %.2f tokens per target forward, %llu draft steps, %.1f tokens/s]\n",
+                            spec_k, (unsigned long long)ss.rounds, (unsigned long long)ss.proposed,
+                            (unsigned long long)ss.accepted, ss.acceptance_rate, ss.alpha, ss.tokens_per_target_forward,
+                            (unsigned long long)ss.draft_steps, (double)n_out / (cli_now() - t0));
+            }
+            hydra_model_free(dm);
+            if (rc) st = HYDRA_OK; /* already reported */
+        } else
+            st = hydra_generate(m, NULL, ids, n_ids, &g, out, (size_t)(n > 0 ? n : 1), &n_out);
         double dt = cli_now() - t0;
         fputc('\n', stdout);
         if (st) rc = cli_fail("generate", "generating", st);

@@ -110,4 +110,13 @@ hydra_status hydra_state_reserve(hydra_state *s, size_t positions);
 /* Called before the first BLAS call: picks the BLIS kernel set for this CPU. */
 void hydra_runtime_init(void);
 
+/* ------------------------------------------------------ forward (spec) */
+/* hydra_forward plus per-position snapshots of sequence 0: snaps is NULL or
+ * [T] states (entries may be NULL, none may alias states[]); snaps[t]
+ * receives the state after tokens[0..t] (O(state) each). With snaps NULL this
+ * is exactly hydra_forward. Used by speculative decoding for rollback. */
+hydra_status hydra_forward_ex(const hydra_model *m, const int32_t *tokens, int B, int T,
+                              hydra_state *const *states, hydra_logits_mode mode, float *logits,
+                              hydra_state *const *snaps);
+
 #endif /* HYDRA_INTERNAL_H */

@@ -61,8 +61,23 @@ static void l2norm_heads(float *x, size_t rows, int H, int d, float eps, float s
 }
 
 /* ------------------------------------------------------------ DeltaNet */
+/* tail [K-1, C] <- the last K-1 rows of (tail ++ x[0..n)): the conv tail after n more inputs. */
+static void conv_tail_advance(float *tail, const float *x, int n, int K, size_t C) {
+    if (K <= 1) return;
+    int keep = K - 1 - n;
+    if (keep > 0) {
+        memmove(tail, tail + (size_t)n * C, (size_t)keep * C * sizeof(float));
+        memcpy(tail + (size_t)keep * C, x, (size_t)n * C * sizeof(float));
+    } else {
+        memcpy(tail, x + (size_t)(n - (K - 1)) * C, (size_t)(K - 1) * C * sizeof(float));
+    }
+}
+
+/* snaps: NULL, or [T] states (entries may be NULL) that already hold sequence 0's
+ * incoming state; they receive this layer's state after each position. */
 static hydra_status gdn_mixer(const hydra_model *m, const hydra_layer_weights *lw, int li,
-                              hydra_state *const *states, int B, int T, workspace *w) {
+                              hydra_state *const *states, int B, int T, workspace *w,
+                              hydra_state *const *snaps) {
     const hydra_config *c = &m->cfg;
     const int C = c->d_model, H = c->n_heads, d = m->dk, K = c->conv_width;
     const size_t BT = (size_t)B * T, Hd = (size_t)H * d, P = (size_t)hydra_gdn_in_width(m);
@@ -81,6 +96,9 @@ static hydra_status gdn_mixer(const hydra_model *m, const hydra_layer_weights *l
     /* Causal conv per sequence (q|k|v conv weights are adjacent: one [3Hd, K] op). */
     for (int b = 0; b < B; b++) {
         size_t off = (size_t)b * T * 3 * Hd;
+        if (b == 0 && snaps)
+            for (int t = 0; t < T; t++)
+                if (snaps[t]) conv_tail_advance(snaps[t]->layers[li].conv, w->qkv, t + 1, K, 3 * Hd);
         HYDRA_CHECK(hydra_op_conv_causal(T, (int)(3 * Hd), K, w->qkv + off, lw->q_conv,
                                          states[b]->layers[li].conv, w->conv + off));
     }
@@ -88,16 +106,24 @@ static hydra_status gdn_mixer(const hydra_model *m, const hydra_layer_weights *l
 #pragma omp parallel for schedule(static) if (BT >= 16)
     for (size_t r = 0; r < BT; r++) {
         const float *cr = w->conv + r * 3 * Hd;
-        for (size_t i = 0; i < Hd; i++) {
-            w->q[r * Hd + i] = hydra_silu(cr[i]);
-            w->k[r * Hd + i] = hydra_silu(cr[Hd + i]);
-            w->v[r * Hd + i] = hydra_silu(cr[2 * Hd + i]);
-        }
+        hydra_vec_silu(w->q + r * Hd, cr, Hd);
+        hydra_vec_silu(w->k + r * Hd, cr + Hd, Hd);
+        hydra_vec_silu(w->v + r * Hd, cr + 2 * Hd, Hd);
     }
     l2norm_heads(w->q, BT, H, d, c->l2_eps, 1.0f / sqrtf((float)d));
     l2norm_heads(w->k, BT, H, d, c->l2_eps, 1.0f);
     for (int b = 0; b < B; b++) {
         size_t o0 = (size_t)b * T;
+        if (b == 0 && snaps) { /* token by token, keeping S after each position */
+            float *S = states[0]->layers[li].S;
+            for (int t = 0; t < T; t++) {
+                HYDRA_CHECK(hydra_op_delta_rule(1, H, d, d, w->q + (size_t)t * Hd, w->k + (size_t)t * Hd,
+                                                w->v + (size_t)t * Hd, w->gdec + (size_t)t * H,
+                                                w->beta + (size_t)t * H, S, w->o + (size_t)t * Hd));
+                if (snaps[t]) memcpy(snaps[t]->layers[li].S, S, (size_t)H * d * d * sizeof(float));
+            }
+            continue;
+        }
         HYDRA_CHECK(hydra_op_delta_rule(T, H, d, d, w->q + o0 * Hd, w->k + o0 * Hd, w->v + o0 * Hd,
                                         w->gdec + o0 * H, w->beta + o0 * H, states[b]->layers[li].S,
                                         w->o + o0 * Hd));
@@ -111,14 +137,16 @@ static hydra_status gdn_mixer(const hydra_model *m, const hydra_layer_weights *l
         float ss = 0.0f;
         for (int i = 0; i < d; i++) ss += oh[i] * oh[i];
         float inv = 1.0f / sqrtf(ss / (float)d + c->norm_eps);
-        for (int i = 0; i < d; i++) oh[i] = oh[i] * inv * lw->o_norm[i] * hydra_silu(gh[i]);
+        hydra_vec_swiglu(oh, gh, oh, (size_t)d); /* o * SiLU(gate) */
+        for (int i = 0; i < d; i++) oh[i] *= inv * lw->o_norm[i];
     }
     return HYDRA_OK;
 }
 
 /* ----------------------------------------------------------- attention */
 static hydra_status attn_mixer(const hydra_model *m, const hydra_layer_weights *lw, int li,
-                               hydra_state *const *states, int B, int T, workspace *w) {
+                               hydra_state *const *states, int B, int T, workspace *w,
+                               hydra_state *const *snaps) {
     const hydra_config *c = &m->cfg;
     const int C = c->d_model, H = c->n_heads, d = m->dk;
     const size_t BT = (size_t)B * T, Hd = (size_t)H * d;
@@ -146,6 +174,16 @@ static hydra_status attn_mixer(const hydra_model *m, const hydra_layer_weights *
             memcpy(ls->kc + slot * Hd, k + (size_t)t * Hd, Hd * sizeof(float));
             memcpy(ls->vc + slot * Hd, v + (size_t)t * Hd, Hd * sizeof(float));
         }
+        /* Snapshot after position t: the incoming cache plus this chunk's rows 0..t. */
+        for (int t = 0; b == 0 && snaps && t < T; t++) {
+            if (!snaps[t]) continue;
+            hydra_layer_state *sl = &snaps[t]->layers[li];
+            for (int u = window && t + 1 > window ? t + 1 - window : 0; u <= t; u++) {
+                size_t slot = window ? (size_t)((pos0 + u) % window) : (size_t)(pos0 + u);
+                memcpy(sl->kc + slot * Hd, k + (size_t)u * Hd, Hd * sizeof(float));
+                memcpy(sl->vc + slot * Hd, v + (size_t)u * Hd, Hd * sizeof(float));
+            }
+        }
     }
     return HYDRA_OK;
 }
@@ -167,11 +205,17 @@ static int same_config_shape(const hydra_config *a, const hydra_config *b) {
 }
 
 static hydra_status forward_impl(const hydra_model *m, const int32_t *tokens, int B, int T,
-                                 hydra_state *const *states, hydra_logits_mode mode, float *logits) {
+                                 hydra_state *const *states, hydra_logits_mode mode, float *logits,
+                                 hydra_state *const *snaps) {
     const hydra_config *c = &m->cfg;
     const int C = c->d_model, V = c->vocab_size, F = m->F;
     const size_t BT = (size_t)B * T, Hd = (size_t)c->n_heads * m->dk;
     for (int b = 0; b < B; b++) HYDRA_CHECK(hydra_state_reserve(states[b], states[b]->pos + (size_t)T));
+    for (int t = 0; snaps && t < T; t++)
+        if (snaps[t]) {
+            HYDRA_CHECK(hydra_state_copy(snaps[t], states[0]));
+            HYDRA_CHECK(hydra_state_reserve(snaps[t], states[0]->pos + (size_t)T));
+        }
     workspace w;
     HYDRA_CHECK(ws_alloc(m, BT, (size_t)B, &w));
     hydra_status st = HYDRA_OK;
@@ -180,9 +224,9 @@ static hydra_status forward_impl(const hydra_model *m, const int32_t *tokens, in
         const hydra_layer_weights *lw = &m->layers[li];
         if ((st = hydra_op_rmsnorm((int)BT, C, w.x, lw->norm1, c->norm_eps, w.h))) break;
         if (lw->kind == HYDRA_LAYER_DELTANET) {
-            if ((st = gdn_mixer(m, lw, li, states, B, T, &w))) break;
+            if ((st = gdn_mixer(m, lw, li, states, B, T, &w, snaps))) break;
         } else {
-            if ((st = attn_mixer(m, lw, li, states, B, T, &w))) break;
+            if ((st = attn_mixer(m, lw, li, states, B, T, &w, snaps))) break;
         }
         if ((st = hydra_op_matmul((int)BT, C, (int)Hd, w.o, lw->o_proj, w.x, 1))) break;
         /* SwiGLU MLP. */
@@ -190,13 +234,14 @@ static hydra_status forward_impl(const hydra_model *m, const int32_t *tokens, in
         if ((st = hydra_op_matmul((int)BT, 2 * F, C, w.h, lw->gate_up, w.proj, 0))) break;
 #pragma omp parallel for schedule(static) if (BT >= 16)
         for (size_t r = 0; r < BT; r++) {
-            const float *g = w.proj + r * 2 * F, *u = g + F;
-            float *a = w.act + r * F;
-            for (int i = 0; i < F; i++) a[i] = hydra_silu(g[i]) * u[i];
+            const float *g = w.proj + r * 2 * F;
+            hydra_vec_swiglu(w.act + r * F, g, g + F, (size_t)F);
         }
         if ((st = hydra_op_matmul((int)BT, C, F, w.act, lw->down, w.x, 1))) break;
     }
     if (st == HYDRA_OK) {
+        for (int t = 0; snaps && t < T; t++)
+            if (snaps[t]) snaps[t]->pos = states[0]->pos + (uint64_t)t + 1;
         for (int b = 0; b < B; b++) states[b]->pos += (uint64_t)T;
         if (mode == HYDRA_LOGITS_ALL) {
             st = hydra_op_rmsnorm((int)BT, C, w.x, m->norm_f, c->norm_eps, w.h);
@@ -214,12 +259,26 @@ static hydra_status forward_impl(const hydra_model *m, const int32_t *tokens, in
 
 hydra_status hydra_forward(const hydra_model *m, const int32_t *tokens, int B, int T,
                            hydra_state *const *states, hydra_logits_mode mode, float *logits) {
+    return hydra_forward_ex(m, tokens, B, T, states, mode, logits, NULL);
+}
+
+hydra_status hydra_forward_ex(const hydra_model *m, const int32_t *tokens, int B, int T,
+                              hydra_state *const *states, hydra_logits_mode mode, float *logits,
+                              hydra_state *const *snaps) {
     if (!m || !tokens) return hydra_set_error(HYDRA_ERR_ARG, "forward: model or tokens is NULL");
     if (B < 1 || T < 1) return hydra_set_error(HYDRA_ERR_ARG, "forward: B and T must be >= 1 (got B=%d, T=%d)", B, T);
     if (mode != HYDRA_LOGITS_NONE && mode != HYDRA_LOGITS_LAST && mode != HYDRA_LOGITS_ALL)
         return hydra_set_error(HYDRA_ERR_ARG, "forward: invalid logits mode %d", (int)mode);
     if (mode != HYDRA_LOGITS_NONE && !logits) return hydra_set_error(HYDRA_ERR_ARG, "forward: logits buffer is NULL");
     HYDRA_CHECK(check_tokens(m, tokens, (size_t)B * T));
+    for (int t = 0; snaps && t < T; t++) {
+        if (!snaps[t]) continue;
+        if (!same_config_shape(&snaps[t]->cfg, &m->cfg))
+            return hydra_set_error(HYDRA_ERR_MISMATCH, "forward: snapshot %d was created for a different model shape", t);
+        for (int b = 0; states && b < B; b++)
+            if (snaps[t] == states[b])
+                return hydra_set_error(HYDRA_ERR_ARG, "forward: snapshot %d is also states[%d]", t, b);
+    }
     if (states) {
         for (int b = 0; b < B; b++) {
             if (!states[b]) return hydra_set_error(HYDRA_ERR_ARG, "forward: states[%d] is NULL", b);
@@ -229,14 +288,14 @@ hydra_status hydra_forward(const hydra_model *m, const int32_t *tokens, int B, i
                 if (states[j] == states[b])
                     return hydra_set_error(HYDRA_ERR_ARG, "forward: states[%d] and states[%d] are the same object", j, b);
         }
-        return forward_impl(m, tokens, B, T, states, mode, logits);
+        return forward_impl(m, tokens, B, T, states, mode, logits, snaps);
     }
     /* No states given: run from fresh temporaries. */
     hydra_state **tmp = calloc((size_t)B, sizeof *tmp);
     if (!tmp) return hydra_set_error(HYDRA_ERR_NOMEM, "out of memory");
     hydra_status st = HYDRA_OK;
     for (int b = 0; b < B && st == HYDRA_OK; b++) st = hydra_state_create(m, &tmp[b]);
-    if (st == HYDRA_OK) st = forward_impl(m, tokens, B, T, tmp, mode, logits);
+    if (st == HYDRA_OK) st = forward_impl(m, tokens, B, T, tmp, mode, logits, snaps);
     for (int b = 0; b < B; b++) hydra_state_free(tmp[b]);
     free(tmp);
     return st;

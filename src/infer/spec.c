@@ -1,0 +1,307 @@
+/* spec.c — speculative decoding with an exact target distribution
+ * (Leviathan et al. 2023; Chen et al. 2023). See docs/spec-decoding.md.
+ *
+ * Round (k draft tokens), with p_i / q_i the target / draft distributions for
+ * the i-th new position, both from hydra_sample_probs (the one definition of
+ * the sampling transform):
+ *   draft:  forward(pending) -> q_1, x_1 ~ q_1, step(x_1) -> q_2, ..., x_k ~ q_k
+ *   target: ONE forward over [pending, x_1..x_k] (T = k+1, all logits)
+ *           -> p_1..p_{k+1}, snapshots after each position
+ *   i = 1..k: accept x_i with probability min(1, p_i(x_i)/q_i(x_i)); at the
+ *           first rejection draw y ~ norm(max(0, p_i - q_i)) and stop;
+ *           all accepted: y ~ p_{k+1}.
+ *   commit x_1..x_j, y; roll both states back to "consumed pending + x_1..x_j"
+ *   by swapping in the snapshot (O(1) here, O(state) when it was taken).
+ * Every round ends with a token drawn from the target whose successor logits
+ * are unknown, so it stays pending: the target always has exactly one pending
+ * token; the draft has one, or two ([x_k, y]) after a fully accepted round. */
+#include <math.h>
+
+#include "core/internal.h"
+#include "hydralm_spec.h"
+
+struct hydra_spec_session {
+    const hydra_model *target, *draft;
+    hydra_spec_opts opts;
+    int V, k;
+    hydra_rng rng;
+    hydra_state *tst, *dst;                 /* live states */
+    hydra_state *tsnap[HYDRA_SPEC_MAX_K];   /* target after pending + x_1..x_j, j = 0..k-1 */
+    hydra_state *dsnap[HYDRA_SPEC_MAX_K];   /* draft after pending + x_1..x_j, j = 0..k-2 */
+    int32_t tpend;                          /* target's pending token */
+    int32_t dpend[2];                       /* draft's pending tokens */
+    int n_dpend;                            /* 0 before prefill */
+    float *tlogits;                         /* [k+1, V] */
+    float *dlogits;                         /* [V] */
+    float *q;                               /* [k, V] draft distributions q_1..q_k */
+    float *p;                               /* [V] */
+    hydra_spec_stats st;
+};
+
+hydra_spec_opts hydra_spec_opts_default(void) {
+    hydra_spec_opts o;
+    memset(&o, 0, sizeof o);
+    o.k = 4;
+    o.sample = hydra_sample_opts_default();
+    o.max_new_tokens = 128;
+    return o;
+}
+
+hydra_status hydra_spec_check_pair(const hydra_model *target, const hydra_model *draft) {
+    if (!target || !draft) return hydra_set_error(HYDRA_ERR_ARG, "spec: target or draft model is NULL");
+    if (target->cfg.vocab_size != draft->cfg.vocab_size)
+        return hydra_set_error(HYDRA_ERR_MISMATCH,
+                               "spec: target and draft must share a vocabulary (target vocab_size %d, draft vocab_size %d)",
+                               target->cfg.vocab_size, draft->cfg.vocab_size);
+    return HYDRA_OK;
+}
+
+static hydra_status check_opts(const hydra_spec_opts *o) {
+    if (!o) return hydra_set_error(HYDRA_ERR_ARG, "spec: options are NULL");
+    if (o->k < 1 || o->k > HYDRA_SPEC_MAX_K)
+        return hydra_set_error(HYDRA_ERR_ARG, "spec: k must be in 1..%d (got %d)", HYDRA_SPEC_MAX_K, o->k);
+    if (o->n_stop_tokens < 0 || o->n_stop_tokens > 8)
+        return hydra_set_error(HYDRA_ERR_ARG, "spec: n_stop_tokens must be in 0..8 (got %d)", o->n_stop_tokens);
+    return hydra_sample_opts_validate(&o->sample);
+}
+
+void hydra_spec_session_free(hydra_spec_session *s) {
+    if (!s) return;
+    hydra_state_free(s->tst);
+    hydra_state_free(s->dst);
+    for (int i = 0; i < HYDRA_SPEC_MAX_K; i++) {
+        hydra_state_free(s->tsnap[i]);
+        hydra_state_free(s->dsnap[i]);
+    }
+    free(s->tlogits);
+    free(s->dlogits);
+    free(s->q);
+    free(s->p);
+    free(s);
+}
+
+hydra_status hydra_spec_session_create(const hydra_model *target, const hydra_model *draft,
+                                       const hydra_spec_opts *opts, hydra_spec_session **out) {
+    if (!out) return hydra_set_error(HYDRA_ERR_ARG, "spec: out is NULL");
+    *out = NULL;
+    HYDRA_CHECK(hydra_spec_check_pair(target, draft));
+    HYDRA_CHECK(check_opts(opts));
+    hydra_spec_session *s = calloc(1, sizeof *s);
+    if (!s) return hydra_set_error(HYDRA_ERR_NOMEM, "spec: out of memory");
+    s->target = target;
+    s->draft = draft;
+    s->opts = *opts;
+    s->k = opts->k;
+    s->V = target->cfg.vocab_size;
+    hydra_rng_seed(&s->rng, opts->seed);
+    size_t V = (size_t)s->V, k = (size_t)s->k;
+    hydra_status st = HYDRA_OK;
+    if (!st) st = hydra_state_create(target, &s->tst);
+    if (!st) st = hydra_state_create(draft, &s->dst);
+    for (int i = 0; i < s->k && !st; i++) st = hydra_state_create(target, &s->tsnap[i]);
+    for (int i = 0; i + 1 < s->k && !st; i++) st = hydra_state_create(draft, &s->dsnap[i]);
+    if (!st) {
+        s->tlogits = malloc((k + 1) * V * sizeof(float));
+        s->dlogits = malloc(V * sizeof(float));
+        s->q = malloc(k * V * sizeof(float));
+        s->p = malloc(V * sizeof(float));
+        if (!s->tlogits || !s->dlogits || !s->q || !s->p) st = hydra_set_error(HYDRA_ERR_NOMEM, "spec: out of memory");
+    }
+    if (st) {
+        hydra_spec_session_free(s);
+        return st;
+    }
+    *out = s;
+    return HYDRA_OK;
+}
+
+hydra_status hydra_spec_prefill(hydra_spec_session *s, const int32_t *prompt, size_t n) {
+    if (!s || !prompt || n == 0) return hydra_set_error(HYDRA_ERR_ARG, "spec: the prompt must hold at least one token");
+    if (n > (size_t)1 << 30) return hydra_set_error(HYDRA_ERR_ARG, "spec: prompt too long");
+    for (size_t i = 0; i < n; i++)
+        if (prompt[i] < 0 || prompt[i] >= s->V)
+            return hydra_set_error(HYDRA_ERR_ARG, "spec: prompt token %d at index %zu is outside the vocabulary [0, %d)",
+                                   prompt[i], i, s->V);
+    hydra_state_reset(s->tst);
+    hydra_state_reset(s->dst);
+    s->n_dpend = 0;
+    if (n > 1) {
+        HYDRA_CHECK(hydra_forward(s->target, prompt, 1, (int)(n - 1), &s->tst, HYDRA_LOGITS_NONE, NULL));
+        HYDRA_CHECK(hydra_forward(s->draft, prompt, 1, (int)(n - 1), &s->dst, HYDRA_LOGITS_NONE, NULL));
+    }
+    s->tpend = s->dpend[0] = prompt[n - 1];
+    s->n_dpend = 1;
+    return HYDRA_OK;
+}
+
+/* Inverse-CDF draw from probs [V] (same rule as hydra_sample); never returns
+ * a zero-probability id. */
+static int32_t draw_f(const float *probs, int V, hydra_rng *rng) {
+    double u = hydra_rng_uniform(rng), cum = 0.0;
+    int32_t last = 0;
+    for (int i = 0; i < V; i++) {
+        if (probs[i] <= 0.0f) continue;
+        cum += probs[i];
+        last = i;
+        if (u < cum) return i;
+    }
+    return last;
+}
+
+/* y ~ norm(max(0, p - q)); falls back to p when the residual has no mass
+ * (possible only through rounding, since a rejection needs p(x) < q(x)). */
+static int32_t draw_residual(const float *p, const float *q, int V, hydra_rng *rng) {
+    double z = 0.0;
+    for (int i = 0; i < V; i++) z += fmax(0.0, (double)p[i] - (double)q[i]);
+    if (!(z > 0.0)) return draw_f(p, V, rng);
+    double u = hydra_rng_uniform(rng) * z, cum = 0.0;
+    int32_t last = 0;
+    for (int i = 0; i < V; i++) {
+        double r = (double)p[i] - (double)q[i];
+        if (r <= 0.0) continue;
+        cum += r;
+        last = i;
+        if (u < cum) return i;
+    }
+    return last;
+}
+
+static void swap_state(hydra_state **a, hydra_state **b) {
+    hydra_state *t = *a;
+    *a = *b;
+    *b = t;
+}
+
+hydra_status hydra_spec_round(hydra_spec_session *s, int k_round, int32_t *out, int *n_out) {
+    if (!s || !out || !n_out) return hydra_set_error(HYDRA_ERR_ARG, "spec_round: NULL argument");
+    *n_out = 0;
+    if (s->n_dpend == 0) return hydra_set_error(HYDRA_ERR_ARG, "spec_round: call hydra_spec_prefill first");
+    if (k_round == 0) k_round = s->k;
+    if (k_round < 1 || k_round > s->k)
+        return hydra_set_error(HYDRA_ERR_ARG, "spec_round: k_round must be in 0..%d (got %d)", s->k, k_round);
+    const int V = s->V, k = k_round;
+    const hydra_sample_opts *so = &s->opts.sample;
+    int32_t toks[HYDRA_SPEC_MAX_K + 1]; /* [pending, x_1..x_k] for the target */
+    toks[0] = s->tpend;
+    /* 1. Draft proposes x_1..x_k; dsnap[j] = draft after pending + x_1..x_j. */
+    HYDRA_CHECK(hydra_forward(s->draft, s->dpend, 1, s->n_dpend, &s->dst, HYDRA_LOGITS_LAST, s->dlogits));
+    s->st.draft_steps++;
+    for (int i = 0; i < k; i++) {
+        if (i > 0) {
+            HYDRA_CHECK(hydra_step(s->draft, s->dst, toks[i], s->dlogits));
+            s->st.draft_steps++;
+        }
+        if (i + 1 < k) HYDRA_CHECK(hydra_state_copy(s->dsnap[i], s->dst));
+        float *qi = s->q + (size_t)i * V;
+        HYDRA_CHECK(hydra_sample_probs(s->dlogits, V, so, qi));
+        toks[i + 1] = draw_f(qi, V, &s->rng);
+    }
+    /* 2. Target scores all k in one forward; tsnap[j] = target after pending + x_1..x_j. */
+    HYDRA_CHECK(hydra_forward_ex(s->target, toks, 1, k + 1, &s->tst, HYDRA_LOGITS_ALL, s->tlogits, s->tsnap));
+    s->st.target_forwards++;
+    s->st.rounds++;
+    s->st.proposed += (uint64_t)k;
+    /* 3. Accept / reject. */
+    int j = 0;
+    int32_t y = -1;
+    for (; j < k; j++) {
+        HYDRA_CHECK(hydra_sample_probs(s->tlogits + (size_t)j * V, V, so, s->p));
+        const float *qi = s->q + (size_t)j * V;
+        int32_t x = toks[j + 1];
+        double px = s->p[x], qx = qi[x]; /* qx > 0: x was drawn from q */
+        if (hydra_rng_uniform(&s->rng) * qx < px) continue; /* u < p/q: accept */
+        y = draw_residual(s->p, qi, V, &s->rng);
+        break;
+    }
+    if (j == k) { /* all accepted: bonus token from p_{k+1} */
+        HYDRA_CHECK(hydra_sample_probs(s->tlogits + (size_t)k * V, V, so, s->p));
+        y = draw_f(s->p, V, &s->rng);
+    } else {
+        s->st.rejected++;
+    }
+    s->st.accepted += (uint64_t)j;
+    /* 4. Roll back to the accepted prefix: swap the snapshot in (the live
+     * states already are the j = k (target) and j = k-1 (draft) snapshots). */
+    if (j < k) swap_state(&s->tst, &s->tsnap[j]);
+    if (j < k - 1) swap_state(&s->dst, &s->dsnap[j]);
+    s->tpend = y;
+    if (j == k) {
+        s->dpend[0] = toks[k];
+        s->dpend[1] = y;
+        s->n_dpend = 2;
+    } else {
+        s->dpend[0] = y;
+        s->n_dpend = 1;
+    }
+    for (int i = 0; i < j; i++) out[i] = toks[i + 1];
+    out[j] = y;
+    *n_out = j + 1;
+    s->st.generated += (uint64_t)(j + 1);
+    return HYDRA_OK;
+}
+
+hydra_status hydra_spec_session_states(const hydra_spec_session *s, hydra_state *target_out,
+                                       hydra_state *draft_out) {
+    if (!s) return hydra_set_error(HYDRA_ERR_ARG, "spec_session_states: session is NULL");
+    if (s->n_dpend == 0) return hydra_set_error(HYDRA_ERR_ARG, "spec_session_states: call hydra_spec_prefill first");
+    if (target_out) {
+        HYDRA_CHECK(hydra_state_copy(target_out, s->tst));
+        HYDRA_CHECK(hydra_step(s->target, target_out, s->tpend, NULL));
+    }
+    if (draft_out) {
+        HYDRA_CHECK(hydra_state_copy(draft_out, s->dst));
+        HYDRA_CHECK(hydra_forward(s->draft, s->dpend, 1, s->n_dpend, &draft_out, HYDRA_LOGITS_NONE, NULL));
+    }
+    return HYDRA_OK;
+}
+
+void hydra_spec_session_stats(const hydra_spec_session *s, hydra_spec_stats *out) {
+    if (!s || !out) return;
+    *out = s->st;
+    out->acceptance_rate = out->proposed ? (double)out->accepted / (double)out->proposed : 0.0;
+    uint64_t evaluated = out->accepted + out->rejected;
+    out->alpha = evaluated ? (double)out->accepted / (double)evaluated : 0.0;
+    out->tokens_per_target_forward =
+        out->target_forwards ? (double)out->generated / (double)out->target_forwards : 0.0;
+}
+
+hydra_status hydra_spec_generate(const hydra_model *target, const hydra_model *draft,
+                                 const int32_t *prompt, size_t n_prompt, const hydra_spec_opts *opts,
+                                 int32_t *out, size_t cap, size_t *n_out, hydra_spec_stats *stats) {
+    if (stats) memset(stats, 0, sizeof *stats);
+    if (!n_out) return hydra_set_error(HYDRA_ERR_ARG, "spec_generate: n_out is NULL");
+    *n_out = 0;
+    HYDRA_CHECK(hydra_spec_check_pair(target, draft));
+    HYDRA_CHECK(check_opts(opts));
+    if (!prompt || n_prompt == 0) return hydra_set_error(HYDRA_ERR_ARG, "spec_generate: the prompt must hold at least one token");
+    if (opts->max_new_tokens < 1)
+        return hydra_set_error(HYDRA_ERR_ARG, "spec_generate: max_new_tokens must be >= 1 (got %d)", opts->max_new_tokens);
+    if (!out || cap < (size_t)opts->max_new_tokens)
+        return hydra_set_error(HYDRA_ERR_ARG, "spec_generate: output buffer holds %zu tokens, max_new_tokens is %d",
+                               out ? cap : 0, opts->max_new_tokens);
+    hydra_spec_session *s = NULL;
+    HYDRA_CHECK(hydra_spec_session_create(target, draft, opts, &s));
+    hydra_status st = hydra_spec_prefill(s, prompt, n_prompt);
+    int32_t buf[HYDRA_SPEC_MAX_K + 1];
+    int stop = 0;
+    while (!st && !stop && *n_out < (size_t)opts->max_new_tokens) {
+        /* Never propose more than can be emitted: a round commits <= k+1 tokens
+         * (tokens past the limit would be dropped; the prefix stays exact). */
+        int left = opts->max_new_tokens - (int)*n_out;
+        int kr = left - 1 < opts->k ? left - 1 : opts->k;
+        if (kr < 1) kr = 1;
+        int n = 0;
+        if ((st = hydra_spec_round(s, kr, buf, &n))) break;
+        int i = 0;
+        for (; i < n && !stop && *n_out < (size_t)opts->max_new_tokens; i++) {
+            int32_t tok = buf[i];
+            out[(*n_out)++] = tok;
+            if (opts->on_token && opts->on_token(tok, opts->user)) stop = 1;
+            for (int j = 0; j < opts->n_stop_tokens; j++) stop |= tok == opts->stop_tokens[j];
+        }
+        s->st.generated -= (uint64_t)(n - i); /* committed but not emitted (stop) */
+    }
+    if (stats) hydra_spec_session_stats(s, stats);
+    hydra_spec_session_free(s);
+    return st;
+}

@@ -1,0 +1,529 @@
+/* test_spec.c — speculative decoding: exactness of the algorithm by
+ * enumeration (exact probabilities of every output sequence vs plain target
+ * sampling), an empirical check of the implementation, greedy equality,
+ * rollback (states equal plain feeding of the committed tokens), snapshots of
+ * hydra_forward_ex, and argument errors. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/internal.h"
+#include "hydralm_spec.h"
+#include "test_util.h"
+
+/* Tiny model: DeltaNet (conv tails + S) and SWA with a window of 4, so the
+ * ring wraps within a few tokens. init_std 0.5 gives logits with a spread of
+ * a few units (near-uniform distributions would make the tests toothless). */
+static hydra_model *tiny_model(int V, uint64_t seed, const char *pattern, int d_model) {
+    hydra_config c = hydra_config_default();
+    c.d_model = d_model;
+    c.n_heads = 2;
+    c.head_dim = d_model / 2;
+    c.vocab_size = V;
+    c.window = 4;
+    c.mlp_multiple = 16;
+    c.init_std = 0.5f;
+    c.n_layers = (int)strlen(pattern);
+    snprintf(c.pattern, sizeof c.pattern, "%s", pattern);
+    hydra_model *m = NULL;
+    HY_OK(hydra_model_create(&c, seed, &m));
+    return m;
+}
+
+/* A draft that resembles the target: the target's weights plus relative
+ * noise, so acceptance is high and the residual distribution matters. */
+static hydra_model *noisy_copy(int V, uint64_t seed, const char *pattern, int d_model, float noise) {
+    hydra_model *m = tiny_model(V, seed, pattern, d_model);
+    hydra_rng r;
+    hydra_rng_seed(&r, seed * 7 + 1);
+    for (int i = 0; i < hydra_model_n_tensors(m); i++) {
+        hydra_tensor t;
+        HY_OK(hydra_model_tensor(m, i, &t));
+        for (size_t j = 0; j < t.numel; j++) t.data[j] *= 1.0f + noise * hydra_rng_normal(&r);
+    }
+    return m;
+}
+
+/* --------------------------------------------------- exact enumeration */
+/* Distributions after the sampling transform for every context of length
+ * 0..n-1 (prompt + ctx), for both models. Context of length L with tokens
+ * c_1..c_L has index base(L) + sum c_i V^(L-i). */
+typedef struct {
+    int V, n, n_ctx;
+    size_t base[8];
+    float *tlog, *dlog; /* [n_ctx, V] logits */
+    double *p, *q;      /* [n_ctx, V] */
+} ctx_table;
+
+static void ctx_tokens(int V, int L, size_t idx, int32_t *out) {
+    for (int i = L - 1; i >= 0; i--) {
+        out[i] = (int32_t)(idx % (size_t)V);
+        idx /= (size_t)V;
+    }
+}
+
+static void table_build(ctx_table *tb, const hydra_model *tm, const hydra_model *dm, const int32_t *prompt,
+                        int np, int V, int n) {
+    tb->V = V;
+    tb->n = n;
+    size_t total = 0, cnt = 1;
+    for (int L = 0; L < n; L++) {
+        tb->base[L] = total;
+        total += cnt;
+        cnt *= (size_t)V;
+    }
+    tb->base[n] = total;
+    tb->n_ctx = (int)total;
+    tb->tlog = malloc(total * V * sizeof(float));
+    tb->dlog = malloc(total * V * sizeof(float));
+    tb->p = malloc(total * V * sizeof(double));
+    tb->q = malloc(total * V * sizeof(double));
+    /* One batched forward per context length: B = V^L sequences of np + L tokens. */
+    for (int L = 0; L < n; L++) {
+        size_t B = tb->base[L + 1] - tb->base[L];
+        int T = np + L;
+        int32_t *tok = malloc(B * (size_t)T * sizeof *tok);
+        for (size_t b = 0; b < B; b++) {
+            memcpy(tok + b * T, prompt, (size_t)np * sizeof *tok);
+            ctx_tokens(V, L, b, tok + b * T + np);
+        }
+        HY_OK(hydra_forward(tm, tok, (int)B, T, NULL, HYDRA_LOGITS_LAST, tb->tlog + tb->base[L] * V));
+        HY_OK(hydra_forward(dm, tok, (int)B, T, NULL, HYDRA_LOGITS_LAST, tb->dlog + tb->base[L] * V));
+        free(tok);
+    }
+}
+
+static void table_probs(ctx_table *tb, const hydra_sample_opts *o) {
+    int V = tb->V;
+    float *f = malloc((size_t)V * sizeof(float));
+    for (int c = 0; c < tb->n_ctx; c++) {
+        HY_OK(hydra_sample_probs(tb->tlog + (size_t)c * V, V, o, f));
+        for (int i = 0; i < V; i++) tb->p[(size_t)c * V + i] = f[i];
+        HY_OK(hydra_sample_probs(tb->dlog + (size_t)c * V, V, o, f));
+        for (int i = 0; i < V; i++) tb->q[(size_t)c * V + i] = f[i];
+    }
+    free(f);
+}
+
+static void table_free(ctx_table *tb) {
+    free(tb->tlog);
+    free(tb->dlog);
+    free(tb->p);
+    free(tb->q);
+}
+
+/* Plain target sampling: P(s_1..s_n) = prod p(s_t | s_<t). out [V^n]. */
+static void plain_dist(const ctx_table *tb, const double *dist, double *out) {
+    int V = tb->V, n = tb->n;
+    size_t N = 1;
+    for (int i = 0; i < n; i++) N *= (size_t)V;
+    for (size_t s = 0; s < N; s++) {
+        double pr = 1.0;
+        size_t prefix = 0;
+        size_t pw = N;
+        for (int t = 0; t < n; t++) {
+            pw /= (size_t)V;
+            int tok = (int)((s / pw) % (size_t)V);
+            pr *= dist[(tb->base[t] + prefix) * V + tok];
+            prefix = prefix * V + tok;
+        }
+        out[s] = pr;
+    }
+}
+
+/* Speculative decoding, exactly: mass[(ctx, i)] = P(committed prefix is ctx
+ * and i tokens of the current round have been accepted). From (ctx, i < k)
+ * the draft draws x ~ q(.|ctx) (enumerated); accept with min(1, p/q) ->
+ * (ctx+x, i+1); reject -> y ~ norm(max(0, p - q)) (enumerated) -> (ctx+y, 0).
+ * From (ctx, k): bonus y ~ p(.|ctx) -> (ctx+y, 0). `broken` replaces the
+ * residual by p (a classic bug) to show the test can tell. out [V^n]. */
+static void spec_dist(const ctx_table *tb, int k, int broken, double *out) {
+    int V = tb->V, n = tb->n;
+    /* contexts of length 0..n: */
+    size_t cnt = 1, all = 0, base[9];
+    for (int L = 0; L <= n; L++) {
+        base[L] = all;
+        all += cnt;
+        cnt *= (size_t)V;
+    }
+    double *mass = calloc(all * (size_t)(k + 1), sizeof(double));
+    double *r = malloc((size_t)V * sizeof(double));
+    mass[0] = 1.0;
+    for (int L = 0; L < n; L++) {
+        for (size_t c = 0; c < base[L + 1] - base[L]; c++) {
+            const double *p = tb->p + (tb->base[L] + c) * V, *q = tb->q + (tb->base[L] + c) * V;
+            double z = 0;
+            for (int y = 0; y < V; y++) z += fmax(0.0, p[y] - q[y]);
+            for (int y = 0; y < V; y++) r[y] = broken ? p[y] : fmax(0.0, p[y] - q[y]) / z;
+            for (int i = 0; i <= k; i++) {
+                double w = mass[(base[L] + c) * (k + 1) + i];
+                if (w == 0.0) continue;
+                size_t child = base[L + 1] + c * V; /* + token */
+                if (i == k) {
+                    for (int y = 0; y < V; y++) mass[(child + y) * (k + 1)] += w * p[y];
+                    continue;
+                }
+                for (int x = 0; x < V; x++) {
+                    if (q[x] <= 0) continue;
+                    double a = fmin(1.0, p[x] / q[x]);
+                    mass[(child + x) * (k + 1) + i + 1] += w * q[x] * a;
+                    double rej = w * q[x] * (1.0 - a);
+                    if (rej > 0)
+                        for (int y = 0; y < V; y++) mass[(child + y) * (k + 1)] += rej * r[y];
+                }
+            }
+        }
+    }
+    size_t N = cnt / (size_t)V; /* V^n */
+    for (size_t s = 0; s < N; s++) {
+        double acc = 0;
+        for (int i = 0; i <= k; i++) acc += mass[(base[n] + s) * (k + 1) + i];
+        out[s] = acc;
+    }
+    free(mass);
+    free(r);
+}
+
+static double tvd(const double *a, const double *b, size_t n) {
+    double d = 0;
+    for (size_t i = 0; i < n; i++) d += fabs(a[i] - b[i]);
+    return 0.5 * d;
+}
+
+static void check_enumeration(int V, int n, const hydra_sample_opts *settings, int n_settings) {
+    hydra_model *tm = tiny_model(V, 11, "DSD", 16), *dm = noisy_copy(V, 11, "DSD", 16, 0.1f);
+    int32_t prompt[3] = {1, 3 % V, 2};
+    ctx_table tb;
+    table_build(&tb, tm, dm, prompt, 3, V, n);
+    size_t N = 1;
+    for (int i = 0; i < n; i++) N *= (size_t)V;
+    double *plain = malloc(N * sizeof(double)), *draft = malloc(N * sizeof(double)), *spec = malloc(N * sizeof(double));
+    const int ks[3] = {1, 2, 4};
+    for (int si = 0; si < n_settings; si++) {
+        table_probs(&tb, &settings[si]);
+        plain_dist(&tb, tb.p, plain);
+        plain_dist(&tb, tb.q, draft);
+        double d_draft = tvd(draft, plain, N);
+        for (int ki = 0; ki < 3; ki++) {
+            spec_dist(&tb, ks[ki], 0, spec);
+            double sum = 0;
+            for (size_t s = 0; s < N; s++) sum += spec[s];
+            double d = tvd(spec, plain, N);
+            if (!(fabs(sum - 1.0) < 1e-6 && d < 1e-4))
+                fail_msg("V=%d n=%d T=%g top_k=%d top_p=%g k=%d: sum %.9f, TVD(spec, target) = %.3g (draft vs target %.3g)",
+                         V, n, settings[si].temperature, settings[si].top_k, settings[si].top_p, ks[ki], sum, d,
+                         d_draft);
+            /* The check has teeth: the draft alone, and the "resample from p"
+             * bug, are far from the target. */
+            if (settings[si].temperature > 0 && ks[ki] == 2) {
+                if (!(d_draft > 0.05)) fail_msg("draft too close to the target: TVD %.3g", d_draft);
+                spec_dist(&tb, ks[ki], 1, spec);
+                double d_bug = tvd(spec, plain, N);
+                if (!(d_bug > 1e-3)) fail_msg("broken variant TVD %.3g too small to be detected", d_bug);
+            }
+        }
+    }
+    free(plain);
+    free(draft);
+    free(spec);
+    table_free(&tb);
+    hydra_model_free(tm);
+    hydra_model_free(dm);
+}
+
+static void test_exact_enumeration(void **st) {
+    (void)st;
+    hydra_sample_opts s[5];
+    for (int i = 0; i < 5; i++) s[i] = hydra_sample_opts_default();
+    s[1].temperature = 0.7f;
+    s[2].temperature = 1.3f;
+    s[2].top_p = 0.9f;
+    s[3].temperature = 1.0f;
+    s[3].top_p = 0.6f;
+    s[3].top_k = 5;
+    s[4].temperature = 0.0f; /* greedy: the limit case */
+    check_enumeration(8, 5, s, 5);   /* V = 8, sequences of 5 tokens: k = 4 reaches its bonus token */
+    check_enumeration(16, 3, s, 4);  /* V = 16, sequences of 3 tokens */
+}
+
+/* ------------------------------------------- empirical (implementation) */
+/* The implementation samples (s_1, s_2) N times; the exact target law of the
+ * pair is prod p(s_t | s_<t). Bound: E[TVD_n] = 1/2 sum_i E|f_i - p_i| <=
+ * 1/2 sum_i sqrt(p_i (1 - p_i) / N) (Jensen), and TVD_n changes by at most
+ * 1/N when one sample changes, so by McDiarmid P(TVD_n > E + eps) <=
+ * exp(-2 N eps^2); eps = sqrt(ln(1e6) / (2N)) makes a false failure < 1e-6
+ * for a correct sampler. The seed is fixed, so the test is deterministic. The
+ * bound is also checked to be well below TVD(draft, target), so a sampler
+ * that returned draft tokens unverified would fail. */
+static void test_empirical(void **st) {
+    (void)st;
+    const int V = 64, N = 4000;
+    hydra_model *tm = tiny_model(V, 5, "DSD", 16), *dm = noisy_copy(V, 5, "DSD", 16, 0.05f);
+    hydra_sample_opts so = hydra_sample_opts_default();
+    so.temperature = 1.0f;
+    so.top_k = 6; /* at most 36 pair outcomes */
+    int32_t prompt[1] = {42}; /* one token: nothing to prefill, the samples stay cheap */
+    /* Exact pair laws of target and draft. */
+    double *pt = calloc((size_t)V * V, sizeof(double)), *pd = calloc((size_t)V * V, sizeof(double));
+    float *lg = malloc((size_t)V * sizeof(float)), *p1 = malloc((size_t)V * sizeof(float)),
+          *p2 = malloc((size_t)V * sizeof(float));
+    int32_t seq[2] = {42, 0};
+    for (int which = 0; which < 2; which++) {
+        const hydra_model *m = which ? dm : tm;
+        double *dist = which ? pd : pt;
+        HY_OK(hydra_forward(m, prompt, 1, 1, NULL, HYDRA_LOGITS_LAST, lg));
+        HY_OK(hydra_sample_probs(lg, V, &so, p1));
+        for (int a = 0; a < V; a++) {
+            if (p1[a] <= 0) continue;
+            seq[1] = a;
+            HY_OK(hydra_forward(m, seq, 1, 2, NULL, HYDRA_LOGITS_LAST, lg));
+            HY_OK(hydra_sample_probs(lg, V, &so, p2));
+            for (int b = 0; b < V; b++) dist[a * V + b] = (double)p1[a] * p2[b];
+        }
+    }
+    double bound = 0;
+    for (int i = 0; i < V * V; i++) bound += 0.5 * sqrt(pt[i] * (1 - pt[i]) / N);
+    bound += sqrt(log(1e6) / (2.0 * N));
+    double d_draft = tvd(pd, pt, (size_t)V * V);
+    if (!(d_draft > 2 * bound)) fail_msg("test has no power: TVD(draft, target) %.3g vs bound %.3g", d_draft, bound);
+    const int ks[2] = {1, 2}; /* k = 1: the bonus token is the second; k = 2: two accepts in a row */
+    double *f = malloc((size_t)V * V * sizeof(double));
+    for (int ki = 0; ki < 2; ki++) {
+        hydra_spec_opts o = hydra_spec_opts_default();
+        o.k = ks[ki];
+        o.sample = so;
+        o.seed = 1234;
+        hydra_spec_session *s = NULL;
+        HY_OK(hydra_spec_session_create(tm, dm, &o, &s));
+        memset(f, 0, (size_t)V * V * sizeof(double));
+        for (int it = 0; it < N; it++) {
+            int32_t got[2], buf[HYDRA_SPEC_MAX_K + 1];
+            int have = 0, n = 0;
+            HY_OK(hydra_spec_prefill(s, prompt, 1));
+            while (have < 2) {
+                HY_OK(hydra_spec_round(s, 0, buf, &n));
+                for (int i = 0; i < n && have < 2; i++) got[have++] = buf[i];
+            }
+            f[got[0] * V + got[1]] += 1.0 / N;
+        }
+        hydra_spec_stats stats;
+        hydra_spec_session_stats(s, &stats);
+        double d = tvd(f, pt, (size_t)V * V);
+        print_message("empirical k=%d: N=%d TVD %.4f (bound %.4f, draft-vs-target %.4f), alpha %.3f\n", ks[ki], N, d,
+                      bound, d_draft, stats.alpha);
+        if (!(d < bound)) fail_msg("k=%d: empirical TVD %.4f exceeds the bound %.4f", ks[ki], d, bound);
+        assert_true(stats.rejected > 0 && stats.accepted > 0); /* both branches exercised */
+        hydra_spec_session_free(s);
+    }
+    free(f);
+    free(pt);
+    free(pd);
+    free(lg);
+    free(p1);
+    free(p2);
+    hydra_model_free(tm);
+    hydra_model_free(dm);
+}
+
+/* ----------------------------------------------------------- greedy */
+static void test_greedy_equals_plain(void **st) {
+    (void)st;
+    const int V = 64, n = 40;
+    hydra_model *tm = tiny_model(V, 5, "DSDS", 32), *dm = tiny_model(V, 6, "DS", 16);
+    int32_t prompt[5] = {1, 2, 3, 4, 5}, ref[40], got[40];
+    size_t n_ref = 0, n_got = 0;
+    hydra_gen_opts g = hydra_gen_opts_default();
+    g.sample.temperature = 0.0f;
+    g.max_new_tokens = n;
+    HY_OK(hydra_generate(tm, NULL, prompt, 5, &g, ref, n, &n_ref));
+    assert_int_equal(n_ref, n);
+    const int ks[4] = {1, 2, 4, 6};
+    for (int pass = 0; pass < 2; pass++) {
+        const hydra_model *draft = pass ? tm : dm; /* pass 1: the target drafts for itself: alpha = 1 */
+        for (int ki = 0; ki < 4; ki++) {
+            hydra_spec_opts o = hydra_spec_opts_default();
+            o.k = ks[ki];
+            o.sample.temperature = 0.0f;
+            o.max_new_tokens = n;
+            hydra_spec_stats s;
+            HY_OK(hydra_spec_generate(tm, draft, prompt, 5, &o, got, n, &n_got, &s));
+            assert_int_equal(n_got, n);
+            for (int i = 0; i < n; i++)
+                if (got[i] != ref[i]) fail_msg("k=%d pass %d: token %d: spec %d, plain %d", ks[ki], pass, i, got[i], ref[i]);
+            assert_int_equal(s.generated, n);
+            assert_true(s.tokens_per_target_forward >= 1.0);
+            if (pass) {
+                assert_int_equal(s.accepted, s.proposed);
+                assert_float_equal(s.alpha, 1.0, 0.0);
+                assert_int_equal(s.target_forwards, s.rounds);
+            }
+        }
+    }
+    hydra_model_free(tm);
+    hydra_model_free(dm);
+}
+
+/* ---------------------------------------------------------- rollback */
+static void assert_state_near(const hydra_state *a, const hydra_state *b, const char *what, int round) {
+    if (a->pos != b->pos) fail_msg("%s after round %d: pos %llu vs %llu", what, round, (unsigned long long)a->pos,
+                                   (unsigned long long)b->pos);
+    double e = rel_err(a->arena, b->arena, a->arena_floats);
+    if (!(e <= 1e-5)) fail_msg("%s after round %d: state rel err %.3g", what, round, e);
+}
+
+static void test_rollback_states(void **st) {
+    (void)st;
+    const int V = 32;
+    hydra_model *tm = tiny_model(V, 8, "DSDS", 32), *dm = tiny_model(V, 9, "SD", 16);
+    hydra_spec_opts o = hydra_spec_opts_default();
+    o.k = 4;
+    o.sample.temperature = 1.0f;
+    o.seed = 77;
+    hydra_spec_session *s = NULL;
+    HY_OK(hydra_spec_session_create(tm, dm, &o, &s));
+    int32_t seq[256] = {4, 8, 15, 16, 23};
+    int len = 5, full = 0, partial = 0;
+    HY_OK(hydra_spec_prefill(s, seq, 5));
+    hydra_state *ts, *ds, *tref, *dref;
+    HY_OK(hydra_state_create(tm, &ts));
+    HY_OK(hydra_state_create(dm, &ds));
+    HY_OK(hydra_state_create(tm, &tref));
+    HY_OK(hydra_state_create(dm, &dref));
+    for (int round = 0; round < 25; round++) {
+        int32_t buf[HYDRA_SPEC_MAX_K + 1];
+        int n = 0;
+        HY_OK(hydra_spec_round(s, 0, buf, &n));
+        assert_true(n >= 1 && n <= o.k + 1);
+        if (n == o.k + 1) full++;
+        else partial++;
+        memcpy(seq + len, buf, (size_t)n * sizeof *buf);
+        len += n;
+        HY_OK(hydra_spec_session_states(s, ts, ds));
+        hydra_state_reset(tref);
+        hydra_state_reset(dref);
+        HY_OK(hydra_forward(tm, seq, 1, len, &tref, HYDRA_LOGITS_NONE, NULL));
+        HY_OK(hydra_forward(dm, seq, 1, len, &dref, HYDRA_LOGITS_NONE, NULL));
+        assert_state_near(ts, tref, "target", round);
+        assert_state_near(ds, dref, "draft", round);
+    }
+    assert_true(partial > 0);
+    (void)full;
+    hydra_state_free(ts);
+    hydra_state_free(ds);
+    hydra_state_free(tref);
+    hydra_state_free(dref);
+    hydra_spec_session_free(s);
+    hydra_model_free(tm);
+    hydra_model_free(dm);
+}
+
+/* hydra_forward_ex: snapshot t equals the state after tokens[0..t] fed
+ * plainly; the final state and logits match hydra_forward. */
+static void test_forward_snapshots(void **st) {
+    (void)st;
+    hydra_model *m = tiny_model(32, 3, "DSAD", 32);
+    int32_t pre[6] = {1, 2, 3, 4, 5, 6}, tok[6] = {7, 8, 9, 10, 11, 12};
+    const int T = 6, V = 32;
+    hydra_state *a, *b, *ref, *snaps[6];
+    HY_OK(hydra_state_create(m, &a));
+    HY_OK(hydra_state_create(m, &b));
+    HY_OK(hydra_state_create(m, &ref));
+    for (int t = 0; t < T; t++) HY_OK(hydra_state_create(m, &snaps[t]));
+    HY_OK(hydra_forward(m, pre, 1, 6, &a, HYDRA_LOGITS_NONE, NULL));
+    HY_OK(hydra_state_copy(b, a));
+    float la[6 * 32], lb[6 * 32];
+    HY_OK(hydra_forward(m, tok, 1, T, &a, HYDRA_LOGITS_ALL, la));
+    HY_OK(hydra_forward_ex(m, tok, 1, T, &b, HYDRA_LOGITS_ALL, lb, snaps));
+    ASSERT_REL(lb, la, (size_t)T * V, 1e-5);
+    assert_state_near(b, a, "final", 0);
+    for (int t = 0; t < T; t++) {
+        HY_OK(hydra_state_copy(ref, snaps[0]));
+        hydra_state_reset(ref);
+        HY_OK(hydra_forward(m, pre, 1, 6, &ref, HYDRA_LOGITS_NONE, NULL));
+        HY_OK(hydra_forward(m, tok, 1, t + 1, &ref, HYDRA_LOGITS_NONE, NULL));
+        assert_state_near(snaps[t], ref, "snapshot", t);
+        /* a full-attention layer ('A') grows a cache outside the arena: continue from the snapshot */
+        float l1[32], l2[32];
+        HY_OK(hydra_step(m, snaps[t], 5, l1));
+        HY_OK(hydra_step(m, ref, 5, l2));
+        ASSERT_REL(l1, l2, (size_t)V, 1e-5);
+    }
+    assert_int_equal(hydra_forward_ex(m, tok, 1, T, &b, HYDRA_LOGITS_NONE, NULL, (hydra_state *[]){b, 0, 0, 0, 0, 0}),
+                     HYDRA_ERR_ARG);
+    for (int t = 0; t < T; t++) hydra_state_free(snaps[t]);
+    hydra_state_free(a);
+    hydra_state_free(b);
+    hydra_state_free(ref);
+    hydra_model_free(m);
+}
+
+/* ------------------------------------------------------------ errors */
+static int count_cb(int32_t tok, void *user) {
+    (void)tok;
+    ++*(int *)user;
+    return 0;
+}
+
+static void test_errors_and_stop(void **st) {
+    (void)st;
+    hydra_model *tm = tiny_model(32, 1, "DS", 16), *dm = tiny_model(48, 2, "DS", 16), *dm2 = tiny_model(32, 2, "D", 16);
+    hydra_spec_opts o = hydra_spec_opts_default();
+    o.max_new_tokens = 20;
+    int32_t prompt[2] = {1, 2}, out[20];
+    size_t n = 99;
+    hydra_spec_stats s;
+    assert_int_equal(hydra_spec_generate(tm, dm, prompt, 2, &o, out, 20, &n, &s), HYDRA_ERR_MISMATCH);
+    assert_non_null(strstr(hydra_last_error(), "vocab"));
+    assert_int_equal(n, 0);
+    o.k = 0;
+    assert_int_equal(hydra_spec_generate(tm, dm2, prompt, 2, &o, out, 20, &n, &s), HYDRA_ERR_ARG);
+    o.k = HYDRA_SPEC_MAX_K + 1;
+    assert_int_equal(hydra_spec_generate(tm, dm2, prompt, 2, &o, out, 20, &n, &s), HYDRA_ERR_ARG);
+    o.k = 3;
+    assert_int_equal(hydra_spec_generate(tm, dm2, prompt, 2, &o, out, 19, &n, &s), HYDRA_ERR_ARG);
+    assert_int_equal(hydra_spec_generate(tm, dm2, prompt, 0, &o, out, 20, &n, &s), HYDRA_ERR_ARG);
+    int32_t bad[2] = {1, 32};
+    assert_int_equal(hydra_spec_generate(tm, dm2, bad, 2, &o, out, 20, &n, &s), HYDRA_ERR_ARG);
+    o.sample.top_p = 0.0f;
+    assert_int_equal(hydra_spec_generate(tm, dm2, prompt, 2, &o, out, 20, &n, &s), HYDRA_ERR_ARG);
+    o.sample.top_p = 1.0f;
+    /* max_new_tokens respected exactly; callback sees every token. */
+    int calls = 0;
+    o.on_token = count_cb;
+    o.user = &calls;
+    HY_OK(hydra_spec_generate(tm, dm2, prompt, 2, &o, out, 20, &n, &s));
+    assert_int_equal(n, 20);
+    assert_int_equal(calls, 20);
+    assert_int_equal(s.generated, 20);
+    assert_true(s.proposed >= s.accepted && s.rounds == s.target_forwards);
+    /* Stop token: generation ends right after emitting it. */
+    int32_t stop_tok = out[5];
+    int first = 0;
+    while (out[first] != stop_tok) first++;
+    o.stop_tokens[0] = stop_tok;
+    o.n_stop_tokens = 1;
+    int32_t out2[20];
+    HY_OK(hydra_spec_generate(tm, dm2, prompt, 2, &o, out2, 20, &n, &s));
+    assert_int_equal(n, first + 1);
+    assert_memory_equal(out2, out, n * sizeof *out);
+    assert_int_equal(s.generated, n);
+    /* Sessions: round before prefill. */
+    hydra_spec_session *ss = NULL;
+    HY_OK(hydra_spec_session_create(tm, dm2, &o, &ss));
+    int nn;
+    assert_int_equal(hydra_spec_round(ss, 0, out, &nn), HYDRA_ERR_ARG);
+    hydra_spec_session_free(ss);
+    hydra_model_free(tm);
+    hydra_model_free(dm);
+    hydra_model_free(dm2);
+}
+
+int main(void) {
+    hydra_set_num_threads(1); /* tiny models: threads only add synchronisation */
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_forward_snapshots), cmocka_unit_test(test_exact_enumeration),
+        cmocka_unit_test(test_greedy_equals_plain), cmocka_unit_test(test_rollback_states),
+        cmocka_unit_test(test_errors_and_stop),   cmocka_unit_test(test_empirical),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
