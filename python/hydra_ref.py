@@ -15,9 +15,14 @@ projections, explicit loops over conv taps and over time for the recurrence.
 CLI (used by tests/test_torch_reference.c):
 
   python3 python/hydra_ref.py --model M.safetensors --tokens IN.bin --out OUT.bin [--dtype float64]
+  python3 python/hydra_ref.py --grads --model M --tokens IN.bin --targets TG.bin [--mask MASK.bin]
+          --batch B --out OUT.bin --dtype float64     (used by tests/test_grad_torch.c)
 
 IN.bin is little-endian int32 token ids. OUT.bin is little-endian float32:
 logits [T*V] followed by, for each DeltaNet layer in order, its final S [H*dv*dk].
+With --grads, IN.bin holds B sequences [B*T], TG.bin int32 targets [B*T], MASK.bin
+uint8 [B*T]; OUT.bin is little-endian float64: the mean cross-entropy over scored
+positions, then the gradient of every parameter tensor in the C table order.
 
 Shapes: T tokens, C d_model, H heads, d = dk = dv head dim, V vocab,
 F SwiGLU hidden, K conv width, W attention window (0 = unbounded).
@@ -225,6 +230,10 @@ class HydraRef:
     @torch.no_grad()
     def forward(self, tokens):
         """tokens: sequence of ints -> (logits [T, V], [S [H, dv, dk] per DeltaNet layer])."""
+        return self.forward_graph(tokens)
+
+    def forward_graph(self, tokens):
+        """forward() with autograd enabled (for --grads)."""
         c = self.cfg
         tokens = torch.as_tensor(list(tokens), dtype=torch.long)
         if tokens.numel() == 0 or tokens.min() < 0 or tokens.max() >= c["vocab_size"]:
@@ -248,6 +257,53 @@ class HydraRef:
     def _sub(self, prefix):
         return {n[len(prefix):]: t for n, t in self.w.items() if n.startswith(prefix)}
 
+    def param_order(self):
+        """Tensor names in the C parameter-table order (src/model/params.c)."""
+        names = ["embed.weight"]
+        for i, kind in enumerate(self.kinds):
+            b = f"blocks.{i}."
+            names.append(b + "norm1.weight")
+            if kind == "D":
+                names += [b + "gdn." + n for n in (
+                    "q_proj.weight", "k_proj.weight", "v_proj.weight", "g_proj.weight", "a_proj.weight",
+                    "b_proj.weight", "A_log", "dt_bias", "q_conv.weight", "k_conv.weight", "v_conv.weight",
+                    "o_norm.weight", "o_proj.weight")]
+            else:
+                names += [b + "attn." + n for n in ("q_proj.weight", "k_proj.weight", "v_proj.weight", "o_proj.weight")]
+            names += [b + "norm2.weight"] + [b + "mlp." + n for n in ("gate_proj.weight", "up_proj.weight", "down_proj.weight")]
+        names.append("norm_f.weight")
+        if not self.cfg["tie_embeddings"]:
+            names.append("lm_head.weight")
+        return names
+
+    def loss_and_grads(self, tokens, targets, mask):
+        """tokens, targets: [B, T] ints; mask: [B, T] (1 = scored) or None.
+        Returns (mean cross-entropy over scored positions, {name: gradient}) by
+        torch autograd; every sequence starts from an empty state. The tied
+        head shares embed.weight, so its gradient includes both uses."""
+        names = self.param_order()
+        for n in names:
+            self.w[n].requires_grad_(True)
+            self.w[n].grad = None
+        tokens, targets = np.asarray(tokens), np.asarray(targets)
+        mask = np.ones(tokens.shape, dtype=bool) if mask is None else np.asarray(mask).astype(bool)
+        n_scored = int(mask.sum())
+        total = self.w["embed.weight"].new_zeros(())
+        for b in range(tokens.shape[0]):
+            logits, _ = self.forward_graph(tokens[b].tolist())                   # [T, V]
+            logp = torch.log_softmax(logits, dim=-1)
+            tg = torch.as_tensor(targets[b].astype(np.int64).clip(0, logits.shape[1] - 1))
+            nll = -logp.gather(1, tg[:, None])[:, 0]                            # [T]
+            total = total + (nll * torch.as_tensor(mask[b], dtype=nll.dtype)).sum()
+        if n_scored == 0:
+            return 0.0, {n: torch.zeros_like(self.w[n]) for n in names}
+        loss = total / n_scored
+        loss.backward()
+        grads = {n: (self.w[n].grad if self.w[n].grad is not None else torch.zeros_like(self.w[n])) for n in names}
+        for n in names:
+            self.w[n].requires_grad_(False)
+        return float(loss), grads
+
 
 # ------------------------------------------------------------------------- CLI
 
@@ -258,10 +314,34 @@ def main(argv=None):
     ap.add_argument("--out", required=True, help="output: f32 logits [T*V] then S of each DeltaNet layer")
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                     help="compute precision (outputs are always written as float32)")
+    ap.add_argument("--grads", action="store_true",
+                    help="instead: loss and every parameter gradient (torch autograd) for a batch; "
+                         "--tokens holds [B*T] inputs, needs --targets, --batch, optional --mask; "
+                         "OUT.bin is float64: loss, then each gradient in the C parameter-table order")
+    ap.add_argument("--targets", help="--grads: little-endian int32 targets [B*T]")
+    ap.add_argument("--mask", help="--grads: uint8 mask [B*T], 1 = scored (default: all)")
+    ap.add_argument("--batch", type=int, default=1, help="--grads: B (sequences in --tokens)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     model = HydraRef(args.model, getattr(torch, args.dtype))
     tokens = np.fromfile(args.tokens, dtype="<i4")
+    if args.grads:
+        if not args.targets:
+            ap.error("--grads needs --targets")
+        B = args.batch
+        if B < 1 or tokens.size % B:
+            ap.error(f"--batch {B} does not divide {tokens.size} tokens")
+        targets = np.fromfile(args.targets, dtype="<i4")
+        mask = np.fromfile(args.mask, dtype=np.uint8) if args.mask else None
+        if targets.size != tokens.size or (mask is not None and mask.size != tokens.size):
+            ap.error("--targets/--mask must have as many entries as --tokens")
+        shape = (B, tokens.size // B)
+        loss, grads = model.loss_and_grads(tokens.reshape(shape), targets.reshape(shape),
+                                           None if mask is None else mask.reshape(shape))
+        parts = [torch.tensor([loss], dtype=torch.float64)]
+        parts += [grads[n].reshape(-1).to(torch.float64) for n in model.param_order()]
+        torch.cat(parts).numpy().astype("<f8").tofile(args.out)
+        return 0
     logits, states = model.forward(tokens.tolist())
     parts = [logits.reshape(-1)] + [S.reshape(-1) for S in states]
     out = torch.cat(parts).to(torch.float32).numpy().astype("<f4")

@@ -12,6 +12,10 @@ int cmd_init(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_stream(int argc, char **argv);
+int cmd_factbank(int argc, char **argv);
 
 typedef enum { OPT_INT, OPT_U64, OPT_FLOAT, OPT_STR, OPT_FLAG } opt_type;
 typedef struct {
@@ -52,6 +56,11 @@ int cli_fail(const char *cmd, const char *what, hydra_status st);
 /* Human-readable byte count into buf. */
 const char *cli_bytes(double bytes, char *buf, size_t n);
 double cli_now(void);
+
+/* plot_svg.c: train loss as a line (x, y [n]) and validation loss as dots
+ * (vx, vy [nv]). Returns 0 on success. */
+int cli_write_loss_svg(const char *path, const char *title, const double *x, const double *y, int n,
+                       const double *vx, const double *vy, int nv);
 
 /* bench_delta.c */
 #include "bench.h"

@@ -13,6 +13,10 @@ static const struct {
     {"init", cmd_init, "create a new model with seeded weights and save it"},
     {"generate", cmd_generate, "stream generated text from a model"},
     {"info", cmd_info, "print a checkpoint's config, parameter count and state size"},
+    {"stream", cmd_stream, "feed a long input at constant memory; continue, save or resume a session"},
+    {"train", cmd_train, "train a model on a text file (AdamW or Muon), with exact resume"},
+    {"eval", cmd_eval, "loss, perplexity and loss by position of a model on a text file"},
+    {"factbank", cmd_factbank, "write facts into a bank file, ask with a bank mounted, inspect a bank"},
     {"bench", cmd_bench, "measure GEMM, prefill, decode and delta-rule kernel speed"},
 };
 #define N_COMMANDS (sizeof k_commands / sizeof k_commands[0])

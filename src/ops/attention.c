@@ -2,6 +2,38 @@
 #include <math.h>
 
 #include "core/internal.h"
+#include "ops/simd.h"
+
+/* One query (absolute position p, head h) against keys max(lo,0)..p: scores
+ * into sc, softmax, weighted sum of values into oh [d]. */
+HYDRA_CLONES
+static void attend_one(int d, size_t Hd, int64_t pos0, int window, int64_t p, float scale,
+                       const float *qh, const float *k_new, const float *v_new, const float *cache_k,
+                       const float *cache_v, float *sc, float *oh) {
+    int64_t lo = window ? p - window + 1 : 0;
+    if (lo < 0) lo = 0;
+    float mx = -INFINITY;
+    for (int64_t j = lo; j <= p; j++) {
+        const float *kj = j < pos0 ? cache_k + (size_t)(window ? j % window : j) * Hd
+                                   : k_new + (size_t)(j - pos0) * Hd;
+        float s = hydra_dot(qh, kj, d) * scale;
+        sc[j - lo] = s;
+        if (s > mx) mx = s;
+    }
+    float sum = 0.0f;
+    for (int64_t j = lo; j <= p; j++) {
+        sc[j - lo] = expf(sc[j - lo] - mx);
+        sum += sc[j - lo];
+    }
+    float inv = 1.0f / sum;
+    for (int i = 0; i < d; i++) oh[i] = 0.0f;
+    for (int64_t j = lo; j <= p; j++) {
+        const float *vj = j < pos0 ? cache_v + (size_t)(window ? j % window : j) * Hd
+                                   : v_new + (size_t)(j - pos0) * Hd;
+        float a = sc[j - lo] * inv;
+        for (int i = 0; i < d; i++) oh[i] += a * vj[i];
+    }
+}
 
 hydra_status hydra_op_attention(int T, int H, int d, int64_t pos0, int window, const float *q,
                                 const float *k_new, const float *v_new, const float *cache_k,
@@ -25,40 +57,103 @@ hydra_status hydra_op_attention(int T, int H, int d, int64_t pos0, int window, c
         for (int t = 0; t < T; t++)
             for (int h = 0; h < H; h++) {
                 if (!sc) continue;
-                int64_t p = pos0 + t, lo = window ? p - window + 1 : 0;
-                if (lo < 0) lo = 0;
-                const float *qh = q + (size_t)t * Hd + (size_t)h * d;
-                float mx = -INFINITY;
-                for (int64_t j = lo; j <= p; j++) {
-                    const float *kj = j < pos0 ? cache_k + (size_t)(window ? j % window : j) * Hd
-                                               : k_new + (size_t)(j - pos0) * Hd;
-                    kj += (size_t)h * d;
-                    float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-                    for (int i = 0; i < d; i++) s += qh[i] * kj[i];
-                    s *= scale;
-                    sc[j - lo] = s;
-                    if (s > mx) mx = s;
-                }
-                float sum = 0.0f;
-                for (int64_t j = lo; j <= p; j++) {
-                    sc[j - lo] = expf(sc[j - lo] - mx);
-                    sum += sc[j - lo];
-                }
-                float inv = 1.0f / sum;
-                float *oh = o + (size_t)t * Hd + (size_t)h * d;
-                for (int i = 0; i < d; i++) oh[i] = 0.0f;
-                for (int64_t j = lo; j <= p; j++) {
-                    const float *vj = j < pos0 ? cache_v + (size_t)(window ? j % window : j) * Hd
-                                               : v_new + (size_t)(j - pos0) * Hd;
-                    vj += (size_t)h * d;
-                    float a = sc[j - lo] * inv;
-#pragma omp simd
-                    for (int i = 0; i < d; i++) oh[i] += a * vj[i];
-                }
+                attend_one(d, Hd, pos0, window, pos0 + t, scale, q + (size_t)t * Hd + (size_t)h * d,
+                           k_new + (size_t)h * d, v_new + (size_t)h * d,
+                           cache_k ? cache_k + (size_t)h * d : NULL, cache_v ? cache_v + (size_t)h * d : NULL,
+                           sc, o + (size_t)t * Hd + (size_t)h * d);
             }
         free(sc);
     }
     if (err) return hydra_set_error(HYDRA_ERR_NOMEM, "attention: out of memory");
+    return HYDRA_OK;
+}
+
+/* ---------------------------------------------------------------- backward */
+#include <omp.h>
+
+/* One head over all queries t (positions 0..T-1, no cache). Per query the
+ * probabilities P are recomputed (no T x W storage), then with
+ * dp_j = dO_t . v_j and D_t = dO_t . o_t = sum_j P_j dp_j:
+ *   ds_j = P_j (dp_j - D_t) scale;  dq_t = sum_j ds_j k_j;
+ *   dk_j += ds_j q_t;  dv_j += P_j dO_t.
+ * q, k, v, o, dO, dq, dk, dv point at head h of token 0; rows are Hd apart. */
+static void attn_bwd_head(int T, int d, size_t Hd, int window, float scale, const float *q,
+                          const float *k, const float *v, const float *o, const float *dO,
+                          float *dq, float *dk, float *dv, float *sc) {
+    for (int t = 0; t < T; t++) {
+        memset(dk + (size_t)t * Hd, 0, (size_t)d * sizeof(float));
+        memset(dv + (size_t)t * Hd, 0, (size_t)d * sizeof(float));
+    }
+    for (int t = 0; t < T; t++) {
+        int lo = window ? t - window + 1 : 0;
+        if (lo < 0) lo = 0;
+        const float *qt = q + (size_t)t * Hd, *gt = dO + (size_t)t * Hd, *ot = o + (size_t)t * Hd;
+        float mx = -INFINITY;
+        for (int j = lo; j <= t; j++) {
+            const float *kj = k + (size_t)j * Hd;
+            float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+            for (int i = 0; i < d; i++) s += qt[i] * kj[i];
+            s *= scale;
+            sc[j - lo] = s;
+            if (s > mx) mx = s;
+        }
+        float sum = 0.0f;
+        for (int j = lo; j <= t; j++) {
+            sc[j - lo] = expf(sc[j - lo] - mx);
+            sum += sc[j - lo];
+        }
+        const float inv = 1.0f / sum;
+        float D = 0.0f;
+#pragma omp simd reduction(+ : D)
+        for (int i = 0; i < d; i++) D += gt[i] * ot[i];
+        float *dqt = dq + (size_t)t * Hd;
+        for (int i = 0; i < d; i++) dqt[i] = 0.0f;
+        for (int j = lo; j <= t; j++) {
+            const float *vj = v + (size_t)j * Hd, *kj = k + (size_t)j * Hd;
+            float *dkj = dk + (size_t)j * Hd, *dvj = dv + (size_t)j * Hd;
+            const float P = sc[j - lo] * inv;
+            float dp = 0.0f;
+#pragma omp simd reduction(+ : dp)
+            for (int i = 0; i < d; i++) dp += gt[i] * vj[i];
+            const float ds = P * (dp - D) * scale;
+#pragma omp simd
+            for (int i = 0; i < d; i++) {
+                dqt[i] += ds * kj[i];
+                dkj[i] += ds * qt[i];
+                dvj[i] += P * gt[i];
+            }
+        }
+    }
+}
+
+hydra_status hydra_op_attention_backward(int T, int H, int d, int window, const float *q,
+                                         const float *k, const float *v, const float *o,
+                                         const float *dO, float *dq, float *dk, float *dv) {
+    if (!q || !k || !v || !o || !dO || !dq || !dk || !dv)
+        return hydra_set_error(HYDRA_ERR_ARG, "attention_backward: NULL pointer");
+    if (T < 0 || H <= 0 || d <= 0 || window < 0) return hydra_set_error(HYDRA_ERR_ARG, "attention_backward: bad shape");
+    if (T == 0) return HYDRA_OK;
+    const float scale = 1.0f / sqrtf((float)d);
+    const size_t Hd = (size_t)H * d;
+    const size_t span = window && window < T ? (size_t)window : (size_t)T;
+    int err = 0;
+#pragma omp parallel if ((size_t)T * H * span * d > 200000 && !omp_in_parallel())
+    {
+        float *sc = malloc(span * sizeof(float));
+        if (!sc) {
+#pragma omp atomic write
+            err = 1;
+        }
+#pragma omp for schedule(static)
+        for (int h = 0; h < H; h++) {
+            if (!sc) continue;
+            size_t off = (size_t)h * d;
+            attn_bwd_head(T, d, Hd, window, scale, q + off, k + off, v + off, o + off, dO + off,
+                          dq + off, dk + off, dv + off, sc);
+        }
+        free(sc);
+    }
+    if (err) return hydra_set_error(HYDRA_ERR_NOMEM, "attention_backward: out of memory");
     return HYDRA_OK;
 }

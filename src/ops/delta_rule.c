@@ -421,3 +421,240 @@ hydra_status hydra_op_delta_rule(int T, int H, int dk, int dv, const float *q, c
     if (nomem) return hydra_set_error(HYDRA_ERR_NOMEM, "hydra_op_delta_rule: scratch");
     return HYDRA_OK;
 }
+
+/* ================================================================ backward
+ * DESIGN §2 recurrent backward, per head, tokens in reverse, with dS the
+ * gradient w.r.t. the state after token t (starts at dS_T):
+ *   S' = a S_{t-1}, p = S' k, u = b (v - p), S_t = S' + u k^T, o = S_t q
+ *   D = dS + dO q^T;  dq = S_t^T dO;  du = D k;  dp = -b du
+ *   dk = D^T u + S'^T dp;  dv = b du;  db = du . (v - p)
+ *   dS' = D + dp k^T;  dg = a <dS', S_{t-1}>;  dS_{t-1} = a dS'
+ */
+
+/* ------------------------------------------------------------- reference */
+hydra_status hydra_op_delta_rule_backward_ref(int T, int H, int dk, int dv, const float *q,
+                                              const float *k, const float *v, const float *g,
+                                              const float *beta, const float *S0, const float *dO,
+                                              const float *dST, float *dq, float *dk_, float *dv_,
+                                              float *dg, float *dbeta, float *dS0) {
+    const char *fn = "hydra_op_delta_rule_backward_ref";
+    HYDRA_CHECK(dr_check(fn, T, H, dk, dv, q, k, v, g, beta, dO ? dO : q, dO));
+    if (T > 0 && (!dq || !dk_ || !dv_ || !dg || !dbeta))
+        return hydra_set_error(HYDRA_ERR_ARG, "%s: an output gradient is NULL", fn);
+    const size_t SN = (size_t)dv * dk;
+    float *Ss = malloc((size_t)(T + 1) * SN * sizeof(float)); /* [T+1, dv, dk] every state of a head */
+    float *dS = malloc(SN * sizeof(float)), *D = malloc(SN * sizeof(float)); /* [dv, dk] */
+    float *p = malloc((size_t)dv * 3 * sizeof(float));                     /* p, u, du [dv] */
+    if (!Ss || !dS || !D || !p) {
+        free(Ss), free(dS), free(D), free(p);
+        return hydra_set_error(HYDRA_ERR_NOMEM, "%s: out of memory", fn);
+    }
+    float *u = p + dv, *du = u + dv;
+    for (int h = 0; h < H; h++) {
+        /* forward, keeping S_0 .. S_T */
+        for (size_t e = 0; e < SN; e++) Ss[e] = S0 ? S0[(size_t)h * SN + e] : 0.0f;
+        for (int t = 0; t < T; t++) {
+            const float *kt = k + ((size_t)t * H + h) * dk, *vt = v + ((size_t)t * H + h) * dv;
+            const float a = expf(g[(size_t)t * H + h]), b = beta[(size_t)t * H + h];
+            const float *Sp = Ss + (size_t)t * SN;
+            float *Sn = Ss + (size_t)(t + 1) * SN;
+            for (int i = 0; i < dv; i++) {
+                float pi = 0.0f;
+                for (int j = 0; j < dk; j++) pi += a * Sp[(size_t)i * dk + j] * kt[j];
+                float ui = b * (vt[i] - pi);
+                for (int j = 0; j < dk; j++) Sn[(size_t)i * dk + j] = a * Sp[(size_t)i * dk + j] + ui * kt[j];
+            }
+        }
+        for (size_t e = 0; e < SN; e++) dS[e] = dST ? dST[(size_t)h * SN + e] : 0.0f;
+        for (int t = T - 1; t >= 0; t--) {
+            const size_t ik = ((size_t)t * H + h) * dk, iv = ((size_t)t * H + h) * dv;
+            const float *qt = q + ik, *kt = k + ik, *vt = v + iv, *gt = dO + iv;
+            const float a = expf(g[(size_t)t * H + h]), b = beta[(size_t)t * H + h];
+            const float *Sprev = Ss + (size_t)t * SN, *Snew = Ss + (size_t)(t + 1) * SN;
+            for (int i = 0; i < dv; i++) { /* p = S' k, u */
+                float pi = 0.0f;
+                for (int j = 0; j < dk; j++) pi += a * Sprev[(size_t)i * dk + j] * kt[j];
+                p[i] = pi;
+                u[i] = b * (vt[i] - pi);
+            }
+            for (int i = 0; i < dv; i++) /* D = dS + dO q^T */
+                for (int j = 0; j < dk; j++) D[(size_t)i * dk + j] = dS[(size_t)i * dk + j] + gt[i] * qt[j];
+            for (int j = 0; j < dk; j++) { /* dq = S_t^T dO */
+                float s = 0.0f;
+                for (int i = 0; i < dv; i++) s += Snew[(size_t)i * dk + j] * gt[i];
+                dq[ik + j] = s;
+            }
+            float db = 0.0f;
+            for (int i = 0; i < dv; i++) { /* du = D k, dv, dbeta */
+                float s = 0.0f;
+                for (int j = 0; j < dk; j++) s += D[(size_t)i * dk + j] * kt[j];
+                du[i] = s;
+                dv_[iv + i] = b * s;
+                db += s * (vt[i] - p[i]);
+            }
+            dbeta[(size_t)t * H + h] = db;
+            for (int j = 0; j < dk; j++) { /* dk = D^T u + S'^T dp, dp = -b du */
+                float s = 0.0f;
+                for (int i = 0; i < dv; i++)
+                    s += D[(size_t)i * dk + j] * u[i] + a * Sprev[(size_t)i * dk + j] * (-b * du[i]);
+                dk_[ik + j] = s;
+            }
+            float dga = 0.0f;
+            for (int i = 0; i < dv; i++) /* dS' = D + dp k^T; dg; dS_{t-1} = a dS' */
+                for (int j = 0; j < dk; j++) {
+                    float x = D[(size_t)i * dk + j] + (-b * du[i]) * kt[j];
+                    dga += x * Sprev[(size_t)i * dk + j];
+                    dS[(size_t)i * dk + j] = a * x;
+                }
+            dg[(size_t)t * H + h] = a * dga;
+        }
+        if (dS0) memcpy(dS0 + (size_t)h * SN, dS, SN * sizeof(float));
+    }
+    free(Ss), free(dS), free(D), free(p);
+    return HYDRA_OK;
+}
+
+/* ------------------------------------------------------------------ fast */
+/* Sout = step(Sin) for one token of one head (Sout may equal Sin):
+ * row i: u_i = b (v_i - a S_i.k);  Sout_i = a S_i + u_i k. */
+DR_AI void drb_step(float *Sout, const float *Sin, int dk, int dv, const float *restrict k,
+                    const float *restrict v, float a, float b) {
+    const int dk16 = dk & ~15;
+    for (int i = 0; i < dv; i++) {
+        const float *si = Sin + (size_t)i * dk;
+        float *so = Sout + (size_t)i * dk;
+        const float ui = b * (v[i] - a * dr_dot(si, k, dk));
+        int j = 0;
+        for (; j < dk16; j += 16)
+            *(v16u *)(so + j) = a * *(const v16u *)(si + j) + ui * *(const v16u *)(k + j);
+        for (; j < dk; j++) so[j] = a * si[j] + ui * k[j];
+    }
+}
+
+/* Backward of one token of one head, fused into one sweep over the rows of
+ * S_{t-1} and dS (dS: in = grad of S_t, out = grad of S_{t-1}). Uses
+ * S_t^T dO = a S_{t-1}^T dO + (u.dO) k and D^T u = dS^T u + (u.dO) q, so S_t is
+ * never needed. acq, ack: [dk] scratch. */
+DR_AI void drb_token(const float *restrict Sp, float *restrict dS, int dk, int dv,
+                     const float *restrict q, const float *restrict k, const float *restrict v,
+                     const float *restrict gO, float a, float b, float *restrict dq,
+                     float *restrict dkk, float *restrict dvv, float *dg, float *db,
+                     float *restrict acq, float *restrict ack) {
+    const int dk16 = dk & ~15;
+    for (int j = 0; j < dk; j++) acq[j] = ack[j] = 0.0f;
+    const float qk = dr_dot(q, k, dk);
+    float s = 0.0f, dbs = 0.0f;
+    v16 dga = {0};
+    float dgs = 0.0f;
+    for (int i = 0; i < dv; i++) {
+        const float *restrict si = Sp + (size_t)i * dk;
+        float *restrict di = dS + (size_t)i * dk;
+        const float p = a * dr_dot(si, k, dk);
+        const float u = b * (v[i] - p);
+        const float du = dr_dot(di, k, dk) + gO[i] * qk;
+        dvv[i] = b * du;
+        dbs += du * (v[i] - p);
+        const float dp = -b * du, adp = a * dp, go = gO[i];
+        s += go * u;
+        int j = 0;
+        for (; j < dk16; j += 16) {
+            const v16 x = *(const v16u *)(si + j), y = *(const v16u *)(di + j);
+            *(v16u *)(acq + j) += go * x;
+            *(v16u *)(ack + j) += u * y + adp * x;
+            const v16 dsp = y + go * *(const v16u *)(q + j) + dp * *(const v16u *)(k + j);
+            dga += dsp * x;
+            *(v16u *)(di + j) = a * dsp;
+        }
+        for (; j < dk; j++) {
+            const float x = si[j], y = di[j];
+            acq[j] += go * x;
+            ack[j] += u * y + adp * x;
+            const float dsp = y + go * q[j] + dp * k[j];
+            dgs += dsp * x;
+            di[j] = a * dsp;
+        }
+    }
+    for (int j = 0; j < dk; j++) {
+        dq[j] = a * acq[j] + s * k[j];
+        dkk[j] = ack[j] + s * q[j];
+    }
+    *dg = a * (dr_hsum(&dga) + dgs);
+    *db = dbs;
+}
+
+/* Scratch floats of one head: checkpoints [nch, dv, dk] + chunk states
+ * [CK, dv, dk] + dS [dv, dk] + acq, ack [dk]. */
+static size_t drb_scratch_floats(int T, int dk, int dv) {
+    const size_t SN = (size_t)dv * dk, nch = T > 0 ? (size_t)(T + HYDRA_DR_CKPT - 1) / HYDRA_DR_CKPT : 1;
+    return nch * SN + (size_t)HYDRA_DR_CKPT * SN + SN + 2 * (size_t)dk + 64;
+}
+
+/* One head. Pointers are at head h of token 0 (token rows are H*dk / H*dv /
+ * H apart); S0h, dSTh, dS0h: this head's [dv, dk] or NULL. */
+__attribute__((target_clones("avx512f", "default"))) static void
+drb_head(int T, int H, int dk, int dv, const float *q, const float *k, const float *v,
+         const float *g, const float *beta, const float *S0h, const float *dO, const float *dSTh,
+         float *dq, float *dk_, float *dv_, float *dg, float *dbeta, float *dS0h, float *scratch) {
+    const int CK = HYDRA_DR_CKPT, nch = (T + CK - 1) / CK;
+    const size_t SN = (size_t)dv * dk, sk = (size_t)H * dk, sv = (size_t)H * dv;
+    float *ck = scratch;                          /* [nch, dv, dk] S before token c*CK */
+    float *buf = ck + (size_t)(nch > 0 ? nch : 1) * SN; /* [CK, dv, dk] S before each token of a chunk */
+    float *dS = buf + (size_t)CK * SN;            /* [dv, dk] */
+    float *acq = dS + SN, *ack = acq + dk;        /* [dk] each */
+    /* forward: checkpoints at chunk starts */
+    if (S0h) memcpy(ck, S0h, SN * sizeof(float));
+    else memset(ck, 0, SN * sizeof(float));
+    for (int c = 1; c < nch; c++) {
+        float *S = ck + (size_t)c * SN;
+        memcpy(S, S - SN, SN * sizeof(float));
+        for (int t = (c - 1) * CK; t < c * CK; t++)
+            drb_step(S, S, dk, dv, k + t * sk, v + t * sv, expf(g[(size_t)t * H]), beta[(size_t)t * H]);
+    }
+    if (dSTh) memcpy(dS, dSTh, SN * sizeof(float));
+    else memset(dS, 0, SN * sizeof(float));
+    for (int c = nch - 1; c >= 0; c--) {
+        const int t0 = c * CK, n = T - t0 < CK ? T - t0 : CK;
+        memcpy(buf, ck + (size_t)c * SN, SN * sizeof(float));
+        for (int i = 1; i < n; i++) {
+            const int t = t0 + i - 1;
+            drb_step(buf + (size_t)i * SN, buf + (size_t)(i - 1) * SN, dk, dv, k + t * sk, v + t * sv,
+                     expf(g[(size_t)t * H]), beta[(size_t)t * H]);
+        }
+        for (int t = t0 + n - 1; t >= t0; t--)
+            drb_token(buf + (size_t)(t - t0) * SN, dS, dk, dv, q + t * sk, k + t * sk, v + t * sv,
+                      dO + t * sv, expf(g[(size_t)t * H]), beta[(size_t)t * H], dq + t * sk,
+                      dk_ + t * sk, dv_ + t * sv, dg + (size_t)t * H, dbeta + (size_t)t * H, acq, ack);
+    }
+    if (dS0h) memcpy(dS0h, dS, SN * sizeof(float));
+}
+
+hydra_status hydra_op_delta_rule_backward(int T, int H, int dk, int dv, const float *q,
+                                          const float *k, const float *v, const float *g,
+                                          const float *beta, const float *S0, const float *dO,
+                                          const float *dST, float *dq, float *dk_, float *dv_,
+                                          float *dg, float *dbeta, float *dS0) {
+    const char *fn = "hydra_op_delta_rule_backward";
+    HYDRA_CHECK(dr_check(fn, T, H, dk, dv, q, k, v, g, beta, dO ? dO : q, dO));
+    if (T > 0 && (!dq || !dk_ || !dv_ || !dg || !dbeta))
+        return hydra_set_error(HYDRA_ERR_ARG, "%s: an output gradient is NULL", fn);
+    const size_t SN = (size_t)dv * dk, nscr = drb_scratch_floats(T, dk, dv);
+    const int par = (double)T * H * dk * dv >= DR_PAR_MIN_WORK && H > 1 && omp_get_max_threads() > 1 &&
+                    !omp_in_parallel();
+    int nomem = 0;
+#pragma omp parallel if (par) reduction(| : nomem)
+    {
+        float *scratch = hydra_aligned_alloc(nscr * sizeof(float));
+        nomem = !scratch;
+#pragma omp for schedule(static)
+        for (int h = 0; h < H; h++)
+            if (scratch)
+                drb_head(T, H, dk, dv, q + (size_t)h * dk, k + (size_t)h * dk, v + (size_t)h * dv, g + h,
+                         beta + h, S0 ? S0 + (size_t)h * SN : NULL, dO + (size_t)h * dv,
+                         dST ? dST + (size_t)h * SN : NULL, dq + (size_t)h * dk, dk_ + (size_t)h * dk,
+                         dv_ + (size_t)h * dv, dg + h, dbeta + h, dS0 ? dS0 + (size_t)h * SN : NULL,
+                         scratch);
+        hydra_aligned_free(scratch);
+    }
+    if (nomem) return hydra_set_error(HYDRA_ERR_NOMEM, "%s: scratch", fn);
+    return HYDRA_OK;
+}

@@ -1,0 +1,27 @@
+/* fileio.h — atomic writes (temp file, fsync, rename) with a running FNV-1a
+ * checksum of everything written, and whole-file reads. */
+#ifndef HYDRA_FILEIO_H
+#define HYDRA_FILEIO_H
+
+#include "core/internal.h"
+
+typedef struct {
+    FILE *f;
+    char *path, *tmp;
+    uint64_t hash;  /* FNV-1a of all bytes written so far */
+    int failed;     /* errno of the first failed write */
+} hydra_afile;
+
+hydra_status hydra_afile_open(hydra_afile *a, const char *path);
+/* Writes are buffered and checked at commit: no per-call status. */
+void hydra_afile_write(hydra_afile *a, const void *p, size_t n);
+void hydra_afile_u32(hydra_afile *a, uint32_t v); /* host order; every target is little-endian */
+void hydra_afile_u64(hydra_afile *a, uint64_t v);
+/* Flush, fsync, rename into place. Removes the temp file on failure. */
+hydra_status hydra_afile_commit(hydra_afile *a);
+void hydra_afile_abort(hydra_afile *a);
+
+/* Read a whole regular file (at most max_bytes) into a malloc'ed buffer. */
+hydra_status hydra_read_file(const char *path, size_t max_bytes, uint8_t **out, size_t *n);
+
+#endif /* HYDRA_FILEIO_H */

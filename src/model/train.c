@@ -1,0 +1,584 @@
+/* train.c — loss and gradients of the whole model (DESIGN §2 backward).
+ *
+ * hydra_model_loss_grad runs a training forward over [B, T] from empty states
+ * that keeps the activations the backward needs in one activation arena
+ * (size table computed up front, one allocation per call), then the backward
+ * in reverse layer order. Every projection is a GEMM: forward y = x.W^T
+ * (hydra_op_matmul), backward dX = dY.W and dW += dY^T.X (hydra_op_matmul_ex).
+ *
+ * Stored per layer (BT = B*T rows): the residual entering the layer x_in and
+ * after the mixer x_mid [BT, C]; DeltaNet: the fused in_proj output
+ * q|k|v|gate|a|b [BT, P], the conv output before SiLU [BT, 3Hd], the q, k, v
+ * fed to the delta rule (normalised) and its output o [BT, Hd] each, g and
+ * beta [BT, H]; attention: rotated q, k, v and the attention output [BT, Hd];
+ * MLP: gate|up pre-activations [BT, 2F]. Recomputed in the backward (cheap,
+ * O(BT*width)): the RMSNorm outputs, the gated output norm y, the SwiGLU
+ * activation. The delta-rule backward recomputes its states from checkpoints
+ * (hydra_op_delta_rule_backward), the attention backward its probabilities.
+ *
+ * Determinism: per-sequence ops run in parallel over b with separate outputs;
+ * parameter-gradient reductions over rows are ordered (GEMMs over all rows,
+ * conv weight grads summed in b order, norm gains by column blocks), so the
+ * result does not depend on the thread count beyond BLAS rounding.
+ */
+#include <math.h>
+#include <omp.h>
+
+#include "core/internal.h"
+#include "hydralm_train.h"
+#include "ops/simd.h"
+
+typedef struct {
+    float *x_in;      /* [BT, C] residual entering the layer */
+    float *x_mid;     /* [BT, C] residual after the mixer */
+    float *proj;      /* GDN: [BT, P] q|k|v|gate|a|b pre-activation */
+    float *conv;      /* GDN: [BT, 3Hd] conv output (pre-SiLU) */
+    float *q, *k, *v; /* [BT, Hd] each: delta-rule inputs (normalised) / rotated attention q, k and v */
+    float *o;         /* [BT, Hd] delta-rule output (pre-norm) / attention output */
+    float *gdec;      /* GDN: [BT, H] log decay g */
+    float *beta;      /* GDN: [BT, H] */
+    float *gu;        /* [BT, 2F] MLP gate|up pre-activation */
+} layer_acts;
+
+typedef struct {
+    layer_acts *L;   /* [n_layers] */
+    float *x_final;  /* [BT, C] residual after the last block */
+    float *hf;       /* [BT, C] RMSNorm_f output */
+    float *logits;   /* [BT, V] logits, then dlogits in place */
+    /* scratch shared by all layers */
+    float *h;        /* [BT, C] normed sublayer input (recomputed) */
+    float *dh;       /* [BT, C] its gradient */
+    float *dx;       /* [BT, C] residual-stream gradient */
+    float *big;      /* [BT, Pmax] in_proj output (attention) / dproj / dgu */
+    float *act;      /* [BT, F] SwiGLU activation */
+    float *dact;     /* [BT, F] its gradient */
+    float *y;        /* [BT, Hd] mixer output before o_proj */
+    float *dy;       /* [BT, Hd] its gradient */
+    float *t3;       /* [BT, 3Hd] conv input (forward) / dconv (backward) */
+    float *dqkv;     /* [3, BT, Hd] gradients of the delta-rule / attention q, k, v */
+    float *dgb;      /* [2, BT, H] gradients of g and beta */
+    float *S;        /* [B, H, dv, dk] delta-rule states (forward) */
+    float *xc, *dxc; /* [T, 3Hd] each: one sequence's conv input / input gradient */
+    float *block;    /* the one allocation everything above lives in */
+} train_acts;
+
+#define R16(n) (((n) + 15) & ~(size_t)15)
+
+/* Size table: walks the buffers in a fixed order; with base == NULL only counts. */
+static size_t acts_layout(const hydra_model *m, size_t B, size_t T, float *base, train_acts *a) {
+    const hydra_config *c = &m->cfg;
+    const size_t BT = B * T, C = (size_t)c->d_model, H = (size_t)c->n_heads, d = (size_t)m->dk;
+    const size_t Hd = H * d, F = (size_t)m->F, V = (size_t)c->vocab_size, P = (size_t)hydra_gdn_in_width(m);
+    size_t Pmax = P > 3 * Hd ? P : 3 * Hd;
+    if (2 * F > Pmax) Pmax = 2 * F;
+    size_t off = 0;
+#define TAKE(ptr, n)                                   \
+    do {                                               \
+        if (base) (ptr) = base + off;                  \
+        off += R16(n);                                 \
+    } while (0)
+    float *dummy;
+    for (int li = 0; li < c->n_layers; li++) {
+        layer_acts *la = base ? &a->L[li] : NULL;
+        const int gdn = m->layers[li].kind == HYDRA_LAYER_DELTANET;
+#define LT(field, n) TAKE(*(la ? &la->field : &dummy), n)
+        LT(x_in, BT * C);
+        LT(x_mid, BT * C);
+        if (gdn) {
+            LT(proj, BT * P);
+            LT(conv, BT * 3 * Hd);
+            LT(gdec, BT * H);
+            LT(beta, BT * H);
+        } else if (la) {
+            la->proj = la->conv = la->gdec = la->beta = NULL;
+        }
+        LT(q, BT * Hd);
+        LT(k, BT * Hd);
+        LT(v, BT * Hd);
+        LT(o, BT * Hd);
+        LT(gu, BT * 2 * F);
+#undef LT
+    }
+#define AT(field, n) TAKE(*(base ? &a->field : &dummy), n)
+    AT(x_final, BT * C);
+    AT(hf, BT * C);
+    AT(logits, BT * V);
+    AT(h, BT * C);
+    AT(dh, BT * C);
+    AT(dx, BT * C);
+    AT(big, BT * Pmax);
+    AT(act, BT * F);
+    AT(dact, BT * F);
+    AT(y, BT * Hd);
+    AT(dy, BT * Hd);
+    AT(t3, BT * 3 * Hd);
+    AT(dqkv, 3 * BT * Hd);
+    AT(dgb, 2 * BT * H);
+    AT(S, B * H * d * d);
+    AT(xc, T * 3 * Hd);
+    AT(dxc, T * 3 * Hd);
+#undef AT
+#undef TAKE
+    return off;
+}
+
+static hydra_status acts_alloc(const hydra_model *m, int B, int T, train_acts *a) {
+    memset(a, 0, sizeof *a);
+    /* Overflow guard: the widest row times BT and the layer count must fit. */
+    size_t wmax = (size_t)hydra_gdn_in_width(m) + 4 * (size_t)m->F + 16 * (size_t)m->cfg.d_model +
+                  12 * (size_t)m->cfg.n_heads * m->dk + (size_t)m->cfg.vocab_size + 64, tot;
+    if (!hydra_mul_ok(wmax, (size_t)B * (size_t)T, &tot) ||
+        !hydra_mul_ok(tot, (size_t)m->cfg.n_layers + 2, &tot) || tot > ((size_t)1 << 40))
+        return hydra_set_error(HYDRA_ERR_ARG, "loss_grad: B*T = %d*%d is too large", B, T);
+    size_t n = acts_layout(m, (size_t)B, (size_t)T, NULL, a);
+    a->L = calloc((size_t)m->cfg.n_layers, sizeof *a->L);
+    a->block = hydra_aligned_alloc(n * sizeof(float));
+    if (!a->L || !a->block) {
+        free(a->L);
+        hydra_aligned_free(a->block);
+        return hydra_set_error(HYDRA_ERR_NOMEM, "loss_grad: out of memory for %zu activation floats", n);
+    }
+    acts_layout(m, (size_t)B, (size_t)T, a->block, a);
+    return HYDRA_OK;
+}
+
+static void acts_free(train_acts *a) {
+    free(a->L);
+    hydra_aligned_free(a->block);
+}
+
+/* y[M,N] (+)= x[M,K] . W[N,K]^T: hydra_op_matmul's product through
+ * hydra_op_matmul_ex, which also takes the tiny shapes of test models
+ * without a BLAS call. */
+static hydra_status fwd_matmul(int M, int N, int K, const float *x, const float *W, float *y, int acc) {
+    return hydra_op_matmul_ex(0, 1, M, N, K, x, K, W, K, y, N, acc);
+}
+
+static inline float silu_grad(float x) { /* d/dx x sigmoid(x) */
+    float s = hydra_sigmoid(x);
+    return s * (1.0f + x * (1.0f - s));
+}
+
+/* act = SiLU(gate) * up from gu [BT, 2F]. */
+static void swiglu_rows(size_t BT, int F, const float *gu, float *act) {
+#pragma omp parallel for schedule(static) if (BT >= 16)
+    for (size_t r = 0; r < BT; r++) {
+        const float *g = gu + r * 2 * F;
+        hydra_vec_swiglu(act + r * F, g, g + F, (size_t)F);
+    }
+}
+
+/* SwiGLU backward of one row: dg = da u SiLU'(g), du = da SiLU(g). */
+HYDRA_CLONES
+static void swiglu_bwd_row(int F, const float *g, const float *u, const float *da, float *dg, float *du) {
+    int i = 0;
+    for (; i + 16 <= F; i += 16) {
+        const hydra_v16 x = *(const hydra_v16 *)(g + i), s = 1.0f / (1.0f + hydra_v16_exp(-x));
+        const hydra_v16 a = *(const hydra_v16 *)(da + i);
+        *(hydra_v16 *)(dg + i) = a * *(const hydra_v16 *)(u + i) * (s * (1.0f + x * (1.0f - s)));
+        *(hydra_v16 *)(du + i) = a * x * s;
+    }
+    for (; i < F; i++) {
+        dg[i] = da[i] * u[i] * silu_grad(g[i]);
+        du[i] = da[i] * hydra_silu(g[i]);
+    }
+}
+
+/* y = RMSNorm_head(o) * w * SiLU(gate) per (row, head); gate = proj[:, 3Hd:4Hd]. */
+static void gated_norm(const hydra_model *m, const hydra_layer_weights *lw, size_t BT, const float *o,
+                       const float *proj, float *y) {
+    const int H = m->cfg.n_heads, d = m->dk;
+    const size_t Hd = (size_t)H * d, P = (size_t)hydra_gdn_in_width(m);
+    const float eps = m->cfg.norm_eps;
+#pragma omp parallel for schedule(static) if (BT >= 16)
+    for (size_t rh = 0; rh < BT * (size_t)H; rh++) {
+        size_t r = rh / (size_t)H, h = rh % (size_t)H;
+        const float *oh = o + rh * d, *gh = proj + r * P + 3 * Hd + h * d;
+        float *yh = y + rh * d;
+        float ss = 0.0f;
+        for (int i = 0; i < d; i++) ss += oh[i] * oh[i];
+        float inv = 1.0f / sqrtf(ss / (float)d + eps);
+        for (int i = 0; i < d; i++) yh[i] = oh[i] * inv * lw->o_norm[i] * hydra_silu(gh[i]);
+    }
+}
+
+/* ------------------------------------------------------------ forward */
+static hydra_status gdn_forward(const hydra_model *m, const hydra_layer_weights *lw, int B, int T,
+                                train_acts *a, layer_acts *la) {
+    const hydra_config *c = &m->cfg;
+    const int C = c->d_model, H = c->n_heads, d = m->dk, K = c->conv_width;
+    const size_t BT = (size_t)B * T, Hd = (size_t)H * d, P = (size_t)hydra_gdn_in_width(m);
+    HYDRA_CHECK(fwd_matmul((int)BT, (int)P, C, a->h, lw->in_proj, la->proj, 0));
+#pragma omp parallel for schedule(static) if (BT >= 16)
+    for (size_t r = 0; r < BT; r++) {
+        const float *pr = la->proj + r * P;
+        memcpy(a->t3 + r * 3 * Hd, pr, 3 * Hd * sizeof(float));
+        const float *ap = pr + 4 * Hd, *bp = ap + H;
+        for (int h = 0; h < H; h++) {
+            la->beta[r * H + h] = hydra_sigmoid(bp[h]);
+            la->gdec[r * H + h] = -expf(lw->A_log[h]) * hydra_softplus(ap[h] + lw->dt_bias[h]);
+        }
+    }
+    for (int b = 0; b < B; b++) {
+        size_t off = (size_t)b * T * 3 * Hd;
+        HYDRA_CHECK(hydra_op_conv_causal(T, (int)(3 * Hd), K, a->t3 + off, lw->q_conv, NULL, la->conv + off));
+    }
+    /* SiLU, split, L2-normalise q (and scale by d^-1/2) and k per head. */
+    const float qscale = 1.0f / sqrtf((float)d), l2eps = c->l2_eps;
+#pragma omp parallel for schedule(static) if (BT >= 16)
+    for (size_t r = 0; r < BT; r++) {
+        const float *cr = la->conv + r * 3 * Hd;
+        for (int part = 0; part < 3; part++) {
+            float *dst = (part == 0 ? la->q : part == 1 ? la->k : la->v) + r * Hd;
+            hydra_vec_silu(dst, cr + part * Hd, Hd);
+            if (part == 2) continue;
+            for (int h = 0; h < H; h++) {
+                float *xh = dst + (size_t)h * d, ss = 0.0f;
+                for (int i = 0; i < d; i++) ss += xh[i] * xh[i];
+                float inv = (part == 0 ? qscale : 1.0f) / sqrtf(ss + l2eps);
+                for (int i = 0; i < d; i++) xh[i] *= inv;
+            }
+        }
+    }
+    /* Delta rule per sequence from S = 0: parallel over sequences when there
+     * are enough of them, else over heads inside the op. */
+    const size_t SN = (size_t)H * d * d;
+    memset(a->S, 0, (size_t)B * SN * sizeof(float));
+    int err = 0;
+#pragma omp parallel for schedule(static) if (B >= omp_get_max_threads() && B > 1) reduction(| : err)
+    for (int b = 0; b < B; b++) {
+        size_t r0 = (size_t)b * T;
+        err |= hydra_op_delta_rule(T, H, d, d, la->q + r0 * Hd, la->k + r0 * Hd, la->v + r0 * Hd,
+                                   la->gdec + r0 * H, la->beta + r0 * H, a->S + b * SN, la->o + r0 * Hd) != HYDRA_OK;
+    }
+    if (err) return hydra_set_error(HYDRA_ERR_NOMEM, "loss_grad: delta rule forward failed");
+    gated_norm(m, lw, BT, la->o, la->proj, a->y);
+    return HYDRA_OK;
+}
+
+static hydra_status attn_forward(const hydra_model *m, const hydra_layer_weights *lw, int li, int B,
+                                 int T, train_acts *a, layer_acts *la) {
+    const hydra_config *c = &m->cfg;
+    const int C = c->d_model, H = c->n_heads, d = m->dk;
+    const size_t BT = (size_t)B * T, Hd = (size_t)H * d;
+    const int window = hydra_config_layer_kind(c, li) == HYDRA_LAYER_ATTN ? 0 : c->window;
+    HYDRA_CHECK(fwd_matmul((int)BT, (int)(3 * Hd), C, a->h, lw->in_proj, a->big, 0));
+#pragma omp parallel for schedule(static) if (BT >= 16)
+    for (size_t r = 0; r < BT; r++) {
+        const float *pr = a->big + r * 3 * Hd;
+        memcpy(la->q + r * Hd, pr, Hd * sizeof(float));
+        memcpy(la->k + r * Hd, pr + Hd, Hd * sizeof(float));
+        memcpy(la->v + r * Hd, pr + 2 * Hd, Hd * sizeof(float));
+    }
+    for (int b = 0; b < B; b++) {
+        size_t o0 = (size_t)b * T * Hd;
+        HYDRA_CHECK(hydra_op_rope(T, H, d, 0, c->rope_base, la->q + o0));
+        HYDRA_CHECK(hydra_op_rope(T, H, d, 0, c->rope_base, la->k + o0));
+        HYDRA_CHECK(hydra_op_attention(T, H, d, 0, window, la->q + o0, la->k + o0, la->v + o0, NULL, NULL,
+                                       la->o + o0));
+    }
+    memcpy(a->y, la->o, BT * Hd * sizeof(float));
+    return HYDRA_OK;
+}
+
+/* Forward of all layers and the head: fills a, writes logits. */
+static hydra_status train_forward(const hydra_model *m, const int32_t *inputs, int B, int T, train_acts *a) {
+    const hydra_config *c = &m->cfg;
+    const int C = c->d_model, V = c->vocab_size, F = m->F, L = c->n_layers;
+    const size_t BT = (size_t)B * T, Hd = (size_t)c->n_heads * m->dk;
+    for (size_t r = 0; r < BT; r++)
+        memcpy(a->L[0].x_in + r * C, m->embed + (size_t)inputs[r] * C, C * sizeof(float));
+    for (int li = 0; li < L; li++) {
+        const hydra_layer_weights *lw = &m->layers[li];
+        layer_acts *la = &a->L[li];
+        float *x_out = li + 1 < L ? a->L[li + 1].x_in : a->x_final;
+        HYDRA_CHECK(hydra_op_rmsnorm((int)BT, C, la->x_in, lw->norm1, c->norm_eps, a->h));
+        if (lw->kind == HYDRA_LAYER_DELTANET) HYDRA_CHECK(gdn_forward(m, lw, B, T, a, la));
+        else HYDRA_CHECK(attn_forward(m, lw, li, B, T, a, la));
+        memcpy(la->x_mid, la->x_in, BT * C * sizeof(float));
+        HYDRA_CHECK(fwd_matmul((int)BT, C, (int)Hd, a->y, lw->o_proj, la->x_mid, 1));
+        HYDRA_CHECK(hydra_op_rmsnorm((int)BT, C, la->x_mid, lw->norm2, c->norm_eps, a->h));
+        HYDRA_CHECK(fwd_matmul((int)BT, 2 * F, C, a->h, lw->gate_up, la->gu, 0));
+        swiglu_rows(BT, F, la->gu, a->act);
+        memcpy(x_out, la->x_mid, BT * C * sizeof(float));
+        HYDRA_CHECK(fwd_matmul((int)BT, C, F, a->act, lw->down, x_out, 1));
+    }
+    HYDRA_CHECK(hydra_op_rmsnorm((int)BT, C, a->x_final, m->norm_f, c->norm_eps, a->hf));
+    HYDRA_CHECK(fwd_matmul((int)BT, V, C, a->hf, m->lm_head, a->logits, 0));
+    return HYDRA_OK;
+}
+
+/* ----------------------------------------------------------- backward */
+#define GRAD(p) (grads + ((p) - m->params)) /* gradient slot of a parameter pointer */
+
+/* GDN mixer backward: dy (grad of the gated output y) -> a->big = dproj [BT, P]
+ * and the DeltaNet parameter grads except in_proj / o_proj. */
+static hydra_status gdn_backward(const hydra_model *m, const hydra_layer_weights *lw, int B, int T,
+                                 train_acts *a, const layer_acts *la, float *grads) {
+    const hydra_config *c = &m->cfg;
+    const int H = c->n_heads, d = m->dk, K = c->conv_width;
+    const size_t BT = (size_t)B * T, Hd = (size_t)H * d, P = (size_t)hydra_gdn_in_width(m);
+    const float eps = c->norm_eps;
+    float *dproj = a->big, *dO = a->y; /* y is dead after the o_proj grads: reuse it for dO */
+    /* 1. gated output norm: per (row, head) with n = o r, s = SiLU(z):
+     *    dz = dy n w s'(z)/...;  dn = dy w s;  do = r (dn - n mean(dn n));  dw += dy n s.
+     *    o_norm grads: partials per block of 256 (row, head) pairs, summed in block order. */
+    const size_t NR = BT * (size_t)H, RB = 256, nblk = (NR + RB - 1) / RB;
+    float *part = calloc(nblk * (size_t)d, sizeof(float)); /* [nblk, d] */
+    if (!part) return hydra_set_error(HYDRA_ERR_NOMEM, "loss_grad: out of memory");
+#pragma omp parallel for schedule(static) if (NR >= 64)
+    for (size_t blk = 0; blk < nblk; blk++) {
+        float *pw = part + blk * d;
+        for (size_t rh = blk * RB; rh < NR && rh < (blk + 1) * RB; rh++) {
+            size_t r = rh / (size_t)H, h = rh % (size_t)H;
+            const float *oh = la->o + rh * d, *zh = la->proj + r * P + 3 * Hd + h * d, *gy = a->dy + rh * d;
+            float *dz = dproj + r * P + 3 * Hd + h * d, *doh = dO + rh * d;
+            float ss = 0.0f;
+            for (int i = 0; i < d; i++) ss += oh[i] * oh[i];
+            const float rr = 1.0f / sqrtf(ss / (float)d + eps);
+            float dot = 0.0f;
+            for (int i = 0; i < d; i++) {
+                const float n = oh[i] * rr, s = hydra_silu(zh[i]), w = lw->o_norm[i];
+                dz[i] = gy[i] * n * w * silu_grad(zh[i]);
+                pw[i] += gy[i] * n * s;
+                const float dn = gy[i] * w * s;
+                doh[i] = dn; /* temporarily dn */
+                dot += dn * n;
+            }
+            const float mean = dot / (float)d;
+            for (int i = 0; i < d; i++) doh[i] = rr * (doh[i] - oh[i] * rr * mean);
+        }
+    }
+    float *gon = GRAD(lw->o_norm);
+    for (size_t blk = 0; blk < nblk; blk++)
+        for (int i = 0; i < d; i++) gon[i] += part[blk * d + i];
+    free(part);
+    /* 2. delta rule backward per sequence (S_0 = 0, no final-state gradient). */
+    float *dq = a->dqkv, *dk = dq + BT * Hd, *dv = dk + BT * Hd, *dg = a->dgb, *db = dg + BT * H;
+    int err = 0;
+#pragma omp parallel for schedule(static) if (B >= omp_get_max_threads() && B > 1) reduction(| : err)
+    for (int b = 0; b < B; b++) {
+        size_t r0 = (size_t)b * T;
+        err |= hydra_op_delta_rule_backward(T, H, d, d, la->q + r0 * Hd, la->k + r0 * Hd, la->v + r0 * Hd,
+                                            la->gdec + r0 * H, la->beta + r0 * H, NULL, dO + r0 * Hd, NULL,
+                                            dq + r0 * Hd, dk + r0 * Hd, dv + r0 * Hd, dg + r0 * H, db + r0 * H,
+                                            NULL) != HYDRA_OK;
+    }
+    if (err) return hydra_set_error(HYDRA_ERR_NOMEM, "loss_grad: delta rule backward failed");
+    /* 3. gates: beta = sigmoid(b_pre); g = -exp(A_log) softplus(a_pre + dt_bias).
+     *    dA_log += dg g;  da_pre = dg (-exp(A_log)) sigmoid(a_pre + dt_bias);  ddt_bias += da_pre. */
+    float *gA = GRAD(lw->A_log), *gdt = GRAD(lw->dt_bias);
+#pragma omp parallel for schedule(static) if (BT >= 256)
+    for (size_t r = 0; r < BT; r++) {
+        const float *ap = la->proj + r * P + 4 * Hd;
+        float *dap = dproj + r * P + 4 * Hd;
+        for (int h = 0; h < H; h++) {
+            const float be = la->beta[r * H + h];
+            dap[H + h] = db[r * H + h] * be * (1.0f - be);
+            dap[h] = dg[r * H + h] * -expf(lw->A_log[h]) * hydra_sigmoid(ap[h] + lw->dt_bias[h]);
+        }
+    }
+    for (size_t r = 0; r < BT; r++) /* ordered reduction over rows (BT*H terms: cheap) */
+        for (int h = 0; h < H; h++) {
+            gA[h] += dg[r * H + h] * la->gdec[r * H + h];
+            gdt[h] += dproj[r * P + 4 * Hd + h];
+        }
+    /* 4. L2 norm (+ q scale) and SiLU backward -> dconv [BT, 3Hd] in a->t3:
+     *    x = s r_n, r_n = 1/sqrt(|s|^2 + eps): ds = scale r_n (dy - n (n . dy)), n = s r_n. */
+    const float qscale = 1.0f / sqrtf((float)d), l2eps = c->l2_eps;
+    float *dconv = a->t3;
+#pragma omp parallel for schedule(static) if (BT >= 16)
+    for (size_t r = 0; r < BT; r++) {
+        const float *cr = la->conv + r * 3 * Hd;
+        float *dc = dconv + r * 3 * Hd;
+        for (int part3 = 0; part3 < 3; part3++) {
+            const float *gsrc = (part3 == 0 ? dq : part3 == 1 ? dk : dv) + r * Hd;
+            const float *cp = cr + part3 * Hd;
+            float *dcp = dc + part3 * Hd;
+            if (part3 == 2) {
+                for (size_t i = 0; i < Hd; i++) dcp[i] = gsrc[i] * silu_grad(cp[i]);
+                continue;
+            }
+            const float scale = part3 == 0 ? qscale : 1.0f;
+            for (int h = 0; h < H; h++) {
+                const float *ch = cp + (size_t)h * d, *gh = gsrc + (size_t)h * d;
+                float *dh = dcp + (size_t)h * d;
+                float ss = 0.0f, dot = 0.0f;
+                for (int i = 0; i < d; i++) {
+                    const float s = hydra_silu(ch[i]);
+                    ss += s * s;
+                    dot += s * gh[i];
+                }
+                const float rn = 1.0f / sqrtf(ss + l2eps), nd = dot * rn * rn; /* n . dy / r_n */
+                for (int i = 0; i < d; i++) {
+                    const float s = hydra_silu(ch[i]);
+                    dh[i] = scale * rn * (gh[i] - s * nd) * silu_grad(ch[i]);
+                }
+            }
+        }
+    }
+    /* 5. conv backward per sequence (weight grads summed in b order). */
+    float *gconv = GRAD(lw->q_conv);
+    for (int b = 0; b < B; b++) {
+        const size_t r0 = (size_t)b * T;
+        for (int t = 0; t < T; t++) memcpy(a->xc + (size_t)t * 3 * Hd, la->proj + (r0 + t) * P, 3 * Hd * sizeof(float));
+        HYDRA_CHECK(hydra_op_conv_causal_backward(T, (int)(3 * Hd), K, a->xc, lw->q_conv, dconv + r0 * 3 * Hd,
+                                                  a->dxc, gconv));
+        for (int t = 0; t < T; t++) memcpy(dproj + (r0 + t) * P, a->dxc + (size_t)t * 3 * Hd, 3 * Hd * sizeof(float));
+    }
+    return HYDRA_OK;
+}
+
+/* Attention backward: a->dy (grad of the attention output) -> a->big = dproj [BT, 3Hd]. */
+static hydra_status attn_backward(const hydra_model *m, int li, int B, int T, train_acts *a,
+                                  const layer_acts *la) {
+    const hydra_config *c = &m->cfg;
+    const int H = c->n_heads, d = m->dk;
+    const size_t BT = (size_t)B * T, Hd = (size_t)H * d;
+    const int window = hydra_config_layer_kind(c, li) == HYDRA_LAYER_ATTN ? 0 : c->window;
+    float *dq = a->dqkv, *dk = dq + BT * Hd, *dv = dk + BT * Hd;
+    int err = 0;
+#pragma omp parallel for schedule(static) if (B >= omp_get_max_threads() && B > 1) reduction(| : err)
+    for (int b = 0; b < B; b++) {
+        size_t o0 = (size_t)b * T * Hd;
+        err |= hydra_op_attention_backward(T, H, d, window, la->q + o0, la->k + o0, la->v + o0, la->o + o0,
+                                           a->dy + o0, dq + o0, dk + o0, dv + o0) != HYDRA_OK;
+        err |= hydra_op_rope_backward(T, H, d, 0, c->rope_base, dq + o0) != HYDRA_OK;
+        err |= hydra_op_rope_backward(T, H, d, 0, c->rope_base, dk + o0) != HYDRA_OK;
+    }
+    if (err) return hydra_set_error(HYDRA_ERR_NOMEM, "loss_grad: attention backward failed");
+#pragma omp parallel for schedule(static) if (BT >= 16)
+    for (size_t r = 0; r < BT; r++) {
+        float *pr = a->big + r * 3 * Hd;
+        memcpy(pr, dq + r * Hd, Hd * sizeof(float));
+        memcpy(pr + Hd, dk + r * Hd, Hd * sizeof(float));
+        memcpy(pr + 2 * Hd, dv + r * Hd, Hd * sizeof(float));
+    }
+    return HYDRA_OK;
+}
+
+static hydra_status train_backward(const hydra_model *m, const int32_t *inputs, int B, int T, train_acts *a,
+                                   float *grads) {
+    const hydra_config *c = &m->cfg;
+    const int C = c->d_model, V = c->vocab_size, F = m->F, L = c->n_layers;
+    const size_t BT = (size_t)B * T, Hd = (size_t)c->n_heads * m->dk;
+    const float eps = c->norm_eps;
+    /* head: logits = hf . head^T (tied: head == embed, same gradient slot) */
+    HYDRA_CHECK(hydra_op_matmul_ex(1, 0, V, C, (int)BT, a->logits, V, a->hf, C, GRAD(m->lm_head), C, 1));
+    HYDRA_CHECK(hydra_op_matmul_ex(0, 0, (int)BT, C, V, a->logits, V, m->lm_head, C, a->dh, C, 0));
+    HYDRA_CHECK(hydra_op_rmsnorm_backward((int)BT, C, a->x_final, m->norm_f, eps, a->dh, a->dx, GRAD(m->norm_f), 0));
+    for (int li = L - 1; li >= 0; li--) {
+        const hydra_layer_weights *lw = &m->layers[li];
+        const layer_acts *la = &a->L[li];
+        /* MLP: x_out = x_mid + down(SiLU(gate) * up), gate|up = gate_up . RMSNorm2(x_mid) */
+        HYDRA_CHECK(hydra_op_rmsnorm((int)BT, C, la->x_mid, lw->norm2, eps, a->h));
+        swiglu_rows(BT, F, la->gu, a->act);
+        HYDRA_CHECK(hydra_op_matmul_ex(1, 0, C, F, (int)BT, a->dx, C, a->act, F, GRAD(lw->down), F, 1));
+        HYDRA_CHECK(hydra_op_matmul_ex(0, 0, (int)BT, F, C, a->dx, C, lw->down, F, a->dact, F, 0));
+#pragma omp parallel for schedule(static) if (BT >= 16)
+        for (size_t r = 0; r < BT; r++) {
+            const float *g = la->gu + r * 2 * F, *u = g + F, *da = a->dact + r * F;
+            float *dg = a->big + r * 2 * F;
+            swiglu_bwd_row(F, g, u, da, dg, dg + F);
+        }
+        HYDRA_CHECK(hydra_op_matmul_ex(1, 0, 2 * F, C, (int)BT, a->big, 2 * F, a->h, C, GRAD(lw->gate_up), C, 1));
+        HYDRA_CHECK(hydra_op_matmul_ex(0, 0, (int)BT, C, 2 * F, a->big, 2 * F, lw->gate_up, C, a->dh, C, 0));
+        HYDRA_CHECK(hydra_op_rmsnorm_backward((int)BT, C, la->x_mid, lw->norm2, eps, a->dh, a->dx, GRAD(lw->norm2), 1));
+        /* mixer: x_mid = x_in + o_proj . y(RMSNorm1(x_in)) */
+        const int gdn = lw->kind == HYDRA_LAYER_DELTANET;
+        const int P = gdn ? hydra_gdn_in_width(m) : (int)(3 * Hd);
+        HYDRA_CHECK(hydra_op_rmsnorm((int)BT, C, la->x_in, lw->norm1, eps, a->h));
+        if (gdn) gated_norm(m, lw, BT, la->o, la->proj, a->y);
+        const float *y = gdn ? a->y : la->o;
+        HYDRA_CHECK(hydra_op_matmul_ex(1, 0, C, (int)Hd, (int)BT, a->dx, C, y, (int)Hd, GRAD(lw->o_proj), (int)Hd, 1));
+        HYDRA_CHECK(hydra_op_matmul_ex(0, 0, (int)BT, (int)Hd, C, a->dx, C, lw->o_proj, (int)Hd, a->dy, (int)Hd, 0));
+        if (gdn) HYDRA_CHECK(gdn_backward(m, lw, B, T, a, la, grads));
+        else HYDRA_CHECK(attn_backward(m, li, B, T, a, la));
+        HYDRA_CHECK(hydra_op_matmul_ex(1, 0, P, C, (int)BT, a->big, P, a->h, C, GRAD(lw->in_proj), C, 1));
+        HYDRA_CHECK(hydra_op_matmul_ex(0, 0, (int)BT, C, P, a->big, P, lw->in_proj, C, a->dh, C, 0));
+        HYDRA_CHECK(hydra_op_rmsnorm_backward((int)BT, C, la->x_in, lw->norm1, eps, a->dh, a->dx, GRAD(lw->norm1), 1));
+    }
+    /* embedding lookup: rows added in token order */
+    float *gE = GRAD(m->embed);
+    for (size_t r = 0; r < BT; r++) {
+        float *dst = gE + (size_t)inputs[r] * C;
+        const float *src = a->dx + r * C;
+        for (int i = 0; i < C; i++) dst[i] += src[i];
+    }
+    return HYDRA_OK;
+}
+
+/* ------------------------------------------------------------- public */
+static hydra_status check_batch(const char *fn, const hydra_model *m, const int32_t *inputs,
+                                const int32_t *targets, const uint8_t *mask, int B, int T, int64_t *n_scored) {
+    if (!m || !inputs || !targets) return hydra_set_error(HYDRA_ERR_ARG, "%s: model, inputs or targets is NULL", fn);
+    if (B < 1 || T < 1) return hydra_set_error(HYDRA_ERR_ARG, "%s: B and T must be >= 1 (got B=%d, T=%d)", fn, B, T);
+    const size_t n = (size_t)B * (size_t)T;
+    const int V = m->cfg.vocab_size;
+    int64_t cnt = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (inputs[i] < 0 || inputs[i] >= V)
+            return hydra_set_error(HYDRA_ERR_ARG, "%s: input id %d at index %zu is outside [0, %d)", fn, inputs[i], i, V);
+        if (mask && !mask[i]) continue;
+        if (targets[i] < 0 || targets[i] >= V)
+            return hydra_set_error(HYDRA_ERR_ARG, "%s: target id %d at index %zu is outside [0, %d)", fn, targets[i], i, V);
+        cnt++;
+    }
+    *n_scored = cnt;
+    return HYDRA_OK;
+}
+
+hydra_status hydra_model_loss_grad(const hydra_model *m, const int32_t *inputs, const int32_t *targets,
+                                   const uint8_t *mask, int B, int T, float *grads, double *loss,
+                                   int64_t *n_scored) {
+    if (!grads) return hydra_set_error(HYDRA_ERR_ARG, "loss_grad: grads is NULL");
+    int64_t ns;
+    HYDRA_CHECK(check_batch("loss_grad", m, inputs, targets, mask, B, T, &ns));
+    memset(grads, 0, m->n_params * sizeof(float));
+    if (n_scored) *n_scored = ns;
+    if (loss) *loss = 0.0;
+    if (ns == 0) return HYDRA_OK;
+    train_acts a;
+    HYDRA_CHECK(acts_alloc(m, B, T, &a));
+    hydra_status st = train_forward(m, inputs, B, T, &a);
+    double lsum = 0.0;
+    const size_t BT = (size_t)B * T;
+    if (!st)
+        st = hydra_op_cross_entropy((int)BT, m->cfg.vocab_size, a.logits, targets, mask, (float)(1.0 / (double)ns),
+                                    &lsum, a.logits);
+    if (!st) st = train_backward(m, inputs, B, T, &a, grads);
+    acts_free(&a);
+    if (st) return st;
+    if (loss) *loss = lsum / (double)ns;
+    return HYDRA_OK;
+}
+
+hydra_status hydra_model_loss(const hydra_model *m, const int32_t *inputs, const int32_t *targets,
+                              const uint8_t *mask, int B, int T, double *loss, int64_t *n_scored) {
+    int64_t ns;
+    HYDRA_CHECK(check_batch("loss", m, inputs, targets, mask, B, T, &ns));
+    if (n_scored) *n_scored = ns;
+    if (loss) *loss = 0.0;
+    if (ns == 0) return HYDRA_OK;
+    /* Sequences in groups whose logits fit in ~16 MB (each starts from an empty state). */
+    const size_t V = (size_t)m->cfg.vocab_size, rows_cap = ((size_t)1 << 22) / V;
+    int gb = (int)(rows_cap / (size_t)T);
+    if (gb < 1) gb = 1;
+    if (gb > B) gb = B;
+    float *logits = malloc((size_t)gb * T * V * sizeof(float));
+    if (!logits) return hydra_set_error(HYDRA_ERR_NOMEM, "loss: out of memory for logits");
+    double lsum = 0.0;
+    hydra_status st = HYDRA_OK;
+    for (int b0 = 0; b0 < B && !st; b0 += gb) {
+        int nb = B - b0 < gb ? B - b0 : gb;
+        size_t off = (size_t)b0 * T;
+        st = hydra_forward(m, inputs + off, nb, T, NULL, HYDRA_LOGITS_ALL, logits);
+        double part = 0.0;
+        if (!st) st = hydra_op_cross_entropy(nb * T, (int)V, logits, targets + off, mask ? mask + off : NULL, 1.0f, &part, NULL);
+        lsum += part;
+    }
+    free(logits);
+    if (st) return st;
+    if (loss) *loss = lsum / (double)ns;
+    return HYDRA_OK;
+}

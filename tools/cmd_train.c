@@ -1,0 +1,287 @@
+/* hydra train — train a model on a byte-level text file, with a live progress
+ * line, periodic validation and samples, a CSV log, a loss-curve SVG and
+ * checkpoints that resume bit-exactly. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "hydralm_train.h"
+
+typedef struct {
+    double *step, *train, *vstep, *val;
+    int n, nv, cap, vcap;
+} loss_log;
+
+static void log_push(double **xs, double **ys, int *n, int *cap, double x, double y) {
+    if (*n == *cap) {
+        *cap = *cap ? 2 * *cap : 1024;
+        *xs = realloc(*xs, (size_t)*cap * sizeof **xs);
+        *ys = realloc(*ys, (size_t)*cap * sizeof **ys);
+    }
+    (*xs)[*n] = x;
+    (*ys)[*n] = y;
+    (*n)++;
+}
+
+/* Re-read an existing CSV up to `upto` steps (resume) and rewrite it, so the
+ * log holds exactly the history of the checkpoint being continued. */
+static FILE *open_csv(const char *path, int64_t upto, loss_log *lg) {
+    FILE *old = upto > 0 ? fopen(path, "r") : NULL;
+    char **keep = NULL;
+    int nkeep = 0;
+    if (old) {
+        char line[512];
+        while (fgets(line, sizeof line, old)) {
+            long long s;
+            double tl, vl;
+            if (sscanf(line, "%lld,%lf,%lf", &s, &tl, &vl) < 2 || s > upto) continue;
+            keep = realloc(keep, (size_t)(nkeep + 1) * sizeof *keep);
+            keep[nkeep++] = strdup(line);
+            log_push(&lg->step, &lg->train, &lg->n, &lg->cap, (double)s, tl);
+            if (sscanf(line, "%lld,%lf,%lf", &s, &tl, &vl) == 3 && !isnan(vl))
+                log_push(&lg->vstep, &lg->val, &lg->nv, &lg->vcap, (double)s, vl);
+        }
+        fclose(old);
+    }
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fprintf(f, "step,train_loss,val_loss,lr,grad_norm,tokens_per_s,elapsed_s\n");
+        for (int i = 0; i < nkeep; i++) fputs(keep[i], f);
+        fflush(f);
+    }
+    for (int i = 0; i < nkeep; i++) free(keep[i]);
+    free(keep);
+    return f;
+}
+
+static int parse_optimizer(const char *s, hydra_optimizer_kind *k) {
+    if (!strcmp(s, "adamw")) *k = HYDRA_OPT_ADAMW;
+    else if (!strcmp(s, "muon")) *k = HYDRA_OPT_MUON;
+    else return -1;
+    return 0;
+}
+
+static int parse_decay(const char *s, hydra_lr_decay *d) {
+    if (!strcmp(s, "cosine")) *d = HYDRA_DECAY_COSINE;
+    else if (!strcmp(s, "linear")) *d = HYDRA_DECAY_LINEAR;
+    else if (!strcmp(s, "constant")) *d = HYDRA_DECAY_CONSTANT;
+    else return -1;
+    return 0;
+}
+
+static void fmt_eta(double s, char *buf, size_t n) {
+    if (s < 0 || !isfinite(s)) snprintf(buf, n, "?");
+    else if (s < 60) snprintf(buf, n, "%.0fs", s);
+    else if (s < 3600) snprintf(buf, n, "%dm%02ds", (int)s / 60, (int)s % 60);
+    else snprintf(buf, n, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
+}
+
+/* A short greedy-ish sample so the log shows what the model has learned. */
+static void write_sample(const hydra_model *m, FILE *to, FILE *also, int64_t step, int len, uint64_t seed) {
+    int32_t prompt[1] = {'\n'};
+    int32_t *out = malloc((size_t)len * sizeof *out);
+    size_t n = 0;
+    hydra_gen_opts g = hydra_gen_opts_default();
+    g.max_new_tokens = len;
+    g.sample.temperature = 0.8f;
+    g.sample.top_p = 0.95f;
+    g.seed = seed;
+    if (out && hydra_generate(m, NULL, prompt, 1, &g, out, (size_t)len, &n) == HYDRA_OK) {
+        FILE *dst[2] = {to, also};
+        for (int d = 0; d < 2; d++) {
+            if (!dst[d]) continue;
+            fprintf(dst[d], "--- sample at step %lld ---\n", (long long)step);
+            for (size_t i = 0; i < n; i++) fputc(out[i] < 256 ? (int)out[i] : '?', dst[d]);
+            fprintf(dst[d], "\n");
+            fflush(dst[d]);
+        }
+    }
+    free(out);
+}
+
+int cmd_train(int argc, char **argv) {
+    cli_spec s = {.usage = "hydra train --data FILE --out DIR [config options] [--steps N --batch B --seq T\n"
+                           "                   --optimizer adamw|muon --lr X --seed S] [--resume DIR]",
+                  .summary = "Trains a model on a byte-level text file (the last --val-fraction of the file is\n"
+                             "held out). Writes to DIR: model.safetensors + trainer.bin (a checkpoint every\n"
+                             "--ckpt-every steps and at the end; --resume DIR continues bit-exactly),\n"
+                             "loss.csv, loss.svg and samples.txt. Config options apply to a new model only."};
+    cli_config cc;
+    const char *data = NULL, *out = NULL, *resume = NULL, *optname = "adamw", *decay = "cosine";
+    int steps = 1000, batch = 16, seq = 256, warmup = -1, eval_every = 100, eval_batches = 8;
+    int ckpt_every = 500, sample_len = 200, threads = 0, log_every = 10, muon_rms = 0;
+    float lr = -1, muon_lr = -1, wd = -1, clip = -1, min_lr = -1, b1 = -1, b2 = -1, val_fraction = 0.1f;
+    uint64_t seed = 0;
+    cli_add_config_opts(&s, &cc);
+    cli_add(&s, "data", OPT_STR, &data, "training text file (bytes are tokens) (required)");
+    cli_add(&s, "out", OPT_STR, &out, "output directory (required)");
+    cli_add(&s, "steps", OPT_INT, &steps, "total optimisation steps (default 1000)");
+    cli_add(&s, "batch", OPT_INT, &batch, "sequences per step B (default 16)");
+    cli_add(&s, "seq", OPT_INT, &seq, "tokens per sequence T (default 256)");
+    cli_add(&s, "optimizer", OPT_STR, &optname, "adamw or muon (Muon for hidden matrices + AdamW) (default adamw)");
+    cli_add(&s, "lr", OPT_FLOAT, &lr, "peak AdamW learning rate (default 3e-3)");
+    cli_add(&s, "muon-lr", OPT_FLOAT, &muon_lr, "peak Muon learning rate (default 0.02)");
+    cli_add(&s, "muon-rms-match", OPT_FLAG, &muon_rms, "Muon scale 0.2*sqrt(max(rows,cols)) with the AdamW lr");
+    cli_add(&s, "weight-decay", OPT_FLOAT, &wd, "decoupled weight decay (default 0.1)");
+    cli_add(&s, "beta1", OPT_FLOAT, &b1, "AdamW beta1 (default 0.9)");
+    cli_add(&s, "beta2", OPT_FLOAT, &b2, "AdamW beta2 (default 0.95)");
+    cli_add(&s, "warmup", OPT_INT, &warmup, "linear warmup steps (default: 5% of --steps)");
+    cli_add(&s, "decay", OPT_STR, &decay, "cosine, linear or constant (default cosine)");
+    cli_add(&s, "min-lr-ratio", OPT_FLOAT, &min_lr, "final lr as a fraction of the peak (default 0.1)");
+    cli_add(&s, "grad-clip", OPT_FLOAT, &clip, "global gradient-norm clip, 0 = off (default 1)");
+    cli_add(&s, "seed", OPT_U64, &seed, "seed for the model init and the data sampling (default 0)");
+    cli_add(&s, "val-fraction", OPT_FLOAT, &val_fraction, "held-out tail of the file (default 0.1)");
+    cli_add(&s, "eval-every", OPT_INT, &eval_every, "validation + sample every N steps (default 100)");
+    cli_add(&s, "eval-batches", OPT_INT, &eval_batches, "validation batches (default 8)");
+    cli_add(&s, "ckpt-every", OPT_INT, &ckpt_every, "checkpoint every N steps (default 500)");
+    cli_add(&s, "sample-len", OPT_INT, &sample_len, "length of the generated samples, 0 = none (default 200)");
+    cli_add(&s, "log-every", OPT_INT, &log_every, "progress line every N steps when not on a terminal (default 10)");
+    cli_add(&s, "resume", OPT_STR, &resume, "continue the checkpoint in this directory");
+    cli_add(&s, "threads", OPT_INT, &threads, "threads (default: all cores)");
+    int r = cli_parse(&s, argc, argv);
+    if (r) return r > 0 ? 0 : 2;
+    if (!data || !out) {
+        fprintf(stderr, "hydra train: --data and --out are required (see --help)\n");
+        return 2;
+    }
+    if (steps < 1 || batch < 1 || seq < 1 || eval_every < 1 || ckpt_every < 1 || eval_batches < 1 || log_every < 1) {
+        fprintf(stderr, "hydra train: --steps, --batch, --seq, --eval-every, --ckpt-every, --eval-batches and --log-every must be >= 1\n");
+        return 2;
+    }
+    if (threads > 0) hydra_set_num_threads(threads);
+    hydra_text_data *td = NULL;
+    hydra_status st = hydra_text_data_load(data, val_fraction, &td);
+    if (st) return cli_fail("train", data, st);
+    hydra_task task = hydra_text_data_task(td);
+    hydra_model *m = NULL;
+    hydra_trainer *tr = NULL;
+    if (resume) {
+        st = hydra_trainer_resume(resume, task, &m, &tr);
+        if (st) {
+            hydra_text_data_free(td);
+            return cli_fail("train", resume, st);
+        }
+        fprintf(stderr, "resumed %s at step %lld\n", resume, (long long)hydra_trainer_steps(tr));
+    } else {
+        if (cli_config_resolve(&cc)) {
+            hydra_text_data_free(td);
+            return 2;
+        }
+        hydra_train_opts o;
+        memset(&o, 0, sizeof o);
+        hydra_optimizer_kind kind;
+        hydra_lr_decay dk;
+        if (parse_optimizer(optname, &kind) || parse_decay(decay, &dk)) {
+            fprintf(stderr, "hydra train: --optimizer must be adamw|muon and --decay cosine|linear|constant\n");
+            hydra_text_data_free(td);
+            return 2;
+        }
+        o.optim = hydra_optim_opts_default(kind);
+        o.optim.decay = dk;
+        o.optim.total_steps = steps;
+        o.optim.warmup_steps = warmup >= 0 ? warmup : steps / 20;
+        if (lr >= 0) o.optim.lr = lr;
+        if (muon_lr >= 0) o.optim.muon_lr = muon_lr;
+        if (muon_rms) o.optim.muon_rms_match = 1;
+        if (wd >= 0) o.optim.weight_decay = wd;
+        if (clip >= 0) o.optim.grad_clip = clip;
+        if (min_lr >= 0) o.optim.min_lr_ratio = min_lr;
+        if (b1 >= 0) o.optim.beta1 = b1;
+        if (b2 >= 0) o.optim.beta2 = b2;
+        o.batch = batch;
+        o.seq = seq;
+        o.seed = seed;
+        if ((st = hydra_model_create(&cc.cfg, seed, &m)) == HYDRA_OK) st = hydra_trainer_create(m, task, &o, &tr);
+        if (st) {
+            hydra_model_free(m);
+            hydra_text_data_free(td);
+            return cli_fail("train", "setting up", st);
+        }
+    }
+    if (mkdir(out, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "hydra train: cannot create %s: %s\n", out, strerror(errno));
+        hydra_trainer_free(tr), hydra_model_free(m), hydra_text_data_free(td);
+        return 1;
+    }
+    const hydra_train_opts *to = hydra_trainer_opts(tr);
+    char path[4096], svg[4096];
+    snprintf(path, sizeof path, "%s/loss.csv", out);
+    snprintf(svg, sizeof svg, "%s/loss.svg", out);
+    loss_log lg = {0};
+    int64_t start = hydra_trainer_steps(tr);
+    FILE *csv = open_csv(path, start, &lg);
+    snprintf(path, sizeof path, "%s/samples.txt", out);
+    FILE *samples = fopen(path, start > 0 ? "a" : "w");
+    if (!csv || !samples) {
+        fprintf(stderr, "hydra train: cannot write logs in %s\n", out);
+        st = HYDRA_ERR_IO;
+    }
+    int tty = isatty(fileno(stderr));
+    char b1s[32], b2s[32];
+    fprintf(stderr, "model: %zu parameters (%s); data: %zu train / %zu validation bytes; %s, B=%d T=%d, %lld steps\n",
+            hydra_model_n_params(m), cli_bytes(4.0 * (double)hydra_model_n_params(m), b1s, sizeof b1s),
+            hydra_text_data_size(td, 0), hydra_text_data_size(td, 1),
+            to->optim.kind == HYDRA_OPT_MUON ? "Muon+AdamW" : "AdamW", to->batch, to->seq, (long long)steps);
+    (void)b2s;
+    double t_start = cli_now(), tok_window = 0, sec_window = 0, last_val = NAN;
+    for (int64_t i = start; st == HYDRA_OK && i < steps; i++) {
+        hydra_step_info info;
+        if ((st = hydra_trainer_step(tr, &info)) != HYDRA_OK) break;
+        if (!isfinite(info.loss)) {
+            fprintf(stderr, "\nhydra train: loss became %g at step %lld; stopping (lower --lr?)\n", info.loss, (long long)info.step);
+            st = HYDRA_ERR_ARG;
+            break;
+        }
+        tok_window = 0.9 * tok_window + (double)to->batch * to->seq;
+        sec_window = 0.9 * sec_window + info.seconds;
+        double tps = tok_window / sec_window;
+        double val = NAN;
+        int last = info.step == steps;
+        if (info.step % eval_every == 0 || last) {
+            if ((st = hydra_trainer_eval(tr, eval_batches, &val)) != HYDRA_OK) break;
+            last_val = val;
+            log_push(&lg.vstep, &lg.val, &lg.nv, &lg.vcap, (double)info.step, val);
+        }
+        log_push(&lg.step, &lg.train, &lg.n, &lg.cap, (double)info.step, info.loss);
+        double elapsed = cli_now() - t_start;
+        fprintf(csv, "%lld,%.6f,%.6f,%.6g,%.6g,%.1f,%.2f\n", (long long)info.step, info.loss, val, info.lr,
+                info.grad_norm, tps, elapsed);
+        fflush(csv);
+        char eta[32];
+        fmt_eta(elapsed / (double)(info.step - start) * (double)(steps - info.step), eta, sizeof eta);
+        if (tty || info.step % log_every == 0 || !isnan(val) || last)
+        {
+            char vbuf[32] = "-";
+            if (!isnan(last_val)) snprintf(vbuf, sizeof vbuf, "%.4f", last_val);
+            fprintf(stderr, "%sstep %lld/%lld | loss %.4f | val %s | lr %.2e | |g| %.2f | %.0f tok/s | ETA %s%s",
+                    tty ? "\r\033[K" : "", (long long)info.step, (long long)steps, info.loss, vbuf, info.lr,
+                    info.grad_norm, tps, eta, tty ? "" : "\n");
+        }
+        if (!isnan(val)) {
+            cli_write_loss_svg(svg, "hydra train", lg.step, lg.train, lg.n, lg.vstep, lg.val, lg.nv);
+            if (sample_len > 0) {
+                if (tty) fputc('\n', stderr);
+                write_sample(m, samples, tty ? stderr : NULL, info.step, sample_len, (uint64_t)info.step);
+            }
+        }
+        if (info.step % ckpt_every == 0 || last) {
+            if ((st = hydra_trainer_save(tr, out)) != HYDRA_OK) break;
+        }
+    }
+    if (tty) fputc('\n', stderr);
+    if (st) cli_fail("train", "training", st);
+    else
+        fprintf(stderr, "done: %lld steps, final validation loss %.4f, %.1f s; checkpoint in %s\n",
+                (long long)hydra_trainer_steps(tr), last_val, cli_now() - t_start, out);
+    if (csv) fclose(csv);
+    if (samples) fclose(samples);
+    free(lg.step), free(lg.train), free(lg.vstep), free(lg.val);
+    hydra_trainer_free(tr);
+    hydra_model_free(m);
+    hydra_text_data_free(td);
+    return st ? 1 : 0;
+}
