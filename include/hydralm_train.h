@@ -51,8 +51,8 @@ typedef struct {
     int muon_rms_match;  /* 1: scale updates by 0.2*sqrt(max(rows, cols)) and use lr for Muon too;
                             0: scale by sqrt(max(1, rows/cols)) with muon_lr (default) */
     /* schedule: linear warmup to the peak, then decay to min_lr_ratio * peak at total_steps */
-    int warmup_steps;
-    int total_steps;
+    int warmup_steps;    /* default 0 */
+    int total_steps;     /* default 0 = no decay phase: the peak is held after warmup */
     hydra_lr_decay decay;
     float min_lr_ratio;  /* 0.1 */
     float grad_clip;     /* global L2 norm clip; 0 = off (default 1.0) */
@@ -69,7 +69,9 @@ float hydra_lr_schedule(const hydra_optim_opts *o, int64_t step);
  * 0 if AdamW does (embedding, lm_head, norms, gains, A_log, dt_bias, conv,
  * a_proj/b_proj gate projections). Always 0 under HYDRA_OPT_ADAMW. */
 int hydra_optim_uses_muon(const hydra_optim_opts *o, const char *tensor_name, int ndim);
-/* 1 if AdamW applies weight decay to this tensor. */
+/* 1 if weight decay applies to this tensor: every 2-D weight except the
+ * *_conv.weight kernels (so the embedding / lm_head, a_proj/b_proj and all
+ * Muon matrices decay; norms, A_log, dt_bias, conv never do). */
 int hydra_optim_decays(const char *tensor_name, int ndim);
 
 typedef struct hydra_optimizer hydra_optimizer;
@@ -87,7 +89,9 @@ const hydra_optim_opts *hydra_optimizer_opts(const hydra_optimizer *opt);
 
 /* Optimizer state for checkpoints: the moment buffers as named float
  * tensors (e.g. "adam_m", "adam_v", "muon_momentum", each n_params floats,
- * same layout as the parameters) plus the step count. set_state restores them. */
+ * same layout as the parameters) plus the step count. ADAMW has 2 buffers
+ * (adam_m, adam_v), MUON 3 (plus muon_momentum). *data is writable: to
+ * restore, copy the saved buffers into it and call set_steps. */
 int hydra_optimizer_n_buffers(const hydra_optimizer *opt);
 hydra_status hydra_optimizer_buffer(hydra_optimizer *opt, int i, const char **name, float **data,
                                     size_t *numel);

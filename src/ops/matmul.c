@@ -106,6 +106,27 @@ static void gemv_rows(int M, int N, int K, const float *x, const float *W, float
     }
 }
 
+/* Below this many multiply-adds, multi-threaded BLIS loses to one thread:
+ * thread hand-off costs tens of microseconds, and on a busy host its
+ * spin-waiting threads stall for milliseconds. */
+#define BLAS_ONE_THREAD_MACS 2097152.0
+
+static void sgemm(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
+                  int ldb, float *C, int ldc, int accumulate) {
+    int one = (double)M * N * K < BLAS_ONE_THREAD_MACS && g_threads > 1;
+    if (one) bli_thread_set_num_threads(1);
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, M, N,
+                K, 1.0f, A, lda, B, ldb, accumulate ? 1.0f : 0.0f, C, ldc);
+    if (one) bli_thread_set_num_threads(g_threads);
+}
+
+static void stats_add(double t0, int M, int N, int K) {
+    if (!g_stats_on) return;
+    g_stats.seconds += now_s() - t0;
+    g_stats.flops += 2.0 * M * (double)N * K;
+    g_stats.calls++;
+}
+
 hydra_status hydra_op_matmul(int M, int N, int K, const float *x, const float *W, float *y,
                              int accumulate) {
     if (!x || !W || !y) return hydra_set_error(HYDRA_ERR_ARG, "matmul: NULL pointer");
@@ -116,14 +137,9 @@ hydra_status hydra_op_matmul(int M, int N, int K, const float *x, const float *W
     if (M < SMALL_M) {
         gemv_rows(M, N, K, x, W, y, accumulate);
     } else {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, W, K,
-                    accumulate ? 1.0f : 0.0f, y, N);
+        sgemm(0, 1, M, N, K, x, K, W, K, y, N, accumulate);
     }
-    if (g_stats_on) {
-        g_stats.seconds += now_s() - t0;
-        g_stats.flops += 2.0 * M * (double)N * K;
-        g_stats.calls++;
-    }
+    stats_add(t0, M, N, K);
     return HYDRA_OK;
 }
 
@@ -153,7 +169,7 @@ static void gemm_small(int transA, int transB, int M, int N, int K, const float 
 
 /* C[M,N] (+)= op(A)[M,K] . op(B)[K,N], row-major with leading dimensions.
  * Used by the backward: dX = dY.W (no transposes) and dW += dY^T.X (transA).
- * Always BLAS (the backward never has tiny M); counted in the same stats. */
+ * Tiny products use plain loops, the rest BLAS; counted in the same stats. */
 hydra_status hydra_op_matmul_ex(int transA, int transB, int M, int N, int K, const float *A,
                                 int lda, const float *B, int ldb, float *C, int ldc,
                                 int accumulate) {
@@ -169,13 +185,8 @@ hydra_status hydra_op_matmul_ex(int transA, int transB, int M, int N, int K, con
     if ((double)M * N * K < MATMUL_EX_SMALL) {
         gemm_small(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
     } else {
-        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                    M, N, K, 1.0f, A, lda, B, ldb, accumulate ? 1.0f : 0.0f, C, ldc);
+        sgemm(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
     }
-    if (g_stats_on) {
-        g_stats.seconds += now_s() - t0;
-        g_stats.flops += 2.0 * M * (double)N * K;
-        g_stats.calls++;
-    }
+    stats_add(t0, M, N, K);
     return HYDRA_OK;
 }
