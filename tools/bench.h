@@ -9,4 +9,21 @@
  * OpenMP thread count as it is. */
 void hydra_bench_delta_rule(FILE *out, int threads);
 
+/* Streaming engine (bench_stream.c): streams `tokens` tokens through a small
+ * model and, if default_config, the default one; tokens/s, state bytes, peak
+ * RSS after warm-up vs at the end, per-token time at 4K vs at the end. */
+void hydra_bench_stream(FILE *out, long long tokens, int default_config);
+
+/* Speculative decoding (bench_spec.c): plain vs speculative decode tokens/s
+ * for k in {2,4,6} at temperature 0 and 0.7, measured alpha, cost ratio c and
+ * predicted vs measured speedup. */
+void hydra_bench_spec(FILE *out, const char *target_path, const char *draft_path, int n_tokens);
+
+/* FactBank (bench_factbank.c): vector-memory capacity curve (top-1 recall vs
+ * facts written, d = 1024, linear/cubic features, 1 and 4 heads) as a table;
+ * and, given a checkpoint, key-value recall (MQAR layout: keys in [1, V/2),
+ * values in [V/2, V)) with the facts in context vs in a bank file. */
+void hydra_bench_factbank(FILE *out);
+int hydra_bench_factbank_model(FILE *out, const char *model_path, int n_pairs, int n_trials, unsigned long long seed);
+
 #endif /* HYDRA_TOOLS_BENCH_H */

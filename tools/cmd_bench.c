@@ -158,9 +158,25 @@ int cmd_bench(int argc, char **argv) {
     cli_add(&s, "threads", OPT_INT, &threads, "threads (default: all cores)");
     cli_add(&s, "quick", OPT_FLAG, &quick, "fewer repetitions (smoke test, noisier figures)");
     cli_add(&s, "only", OPT_STR, &only, "run one part: gemm, model or delta");
+    uint64_t stream_tokens = 0;
+    cli_add(&s, "stream-tokens", OPT_U64, &stream_tokens, "run only the streaming benchmark over N tokens (small + default model)");
+    const char *spec_target = NULL, *spec_draft = NULL;
+    cli_add(&s, "spec-target", OPT_STR, &spec_target, "run only the speculative-decoding benchmark: target checkpoint");
+    cli_add(&s, "spec-draft", OPT_STR, &spec_draft, "draft checkpoint for --spec-target");
+    int factbank = 0;
+    const char *factbank_model = NULL;
+    cli_add(&s, "factbank", OPT_FLAG, &factbank, "run only the FactBank benchmark (capacity curve; with --factbank-model, recall)");
+    cli_add(&s, "factbank-model", OPT_STR, &factbank_model, "checkpoint trained on key-value recall for --factbank");
     int r = cli_parse(&s, argc, argv);
     if (r) return r > 0 ? 0 : 2;
     if (threads > 0) hydra_set_num_threads(threads);
+    if (spec_target || spec_draft) {
+        if (!spec_target || !spec_draft) return fprintf(stderr, "hydra bench: --spec-target and --spec-draft go together\n"), 2;
+        return hydra_bench_spec(stdout, spec_target, spec_draft, quick ? 64 : 256), 0;
+    }
+    if (stream_tokens) return hydra_bench_stream(stdout, (long long)stream_tokens, 1), 0;
+    if (factbank_model) return hydra_bench_factbank_model(stdout, factbank_model, 16, quick ? 4 : 32, 1);
+    if (factbank) return hydra_bench_factbank(stdout), 0;
     int reps = quick ? 3 : 7;
     printf("hydra bench — %s, %d threads\n\n", hydra_blas_info(), hydra_get_num_threads());
     double peak = 0, bw = 0;

@@ -2,6 +2,8 @@
  * callback and stop tokens; byte-level tokenizer. */
 #include "core/internal.h"
 
+#define HYDRA_PREFILL_CHUNK ((size_t)512)
+
 hydra_gen_opts hydra_gen_opts_default(void) {
     hydra_gen_opts g;
     memset(&g, 0, sizeof g);
@@ -16,7 +18,6 @@ hydra_status hydra_generate(const hydra_model *m, hydra_state *st, const int32_t
     if (!m || !opts || !n_out) return hydra_set_error(HYDRA_ERR_ARG, "generate: NULL model, options or n_out");
     *n_out = 0;
     if (!prompt || n_prompt == 0) return hydra_set_error(HYDRA_ERR_ARG, "generate: the prompt must hold at least one token");
-    if (n_prompt > (size_t)1 << 30) return hydra_set_error(HYDRA_ERR_ARG, "generate: prompt too long; feed it in chunks with hydra_forward");
     if (opts->max_new_tokens < 1) return hydra_set_error(HYDRA_ERR_ARG, "generate: max_new_tokens must be >= 1 (got %d)", opts->max_new_tokens);
     if (!out || cap < (size_t)opts->max_new_tokens)
         return hydra_set_error(HYDRA_ERR_ARG, "generate: output buffer holds %zu tokens, max_new_tokens is %d", out ? cap : 0, opts->max_new_tokens);
@@ -30,7 +31,12 @@ hydra_status hydra_generate(const hydra_model *m, hydra_state *st, const int32_t
     }
     float *logits = malloc((size_t)V * sizeof(float));
     hydra_status s = logits ? HYDRA_OK : hydra_set_error(HYDRA_ERR_NOMEM, "generate: out of memory");
-    if (s == HYDRA_OK) s = hydra_forward(m, prompt, 1, (int)n_prompt, &st, HYDRA_LOGITS_LAST, logits);
+    /* Prefill in bounded chunks: the workspace stays small for long prompts. */
+    for (size_t i = 0; s == HYDRA_OK && i < n_prompt; i += HYDRA_PREFILL_CHUNK) {
+        size_t n = n_prompt - i < HYDRA_PREFILL_CHUNK ? n_prompt - i : HYDRA_PREFILL_CHUNK;
+        int last = i + n == n_prompt;
+        s = hydra_forward(m, prompt + i, 1, (int)n, &st, last ? HYDRA_LOGITS_LAST : HYDRA_LOGITS_NONE, logits);
+    }
     hydra_rng rng;
     hydra_rng_seed(&rng, opts->seed);
     for (int i = 0; s == HYDRA_OK && i < opts->max_new_tokens; i++) {

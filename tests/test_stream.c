@@ -1,0 +1,405 @@
+/* test_stream.c — the streaming engine and session state files:
+ * any chunking of a stream equals one forward; extend_and_generate equals
+ * hydra_generate; stats; save -> load resumes bit-exactly; every kind of bad
+ * file is refused with a clear message and leaves the state untouched. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/internal.h"
+#include "hydralm_stream.h"
+#include "test_util.h"
+
+static hydra_model *make_model(hydra_config c, uint64_t seed) {
+    c.init_std = 0.2f;
+    hydra_model *m = NULL;
+    HY_OK(hydra_model_create(&c, seed, &m));
+    return m;
+}
+
+static int32_t *make_tokens(size_t T, int V, uint64_t seed) {
+    int32_t *t = malloc(T * sizeof *t);
+    hydra_rng r;
+    hydra_rng_seed(&r, seed);
+    for (size_t i = 0; i < T; i++) t[i] = (int32_t)(hydra_rng_next(&r) % (uint64_t)V);
+    return t;
+}
+
+static hydra_stream *make_stream(const hydra_model *m, int chunk) {
+    hydra_stream_opts o = hydra_stream_opts_default();
+    o.chunk = chunk;
+    hydra_stream *s = NULL;
+    HY_OK(hydra_stream_create(m, &o, &s));
+    return s;
+}
+
+/* Compare two states of the same config: fixed arena (relative error) and position. */
+static double state_rel_err(const hydra_state *a, const hydra_state *b) {
+    assert_int_equal(a->arena_floats, b->arena_floats);
+    assert_int_equal(a->pos, b->pos);
+    return rel_err(a->arena, b->arena, a->arena_floats);
+}
+
+/* ---------------------------------------------------------------- chunking */
+static void check_chunkings(hydra_config c) {
+    hydra_model *m = make_model(c, 3);
+    const int V = c.vocab_size;
+    const size_t T = 300;
+    int32_t *tok = make_tokens(T, V, 11);
+    float *ref = malloc((size_t)V * sizeof(float)), *got = malloc((size_t)V * sizeof(float));
+    hydra_state *ref_st;
+    HY_OK(hydra_state_create(m, &ref_st));
+    HY_OK(hydra_forward(m, tok, 1, (int)T, &ref_st, HYDRA_LOGITS_LAST, ref));
+
+    int chunk_sizes[] = {1, 7, 512};
+    hydra_rng r;
+    hydra_rng_seed(&r, 5);
+    for (size_t ci = 0; ci < sizeof chunk_sizes / sizeof chunk_sizes[0]; ci++) {
+        /* chunk 1: both feed patterns are the same 300 one-token forwards */
+        for (int split = chunk_sizes[ci] == 1; split < 2; split++) {
+            hydra_stream *s = make_stream(m, chunk_sizes[ci]);
+            if (!split) {
+                HY_OK(hydra_stream_feed(s, tok, T));
+            } else { /* random feed sizes 1..97, with empty feeds in between */
+                size_t i = 0;
+                while (i < T) {
+                    size_t n = 1 + (size_t)(hydra_rng_next(&r) % 97);
+                    if (n > T - i) n = T - i;
+                    HY_OK(hydra_stream_feed(s, tok + i, n));
+                    HY_OK(hydra_stream_feed(s, tok, 0));
+                    i += n;
+                }
+            }
+            HY_OK(hydra_stream_last_logits(s, got));
+            double e = rel_err(got, ref, (size_t)V);
+            if (!(e <= 1e-5)) fail_msg("chunk %d split %d: logits rel err %.3g", chunk_sizes[ci], split, e);
+            double es = state_rel_err(hydra_stream_state(s), ref_st);
+            if (!(es <= 1e-5)) fail_msg("chunk %d split %d: state rel err %.3g", chunk_sizes[ci], split, es);
+            hydra_stream_free(s);
+        }
+    }
+    hydra_state_free(ref_st);
+    free(tok), free(ref), free(got);
+    hydra_model_free(m);
+}
+
+static void test_chunking_equals_forward(void **st) {
+    (void)st;
+    check_chunkings(tiny_config()); /* DDSD, window 8 */
+    hydra_config c = tiny_config();
+    snprintf(c.pattern, sizeof c.pattern, "DA"); /* a full-attention layer: growing cache */
+    c.n_layers = 2;
+    check_chunkings(c);
+}
+
+/* ------------------------------------------------------ generate + stats */
+static void test_extend_and_generate(void **st) {
+    (void)st;
+    hydra_config c = tiny_config();
+    hydra_model *m = make_model(c, 4);
+    const int V = c.vocab_size;
+    int32_t *hist = make_tokens(150, V, 21), *prompt = make_tokens(20, V, 22);
+    int32_t all[170];
+    memcpy(all, hist, 150 * sizeof *all);
+    memcpy(all + 150, prompt, 20 * sizeof *all);
+    hydra_gen_opts g = hydra_gen_opts_default();
+    g.max_new_tokens = 24;
+    g.sample.temperature = 0.9f;
+    g.sample.top_p = 0.95f;
+    g.seed = 1234;
+    int32_t want[24], got[24];
+    size_t n_want = 0, n_got = 0;
+    HY_OK(hydra_generate(m, NULL, all, 170, &g, want, 24, &n_want));
+
+    hydra_stream *s = make_stream(m, 16);
+    HY_OK(hydra_stream_feed(s, hist, 150));
+    HY_OK(hydra_stream_extend_and_generate(s, prompt, 20, &g, got, 24, &n_got));
+    assert_int_equal(n_got, n_want);
+    assert_memory_equal(got, want, n_want * sizeof *got);
+
+    hydra_stream_stats ss;
+    HY_OK(hydra_stream_get_stats(s, &ss));
+    assert_int_equal(ss.tokens, 170 + n_got);
+    assert_int_equal(ss.position, 170 + n_got);
+    /* 150 in chunks of 16 = 10 chunks, prompt 20 = 2 chunks, one step per generated token */
+    assert_int_equal(ss.chunks, 10 + 2 + n_got);
+    assert_int_equal(ss.state_bytes, hydra_model_state_bytes(m));
+    assert_int_equal(ss.peak_state_bytes, ss.state_bytes);
+    assert_true(ss.seconds > 0 && ss.tokens_per_s > 0);
+
+    /* the last logits are those after the last generated token */
+    hydra_state *ref;
+    float *a = malloc((size_t)V * sizeof(float)), *b = malloc((size_t)V * sizeof(float));
+    int32_t seq[170 + 24];
+    memcpy(seq, all, sizeof all);
+    memcpy(seq + 170, got, n_got * sizeof *got);
+    HY_OK(hydra_state_create(m, &ref));
+    HY_OK(hydra_forward(m, seq, 1, (int)(170 + n_got), &ref, HYDRA_LOGITS_LAST, a));
+    HY_OK(hydra_stream_last_logits(s, b));
+    ASSERT_REL(b, a, (size_t)V, 1e-5);
+
+    /* empty prompt continues from the current logits; greedy equals argmax */
+    g.sample.temperature = 0;
+    g.max_new_tokens = 1;
+    HY_OK(hydra_stream_extend_and_generate(s, NULL, 0, &g, got, 24, &n_got));
+    int best = 0;
+    for (int i = 1; i < V; i++)
+        if (b[i] > b[best]) best = i;
+    assert_int_equal(n_got, 1);
+    assert_int_equal(got[0], best);
+
+    /* reset: empty state, zero stats, no logits */
+    hydra_stream_reset(s);
+    HY_OK(hydra_stream_get_stats(s, &ss));
+    assert_int_equal(ss.tokens, 0);
+    assert_int_equal(ss.chunks, 0);
+    assert_int_equal(ss.position, 0);
+    assert_int_equal(hydra_stream_last_logits(s, b), HYDRA_ERR_ARG);
+    assert_int_equal(hydra_stream_extend_and_generate(s, NULL, 0, &g, got, 24, &n_got), HYDRA_ERR_ARG);
+
+    hydra_state_free(ref);
+    hydra_stream_free(s);
+    free(a), free(b), free(hist), free(prompt);
+    hydra_model_free(m);
+}
+
+/* ------------------------------------------------------------ save / load */
+static void save_load_roundtrip(hydra_config c) {
+    hydra_model *m = make_model(c, 5);
+    const int V = c.vocab_size;
+    int32_t *tok = make_tokens(201, V, 31);
+    float *a = malloc((size_t)V * sizeof(float)), *b = malloc((size_t)V * sizeof(float));
+    const char *path = tmp_path("stream_rt.hst");
+
+    hydra_stream *s1 = make_stream(m, 32), *s2 = make_stream(m, 32);
+    HY_OK(hydra_stream_feed(s1, tok, 200));
+    HY_OK(hydra_stream_save(s1, path));
+    HY_OK(hydra_stream_feed(s1, tok + 200, 1)); /* uninterrupted */
+    HY_OK(hydra_stream_last_logits(s1, a));
+
+    HY_OK(hydra_stream_load(s2, path));
+    assert_int_equal(hydra_state_position(hydra_stream_state(s2)), 200);
+    assert_int_equal(hydra_stream_last_logits(s2, b), HYDRA_ERR_ARG); /* no logits in a file */
+    HY_OK(hydra_stream_feed(s2, tok + 200, 1));
+    HY_OK(hydra_stream_last_logits(s2, b));
+    assert_memory_equal(a, b, (size_t)V * sizeof(float)); /* bit-exact */
+
+    /* plain state API into a fresh state too */
+    hydra_state *fresh;
+    HY_OK(hydra_state_create(m, &fresh));
+    HY_OK(hydra_state_load(fresh, m, path));
+    HY_OK(hydra_step(m, fresh, tok[200], b));
+    assert_memory_equal(a, b, (size_t)V * sizeof(float));
+
+    hydra_state_free(fresh);
+    hydra_stream_free(s1);
+    hydra_stream_free(s2);
+    unlink(path);
+    free(tok), free(a), free(b);
+    hydra_model_free(m);
+}
+
+static void test_save_load(void **st) {
+    (void)st;
+    save_load_roundtrip(tiny_config());
+    hydra_config c = tiny_config();
+    snprintf(c.pattern, sizeof c.pattern, "DSA"); /* with a growing full-attention cache */
+    c.n_layers = 3;
+    save_load_roundtrip(c);
+}
+
+/* --------------------------------------------------------------- refusals */
+static unsigned char *read_all(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc(*n);
+    assert_int_equal(fread(b, 1, *n, f), *n);
+    fclose(f);
+    return b;
+}
+static void write_all(const char *path, const unsigned char *b, size_t n) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b, 1, n, f), n);
+    fclose(f);
+}
+
+/* Load must fail with `code`, an error containing `needle`, and st unchanged. */
+static void expect_refused(hydra_state *st, const hydra_model *m, const char *path, hydra_status code,
+                           const char *needle) {
+    hydra_state *before;
+    HY_OK(hydra_state_create(m, &before));
+    HY_OK(hydra_state_copy(before, st));
+    hydra_status r = hydra_state_load(st, m, path);
+    if (r != code || !strstr(hydra_last_error(), needle))
+        fail_msg("expected %s containing \"%s\", got %s: %s", hydra_status_str(code), needle, hydra_status_str(r),
+                 hydra_last_error());
+    assert_int_equal(hydra_state_position(st), hydra_state_position(before));
+    assert_memory_equal(st->arena, before->arena, st->arena_floats * sizeof(float));
+    hydra_state_free(before);
+}
+
+static void test_refusals(void **unused) {
+    (void)unused;
+    hydra_config c = tiny_config();
+    hydra_model *m = make_model(c, 6), *other = make_model(c, 7);
+    int32_t *tok = make_tokens(64, c.vocab_size, 41);
+    hydra_state *st, *dst;
+    HY_OK(hydra_state_create(m, &st));
+    HY_OK(hydra_state_create(m, &dst));
+    HY_OK(hydra_forward(m, tok, 1, 64, &st, HYDRA_LOGITS_NONE, NULL));
+    HY_OK(hydra_forward(m, tok, 1, 10, &dst, HYDRA_LOGITS_NONE, NULL)); /* non-trivial destination */
+    const char *good = strdup(tmp_path("good.hst"));
+    const char *bad = strdup(tmp_path("bad.hst"));
+    HY_OK(hydra_state_save(st, m, good));
+    size_t n;
+    unsigned char *img = read_all(good, &n);
+    assert_int_equal(n, 36 + st->arena_floats * 4 + 8);
+
+    /* another model (same shape, other weights) */
+    expect_refused(dst, other, good, HYDRA_ERR_MISMATCH, "written by a different model");
+    /* truncated: at several lengths */
+    size_t cuts[] = {0, 5, 20, 36, n / 2, n - 1};
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        write_all(bad, img, cuts[i]);
+        expect_refused(dst, m, bad, HYDRA_ERR_FORMAT, "truncated");
+    }
+    /* trailing bytes */
+    unsigned char *longer = malloc(n + 3);
+    memcpy(longer, img, n);
+    memset(longer + n, 0, 3);
+    write_all(bad, longer, n + 3);
+    expect_refused(dst, m, bad, HYDRA_ERR_FORMAT, "trailing bytes");
+    free(longer);
+    /* flipped byte in the payload, in the header fields, in the checksum */
+    size_t flips[] = {36 + 100, n / 2, 14 /* fingerprint */, 22 /* token count */, n - 3};
+    for (size_t i = 0; i < sizeof flips / sizeof flips[0]; i++) {
+        img[flips[i]] ^= 0x10;
+        write_all(bad, img, n);
+        img[flips[i]] ^= 0x10;
+        expect_refused(dst, m, bad, HYDRA_ERR_FORMAT, "checksum mismatch: file is corrupt");
+    }
+    /* wrong magic, wrong version */
+    img[0] = 'X';
+    write_all(bad, img, n);
+    img[0] = 'H';
+    expect_refused(dst, m, bad, HYDRA_ERR_FORMAT, "wrong magic");
+    img[8] = 9;
+    write_all(bad, img, n);
+    img[8] = 1;
+    expect_refused(dst, m, bad, HYDRA_ERR_FORMAT, "unsupported format version 9");
+    /* nonexistent path */
+    expect_refused(dst, m, "/nonexistent/dir/x.hst", HYDRA_ERR_IO, "cannot open state file");
+    /* a state of another shape */
+    hydra_config c2 = c;
+    c2.window = 16;
+    hydra_model *m2 = make_model(c2, 6);
+    hydra_state *st2;
+    HY_OK(hydra_state_create(m2, &st2));
+    assert_int_equal(hydra_state_load(st2, m, good), HYDRA_ERR_MISMATCH);
+    assert_int_equal(hydra_state_load(st2, m2, good), HYDRA_ERR_MISMATCH); /* fingerprint differs */
+    assert_int_equal(hydra_state_save(st2, m, bad), HYDRA_ERR_MISMATCH);
+    /* unwritable destination: no file appears, the error says why */
+    assert_int_equal(hydra_state_save(st, m, "/nonexistent/dir/x.hst"), HYDRA_ERR_IO);
+    assert_non_null(strstr(hydra_last_error(), "cannot write state file"));
+    /* the good file still loads */
+    HY_OK(hydra_state_load(dst, m, good));
+    assert_memory_equal(dst->arena, st->arena, st->arena_floats * sizeof(float));
+    assert_int_equal(hydra_state_position(dst), 64);
+
+    unlink(good);
+    unlink(bad);
+    free((void *)good), free((void *)bad), free(img), free(tok);
+    hydra_state_free(st), hydra_state_free(dst), hydra_state_free(st2);
+    hydra_model_free(m), hydra_model_free(other), hydra_model_free(m2);
+}
+
+static void test_bad_args(void **unused) {
+    (void)unused;
+    hydra_config c = tiny_config();
+    hydra_model *m = make_model(c, 8);
+    hydra_stream *s = NULL;
+    hydra_stream_opts o = hydra_stream_opts_default();
+    assert_int_equal(o.chunk, 512);
+    assert_int_equal(hydra_stream_create(NULL, NULL, &s), HYDRA_ERR_ARG);
+    assert_null(s);
+    assert_int_equal(hydra_stream_create(m, NULL, NULL), HYDRA_ERR_ARG);
+    o.chunk = 0;
+    assert_int_equal(hydra_stream_create(m, &o, &s), HYDRA_ERR_ARG);
+    o.chunk = 8;
+    o.weights = HYDRA_WEIGHTS_BF16;
+    assert_int_equal(hydra_stream_create(m, &o, &s), HYDRA_ERR_ARG);
+    assert_non_null(strstr(hydra_last_error(), "not supported yet"));
+    o.weights = (hydra_weights_precision)7;
+    assert_int_equal(hydra_stream_create(m, &o, &s), HYDRA_ERR_ARG);
+    HY_OK(hydra_stream_create(m, NULL, &s));
+
+    int32_t tok[3] = {1, 2, 3}, out[4];
+    size_t n_out;
+    float lg[64];
+    assert_int_equal(hydra_stream_feed(NULL, tok, 3), HYDRA_ERR_ARG);
+    assert_int_equal(hydra_stream_feed(s, NULL, 3), HYDRA_ERR_ARG);
+    HY_OK(hydra_stream_feed(s, NULL, 0));
+    int32_t badtok[3] = {1, 64, 2};
+    assert_int_equal(hydra_stream_feed(s, badtok, 3), HYDRA_ERR_ARG);
+    assert_int_equal(hydra_state_position(hydra_stream_state(s)), 0); /* nothing consumed */
+    badtok[1] = -1;
+    assert_int_equal(hydra_stream_feed(s, badtok, 3), HYDRA_ERR_ARG);
+    assert_int_equal(hydra_stream_last_logits(s, NULL), HYDRA_ERR_ARG);
+    assert_int_equal(hydra_stream_last_logits(NULL, lg), HYDRA_ERR_ARG);
+    hydra_gen_opts g = hydra_gen_opts_default();
+    g.max_new_tokens = 4;
+    assert_int_equal(hydra_stream_extend_and_generate(NULL, tok, 3, &g, out, 4, &n_out), HYDRA_ERR_ARG);
+    assert_int_equal(hydra_stream_extend_and_generate(s, tok, 3, NULL, out, 4, &n_out), HYDRA_ERR_ARG);
+    assert_int_equal(hydra_stream_extend_and_generate(s, tok, 3, &g, out, 4, NULL), HYDRA_ERR_ARG);
+    assert_int_equal(hydra_stream_extend_and_generate(s, NULL, 3, &g, out, 4, &n_out), HYDRA_ERR_ARG);
+    assert_int_equal(hydra_stream_extend_and_generate(s, tok, 3, &g, out, 3, &n_out), HYDRA_ERR_ARG);
+    assert_int_equal(hydra_stream_extend_and_generate(s, tok, 3, &g, NULL, 4, &n_out), HYDRA_ERR_ARG);
+    assert_int_equal(hydra_stream_extend_and_generate(s, badtok, 3, &g, out, 4, &n_out), HYDRA_ERR_ARG);
+    g.max_new_tokens = 0;
+    assert_int_equal(hydra_stream_extend_and_generate(s, tok, 3, &g, out, 4, &n_out), HYDRA_ERR_ARG);
+    g.max_new_tokens = 4;
+    g.sample.top_p = 1.5f;
+    assert_int_equal(hydra_stream_extend_and_generate(s, tok, 3, &g, out, 4, &n_out), HYDRA_ERR_ARG);
+    g.sample.top_p = 1.0f;
+    g.n_stop_tokens = 9;
+    assert_int_equal(hydra_stream_extend_and_generate(s, tok, 3, &g, out, 4, &n_out), HYDRA_ERR_ARG);
+    assert_int_equal(hydra_state_position(hydra_stream_state(s)), 0);
+    hydra_stream_stats ss;
+    assert_int_equal(hydra_stream_get_stats(NULL, &ss), HYDRA_ERR_ARG);
+    assert_int_equal(hydra_stream_get_stats(s, NULL), HYDRA_ERR_ARG);
+    assert_null(hydra_stream_state(NULL));
+    hydra_stream_reset(NULL);
+    hydra_stream_free(NULL);
+    assert_int_equal(hydra_state_save(NULL, m, "x"), HYDRA_ERR_ARG);
+    assert_int_equal(hydra_state_save(hydra_stream_state(s), NULL, "x"), HYDRA_ERR_ARG);
+    assert_int_equal(hydra_state_save(hydra_stream_state(s), m, NULL), HYDRA_ERR_ARG);
+    assert_int_equal(hydra_state_save(hydra_stream_state(s), m, ""), HYDRA_ERR_ARG);
+    assert_int_equal(hydra_state_load(NULL, m, "x"), HYDRA_ERR_ARG);
+    assert_int_equal(hydra_state_load(hydra_stream_state(s), NULL, "x"), HYDRA_ERR_ARG);
+    assert_int_equal(hydra_state_load(hydra_stream_state(s), m, NULL), HYDRA_ERR_ARG);
+    assert_int_equal(hydra_stream_save(NULL, "x"), HYDRA_ERR_ARG);
+    assert_int_equal(hydra_stream_load(NULL, "x"), HYDRA_ERR_ARG);
+    hydra_stream_free(s);
+    hydra_model_free(m);
+}
+
+int main(void) {
+    /* These models are tiny and the engine makes ~1,500 forwards: with several
+     * threads on a shared 2-vCPU machine the OpenMP barriers, not the math,
+     * dominate (10x slower under load). Threaded forwards are covered by test_model. */
+    hydra_set_num_threads(1);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_chunking_equals_forward),
+        cmocka_unit_test(test_extend_and_generate),
+        cmocka_unit_test(test_save_load),
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_bad_args),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

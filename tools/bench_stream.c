@@ -1,0 +1,125 @@
+/* bench_stream.c — streaming-engine benchmark (`hydra bench --stream-tokens N`):
+ * streams N tokens through a model in chunks of 512 and reports throughput,
+ * the state's byte size (start and end: it must not change), the process's
+ * peak resident memory after warm-up and at the end, and the per-token time
+ * around 4K tokens against the per-token time at the end of the stream
+ * (medians over 16 chunks each, measured in the same run). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "cli.h"
+#include "hydralm_stream.h"
+
+#define BS_CHUNK 512
+#define BS_WIN 16
+
+static long bs_proc_kb(const char *key) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    long v = -1;
+    size_t kl = strlen(key);
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, key, kl) && line[kl] == ':') {
+            v = strtol(line + kl + 1, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
+static int bs_cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+static double bs_median(double *x, int n) {
+    if (n <= 0) return 0;
+    qsort(x, (size_t)n, sizeof *x, bs_cmp);
+    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
+}
+
+static void bench_one(FILE *out, const char *name, const hydra_config *cfg, long long tokens) {
+    hydra_model *m = NULL;
+    hydra_stream *s = NULL;
+    hydra_status st = hydra_model_create(cfg, 1, &m);
+    if (!st) st = hydra_stream_create(m, NULL, &s);
+    if (st) {
+        fprintf(out, "%-16s  error: %s\n", name, hydra_last_error());
+        hydra_model_free(m);
+        return;
+    }
+    const int V = cfg->vocab_size;
+    int32_t tok[BS_CHUNK];
+    float *lg = malloc((size_t)V * sizeof *lg);
+    long long n_chunks = tokens / BS_CHUNK;
+    if (n_chunks < 1) n_chunks = 1;
+    long long warm_at = n_chunks / 16 > 128 ? 128 : n_chunks / 16; /* 64K tokens, or 1/16 of a short run */
+    double early[BS_WIN], late[BS_WIN];
+    int n_early = 0, n_late = 0, nonfinite = 0;
+    long hwm_warm = bs_proc_kb("VmHWM");
+    size_t bytes0 = hydra_state_bytes(hydra_stream_state(s)), bytes_max = bytes0;
+    double t_start = cli_now(), t_report = t_start;
+    uint32_t x = 12345;
+    for (long long ci = 0; ci < n_chunks; ci++) {
+        for (int i = 0; i < BS_CHUNK; i++) {
+            x = x * 1664525u + 1013904223u;
+            tok[i] = (int32_t)((x >> 8) % (uint32_t)V);
+        }
+        double t0 = cli_now();
+        st = hydra_stream_feed(s, tok, BS_CHUNK);
+        double dt = cli_now() - t0;
+        if (st) {
+            fprintf(out, "%-16s  error after %lld tokens: %s\n", name, ci * BS_CHUNK, hydra_last_error());
+            break;
+        }
+        long long done = (ci + 1) * BS_CHUNK;
+        if (done > 4096 && n_early < BS_WIN) early[n_early++] = dt;
+        if (ci >= n_chunks - BS_WIN) late[n_late++] = dt;
+        size_t b = hydra_state_bytes(hydra_stream_state(s));
+        if (b > bytes_max) bytes_max = b;
+        if (hydra_stream_last_logits(s, lg) == HYDRA_OK)
+            for (int i = 0; i < V; i++) nonfinite += !(lg[i] == lg[i] && lg[i] - lg[i] == 0);
+        if (ci + 1 == warm_at) hwm_warm = bs_proc_kb("VmHWM");
+        if (cli_now() - t_report > 30) {
+            t_report = cli_now();
+            fprintf(stderr, "[bench stream] %s: %lld / %lld tokens, %.0f tokens/s\n", name, done,
+                    n_chunks * BS_CHUNK, done / (t_report - t_start));
+        }
+    }
+    hydra_stream_stats ss;
+    hydra_stream_get_stats(s, &ss);
+    long hwm_end = bs_proc_kb("VmHWM");
+    double e = bs_median(early, n_early) / BS_CHUNK, l = bs_median(late, n_late) / BS_CHUNK;
+    char b0[32], b1[32], r0[32], r1[32];
+    fprintf(out, "%-16s %11llu  %8.1f  %9.0f  %10s  %10s  %9s  %9s  %8.2f  %8.2f  %6.3f  %s\n", name,
+            (unsigned long long)ss.tokens, ss.seconds, ss.tokens_per_s, cli_bytes((double)bytes0, b0, sizeof b0),
+            cli_bytes((double)bytes_max, b1, sizeof b1), cli_bytes(1024.0 * hwm_warm, r0, sizeof r0),
+            cli_bytes(1024.0 * hwm_end, r1, sizeof r1), 1e6 * e, 1e6 * l, e > 0 ? l / e : 0,
+            nonfinite ? "NON-FINITE LOGITS" : "all finite");
+    fflush(out);
+    free(lg);
+    hydra_stream_free(s);
+    hydra_model_free(m);
+}
+
+void hydra_bench_stream(FILE *out, long long tokens, int default_config) {
+    hydra_config small = hydra_config_default();
+    small.d_model = 256;
+    small.n_layers = 4;
+    small.n_heads = 4;
+    small.head_dim = 64;
+    fprintf(out, "streaming engine: %lld tokens per model, chunk %d (%s)\n", tokens, BS_CHUNK, hydra_blas_info());
+    fprintf(out, "%-16s %11s  %8s  %9s  %10s  %10s  %9s  %9s  %8s  %8s  %6s  %s\n", "model", "tokens", "seconds",
+            "tokens/s", "state@0", "state max", "RSS@warm", "RSS@end", "us/t@4K", "us/t@end", "ratio", "logits");
+    bench_one(out, "small 256x4", &small, tokens);
+    if (default_config) {
+        hydra_config d = hydra_config_default();
+        bench_one(out, "default 768x12", &d, tokens);
+    }
+    fprintf(out,
+            "(state@0 / state max: hydra_state_bytes at the start / largest seen; RSS = process peak resident\n"
+            " memory (VmHWM) after warm-up (64K tokens) and at the end; us/t = median per-token time over %d\n"
+            " chunks just after 4K tokens and over the last %d chunks; ratio = end / 4K.)\n",
+            BS_WIN, BS_WIN);
+}
