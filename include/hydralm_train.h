@@ -32,6 +32,10 @@ hydra_status hydra_model_loss_grad(const hydra_model *m, const int32_t *inputs,
                                    const int32_t *targets, const uint8_t *mask, int B, int T,
                                    float *grads, double *loss, int64_t *n_scored);
 
+/* hydra_model_loss_grad keeps its activation arena (per calling thread) for
+ * the next call; this frees it. */
+void hydra_train_free_cache(void);
+
 /* ------------------------------------------------------------ optimizers */
 typedef enum { HYDRA_OPT_ADAMW = 0, HYDRA_OPT_MUON = 1 } hydra_optimizer_kind;
 typedef enum { HYDRA_DECAY_COSINE = 0, HYDRA_DECAY_LINEAR = 1, HYDRA_DECAY_CONSTANT = 2 } hydra_lr_decay;

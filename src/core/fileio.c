@@ -12,6 +12,7 @@
 hydra_status hydra_afile_open(hydra_afile *a, const char *path) {
     memset(a, 0, sizeof *a);
     a->hash = HYDRA_FNV_OFFSET;
+    a->hashing = 1;
     size_t n = strlen(path) + 32;
     a->path = strdup(path);
     a->tmp = malloc(n);
@@ -36,7 +37,7 @@ hydra_status hydra_afile_open(hydra_afile *a, const char *path) {
 void hydra_afile_write(hydra_afile *a, const void *p, size_t n) {
     if (a->failed || n == 0) return;
     if (fwrite(p, 1, n, a->f) != n) a->failed = errno ? errno : EIO;
-    a->hash = hydra_fnv1a(a->hash, p, n);
+    if (a->hashing) a->hash = hydra_fnv1a(a->hash, p, n);
 }
 
 void hydra_afile_u32(hydra_afile *a, uint32_t v) { hydra_afile_write(a, &v, 4); }

@@ -10,6 +10,7 @@ typedef struct {
     char *path, *tmp;
     uint64_t hash;  /* FNV-1a of all bytes written so far */
     int failed;     /* errno of the first failed write */
+    int hashing;    /* 1 (default): keep `hash` up to date; 0: skip (large files without a checksum) */
 } hydra_afile;
 
 hydra_status hydra_afile_open(hydra_afile *a, const char *path);

@@ -103,6 +103,13 @@ struct hydra_state {
     size_t arena_floats;
 };
 
+/* 1 if a layer of this kind keeps an unbounded (growing) attention cache:
+ * full attention, or SWA with window 0. */
+int hydra_layer_cache_unbounded(const hydra_config *c, char kind);
+/* 1 if states of configs a and b have the same layout (layers, kinds, heads,
+ * head dim, window, conv width): a state of one can be used with the other. */
+int hydra_config_same_state_shape(const hydra_config *a, const hydra_config *b);
+
 /* Make sure full-attention caches can hold `positions` positions. */
 hydra_status hydra_state_reserve(hydra_state *s, size_t positions);
 

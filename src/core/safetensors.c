@@ -20,6 +20,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "core/fileio.h"
 #include "core/internal.h"
 
 /* Tensor data is copied between the arena and the file byte for byte, which
@@ -32,27 +33,6 @@ _Static_assert(sizeof(float) == 4, "float must be IEEE-754 binary32");
 #define ST_MAX_HEADER 100000000ULL /* 100 MB, the safetensors reference limit */
 
 /* ------------------------------------------------------------------ save */
-
-/* fsync the directory holding `path` so the rename itself is durable.
- * Best effort: some filesystems refuse fsync on directories. */
-static void fsync_parent_dir(const char *path) {
-    const char *slash = strrchr(path, '/');
-    char *dir;
-    if (!slash) {
-        dir = strdup(".");
-    } else if (slash == path) {
-        dir = strdup("/");
-    } else {
-        dir = strndup(path, (size_t)(slash - path));
-    }
-    if (!dir) return;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-    free(dir);
-}
 
 /* Scan a tensor for NaN/Inf by bit pattern (immune to -ffast-math).
  * Returns the index of the first non-finite element, or n if none; *is_nan
@@ -143,56 +123,23 @@ hydra_status hydra_model_save(const hydra_model *m, const char *path) {
     size_t hlen = 0;
     HYDRA_CHECK(build_header(m, &header, &hlen));
 
-    size_t tlen = strlen(path) + 32;
-    char *tmp = malloc(tlen);
-    if (!tmp) {
-        free(header);
-        return hydra_set_error(HYDRA_ERR_NOMEM, "model_save: out of memory");
-    }
-    snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
-
-    hydra_status st = HYDRA_OK;
-    const char *what = NULL;
-    int err = 0;
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        err = errno;
-        st = hydra_set_error(HYDRA_ERR_IO, "cannot write checkpoint %s: cannot create %s: %s", path,
-                             tmp, strerror(err));
-        free(tmp);
+    hydra_afile f;
+    hydra_status st = hydra_afile_open(&f, path);
+    if (st != HYDRA_OK) {
         free(header);
         return st;
     }
+    f.hashing = 0; /* safetensors has no checksum field */
     unsigned char prefix[8];
     for (int i = 0; i < 8; i++) prefix[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
-    if (fwrite(prefix, 1, 8, f) != 8 || fwrite(header, 1, hlen, f) != hlen) what = "write failed";
-    for (int t = 0; !what && t < m->n_info; t++) {
+    hydra_afile_write(&f, prefix, 8);
+    hydra_afile_write(&f, header, hlen);
+    for (int t = 0; t < m->n_info; t++) {
         const hydra_param_info *p = &m->info[t];
-        if (p->numel && fwrite(m->params + p->offset, sizeof(float), p->numel, f) != p->numel)
-            what = "write failed";
+        hydra_afile_write(&f, m->params + p->offset, p->numel * sizeof(float));
     }
-    if (!what && fflush(f) != 0) what = "flush failed";
-    if (!what && fsync(fileno(f)) != 0) what = "fsync failed";
-    if (!what) err = 0;
-    if (what) err = errno;
-    if (fclose(f) != 0 && !what) {
-        what = "close failed";
-        err = errno;
-    }
-    if (!what && rename(tmp, path) != 0) {
-        what = "rename failed";
-        err = errno;
-    }
-    if (what) {
-        unlink(tmp);
-        st = hydra_set_error(HYDRA_ERR_IO, "cannot write checkpoint %s: %s: %s", path, what,
-                             err ? strerror(err) : "unknown error");
-    } else {
-        fsync_parent_dir(path);
-    }
-    free(tmp);
     free(header);
-    return st;
+    return hydra_afile_commit(&f);
 }
 
 /* ------------------------------------------------------------------ load */

@@ -3,7 +3,7 @@
  * full-attention caches (window 0) grow on demand. */
 #include "core/internal.h"
 
-static int attn_unbounded(const hydra_config *c, char kind) {
+int hydra_layer_cache_unbounded(const hydra_config *c, char kind) {
     return kind == HYDRA_LAYER_ATTN || (kind == HYDRA_LAYER_SWA && c->window == 0);
 }
 
@@ -11,7 +11,7 @@ static int attn_unbounded(const hydra_config *c, char kind) {
 static size_t layer_floats(const hydra_config *c, char kind) {
     size_t H = (size_t)c->n_heads, d = (size_t)hydra_config_head_dim(c), K = (size_t)c->conv_width;
     if (kind == HYDRA_LAYER_DELTANET) return H * d * d + (K - 1) * 3 * H * d;
-    if (attn_unbounded(c, kind)) return 0;
+    if (hydra_layer_cache_unbounded(c, kind)) return 0;
     return 2 * (size_t)c->window * H * d;
 }
 
@@ -38,7 +38,7 @@ hydra_status hydra_state_create(const hydra_model *m, hydra_state **out) {
         if (kind == HYDRA_LAYER_DELTANET) {
             l->S = p;
             l->conv = p + H * d * d;
-        } else if (!attn_unbounded(c, kind)) {
+        } else if (!hydra_layer_cache_unbounded(c, kind)) {
             l->cap = (size_t)c->window;
             l->kc = p;
             l->vc = p + l->cap * H * d;
@@ -53,7 +53,7 @@ void hydra_state_free(hydra_state *s) {
     if (!s) return;
     if (s->layers)
         for (int i = 0; i < s->cfg.n_layers; i++)
-            if (attn_unbounded(&s->cfg, hydra_config_layer_kind(&s->cfg, i))) {
+            if (hydra_layer_cache_unbounded(&s->cfg, hydra_config_layer_kind(&s->cfg, i))) {
                 hydra_aligned_free(s->layers[i].kc);
                 hydra_aligned_free(s->layers[i].vc);
             }
@@ -73,7 +73,7 @@ hydra_status hydra_state_reserve(hydra_state *s, size_t positions) {
     size_t Hd = (size_t)c->n_heads * (size_t)hydra_config_head_dim(c);
     for (int i = 0; i < c->n_layers; i++) {
         hydra_layer_state *l = &s->layers[i];
-        if (!attn_unbounded(c, hydra_config_layer_kind(c, i)) || l->cap >= positions) continue;
+        if (!hydra_layer_cache_unbounded(c, hydra_config_layer_kind(c, i)) || l->cap >= positions) continue;
         size_t cap = l->cap ? l->cap : 256;
         while (cap < positions) cap *= 2;
         size_t bytes;
@@ -98,7 +98,7 @@ hydra_status hydra_state_reserve(hydra_state *s, size_t positions) {
     return HYDRA_OK;
 }
 
-static int same_shape(const hydra_config *a, const hydra_config *b) {
+int hydra_config_same_state_shape(const hydra_config *a, const hydra_config *b) {
     if (a->n_layers != b->n_layers || a->n_heads != b->n_heads ||
         hydra_config_head_dim(a) != hydra_config_head_dim(b) || a->window != b->window ||
         a->conv_width != b->conv_width)
@@ -111,13 +111,13 @@ static int same_shape(const hydra_config *a, const hydra_config *b) {
 hydra_status hydra_state_copy(hydra_state *dst, const hydra_state *src) {
     if (!dst || !src) return hydra_set_error(HYDRA_ERR_ARG, "state_copy: NULL argument");
     if (dst == src) return HYDRA_OK;
-    if (!same_shape(&dst->cfg, &src->cfg))
+    if (!hydra_config_same_state_shape(&dst->cfg, &src->cfg))
         return hydra_set_error(HYDRA_ERR_MISMATCH, "state_copy: states belong to different model shapes");
     HYDRA_CHECK(hydra_state_reserve(dst, (size_t)src->pos));
     memcpy(dst->arena, src->arena, src->arena_floats * sizeof(float));
     size_t Hd = (size_t)src->cfg.n_heads * (size_t)hydra_config_head_dim(&src->cfg);
     for (int i = 0; i < src->cfg.n_layers; i++)
-        if (attn_unbounded(&src->cfg, hydra_config_layer_kind(&src->cfg, i)) && src->pos) {
+        if (hydra_layer_cache_unbounded(&src->cfg, hydra_config_layer_kind(&src->cfg, i)) && src->pos) {
             memcpy(dst->layers[i].kc, src->layers[i].kc, (size_t)src->pos * Hd * sizeof(float));
             memcpy(dst->layers[i].vc, src->layers[i].vc, (size_t)src->pos * Hd * sizeof(float));
         }
@@ -130,7 +130,7 @@ size_t hydra_state_bytes(const hydra_state *s) {
     size_t floats = s->arena_floats;
     size_t Hd = (size_t)s->cfg.n_heads * (size_t)hydra_config_head_dim(&s->cfg);
     for (int i = 0; i < s->cfg.n_layers; i++)
-        if (attn_unbounded(&s->cfg, hydra_config_layer_kind(&s->cfg, i))) floats += 2 * s->layers[i].cap * Hd;
+        if (hydra_layer_cache_unbounded(&s->cfg, hydra_config_layer_kind(&s->cfg, i))) floats += 2 * s->layers[i].cap * Hd;
     return floats * sizeof(float);
 }
 

@@ -20,6 +20,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "core/fileio.h"
 #include "core/internal.h"
 #include "hydralm_stream.h"
 
@@ -32,23 +33,9 @@ _Static_assert(sizeof(float) == 4, "float must be IEEE-754 binary32");
 #define STA_TRAILER 8u
 #define STA_IO_BLOCK ((size_t)1 << 20)
 
-static int attn_unbounded(const hydra_config *c, char kind) {
-    return kind == HYDRA_LAYER_ATTN || (kind == HYDRA_LAYER_SWA && c->window == 0);
-}
-
-static int same_shape(const hydra_config *a, const hydra_config *b) {
-    if (a->n_layers != b->n_layers || a->n_heads != b->n_heads ||
-        hydra_config_head_dim(a) != hydra_config_head_dim(b) || a->window != b->window ||
-        a->conv_width != b->conv_width)
-        return 0;
-    for (int i = 0; i < a->n_layers; i++)
-        if (hydra_config_layer_kind(a, i) != hydra_config_layer_kind(b, i)) return 0;
-    return 1;
-}
-
 static int n_unbounded(const hydra_config *c) {
     int n = 0;
-    for (int i = 0; i < c->n_layers; i++) n += attn_unbounded(c, hydra_config_layer_kind(c, i));
+    for (int i = 0; i < c->n_layers; i++) n += hydra_layer_cache_unbounded(c, hydra_config_layer_kind(c, i));
     return n;
 }
 
@@ -83,30 +70,12 @@ static uint64_t get_u64(const unsigned char *p) {
     return v;
 }
 
-static void fsync_parent_dir(const char *path) {
-    const char *slash = strrchr(path, '/');
-    char *dir = !slash ? strdup(".") : slash == path ? strdup("/") : strndup(path, (size_t)(slash - path));
-    if (!dir) return;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-    free(dir);
-}
-
 /* ------------------------------------------------------------------ save */
-
-/* Write n bytes and fold them into the running hash. */
-static int write_hashed(FILE *f, const void *p, size_t n, uint64_t *h) {
-    *h = hydra_fnv1a(*h, p, n);
-    return n == 0 || fwrite(p, 1, n, f) == n;
-}
 
 hydra_status hydra_state_save(const hydra_state *st, const hydra_model *m, const char *path) {
     if (!st || !m || !path) return hydra_set_error(HYDRA_ERR_ARG, "state_save: NULL argument");
     if (!path[0]) return hydra_set_error(HYDRA_ERR_ARG, "state_save: empty path");
-    if (!same_shape(&st->cfg, &m->cfg))
+    if (!hydra_config_same_state_shape(&st->cfg, &m->cfg))
         return hydra_set_error(HYDRA_ERR_MISMATCH, "state_save %s: the state was created for a different model shape", path);
     const hydra_config *c = &st->cfg;
     uint64_t plen;
@@ -121,54 +90,20 @@ hydra_status hydra_state_save(const hydra_state *st, const hydra_model *m, const
     put_u64(hdr + 20, st->pos);
     put_u64(hdr + 28, plen);
 
-    size_t tlen = strlen(path) + 32;
-    char *tmp = malloc(tlen);
-    if (!tmp) return hydra_set_error(HYDRA_ERR_NOMEM, "state_save: out of memory");
-    snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        int err = errno;
-        hydra_status r = hydra_set_error(HYDRA_ERR_IO, "cannot write state file %s: cannot create %s: %s", path, tmp,
-                                         strerror(err));
-        free(tmp);
-        return r;
-    }
-    const char *what = NULL;
-    int err = 0;
-    uint64_t h = HYDRA_FNV_OFFSET;
-    if (!write_hashed(f, hdr, sizeof hdr, &h) ||
-        !write_hashed(f, st->arena, st->arena_floats * sizeof(float), &h))
-        what = "write failed";
-    for (int i = 0; !what && i < c->n_layers; i++) {
-        if (!attn_unbounded(c, hydra_config_layer_kind(c, i)) || !st->pos) continue;
+    hydra_afile f;
+    HYDRA_CHECK(hydra_afile_open(&f, path));
+    hydra_afile_write(&f, hdr, sizeof hdr);
+    hydra_afile_write(&f, st->arena, st->arena_floats * sizeof(float));
+    for (int i = 0; i < c->n_layers; i++) {
+        if (!hydra_layer_cache_unbounded(c, hydra_config_layer_kind(c, i)) || !st->pos) continue;
         size_t bytes = (size_t)st->pos * Hd * sizeof(float);
-        if (!write_hashed(f, st->layers[i].kc, bytes, &h) || !write_hashed(f, st->layers[i].vc, bytes, &h))
-            what = "write failed";
+        hydra_afile_write(&f, st->layers[i].kc, bytes);
+        hydra_afile_write(&f, st->layers[i].vc, bytes);
     }
     unsigned char trailer[STA_TRAILER];
-    put_u64(trailer, h);
-    if (!what && fwrite(trailer, 1, sizeof trailer, f) != sizeof trailer) what = "write failed";
-    if (!what && fflush(f) != 0) what = "flush failed";
-    if (!what && fsync(fileno(f)) != 0) what = "fsync failed";
-    if (what) err = errno;
-    if (fclose(f) != 0 && !what) {
-        what = "close failed";
-        err = errno;
-    }
-    if (!what && rename(tmp, path) != 0) {
-        what = "rename failed";
-        err = errno;
-    }
-    hydra_status r = HYDRA_OK;
-    if (what) {
-        unlink(tmp);
-        r = hydra_set_error(HYDRA_ERR_IO, "cannot write state file %s: %s: %s", path, what,
-                            err ? strerror(err) : "unknown error");
-    } else {
-        fsync_parent_dir(path);
-    }
-    free(tmp);
-    return r;
+    put_u64(trailer, f.hash); /* FNV-1a of everything before the trailer */
+    hydra_afile_write(&f, trailer, sizeof trailer);
+    return hydra_afile_commit(&f);
 }
 
 /* ------------------------------------------------------------------ load */
@@ -202,7 +137,7 @@ static size_t first_nonfinite(const float *x, size_t n) {
 
 hydra_status hydra_state_load(hydra_state *st, const hydra_model *m, const char *path) {
     if (!st || !m || !path) return hydra_set_error(HYDRA_ERR_ARG, "state_load: NULL argument");
-    if (!same_shape(&st->cfg, &m->cfg))
+    if (!hydra_config_same_state_shape(&st->cfg, &m->cfg))
         return hydra_set_error(HYDRA_ERR_MISMATCH, "state_load %s: the destination state was created for a different model shape", path);
     const char *P = path;
     hydra_status r = HYDRA_OK;
@@ -272,7 +207,7 @@ hydra_status hydra_state_load(hydra_state *st, const hydra_model *m, const char 
         LOAD_FAIL(HYDRA_ERR_IO, "state file %s: read error in the payload", P);
     size_t Hd = (size_t)tmp->cfg.n_heads * (size_t)hydra_config_head_dim(&tmp->cfg);
     for (int i = 0; i < tmp->cfg.n_layers; i++) {
-        if (!attn_unbounded(&tmp->cfg, hydra_config_layer_kind(&tmp->cfg, i)) || !pos) continue;
+        if (!hydra_layer_cache_unbounded(&tmp->cfg, hydra_config_layer_kind(&tmp->cfg, i)) || !pos) continue;
         size_t bytes = (size_t)pos * Hd * sizeof(float);
         if (!read_hashed(f, tmp->layers[i].kc, bytes, &h2, buf) || !read_hashed(f, tmp->layers[i].vc, bytes, &h2, buf))
             LOAD_FAIL(HYDRA_ERR_IO, "state file %s: read error in the payload", P);
@@ -282,7 +217,7 @@ hydra_status hydra_state_load(hydra_state *st, const hydra_model *m, const char 
     if (bad < tmp->arena_floats)
         LOAD_FAIL(HYDRA_ERR_FORMAT, "state file %s: state value %zu is NaN or Inf", P, bad);
     for (int i = 0; i < tmp->cfg.n_layers && pos; i++) {
-        if (!attn_unbounded(&tmp->cfg, hydra_config_layer_kind(&tmp->cfg, i))) continue;
+        if (!hydra_layer_cache_unbounded(&tmp->cfg, hydra_config_layer_kind(&tmp->cfg, i))) continue;
         size_t n = (size_t)pos * Hd;
         if (first_nonfinite(tmp->layers[i].kc, n) < n || first_nonfinite(tmp->layers[i].vc, n) < n)
             LOAD_FAIL(HYDRA_ERR_FORMAT, "state file %s: attention cache of layer %d holds NaN or Inf", P, i);

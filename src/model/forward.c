@@ -197,13 +197,6 @@ static hydra_status check_tokens(const hydra_model *m, const int32_t *tokens, si
     return HYDRA_OK;
 }
 
-static int same_config_shape(const hydra_config *a, const hydra_config *b) {
-    return a->n_layers == b->n_layers && a->n_heads == b->n_heads && a->d_model == b->d_model &&
-           hydra_config_head_dim(a) == hydra_config_head_dim(b) && a->window == b->window &&
-           a->conv_width == b->conv_width && strcmp(a->pattern, b->pattern) == 0 &&
-           a->swa_every == b->swa_every;
-}
-
 static hydra_status forward_impl(const hydra_model *m, const int32_t *tokens, int B, int T,
                                  hydra_state *const *states, hydra_logits_mode mode, float *logits,
                                  hydra_state *const *snaps) {
@@ -273,7 +266,7 @@ hydra_status hydra_forward_ex(const hydra_model *m, const int32_t *tokens, int B
     HYDRA_CHECK(check_tokens(m, tokens, (size_t)B * T));
     for (int t = 0; snaps && t < T; t++) {
         if (!snaps[t]) continue;
-        if (!same_config_shape(&snaps[t]->cfg, &m->cfg))
+        if (!hydra_config_same_state_shape(&snaps[t]->cfg, &m->cfg))
             return hydra_set_error(HYDRA_ERR_MISMATCH, "forward: snapshot %d was created for a different model shape", t);
         for (int b = 0; states && b < B; b++)
             if (snaps[t] == states[b])
@@ -282,7 +275,7 @@ hydra_status hydra_forward_ex(const hydra_model *m, const int32_t *tokens, int B
     if (states) {
         for (int b = 0; b < B; b++) {
             if (!states[b]) return hydra_set_error(HYDRA_ERR_ARG, "forward: states[%d] is NULL", b);
-            if (!same_config_shape(&states[b]->cfg, &m->cfg))
+            if (!hydra_config_same_state_shape(&states[b]->cfg, &m->cfg))
                 return hydra_set_error(HYDRA_ERR_MISMATCH, "forward: states[%d] was created for a different model shape", b);
             for (int j = 0; j < b; j++)
                 if (states[j] == states[b])
