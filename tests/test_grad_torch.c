@@ -17,37 +17,6 @@
 
 #define GRAD_TOL 1e-4
 
-static char g_python[512];
-
-static int python_has_torch(const char *py) {
-    char cmd[700];
-    snprintf(cmd, sizeof cmd, "'%s' -c 'import torch, numpy' >/dev/null 2>&1", py);
-    return system(cmd) == 0;
-}
-
-static const char *find_python(void) {
-    static int done = 0;
-    if (done) return g_python[0] ? g_python : NULL;
-    done = 1;
-    const char *env = getenv("HYDRA_PYTHON");
-    const char *cands[] = {env, "/usr/bin/python3", "python3"};
-    for (size_t i = 0; i < sizeof cands / sizeof cands[0]; i++) {
-        if (!cands[i] || !cands[i][0] || strchr(cands[i], '\'')) continue;
-        if (python_has_torch(cands[i])) {
-            snprintf(g_python, sizeof g_python, "%s", cands[i]);
-            return g_python;
-        }
-    }
-    return NULL;
-}
-
-static const char *script_path(void) {
-    static char buf[1024];
-    const char *src = getenv("HYDRA_SOURCE_DIR");
-    snprintf(buf, sizeof buf, "%s/python/hydra_ref.py", src && src[0] ? src : "..");
-    return buf;
-}
-
 static void write_file(const char *path, const void *data, size_t bytes) {
     FILE *f = fopen(path, "wb");
     assert_non_null(f);
@@ -58,7 +27,7 @@ static void write_file(const char *path, const void *data, size_t bytes) {
 static double g_worst = 0.0;
 
 static void compare(const char *tag, const hydra_config *c, uint64_t seed, int B, int T) {
-    if (!find_python()) {
+    if (!find_torch_python()) {
         print_message("SKIP: no python3 with torch+numpy; gradients not compared with PyTorch\n");
         skip();
     }
@@ -89,7 +58,7 @@ static void compare(const char *tag, const hydra_config *c, uint64_t seed, int B
     char cmd[8192];
     snprintf(cmd, sizeof cmd,
              "'%s' '%s' --grads --model '%s' --tokens '%s' --targets '%s' --mask '%s' --batch %d --out '%s' --dtype float64",
-             g_python, script_path(), mp, tp, gp, kp, B, op);
+             find_torch_python(), source_path("python/hydra_ref.py"), mp, tp, gp, kp, B, op);
     int rc = system(cmd);
     if (rc != 0) fail_msg("python reference failed (status %d): %s", rc, cmd);
     const size_t np = hydra_model_n_params(m);

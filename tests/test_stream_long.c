@@ -86,7 +86,7 @@ static void test_constant_memory(void **unused) {
     for (long long ci = 0; ci < n_chunks; ci++) {
         /* text-like ids: a mix of a repeating pattern and random bytes */
         for (int i = 0; i < CHUNK; i++)
-            tok[i] = (int32_t)((hydra_rng_next(&r) % 4) ? (ci * 7 + i) % 97 : hydra_rng_next(&r) % (uint64_t)V);
+            tok[i] = (int32_t)((hydra_rng_next(&r) % 4) ? (uint64_t)((ci * 7 + i) % 97) : hydra_rng_next(&r) % (uint64_t)V);
         double t0 = now_s();
         HY_OK(hydra_stream_feed(s, tok, CHUNK));
         double dt = now_s() - t0;

@@ -29,41 +29,10 @@
 #define TOL 1e-5
 
 /* ------------------------------------------------------------ python */
-static char g_python[512]; /* interpreter with torch + numpy, "" if none */
-
-static int python_has_torch(const char *py) {
-    char cmd[700];
-    snprintf(cmd, sizeof cmd, "'%s' -c 'import torch, numpy' >/dev/null 2>&1", py);
-    return system(cmd) == 0;
-}
-
-static const char *find_python(void) {
-    static int done = 0;
-    if (done) return g_python[0] ? g_python : NULL;
-    done = 1;
-    const char *env = getenv("HYDRA_PYTHON");
-    const char *cands[] = {env, "/usr/bin/python3", "python3"};
-    for (size_t i = 0; i < sizeof cands / sizeof cands[0]; i++) {
-        if (!cands[i] || !cands[i][0] || strchr(cands[i], '\'')) continue;
-        if (python_has_torch(cands[i])) {
-            snprintf(g_python, sizeof g_python, "%s", cands[i]);
-            return g_python;
-        }
-    }
-    return NULL;
-}
-
-static const char *script_path(void) {
-    static char buf[1024];
-    const char *src = getenv("HYDRA_SOURCE_DIR");
-    snprintf(buf, sizeof buf, "%s/python/hydra_ref.py", src && src[0] ? src : "..");
-    return buf;
-}
-
 /* Skips the calling test when no usable Python is around. */
 #define REQUIRE_PYTHON()                                                                  \
     do {                                                                                  \
-        if (!find_python()) {                                                             \
+        if (!find_torch_python()) {                                                             \
             print_message("SKIP: no python3 with torch+numpy found ($HYDRA_PYTHON=\"%s\", " \
                           "/usr/bin/python3, python3); PyTorch reference not compared\n",  \
                           getenv("HYDRA_PYTHON") ? getenv("HYDRA_PYTHON") : "");          \
@@ -107,8 +76,8 @@ static float *run_python(const hydra_model *m, const int32_t *tok, int T, const 
     fclose(f);
 
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "'%s' '%s' --model '%s' --tokens '%s' --out '%s' --dtype %s", g_python,
-             script_path(), model_path, tok_path, out_path, dtype);
+    snprintf(cmd, sizeof cmd, "'%s' '%s' --model '%s' --tokens '%s' --out '%s' --dtype %s", find_torch_python(),
+             source_path("python/hydra_ref.py"), model_path, tok_path, out_path, dtype);
     int rc = system(cmd);
     if (rc != 0) fail_msg("python reference failed (status %d): %s", rc, cmd);
 

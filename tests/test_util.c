@@ -2,6 +2,8 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 double rel_err(const float *a, const float *b, size_t n) {
@@ -37,5 +39,35 @@ hydra_config tiny_config(void) {
 const char *tmp_path(const char *name) {
     static char buf[512];
     snprintf(buf, sizeof buf, "/tmp/hydra_test_%d_%s", (int)getpid(), name);
+    return buf;
+}
+
+static int python_has_torch(const char *py) {
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "'%s' -c 'import torch, numpy' >/dev/null 2>&1", py);
+    return system(cmd) == 0;
+}
+
+const char *find_torch_python(void) {
+    static char found[512];
+    static int done = 0;
+    if (done) return found[0] ? found : NULL;
+    done = 1;
+    const char *env = getenv("HYDRA_PYTHON");
+    const char *cands[] = {env, "/usr/bin/python3", "python3"};
+    for (size_t i = 0; i < sizeof cands / sizeof cands[0]; i++) {
+        if (!cands[i] || !cands[i][0] || strchr(cands[i], '\'')) continue;
+        if (python_has_torch(cands[i])) {
+            snprintf(found, sizeof found, "%s", cands[i]);
+            return found;
+        }
+    }
+    return NULL;
+}
+
+const char *source_path(const char *rel) {
+    static char buf[1024];
+    const char *src = getenv("HYDRA_SOURCE_DIR");
+    snprintf(buf, sizeof buf, "%s/%s", src && src[0] ? src : "..", rel);
     return buf;
 }

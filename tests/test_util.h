@@ -30,4 +30,9 @@ hydra_config tiny_config(void);
     } while (0)
 /* Path of a temp file unique to this process: returns a static buffer. */
 const char *tmp_path(const char *name);
+/* A Python interpreter that can import torch and numpy: $HYDRA_PYTHON, then
+ * /usr/bin/python3, then python3 on PATH. NULL if none (tests then skip). */
+const char *find_torch_python(void);
+/* <HYDRA_SOURCE_DIR>/rel in a static buffer (the source tree, for python/ and data). */
+const char *source_path(const char *rel);
 #endif

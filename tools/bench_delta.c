@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "bench.h"
+#include "cli.h"
 #include "hydralm_ops.h"
 
 #define PREFILL_T 512
@@ -30,16 +31,6 @@ static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *x, int n) {
-    qsort(x, (size_t)n, sizeof *x, cmp_d);
-    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
 }
 
 typedef struct {
@@ -110,7 +101,7 @@ static double time_prefill(dr_fn f, dr_inputs *in, int reps) {
         double t1 = now_s();
         if (r >= 0) t[r] = t1 - t0;
     }
-    return in->T / median(t, reps);
+    return in->T / cli_median(t, reps);
 }
 
 /* seconds per token of T=1 calls on a warm state (median over reps batches) */
@@ -127,7 +118,7 @@ static double time_decode(dr_fn f, dr_inputs *in, int reps, int calls) {
         double t1 = now_s();
         if (r >= 0) t[r] = (t1 - t0) / calls;
     }
-    return median(t, reps);
+    return cli_median(t, reps);
 }
 
 void hydra_bench_delta_rule(FILE *out, int threads) {

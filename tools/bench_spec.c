@@ -12,15 +12,6 @@
 #include "cli.h"
 #include "hydralm_spec.h"
 
-static int cmp_dbl(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-static double med(double *x, int n) {
-    qsort(x, (size_t)n, sizeof *x, cmp_dbl);
-    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
-}
-
 /* Median single-token step time after a short prefill. */
 static double step_time(const hydra_model *m, const int32_t *prompt, int np, int steps) {
     hydra_state *s = NULL;
@@ -43,7 +34,7 @@ static double step_time(const hydra_model *m, const int32_t *prompt, int np, int
     }
     hydra_state_free(s);
     free(lg);
-    return med(t, steps);
+    return cli_median(t, steps);
 }
 
 static double predicted_speedup(double a, double c, int k) {
@@ -95,7 +86,7 @@ void hydra_bench_spec(FILE *out, const char *target_path, const char *draft_path
                 goto done;
             }
         }
-        double plain = (double)n_out / med(tp, reps);
+        double plain = (double)n_out / cli_median(tp, reps);
         for (int ki = 0; ki < 3; ki++) {
             hydra_spec_opts o = hydra_spec_opts_default();
             o.k = ks[ki];
@@ -113,7 +104,7 @@ void hydra_bench_spec(FILE *out, const char *target_path, const char *draft_path
                     goto done;
                 }
             }
-            double spec = (double)n_out / med(ts, reps);
+            double spec = (double)n_out / cli_median(ts, reps);
             fprintf(out, "%-6.1f %-5d %10.1f %10.1f %7.3f %7.3f %9.2f %8.2fx %8.2fx\n", temps[ti], ks[ki], plain, spec,
                     ss.alpha, ss.acceptance_rate, ss.tokens_per_target_forward,
                     predicted_speedup(ss.alpha, c, ks[ki]), spec / plain);

@@ -14,31 +14,6 @@
 #define BS_CHUNK 512
 #define BS_WIN 16
 
-static long bs_proc_kb(const char *key) {
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f) return -1;
-    char line[256];
-    long v = -1;
-    size_t kl = strlen(key);
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, key, kl) && line[kl] == ':') {
-            v = strtol(line + kl + 1, NULL, 10);
-            break;
-        }
-    fclose(f);
-    return v;
-}
-
-static int bs_cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-static double bs_median(double *x, int n) {
-    if (n <= 0) return 0;
-    qsort(x, (size_t)n, sizeof *x, bs_cmp);
-    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
-}
-
 static void bench_one(FILE *out, const char *name, const hydra_config *cfg, long long tokens) {
     hydra_model *m = NULL;
     hydra_stream *s = NULL;
@@ -57,7 +32,7 @@ static void bench_one(FILE *out, const char *name, const hydra_config *cfg, long
     long long warm_at = n_chunks / 16 > 128 ? 128 : n_chunks / 16; /* 64K tokens, or 1/16 of a short run */
     double early[BS_WIN], late[BS_WIN];
     int n_early = 0, n_late = 0, nonfinite = 0;
-    long hwm_warm = bs_proc_kb("VmHWM");
+    long hwm_warm = cli_proc_status_kib("VmHWM");
     size_t bytes0 = hydra_state_bytes(hydra_stream_state(s)), bytes_max = bytes0;
     double t_start = cli_now(), t_report = t_start;
     uint32_t x = 12345;
@@ -80,7 +55,7 @@ static void bench_one(FILE *out, const char *name, const hydra_config *cfg, long
         if (b > bytes_max) bytes_max = b;
         if (hydra_stream_last_logits(s, lg) == HYDRA_OK)
             for (int i = 0; i < V; i++) nonfinite += !(lg[i] == lg[i] && lg[i] - lg[i] == 0);
-        if (ci + 1 == warm_at) hwm_warm = bs_proc_kb("VmHWM");
+        if (ci + 1 == warm_at) hwm_warm = cli_proc_status_kib("VmHWM");
         if (cli_now() - t_report > 30) {
             t_report = cli_now();
             fprintf(stderr, "[bench stream] %s: %lld / %lld tokens, %.0f tokens/s\n", name, done,
@@ -89,8 +64,8 @@ static void bench_one(FILE *out, const char *name, const hydra_config *cfg, long
     }
     hydra_stream_stats ss;
     hydra_stream_get_stats(s, &ss);
-    long hwm_end = bs_proc_kb("VmHWM");
-    double e = bs_median(early, n_early) / BS_CHUNK, l = bs_median(late, n_late) / BS_CHUNK;
+    long hwm_end = cli_proc_status_kib("VmHWM");
+    double e = cli_median(early, n_early) / BS_CHUNK, l = cli_median(late, n_late) / BS_CHUNK;
     char b0[32], b1[32], r0[32], r1[32];
     fprintf(out, "%-16s %11llu  %8.1f  %9.0f  %10s  %10s  %9s  %9s  %8.2f  %8.2f  %6.3f  %s\n", name,
             (unsigned long long)ss.tokens, ss.seconds, ss.tokens_per_s, cli_bytes((double)bytes0, b0, sizeof b0),

@@ -10,15 +10,6 @@
 #include "cli.h"
 #include "hydralm_ops.h"
 
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-static double median(double *x, int n) {
-    qsort(x, (size_t)n, sizeof *x, cmp_d);
-    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
-}
-
 /* Peak sgemm throughput through the library's own matmul entry point. */
 static double measure_gemm_peak(int n, int reps) {
     float *a = malloc((size_t)n * n * sizeof(float)), *b = malloc((size_t)n * n * sizeof(float));
@@ -35,7 +26,7 @@ static double measure_gemm_peak(int n, int reps) {
         t[r] = cli_now() - t0;
     }
     free(a), free(b), free(c);
-    return 2.0 * n * (double)n * n / median(t, reps) / 1e9;
+    return 2.0 * n * (double)n * n / cli_median(t, reps) / 1e9;
 }
 
 /* Read bandwidth: threaded sum over a buffer much larger than the caches,
@@ -80,7 +71,7 @@ static double measure_bandwidth(size_t bytes, int reps) {
     }
     (void)sink;
     free(x);
-    return (double)bytes / median(t, reps) / 1e9;
+    return (double)bytes / cli_median(t, reps) / 1e9;
 }
 
 typedef struct {
@@ -118,7 +109,7 @@ static int bench_model_run(const bench_model *bm, int T, int decode_steps, int r
         gflops[r] = ms.flops / ms.seconds / 1e9;
         share[r] = ms.seconds / tp[r];
     }
-    double prefill_tps = T / median(tp, reps), g = median(gflops, reps), sh = median(share, reps);
+    double prefill_tps = T / cli_median(tp, reps), g = cli_median(gflops, reps), sh = cli_median(share, reps);
     /* Decode: one token at a time after the prefill. */
     double td[512];
     int steps = decode_steps < 512 ? decode_steps : 512;
@@ -130,7 +121,7 @@ static int bench_model_run(const bench_model *bm, int T, int decode_steps, int r
         td[i] = cli_now() - t0;
         t = (int32_t)((t * 31 + 7) % V);
     }
-    double dec = median(td, steps);
+    double dec = cli_median(td, steps);
     /* Bytes per decoded token: every weight once + the state read and written. */
     double bytes = 4.0 * (double)hydra_model_n_params(m) + 2.0 * (double)hydra_model_state_bytes(m);
     double gbs = bytes / dec / 1e9;
@@ -167,15 +158,18 @@ int cmd_bench(int argc, char **argv) {
     const char *factbank_model = NULL;
     cli_add(&s, "factbank", OPT_FLAG, &factbank, "run only the FactBank benchmark (capacity curve; with --factbank-model, recall)");
     cli_add(&s, "factbank-model", OPT_STR, &factbank_model, "checkpoint trained on key-value recall for --factbank");
+    int train = 0;
+    cli_add(&s, "train", OPT_FLAG, &train, "run only the training-step benchmark (tokens/s, MFU, PyTorch peer)");
     int r = cli_parse(&s, argc, argv);
     if (r) return r > 0 ? 0 : 2;
     if (threads > 0) hydra_set_num_threads(threads);
+    if (train) return hydra_bench_train(stdout, quick), 0;
     if (spec_target || spec_draft) {
         if (!spec_target || !spec_draft) return fprintf(stderr, "hydra bench: --spec-target and --spec-draft go together\n"), 2;
         return hydra_bench_spec(stdout, spec_target, spec_draft, quick ? 64 : 256), 0;
     }
     if (stream_tokens) return hydra_bench_stream(stdout, (long long)stream_tokens, 1), 0;
-    if (factbank_model) return hydra_bench_factbank_model(stdout, factbank_model, 16, quick ? 4 : 32, 1);
+    if (factbank_model) return hydra_bench_factbank_model(stdout, factbank_model, 8, quick ? 4 : 32, 1);
     if (factbank) return hydra_bench_factbank(stdout), 0;
     int reps = quick ? 3 : 7;
     printf("hydra bench — %s, %d threads\n\n", hydra_blas_info(), hydra_get_num_threads());

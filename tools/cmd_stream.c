@@ -10,22 +10,6 @@
 #include "cli.h"
 #include "hydralm_stream.h"
 
-/* A field of /proc/self/status in kB (VmRSS, VmHWM), or -1. */
-static long proc_kb(const char *key) {
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f) return -1;
-    char line[256];
-    long v = -1;
-    size_t kl = strlen(key);
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, key, kl) && line[kl] == ':') {
-            v = strtol(line + kl + 1, NULL, 10);
-            break;
-        }
-    fclose(f);
-    return v;
-}
-
 static const char *count_str(double x, char *buf, size_t n) {
     if (x >= 1e9) snprintf(buf, n, "%.2fG", x / 1e9);
     else if (x >= 1e6) snprintf(buf, n, "%.2fM", x / 1e6);
@@ -38,7 +22,7 @@ static void progress(const hydra_stream *s, int tty, int final) {
     hydra_stream_stats ss;
     hydra_stream_get_stats(s, &ss);
     char a[32], b[32], c[32], d[32];
-    long rss = proc_kb(final ? "VmHWM" : "VmRSS");
+    long rss = cli_proc_status_kib(final ? "VmHWM" : "VmRSS");
     fprintf(stderr, "%s[stream] %s tokens  %s tokens/s  state %s%s  %s %s%s", tty && !final ? "\r" : "",
             count_str((double)ss.tokens, a, sizeof a), count_str(ss.tokens_per_s, b, sizeof b),
             cli_bytes((double)ss.state_bytes, c, sizeof c),
@@ -222,7 +206,7 @@ int cmd_stream(int argc, char **argv) {
         hydra_stream_stats ss;
         hydra_stream_get_stats(eng, &ss);
         char a[32], b[32], c[32], d[32];
-        long hwm = proc_kb("VmHWM");
+        long hwm = cli_proc_status_kib("VmHWM");
         fprintf(stderr,
                 "[stream] done: %llu tokens (%llu forwards) in %.2f s, %s tokens/s; state %s (peak %s); "
                 "position %llu; peak RSS %s%s%s\n",
