@@ -83,7 +83,7 @@ static void test_vecmem_orthogonal_exact(void **state) {
  * with linear features every head holds S_ref R_h^T, so recall(q) = S_ref q/|q|. */
 static void test_vecmem_matches_delta_rule_ref(void **state) {
     (void)state;
-    const int d = 24, dv = 20, n = 150;
+    const int d = 24, dv = 20, n = 600;
     const float alpha = 0.97f, beta = 0.8f;
     float *K = malloc(sizeof(float) * n * d), *V = malloc(sizeof(float) * n * dv), *Q = malloc(sizeof(float) * 5 * d);
     float *g = malloc(sizeof(float) * n), *b = malloc(sizeof(float) * n), *o = malloc(sizeof(float) * n * dv);
@@ -114,8 +114,8 @@ static void test_vecmem_matches_delta_rule_ref(void **state) {
     opt.n_heads = 3;
     hydra_vecmem *vm;
     HY_OK(hydra_vecmem_create(&opt, &vm));
-    HY_OK(hydra_vecmem_memorize(vm, K, V, 100)); /* two calls, chunks not aligned */
-    HY_OK(hydra_vecmem_memorize(vm, K + 100 * d, V + 100 * dv, (size_t)n - 100));
+    HY_OK(hydra_vecmem_memorize(vm, K, V, 300)); /* two calls, several chunks, not aligned */
+    HY_OK(hydra_vecmem_memorize(vm, K + 300 * d, V + 300 * dv, (size_t)n - 300));
     HY_OK(hydra_vecmem_recall(vm, Q, 5, got));
     ASSERT_REL(got, want, (size_t)5 * dv, 1e-4);
     hydra_vecmem_free(vm);

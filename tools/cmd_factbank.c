@@ -5,13 +5,15 @@
 
 #include "cli.h"
 #include "hydralm_factbank.h"
+#include "hydralm_train.h"
 
 static void factbank_usage(FILE *f) {
     fprintf(f,
             "usage: hydra factbank <write|ask|info> [options]   (hydra factbank <sub> --help)\n\n"
-            "  write --model M --facts FILE --out BANK [--append BANK]   facts -> bank (no gradients)\n"
-            "  ask   --model M --bank BANK --prompt TEXT -n N [--mode restore|replace|add]\n"
-            "  info  BANK                                                header, size, fingerprint\n");
+            "  write --model M (--facts FILE | --ids \"5 40 ..\") --out BANK [--append BANK]   facts -> bank\n"
+            "  ask   --model M --bank BANK (--prompt TEXT | --prompt-ids \"5\") -n N [--mode restore|replace|add]\n"
+            "  info  BANK                                                header, size, fingerprint\n"
+            "  train-mqar --out M [--steps N --pairs P]   train a small model on key-value recall (demo)\n");
 }
 
 static int print_token(int32_t tok, void *user) {
@@ -23,28 +25,75 @@ static int print_token(int32_t tok, void *user) {
     return 0;
 }
 
+/* Parse whitespace/comma-separated token ids into a malloc'ed array. */
+static int parse_ids(const char *str, int32_t **out, size_t *n) {
+    size_t cap = 16, k = 0;
+    int32_t *v = malloc(cap * sizeof *v);
+    if (!v) return -1;
+    const char *p = str;
+    for (;;) {
+        while (*p == ' ' || *p == ',' || *p == '\t' || *p == '\n') p++;
+        if (!*p) break;
+        char *end;
+        long x = strtol(p, &end, 10);
+        if (end == p || x < 0 || x > 2147483647L) {
+            free(v);
+            return -1;
+        }
+        if (k == cap) {
+            int32_t *nv = realloc(v, 2 * cap * sizeof *v);
+            if (!nv) {
+                free(v);
+                return -1;
+            }
+            v = nv;
+            cap *= 2;
+        }
+        v[k++] = (int32_t)x;
+        p = end;
+    }
+    *out = v;
+    *n = k;
+    return 0;
+}
+
+static int print_id(int32_t tok, void *user) {
+    (void)user;
+    printf("%d ", tok);
+    fflush(stdout);
+    return 0;
+}
+
 static int fb_write(int argc, char **argv) {
-    cli_spec s = {.usage = "hydra factbank write --model M --facts FILE --out BANK [--append BANK]",
+    cli_spec s = {.usage = "hydra factbank write --model M (--facts FILE | --ids IDS) --out BANK [--append BANK]",
                   .summary = "Runs the facts file (bytes = tokens) through the model from an empty state, or from\n"
                              "the state of an existing bank with --append, without gradients, and saves the\n"
                              "resulting recurrent state as a bank file tied to the model's fingerprint. The\n"
                              "bank's size is fixed by the model, whatever the number of facts."};
-    const char *model = NULL, *facts = NULL, *out = NULL, *append = NULL;
-    int threads = 0;
+    const char *model = NULL, *facts = NULL, *out = NULL, *append = NULL, *ids_s = NULL;
+    int threads = 0, quiet = 0;
     cli_add(&s, "model", OPT_STR, &model, "checkpoint (required)");
-    cli_add(&s, "facts", OPT_STR, &facts, "facts file, '-' = stdin (required)");
+    cli_add(&s, "facts", OPT_STR, &facts, "facts file, '-' = stdin (this or --ids is required)");
+    cli_add(&s, "ids", OPT_STR, &ids_s, "facts as token ids instead of text, e.g. \"5 40 17 33\"");
+    cli_add(&s, "quiet", OPT_FLAG, &quiet, "no summary line");
     cli_add(&s, "out", OPT_STR, &out, "bank file to write (required)");
     cli_add(&s, "append", OPT_STR, &append, "start from this bank's facts instead of an empty bank");
     cli_add(&s, "threads", OPT_INT, &threads, "threads (default: all cores)");
     int r = cli_parse(&s, argc, argv);
     if (r) return r > 0 ? 0 : 2;
-    if (!model || !facts || !out) {
-        fprintf(stderr, "hydra factbank write: --model, --facts and --out are required (see --help)\n");
+    if (!model || !out || !facts == !ids_s) {
+        fprintf(stderr, "hydra factbank write: --model, --out and one of --facts / --ids are required (see --help)\n");
         return 2;
     }
     if (threads > 0) hydra_set_num_threads(threads);
-    FILE *f = strcmp(facts, "-") ? fopen(facts, "rb") : stdin;
-    if (!f) {
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    if (ids_s && parse_ids(ids_s, &ids, &n_ids)) {
+        fprintf(stderr, "hydra factbank write: --ids must be non-negative integers\n");
+        return 2;
+    }
+    FILE *f = ids_s ? NULL : strcmp(facts, "-") ? fopen(facts, "rb") : stdin;
+    if (!f && !ids_s) {
         perror(facts);
         return 1;
     }
@@ -62,14 +111,18 @@ static int fb_write(int argc, char **argv) {
         goto done;
     }
     uint64_t before = hydra_factbank_tokens(b);
+    if (ids && (st = hydra_factbank_write(b, ids, n_ids))) {
+        rc = cli_fail("factbank write", "writing facts", st);
+        goto done;
+    }
     char buf[1 << 16];
     size_t got;
-    while ((got = fread(buf, 1, sizeof buf, f)) > 0)
+    while (f && (got = fread(buf, 1, sizeof buf, f)) > 0)
         if ((st = hydra_factbank_write_text(b, buf, got))) {
             rc = cli_fail("factbank write", "writing facts", st);
             goto done;
         }
-    if (ferror(f)) {
+    if (f && ferror(f)) {
         fprintf(stderr, "hydra factbank write: read error on %s\n", facts);
         rc = 1;
         goto done;
@@ -79,18 +132,20 @@ static int fb_write(int argc, char **argv) {
         goto done;
     }
     char b1[32];
-    fprintf(stderr, "hydra factbank write: %llu fact tokens written (%llu in the bank), %s bank -> %s (%.2f s)\n",
+    if (!quiet)
+        fprintf(stderr, "hydra factbank write: %llu fact tokens written (%llu in the bank), %s bank -> %s (%.2f s)\n",
             (unsigned long long)(hydra_factbank_tokens(b) - before), (unsigned long long)hydra_factbank_tokens(b),
             cli_bytes((double)hydra_factbank_bytes(b), b1, sizeof b1), out, cli_now() - t0);
 done:
-    if (f != stdin) fclose(f);
+    if (f && f != stdin) fclose(f);
+    free(ids);
     hydra_factbank_free(b);
     hydra_model_free(m);
     return rc;
 }
 
 static int fb_ask(int argc, char **argv) {
-    cli_spec s = {.usage = "hydra factbank ask --model M --bank BANK --prompt TEXT -n N [--mode restore|replace|add]",
+    cli_spec s = {.usage = "hydra factbank ask --model M --bank BANK (--prompt TEXT | --prompt-ids IDS) -n N [--mode restore|replace|add]",
                   .summary = "Mounts the bank into a fresh live state and generates N tokens after the prompt.\n"
                              "restore (default): the state becomes the bank's (DeltaNet S, conv tails, SWA rings,\n"
                              "position) = exactly as if the facts had just been read; replace / add: only the\n"
@@ -101,7 +156,9 @@ static int fb_ask(int argc, char **argv) {
     uint64_t seed = 0;
     cli_add(&s, "model", OPT_STR, &model, "checkpoint (required)");
     cli_add(&s, "bank", OPT_STR, &bank, "bank file (required)");
-    cli_add(&s, "prompt", OPT_STR, &prompt, "prompt text (required; may be empty)");
+    cli_add(&s, "prompt", OPT_STR, &prompt, "prompt text (this or --prompt-ids is required; may be empty)");
+    const char *prompt_ids = NULL;
+    cli_add(&s, "prompt-ids", OPT_STR, &prompt_ids, "prompt as token ids; output is printed as ids");
     cli_add(&s, "n", OPT_INT, &n, "tokens to generate (default 64)");
     cli_add(&s, "mode", OPT_STR, &mode_s, "restore (default), replace or add");
     cli_add(&s, "temperature", OPT_FLOAT, &temperature, "sampling temperature (default 0 = greedy)");
@@ -117,8 +174,8 @@ static int fb_ask(int argc, char **argv) {
     int r = cli_parse(&s, argc, av);
     free(av);
     if (r) return r > 0 ? 0 : 2;
-    if (!model || !bank || !prompt) {
-        fprintf(stderr, "hydra factbank ask: --model, --bank and --prompt are required (see --help)\n");
+    if (!model || !bank || !prompt == !prompt_ids) {
+        fprintf(stderr, "hydra factbank ask: --model, --bank and one of --prompt / --prompt-ids are required\n");
         return 2;
     }
     hydra_mount_mode mode;
@@ -152,15 +209,22 @@ static int fb_ask(int argc, char **argv) {
         rc = cli_fail("factbank ask", "mounting the bank", st);
         goto done;
     }
-    size_t np = strlen(prompt), nid = 0;
-    ids = malloc((np + 1) * sizeof *ids);
+    size_t np = prompt ? strlen(prompt) : 0, nid = 0;
+    if (prompt_ids) {
+        if (parse_ids(prompt_ids, &ids, &nid)) {
+            fprintf(stderr, "hydra factbank ask: --prompt-ids must be non-negative integers\n");
+            rc = 2;
+            goto done;
+        }
+    } else
+        ids = malloc((np + 1) * sizeof *ids);
     out = malloc(((size_t)n + 1) * sizeof *out);
     if (!ids || !out) {
         fprintf(stderr, "hydra factbank ask: out of memory\n");
         rc = 1;
         goto done;
     }
-    if ((st = hydra_tokenize_bytes(prompt, np, ids, np + 1, &nid))) {
+    if (!prompt_ids && (st = hydra_tokenize_bytes(prompt, np, ids, np + 1, &nid))) {
         rc = cli_fail("factbank ask", "tokenizing the prompt", st);
         goto done;
     }
@@ -175,7 +239,7 @@ static int fb_ask(int argc, char **argv) {
     g.sample.top_k = top_k;
     g.sample.top_p = top_p;
     g.seed = seed;
-    g.on_token = print_token;
+    g.on_token = prompt_ids ? print_id : print_token;
     size_t n_out = 0;
     if (n > 0 && (st = hydra_generate(m, live, ids, nid, &g, out, (size_t)n, &n_out))) {
         rc = cli_fail("factbank ask", "generating", st);
@@ -217,6 +281,120 @@ static int fb_info(int argc, char **argv) {
     return 0;
 }
 
+/* ---------------------------------------------------- MQAR demo training
+ * Zoology MQAR layout, the one `hydra bench --factbank-model` queries: keys in
+ * [1, V/2), values in [V/2, V); a sequence is P pairs "k v" then the P keys in
+ * random order, each followed by its value; only the answers are scored. */
+typedef struct {
+    int pairs;
+} mqar_ctx;
+
+static hydra_status mqar_sample(void *ctx, int split, hydra_rng *rng, int B, int T, int32_t *inputs,
+                                int32_t *targets, uint8_t *mask) {
+    (void)split;
+    const mqar_ctx *c = ctx;
+    const int P = c->pairs, V = 64, half = V / 2;
+    int32_t seq[4 * 64 + 1], keys[64], vals[64];
+    if (T != 4 * P || P > 31) return HYDRA_ERR_ARG;
+    for (int b = 0; b < B; b++) {
+        for (int i = 0; i < P; i++) {
+            int dup;
+            do {
+                keys[i] = 1 + (int32_t)(hydra_rng_uniform(rng) * (half - 1));
+                dup = 0;
+                for (int j = 0; j < i; j++) dup |= keys[j] == keys[i];
+            } while (dup);
+            vals[i] = half + (int32_t)(hydra_rng_uniform(rng) * (V - half));
+            seq[2 * i] = keys[i];
+            seq[2 * i + 1] = vals[i];
+        }
+        int order[64];
+        for (int i = 0; i < P; i++) order[i] = i;
+        for (int i = P - 1; i > 0; i--) {
+            int j = (int)(hydra_rng_uniform(rng) * (i + 1));
+            int t = order[i];
+            order[i] = order[j];
+            order[j] = t;
+        }
+        for (int i = 0; i < P; i++) {
+            seq[2 * P + 2 * i] = keys[order[i]];
+            seq[2 * P + 2 * i + 1] = vals[order[i]];
+        }
+        seq[4 * P] = 0;
+        for (int t = 0; t < T; t++) {
+            inputs[(size_t)b * T + t] = seq[t];
+            targets[(size_t)b * T + t] = seq[t + 1];
+            mask[(size_t)b * T + t] = t >= 2 * P && (t - 2 * P) % 2 == 0;
+        }
+    }
+    return HYDRA_OK;
+}
+
+static int fb_train_mqar(int argc, char **argv) {
+    cli_spec s = {.usage = "hydra factbank train-mqar --out M [--steps N] [--pairs P] [--batch B] [--lr X]",
+                  .summary = "Trains a small hybrid model (vocab 64, d_model 64, 4 layers DDSD, window 8) on\n"
+                             "multi-query associative recall, for the FactBank demonstration\n"
+                             "(hydra bench --factbank-model M)."};
+    const char *outp = NULL;
+    int steps = 2000, pairs = 8, batch = 32;
+    float lr = 3e-3f;
+    uint64_t seed = 1;
+    cli_add(&s, "out", OPT_STR, &outp, "checkpoint to write (required)");
+    cli_add(&s, "steps", OPT_INT, &steps, "optimisation steps (default 2000)");
+    cli_add(&s, "pairs", OPT_INT, &pairs, "key-value pairs per sequence (default 8, at most 31)");
+    cli_add(&s, "batch", OPT_INT, &batch, "sequences per step (default 32)");
+    cli_add(&s, "lr", OPT_FLOAT, &lr, "peak AdamW learning rate (default 3e-3)");
+    cli_add(&s, "seed", OPT_U64, &seed, "init and data seed (default 1)");
+    int r = cli_parse(&s, argc, argv);
+    if (r) return r > 0 ? 0 : 2;
+    if (!outp || pairs < 1 || pairs > 31 || steps < 1) {
+        fprintf(stderr, "hydra factbank train-mqar: --out is required; --pairs in [1, 31]; --steps >= 1\n");
+        return 2;
+    }
+    hydra_config cfg = hydra_config_default();
+    cfg.d_model = 64;
+    cfg.n_layers = 4;
+    cfg.n_heads = 2;
+    cfg.head_dim = 32;
+    cfg.vocab_size = 64;
+    cfg.window = 8;
+    cfg.mlp_multiple = 16;
+    snprintf(cfg.pattern, sizeof cfg.pattern, "DDSD");
+    hydra_model *m = NULL;
+    hydra_trainer *t = NULL;
+    hydra_status st;
+    int rc = 0;
+    mqar_ctx ctx = {pairs};
+    hydra_task task = {.name = "mqar", .ctx = &ctx, .min_vocab = 64, .sample = mqar_sample};
+    hydra_train_opts o = {.optim = hydra_optim_opts_default(HYDRA_OPT_ADAMW), .batch = batch, .seq = 4 * pairs, .seed = seed};
+    o.optim.lr = lr;
+    o.optim.warmup_steps = steps / 20;
+    o.optim.total_steps = steps;
+    o.optim.weight_decay = 0.01f;
+    if ((st = hydra_model_create(&cfg, seed, &m)) || (st = hydra_trainer_create(m, task, &o, &t))) {
+        rc = cli_fail("factbank train-mqar", "setting up", st);
+        goto done;
+    }
+    double t0 = cli_now(), avg = 0;
+    for (int i = 0; i < steps; i++) {
+        hydra_step_info info;
+        if ((st = hydra_trainer_step(t, &info))) {
+            rc = cli_fail("factbank train-mqar", "training step", st);
+            goto done;
+        }
+        avg += info.loss;
+        if ((i + 1) % 100 == 0) {
+            fprintf(stderr, "step %5d  loss %.4f  lr %.2e  %.1f s\n", i + 1, avg / 100, (double)info.lr, cli_now() - t0);
+            avg = 0;
+        }
+    }
+    if ((st = hydra_model_save(m, outp))) rc = cli_fail("factbank train-mqar", "saving", st);
+done:
+    hydra_trainer_free(t);
+    hydra_model_free(m);
+    return rc;
+}
+
 int cmd_factbank(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         factbank_usage(argc < 2 ? stderr : stdout);
@@ -226,6 +404,7 @@ int cmd_factbank(int argc, char **argv) {
     if (!strcmp(sub, "write")) return fb_write(argc - 1, argv + 1);
     if (!strcmp(sub, "ask")) return fb_ask(argc - 1, argv + 1);
     if (!strcmp(sub, "info")) return fb_info(argc - 1, argv + 1);
+    if (!strcmp(sub, "train-mqar")) return fb_train_mqar(argc - 1, argv + 1);
     fprintf(stderr, "hydra factbank: unknown subcommand '%s'\n\n", sub);
     factbank_usage(stderr);
     return 2;
