@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
-# The main job: install dependencies, build, then create a small seeded model
-# and stream generated text from it. (Untrained weights give random bytes;
-# the point is the pipeline: init -> save -> load -> prefill -> stream.)
+# The main job: install dependencies, build, train a small model on
+# tinyshakespeare for a couple of minutes, then stream text from it.
+# (Until the claims gate exists, this is the end-to-end demo.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 ./scripts/build.sh
 mkdir -p out
-./build/hydra init --d-model 256 --n-layers 4 --n-heads 4 --seed 0 --out out/demo.safetensors
-./build/hydra info out/demo.safetensors
-echo "--- generating 200 tokens (temperature 0.8, top-p 0.95) ---"
-./build/hydra generate --model out/demo.safetensors --prompt "ROMEO: " -n 200 \
-  --temperature 0.8 --top-p 0.95 --seed 1 --stats
+DATA=../shared/data/tinyshakespeare.txt
+if [ -f "$DATA" ]; then
+  ./build/hydra train --data "$DATA" --out out/demo --d-model 128 --n-layers 4 --n-heads 2 --window 128 \
+    --steps 400 --batch 16 --seq 128 --lr 3e-3 --eval-every 100 --sample-len 120 --seed 0
+  MODEL=out/demo/model.safetensors
+else
+  echo "($DATA not found: streaming from an untrained model instead)"
+  ./build/hydra init --d-model 256 --n-layers 4 --n-heads 4 --seed 0 --out out/demo.safetensors
+  MODEL=out/demo.safetensors
+fi
+./build/hydra info "$MODEL"
+echo "--- generating 300 tokens (temperature 0.8, top-p 0.95) ---"
+./build/hydra generate --model "$MODEL" --prompt "ROMEO: " -n 300 --temperature 0.8 --top-p 0.95 --seed 1 --stats
