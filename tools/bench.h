@@ -26,4 +26,9 @@ void hydra_bench_spec(FILE *out, const char *target_path, const char *draft_path
 void hydra_bench_factbank(FILE *out);
 int hydra_bench_factbank_model(FILE *out, const char *model_path, int n_pairs, int n_trials, unsigned long long seed);
 
+/* Training step (bench_train.c): tokens/s, model GFLOP/s, MFU vs the sgemm peak
+ * measured in the same run, matmul share, and the PyTorch peer
+ * (python/train_peer.py) at d256x4L and d512x8L, T = 256. quick: fewer steps. */
+void hydra_bench_train(FILE *out, int quick);
+
 #endif /* HYDRA_TOOLS_BENCH_H */

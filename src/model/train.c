@@ -199,6 +199,107 @@ static void swiglu_bwd_row(int F, const float *g, const float *u, const float *d
     }
 }
 
+/* dc = dy * SiLU'(c) over n values (one sigmoid per element, 16 lanes at a time). */
+HYDRA_CLONES
+static void silu_bwd_vec(size_t n, const float *c, const float *dy, float *dc) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const hydra_v16 x = *(const hydra_v16 *)(c + i), s = 1.0f / (1.0f + hydra_v16_exp(-x));
+        *(hydra_v16 *)(dc + i) = *(const hydra_v16 *)(dy + i) * (s * (1.0f + x * (1.0f - s)));
+    }
+    for (; i < n; i++) dc[i] = dy[i] * silu_grad(c[i]);
+}
+
+/* L2 norm (times scale) of SiLU(c) backward for one head [d]:
+ * s = SiLU(c), r_n = 1/sqrt(|s|^2 + eps), n = s r_n:
+ * dc = scale r_n (dy - s (n . dy) r_n) SiLU'(c). The vector path computes one
+ * sigmoid per element (the scalar path three expf). */
+HYDRA_CLONES
+static void l2silu_bwd_head(int d, const float *c, const float *dy, float scale, float l2eps, float *dc) {
+    if (d % 16 == 0) {
+        hydra_v16 ss = {0}, dot = {0};
+        for (int i = 0; i < d; i += 16) {
+            const hydra_v16 x = *(const hydra_v16 *)(c + i), s = x / (1.0f + hydra_v16_exp(-x));
+            ss += s * s;
+            dot += s * *(const hydra_v16 *)(dy + i);
+        }
+        const float rn = 1.0f / sqrtf(hydra_v16_hsum(ss) + l2eps), nd = hydra_v16_hsum(dot) * rn * rn;
+        for (int i = 0; i < d; i += 16) {
+            const hydra_v16 x = *(const hydra_v16 *)(c + i), sg = 1.0f / (1.0f + hydra_v16_exp(-x)), s = x * sg;
+            *(hydra_v16 *)(dc + i) =
+                (scale * rn) * (*(const hydra_v16 *)(dy + i) - s * nd) * (sg * (1.0f + x * (1.0f - sg)));
+        }
+        return;
+    }
+    float ss = 0.0f, dot = 0.0f;
+    for (int i = 0; i < d; i++) {
+        const float s = hydra_silu(c[i]);
+        ss += s * s;
+        dot += s * dy[i];
+    }
+    const float rn = 1.0f / sqrtf(ss + l2eps), nd = dot * rn * rn; /* n . dy / r_n */
+    for (int i = 0; i < d; i++) {
+        const float s = hydra_silu(c[i]);
+        dc[i] = scale * rn * (dy[i] - s * nd) * silu_grad(c[i]);
+    }
+}
+
+/* Gated output norm backward of one (row, head) [d]: n = o r, s = SiLU(z),
+ * y = n w s: dz = dy n w SiLU'(z); dn = dy w s; do = r (dn - n mean(dn n));
+ * pw += dy n s (o_norm gain partials). 16 lanes, one sigmoid per element,
+ * when d % 16 == 0; scalar otherwise. */
+HYDRA_CLONES
+static void gnorm_bwd_head(int d, const float *oh, const float *zh, const float *gy, const float *w, float eps,
+                           float *dz, float *doh, float *pw) {
+    if (d % 16 == 0) {
+        hydra_v16 ss = {0}, dot = {0};
+        for (int i = 0; i < d; i += 16) ss += *(const hydra_v16 *)(oh + i) * *(const hydra_v16 *)(oh + i);
+        const float rr = 1.0f / sqrtf(hydra_v16_hsum(ss) / (float)d + eps);
+        for (int i = 0; i < d; i += 16) {
+            const hydra_v16 z = *(const hydra_v16 *)(zh + i), sg = 1.0f / (1.0f + hydra_v16_exp(-z)), s = z * sg;
+            const hydra_v16 n = *(const hydra_v16 *)(oh + i) * rr, g = *(const hydra_v16 *)(gy + i);
+            const hydra_v16 ww = *(const hydra_v16 *)(w + i), dn = g * ww * s;
+            *(hydra_v16 *)(dz + i) = g * n * ww * (sg * (1.0f + z * (1.0f - sg)));
+            *(hydra_v16 *)(pw + i) += g * n * s;
+            *(hydra_v16 *)(doh + i) = dn; /* temporarily dn */
+            dot += dn * n;
+        }
+        const float mean = hydra_v16_hsum(dot) / (float)d;
+        for (int i = 0; i < d; i += 16)
+            *(hydra_v16 *)(doh + i) = rr * (*(const hydra_v16 *)(doh + i) - *(const hydra_v16 *)(oh + i) * (rr * mean));
+        return;
+    }
+    float ss = 0.0f;
+    for (int i = 0; i < d; i++) ss += oh[i] * oh[i];
+    const float rr = 1.0f / sqrtf(ss / (float)d + eps);
+    float dot = 0.0f;
+    for (int i = 0; i < d; i++) {
+        const float n = oh[i] * rr, s = hydra_silu(zh[i]);
+        dz[i] = gy[i] * n * w[i] * silu_grad(zh[i]);
+        pw[i] += gy[i] * n * s;
+        const float dn = gy[i] * w[i] * s;
+        doh[i] = dn; /* temporarily dn */
+        dot += dn * n;
+    }
+    const float mean = dot / (float)d;
+    for (int i = 0; i < d; i++) doh[i] = rr * (doh[i] - oh[i] * rr * mean);
+}
+
+/* One (row, head) of the gated output norm: y = o / rms(o) * w * SiLU(z) [d]. */
+HYDRA_CLONES
+static void gnorm_head(int d, const float *oh, const float *zh, const float *w, float eps, float *yh) {
+    float ss = 0.0f;
+    for (int i = 0; i < d; i++) ss += oh[i] * oh[i];
+    const float inv = 1.0f / sqrtf(ss / (float)d + eps);
+    int i = 0;
+    for (; i + 16 <= d; i += 16) {
+        const hydra_v16 z = *(const hydra_v16 *)(zh + i);
+        *(hydra_v16 *)(yh + i) = *(const hydra_v16 *)(oh + i) * inv * *(const hydra_v16 *)(w + i) *
+                                 (z / (1.0f + hydra_v16_exp(-z)));
+    }
+    for (; i < d; i++) yh[i] = oh[i] * inv * w[i] * hydra_silu(zh[i]);
+}
+
 /* y = RMSNorm_head(o) * w * SiLU(gate) per (row, head); gate = proj[:, 3Hd:4Hd]. */
 static void gated_norm(const hydra_model *m, const hydra_layer_weights *lw, size_t BT, const float *o,
                        const float *proj, float *y) {
@@ -209,11 +310,7 @@ static void gated_norm(const hydra_model *m, const hydra_layer_weights *lw, size
     for (size_t rh = 0; rh < BT * (size_t)H; rh++) {
         size_t r = rh / (size_t)H, h = rh % (size_t)H;
         const float *oh = o + rh * d, *gh = proj + r * P + 3 * Hd + h * d;
-        float *yh = y + rh * d;
-        float ss = 0.0f;
-        for (int i = 0; i < d; i++) ss += oh[i] * oh[i];
-        float inv = 1.0f / sqrtf(ss / (float)d + eps);
-        for (int i = 0; i < d; i++) yh[i] = oh[i] * inv * lw->o_norm[i] * hydra_silu(gh[i]);
+        gnorm_head(d, oh, gh, lw->o_norm, eps, y + rh * d);
     }
 }
 
@@ -346,22 +443,8 @@ static hydra_status gdn_backward(const hydra_model *m, const hydra_layer_weights
         float *pw = part + blk * d;
         for (size_t rh = blk * RB; rh < NR && rh < (blk + 1) * RB; rh++) {
             size_t r = rh / (size_t)H, h = rh % (size_t)H;
-            const float *oh = la->o + rh * d, *zh = la->proj + r * P + 3 * Hd + h * d, *gy = a->dy + rh * d;
-            float *dz = dproj + r * P + 3 * Hd + h * d, *doh = dO + rh * d;
-            float ss = 0.0f;
-            for (int i = 0; i < d; i++) ss += oh[i] * oh[i];
-            const float rr = 1.0f / sqrtf(ss / (float)d + eps);
-            float dot = 0.0f;
-            for (int i = 0; i < d; i++) {
-                const float n = oh[i] * rr, s = hydra_silu(zh[i]), w = lw->o_norm[i];
-                dz[i] = gy[i] * n * w * silu_grad(zh[i]);
-                pw[i] += gy[i] * n * s;
-                const float dn = gy[i] * w * s;
-                doh[i] = dn; /* temporarily dn */
-                dot += dn * n;
-            }
-            const float mean = dot / (float)d;
-            for (int i = 0; i < d; i++) doh[i] = rr * (doh[i] - oh[i] * rr * mean);
+            gnorm_bwd_head(d, la->o + rh * d, la->proj + r * P + 3 * Hd + h * d, a->dy + rh * d, lw->o_norm, eps,
+                           dproj + r * P + 3 * Hd + h * d, dO + rh * d, pw);
         }
     }
     float *gon = GRAD(lw->o_norm);
@@ -411,25 +494,12 @@ static hydra_status gdn_backward(const hydra_model *m, const hydra_layer_weights
             const float *cp = cr + part3 * Hd;
             float *dcp = dc + part3 * Hd;
             if (part3 == 2) {
-                for (size_t i = 0; i < Hd; i++) dcp[i] = gsrc[i] * silu_grad(cp[i]);
+                silu_bwd_vec(Hd, cp, gsrc, dcp);
                 continue;
             }
             const float scale = part3 == 0 ? qscale : 1.0f;
-            for (int h = 0; h < H; h++) {
-                const float *ch = cp + (size_t)h * d, *gh = gsrc + (size_t)h * d;
-                float *dh = dcp + (size_t)h * d;
-                float ss = 0.0f, dot = 0.0f;
-                for (int i = 0; i < d; i++) {
-                    const float s = hydra_silu(ch[i]);
-                    ss += s * s;
-                    dot += s * gh[i];
-                }
-                const float rn = 1.0f / sqrtf(ss + l2eps), nd = dot * rn * rn; /* n . dy / r_n */
-                for (int i = 0; i < d; i++) {
-                    const float s = hydra_silu(ch[i]);
-                    dh[i] = scale * rn * (gh[i] - s * nd) * silu_grad(ch[i]);
-                }
-            }
+            for (int h = 0; h < H; h++)
+                l2silu_bwd_head(d, cp + (size_t)h * d, gsrc + (size_t)h * d, scale, l2eps, dcp + (size_t)h * d);
         }
     }
     /* 5. conv backward per sequence (weight grads summed in b order). */
