@@ -77,6 +77,7 @@ hydra_status hydra_op_attention(int T, int H, int d, int64_t pos0, int window, c
  *   ds_j = P_j (dp_j - D_t) scale;  dq_t = sum_j ds_j k_j;
  *   dk_j += ds_j q_t;  dv_j += P_j dO_t.
  * q, k, v, o, dO, dq, dk, dv point at head h of token 0; rows are Hd apart. */
+HYDRA_CLONES
 static void attn_bwd_head(int T, int d, size_t Hd, int window, float scale, const float *q,
                           const float *k, const float *v, const float *o, const float *dO,
                           float *dq, float *dk, float *dv, float *sc) {
@@ -91,10 +92,7 @@ static void attn_bwd_head(int T, int d, size_t Hd, int window, float scale, cons
         float mx = -INFINITY;
         for (int j = lo; j <= t; j++) {
             const float *kj = k + (size_t)j * Hd;
-            float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-            for (int i = 0; i < d; i++) s += qt[i] * kj[i];
-            s *= scale;
+            float s = hydra_dot(qt, kj, d) * scale;
             sc[j - lo] = s;
             if (s > mx) mx = s;
         }
@@ -104,18 +102,14 @@ static void attn_bwd_head(int T, int d, size_t Hd, int window, float scale, cons
             sum += sc[j - lo];
         }
         const float inv = 1.0f / sum;
-        float D = 0.0f;
-#pragma omp simd reduction(+ : D)
-        for (int i = 0; i < d; i++) D += gt[i] * ot[i];
+        const float D = hydra_dot(gt, ot, d);
         float *dqt = dq + (size_t)t * Hd;
         for (int i = 0; i < d; i++) dqt[i] = 0.0f;
         for (int j = lo; j <= t; j++) {
             const float *vj = v + (size_t)j * Hd, *kj = k + (size_t)j * Hd;
             float *dkj = dk + (size_t)j * Hd, *dvj = dv + (size_t)j * Hd;
             const float P = sc[j - lo] * inv;
-            float dp = 0.0f;
-#pragma omp simd reduction(+ : dp)
-            for (int i = 0; i < d; i++) dp += gt[i] * vj[i];
+            const float dp = hydra_dot(gt, vj, d);
             const float ds = P * (dp - D) * scale;
 #pragma omp simd
             for (int i = 0; i < d; i++) {
