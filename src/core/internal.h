@@ -113,6 +113,9 @@ int hydra_config_same_state_shape(const hydra_config *a, const hydra_config *b);
 /* Make sure full-attention caches can hold `positions` positions. */
 hydra_status hydra_state_reserve(hydra_state *s, size_t positions);
 
+/* Conv tail [K-1, C] <- the last K-1 rows of (tail ++ x[0..n)). */
+void hydra_conv_tail_advance(float *tail, const float *x, int n, int K, size_t C);
+
 /* ------------------------------------------------------------- runtime */
 /* Called before the first BLAS call: picks the BLIS kernel set for this CPU. */
 void hydra_runtime_init(void);

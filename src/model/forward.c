@@ -61,18 +61,6 @@ static void l2norm_heads(float *x, size_t rows, int H, int d, float eps, float s
 }
 
 /* ------------------------------------------------------------ DeltaNet */
-/* tail [K-1, C] <- the last K-1 rows of (tail ++ x[0..n)): the conv tail after n more inputs. */
-static void conv_tail_advance(float *tail, const float *x, int n, int K, size_t C) {
-    if (K <= 1) return;
-    int keep = K - 1 - n;
-    if (keep > 0) {
-        memmove(tail, tail + (size_t)n * C, (size_t)keep * C * sizeof(float));
-        memcpy(tail + (size_t)keep * C, x, (size_t)n * C * sizeof(float));
-    } else {
-        memcpy(tail, x + (size_t)(n - (K - 1)) * C, (size_t)(K - 1) * C * sizeof(float));
-    }
-}
-
 /* snaps: NULL, or [T] states (entries may be NULL) that already hold sequence 0's
  * incoming state; they receive this layer's state after each position. */
 static hydra_status gdn_mixer(const hydra_model *m, const hydra_layer_weights *lw, int li,
@@ -98,7 +86,7 @@ static hydra_status gdn_mixer(const hydra_model *m, const hydra_layer_weights *l
         size_t off = (size_t)b * T * 3 * Hd;
         if (b == 0 && snaps)
             for (int t = 0; t < T; t++)
-                if (snaps[t]) conv_tail_advance(snaps[t]->layers[li].conv, w->qkv, t + 1, K, 3 * Hd);
+                if (snaps[t]) hydra_conv_tail_advance(snaps[t]->layers[li].conv, w->qkv, t + 1, K, 3 * Hd);
         HYDRA_CHECK(hydra_op_conv_causal(T, (int)(3 * Hd), K, w->qkv + off, lw->q_conv,
                                          states[b]->layers[li].conv, w->conv + off));
     }
