@@ -197,3 +197,45 @@ long cli_proc_status_kib(const char *key) {
     fclose(f);
     return v;
 }
+
+void cli_add_sampling_opts(cli_spec *s, cli_sampling *o, float default_temperature) {
+    o->temperature = default_temperature;
+    o->top_k = 0;
+    o->top_p = 1.0f;
+    o->seed = 0;
+    o->stop = -1;
+    cli_add(s, "temperature", OPT_FLOAT, &o->temperature,
+            default_temperature == 0.0f ? "sampling temperature (default 0 = greedy)"
+                                        : "sampling temperature, 0 = greedy (default 1)");
+    cli_add(s, "top-k", OPT_INT, &o->top_k, "keep only the k most likely tokens, 0 = off (default 0)");
+    cli_add(s, "top-p", OPT_FLOAT, &o->top_p, "nucleus sampling mass in (0, 1] (default 1 = off)");
+    cli_add(s, "seed", OPT_U64, &o->seed, "sampling seed (default 0)");
+    cli_add(s, "stop", OPT_INT, &o->stop, "stop after emitting this token id (e.g. 10 = newline)");
+}
+
+void cli_sampling_apply(const cli_sampling *o, hydra_gen_opts *g) {
+    g->sample.temperature = o->temperature;
+    g->sample.top_k = o->top_k;
+    g->sample.top_p = o->top_p;
+    g->seed = o->seed;
+    g->on_token = cli_print_token;
+    g->n_stop_tokens = 0;
+    if (o->stop >= 0) {
+        g->stop_tokens[0] = o->stop;
+        g->n_stop_tokens = 1;
+    }
+}
+
+int cli_print_token(int32_t tok, void *user) {
+    (void)user;
+    if (tok < 256) {
+        fputc(tok, stdout);
+        fflush(stdout);
+    }
+    return 0;
+}
+
+void cli_alias_n(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-n")) argv[i] = "--n";
+}

@@ -51,6 +51,24 @@ typedef struct {
 void cli_add_config_opts(cli_spec *s, cli_config *c);
 int cli_config_resolve(cli_config *c); /* 0 ok, -1 error reported */
 
+/* Sampling flags shared by generate, stream and factbank ask:
+ * --temperature --top-k --top-p --seed --stop. */
+typedef struct {
+    float temperature;
+    int top_k;
+    float top_p;
+    uint64_t seed;
+    int stop; /* token id, -1 = none */
+} cli_sampling;
+/* Adds the flags with defaults (temperature as given: 1 for sampling, 0 for greedy commands). */
+void cli_add_sampling_opts(cli_spec *s, cli_sampling *o, float default_temperature);
+/* Copies the flags into g (sampling, seed, stop token); sets on_token to cli_print_token. */
+void cli_sampling_apply(const cli_sampling *o, hydra_gen_opts *g);
+/* Streams a byte token to stdout (ids >= 256 are specials: not printed). */
+int cli_print_token(int32_t tok, void *user);
+/* Rewrites a bare "-n" argument to "--n" so both spellings work. */
+void cli_alias_n(int argc, char **argv);
+
 /* Report a library failure: "hydra <cmd>: <what>: <last error>". Returns 1. */
 int cli_fail(const char *cmd, const char *what, hydra_status st);
 /* Human-readable byte count into buf. */

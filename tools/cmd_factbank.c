@@ -16,15 +16,6 @@ static void factbank_usage(FILE *f) {
             "  train-mqar --out M [--steps N --pairs P]   train a small model on key-value recall (demo)\n");
 }
 
-static int print_token(int32_t tok, void *user) {
-    (void)user;
-    if (tok < 256) {
-        fputc(tok, stdout);
-        fflush(stdout);
-    }
-    return 0;
-}
-
 /* Parse whitespace/comma-separated token ids into a malloc'ed array. */
 static int parse_ids(const char *str, int32_t **out, size_t *n) {
     size_t cap = 16, k = 0;
@@ -151,9 +142,8 @@ static int fb_ask(int argc, char **argv) {
                              "position) = exactly as if the facts had just been read; replace / add: only the\n"
                              "DeltaNet S is swapped in / added (docs/factbank.md explains the SWA trade-off)."};
     const char *model = NULL, *bank = NULL, *prompt = NULL, *mode_s = "restore";
-    int n = 64, top_k = 0, threads = 0;
-    float temperature = 0.0f, top_p = 1.0f;
-    uint64_t seed = 0;
+    int n = 64, threads = 0;
+    cli_sampling smp;
     cli_add(&s, "model", OPT_STR, &model, "checkpoint (required)");
     cli_add(&s, "bank", OPT_STR, &bank, "bank file (required)");
     cli_add(&s, "prompt", OPT_STR, &prompt, "prompt text (this or --prompt-ids is required; may be empty)");
@@ -161,18 +151,10 @@ static int fb_ask(int argc, char **argv) {
     cli_add(&s, "prompt-ids", OPT_STR, &prompt_ids, "prompt as token ids; output is printed as ids");
     cli_add(&s, "n", OPT_INT, &n, "tokens to generate (default 64)");
     cli_add(&s, "mode", OPT_STR, &mode_s, "restore (default), replace or add");
-    cli_add(&s, "temperature", OPT_FLOAT, &temperature, "sampling temperature (default 0 = greedy)");
-    cli_add(&s, "top-k", OPT_INT, &top_k, "top-k (default off)");
-    cli_add(&s, "top-p", OPT_FLOAT, &top_p, "top-p (default 1 = off)");
-    cli_add(&s, "seed", OPT_U64, &seed, "sampling seed");
+    cli_add_sampling_opts(&s, &smp, 0.0f);
     cli_add(&s, "threads", OPT_INT, &threads, "threads (default: all cores)");
-    /* accept the short "-n N" spelling as well as "--n N" */
-    char **av = malloc(((size_t)argc + 1) * sizeof *av);
-    if (!av) return 1;
-    for (int i = 0; i < argc; i++) av[i] = strcmp(argv[i], "-n") ? argv[i] : (char *)"--n";
-    av[argc] = NULL;
-    int r = cli_parse(&s, argc, av);
-    free(av);
+    cli_alias_n(argc, argv);
+    int r = cli_parse(&s, argc, argv);
     if (r) return r > 0 ? 0 : 2;
     if (!model || !bank || !prompt == !prompt_ids) {
         fprintf(stderr, "hydra factbank ask: --model, --bank and one of --prompt / --prompt-ids are required\n");
@@ -235,11 +217,8 @@ static int fb_ask(int argc, char **argv) {
     }
     hydra_gen_opts g = hydra_gen_opts_default();
     g.max_new_tokens = n;
-    g.sample.temperature = temperature;
-    g.sample.top_k = top_k;
-    g.sample.top_p = top_p;
-    g.seed = seed;
-    g.on_token = prompt_ids ? print_id : print_token;
+    cli_sampling_apply(&smp, &g);
+    if (prompt_ids) g.on_token = print_id;
     size_t n_out = 0;
     if (n > 0 && (st = hydra_generate(m, live, ids, nid, &g, out, (size_t)n, &n_out))) {
         rc = cli_fail("factbank ask", "generating", st);

@@ -5,39 +5,23 @@
 #include "cli.h"
 #include "hydralm_spec.h"
 
-static int print_token(int32_t tok, void *user) {
-    (void)user;
-    if (tok < 256) { /* byte-level vocabulary; ids >= 256 are specials */
-        fputc(tok, stdout);
-        fflush(stdout);
-    }
-    return 0;
-}
-
 int cmd_generate(int argc, char **argv) {
     cli_spec s = {.usage = "hydra generate --model m.safetensors --prompt TEXT [-n N] [sampling options]",
                   .summary = "Prefills the prompt (byte-level tokens) and streams sampled tokens to stdout\n"
                              "as they are produced. Temperature 0 is greedy decoding."};
     const char *model = NULL, *prompt = NULL, *draft_path = NULL;
     int spec_k = 4;
-    int n = 128, top_k = 0, stop = -1, threads = 0, stats = 0;
-    float temperature = 1.0f, top_p = 1.0f;
-    uint64_t seed = 0;
+    int n = 128, threads = 0, stats = 0;
+    cli_sampling smp;
     cli_add(&s, "model", OPT_STR, &model, "checkpoint to load (required)");
     cli_add(&s, "prompt", OPT_STR, &prompt, "prompt text (required, at least one byte)");
     cli_add(&s, "n", OPT_INT, &n, "number of tokens to generate (default 128)");
-    cli_add(&s, "temperature", OPT_FLOAT, &temperature, "sampling temperature, 0 = greedy (default 1)");
-    cli_add(&s, "top-k", OPT_INT, &top_k, "keep only the k most likely tokens, 0 = off (default 0)");
-    cli_add(&s, "top-p", OPT_FLOAT, &top_p, "nucleus sampling mass in (0, 1] (default 1 = off)");
-    cli_add(&s, "seed", OPT_U64, &seed, "sampling seed (default 0)");
-    cli_add(&s, "stop", OPT_INT, &stop, "stop after emitting this token id (e.g. 10 = newline)");
+    cli_add_sampling_opts(&s, &smp, 1.0f);
     cli_add(&s, "threads", OPT_INT, &threads, "threads (default: all cores)");
     cli_add(&s, "stats", OPT_FLAG, &stats, "print prefill/decode speed to stderr");
     cli_add(&s, "draft", OPT_STR, &draft_path, "speculative decoding with this draft model (same vocabulary); stats on stderr");
     cli_add(&s, "k", OPT_INT, &spec_k, "draft tokens per speculative round (default 4)");
-    /* Accept -n as an alias of --n. */
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "-n")) argv[i] = "--n";
+    cli_alias_n(argc, argv);
     int r = cli_parse(&s, argc, argv);
     if (r) return r > 0 ? 0 : 2;
     if (!model || !prompt) {
@@ -53,15 +37,7 @@ int cmd_generate(int argc, char **argv) {
     int32_t *out = malloc((size_t)(n > 0 ? n : 1) * sizeof *out);
     hydra_gen_opts g = hydra_gen_opts_default();
     g.max_new_tokens = n;
-    g.sample.temperature = temperature;
-    g.sample.top_k = top_k;
-    g.sample.top_p = top_p;
-    g.seed = seed;
-    g.on_token = print_token;
-    if (stop >= 0) {
-        g.stop_tokens[0] = stop;
-        g.n_stop_tokens = 1;
-    }
+    cli_sampling_apply(&smp, &g);
     int rc = 0;
     if (!ids || !out) {
         fprintf(stderr, "hydra generate: out of memory\n");

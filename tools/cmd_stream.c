@@ -32,15 +32,6 @@ static void progress(const hydra_stream *s, int tty, int final) {
     fflush(stderr);
 }
 
-static int print_token(int32_t tok, void *user) {
-    (void)user;
-    if (tok < 256) {
-        fputc(tok, stdout);
-        fflush(stdout);
-    }
-    return 0;
-}
-
 int cmd_stream(int argc, char **argv) {
     cli_spec s = {.usage = "hydra stream --model M --input FILE|- [--chunk N] [--then TEXT -n N] "
                            "[--save-state F] [--load-state F]",
@@ -52,9 +43,8 @@ int cmd_stream(int argc, char **argv) {
                              "tokens/s, state bytes, RSS) goes to stderr when it is a terminal or the input is\n"
                              "longer than 1 MB; a summary line at the end."};
     const char *model = NULL, *input = NULL, *then = NULL, *save = NULL, *load = NULL;
-    int chunk = 512, n = 128, top_k = 0, stop = -1, threads = 0, quiet = 0, then_seen = 0, n_seen = 0;
-    float temperature = 1.0f, top_p = 1.0f;
-    uint64_t seed = 0;
+    int chunk = 512, n = 128, threads = 0, quiet = 0, then_seen = 0, n_seen = 0;
+    cli_sampling smp;
     cli_add(&s, "model", OPT_STR, &model, "checkpoint to load (required)");
     cli_add(&s, "input", OPT_STR, &input, "input file, '-' = stdin (default: no input)");
     cli_add(&s, "chunk", OPT_INT, &chunk, "tokens per forward (default 512)");
@@ -62,17 +52,12 @@ int cmd_stream(int argc, char **argv) {
     s.opts[s.n - 1].seen = &then_seen;
     cli_add(&s, "n", OPT_INT, &n, "tokens to generate after --then (default 128)");
     s.opts[s.n - 1].seen = &n_seen;
-    cli_add(&s, "temperature", OPT_FLOAT, &temperature, "sampling temperature, 0 = greedy (default 1)");
-    cli_add(&s, "top-k", OPT_INT, &top_k, "keep only the k most likely tokens, 0 = off (default 0)");
-    cli_add(&s, "top-p", OPT_FLOAT, &top_p, "nucleus sampling mass in (0, 1] (default 1 = off)");
-    cli_add(&s, "seed", OPT_U64, &seed, "sampling seed (default 0)");
-    cli_add(&s, "stop", OPT_INT, &stop, "stop after emitting this token id (e.g. 10 = newline)");
+    cli_add_sampling_opts(&s, &smp, 1.0f);
     cli_add(&s, "save-state", OPT_STR, &save, "write the final session state to this file");
     cli_add(&s, "load-state", OPT_STR, &load, "start from this saved session state");
     cli_add(&s, "threads", OPT_INT, &threads, "threads (default: all cores)");
     cli_add(&s, "quiet", OPT_FLAG, &quiet, "no progress or summary line");
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "-n")) argv[i] = "--n";
+    cli_alias_n(argc, argv);
     int r = cli_parse(&s, argc, argv);
     if (r) return r > 0 ? 0 : 2;
     if (!model) {
@@ -172,15 +157,7 @@ int cmd_stream(int argc, char **argv) {
         out = malloc((size_t)n * sizeof *out);
         hydra_gen_opts g = hydra_gen_opts_default();
         g.max_new_tokens = n;
-        g.sample.temperature = temperature;
-        g.sample.top_k = top_k;
-        g.sample.top_p = top_p;
-        g.seed = seed;
-        g.on_token = print_token;
-        if (stop >= 0) {
-            g.stop_tokens[0] = stop;
-            g.n_stop_tokens = 1;
-        }
+        cli_sampling_apply(&smp, &g);
         if (!tids || !out) {
             fprintf(stderr, "hydra stream: out of memory\n");
             rc = 1;

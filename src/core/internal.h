@@ -113,6 +113,10 @@ int hydra_config_same_state_shape(const hydra_config *a, const hydra_config *b);
 /* Make sure full-attention caches can hold `positions` positions. */
 hydra_status hydra_state_reserve(hydra_state *s, size_t positions);
 
+/* One inverse-CDF draw from a sampling distribution probs [V] (from
+ * hydra_sample_probs); never returns a zero-probability id. */
+int32_t hydra_sample_draw(const float *probs, int V, hydra_rng *rng);
+
 /* Conv tail [K-1, C] <- the last K-1 rows of (tail ++ x[0..n)). */
 void hydra_conv_tail_advance(float *tail, const float *x, int n, int K, size_t C);
 

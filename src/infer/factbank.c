@@ -29,25 +29,11 @@ struct hydra_factbank {
     hydra_state *st; /* the facts, read from an empty state */
 };
 
-static int attn_unbounded(const hydra_config *c, char kind) {
-    return kind == HYDRA_LAYER_ATTN || (kind == HYDRA_LAYER_SWA && c->window == 0);
-}
-
-static int same_shape(const hydra_config *a, const hydra_config *b) {
-    if (a->n_layers != b->n_layers || a->n_heads != b->n_heads ||
-        hydra_config_head_dim(a) != hydra_config_head_dim(b) || a->window != b->window ||
-        a->conv_width != b->conv_width)
-        return 0;
-    for (int i = 0; i < a->n_layers; i++)
-        if (hydra_config_layer_kind(a, i) != hydra_config_layer_kind(b, i)) return 0;
-    return 1;
-}
-
 hydra_status hydra_factbank_create(const hydra_model *m, hydra_factbank **out) {
     if (!m || !out) return hydra_set_error(HYDRA_ERR_ARG, "factbank_create: NULL argument");
     *out = NULL;
     for (int i = 0; i < m->cfg.n_layers; i++)
-        if (attn_unbounded(&m->cfg, hydra_config_layer_kind(&m->cfg, i)))
+        if (hydra_layer_cache_unbounded(&m->cfg, hydra_config_layer_kind(&m->cfg, i)))
             return hydra_set_error(HYDRA_ERR_ARG,
                                    "factbank: layer %d is full attention (unbounded cache): a bank must have a "
                                    "constant size, so only DeltaNet and sliding-window layers are supported", i);
@@ -111,7 +97,7 @@ hydra_status hydra_factbank_mount(const hydra_factbank *b, hydra_state *live, hy
     if (!b || !live) return hydra_set_error(HYDRA_ERR_ARG, "factbank_mount: NULL argument");
     if (mode != HYDRA_MOUNT_RESTORE && mode != HYDRA_MOUNT_REPLACE && mode != HYDRA_MOUNT_ADD)
         return hydra_set_error(HYDRA_ERR_ARG, "factbank_mount: unknown mode %d", (int)mode);
-    if (!same_shape(&live->cfg, &b->st->cfg))
+    if (!hydra_config_same_state_shape(&live->cfg, &b->st->cfg))
         return hydra_set_error(HYDRA_ERR_MISMATCH,
                                "factbank_mount: the live state was created for a different model shape than the bank");
     if (mode == HYDRA_MOUNT_RESTORE) return hydra_state_copy(live, b->st);

@@ -80,7 +80,7 @@ hydra_status hydra_sample_probs(const float *logits, int V, const hydra_sample_o
 }
 
 /* Inverse-CDF draw from probs [V]; never returns a zero-probability id. */
-static int32_t draw(const float *probs, int V, hydra_rng *rng) {
+int32_t hydra_sample_draw(const float *probs, int V, hydra_rng *rng) {
     double u = hydra_rng_uniform(rng), cum = 0.0;
     int32_t last = 0;
     for (int i = 0; i < V; i++) {
@@ -98,7 +98,7 @@ hydra_status hydra_sample(const float *logits, int V, const hydra_sample_opts *o
     float *probs = malloc((size_t)(V > 0 ? V : 1) * sizeof(float));
     if (!probs) return hydra_set_error(HYDRA_ERR_NOMEM, "sample: out of memory");
     hydra_status st = hydra_sample_probs(logits, V, o, probs);
-    if (st == HYDRA_OK) *token = draw(probs, V, rng);
+    if (st == HYDRA_OK) *token = hydra_sample_draw(probs, V, rng);
     free(probs);
     return st;
 }

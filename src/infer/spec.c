@@ -134,26 +134,12 @@ hydra_status hydra_spec_prefill(hydra_spec_session *s, const int32_t *prompt, si
     return HYDRA_OK;
 }
 
-/* Inverse-CDF draw from probs [V] (same rule as hydra_sample); never returns
- * a zero-probability id. */
-static int32_t draw_f(const float *probs, int V, hydra_rng *rng) {
-    double u = hydra_rng_uniform(rng), cum = 0.0;
-    int32_t last = 0;
-    for (int i = 0; i < V; i++) {
-        if (probs[i] <= 0.0f) continue;
-        cum += probs[i];
-        last = i;
-        if (u < cum) return i;
-    }
-    return last;
-}
-
 /* y ~ norm(max(0, p - q)); falls back to p when the residual has no mass
  * (possible only through rounding, since a rejection needs p(x) < q(x)). */
 static int32_t draw_residual(const float *p, const float *q, int V, hydra_rng *rng) {
     double z = 0.0;
     for (int i = 0; i < V; i++) z += fmax(0.0, (double)p[i] - (double)q[i]);
-    if (!(z > 0.0)) return draw_f(p, V, rng);
+    if (!(z > 0.0)) return hydra_sample_draw(p, V, rng);
     double u = hydra_rng_uniform(rng) * z, cum = 0.0;
     int32_t last = 0;
     for (int i = 0; i < V; i++) {
@@ -194,7 +180,7 @@ hydra_status hydra_spec_round(hydra_spec_session *s, int k_round, int32_t *out, 
         if (i + 1 < k) HYDRA_CHECK(hydra_state_copy(s->dsnap[i], s->dst));
         float *qi = s->q + (size_t)i * V;
         HYDRA_CHECK(hydra_sample_probs(s->dlogits, V, so, qi));
-        toks[i + 1] = draw_f(qi, V, &s->rng);
+        toks[i + 1] = hydra_sample_draw(qi, V, &s->rng);
     }
     /* 2. Target scores all k in one forward; tsnap[j] = target after pending + x_1..x_j. */
     HYDRA_CHECK(hydra_forward_ex(s->target, toks, 1, k + 1, &s->tst, HYDRA_LOGITS_ALL, s->tlogits, s->tsnap));
@@ -215,7 +201,7 @@ hydra_status hydra_spec_round(hydra_spec_session *s, int k_round, int32_t *out, 
     }
     if (j == k) { /* all accepted: bonus token from p_{k+1} */
         HYDRA_CHECK(hydra_sample_probs(s->tlogits + (size_t)k * V, V, so, s->p));
-        y = draw_f(s->p, V, &s->rng);
+        y = hydra_sample_draw(s->p, V, &s->rng);
     } else {
         s->st.rejected++;
     }
