@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "hydralm_claims.h"
 #include "hydralm_spec.h"
 #include "test_util.h"
 
@@ -45,145 +46,10 @@ static hydra_model *noisy_copy(int V, uint64_t seed, const char *pattern, int d_
 }
 
 /* --------------------------------------------------- exact enumeration */
-/* Distributions after the sampling transform for every context of length
- * 0..n-1 (prompt + ctx), for both models. Context of length L with tokens
- * c_1..c_L has index base(L) + sum c_i V^(L-i). */
-typedef struct {
-    int V, n, n_ctx;
-    size_t base[8];
-    float *tlog, *dlog; /* [n_ctx, V] logits */
-    double *p, *q;      /* [n_ctx, V] */
-} ctx_table;
-
-static void ctx_tokens(int V, int L, size_t idx, int32_t *out) {
-    for (int i = L - 1; i >= 0; i--) {
-        out[i] = (int32_t)(idx % (size_t)V);
-        idx /= (size_t)V;
-    }
-}
-
-static void table_build(ctx_table *tb, const hydra_model *tm, const hydra_model *dm, const int32_t *prompt,
-                        int np, int V, int n) {
-    tb->V = V;
-    tb->n = n;
-    size_t total = 0, cnt = 1;
-    for (int L = 0; L < n; L++) {
-        tb->base[L] = total;
-        total += cnt;
-        cnt *= (size_t)V;
-    }
-    tb->base[n] = total;
-    tb->n_ctx = (int)total;
-    tb->tlog = malloc(total * V * sizeof(float));
-    tb->dlog = malloc(total * V * sizeof(float));
-    tb->p = malloc(total * V * sizeof(double));
-    tb->q = malloc(total * V * sizeof(double));
-    /* One batched forward per context length: B = V^L sequences of np + L tokens. */
-    for (int L = 0; L < n; L++) {
-        size_t B = tb->base[L + 1] - tb->base[L];
-        int T = np + L;
-        int32_t *tok = malloc(B * (size_t)T * sizeof *tok);
-        for (size_t b = 0; b < B; b++) {
-            memcpy(tok + b * T, prompt, (size_t)np * sizeof *tok);
-            ctx_tokens(V, L, b, tok + b * T + np);
-        }
-        HY_OK(hydra_forward(tm, tok, (int)B, T, NULL, HYDRA_LOGITS_LAST, tb->tlog + tb->base[L] * V));
-        HY_OK(hydra_forward(dm, tok, (int)B, T, NULL, HYDRA_LOGITS_LAST, tb->dlog + tb->base[L] * V));
-        free(tok);
-    }
-}
-
-static void table_probs(ctx_table *tb, const hydra_sample_opts *o) {
-    int V = tb->V;
-    float *f = malloc((size_t)V * sizeof(float));
-    for (int c = 0; c < tb->n_ctx; c++) {
-        HY_OK(hydra_sample_probs(tb->tlog + (size_t)c * V, V, o, f));
-        for (int i = 0; i < V; i++) tb->p[(size_t)c * V + i] = f[i];
-        HY_OK(hydra_sample_probs(tb->dlog + (size_t)c * V, V, o, f));
-        for (int i = 0; i < V; i++) tb->q[(size_t)c * V + i] = f[i];
-    }
-    free(f);
-}
-
-static void table_free(ctx_table *tb) {
-    free(tb->tlog);
-    free(tb->dlog);
-    free(tb->p);
-    free(tb->q);
-}
-
-/* Plain target sampling: P(s_1..s_n) = prod p(s_t | s_<t). out [V^n]. */
-static void plain_dist(const ctx_table *tb, const double *dist, double *out) {
-    int V = tb->V, n = tb->n;
-    size_t N = 1;
-    for (int i = 0; i < n; i++) N *= (size_t)V;
-    for (size_t s = 0; s < N; s++) {
-        double pr = 1.0;
-        size_t prefix = 0;
-        size_t pw = N;
-        for (int t = 0; t < n; t++) {
-            pw /= (size_t)V;
-            int tok = (int)((s / pw) % (size_t)V);
-            pr *= dist[(tb->base[t] + prefix) * V + tok];
-            prefix = prefix * V + tok;
-        }
-        out[s] = pr;
-    }
-}
-
-/* Speculative decoding, exactly: mass[(ctx, i)] = P(committed prefix is ctx
- * and i tokens of the current round have been accepted). From (ctx, i < k)
- * the draft draws x ~ q(.|ctx) (enumerated); accept with min(1, p/q) ->
- * (ctx+x, i+1); reject -> y ~ norm(max(0, p - q)) (enumerated) -> (ctx+y, 0).
- * From (ctx, k): bonus y ~ p(.|ctx) -> (ctx+y, 0). `broken` replaces the
- * residual by p (a classic bug) to show the test can tell. out [V^n]. */
-static void spec_dist(const ctx_table *tb, int k, int broken, double *out) {
-    int V = tb->V, n = tb->n;
-    /* contexts of length 0..n: */
-    size_t cnt = 1, all = 0, base[9];
-    for (int L = 0; L <= n; L++) {
-        base[L] = all;
-        all += cnt;
-        cnt *= (size_t)V;
-    }
-    double *mass = calloc(all * (size_t)(k + 1), sizeof(double));
-    double *r = malloc((size_t)V * sizeof(double));
-    mass[0] = 1.0;
-    for (int L = 0; L < n; L++) {
-        for (size_t c = 0; c < base[L + 1] - base[L]; c++) {
-            const double *p = tb->p + (tb->base[L] + c) * V, *q = tb->q + (tb->base[L] + c) * V;
-            double z = 0;
-            for (int y = 0; y < V; y++) z += fmax(0.0, p[y] - q[y]);
-            for (int y = 0; y < V; y++) r[y] = broken ? p[y] : fmax(0.0, p[y] - q[y]) / z;
-            for (int i = 0; i <= k; i++) {
-                double w = mass[(base[L] + c) * (k + 1) + i];
-                if (w == 0.0) continue;
-                size_t child = base[L + 1] + c * V; /* + token */
-                if (i == k) {
-                    for (int y = 0; y < V; y++) mass[(child + y) * (k + 1)] += w * p[y];
-                    continue;
-                }
-                for (int x = 0; x < V; x++) {
-                    if (q[x] <= 0) continue;
-                    double a = fmin(1.0, p[x] / q[x]);
-                    mass[(child + x) * (k + 1) + i + 1] += w * q[x] * a;
-                    double rej = w * q[x] * (1.0 - a);
-                    if (rej > 0)
-                        for (int y = 0; y < V; y++) mass[(child + y) * (k + 1)] += rej * r[y];
-                }
-            }
-        }
-    }
-    size_t N = cnt / (size_t)V; /* V^n */
-    for (size_t s = 0; s < N; s++) {
-        double acc = 0;
-        for (int i = 0; i <= k; i++) acc += mass[(base[n] + s) * (k + 1) + i];
-        out[s] = acc;
-    }
-    free(mass);
-    free(r);
-}
-
+/* The enumeration itself lives in the library (src/eval/spec_exact.c,
+ * hydralm_claims.h) so that the claims gate (claim 4) runs the very same
+ * computation: exact probabilities of all V^n output sequences under plain
+ * target sampling and under speculative decoding. */
 static double tvd(const double *a, const double *b, size_t n) {
     double d = 0;
     for (size_t i = 0; i < n; i++) d += fabs(a[i] - b[i]);
@@ -193,40 +59,31 @@ static double tvd(const double *a, const double *b, size_t n) {
 static void check_enumeration(int V, int n, const hydra_sample_opts *settings, int n_settings) {
     hydra_model *tm = tiny_model(V, 11, "DSD", 16), *dm = noisy_copy(V, 11, "DSD", 16, 0.1f);
     int32_t prompt[3] = {1, 3 % V, 2};
-    ctx_table tb;
-    table_build(&tb, tm, dm, prompt, 3, V, n);
-    size_t N = 1;
-    for (int i = 0; i < n; i++) N *= (size_t)V;
-    double *plain = malloc(N * sizeof(double)), *draft = malloc(N * sizeof(double)), *spec = malloc(N * sizeof(double));
+    hydra_spec_exact *ex = NULL;
+    HY_OK(hydra_spec_exact_create(tm, dm, prompt, 3, n, &ex));
     const int ks[3] = {1, 2, 4};
     for (int si = 0; si < n_settings; si++) {
-        table_probs(&tb, &settings[si]);
-        plain_dist(&tb, tb.p, plain);
-        plain_dist(&tb, tb.q, draft);
-        double d_draft = tvd(draft, plain, N);
         for (int ki = 0; ki < 3; ki++) {
-            spec_dist(&tb, ks[ki], 0, spec);
-            double sum = 0;
-            for (size_t s = 0; s < N; s++) sum += spec[s];
-            double d = tvd(spec, plain, N);
-            if (!(fabs(sum - 1.0) < 1e-6 && d < 1e-4))
+            hydra_spec_exact_result r;
+            HY_OK(hydra_spec_exact_eval(ex, &settings[si], ks[ki], HYDRA_SPEC_EXACT_CORRECT, &r));
+            size_t N = 1;
+            for (int i = 0; i < n; i++) N *= (size_t)V;
+            assert_int_equal(r.n_sequences, N);
+            if (!(fabs(r.mass - 1.0) < 1e-6 && r.tvd < 1e-4))
                 fail_msg("V=%d n=%d T=%g top_k=%d top_p=%g k=%d: sum %.9f, TVD(spec, target) = %.3g (draft vs target %.3g)",
-                         V, n, settings[si].temperature, settings[si].top_k, settings[si].top_p, ks[ki], sum, d,
-                         d_draft);
+                         V, n, settings[si].temperature, settings[si].top_k, settings[si].top_p, ks[ki], r.mass, r.tvd,
+                         r.tvd_draft);
             /* The check has teeth: the draft alone, and the "resample from p"
              * bug, are far from the target. */
             if (settings[si].temperature > 0 && ks[ki] == 2) {
-                if (!(d_draft > 0.05)) fail_msg("draft too close to the target: TVD %.3g", d_draft);
-                spec_dist(&tb, ks[ki], 1, spec);
-                double d_bug = tvd(spec, plain, N);
-                if (!(d_bug > 1e-3)) fail_msg("broken variant TVD %.3g too small to be detected", d_bug);
+                if (!(r.tvd_draft > 0.05)) fail_msg("draft too close to the target: TVD %.3g", r.tvd_draft);
+                hydra_spec_exact_result rb;
+                HY_OK(hydra_spec_exact_eval(ex, &settings[si], ks[ki], HYDRA_SPEC_EXACT_BROKEN_RESIDUAL, &rb));
+                if (!(rb.tvd > 1e-3)) fail_msg("broken variant TVD %.3g too small to be detected", rb.tvd);
             }
         }
     }
-    free(plain);
-    free(draft);
-    free(spec);
-    table_free(&tb);
+    hydra_spec_exact_free(ex);
     hydra_model_free(tm);
     hydra_model_free(dm);
 }

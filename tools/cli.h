@@ -16,6 +16,7 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_stream(int argc, char **argv);
 int cmd_factbank(int argc, char **argv);
+int cmd_claims(int argc, char **argv);
 
 typedef enum { OPT_INT, OPT_U64, OPT_FLOAT, OPT_STR, OPT_FLAG } opt_type;
 typedef struct {

@@ -1,0 +1,164 @@
+/*
+ * hydralm_claims.h — the claims gate: every headline claim of the project as a
+ * measured, thresholded check (issue 6; docs/claims.md), plus the exact
+ * enumeration of speculative decoding's output law that claim 4 uses.
+ *
+ *   hydra_claims_opts o = hydra_claims_opts_default(HYDRA_BUDGET_CI, seed);
+ *   hydra_claim_result r[HYDRA_CLAIMS_MAX];
+ *   int n;
+ *   hydra_claims_run(&o, NULL, r, HYDRA_CLAIMS_MAX, &n);   // NULL = every claim
+ *   for (int i = 0; i < n; i++) puts(r[i].summary);
+ *
+ * The library never prints: progress goes through opts.progress. A claim whose
+ * measurement is not implemented yet reports HYDRA_CLAIM_NOT_IMPLEMENTED with
+ * the reason in its summary; that is not a pass (hydra_claims_all_passed).
+ */
+#ifndef HYDRALM_CLAIMS_H
+#define HYDRALM_CLAIMS_H
+
+#include "hydralm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ===================================== exact enumeration of spec decoding
+ * For a target/draft pair, a prompt, a vocabulary of V tokens and n output
+ * tokens, computes exactly (no sampling) the probability of each of the V^n
+ * output sequences under (a) plain sampling from the target and (b) the
+ * speculative-decoding algorithm of hydralm_spec.h with k draft tokens per
+ * round (accept min(1, p/q), residual norm(max(0, p - q)), bonus token from p),
+ * and reports their total variation distance. The forwards for every context
+ * of length 0..n-1 are run once at create; each eval only redoes the cheap
+ * probability algebra. Feasible for small V^n (<= 2^22 sequences). */
+typedef enum {
+    HYDRA_SPEC_EXACT_CORRECT = 0,          /* the algorithm as implemented in hydralm_spec.h */
+    HYDRA_SPEC_EXACT_BROKEN_RESIDUAL = 1,  /* test hook: resample a rejection from p instead of
+                                              norm(max(0, p - q)) (a classic bug) */
+} hydra_spec_exact_variant;
+
+typedef struct {
+    double tvd;        /* TVD(spec law, target law) over all V^n sequences */
+    double mass;       /* total mass of the spec law (1 up to rounding) */
+    double tvd_draft;  /* TVD(draft law, target law): what an unverified draft would give */
+    size_t n_sequences;/* V^n */
+} hydra_spec_exact_result;
+
+typedef struct hydra_spec_exact hydra_spec_exact;
+
+/* n_tokens in [1, 8]; n_prompt >= 1; the models must share the vocabulary. */
+hydra_status hydra_spec_exact_create(const hydra_model *target, const hydra_model *draft, const int32_t *prompt,
+                                     size_t n_prompt, int n_tokens, hydra_spec_exact **out);
+void hydra_spec_exact_free(hydra_spec_exact *e);
+/* Exact laws under the sampling transform `sample` (hydra_sample_probs) with k
+ * draft tokens per round (1..HYDRA_SPEC_MAX_K = 16). */
+hydra_status hydra_spec_exact_eval(hydra_spec_exact *e, const hydra_sample_opts *sample, int k,
+                                   hydra_spec_exact_variant variant, hydra_spec_exact_result *out);
+
+/* ============================================================ the gate */
+#define HYDRA_CLAIMS_MAX 16
+#define HYDRA_CLAIM_MAX_VALUES 24
+
+typedef enum { HYDRA_BUDGET_CI = 0, HYDRA_BUDGET_PAPER = 1 } hydra_claims_budget;
+
+typedef enum {
+    HYDRA_CLAIM_PASS = 0,
+    HYDRA_CLAIM_FAIL = 1,
+    HYDRA_CLAIM_NOT_IMPLEMENTED = 2, /* registered, not measured: never a pass */
+    HYDRA_CLAIM_ERROR = 3,           /* the measurement itself failed (message in summary) */
+} hydra_claim_status;
+
+/* A named number: a measured value or a threshold. */
+typedef struct {
+    char name[40];
+    double value;
+    char op[4]; /* thresholds: the comparison the measured value must satisfy ("<", "<=", ">=", "=="); "" for values */
+} hydra_claim_value;
+
+typedef struct {
+    const char *name;        /* "claim_3_constant_state" (static storage) */
+    const char *description; /* one sentence: the statement (static storage) */
+    hydra_claim_status status;
+    char summary[160];       /* the one-line result, e.g. "1048576 tok stable" or the failure/reason */
+    double seconds;          /* wall time of the measurement */
+    hydra_claim_value thresholds[HYDRA_CLAIM_MAX_VALUES];
+    int n_thresholds;
+    hydra_claim_value values[HYDRA_CLAIM_MAX_VALUES];
+    int n_values;
+} hydra_claim_result;
+
+/* Progress: claim name and a short message (e.g. "262144 / 1048576 tokens"). */
+typedef void (*hydra_claims_progress_fn)(const char *claim, const char *msg, void *user);
+
+/* Cross-process hook for claim 6: write the vector memory of
+ * hydra_claims_vecbank_write(path, seed, n_facts, d, heads) in ANOTHER process
+ * (the CLI spawns itself). Return 0 on success. NULL: written in-process (still
+ * through a file and a freshly loaded memory; the result records cross_process 0). */
+typedef int (*hydra_claims_vecbank_writer_fn)(const char *path, uint64_t seed, int n_facts, int d, int heads,
+                                              void *user);
+
+/* Cross-process hook for claim 6's model-level part: write the token ids
+ * ids[n] into a bank file for the model at model_path in ANOTHER process
+ * (`hydra factbank write --ids`). Return 0 on success. NULL: in-process. */
+typedef int (*hydra_claims_bank_writer_fn)(const char *model_path, const int32_t *ids, int n,
+                                           const char *bank_path, void *user);
+
+typedef struct {
+    hydra_claims_budget budget;
+    uint64_t seed;
+    const char *tmp_dir;  /* scratch files (default "/tmp") */
+    hydra_claims_progress_fn progress;
+    void *progress_user;
+    /* claim 3 */
+    int64_t stream_tokens;   /* default 1,048,576 */
+    int stream_chunk;        /* default 512 */
+    int stream_win;          /* chunks per timing window (default 32 ci, 64 paper) */
+    /* claim 4 */
+    int spec_vocab;          /* default 8 */
+    int spec_tokens;         /* sequence length n (default 5) */
+    hydra_spec_exact_variant spec_variant; /* test hook: BROKEN_RESIDUAL must make claim 4 fail */
+    /* claim 6 */
+    int vec_facts;           /* default 1000 */
+    int vec_dim;             /* d_key = d_value (default 1024) */
+    int vec_heads;           /* default 4 */
+    hydra_claims_vecbank_writer_fn vec_writer;
+    void *vec_writer_user;
+    const char *factbank_model; /* an MQAR-trained checkpoint (hydra factbank train-mqar) for the
+                                   model-level part; NULL: that part is reported not implemented */
+    int factbank_trials;     /* trials of 8 pairs (default 16 ci, 64 paper) */
+    hydra_claims_bank_writer_fn bank_writer;
+    void *bank_writer_user;
+} hydra_claims_opts;
+
+hydra_claims_opts hydra_claims_opts_default(hydra_claims_budget budget, uint64_t seed);
+
+/* The registry: number of claims, and claim i's name / description. */
+int hydra_claims_count(void);
+const char *hydra_claim_name(int i);
+const char *hydra_claim_description(int i);
+/* Index of a claim by full name ("claim_4_spec_decoding_exact") or short
+ * prefix ("claim_4"); -1 if none. */
+int hydra_claim_find(const char *name);
+
+/* Run one claim into *out. HYDRA_ERR_ARG for a bad index or options; a failed
+ * measurement is reported in out (status HYDRA_CLAIM_ERROR), not as a status. */
+hydra_status hydra_claim_run(int i, const hydra_claims_opts *o, hydra_claim_result *out);
+/* Run the claims named in names[n_names] (NULL = all, in registry order) into
+ * out[cap]; *n_out = results written. */
+hydra_status hydra_claims_run(const hydra_claims_opts *o, const char *const *names, int n_names,
+                              hydra_claim_result *out, int cap, int *n_out);
+/* 1 if every result is HYDRA_CLAIM_PASS (and n > 0). */
+int hydra_claims_all_passed(const hydra_claim_result *r, int n);
+const char *hydra_claim_status_str(hydra_claim_status s); /* "PASS", "FAIL", "TODO", "ERROR" */
+/* Measured value by name (NAN if absent). */
+double hydra_claim_value_get(const hydra_claim_result *r, const char *name);
+
+/* Claim 6's write step: n_facts Gaussian key/value pairs (d-dim) from seed,
+ * written into a fresh vector memory (heads, linear features), saved to path.
+ * The CLI runs it in a child process for the cross-process check. */
+hydra_status hydra_claims_vecbank_write(const char *path, uint64_t seed, int n_facts, int d, int heads);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* HYDRALM_CLAIMS_H */
