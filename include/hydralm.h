@@ -208,6 +208,10 @@ int hydra_get_num_threads(void);
 /* Description of the BLAS backend in use, e.g. "BLIS 0.9.0 (arch skx, 2 threads)". */
 const char *hydra_blas_info(void);
 
+/* A memory field of this process from /proc/self/status, in KiB ("VmRSS"
+ * resident now, "VmHWM" peak resident); -1 where unavailable (non-Linux). */
+long hydra_process_memory_kib(const char *field);
+
 /* Matmul profiling counters (process-wide, for benchmarks). */
 typedef struct {
     double flops;    /* floating-point operations done by matmuls */

@@ -18,21 +18,6 @@
 #include "hydralm_stream.h"
 #include "test_util.h"
 
-static long vm_kb(const char *key) {
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f) return -1;
-    char line[256];
-    long v = -1;
-    size_t kl = strlen(key);
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, key, kl) && line[kl] == ':') {
-            v = strtol(line + kl + 1, NULL, 10);
-            break;
-        }
-    fclose(f);
-    return v;
-}
-
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -104,13 +89,13 @@ static void test_constant_memory(void **unused) {
         if (done == 1024) bytes_1k = b;
         if (done == 65536) {
             bytes_64k = b;
-            hwm_warm = vm_kb("VmHWM");
-            rss_warm = vm_kb("VmRSS");
+            hwm_warm = hydra_process_memory_kib("VmHWM");
+            rss_warm = hydra_process_memory_kib("VmRSS");
         }
     }
     hydra_stream_stats ss;
     HY_OK(hydra_stream_get_stats(s, &ss));
-    long hwm_end = vm_kb("VmHWM"), rss_end = vm_kb("VmRSS");
+    long hwm_end = hydra_process_memory_kib("VmHWM"), rss_end = hydra_process_memory_kib("VmRSS");
     double early = median(t_early, n_early) / CHUNK, late = median(t_late, n_late) / CHUNK;
     printf("[stream_long] %lld tokens, chunk %d: state bytes %zu at 1K, %zu at 64K, %zu at end (peak %zu)\n",
            (long long)ss.tokens, CHUNK, bytes_1k, bytes_64k, ss.state_bytes, ss.peak_state_bytes);

@@ -32,7 +32,7 @@ static void bench_one(FILE *out, const char *name, const hydra_config *cfg, long
     long long warm_at = n_chunks / 16 > 128 ? 128 : n_chunks / 16; /* 64K tokens, or 1/16 of a short run */
     double early[BS_WIN], late[BS_WIN];
     int n_early = 0, n_late = 0, nonfinite = 0;
-    long hwm_warm = cli_proc_status_kib("VmHWM");
+    long hwm_warm = hydra_process_memory_kib("VmHWM");
     size_t bytes0 = hydra_state_bytes(hydra_stream_state(s)), bytes_max = bytes0;
     double t_start = cli_now(), t_report = t_start;
     uint32_t x = 12345;
@@ -55,7 +55,7 @@ static void bench_one(FILE *out, const char *name, const hydra_config *cfg, long
         if (b > bytes_max) bytes_max = b;
         if (hydra_stream_last_logits(s, lg) == HYDRA_OK)
             for (int i = 0; i < V; i++) nonfinite += !(lg[i] == lg[i] && lg[i] - lg[i] == 0);
-        if (ci + 1 == warm_at) hwm_warm = cli_proc_status_kib("VmHWM");
+        if (ci + 1 == warm_at) hwm_warm = hydra_process_memory_kib("VmHWM");
         if (cli_now() - t_report > 30) {
             t_report = cli_now();
             fprintf(stderr, "[bench stream] %s: %lld / %lld tokens, %.0f tokens/s\n", name, done,
@@ -64,7 +64,7 @@ static void bench_one(FILE *out, const char *name, const hydra_config *cfg, long
     }
     hydra_stream_stats ss;
     hydra_stream_get_stats(s, &ss);
-    long hwm_end = cli_proc_status_kib("VmHWM");
+    long hwm_end = hydra_process_memory_kib("VmHWM");
     double e = cli_median(early, n_early) / BS_CHUNK, l = cli_median(late, n_late) / BS_CHUNK;
     char b0[32], b1[32], r0[32], r1[32];
     fprintf(out, "%-16s %11llu  %8.1f  %9.0f  %10s  %10s  %9s  %9s  %8.2f  %8.2f  %6.3f  %s\n", name,

@@ -39,34 +39,6 @@
 #define TR_B 8
 #define TR_W 256
 
-static int cmp_dbl(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-static double med(double *x, int n) {
-    qsort(x, (size_t)n, sizeof *x, cmp_dbl);
-    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
-}
-
-static double gemm_peak(int n, int reps) {
-    float *a = malloc((size_t)n * n * sizeof(float)), *b = malloc((size_t)n * n * sizeof(float));
-    float *c = malloc((size_t)n * n * sizeof(float));
-    if (!a || !b || !c) return free(a), free(b), free(c), 0.0;
-    for (size_t i = 0; i < (size_t)n * n; i++) {
-        a[i] = (float)(i % 7) * 1e-3f;
-        b[i] = (float)(i % 5) * 1e-3f;
-    }
-    double t[16];
-    hydra_op_matmul(n, n, n, a, b, c, 0);
-    for (int r = 0; r < reps; r++) {
-        double t0 = cli_now();
-        hydra_op_matmul(n, n, n, a, b, c, 0);
-        t[r] = cli_now() - t0;
-    }
-    free(a), free(b), free(c);
-    return 2.0 * n * (double)n * n / med(t, reps);
-}
-
 /* Mean number of keys a query attends with window W (0 = unbounded) over T positions. */
 static double w_eff_of(int T, int W) {
     double w = 0;
@@ -174,7 +146,7 @@ void hydra_bench_train(FILE *out, int quick) {
     }
     /* The peak is measured here and again after the configs as a check: a
      * burst of load during the 5 runs deflates it (and inflates the MFU). */
-    double peak = gemm_peak(1024, 5);
+    double peak = (1e9 * cli_gemm_peak_gflops(1024, 5));
     fprintf(out, "hydra bench --train — %s, %d threads, load average %.2f %.2f %.2f\n", hydra_blas_info(), threads,
             loadavg[0], loadavg[1], loadavg[2]);
     fprintf(out, "sgemm 1024^3 peak (hydra_op_matmul, median of 5): %.1f GFLOP/s\n", peak / 1e9);
@@ -241,8 +213,8 @@ void hydra_bench_train(FILE *out, int quick) {
             goto next;
         }
         double n_mm, fl = step_flops(&c, B, T, &n_mm);
-        const double sec = med(ts, reps), tps = (double)BT / sec, gfs = fl / sec;
-        const double share = med(sh, reps);
+        const double sec = cli_median(ts, reps), tps = (double)BT / sec, gfs = fl / sec;
+        const double share = cli_median(sh, reps);
         char why[256];
         const double peer = run_peer(&c, B, T, threads, peer_steps, why, sizeof why);
         char peer_s[32], ratio_s[32];
@@ -267,7 +239,7 @@ void hydra_bench_train(FILE *out, int quick) {
     }
     for (int ci = 0; ci < 2; ci++)
         if (peer_notes[ci][0]) fprintf(out, "%s\n", peer_notes[ci]);
-    const double peak2 = gemm_peak(1024, 5);
+    const double peak2 = (1e9 * cli_gemm_peak_gflops(1024, 5));
     fprintf(out, "sgemm peak again after the runs: %.1f GFLOP/s%s\n", peak2 / 1e9,
             peak2 > 1.1 * peak ? " -- more than 10% above the first: the machine was busy, MFU above is inflated"
                                : "");

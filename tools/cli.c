@@ -1,5 +1,6 @@
 /* cli.c — option parsing and shared helpers for the hydra subcommands. */
 #include "cli.h"
+#include "hydralm_ops.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -183,21 +184,6 @@ double cli_median(double *x, int n) {
     return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
 }
 
-long cli_proc_status_kib(const char *key) {
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f) return -1;
-    char line[256];
-    long v = -1;
-    size_t kl = strlen(key);
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, key, kl) && line[kl] == ':') {
-            v = strtol(line + kl + 1, NULL, 10);
-            break;
-        }
-    fclose(f);
-    return v;
-}
-
 void cli_add_sampling_opts(cli_spec *s, cli_sampling *o, float default_temperature) {
     o->temperature = default_temperature;
     o->top_k = 0;
@@ -238,4 +224,25 @@ int cli_print_token(int32_t tok, void *user) {
 void cli_alias_n(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "-n")) argv[i] = "--n";
+}
+
+/* Peak sgemm throughput through the library's own matmul entry point. */
+double cli_gemm_peak_gflops(int n, int reps) {
+    float *a = malloc((size_t)n * n * sizeof(float)), *b = malloc((size_t)n * n * sizeof(float));
+    float *c = malloc((size_t)n * n * sizeof(float));
+    if (!a || !b || !c) return free(a), free(b), free(c), 0.0;
+    for (size_t i = 0; i < (size_t)n * n; i++) {
+        a[i] = (float)(i % 7) * 1e-3f;
+        b[i] = (float)(i % 5) * 1e-3f;
+    }
+    double t[32];
+    if (reps > 32) reps = 32;
+    hydra_op_matmul(n, n, n, a, b, c, 0);
+    for (int r = 0; r < reps; r++) {
+        double t0 = cli_now();
+        hydra_op_matmul(n, n, n, a, b, c, 0);
+        t[r] = cli_now() - t0;
+    }
+    free(a), free(b), free(c);
+    return 2.0 * n * (double)n * n / cli_median(t, reps) / 1e9;
 }

@@ -10,25 +10,6 @@
 #include "cli.h"
 #include "hydralm_ops.h"
 
-/* Peak sgemm throughput through the library's own matmul entry point. */
-static double measure_gemm_peak(int n, int reps) {
-    float *a = malloc((size_t)n * n * sizeof(float)), *b = malloc((size_t)n * n * sizeof(float));
-    float *c = malloc((size_t)n * n * sizeof(float));
-    for (size_t i = 0; i < (size_t)n * n; i++) {
-        a[i] = (float)(i % 7) * 1e-3f;
-        b[i] = (float)(i % 5) * 1e-3f;
-    }
-    double t[32];
-    hydra_op_matmul(n, n, n, a, b, c, 0);
-    for (int r = 0; r < reps; r++) {
-        double t0 = cli_now();
-        hydra_op_matmul(n, n, n, a, b, c, 0);
-        t[r] = cli_now() - t0;
-    }
-    free(a), free(b), free(c);
-    return 2.0 * n * (double)n * n / cli_median(t, reps) / 1e9;
-}
-
 /* Read bandwidth: threaded sum over a buffer much larger than the caches,
  * four independent 16-lane accumulators per thread so the adds keep up. */
 typedef float bw_v16 __attribute__((vector_size(64), aligned(4)));
@@ -175,7 +156,7 @@ int cmd_bench(int argc, char **argv) {
     printf("hydra bench — %s, %d threads\n\n", hydra_blas_info(), hydra_get_num_threads());
     double peak = 0, bw = 0;
     if (!only || strcmp(only, "delta")) {
-        peak = measure_gemm_peak(1024, reps);
+        peak = cli_gemm_peak_gflops(1024, reps);
         bw = measure_bandwidth((size_t)1 << 30, quick ? 3 : 5);
         printf("machine   sgemm 1024^3 peak %.1f GFLOP/s (DESIGN ceiling 300: %.0f%%)   read bandwidth %.1f GB/s "
                "(DESIGN ceiling 28: %.0f%%)\n\n",

@@ -22,7 +22,7 @@ static void progress(const hydra_stream *s, int tty, int final) {
     hydra_stream_stats ss;
     hydra_stream_get_stats(s, &ss);
     char a[32], b[32], c[32], d[32];
-    long rss = cli_proc_status_kib(final ? "VmHWM" : "VmRSS");
+    long rss = hydra_process_memory_kib(final ? "VmHWM" : "VmRSS");
     fprintf(stderr, "%s[stream] %s tokens  %s tokens/s  state %s%s  %s %s%s", tty && !final ? "\r" : "",
             count_str((double)ss.tokens, a, sizeof a), count_str(ss.tokens_per_s, b, sizeof b),
             cli_bytes((double)ss.state_bytes, c, sizeof c),
@@ -183,7 +183,7 @@ int cmd_stream(int argc, char **argv) {
         hydra_stream_stats ss;
         hydra_stream_get_stats(eng, &ss);
         char a[32], b[32], c[32], d[32];
-        long hwm = cli_proc_status_kib("VmHWM");
+        long hwm = hydra_process_memory_kib("VmHWM");
         fprintf(stderr,
                 "[stream] done: %llu tokens (%llu forwards) in %.2f s, %s tokens/s; state %s (peak %s); "
                 "position %llu; peak RSS %s%s%s\n",

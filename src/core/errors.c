@@ -1,4 +1,5 @@
-/* errors.c — thread-local last-error message and small shared utilities. */
+/* errors.c — thread-local last-error message and small shared utilities
+ * (aligned allocation, FNV-1a, process memory). */
 #include <stdarg.h>
 
 #include "core/internal.h"
@@ -54,4 +55,20 @@ uint64_t hydra_fnv1a(uint64_t h, const void *data, size_t n) {
         h *= 1099511628211ULL;
     }
     return h;
+}
+
+long hydra_process_memory_kib(const char *field) {
+    if (!field) return -1;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    long v = -1;
+    size_t kl = strlen(field);
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, field, kl) && line[kl] == ':') {
+            v = strtol(line + kl + 1, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return v;
 }

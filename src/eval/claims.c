@@ -37,22 +37,6 @@ static double median(double *x, int n) {
     return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
 }
 
-/* A field of /proc/self/status in KiB, or -1. */
-static long proc_kib(const char *key) {
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f) return -1;
-    char line[256];
-    long v = -1;
-    size_t kl = strlen(key);
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, key, kl) && line[kl] == ':') {
-            v = strtol(line + kl + 1, NULL, 10);
-            break;
-        }
-    fclose(f);
-    return v;
-}
-
 static void progress(const hydra_claims_opts *o, const char *claim, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void progress(const hydra_claims_opts *o, const char *claim, const char *fmt, ...) {
@@ -245,8 +229,8 @@ static void claim_constant_state(const hydra_claims_opts *o, hydra_claim_result 
         if (done == milestone_1k) bytes_1k = b;
         if (done == warm_at) {
             bytes_warm = b;
-            hwm_warm = proc_kib("VmHWM");
-            rss_warm = proc_kib("VmRSS");
+            hwm_warm = hydra_process_memory_kib("VmHWM");
+            rss_warm = hydra_process_memory_kib("VmRSS");
         }
         if ((done & ((1 << 18) - 1)) == 0 || ci + 1 == n_chunks)
             progress(o, name, "%lld / %lld tokens, %.0f tok/s", (long long)done, (long long)total,
@@ -255,7 +239,7 @@ static void claim_constant_state(const hydra_claims_opts *o, hydra_claim_result 
 #undef FILL
     hydra_stream_stats ss;
     hydra_stream_get_stats(s, &ss);
-    long hwm_end = proc_kib("VmHWM"), rss_end = proc_kib("VmRSS");
+    long hwm_end = hydra_process_memory_kib("VmHWM"), rss_end = hydra_process_memory_kib("VmRSS");
     /* paired ratios (long stream / 4K engine, adjacent in time): their median is the thresholded value */
     double *pr = malloc((size_t)win * sizeof(double));
     int n_pr = 0;
