@@ -3,6 +3,7 @@
 #include "hydralm_ops.h"
 
 #include <errno.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -245,4 +246,16 @@ double cli_gemm_peak_gflops(int n, int reps) {
     }
     free(a), free(b), free(c);
     return 2.0 * n * (double)n * n / cli_median(t, reps) / 1e9;
+}
+
+int cli_mkdir_p(const char *path) {
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return -1;
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST) return -1;
+            *p = '/';
+        }
+    return mkdir(buf, 0777) != 0 && errno != EEXIST ? -1 : 0;
 }

@@ -75,6 +75,8 @@ int cli_fail(const char *cmd, const char *what, hydra_status st);
 /* Human-readable byte count into buf. */
 const char *cli_bytes(double bytes, char *buf, size_t n);
 double cli_now(void);
+/* mkdir -p; 0 on success (errno set otherwise). */
+int cli_mkdir_p(const char *path);
 /* Median sgemm GFLOP/s of an n^3 product through hydra_op_matmul (reps <= 32). */
 double cli_gemm_peak_gflops(int n, int reps);
 /* Median of x[n] (sorts x in place). */

@@ -202,7 +202,7 @@ int cmd_train(int argc, char **argv) {
             return cli_fail("train", "setting up", st);
         }
     }
-    if (mkdir(out, 0777) != 0 && errno != EEXIST) {
+    if (cli_mkdir_p(out) != 0) {
         fprintf(stderr, "hydra train: cannot create %s: %s\n", out, strerror(errno));
         hydra_trainer_free(tr), hydra_model_free(m), hydra_text_data_free(td);
         return 1;
