@@ -74,6 +74,11 @@ const hydra_vecmem_opts *hydra_vecmem_get_opts(const hydra_vecmem *vm);
 hydra_status hydra_vecmem_memorize(hydra_vecmem *vm, const float *keys, const float *values, size_t n);
 /* out [n, d_value] = mean_h S_h phi_h(queries[i]) for queries [n, d_key]. */
 hydra_status hydra_vecmem_recall(const hydra_vecmem *vm, const float *queries, size_t n, float *out);
+/* Score n recalls [n, d] against the n true values [n, d] (any scale): *top1
+ * = fraction whose nearest value by cosine is their own; *mean_cos (optional)
+ * = mean cosine between each recall and its own value. */
+hydra_status hydra_vecmem_score(const float *recalled, const float *values, size_t n, int d, double *top1,
+                                double *mean_cos);
 /* Forget everything (S = 0); rotations and options are kept. */
 void hydra_vecmem_reset(hydra_vecmem *vm);
 /* Facts written since create / reset / load (counts overwrites too). */

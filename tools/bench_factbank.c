@@ -19,26 +19,6 @@ static void fill_normal_b(float *x, size_t n, uint64_t seed) {
     for (size_t i = 0; i < n; i++) x[i] = hydra_rng_normal(&r);
 }
 
-/* Fraction of the first n recalls R [n, d] whose nearest (cosine) value among
- * Vn [n, d] (unit rows) is their own; mean cosine to the own value in *mcos. */
-static double top1(const float *R, const float *Vn, int n, int d, float *sc, double *mcos) {
-    hydra_op_matmul(n, n, d, R, Vn, sc, 0); /* sc [n, n] = R . Vn^T */
-    int ok = 0;
-    double cs = 0;
-    for (int i = 0; i < n; i++) {
-        const float *row = sc + (size_t)i * n;
-        int best = 0;
-        for (int j = 1; j < n; j++)
-            if (row[j] > row[best]) best = j;
-        ok += best == i;
-        double rn = 0;
-        for (int t = 0; t < d; t++) rn += (double)R[(size_t)i * d + t] * R[(size_t)i * d + t];
-        cs += row[i] / (sqrt(rn) + 1e-30);
-    }
-    *mcos = cs / n;
-    return (double)ok / n;
-}
-
 void hydra_bench_factbank(FILE *out) {
     const int d = 1024;
     const int ns[] = {100, 250, 500, 750, 1000, 1250, 1500, 2000, 3000, 4000, 6000, 8000};
@@ -52,9 +32,9 @@ void hydra_bench_factbank(FILE *out) {
                 {"cubic H=4", 4, HYDRA_VECMEM_CUBIC}};
     const int nc = (int)(sizeof cfgs / sizeof cfgs[0]);
     float *K = malloc(sizeof(float) * (size_t)N * d), *V = malloc(sizeof(float) * (size_t)N * d);
-    float *R = malloc(sizeof(float) * (size_t)N * d), *sc = malloc(sizeof(float) * (size_t)N * N);
+    float *R = malloc(sizeof(float) * (size_t)N * d);
     double acc[3][16], cosv[3][16], secs[3];
-    if (!K || !V || !R || !sc) {
+    if (!K || !V || !R) {
         fprintf(out, "bench factbank: out of memory\n");
         goto done;
     }
@@ -85,7 +65,7 @@ void hydra_bench_factbank(FILE *out) {
             secs[c] += cli_now() - t0;
             written = ns[k];
             hydra_vecmem_recall(vm, K, (size_t)written, R);
-            acc[c][k] = top1(R, V, written, d, sc, &cosv[c][k]);
+            hydra_vecmem_score(R, V, (size_t)written, d, &acc[c][k], &cosv[c][k]);
         }
         hydra_vecmem_free(vm);
     }
@@ -104,7 +84,7 @@ void hydra_bench_factbank(FILE *out) {
     fprintf(out, "write time for %d facts:", N);
     for (int c = 0; c < nc; c++) fprintf(out, " %s %.2f s%s", cfgs[c].name, secs[c], c + 1 < nc ? "," : "\n");
 done:
-    free(K), free(V), free(R), free(sc);
+    free(K), free(V), free(R);
 }
 
 /* ------------------------------------------------------ model-level demo */

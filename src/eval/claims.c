@@ -463,43 +463,26 @@ static int vec_part(const hydra_claims_opts *o, hydra_claim_result *r, const cha
     }
     double t_write = now_s() - t0;
     float *K = malloc((size_t)n * d * sizeof(float)), *Vv = malloc((size_t)n * d * sizeof(float));
-    float *R = malloc((size_t)n * d * sizeof(float)), *sc = malloc((size_t)n * n * sizeof(float));
+    float *R = malloc((size_t)n * d * sizeof(float));
+    double top1 = 0, mcos = 0;
     hydra_vecmem *vm = NULL;
-    if (!st && (!K || !Vv || !R || !sc)) st = hydra_set_error(HYDRA_ERR_NOMEM, "out of memory");
+    if (!st && (!K || !Vv || !R)) st = hydra_set_error(HYDRA_ERR_NOMEM, "out of memory");
     if (!st) st = hydra_vecmem_load(path, &vm); /* a freshly loaded memory */
     if (!st) {
         vec_facts(o->seed, n, d, K, Vv);
         st = hydra_vecmem_recall(vm, K, (size_t)n, R);
     }
     if (!st) {
-        for (int i = 0; i < n; i++) { /* unit values: top-1 by cosine */
-            double s2 = 0;
-            for (int t = 0; t < d; t++) s2 += (double)Vv[(size_t)i * d + t] * Vv[(size_t)i * d + t];
-            float inv = (float)(1.0 / sqrt(s2 + 1e-30));
-            for (int t = 0; t < d; t++) Vv[(size_t)i * d + t] *= inv;
-        }
-        st = hydra_op_matmul(n, n, d, R, Vv, sc, 0); /* sc [n, n] = R . Vn^T */
+        st = hydra_vecmem_score(R, Vv, (size_t)n, d, &top1, &mcos);
     }
     if (st) {
         set_error(r, "vector memory", st);
     } else {
-        int ok = 0;
-        double cs = 0;
-        for (int i = 0; i < n; i++) {
-            const float *row = sc + (size_t)i * n;
-            int best = 0;
-            for (int j = 1; j < n; j++)
-                if (row[j] > row[best]) best = j;
-            ok += best == i;
-            double rn = 0;
-            for (int t = 0; t < d; t++) rn += (double)R[(size_t)i * d + t] * R[(size_t)i * d + t];
-            cs += row[i] / (sqrt(rn) + 1e-30);
-        }
         add_value(r, "vec_facts", n);
         add_value(r, "vec_dim", d);
         add_value(r, "vec_heads", H);
-        add_value(r, "vec_top1", (double)ok / n);
-        add_value(r, "vec_mean_cosine", cs / n);
+        add_value(r, "vec_top1", top1);
+        add_value(r, "vec_mean_cosine", mcos);
         add_value(r, "vec_memory_bytes", (double)hydra_vecmem_bytes(vm));
         add_value(r, "vec_facts_in_file", (double)hydra_vecmem_count(vm));
         add_value(r, "vec_cross_process", cross);
@@ -509,7 +492,7 @@ static int vec_part(const hydra_claims_opts *o, hydra_claim_result *r, const cha
         add_threshold(r, "vec_cross_process", "==", 1);
     }
     hydra_vecmem_free(vm);
-    free(K), free(Vv), free(R), free(sc);
+    free(K), free(Vv), free(R);
     unlink(path);
     return st ? -1 : 0;
 }

@@ -418,3 +418,40 @@ done:
     free(buf);
     return st;
 }
+
+hydra_status hydra_vecmem_score(const float *recalled, const float *values, size_t n, int d, double *top1,
+                                double *mean_cos) {
+    if (!recalled || !values || !top1) return hydra_set_error(HYDRA_ERR_ARG, "vecmem_score: NULL argument");
+    if (n == 0 || d <= 0 || n > (size_t)1 << 20) return hydra_set_error(HYDRA_ERR_ARG, "vecmem_score: bad n or d");
+    float *vn = malloc(n * (size_t)d * sizeof(float)), *sc = malloc(n * n * sizeof(float));
+    if (!vn || !sc) {
+        free(vn), free(sc);
+        return hydra_set_error(HYDRA_ERR_NOMEM, "vecmem_score: out of memory");
+    }
+    for (size_t i = 0; i < n; i++) { /* unit values: dot = cosine up to the recall's norm */
+        const float *v = values + i * (size_t)d;
+        double s2 = 0;
+        for (int t = 0; t < d; t++) s2 += (double)v[t] * v[t];
+        float inv = (float)(1.0 / sqrt(s2 + 1e-30));
+        for (int t = 0; t < d; t++) vn[i * (size_t)d + t] = v[t] * inv;
+    }
+    hydra_status st = hydra_op_matmul((int)n, (int)n, d, recalled, vn, sc, 0); /* sc [n, n] = R . Vn^T */
+    if (st == HYDRA_OK) {
+        size_t ok = 0;
+        double cs = 0;
+        for (size_t i = 0; i < n; i++) {
+            const float *row = sc + i * n, *r = recalled + i * (size_t)d;
+            size_t best = 0;
+            for (size_t j = 1; j < n; j++)
+                if (row[j] > row[best]) best = j;
+            ok += best == i;
+            double rn = 0;
+            for (int t = 0; t < d; t++) rn += (double)r[t] * r[t];
+            cs += row[i] / (sqrt(rn) + 1e-30);
+        }
+        *top1 = (double)ok / (double)n;
+        if (mean_cos) *mean_cos = cs / (double)n;
+    }
+    free(vn), free(sc);
+    return st;
+}
