@@ -22,6 +22,19 @@ void hydra_afile_u64(hydra_afile *a, uint64_t v);
 hydra_status hydra_afile_commit(hydra_afile *a);
 void hydra_afile_abort(hydra_afile *a);
 
+/* Little-endian field readers for the headers of our own formats (every
+ * target is little-endian; see the static asserts in the writers). */
+static inline uint32_t hydra_get_u32(const void *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+static inline uint64_t hydra_get_u64(const void *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
 /* Read a whole regular file (at most max_bytes) into a malloc'ed buffer. */
 hydra_status hydra_read_file(const char *path, size_t max_bytes, uint8_t **out, size_t *n);
 

@@ -59,17 +59,6 @@ static void put_u32(unsigned char *p, uint32_t v) {
 static void put_u64(unsigned char *p, uint64_t v) {
     for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
 }
-static uint32_t get_u32(const unsigned char *p) {
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++) v |= (uint32_t)p[i] << (8 * i);
-    return v;
-}
-static uint64_t get_u64(const unsigned char *p) {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
 /* ------------------------------------------------------------------ save */
 
 hydra_status hydra_state_save(const hydra_state *st, const hydra_model *m, const char *path) {
@@ -158,11 +147,11 @@ hydra_status hydra_state_load(hydra_state *st, const hydra_model *m, const char 
     if (fsize < STA_HEADER + STA_TRAILER || got != sizeof hdr)
         LOAD_FAIL(HYDRA_ERR_FORMAT, "state file %s: file is truncated (%llu bytes; a state file has at least %u)", P,
                   (unsigned long long)fsize, STA_HEADER + STA_TRAILER);
-    uint32_t version = get_u32(hdr + 8);
+    uint32_t version = hydra_get_u32(hdr + 8);
     if (version != STA_VERSION)
         LOAD_FAIL(HYDRA_ERR_FORMAT, "state file %s: unsupported format version %u (this build reads %u)", P, version,
                   STA_VERSION);
-    uint64_t fp = get_u64(hdr + 12), pos = get_u64(hdr + 20), plen = get_u64(hdr + 28);
+    uint64_t fp = hydra_get_u64(hdr + 12), pos = hydra_get_u64(hdr + 20), plen = hydra_get_u64(hdr + 28);
     uint64_t want_size = STA_HEADER + plen + STA_TRAILER;
     if (plen > fsize || want_size != fsize) {
         if (plen > fsize || want_size > fsize)
@@ -182,7 +171,7 @@ hydra_status hydra_state_load(hydra_state *st, const hydra_model *m, const char 
     unsigned char trailer[STA_TRAILER];
     if (fread(trailer, 1, sizeof trailer, f) != sizeof trailer)
         LOAD_FAIL(HYDRA_ERR_IO, "state file %s: read error in the checksum", P);
-    if (get_u64(trailer) != h)
+    if (hydra_get_u64(trailer) != h)
         LOAD_FAIL(HYDRA_ERR_FORMAT, "state file %s: checksum mismatch: file is corrupt", P);
 
     /* ---- model and shape */

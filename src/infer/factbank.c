@@ -141,17 +141,6 @@ hydra_status hydra_factbank_save(const hydra_factbank *b, const char *path) {
     return hydra_afile_commit(&a);
 }
 
-static uint32_t rd32(const uint8_t *p) {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-static uint64_t rd64(const uint8_t *p) {
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
 /* Read and check a bank file's framing. On success *buf (malloc'ed, caller
  * frees) holds the file and *payload points at the state bytes. */
 static hydra_status read_checked(const char *path, hydra_factbank_info *info, uint8_t **buf,
@@ -172,14 +161,14 @@ static hydra_status read_checked(const char *path, hydra_factbank_info *info, ui
     if (n < BNK_FIXED + 8)
         BFAIL(HYDRA_ERR_FORMAT, "bank file %s: file is truncated (%zu bytes; a bank file has at least %u)", path, n,
               BNK_FIXED + 8);
-    info->version = rd32(p + 8);
+    info->version = hydra_get_u32(p + 8);
     if (info->version != BNK_VERSION)
         BFAIL(HYDRA_ERR_FORMAT, "bank file %s: unsupported format version %u (this build reads %u)", path,
               info->version, BNK_VERSION);
-    info->fingerprint = rd64(p + 12);
-    info->tokens = rd64(p + 20);
-    uint32_t L = rd32(p + 28);
-    info->payload_bytes = rd64(p + 52);
+    info->fingerprint = hydra_get_u64(p + 12);
+    info->tokens = hydra_get_u64(p + 20);
+    uint32_t L = hydra_get_u32(p + 28);
+    info->payload_bytes = hydra_get_u64(p + 52);
     info->file_bytes = n;
     uint64_t want = (uint64_t)BNK_FIXED + L + info->payload_bytes + 8;
     if (L > HYDRA_MAX_LAYERS || info->payload_bytes > n || want > n)
@@ -189,13 +178,13 @@ static hydra_status read_checked(const char *path, hydra_factbank_info *info, ui
         BFAIL(HYDRA_ERR_FORMAT, "bank file %s: %llu unexpected trailing bytes after the checksum", path,
               (unsigned long long)(n - want));
     size_t body = (size_t)want - 8;
-    if (hydra_fnv1a(HYDRA_FNV_OFFSET, p, body) != rd64(p + body))
+    if (hydra_fnv1a(HYDRA_FNV_OFFSET, p, body) != hydra_get_u64(p + body))
         BFAIL(HYDRA_ERR_FORMAT, "bank file %s: checksum mismatch: file is corrupt", path);
     info->n_layers = (int)L;
-    info->n_heads = (int)rd32(p + 32);
-    info->head_dim = (int)rd32(p + 36);
-    info->window = (int)rd32(p + 40);
-    info->conv_width = (int)rd32(p + 44);
+    info->n_heads = (int)hydra_get_u32(p + 32);
+    info->head_dim = (int)hydra_get_u32(p + 36);
+    info->window = (int)hydra_get_u32(p + 40);
+    info->conv_width = (int)hydra_get_u32(p + 44);
     memcpy(info->schedule, p + BNK_FIXED, L);
     info->schedule[L] = 0;
     *payload = p + BNK_FIXED + L;

@@ -352,17 +352,6 @@ hydra_status hydra_vecmem_save(const hydra_vecmem *vm, const char *path) {
     return hydra_afile_commit(&a);
 }
 
-static uint32_t rd32(const uint8_t *p) {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-static uint64_t rd64(const uint8_t *p) {
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
 hydra_status hydra_vecmem_load(const char *path, hydra_vecmem **out) {
     if (!path || !out) return hydra_set_error(HYDRA_ERR_ARG, "vecmem_load: NULL argument");
     *out = NULL;
@@ -380,26 +369,26 @@ hydra_status hydra_vecmem_load(const char *path, hydra_vecmem **out) {
         VFAIL(HYDRA_ERR_FORMAT, "vector memory file %s: wrong magic (not a HydraLM vector memory file)", path);
     if (n < VM_HEADER + 8)
         VFAIL(HYDRA_ERR_FORMAT, "vector memory file %s: file is truncated (%zu bytes)", path, n);
-    if (rd32(buf + 8) != VM_VERSION)
+    if (hydra_get_u32(buf + 8) != VM_VERSION)
         VFAIL(HYDRA_ERR_FORMAT, "vector memory file %s: unsupported version %u (this build reads %u)", path,
-              rd32(buf + 8), VM_VERSION);
-    uint64_t plen = rd64(buf + 52);
+              hydra_get_u32(buf + 8), VM_VERSION);
+    uint64_t plen = hydra_get_u64(buf + 52);
     if (plen > n || VM_HEADER + plen + 8 > n)
         VFAIL(HYDRA_ERR_FORMAT, "vector memory file %s: file is truncated (header announces %llu payload bytes, "
               "file has %zu bytes)", path, (unsigned long long)plen, n);
     if (VM_HEADER + plen + 8 < n)
         VFAIL(HYDRA_ERR_FORMAT, "vector memory file %s: %llu unexpected trailing bytes", path,
               (unsigned long long)(n - VM_HEADER - plen - 8));
-    if (hydra_fnv1a(HYDRA_FNV_OFFSET, buf, VM_HEADER + plen) != rd64(buf + VM_HEADER + plen))
+    if (hydra_fnv1a(HYDRA_FNV_OFFSET, buf, VM_HEADER + plen) != hydra_get_u64(buf + VM_HEADER + plen))
         VFAIL(HYDRA_ERR_FORMAT, "vector memory file %s: checksum mismatch: file is corrupt", path);
     hydra_vecmem_opts o;
-    o.d_key = (int)rd32(buf + 12);
-    o.d_value = (int)rd32(buf + 16);
-    o.n_heads = (int)rd32(buf + 20);
-    o.feature = (hydra_vecmem_feature)rd32(buf + 24);
+    o.d_key = (int)hydra_get_u32(buf + 12);
+    o.d_value = (int)hydra_get_u32(buf + 16);
+    o.n_heads = (int)hydra_get_u32(buf + 20);
+    o.feature = (hydra_vecmem_feature)hydra_get_u32(buf + 24);
     memcpy(&o.alpha, buf + 28, 4);
     memcpy(&o.beta, buf + 32, 4);
-    o.seed = rd64(buf + 36);
+    o.seed = hydra_get_u64(buf + 36);
     if (hydra_vecmem_opts_validate(&o) != HYDRA_OK)
         VFAIL(HYDRA_ERR_FORMAT, "vector memory file %s: invalid header: %s", path, hydra_last_error());
     if (plen != (uint64_t)o.n_heads * o.d_value * o.d_key * sizeof(float))
@@ -409,7 +398,7 @@ hydra_status hydra_vecmem_load(const char *path, hydra_vecmem **out) {
     memcpy(vm->S, buf + VM_HEADER, (size_t)plen);
     size_t nf = (size_t)plen / sizeof(float), bad = first_nonfinite(vm->S, nf);
     if (bad < nf) VFAIL(HYDRA_ERR_FORMAT, "vector memory file %s: value %zu is NaN or Inf", path, bad);
-    vm->count = rd64(buf + 44);
+    vm->count = hydra_get_u64(buf + 44);
     *out = vm;
     vm = NULL;
 done:
