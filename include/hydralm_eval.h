@@ -46,6 +46,38 @@ typedef struct {
 hydra_status hydra_mqar_eval(const hydra_model *m, const hydra_mqar *t, uint64_t seed, int n_batches,
                              int B, int window, hydra_mqar_result *out);
 
+/* ------------------------------------------------ MQAR training recipe
+ * Train a fresh model on MQAR with the project's trainer and evaluate its
+ * accuracy every eval_every steps on fixed held-out batches (eval_seed):
+ * the recipe behind claim 2, `hydra mqar` and the claim-6 model. */
+typedef struct {
+    int step;                 /* steps done when evaluated */
+    double train_loss;        /* mean training loss since the previous point */
+    hydra_mqar_result eval;   /* held-out accuracy at this step */
+    double seconds;           /* wall time since the start of training */
+} hydra_mqar_point;
+
+typedef struct {
+    hydra_config cfg;         /* model shape; vocab_size >= task.vocab */
+    uint64_t init_seed;       /* model init */
+    hydra_mqar_opts task;
+    hydra_train_opts train;   /* optimizer, batch, data seed; train.seq is set to task.seq_len */
+    int steps;                /* optimisation steps (the schedule's total) */
+    int eval_every;           /* 0 = evaluate only at the end */
+    int eval_batches, eval_batch; /* held-out set: eval_batches x eval_batch sequences */
+    uint64_t eval_seed;
+    int window;               /* accuracy_beyond counts answers more than this far from their pair */
+    /* optional: called at every evaluation point; return non-zero to stop early */
+    int (*on_point)(const hydra_mqar_point *p, void *user);
+    void *user;
+} hydra_mqar_train_opts;
+
+/* Sensible defaults for a task (eval 8 x 64 sequences, eval every steps/10). */
+hydra_mqar_train_opts hydra_mqar_train_opts_default(void);
+/* Trains, evaluates; *model_out (optional) receives the trained model (the
+ * caller frees it); *final (optional) the last evaluation. */
+hydra_status hydra_mqar_train(const hydra_mqar_train_opts *o, hydra_model **model_out, hydra_mqar_point *final);
+
 #ifdef __cplusplus
 }
 #endif

@@ -152,6 +152,65 @@ int cli_config_resolve(cli_config *c) {
     return 0;
 }
 
+void cli_add_optim_opts(cli_spec *s, cli_optim *o) {
+    memset(o, 0, sizeof *o);
+    o->optimizer = "adamw";
+    o->decay = "cosine";
+    o->warmup = -1;
+    o->lr = o->muon_lr = o->wd = o->clip = o->min_lr = o->b1 = o->b2 = -1;
+    cli_add(s, "optimizer", OPT_STR, &o->optimizer, "adamw or muon (Muon for hidden matrices + AdamW) (default adamw)");
+    cli_add(s, "lr", OPT_FLOAT, &o->lr, "peak AdamW learning rate (default 3e-3)");
+    cli_add(s, "muon-lr", OPT_FLOAT, &o->muon_lr, "peak Muon learning rate (default 0.02)");
+    cli_add(s, "muon-rms-match", OPT_FLAG, &o->muon_rms, "Muon scale 0.2*sqrt(max(rows,cols)) with the AdamW lr");
+    cli_add(s, "weight-decay", OPT_FLOAT, &o->wd, "decoupled weight decay (default 0.1)");
+    cli_add(s, "beta1", OPT_FLOAT, &o->b1, "AdamW beta1 (default 0.9)");
+    cli_add(s, "beta2", OPT_FLOAT, &o->b2, "AdamW beta2 (default 0.95)");
+    cli_add(s, "warmup", OPT_INT, &o->warmup, "linear warmup steps (default: 5% of --steps)");
+    cli_add(s, "decay", OPT_STR, &o->decay, "cosine, linear or constant (default cosine)");
+    cli_add(s, "min-lr-ratio", OPT_FLOAT, &o->min_lr, "final lr as a fraction of the peak (default 0.1)");
+    cli_add(s, "grad-clip", OPT_FLOAT, &o->clip, "global gradient-norm clip, 0 = off (default 1)");
+}
+
+int cli_optim_resolve(const cli_optim *o, int steps, hydra_optim_opts *out) {
+    hydra_optimizer_kind kind;
+    if (!strcmp(o->optimizer, "adamw")) kind = HYDRA_OPT_ADAMW;
+    else if (!strcmp(o->optimizer, "muon")) kind = HYDRA_OPT_MUON;
+    else {
+        fprintf(stderr, "hydra: --optimizer must be adamw or muon (got '%s')\n", o->optimizer);
+        return -1;
+    }
+    *out = hydra_optim_opts_default(kind);
+    if (!strcmp(o->decay, "cosine")) out->decay = HYDRA_DECAY_COSINE;
+    else if (!strcmp(o->decay, "linear")) out->decay = HYDRA_DECAY_LINEAR;
+    else if (!strcmp(o->decay, "constant")) out->decay = HYDRA_DECAY_CONSTANT;
+    else {
+        fprintf(stderr, "hydra: --decay must be cosine, linear or constant (got '%s')\n", o->decay);
+        return -1;
+    }
+    out->total_steps = steps;
+    out->warmup_steps = o->warmup >= 0 ? o->warmup : steps / 20;
+    if (o->lr >= 0) out->lr = o->lr;
+    if (o->muon_lr >= 0) out->muon_lr = o->muon_lr;
+    if (o->muon_rms) out->muon_rms_match = 1;
+    if (o->wd >= 0) out->weight_decay = o->wd;
+    if (o->clip >= 0) out->grad_clip = o->clip;
+    if (o->min_lr >= 0) out->min_lr_ratio = o->min_lr;
+    if (o->b1 >= 0) out->beta1 = o->b1;
+    if (o->b2 >= 0) out->beta2 = o->b2;
+    if (hydra_optim_opts_validate(out) != HYDRA_OK) {
+        fprintf(stderr, "hydra: invalid optimizer options: %s\n", hydra_last_error());
+        return -1;
+    }
+    return 0;
+}
+
+const char *cli_schedule(const hydra_config *c, char *buf) {
+    int n = c->n_layers < HYDRA_MAX_LAYERS ? c->n_layers : HYDRA_MAX_LAYERS;
+    for (int i = 0; i < n; i++) buf[i] = hydra_config_layer_kind(c, i);
+    buf[n] = '\0';
+    return buf;
+}
+
 int cli_fail(const char *cmd, const char *what, hydra_status st) {
     fprintf(stderr, "hydra %s: %s: %s (%s)\n", cmd, what, hydra_last_error(), hydra_status_str(st));
     return 1;

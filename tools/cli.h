@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "hydralm.h"
+#include "hydralm_train.h"
 
 int cmd_init(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
@@ -17,6 +18,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_stream(int argc, char **argv);
 int cmd_factbank(int argc, char **argv);
 int cmd_claims(int argc, char **argv);
+int cmd_mqar(int argc, char **argv);
 
 typedef enum { OPT_INT, OPT_U64, OPT_FLOAT, OPT_STR, OPT_FLAG } opt_type;
 typedef struct {
@@ -52,6 +54,18 @@ typedef struct {
 void cli_add_config_opts(cli_spec *s, cli_config *c);
 int cli_config_resolve(cli_config *c); /* 0 ok, -1 error reported */
 
+/* Optimizer flags shared by train and mqar: --optimizer --lr --muon-lr
+ * --muon-rms-match --weight-decay --beta1 --beta2 --warmup --decay
+ * --min-lr-ratio --grad-clip. Resolve after parsing (warmup defaults to 5%
+ * of steps; the schedule ends at steps). */
+typedef struct {
+    const char *optimizer, *decay;
+    int warmup, muon_rms;
+    float lr, muon_lr, wd, clip, min_lr, b1, b2;
+} cli_optim;
+void cli_add_optim_opts(cli_spec *s, cli_optim *o);
+int cli_optim_resolve(const cli_optim *o, int steps, hydra_optim_opts *out); /* 0 ok, -1 reported */
+
 /* Sampling flags shared by generate, stream and factbank ask:
  * --temperature --top-k --top-p --seed --stop. */
 typedef struct {
@@ -72,6 +86,8 @@ void cli_alias_n(int argc, char **argv);
 
 /* Report a library failure: "hydra <cmd>: <what>: <last error>". Returns 1. */
 int cli_fail(const char *cmd, const char *what, hydra_status st);
+/* The layer schedule ("DDDS...") into buf [HYDRA_MAX_LAYERS + 1]; returns buf. */
+const char *cli_schedule(const hydra_config *c, char *buf);
 /* Human-readable byte count into buf. */
 const char *cli_bytes(double bytes, char *buf, size_t n);
 double cli_now(void);

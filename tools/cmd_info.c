@@ -28,8 +28,7 @@ int cmd_info(int argc, char **argv) {
     if (st) return cli_fail("info", path, st);
     const hydra_config *c = hydra_model_config(m);
     char layers[HYDRA_MAX_LAYERS + 1], b1[32], b2[32];
-    for (int i = 0; i < c->n_layers; i++) layers[i] = hydra_config_layer_kind(c, i);
-    layers[c->n_layers] = '\0';
+    cli_schedule(c, layers);
     printf("checkpoint    %s\n", path);
     printf("d_model       %d\nn_layers      %d\nn_heads       %d\nhead_dim      %d\n", c->d_model,
            c->n_layers, c->n_heads, hydra_config_head_dim(c));

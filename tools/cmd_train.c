@@ -58,21 +58,6 @@ static FILE *open_csv(const char *path, int64_t upto, loss_log *lg) {
     return f;
 }
 
-static int parse_optimizer(const char *s, hydra_optimizer_kind *k) {
-    if (!strcmp(s, "adamw")) *k = HYDRA_OPT_ADAMW;
-    else if (!strcmp(s, "muon")) *k = HYDRA_OPT_MUON;
-    else return -1;
-    return 0;
-}
-
-static int parse_decay(const char *s, hydra_lr_decay *d) {
-    if (!strcmp(s, "cosine")) *d = HYDRA_DECAY_COSINE;
-    else if (!strcmp(s, "linear")) *d = HYDRA_DECAY_LINEAR;
-    else if (!strcmp(s, "constant")) *d = HYDRA_DECAY_CONSTANT;
-    else return -1;
-    return 0;
-}
-
 static void fmt_eta(double s, char *buf, size_t n) {
     if (s < 0 || !isfinite(s)) snprintf(buf, n, "?");
     else if (s < 60) snprintf(buf, n, "%.0fs", s);
@@ -111,10 +96,11 @@ int cmd_train(int argc, char **argv) {
                              "--ckpt-every steps and at the end; --resume DIR continues bit-exactly),\n"
                              "loss.csv, loss.svg and samples.txt. Config options apply to a new model only."};
     cli_config cc;
-    const char *data = NULL, *out = NULL, *resume = NULL, *optname = "adamw", *decay = "cosine";
-    int steps = 1000, batch = 16, seq = 256, warmup = -1, eval_every = 100, eval_batches = 8;
-    int ckpt_every = 500, sample_len = 200, threads = 0, log_every = 10, muon_rms = 0;
-    float lr = -1, muon_lr = -1, wd = -1, clip = -1, min_lr = -1, b1 = -1, b2 = -1, val_fraction = 0.1f;
+    cli_optim co;
+    const char *data = NULL, *out = NULL, *resume = NULL;
+    int steps = 1000, batch = 16, seq = 256, eval_every = 100, eval_batches = 8;
+    int ckpt_every = 500, sample_len = 200, threads = 0, log_every = 10;
+    float val_fraction = 0.1f;
     uint64_t seed = 0;
     cli_add_config_opts(&s, &cc);
     cli_add(&s, "data", OPT_STR, &data, "training text file (bytes are tokens) (required)");
@@ -122,17 +108,7 @@ int cmd_train(int argc, char **argv) {
     cli_add(&s, "steps", OPT_INT, &steps, "total optimisation steps (default 1000)");
     cli_add(&s, "batch", OPT_INT, &batch, "sequences per step B (default 16)");
     cli_add(&s, "seq", OPT_INT, &seq, "tokens per sequence T (default 256)");
-    cli_add(&s, "optimizer", OPT_STR, &optname, "adamw or muon (Muon for hidden matrices + AdamW) (default adamw)");
-    cli_add(&s, "lr", OPT_FLOAT, &lr, "peak AdamW learning rate (default 3e-3)");
-    cli_add(&s, "muon-lr", OPT_FLOAT, &muon_lr, "peak Muon learning rate (default 0.02)");
-    cli_add(&s, "muon-rms-match", OPT_FLAG, &muon_rms, "Muon scale 0.2*sqrt(max(rows,cols)) with the AdamW lr");
-    cli_add(&s, "weight-decay", OPT_FLOAT, &wd, "decoupled weight decay (default 0.1)");
-    cli_add(&s, "beta1", OPT_FLOAT, &b1, "AdamW beta1 (default 0.9)");
-    cli_add(&s, "beta2", OPT_FLOAT, &b2, "AdamW beta2 (default 0.95)");
-    cli_add(&s, "warmup", OPT_INT, &warmup, "linear warmup steps (default: 5% of --steps)");
-    cli_add(&s, "decay", OPT_STR, &decay, "cosine, linear or constant (default cosine)");
-    cli_add(&s, "min-lr-ratio", OPT_FLOAT, &min_lr, "final lr as a fraction of the peak (default 0.1)");
-    cli_add(&s, "grad-clip", OPT_FLOAT, &clip, "global gradient-norm clip, 0 = off (default 1)");
+    cli_add_optim_opts(&s, &co);
     cli_add(&s, "seed", OPT_U64, &seed, "seed for the model init and the data sampling (default 0)");
     cli_add(&s, "val-fraction", OPT_FLOAT, &val_fraction, "held-out tail of the file (default 0.1)");
     cli_add(&s, "eval-every", OPT_INT, &eval_every, "validation + sample every N steps (default 100)");
@@ -173,25 +149,10 @@ int cmd_train(int argc, char **argv) {
         }
         hydra_train_opts o;
         memset(&o, 0, sizeof o);
-        hydra_optimizer_kind kind;
-        hydra_lr_decay dk;
-        if (parse_optimizer(optname, &kind) || parse_decay(decay, &dk)) {
-            fprintf(stderr, "hydra train: --optimizer must be adamw|muon and --decay cosine|linear|constant\n");
+        if (cli_optim_resolve(&co, steps, &o.optim)) {
             hydra_text_data_free(td);
             return 2;
         }
-        o.optim = hydra_optim_opts_default(kind);
-        o.optim.decay = dk;
-        o.optim.total_steps = steps;
-        o.optim.warmup_steps = warmup >= 0 ? warmup : steps / 20;
-        if (lr >= 0) o.optim.lr = lr;
-        if (muon_lr >= 0) o.optim.muon_lr = muon_lr;
-        if (muon_rms) o.optim.muon_rms_match = 1;
-        if (wd >= 0) o.optim.weight_decay = wd;
-        if (clip >= 0) o.optim.grad_clip = clip;
-        if (min_lr >= 0) o.optim.min_lr_ratio = min_lr;
-        if (b1 >= 0) o.optim.beta1 = b1;
-        if (b2 >= 0) o.optim.beta2 = b2;
         o.batch = batch;
         o.seq = seq;
         o.seed = seed;

@@ -17,6 +17,7 @@ static const struct {
     {"train", cmd_train, "train a model on a text file (AdamW or Muon), with exact resume"},
     {"eval", cmd_eval, "loss, perplexity and loss by position of a model on a text file"},
     {"factbank", cmd_factbank, "write facts into a bank file, ask with a bank mounted, inspect a bank"},
+    {"mqar", cmd_mqar, "train a model on multi-query associative recall and print its accuracy curve"},
     {"claims", cmd_claims, "the claims gate: measure every headline claim against its thresholds"},
     {"bench", cmd_bench, "measure GEMM, prefill, decode and delta-rule kernel speed"},
 };

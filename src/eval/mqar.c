@@ -1,6 +1,8 @@
 /* mqar.c — multi-query associative recall (Zoology protocol, with queries
  * spread over the whole sequence), as a trainer task and an evaluation. */
 #include <math.h>
+#include <string.h>
+#include <time.h>
 
 #include "core/internal.h"
 #include "hydralm_eval.h"
@@ -136,4 +138,63 @@ hydra_status hydra_mqar_eval(const hydra_model *m, const hydra_mqar *t, uint64_t
     out->accuracy_beyond = nb ? (double)hitb / (double)nb : 0;
     out->loss = n ? loss / (double)n : 0;
     return HYDRA_OK;
+}
+
+/* ------------------------------------------------ MQAR training recipe */
+hydra_mqar_train_opts hydra_mqar_train_opts_default(void) {
+    hydra_mqar_train_opts o;
+    memset(&o, 0, sizeof o);
+    o.cfg = hydra_config_default();
+    o.task = (hydra_mqar_opts){.vocab = 64, .seq_len = 64, .n_pairs = 4};
+    o.train.optim = hydra_optim_opts_default(HYDRA_OPT_ADAMW);
+    o.train.batch = 64;
+    o.steps = 1000;
+    o.eval_batches = 8;
+    o.eval_batch = 64;
+    o.eval_seed = 0xE7A1;
+    return o;
+}
+
+hydra_status hydra_mqar_train(const hydra_mqar_train_opts *o, hydra_model **model_out, hydra_mqar_point *final) {
+    if (!o) return hydra_set_error(HYDRA_ERR_ARG, "mqar_train: NULL options");
+    if (model_out) *model_out = NULL;
+    if (o->steps < 1 || o->eval_every < 0 || o->eval_batches < 1 || o->eval_batch < 1)
+        return hydra_set_error(HYDRA_ERR_ARG, "mqar_train: steps, eval_batches and eval_batch must be >= 1, eval_every >= 0");
+    hydra_mqar *task = NULL;
+    hydra_model *m = NULL;
+    hydra_trainer *tr = NULL;
+    hydra_status st = hydra_mqar_create(&o->task, &task);
+    if (!st && o->cfg.vocab_size < o->task.vocab)
+        st = hydra_set_error(HYDRA_ERR_MISMATCH, "mqar_train: model vocabulary %d < task vocabulary %d", o->cfg.vocab_size, o->task.vocab);
+    hydra_train_opts to = o->train;
+    to.seq = o->task.seq_len;
+    if (!st) st = hydra_model_create(&o->cfg, o->init_seed, &m);
+    if (!st) st = hydra_trainer_create(m, hydra_mqar_task(task), &to, &tr);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double loss_sum = 0;
+    int loss_n = 0;
+    hydra_mqar_point pt;
+    memset(&pt, 0, sizeof pt);
+    for (int s = 1; !st && s <= o->steps; s++) {
+        hydra_step_info info;
+        if ((st = hydra_trainer_step(tr, &info))) break;
+        loss_sum += info.loss, loss_n++;
+        if (s == o->steps || (o->eval_every > 0 && s % o->eval_every == 0)) {
+            pt.step = s;
+            pt.train_loss = loss_sum / loss_n;
+            loss_sum = 0, loss_n = 0;
+            if ((st = hydra_mqar_eval(m, task, o->eval_seed, o->eval_batches, o->eval_batch, o->window, &pt.eval))) break;
+            struct timespec t1;
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            pt.seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+            if (o->on_point && o->on_point(&pt, o->user)) break;
+        }
+    }
+    hydra_trainer_free(tr);
+    hydra_mqar_free(task);
+    if (!st && final) *final = pt;
+    if (!st && model_out) *model_out = m;
+    else hydra_model_free(m);
+    return st;
 }
