@@ -75,6 +75,15 @@ typedef struct {
     char op[4]; /* thresholds: the comparison the measured value must satisfy ("<", "<=", ">=", "=="); "" for values */
 } hydra_claim_value;
 
+/* A recorded curve, e.g. accuracy vs training step. */
+#define HYDRA_CLAIM_MAX_CURVES 4
+#define HYDRA_CLAIM_CURVE_POINTS 40
+typedef struct {
+    char name[40];
+    int n;
+    double x[HYDRA_CLAIM_CURVE_POINTS], y[HYDRA_CLAIM_CURVE_POINTS];
+} hydra_claim_curve;
+
 typedef struct {
     const char *name;        /* "claim_3_constant_state" (static storage) */
     const char *description; /* one sentence: the statement (static storage) */
@@ -85,6 +94,8 @@ typedef struct {
     int n_thresholds;
     hydra_claim_value values[HYDRA_CLAIM_MAX_VALUES];
     int n_values;
+    hydra_claim_curve curves[HYDRA_CLAIM_MAX_CURVES];
+    int n_curves;
 } hydra_claim_result;
 
 /* Progress: claim name and a short message (e.g. "262144 / 1048576 tokens"). */
@@ -109,6 +120,16 @@ typedef struct {
     const char *tmp_dir;  /* scratch files (default "/tmp") */
     hydra_claims_progress_fn progress;
     void *progress_user;
+    /* claim 1 (0 = the budget's default) */
+    int lengen_steps;        /* training steps per arm */
+    float lengen_lr;         /* peak AdamW learning rate */
+    int lengen_eval_len;     /* length of the long evaluation streams (default 32,768) */
+    int lengen_streams;      /* long streams evaluated for the hybrid (the baseline gets 1) */
+    int lengen_baseline;     /* 1 (default): also train and evaluate the full-attention baseline; -1: skip */
+    /* claim 2 (0 = the budget's default) */
+    int mqar_steps;          /* training steps per arm */
+    /* claim 5 (0 = the budget's default) */
+    int muon_steps;          /* steps per run */
     /* claim 3 */
     int64_t stream_tokens;   /* default 1,048,576 */
     int stream_chunk;        /* default 512 */
@@ -123,9 +144,11 @@ typedef struct {
     int vec_heads;           /* default 4 */
     hydra_claims_vecbank_writer_fn vec_writer;
     void *vec_writer_user;
-    const char *factbank_model; /* an MQAR-trained checkpoint (hydra factbank train-mqar) for the
-                                   model-level part; NULL: that part is reported not implemented */
-    int factbank_trials;     /* trials of 8 pairs (default 16 ci, 64 paper) */
+    const char *factbank_model; /* an MQAR-trained checkpoint for the model-level part; NULL: the
+                                   claim-2 hybrid (trained by claim 2 in this run, else here) */
+    int factbank_pairs;      /* pairs per trial with factbank_model (default 8, the layout of
+                                `hydra factbank train-mqar`); the claim-2 model uses its task's pairs */
+    int factbank_trials;     /* trials (default 16 ci, 64 paper) */
     hydra_claims_bank_writer_fn bank_writer;
     void *bank_writer_user;
 } hydra_claims_opts;

@@ -46,6 +46,29 @@ typedef struct {
 hydra_status hydra_mqar_eval(const hydra_model *m, const hydra_mqar *t, uint64_t seed, int n_batches,
                              int B, int window, hydra_mqar_result *out);
 
+/* ------------------------------------------ recurring-segment stream
+ * A synthetic stream with long-range structure, for length generalisation
+ * (claim 1). A dictionary of n_slots segments of seg_len tokens (ids in
+ * [1, vocab)) is drawn per stream; the stream is a sequence of emissions
+ * "0 s_1 .. s_S": each picks a slot uniformly and emits its segment; every
+ * new_every-th emission first replaces the picked slot's segment with a fresh
+ * random one. So most segments recur, at distances of about
+ * n_slots * (seg_len + 1) tokens (beyond a short attention window), and a
+ * model that remembers them predicts all but their first token; the fixed
+ * renewal rate keeps the stream stationary (same statistics at position 300
+ * and at position 30,000) with low variance in the per-window loss. */
+typedef struct {
+    int vocab;     /* V >= 3 */
+    int n_slots;   /* D >= 1 */
+    int seg_len;   /* S >= 1 */
+    int new_every; /* >= 1; 1 = every emission is fresh (nothing to remember) */
+} hydra_segstream_opts;
+
+/* n tokens of one stream drawn from rng (the stream starts at an emission). */
+hydra_status hydra_segstream_generate(const hydra_segstream_opts *o, hydra_rng *rng, int32_t *out, size_t n);
+/* Trainer task over independent streams of T+1 tokens; o must outlive it. */
+hydra_task hydra_segstream_task(hydra_segstream_opts *o);
+
 /* ------------------------------------------------ MQAR training recipe
  * Train a fresh model on MQAR with the project's trainer and evaluate its
  * accuracy every eval_every steps on fixed held-out batches (eval_seed):

@@ -137,6 +137,16 @@ static int write_json(const char *path, const hydra_claim_result *r, int n, uint
         json_object_set_new(c, "runtime_seconds", json_real(r[i].seconds));
         json_object_set_new(c, "thresholds", values_json(r[i].thresholds, r[i].n_thresholds, 1));
         json_object_set_new(c, "measured", values_json(r[i].values, r[i].n_values, 0));
+        if (r[i].n_curves) {
+            json_t *cv = json_object();
+            for (int k = 0; k < r[i].n_curves; k++) {
+                json_t *pts = json_array();
+                for (int p = 0; p < r[i].curves[k].n; p++)
+                    json_array_append_new(pts, json_pack("[f,f]", r[i].curves[k].x[p], r[i].curves[k].y[p]));
+                json_object_set_new(cv, r[i].curves[k].name, pts);
+            }
+            json_object_set_new(c, "curves", cv);
+        }
         json_array_append_new(arr, c);
     }
     json_object_set_new(root, "claims", arr);
@@ -169,6 +179,16 @@ static int write_md(const char *path, const hydra_claim_result *r, int n, uint64
         if (!r[i].n_values) continue;
         fprintf(f, "\n### %s\n\n%s\n\n| value | measured |\n|---|---:|\n", r[i].name, r[i].description);
         for (int v = 0; v < r[i].n_values; v++) fprintf(f, "| %s | %.6g |\n", r[i].values[v].name, r[i].values[v].value);
+        for (int k = 0; k < r[i].n_curves; k++) {
+            const hydra_claim_curve *c = &r[i].curves[k];
+            fprintf(f, "\n%s:\n\n| x |", c->name);
+            for (int p = 0; p < c->n; p++) fprintf(f, " %g |", c->x[p]);
+            fprintf(f, "\n|---|");
+            for (int p = 0; p < c->n; p++) fprintf(f, "---|");
+            fprintf(f, "\n| y |");
+            for (int p = 0; p < c->n; p++) fprintf(f, " %.3f |", c->y[p]);
+            fprintf(f, "\n");
+        }
     }
     fprintf(f, "\nStatuses: PASS (every threshold holds), FAIL, TODO (not implemented: never a pass), ERROR "
                "(the measurement failed). See docs/claims.md.\n");
@@ -181,8 +201,10 @@ int cmd_claims(int argc, char **argv) {
                              "line per claim ([PASS] / [FAIL] / [TODO] / [ERROR]) and a summary, and exits 1\n"
                              "unless every selected claim passes (TODO = not implemented counts as a failure).\n"
                              "No external data. docs/claims.md describes each claim."};
-    int spec_vocab = -1, spec_tokens = -1;
-    int all = 0, threads = 0, quiet = 0, vec_facts = -1, vec_dim = -1, vec_heads = -1, mqar_steps = 1500;
+    int spec_vocab = -1, spec_tokens = -1, lengen_steps = 0, lengen_len = 0, lengen_streams = 0, no_baseline = 0;
+    float lengen_lr = 0;
+    int muon_steps = 0;
+    int all = 0, threads = 0, quiet = 0, vec_facts = -1, vec_dim = -1, vec_heads = -1, mqar_steps = 0;
     uint64_t seed = 0, stream_tokens = 0;
     const char *budget_s = "ci", *claim = NULL, *json_path = NULL, *md_path = NULL, *fb_model = NULL,
                *internal_vec = NULL;
@@ -195,9 +217,15 @@ int cmd_claims(int argc, char **argv) {
     cli_add(&s, "threads", OPT_INT, &threads, "threads (default: all cores)");
     cli_add(&s, "quiet", OPT_FLAG, &quiet, "no progress lines on stderr");
     cli_add(&s, "stream-tokens", OPT_U64, &stream_tokens, "claim 3: tokens to stream (default 1048576; for quick runs)");
+    cli_add(&s, "lengen-steps", OPT_INT, &lengen_steps, "claim 1: training steps per arm (default 300 ci, 800 paper)");
+    cli_add(&s, "lengen-lr", OPT_FLOAT, &lengen_lr, "claim 1: peak learning rate (default 3e-3)");
+    cli_add(&s, "lengen-len", OPT_INT, &lengen_len, "claim 1: evaluation stream length (default 32768)");
+    cli_add(&s, "lengen-streams", OPT_INT, &lengen_streams, "claim 1: long streams for the hybrid (default 4 ci, 16 paper)");
+    cli_add(&s, "no-baseline", OPT_FLAG, &no_baseline, "claim 1: skip the full-attention baseline (quick runs)");
+    cli_add(&s, "muon-steps", OPT_INT, &muon_steps, "claim 5: steps per run (default 300 ci, 600 paper)");
     cli_add(&s, "factbank-model", OPT_STR, &fb_model,
-            "claim 6: use this MQAR checkpoint instead of training one (hydra factbank train-mqar)");
-    cli_add(&s, "mqar-steps", OPT_INT, &mqar_steps, "claim 6: train-mqar steps when no --factbank-model (default 1500)");
+            "claim 6: use this MQAR checkpoint (8 pairs, hydra factbank train-mqar) instead of claim 2's hybrid");
+    cli_add(&s, "mqar-steps", OPT_INT, &mqar_steps, "claim 2 (and its model in claim 6): steps per arm (default 400 ci, 800 paper)");
     cli_add(&s, "vec-facts", OPT_INT, &vec_facts, "claim 6: facts in the vector memory (default 1000)");
     cli_add(&s, "vec-dim", OPT_INT, &vec_dim, "claim 6: key/value dimension (default 1024)");
     cli_add(&s, "vec-heads", OPT_INT, &vec_heads, "claim 6: heads (default 4)");
@@ -220,6 +248,13 @@ int cmd_claims(int argc, char **argv) {
     if (vec_heads > 0) o.vec_heads = vec_heads;
     if (spec_vocab > 0) o.spec_vocab = spec_vocab;
     if (spec_tokens > 0) o.spec_tokens = spec_tokens;
+    o.lengen_steps = lengen_steps;
+    o.mqar_steps = mqar_steps;
+    o.muon_steps = muon_steps;
+    o.lengen_lr = lengen_lr;
+    o.lengen_eval_len = lengen_len;
+    o.lengen_streams = lengen_streams;
+    if (no_baseline) o.lengen_baseline = -1;
     if (internal_vec) {
         hydra_status st = hydra_claims_vecbank_write(internal_vec, seed, o.vec_facts, o.vec_dim, o.vec_heads);
         return st ? cli_fail("claims", "writing the vector bank", st) : 0;
@@ -244,49 +279,16 @@ int cmd_claims(int argc, char **argv) {
             if (n_names < HYDRA_CLAIMS_MAX) names[n_names++] = tok;
         }
     }
-    int want6 = !claim;
-    for (int i = 0; i < n_names; i++) want6 |= hydra_claim_find(names[i]) == hydra_claim_find("claim_6");
     if (!quiet) o.progress = on_progress;
     o.vec_writer = vec_writer;
     o.bank_writer = bank_writer;
-    double t_start = cli_now(), t_train = 0;
-    char mq_path[256] = "";
-    if (want6 && !fb_model && mqar_steps > 0) {
-        /* The model-level part needs a model that recalls in context: the existing recipe, in a child process. */
-        snprintf(mq_path, sizeof mq_path, "/tmp/hydra_claims_mqar_%d.safetensors", (int)getpid());
-        char s_steps[16], s_seed[32];
-        snprintf(s_steps, sizeof s_steps, "%d", mqar_steps);
-        snprintf(s_seed, sizeof s_seed, "%llu", (unsigned long long)seed + 1);
-        char *args[] = {"hydra", "factbank", "train-mqar", "--out", mq_path, "--steps", s_steps, "--seed", s_seed, NULL};
-        if (!quiet) fprintf(stderr, "  [claim_6_factbank_recall] training the MQAR model (train-mqar, %d steps)\n", mqar_steps);
-        double t0 = cli_now();
-        if (spawn_self(args, 0)) {
-            fprintf(stderr, "hydra claims: train-mqar failed; the model-level part of claim 6 is skipped\n");
-            mq_path[0] = 0;
-        }
-        t_train = cli_now() - t0;
-        if (mq_path[0]) fb_model = mq_path;
-    }
+    double t_start = cli_now();
     o.factbank_model = fb_model;
     hydra_claim_result res[HYDRA_CLAIMS_MAX];
     int n = 0;
     hydra_status st = hydra_claims_run(&o, claim ? names : NULL, n_names, res, HYDRA_CLAIMS_MAX, &n);
-    if (mq_path[0]) unlink(mq_path);
     free(sel);
     if (st) return cli_fail("claims", "running the claims", st);
-    const char *c6 = hydra_claim_name(hydra_claim_find("claim_6"));
-    for (int i = 0; i < n && t_train > 0; i++) {
-        if (res[i].name != c6) continue;
-        res[i].seconds += t_train; /* the training run belongs to claim 6's cost */
-        const char *vn[2] = {"mqar_train_seconds", "mqar_train_steps"};
-        double vv[2] = {t_train, mqar_steps};
-        for (int j = 0; j < 2 && res[i].n_values < HYDRA_CLAIM_MAX_VALUES; j++) {
-            hydra_claim_value *v = &res[i].values[res[i].n_values++];
-            snprintf(v->name, sizeof v->name, "%s", vn[j]);
-            v->value = vv[j];
-            v->op[0] = 0;
-        }
-    }
     double total = cli_now() - t_start;
     int passed = hydra_claims_all_passed(res, n), n_pass = 0, n_fail = 0, n_todo = 0, n_err = 0;
     for (int i = 0; i < n; i++) {

@@ -1,0 +1,32 @@
+/* claims_internal.h — helpers shared by the claim implementations
+ * (claims.c: registry, claims 3, 4, 6; claims_train.c: the claims that train
+ * models, 1, 2, 5). Not installed. */
+#ifndef HYDRA_CLAIMS_INTERNAL_H
+#define HYDRA_CLAIMS_INTERNAL_H
+
+#include "hydralm_claims.h"
+
+double hydra_claims_now(void);
+void hydra_claims_progress(const hydra_claims_opts *o, const char *claim, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void hydra_claims_add_value(hydra_claim_result *r, const char *name, double v);
+void hydra_claims_add_threshold(hydra_claim_result *r, const char *name, const char *op, double v);
+/* 1 if every threshold names a measured value that satisfies it (NaN fails);
+ * else 0 and first_bad names the first broken one. */
+int hydra_claims_thresholds_hold(const hydra_claim_result *r, char *first_bad, size_t n);
+/* Status from the thresholds; on failure the summary names the first broken one. */
+void hydra_claims_decide(hydra_claim_result *r, const char *pass_summary);
+void hydra_claims_set_error(hydra_claim_result *r, const char *what, hydra_status st);
+
+/* claims_train.c */
+void hydra_claim_length_generalisation(const hydra_claims_opts *o, hydra_claim_result *r);
+void hydra_claim_mqar(const hydra_claims_opts *o, hydra_claim_result *r);
+void hydra_claim_muon_speedup(const hydra_claims_opts *o, hydra_claim_result *r);
+
+/* The claim-2 hybrid MQAR model as a checkpoint file for this seed and
+ * budget: the one claim 2 saved earlier in this process, else trained now.
+ * *pairs = its task's pairs per sequence. Release deletes the file. */
+hydra_status hydra_claims_mqar_model(const hydra_claims_opts *o, char *path, size_t cap, int *pairs);
+void hydra_claims_mqar_model_release(void);
+
+#endif
