@@ -222,7 +222,7 @@ int cmd_claims(int argc, char **argv) {
     cli_add(&s, "lengen-len", OPT_INT, &lengen_len, "claim 1: evaluation stream length (default 32768)");
     cli_add(&s, "lengen-streams", OPT_INT, &lengen_streams, "claim 1: long streams for the hybrid (default 4 ci, 16 paper)");
     cli_add(&s, "no-baseline", OPT_FLAG, &no_baseline, "claim 1: skip the full-attention baseline (quick runs)");
-    cli_add(&s, "muon-steps", OPT_INT, &muon_steps, "claim 5: steps per run (default 300 ci, 600 paper)");
+    cli_add(&s, "muon-steps", OPT_INT, &muon_steps, "claim 5: steps per run (default 400)");
     cli_add(&s, "factbank-model", OPT_STR, &fb_model,
             "claim 6: use this MQAR checkpoint (8 pairs, hydra factbank train-mqar) instead of claim 2's hybrid");
     cli_add(&s, "mqar-steps", OPT_INT, &mqar_steps, "claim 2 (and its model in claim 6): steps per arm (default 400 ci, 800 paper)");

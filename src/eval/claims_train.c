@@ -102,13 +102,14 @@ static hydra_status lengen_eval(const hydra_model *m, const hydra_segstream_opts
 void hydra_claim_length_generalisation(const hydra_claims_opts *o, hydra_claim_result *r) {
     const int paper = o->budget == HYDRA_BUDGET_PAPER;
     const int T = 256, B = 16, tail = 1024;
-    const int steps = pick(o->lengen_steps, paper ? 800 : 300);
+    const int steps = pick(o->lengen_steps, paper ? 1200 : 400);
     const float lr = pickf(o->lengen_lr, 3e-3f);
     const int N = pick(o->lengen_eval_len, 32768), n_long = pick(o->lengen_streams, paper ? 16 : 4);
-    int n_short = 64, window = 8;
-    hydra_segstream_opts so = {.vocab = 256, .n_slots = 4, .seg_len = 6, .new_every = 4};
-    const char *ev = getenv("HYDRA_SEG"); /* TEMP sweep hook */
-    if (ev) sscanf(ev, "%d,%d,%d,%d,%d", &so.vocab, &so.n_slots, &so.seg_len, &so.new_every, &window);
+    const int n_short = 64, window = 8;
+    /* "0 a b" emissions from 8 live slots, a quarter renewed: recurrences sit
+     * 24 tokens apart on average (77% of them beyond the 8-token window), and
+     * the 16 live associations fit a 2 x 32 DeltaNet state */
+    hydra_segstream_opts so = {.vocab = 64, .n_slots = 8, .seg_len = 2, .new_every = 4};
     if (N < tail + T) {
         hydra_claims_set_error(r, "options", hydra_set_error(HYDRA_ERR_ARG, "lengen_eval_len must be >= %d", tail + T));
         return;
@@ -157,8 +158,9 @@ void hydra_claim_length_generalisation(const hydra_claims_opts *o, hydra_claim_r
         hydra_claims_add_value(r, name, ll / ls);
     }
     hydra_claims_add_threshold(r, "hybrid_ratio", "<=", 1.05);
-    /* non-vacuous: the hybrid must actually use its memory at the training length */
-    hydra_claims_add_threshold(r, "hybrid_loss_at_train_len", "<=", 0.6 * memoryless);
+    /* non-vacuous: at the training length the hybrid must recover at least
+     * half of what memory can recover (from memoryless towards ideal) */
+    hydra_claims_add_threshold(r, "hybrid_loss_at_train_len", "<=", 0.5 * (memoryless + ideal));
     char pass[160];
     if (n_arms == 2)
         snprintf(pass, sizeof pass, "%d tok ok (ratio %.3f; full attention %.2f)", N,
@@ -169,6 +171,14 @@ void hydra_claim_length_generalisation(const hydra_claims_opts *o, hydra_claim_r
 }
 
 /* ------------------------------------------------ claim 2: MQAR */
+/* Muon for the hidden matrices (lr 0.02), AdamW (3e-3) for the rest. */
+static hydra_optim_opts muon_opts(void) {
+    hydra_optim_opts p = hydra_optim_opts_default(HYDRA_OPT_MUON);
+    p.lr = 3e-3f;
+    p.muon_lr = 0.02f;
+    return p;
+}
+
 /* The recipe (docs/claims.md). Both arms: d_model 64, 2 heads x 32, two
  * layers, Muon (lr 0.02) + AdamW (lr 3e-3) for the rest, warmup 10%,
  * cosine; same steps, batch and data. The hybrid is "DS" with window L/4;
@@ -187,43 +197,49 @@ static mqar_recipe mqar_recipe_for(const hydra_claims_opts *o) {
 }
 
 typedef struct {
-    hydra_claim_curve *acc, *beyond;
+    hydra_claim_curve *acc, *beyond, *loss; /* any may be NULL */
     const hydra_claims_opts *o;
     const char *claim, *arm;
 } mqar_cb;
 
+static void curve_push(hydra_claim_curve *c, double x, double y) {
+    if (c && c->n < HYDRA_CLAIM_CURVE_POINTS) c->x[c->n] = x, c->y[c->n++] = y;
+}
+
 static int mqar_on_point(const hydra_mqar_point *p, void *user) {
     mqar_cb *c = user;
-    if (c->acc && c->acc->n < HYDRA_CLAIM_CURVE_POINTS) {
-        c->acc->x[c->acc->n] = p->step, c->acc->y[c->acc->n++] = p->eval.accuracy;
-        c->beyond->x[c->beyond->n] = p->step, c->beyond->y[c->beyond->n++] = p->eval.accuracy_beyond;
-    }
+    curve_push(c->acc, p->step, p->eval.accuracy);
+    curve_push(c->beyond, p->step, p->eval.accuracy_beyond);
+    curve_push(c->loss, p->step, p->eval.loss);
     hydra_claims_progress(c->o, c->claim, "%s: step %d, accuracy %.3f (beyond window %.3f), %.0f s", c->arm, p->step,
                           p->eval.accuracy, p->eval.accuracy_beyond, p->seconds);
     return 0;
 }
 
-static hydra_status mqar_train_arm(const hydra_claims_opts *o, const mqar_recipe *q, const char *pattern, int window,
-                                   const char *claim, const char *arm, hydra_claim_result *r, hydra_model **m,
-                                   hydra_mqar_point *fin) {
+/* One MQAR training run of the recipe q with optimizer `optim` (lr schedule
+ * filled in here); r (optional) receives the accuracy curves; fin (optional)
+ * a final evaluation on 16 (ci) / 32 (paper) x 64 fresh sequences; m
+ * (optional) the model. */
+static hydra_status mqar_run(const hydra_claims_opts *o, const mqar_recipe *q, const char *pattern, int window,
+                             hydra_optim_opts optim, uint64_t seed, const char *claim, const char *arm,
+                             hydra_claim_result *r, hydra_claim_curve *loss_curve, hydra_model **m,
+                             hydra_mqar_point *fin) {
     hydra_mqar_train_opts t = hydra_mqar_train_opts_default();
     t.cfg = small_cfg(q->vocab, pattern, window);
-    t.init_seed = o->seed * 1000 + 21;
+    t.init_seed = seed * 1000 + 21;
     t.task = (hydra_mqar_opts){.vocab = q->vocab, .seq_len = q->len, .n_pairs = q->pairs};
-    t.train.optim = hydra_optim_opts_default(HYDRA_OPT_MUON);
-    t.train.optim.lr = 3e-3f;
-    t.train.optim.muon_lr = 0.02f;
+    t.train.optim = optim;
     t.train.optim.warmup_steps = q->steps / 10;
     t.train.optim.total_steps = q->steps;
     t.train.batch = q->batch;
-    t.train.seed = o->seed * 1000 + 22;
+    t.train.seed = seed * 1000 + 22;
     t.steps = q->steps;
     t.eval_every = q->eval_every;
     t.eval_batches = o->budget == HYDRA_BUDGET_PAPER ? 16 : 4; /* the curve points */
     t.eval_batch = 64;
-    t.eval_seed = o->seed * 1000 + 23;
+    t.eval_seed = seed * 1000 + 23;
     t.window = q->window; /* "beyond" = beyond the hybrid's window, for both arms */
-    mqar_cb cb = {NULL, NULL, o, claim, arm};
+    mqar_cb cb = {NULL, NULL, loss_curve, o, claim, arm};
     if (r && r->n_curves + 2 <= HYDRA_CLAIM_MAX_CURVES) {
         cb.acc = &r->curves[r->n_curves++];
         cb.beyond = &r->curves[r->n_curves++];
@@ -232,16 +248,19 @@ static hydra_status mqar_train_arm(const hydra_claims_opts *o, const mqar_recipe
     }
     t.on_point = mqar_on_point;
     t.user = &cb;
-    hydra_status st = hydra_mqar_train(&t, m, NULL);
-    if (st) return st;
+    hydra_model *mm = NULL;
+    hydra_status st = hydra_mqar_train(&t, &mm, NULL);
     /* the final, larger held-out evaluation (other sequences than the curve's) */
     hydra_mqar *task = NULL;
-    if ((st = hydra_mqar_create(&t.task, &task))) return st;
-    memset(fin, 0, sizeof *fin);
-    fin->step = q->steps;
-    st = hydra_mqar_eval(*m, task, o->seed * 1000 + 24, o->budget == HYDRA_BUDGET_PAPER ? 32 : 16, 64, q->window,
-                         &fin->eval);
-    hydra_mqar_free(task);
+    if (!st && fin && !(st = hydra_mqar_create(&t.task, &task))) {
+        memset(fin, 0, sizeof *fin);
+        fin->step = q->steps;
+        st = hydra_mqar_eval(mm, task, seed * 1000 + 24, o->budget == HYDRA_BUDGET_PAPER ? 32 : 16, 64, q->window,
+                             &fin->eval);
+        hydra_mqar_free(task);
+    }
+    if (!st && m) *m = mm;
+    else hydra_model_free(mm);
     return st;
 }
 
@@ -271,7 +290,8 @@ hydra_status hydra_claims_mqar_model(const hydra_claims_opts *o, char *path, siz
     if (!(mqar_cache.valid && mqar_cache.seed == o->seed && mqar_cache.budget == o->budget)) {
         hydra_model *m = NULL;
         hydra_mqar_point fin;
-        hydra_status st = mqar_train_arm(o, &q, "DS", q.window, "claim_6_factbank_recall", "MQAR hybrid", NULL, &m, &fin);
+        hydra_status st = mqar_run(o, &q, "DS", q.window, muon_opts(), o->seed, "claim_6_factbank_recall", "MQAR hybrid",
+                                    NULL, NULL, &m, &fin);
         if (!st) mqar_cache_store(o, m, q.pairs);
         hydra_model_free(m);
         if (st) return st;
@@ -294,7 +314,8 @@ void hydra_claim_mqar(const hydra_claims_opts *o, hydra_claim_result *r) {
     hydra_mqar_point fin[2];
     for (int a = 0; a < 2; a++) {
         hydra_model *m = NULL;
-        hydra_status st = mqar_train_arm(o, &q, a ? "AA" : "DS", a ? 0 : q.window, r->name, arms[a], r, &m, &fin[a]);
+        hydra_status st = mqar_run(o, &q, a ? "AA" : "DS", a ? 0 : q.window, muon_opts(), o->seed, r->name, arms[a], r,
+                                    NULL, &m, &fin[a]);
         if (!st && a == 0) mqar_cache_store(o, m, q.pairs);
         hydra_model_free(m);
         if (st) {
@@ -323,42 +344,8 @@ void hydra_claim_mqar(const hydra_claims_opts *o, hydra_claim_result *r) {
 }
 
 /* ------------------------------------------- claim 5: Muon speedup */
-/* Validation-loss curve of one run: a fresh model trained with `kind` on
- * task, evaluated every eval_every steps on fixed validation batches. */
-static hydra_status loss_curve(const hydra_config *cfg, uint64_t seed, hydra_task task, int B, int T, int steps,
-                               int eval_every, hydra_optimizer_kind kind, float lr, float muon_lr,
-                               hydra_claim_curve *c) {
-    hydra_model *m = NULL;
-    hydra_trainer *tr = NULL;
-    hydra_train_opts to;
-    memset(&to, 0, sizeof to);
-    to.optim = hydra_optim_opts_default(kind);
-    to.optim.lr = lr;
-    to.optim.muon_lr = muon_lr;
-    to.optim.warmup_steps = steps / 10;
-    to.optim.total_steps = steps;
-    to.batch = B;
-    to.seq = T;
-    to.seed = seed;
-    c->n = 0;
-    hydra_status st = hydra_model_create(cfg, seed, &m);
-    if (!st) st = hydra_trainer_create(m, task, &to, &tr);
-    for (int s = 1; !st && s <= steps; s++) {
-        hydra_step_info info;
-        if ((st = hydra_trainer_step(tr, &info))) break;
-        if (s % eval_every == 0 && c->n < HYDRA_CLAIM_CURVE_POINTS) {
-            double v;
-            if ((st = hydra_trainer_eval(tr, 4, &v))) break;
-            c->x[c->n] = s, c->y[c->n++] = v;
-        }
-    }
-    hydra_trainer_free(tr);
-    hydra_model_free(m);
-    return st;
-}
-
-/* First step at which the curve reaches `target` (linear interpolation
- * between evaluation points); the run's length + 1 if it never does. */
+/* First step at which a validation-loss curve reaches `target` (linear
+ * interpolation between evaluation points); the run's length + 1 if never. */
 static double steps_to(const hydra_claim_curve *c, double target, int steps) {
     for (int i = 0; i < c->n; i++) {
         if (c->y[i] > target) continue;
@@ -369,50 +356,60 @@ static double steps_to(const hydra_claim_curve *c, double target, int steps) {
     return steps + 1;
 }
 
+/* Claim 2's hybrid on claim 2's task, trained with AdamW (its best learning
+ * rate of the sweep 3e-3 / 1e-2 / 3e-2, bench/LOG.md) and with Muon, same
+ * steps, batch, warmup and cosine schedule, per seed. Target: AdamW's final
+ * held-out answer loss averaged over seeds; speedup = mean AdamW steps to it
+ * / mean Muon steps to it. */
 void hydra_claim_muon_speedup(const hydra_claims_opts *o, hydra_claim_result *r) {
     const int paper = o->budget == HYDRA_BUDGET_PAPER;
-    const int n_seeds = paper ? 4 : 2, steps = pick(o->muon_steps, paper ? 600 : 300), eval_every = steps / 20;
-    const int B = 16, T = 128;
-    hydra_segstream_opts so = {.vocab = 64, .n_slots = 8, .seg_len = 2, .new_every = 4};
-    hydra_config cfg = small_cfg(so.vocab, "DS", 8);
+    mqar_recipe q = mqar_recipe_for(o);
+    q = (mqar_recipe){.vocab = 64, .len = 64, .pairs = 4, .window = 16, .batch = 64};
+    q.steps = pick(o->muon_steps, 400);
+    q.eval_every = q.steps / 20 > 0 ? q.steps / 20 : 1;
+    const int n_seeds = paper ? 4 : 2;
+    const float adamw_lr = 1e-2f;
     hydra_claims_add_value(r, "seeds", n_seeds);
-    hydra_claims_add_value(r, "steps", steps);
-    hydra_claims_add_value(r, "adamw_lr", 3e-3);
+    hydra_claims_add_value(r, "steps", q.steps);
+    hydra_claims_add_value(r, "adamw_lr", adamw_lr);
     hydra_claims_add_value(r, "muon_lr", 0.02);
     hydra_claim_curve cur[2][4];
-    double final_adamw = 0;
+    double target = 0;
     for (int k = 0; k < 2; k++) {
         for (int s = 0; s < n_seeds; s++) {
-            hydra_claims_progress(o, r->name, "%s, seed %d of %d", k ? "Muon" : "AdamW", s + 1, n_seeds);
-            hydra_status st = loss_curve(&cfg, o->seed * 1000 + 51 + (uint64_t)s, hydra_segstream_task(&so), B, T, steps,
-                                         eval_every, k ? HYDRA_OPT_MUON : HYDRA_OPT_ADAMW, 3e-3f, 0.02f, &cur[k][s]);
+            hydra_optim_opts p = k ? muon_opts() : hydra_optim_opts_default(HYDRA_OPT_ADAMW);
+            if (!k) p.lr = adamw_lr;
+            cur[k][s].n = 0;
+            char arm[32];
+            snprintf(arm, sizeof arm, "%s seed %d/%d", k ? "Muon" : "AdamW", s + 1, n_seeds);
+            hydra_status st = mqar_run(o, &q, "DS", q.window, p, o->seed + 100 * (uint64_t)s, r->name, arm, NULL,
+                                       &cur[k][s], NULL, NULL);
             if (st) {
-                hydra_claims_set_error(r, k ? "Muon run" : "AdamW run", st);
+                hydra_claims_set_error(r, arm, st);
                 return;
             }
-            if (!k) final_adamw += cur[0][s].y[cur[0][s].n - 1] / n_seeds;
+            if (!k) target += cur[0][s].y[cur[0][s].n - 1] / n_seeds;
         }
     }
-    /* target: AdamW's final validation loss, averaged over seeds */
     double sa = 0, sm = 0, fm = 0;
     for (int s = 0; s < n_seeds; s++) {
-        sa += steps_to(&cur[0][s], final_adamw, steps) / n_seeds;
-        sm += steps_to(&cur[1][s], final_adamw, steps) / n_seeds;
+        sa += steps_to(&cur[0][s], target, q.steps) / n_seeds;
+        sm += steps_to(&cur[1][s], target, q.steps) / n_seeds;
         fm += cur[1][s].y[cur[1][s].n - 1] / n_seeds;
     }
-    hydra_claims_add_value(r, "target_val_loss", final_adamw);
+    hydra_claims_add_value(r, "target_val_loss", target);
     hydra_claims_add_value(r, "muon_final_val_loss", fm);
     hydra_claims_add_value(r, "adamw_steps_to_target", sa);
     hydra_claims_add_value(r, "muon_steps_to_target", sm);
     hydra_claims_add_value(r, "speedup", sa / sm);
     hydra_claims_add_threshold(r, "speedup", ">=", 1.3);
-    /* seed 0's curves for the record */
     for (int k = 0; k < 2 && r->n_curves < HYDRA_CLAIM_MAX_CURVES; k++) {
         r->curves[r->n_curves] = cur[k][0];
-        snprintf(r->curves[r->n_curves++].name, sizeof r->curves[0].name, "%s_val_loss_vs_step_seed0", k ? "muon" : "adamw");
+        snprintf(r->curves[r->n_curves++].name, sizeof r->curves[0].name, "%s_val_loss_vs_step_seed0",
+                 k ? "muon" : "adamw");
     }
     char pass[160];
-    snprintf(pass, sizeof pass, "speedup=%.2f (steps to val loss %.3f: AdamW %.0f, Muon %.0f; %d seeds)", sa / sm,
-             final_adamw, sa, sm, n_seeds);
+    snprintf(pass, sizeof pass, "speedup=%.2f (steps to MQAR loss %.3f: AdamW %.0f, Muon %.0f; %d seeds)", sa / sm,
+             target, sa, sm, n_seeds);
     hydra_claims_decide(r, pass);
 }
