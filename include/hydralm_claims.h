@@ -159,6 +159,9 @@ hydra_claims_opts hydra_claims_opts_default(hydra_claims_budget budget, uint64_t
 int hydra_claims_count(void);
 const char *hydra_claim_name(int i);
 const char *hydra_claim_description(int i);
+/* 1 if claim i runs only under HYDRA_BUDGET_PAPER when every claim is run
+ * (names == NULL); it can still be named explicitly. */
+int hydra_claim_paper_only(int i);
 /* Index of a claim by full name ("claim_4_spec_decoding_exact") or short
  * prefix ("claim_4"); -1 if none. */
 int hydra_claim_find(const char *name);
@@ -166,7 +169,8 @@ int hydra_claim_find(const char *name);
 /* Run one claim into *out. HYDRA_ERR_ARG for a bad index or options; a failed
  * measurement is reported in out (status HYDRA_CLAIM_ERROR), not as a status. */
 hydra_status hydra_claim_run(int i, const hydra_claims_opts *o, hydra_claim_result *out);
-/* Run the claims named in names[n_names] (NULL = all, in registry order) into
+/* Run the claims named in names[n_names] (NULL = all, in registry order;
+ * under the ci budget "all" leaves out the paper-only claims) into
  * out[cap]; *n_out = results written. */
 hydra_status hydra_claims_run(const hydra_claims_opts *o, const char *const *names, int n_names,
                               hydra_claim_result *out, int cap, int *n_out);

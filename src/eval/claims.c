@@ -630,33 +630,35 @@ static void claim_pending(const hydra_claims_opts *o, hydra_claim_result *r) {
 static const struct {
     const char *name, *description;
     void (*run)(const hydra_claims_opts *, hydra_claim_result *);
+    int paper_only; /* not part of --budget ci runs of every claim */
 } k_claims[] = {
     {"claim_1_length_generalisation",
      "trained at T = 256 on a stream whose segments recur beyond the SWA window, the hybrid's loss over the "
      "last 1,024 of 32,768 tokens is <= 1.05 x its loss at the training length",
-     hydra_claim_length_generalisation},
+     hydra_claim_length_generalisation, 0},
     {"claim_2_lossless_mqar",
      "on MQAR with the SWA window <= L/4, the hybrid reaches >= 0.9 x full attention's accuracy overall and on "
      "answers beyond the window (attention itself >= 0.9), same steps and batch",
-     hydra_claim_mqar},
+     hydra_claim_mqar, 0},
     {"claim_3_constant_state",
      "1,048,576 tokens streamed: identical state bytes at 1K, 64K and 1M, flat peak RSS, per-token latency "
      "ratio 1M/4K < 1.10, all logits finite",
-     claim_constant_state},
+     claim_constant_state, 0},
     {"claim_4_spec_decoding_exact",
-     "speculative decoding's output law equals the target's: exact TVD < 1e-4 by enumeration", claim_spec_exact},
+     "speculative decoding's output law equals the target's: exact TVD < 1e-4 by enumeration", claim_spec_exact, 0},
     {"claim_5_muon_speedup", "steps to a target validation loss, AdamW / Muon >= 1.3 (same model and schedule, seeds averaged)",
-     hydra_claim_muon_speedup},
+     hydra_claim_muon_speedup, 0},
     {"claim_6_factbank_recall",
      "cross-process recall: vector bank top-1 >= 0.99 at 1,000 facts; model-level bank >= 0.95 of in-context "
      "accuracy",
-     claim_factbank},
+     claim_factbank, 0},
     {"claim_7_spec_decoding_speedup", ">= 2x decode tokens/s at temperature 0 with a trained target and draft (paper budget only)",
-     claim_pending},
+     claim_pending, 1},
 };
 #define N_CLAIMS ((int)(sizeof k_claims / sizeof k_claims[0]))
 
 int hydra_claims_count(void) { return N_CLAIMS; }
+int hydra_claim_paper_only(int i) { return i >= 0 && i < N_CLAIMS ? k_claims[i].paper_only : 0; }
 const char *hydra_claim_name(int i) { return i >= 0 && i < N_CLAIMS ? k_claims[i].name : NULL; }
 const char *hydra_claim_description(int i) { return i >= 0 && i < N_CLAIMS ? k_claims[i].description : NULL; }
 
@@ -729,7 +731,8 @@ hydra_status hydra_claims_run(const hydra_claims_opts *o, const char *const *nam
     *n_out = 0;
     int idx[HYDRA_CLAIMS_MAX], n = 0;
     if (!names) {
-        for (int i = 0; i < N_CLAIMS; i++) idx[n++] = i;
+        for (int i = 0; i < N_CLAIMS; i++)
+            if (o->budget == HYDRA_BUDGET_PAPER || !k_claims[i].paper_only) idx[n++] = i;
     } else {
         for (int j = 0; j < n_names; j++) {
             int i = hydra_claim_find(names[j]);
