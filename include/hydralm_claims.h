@@ -130,6 +130,8 @@ typedef struct {
     int mqar_steps;          /* training steps per arm */
     /* claim 5 (0 = the budget's default) */
     int muon_steps;          /* steps per run */
+    /* claim 7 (0 = default) */
+    int spec_train_steps;    /* training steps of the target and of the draft (default 250) */
     /* claim 3 */
     int64_t stream_tokens;   /* default 1,048,576 */
     int stream_chunk;        /* default 512 */

@@ -69,6 +69,26 @@ hydra_status hydra_segstream_generate(const hydra_segstream_opts *o, hydra_rng *
 /* Trainer task over independent streams of T+1 tokens; o must outlive it. */
 hydra_task hydra_segstream_task(hydra_segstream_opts *o);
 
+/* ------------------------------------------------------ Markov-2 text
+ * A stationary order-2 Markov source over [0, vocab): every context (a, b)
+ * has one preferred next token (drawn from `seed`), emitted with probability
+ * p_top, else a uniform token. Low-entropy text whose next token a small
+ * model learns as well as a large one: the source of the speculative
+ * decoding speed claim (claim 7). */
+typedef struct {
+    int vocab;      /* V in [2, 1024] */
+    double p_top;   /* in [0, 1] */
+    uint64_t seed;  /* the transition table */
+} hydra_markov_opts;
+typedef struct hydra_markov hydra_markov;
+hydra_status hydra_markov_create(const hydra_markov_opts *o, hydra_markov **out);
+void hydra_markov_free(hydra_markov *mk);
+/* n tokens of one stream from rng (the first two uniform). */
+hydra_status hydra_markov_generate(const hydra_markov *mk, hydra_rng *rng, int32_t *out, size_t n);
+/* The preferred next token after (a, b). */
+int32_t hydra_markov_preferred(const hydra_markov *mk, int32_t a, int32_t b);
+hydra_task hydra_markov_task(hydra_markov *mk);
+
 /* ------------------------------------------------ MQAR training recipe
  * Train a fresh model on MQAR with the project's trainer and evaluate its
  * accuracy every eval_every steps on fixed held-out batches (eval_seed):

@@ -65,6 +65,28 @@ hydra_status hydra_spec_generate(const hydra_model *target, const hydra_model *d
                                  const int32_t *prompt, size_t n_prompt, const hydra_spec_opts *opts,
                                  int32_t *out, size_t cap, size_t *n_out, hydra_spec_stats *stats);
 
+/* ---- Speed measurement (the benchmark and claim 7 share it) ----
+ * Median wall time of one single-token step of m after a prefill of
+ * prompt[n] (steps >= 1 timed, after 3 warm-up steps). */
+hydra_status hydra_spec_step_seconds(const hydra_model *m, const int32_t *prompt, size_t n, int steps,
+                                     double *seconds);
+/* Leviathan et al.'s expected speedup (1 - a^(k+1)) / ((1 - a)(c k + 1)). */
+double hydra_spec_predicted_speedup(double alpha, double c, int k);
+
+typedef struct {
+    double plain_tps;     /* plain target decode, tokens/s (median of reps, prompt prefill included) */
+    double spec_tps;      /* speculative decode, tokens/s, same prompt and settings */
+    double speedup;       /* spec_tps / plain_tps */
+    double alpha, acceptance_rate, tokens_per_target_forward; /* from the last speculative run */
+    size_t tokens;        /* tokens generated per run */
+} hydra_spec_speed;
+
+/* Times plain generation (hydra_generate with opts' sampling and seed) and
+ * speculative generation with opts, reps times each, interleaved so that
+ * load drift hits both alike. */
+hydra_status hydra_spec_measure_speed(const hydra_model *target, const hydra_model *draft, const int32_t *prompt,
+                                      size_t n_prompt, const hydra_spec_opts *opts, int reps, hydra_spec_speed *out);
+
 /* ---- Lower level: one round at a time (for tests, custom loops). ----
  * A session owns both models' states, the RNG (seeded from opts->seed) and
  * the snapshots. Invariant between rounds: each model's state has consumed

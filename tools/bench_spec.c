@@ -1,6 +1,6 @@
 /* bench_spec.c — speculative decoding: plain vs speculative decode speed for
  * k in {2, 4, 6} at temperature 0 and 0.7, side by side in one run (medians
- * of several repetitions), with the measured per-token acceptance alpha, the
+ * of several interleaved repetitions, hydra_spec_measure_speed), with the measured per-token acceptance alpha, the
  * draft/target cost ratio c (median single-token step times) and the
  * predicted speedup of Leviathan et al. (2023),
  *   (1 - alpha^(k+1)) / ((1 - alpha) (c k + 1)),
@@ -11,36 +11,6 @@
 
 #include "cli.h"
 #include "hydralm_spec.h"
-
-/* Median single-token step time after a short prefill. */
-static double step_time(const hydra_model *m, const int32_t *prompt, int np, int steps) {
-    hydra_state *s = NULL;
-    int V = hydra_model_config(m)->vocab_size;
-    float *lg = malloc((size_t)V * sizeof *lg);
-    double t[64];
-    if (steps > 64) steps = 64;
-    if (!lg || hydra_state_create(m, &s) != HYDRA_OK) {
-        free(lg);
-        return NAN;
-    }
-    hydra_forward(m, prompt, 1, np, &s, HYDRA_LOGITS_LAST, lg);
-    int32_t tok = prompt[np - 1];
-    for (int i = 0; i < 3; i++) hydra_step(m, s, tok, lg);
-    for (int i = 0; i < steps; i++) {
-        double t0 = cli_now();
-        hydra_step(m, s, tok, lg);
-        t[i] = cli_now() - t0;
-        tok = (int32_t)((tok * 31 + 7) % V);
-    }
-    hydra_state_free(s);
-    free(lg);
-    return cli_median(t, steps);
-}
-
-static double predicted_speedup(double a, double c, int k) {
-    double tokens = a >= 1.0 ? (double)(k + 1) : (1.0 - pow(a, k + 1)) / (1.0 - a);
-    return tokens / (c * k + 1.0);
-}
 
 void hydra_bench_spec(FILE *out, const char *target_path, const char *draft_path, int n_tokens) {
     hydra_model *tm = NULL, *dm = NULL;
@@ -59,9 +29,15 @@ void hydra_bench_spec(FILE *out, const char *target_path, const char *draft_path
     const int reps = 3, V = hydra_model_config(tm)->vocab_size;
     const char *text = "First Citizen:\nBefore we proceed any further, hear me speak.\n";
     int np = (int)strlen(text);
-    int32_t *prompt = malloc((size_t)np * sizeof *prompt), *buf = malloc((size_t)n_tokens * sizeof *buf);
+    int32_t *prompt = malloc((size_t)np * sizeof *prompt);
     for (int i = 0; i < np; i++) prompt[i] = (int32_t)((unsigned char)text[i] % (unsigned)V);
-    double tt = step_time(tm, prompt, np, 32), td = step_time(dm, prompt, np, 32), c = td / tt;
+    double tt = NAN, td = NAN;
+    if ((st = hydra_spec_step_seconds(tm, prompt, (size_t)np, 32, &tt)) ||
+        (st = hydra_spec_step_seconds(dm, prompt, (size_t)np, 32, &td))) {
+        cli_fail("bench", "step timing", st);
+        goto done;
+    }
+    double c = td / tt;
     fprintf(out, "speculative decoding — target %s (%zu params), draft %s (%zu params), %s, %d threads\n", target_path,
             hydra_model_n_params(tm), draft_path, hydra_model_n_params(dm), hydra_blas_info(), hydra_get_num_threads());
     fprintf(out, "step time: target %.3f ms, draft %.3f ms -> c = %.3f; %d new tokens after a %d-token prompt, "
@@ -71,43 +47,20 @@ void hydra_bench_spec(FILE *out, const char *target_path, const char *draft_path
     const float temps[2] = {0.0f, 0.7f};
     const int ks[3] = {2, 4, 6};
     for (int ti = 0; ti < 2; ti++) {
-        double tp[8];
-        hydra_gen_opts g = hydra_gen_opts_default();
-        g.sample.temperature = temps[ti];
-        g.max_new_tokens = n_tokens;
-        g.seed = 1;
-        size_t n_out = 0;
-        for (int r = 0; r < reps; r++) {
-            double t0 = cli_now();
-            st = hydra_generate(tm, NULL, prompt, (size_t)np, &g, buf, (size_t)n_tokens, &n_out);
-            tp[r] = cli_now() - t0;
-            if (st) {
-                cli_fail("bench", "plain generation", st);
-                goto done;
-            }
-        }
-        double plain = (double)n_out / cli_median(tp, reps);
         for (int ki = 0; ki < 3; ki++) {
             hydra_spec_opts o = hydra_spec_opts_default();
             o.k = ks[ki];
-            o.sample = g.sample;
+            o.sample.temperature = temps[ti];
             o.seed = 1;
             o.max_new_tokens = n_tokens;
-            hydra_spec_stats ss;
-            double ts[8];
-            for (int r = 0; r < reps; r++) {
-                double t0 = cli_now();
-                st = hydra_spec_generate(tm, dm, prompt, (size_t)np, &o, buf, (size_t)n_tokens, &n_out, &ss);
-                ts[r] = cli_now() - t0;
-                if (st) {
-                    cli_fail("bench", "speculative generation", st);
-                    goto done;
-                }
+            hydra_spec_speed sp;
+            if ((st = hydra_spec_measure_speed(tm, dm, prompt, (size_t)np, &o, reps, &sp))) {
+                cli_fail("bench", "speculative vs plain generation", st);
+                goto done;
             }
-            double spec = (double)n_out / cli_median(ts, reps);
-            fprintf(out, "%-6.1f %-5d %10.1f %10.1f %7.3f %7.3f %9.2f %8.2fx %8.2fx\n", temps[ti], ks[ki], plain, spec,
-                    ss.alpha, ss.acceptance_rate, ss.tokens_per_target_forward,
-                    predicted_speedup(ss.alpha, c, ks[ki]), spec / plain);
+            fprintf(out, "%-6.1f %-5d %10.1f %10.1f %7.3f %7.3f %9.2f %8.2fx %8.2fx\n", temps[ti], ks[ki], sp.plain_tps,
+                    sp.spec_tps, sp.alpha, sp.acceptance_rate, sp.tokens_per_target_forward,
+                    hydra_spec_predicted_speedup(sp.alpha, c, ks[ki]), sp.speedup);
         }
     }
     fprintf(out, "\n(alpha = accepted / (accepted + rejections), the per-token acceptance of the formula;\n"
@@ -115,7 +68,6 @@ void hydra_bench_spec(FILE *out, const char *target_path, const char *draft_path
                  " measured = speculative tokens/s / plain tokens/s, both including the same prompt prefill.)\n");
 done:
     free(prompt);
-    free(buf);
     hydra_model_free(tm);
     hydra_model_free(dm);
 }

@@ -203,7 +203,7 @@ int cmd_claims(int argc, char **argv) {
                              "No external data. docs/claims.md describes each claim."};
     int spec_vocab = -1, spec_tokens = -1, lengen_steps = 0, lengen_len = 0, lengen_streams = 0, no_baseline = 0;
     float lengen_lr = 0;
-    int muon_steps = 0;
+    int muon_steps = 0, spec_steps = 0;
     int all = 0, threads = 0, quiet = 0, vec_facts = -1, vec_dim = -1, vec_heads = -1, mqar_steps = 0;
     uint64_t seed = 0, stream_tokens = 0;
     const char *budget_s = "ci", *claim = NULL, *json_path = NULL, *md_path = NULL, *fb_model = NULL,
@@ -223,6 +223,7 @@ int cmd_claims(int argc, char **argv) {
     cli_add(&s, "lengen-streams", OPT_INT, &lengen_streams, "claim 1: long streams for the hybrid (default 4 ci, 16 paper)");
     cli_add(&s, "no-baseline", OPT_FLAG, &no_baseline, "claim 1: skip the full-attention baseline (quick runs)");
     cli_add(&s, "muon-steps", OPT_INT, &muon_steps, "claim 5: steps per run (default 400)");
+    cli_add(&s, "spec-train-steps", OPT_INT, &spec_steps, "claim 7: training steps of target and draft (default 250)");
     cli_add(&s, "factbank-model", OPT_STR, &fb_model,
             "claim 6: use this MQAR checkpoint (8 pairs, hydra factbank train-mqar) instead of claim 2's hybrid");
     cli_add(&s, "mqar-steps", OPT_INT, &mqar_steps, "claim 2 (and its model in claim 6): steps per arm (default 400 ci, 800 paper)");
@@ -251,6 +252,7 @@ int cmd_claims(int argc, char **argv) {
     o.lengen_steps = lengen_steps;
     o.mqar_steps = mqar_steps;
     o.muon_steps = muon_steps;
+    o.spec_train_steps = spec_steps;
     o.lengen_lr = lengen_lr;
     o.lengen_eval_len = lengen_len;
     o.lengen_streams = lengen_streams;

@@ -22,6 +22,7 @@ void hydra_claims_set_error(hydra_claim_result *r, const char *what, hydra_statu
 void hydra_claim_length_generalisation(const hydra_claims_opts *o, hydra_claim_result *r);
 void hydra_claim_mqar(const hydra_claims_opts *o, hydra_claim_result *r);
 void hydra_claim_muon_speedup(const hydra_claims_opts *o, hydra_claim_result *r);
+void hydra_claim_spec_speedup(const hydra_claims_opts *o, hydra_claim_result *r);
 
 /* The claim-2 hybrid MQAR model as a checkpoint file for this seed and
  * budget: the one claim 2 saved earlier in this process, else trained now.
