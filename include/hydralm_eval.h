@@ -48,8 +48,10 @@ hydra_status hydra_mqar_eval(const hydra_model *m, const hydra_mqar *t, uint64_t
 
 /* ------------------------------------------ recurring-segment stream
  * A synthetic stream with long-range structure, for length generalisation
- * (claim 1). A dictionary of n_slots segments of seg_len tokens (ids in
- * [1, vocab)) is drawn per stream; the stream is a sequence of emissions
+ * (claim 1). A dictionary of n_slots segments of seg_len tokens is drawn per
+ * stream (token i of a segment from its own band of w = (vocab - 1) / seg_len
+ * ids, [1 + i w, 1 + (i + 1) w): for seg_len 2, "keys" and "values" as in
+ * MQAR); the stream is a sequence of emissions
  * "0 s_1 .. s_S": each picks a slot uniformly and emits its segment; every
  * new_every-th emission first replaces the picked slot's segment with a fresh
  * random one. So most segments recur, at distances of about
@@ -62,8 +64,16 @@ typedef struct {
     int n_slots;   /* D >= 1 */
     int seg_len;   /* S >= 1 */
     int new_every; /* >= 1; 1 = every emission is fresh (nothing to remember) */
+    int score_recall_only; /* the task scores only the recallable positions: predicting a segment's
+                              2nd..S-th token (not the delimiter, not the slot's first token) */
 } hydra_segstream_opts;
 
+/* 1 if predicting the token after `cur` (= `next`) is a recall position:
+ * both are segment tokens (non-zero). */
+static inline int hydra_segstream_is_recall(int32_t cur, int32_t next) { return cur != 0 && next != 0; }
+
+/* Ids per band, w = (vocab - 1) / seg_len. */
+int hydra_segstream_band(const hydra_segstream_opts *o);
 /* n tokens of one stream drawn from rng (the stream starts at an emission). */
 hydra_status hydra_segstream_generate(const hydra_segstream_opts *o, hydra_rng *rng, int32_t *out, size_t n);
 /* Trainer task over independent streams of T+1 tokens; o must outlive it. */

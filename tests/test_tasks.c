@@ -61,7 +61,9 @@ static int distinct_segments(const hydra_segstream_opts *o, uint64_t seed, int n
     for (int e = 0; e < n_emit; e++) {
         const int32_t *seg = tok + e * (S + 1);
         assert_int_equal(seg[0], 0); /* a delimiter opens every emission */
-        for (int i = 1; i <= S; i++) assert_true(seg[i] >= 1 && seg[i] < o->vocab);
+        const int w = hydra_segstream_band(o);
+        for (int i = 1; i <= S; i++) /* token i of a segment lies in band i */
+            assert_true(seg[i] >= 1 + (i - 1) * w && seg[i] < 1 + i * w && seg[i] < o->vocab);
         int seen = 0;
         for (int f = 0; f < e && !seen; f++) seen = !memcmp(seg, tok + f * (S + 1), (size_t)(S + 1) * sizeof *seg);
         distinct += !seen;
@@ -91,16 +93,27 @@ static void test_segstream(void **st) {
     assert_memory_equal(a, b, 137 * sizeof *a);
     hydra_segstream_opts bad = {.vocab = 2, .n_slots = 1, .seg_len = 1, .new_every = 1};
     assert_int_equal(hydra_segstream_generate(&bad, &r1, a, 10), HYDRA_ERR_ARG);
-    /* the trainer task: targets are the inputs shifted by one, every position scored */
+    bad = (hydra_segstream_opts){.vocab = 4, .n_slots = 1, .seg_len = 4, .new_every = 1}; /* 3 ids for 4 bands */
+    assert_int_equal(hydra_segstream_generate(&bad, &r1, a, 10), HYDRA_ERR_ARG);
+    /* the trainer task: targets are the inputs shifted by one, every position
+     * scored; with score_recall_only exactly the segment tokens after the first */
     hydra_task task = hydra_segstream_task(&o);
     int32_t in[2 * 16], tg[2 * 16];
     uint8_t mk[2 * 16];
-    HY_OK(task.sample(task.ctx, 0, &r1, 2, 16, in, tg, mk));
-    for (int b2 = 0; b2 < 2; b2++)
-        for (int i = 0; i + 1 < 16; i++) {
-            assert_int_equal(tg[b2 * 16 + i], in[b2 * 16 + i + 1]);
-            assert_int_equal(mk[b2 * 16 + i], 1);
-        }
+    for (int recall = 0; recall < 2; recall++) {
+        o.score_recall_only = recall;
+        HY_OK(task.sample(task.ctx, 0, &r1, 2, 16, in, tg, mk));
+        int scored = 0;
+        for (int b2 = 0; b2 < 2; b2++)
+            for (int i = 0; i < 16; i++) {
+                if (i + 1 < 16) assert_int_equal(tg[b2 * 16 + i], in[b2 * 16 + i + 1]);
+                int pos_in_emission = i % (o.seg_len + 1); /* 0 = the delimiter */
+                int want = !recall || (pos_in_emission >= 1 && pos_in_emission < o.seg_len);
+                assert_int_equal(mk[b2 * 16 + i], want);
+                scored += mk[b2 * 16 + i];
+            }
+        assert_true(scored > 0);
+    }
 }
 
 static int points, stop_after;

@@ -14,23 +14,28 @@ static hydra_status check(const hydra_segstream_opts *o) {
         return hydra_set_error(HYDRA_ERR_ARG, "segstream: need vocab >= 3, n_slots, seg_len, new_every >= 1");
     if ((size_t)o->n_slots * (size_t)o->seg_len > (1u << 20))
         return hydra_set_error(HYDRA_ERR_ARG, "segstream: dictionary too large");
+    if ((o->vocab - 1) / o->seg_len < 1)
+        return hydra_set_error(HYDRA_ERR_ARG, "segstream: vocab - 1 must be >= seg_len (one id per band)");
     return HYDRA_OK;
 }
+
+int hydra_segstream_band(const hydra_segstream_opts *o) { return o && o->seg_len > 0 ? (o->vocab - 1) / o->seg_len : 0; }
 
 hydra_status hydra_segstream_generate(const hydra_segstream_opts *o, hydra_rng *rng, int32_t *out, size_t n) {
     hydra_status st = check(o);
     if (st) return st;
     if (!rng || (!out && n)) return hydra_set_error(HYDRA_ERR_ARG, "segstream: NULL argument");
-    const int D = o->n_slots, S = o->seg_len;
+    const int D = o->n_slots, S = o->seg_len, w = hydra_segstream_band(o);
     int32_t *dict = malloc((size_t)D * S * sizeof *dict);
     if (!dict) return hydra_set_error(HYDRA_ERR_NOMEM, "out of memory");
-    for (int i = 0; i < D * S; i++) dict[i] = 1 + below(rng, o->vocab - 1);
+    /* position i of a segment draws from its own band [1 + i w, 1 + (i + 1) w) */
+    for (int i = 0; i < D * S; i++) dict[i] = 1 + (i % S) * w + below(rng, w);
     size_t t = 0;
     for (long e = 0; t < n; e++) {
         int slot = below(rng, D);
         int32_t *seg = dict + (size_t)slot * S;
         if (e % o->new_every == o->new_every - 1)
-            for (int i = 0; i < S; i++) seg[i] = 1 + below(rng, o->vocab - 1);
+            for (int i = 0; i < S; i++) seg[i] = 1 + i * w + below(rng, w);
         out[t++] = 0;
         for (int i = 0; i < S && t < n; i++) out[t++] = seg[i];
     }
@@ -49,7 +54,8 @@ static hydra_status segstream_sample(void *ctx, int split, hydra_rng *rng, int B
         if ((st = hydra_segstream_generate(o, rng, buf, (size_t)T + 1))) break;
         memcpy(inputs + (size_t)b * T, buf, (size_t)T * sizeof *buf);
         memcpy(targets + (size_t)b * T, buf + 1, (size_t)T * sizeof *buf);
-        memset(mask + (size_t)b * T, 1, (size_t)T);
+        for (int t = 0; t < T; t++)
+            mask[(size_t)b * T + t] = !o->score_recall_only || hydra_segstream_is_recall(buf[t], buf[t + 1]);
     }
     free(buf);
     return st;
