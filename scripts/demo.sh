@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The main job: install dependencies, build, train a small model on
+# A text demo: install dependencies, build, train a small model on
 # tinyshakespeare for a couple of minutes, then stream text from it.
-# (Until the claims gate exists, this is the end-to-end demo.)
+# (The main job — the claims gate — is scripts/run.sh.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
