@@ -77,12 +77,56 @@ static double now_s(void) {
 /* ----------------------------------------------------------- kernels */
 #define SMALL_M 16
 
-/* Rows [n0, n1) of W against all M inputs: each W row is read from memory
- * once and reused from L1 for the M dot products. */
+#define LD16(p) (*(const hydra_v16 *)(p))
+
+/* One register tile: weight rows w[0..3] against MB (1..4, a constant after
+ * inlining) inputs x + i*K, up to 16 accumulators; every vector of W and x is
+ * loaded once per step, so the loop is FMA-bound rather than load-bound. */
+HYDRA_AI void gemv_tile(const int MB, int K, const float *restrict x, const float *restrict w, float *restrict y,
+                        int N, int accumulate, int prefetch) {
+    const int K16 = K & ~15;
+    hydra_v16 a[4][4];
+    for (int i = 0; i < MB; i++)
+        for (int j = 0; j < 4; j++) a[i][j] = (hydra_v16){0};
+    for (int k = 0; k < K16; k += 16) {
+        /* the next tile's rows (contiguous after these): four short streams
+         * defeat the hardware prefetcher, so fetch one tile ahead by hand */
+        if (prefetch)
+            for (int j = 4; j < 8; j++) __builtin_prefetch(w + (size_t)j * K + k);
+        hydra_v16 v0 = LD16(w + k), v1 = LD16(w + K + k), v2 = LD16(w + 2 * K + k), v3 = LD16(w + 3 * K + k);
+        for (int i = 0; i < MB; i++) {
+            hydra_v16 u = LD16(x + (size_t)i * K + k);
+            a[i][0] += u * v0, a[i][1] += u * v1, a[i][2] += u * v2, a[i][3] += u * v3;
+        }
+    }
+    for (int i = 0; i < MB; i++)
+        for (int j = 0; j < 4; j++) {
+            float acc = hydra_v16_hsum(a[i][j]);
+            for (int k = K16; k < K; k++) acc += x[(size_t)i * K + k] * w[(size_t)j * K + k];
+            float *dst = y + (size_t)i * N + j;
+            *dst = accumulate ? *dst + acc : acc;
+        }
+}
+
+/* Rows [n0, n1) of W against all M inputs, in tiles of 4 weight rows x up to
+ * 4 inputs: each W row is read from memory once for all M inputs, so the
+ * speculative verify of k+1 tokens costs little more than one decode step. */
 HYDRA_CLONES
 static void gemv_block(int M, int N, int K, int n0, int n1, const float *restrict x,
                        const float *restrict W, float *restrict y, int accumulate) {
-    for (int n = n0; n < n1; n++) {
+    int n = n0;
+    for (; n + 4 <= n1; n += 4) {
+        const float *w = W + (size_t)n * K;
+        int m = 0, pf = n + 8 <= n1; /* prefetch in the first pass over these rows only */
+        for (; m + 4 <= M; m += 4, pf = 0) gemv_tile(4, K, x + (size_t)m * K, w, y + (size_t)m * N + n, N, accumulate, pf);
+        switch (M - m) {
+        case 3: gemv_tile(3, K, x + (size_t)m * K, w, y + (size_t)m * N + n, N, accumulate, pf); break;
+        case 2: gemv_tile(2, K, x + (size_t)m * K, w, y + (size_t)m * N + n, N, accumulate, pf); break;
+        case 1: gemv_tile(1, K, x + (size_t)m * K, w, y + (size_t)m * N + n, N, accumulate, pf); break;
+        default: break;
+        }
+    }
+    for (; n < n1; n++) { /* remaining weight rows */
         const float *w = W + (size_t)n * K;
         for (int m = 0; m < M; m++) {
             float acc = hydra_dot(x + (size_t)m * K, w, K);
@@ -101,7 +145,10 @@ static void gemv_rows(int M, int N, int K, const float *x, const float *W, float
 #pragma omp parallel
     {
         int nt = omp_get_num_threads(), id = omp_get_thread_num();
-        int n0 = (int)((long long)N * id / nt), n1 = (int)((long long)N * (id + 1) / nt);
+        /* split on multiples of 4 rows so that every thread runs full tiles */
+        int blocks = (N + 3) / 4;
+        int n0 = 4 * (int)((long long)blocks * id / nt), n1 = 4 * (int)((long long)blocks * (id + 1) / nt);
+        if (n1 > N) n1 = N;
         gemv_block(M, N, K, n0, n1, x, W, y, accumulate);
     }
 }
