@@ -260,6 +260,29 @@ static void test_cli_json(void **st) {
     text[n] = 0;
     assert_non_null(strstr(text, "| claim_4_spec_decoding_exact | PASS |"));
     remove(json), remove(md), remove(out);
+    /* several seeds: one run object per seed, per-seed statuses in the report */
+    snprintf(cmd, sizeof cmd, "%s/hydra claims --claim claim_4 --spec-vocab 6 --spec-tokens 3 --seeds 5-6 --quiet --threads 1 --json %s --md %s > %s",
+             bin, json, md, out);
+    rc = system(cmd);
+    assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) <= 1);
+    root = json_load_file(json, 0, &err);
+    if (!root) fail_msg("invalid JSON: %s line %d", err.text, err.line);
+    json_t *runs = json_object_get(root, "runs");
+    assert_int_equal(json_array_size(runs), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(runs, 1), "seed")), 6);
+    assert_int_equal(json_array_size(json_object_get(json_array_get(runs, 1), "claims")), 1);
+    json_decref(root);
+    f = fopen(md, "r");
+    assert_non_null(f);
+    n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = 0;
+    assert_non_null(strstr(text, "| seed 5 | seed 6 |"));
+    assert_non_null(strstr(text, " ± "));
+    remove(json), remove(md), remove(out);
+    snprintf(cmd, sizeof cmd, "%s/hydra claims --claim claim_4 --seeds 3-1 --quiet 2>/dev/null", bin);
+    rc = system(cmd);
+    assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 2);
     /* usage errors exit 2 */
     snprintf(cmd, sizeof cmd, "%s/hydra claims --claim nope --quiet 2>/dev/null", bin);
     rc = system(cmd);

@@ -105,27 +105,9 @@ static json_t *values_json(const hydra_claim_value *v, int n, int with_op) {
     return o;
 }
 
-static int write_json(const char *path, const hydra_claim_result *r, int n, uint64_t seed, const char *budget,
-                      double total_s, int threads, const char *date, int passed) {
-    json_t *root = json_object(), *env = json_object(), *arr = json_array();
-    char cpu[256];
-    struct utsname u;
-    json_object_set_new(env, "hydra_version", json_string(HYDRA_VERSION_STRING));
-    json_object_set_new(env, "blas", json_string(hydra_blas_info()));
-    json_object_set_new(env, "threads", json_integer(threads));
-    json_object_set_new(env, "cpu_model", json_string(cpu_model(cpu, sizeof cpu)));
-    json_object_set_new(env, "online_cpus", json_integer(sysconf(_SC_NPROCESSORS_ONLN)));
-    if (!uname(&u)) {
-        char k[400];
-        snprintf(k, sizeof k, "%s %s %s", u.sysname, u.release, u.machine);
-        json_object_set_new(env, "kernel", json_string(k));
-    }
-    json_object_set_new(env, "date", json_string(date));
-    json_object_set_new(root, "seed", json_integer((json_int_t)seed));
-    json_object_set_new(root, "budget", json_string(budget));
-    json_object_set_new(root, "runtime_seconds", json_real(total_s));
-    json_object_set_new(root, "passed", json_boolean(passed));
-    json_object_set_new(root, "environment", env);
+/* One run's claims as a JSON array. */
+static json_t *claims_json(const hydra_claim_result *r, int n, uint64_t seed, const char *budget) {
+    json_t *arr = json_array();
     for (int i = 0; i < n; i++) {
         json_t *c = json_object();
         json_object_set_new(c, "name", json_string(r[i].name));
@@ -149,50 +131,186 @@ static int write_json(const char *path, const hydra_claim_result *r, int n, uint
         }
         json_array_append_new(arr, c);
     }
-    json_object_set_new(root, "claims", arr);
+    return arr;
+}
+
+/* One seed: {"seed", "budget", "runtime_seconds", "passed", "environment", "claims"}.
+ * Several: the same with "seeds" and "runs" (one object per seed, each with its claims). */
+static int write_json(const char *path, hydra_claim_result (*r)[HYDRA_CLAIMS_MAX], int n_seeds, int n,
+                      const uint64_t *seeds, const char *budget, const double *secs, int threads, const char *date,
+                      int passed) {
+    json_t *root = json_object(), *env = json_object();
+    char cpu[256];
+    struct utsname u;
+    json_object_set_new(env, "hydra_version", json_string(HYDRA_VERSION_STRING));
+    json_object_set_new(env, "blas", json_string(hydra_blas_info()));
+    json_object_set_new(env, "threads", json_integer(threads));
+    json_object_set_new(env, "cpu_model", json_string(cpu_model(cpu, sizeof cpu)));
+    json_object_set_new(env, "online_cpus", json_integer(sysconf(_SC_NPROCESSORS_ONLN)));
+    if (!uname(&u)) {
+        char k[400];
+        snprintf(k, sizeof k, "%s %s %s", u.sysname, u.release, u.machine);
+        json_object_set_new(env, "kernel", json_string(k));
+    }
+    json_object_set_new(env, "date", json_string(date));
+    json_object_set_new(root, "budget", json_string(budget));
+    json_object_set_new(root, "passed", json_boolean(passed));
+    json_object_set_new(root, "environment", env);
+    if (n_seeds == 1) {
+        json_object_set_new(root, "seed", json_integer((json_int_t)seeds[0]));
+        json_object_set_new(root, "runtime_seconds", json_real(secs[0]));
+        json_object_set_new(root, "claims", claims_json(r[0], n, seeds[0], budget));
+    } else {
+        json_t *sa = json_array(), *runs = json_array();
+        for (int k = 0; k < n_seeds; k++) {
+            json_array_append_new(sa, json_integer((json_int_t)seeds[k]));
+            json_t *run = json_object();
+            json_object_set_new(run, "seed", json_integer((json_int_t)seeds[k]));
+            json_object_set_new(run, "runtime_seconds", json_real(secs[k]));
+            json_object_set_new(run, "passed", json_boolean(hydra_claims_all_passed(r[k], n)));
+            json_object_set_new(run, "claims", claims_json(r[k], n, seeds[k], budget));
+            json_array_append_new(runs, run);
+        }
+        json_object_set_new(root, "seeds", sa);
+        json_object_set_new(root, "runs", runs);
+    }
     int rc = json_dump_file(root, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
     json_decref(root);
     return rc;
 }
 
-static int write_md(const char *path, const hydra_claim_result *r, int n, uint64_t seed, const char *budget,
-                    double total_s, int threads, const char *date) {
+/* Mean and sample standard deviation of claim i's value `name` over seeds. */
+static void value_stats(hydra_claim_result (*r)[HYDRA_CLAIMS_MAX], int n_seeds, int i, const char *name, double *mean,
+                        double *sd) {
+    double s = 0, s2 = 0;
+    int c = 0;
+    for (int k = 0; k < n_seeds; k++) {
+        double v = hydra_claim_value_get(&r[k][i], name);
+        if (isnan(v)) continue;
+        s += v, s2 += v * v, c++;
+    }
+    *mean = c ? s / c : NAN;
+    *sd = c > 1 ? sqrt(fmax(0, (s2 - s * s / c) / (c - 1))) : 0;
+}
+
+static void fmt_value(char *buf, size_t cap, double mean, double sd, int n_seeds) {
+    if (n_seeds > 1) snprintf(buf, cap, "%.4g ± %.2g", mean, sd);
+    else snprintf(buf, cap, "%.6g", mean);
+}
+
+/* RESULTS.md: per claim its status on every seed, its thresholds and the
+ * mean ± std over seeds of every measured value (one seed: the values). */
+static int write_md(const char *path, hydra_claim_result (*r)[HYDRA_CLAIMS_MAX], int n_seeds, int n,
+                    const uint64_t *seeds, const char *budget, const double *secs, int threads, const char *date) {
     FILE *f = fopen(path, "w");
     if (!f) return -1;
-    char cpu[256];
-    fprintf(f, "# HydraLM-C claims gate results\n\n");
-    fprintf(f, "`hydra claims` — hydra %s, budget `%s`, seed %llu, %s, %d threads, %s; %s. Total %.1f s.\n\n",
-            HYDRA_VERSION_STRING, budget, (unsigned long long)seed, cpu_model(cpu, sizeof cpu), threads,
-            hydra_blas_info(), date, total_s);
-    fprintf(f, "| claim | status | result | thresholds | seconds |\n|---|---|---|---|---:|\n");
-    for (int i = 0; i < n; i++) {
-        fprintf(f, "| %s | %s | %s | ", r[i].name, hydra_claim_status_str(r[i].status), r[i].summary);
-        for (int t = 0; t < r[i].n_thresholds; t++) {
-            const hydra_claim_value *x = &r[i].thresholds[t];
-            fprintf(f, "%s`%s %s %g` (%.4g)", t ? "<br>" : "", x->name, x->op, x->value,
-                    hydra_claim_value_get(&r[i], x->name));
-        }
-        fprintf(f, " | %.1f |\n", r[i].seconds);
+    char cpu[256], seedlist[256] = "", buf[64];
+    double total = 0;
+    for (int k = 0; k < n_seeds; k++) {
+        size_t l = strlen(seedlist);
+        snprintf(seedlist + l, sizeof seedlist - l, "%s%llu", k ? ", " : "", (unsigned long long)seeds[k]);
+        total += secs[k];
     }
-    fprintf(f, "\n## Measured values\n");
+    fprintf(f, "# HydraLM-C claims gate results\n\n");
+    fprintf(f, "`hydra claims` — hydra %s, budget `%s`, seed%s %s, %s, %d threads, %s; %s. Total %.1f s",
+            HYDRA_VERSION_STRING, budget, n_seeds > 1 ? "s" : "", seedlist, cpu_model(cpu, sizeof cpu), threads,
+            hydra_blas_info(), date, total);
+    if (n_seeds > 1) fprintf(f, " (%.1f s per seed on average)", total / n_seeds);
+    fprintf(f, ".\n\n| claim | status | result%s | thresholds (measured%s) | seconds |\n|---|---|---|---|---:|\n",
+            n_seeds > 1 ? " (first seed)" : "", n_seeds > 1 ? ", mean ± std over seeds" : "");
     for (int i = 0; i < n; i++) {
-        if (!r[i].n_values) continue;
-        fprintf(f, "\n### %s\n\n%s\n\n| value | measured |\n|---|---:|\n", r[i].name, r[i].description);
-        for (int v = 0; v < r[i].n_values; v++) fprintf(f, "| %s | %.6g |\n", r[i].values[v].name, r[i].values[v].value);
-        for (int k = 0; k < r[i].n_curves; k++) {
-            const hydra_claim_curve *c = &r[i].curves[k];
-            fprintf(f, "\n%s:\n\n| x |", c->name);
-            for (int p = 0; p < c->n; p++) fprintf(f, " %g |", c->x[p]);
+        int pass = 0;
+        for (int k = 0; k < n_seeds; k++) pass += r[k][i].status == HYDRA_CLAIM_PASS;
+        if (n_seeds > 1) fprintf(f, "| %s | PASS %d/%d | %s | ", r[0][i].name, pass, n_seeds, r[0][i].summary);
+        else fprintf(f, "| %s | %s | %s | ", r[0][i].name, hydra_claim_status_str(r[0][i].status), r[0][i].summary);
+        for (int t = 0; t < r[0][i].n_thresholds; t++) {
+            const hydra_claim_value *x = &r[0][i].thresholds[t];
+            double m, sd;
+            value_stats(r, n_seeds, i, x->name, &m, &sd);
+            fmt_value(buf, sizeof buf, m, sd, n_seeds);
+            fprintf(f, "%s`%s %s %g` (%s)", t ? "<br>" : "", x->name, x->op, x->value, buf);
+        }
+        double sm = 0;
+        for (int k = 0; k < n_seeds; k++) sm += r[k][i].seconds / n_seeds;
+        fprintf(f, " | %.1f |\n", sm);
+    }
+    if (n_seeds > 1) {
+        fprintf(f, "\nPer seed:\n\n| claim |");
+        for (int k = 0; k < n_seeds; k++) fprintf(f, " seed %llu |", (unsigned long long)seeds[k]);
+        fprintf(f, "\n|---|");
+        for (int k = 0; k < n_seeds; k++) fprintf(f, "---|");
+        fprintf(f, "\n");
+        for (int i = 0; i < n; i++) {
+            fprintf(f, "| %s |", r[0][i].name);
+            for (int k = 0; k < n_seeds; k++) fprintf(f, " %s: %s |", hydra_claim_status_str(r[k][i].status), r[k][i].summary);
+            fprintf(f, "\n");
+        }
+    }
+    fprintf(f, "\n## Measured values%s\n", n_seeds > 1 ? " (mean ± std over seeds)" : "");
+    for (int i = 0; i < n; i++) {
+        if (!r[0][i].n_values) continue;
+        fprintf(f, "\n### %s\n\n%s\n\n| value | measured |\n|---|---:|\n", r[0][i].name, r[0][i].description);
+        for (int v = 0; v < r[0][i].n_values; v++) {
+            double m, sd;
+            value_stats(r, n_seeds, i, r[0][i].values[v].name, &m, &sd);
+            fmt_value(buf, sizeof buf, m, sd, n_seeds);
+            fprintf(f, "| %s | %s |\n", r[0][i].values[v].name, buf);
+        }
+        for (int c = 0; c < r[0][i].n_curves; c++) {
+            const hydra_claim_curve *cv = &r[0][i].curves[c];
+            fprintf(f, "\n%s (seed %llu):\n\n| x |", cv->name, (unsigned long long)seeds[0]);
+            for (int p = 0; p < cv->n; p++) fprintf(f, " %g |", cv->x[p]);
             fprintf(f, "\n|---|");
-            for (int p = 0; p < c->n; p++) fprintf(f, "---|");
+            for (int p = 0; p < cv->n; p++) fprintf(f, "---|");
             fprintf(f, "\n| y |");
-            for (int p = 0; p < c->n; p++) fprintf(f, " %.3f |", c->y[p]);
+            for (int p = 0; p < cv->n; p++) fprintf(f, " %.3f |", cv->y[p]);
             fprintf(f, "\n");
         }
     }
     fprintf(f, "\nStatuses: PASS (every threshold holds), FAIL, TODO (not implemented: never a pass), ERROR "
                "(the measurement failed). See docs/claims.md.\n");
     return fclose(f) ? -1 : 0;
+}
+
+/* "0-3" or "0,2,5" */
+static int parse_seeds(const char *s, uint64_t *out, int cap, int *n) {
+    *n = 0;
+    char *end;
+    while (*s) {
+        unsigned long long a = strtoull(s, &end, 10), b;
+        if (end == s) return -1;
+        s = end;
+        b = a;
+        if (*s == '-') {
+            b = strtoull(s + 1, &end, 10);
+            if (end == s + 1 || b < a) return -1;
+            s = end;
+        }
+        for (unsigned long long v = a; v <= b; v++) {
+            if (*n >= cap) return -1;
+            out[(*n)++] = v;
+        }
+        if (*s == ',') s++;
+        else if (*s) return -1;
+    }
+    return *n ? 0 : -1;
+}
+
+/* One line per claim and a summary; returns 1 if every claim passed. */
+static int print_results(const hydra_claim_result *res, int n, const char *budget, uint64_t seed, double secs) {
+    int passed = hydra_claims_all_passed(res, n), n_pass = 0, n_fail = 0, n_todo = 0, n_err = 0;
+    for (int i = 0; i < n; i++) {
+        printf("[%s] %s · %s\n", hydra_claim_status_str(res[i].status), res[i].name, res[i].summary);
+        n_pass += res[i].status == HYDRA_CLAIM_PASS;
+        n_fail += res[i].status == HYDRA_CLAIM_FAIL;
+        n_todo += res[i].status == HYDRA_CLAIM_NOT_IMPLEMENTED;
+        n_err += res[i].status == HYDRA_CLAIM_ERROR;
+    }
+    printf("%s · %d passed, %d failed, %d not implemented, %d errors · budget %s · seed %llu · %.1f s\n",
+           passed ? "CLAIMS PASS" : "CLAIMS FAIL", n_pass, n_fail, n_todo, n_err, budget, (unsigned long long)seed,
+           secs);
+    fflush(stdout);
+    return passed;
 }
 
 int cmd_claims(int argc, char **argv) {
@@ -206,11 +324,13 @@ int cmd_claims(int argc, char **argv) {
     int muon_steps = 0, spec_steps = 0;
     int all = 0, threads = 0, quiet = 0, vec_facts = -1, vec_dim = -1, vec_heads = -1, mqar_steps = 0;
     uint64_t seed = 0, stream_tokens = 0;
+    const char *seeds_s = NULL;
     const char *budget_s = "ci", *claim = NULL, *json_path = NULL, *md_path = NULL, *fb_model = NULL,
                *internal_vec = NULL;
     cli_add(&s, "all", OPT_FLAG, &all, "run every registered claim");
     cli_add(&s, "claim", OPT_STR, &claim, "run only these claims (comma-separated; full name or claim_N)");
     cli_add(&s, "seed", OPT_U64, &seed, "seed of every model, fact and stream (default 0)");
+    cli_add(&s, "seeds", OPT_STR, &seeds_s, "run for several seeds, e.g. 0-3 or 0,2,5; --md then reports mean +- std");
     cli_add(&s, "budget", OPT_STR, &budget_s, "ci (default: <= 5 min on 2 cores) or paper (larger samples)");
     cli_add(&s, "json", OPT_STR, &json_path, "write results (thresholds, values, environment) as JSON");
     cli_add(&s, "md", OPT_STR, &md_path, "write results as a markdown report (RESULTS.md)");
@@ -284,36 +404,45 @@ int cmd_claims(int argc, char **argv) {
     if (!quiet) o.progress = on_progress;
     o.vec_writer = vec_writer;
     o.bank_writer = bank_writer;
-    double t_start = cli_now();
     o.factbank_model = fb_model;
-    hydra_claim_result res[HYDRA_CLAIMS_MAX];
-    int n = 0;
-    hydra_status st = hydra_claims_run(&o, claim ? names : NULL, n_names, res, HYDRA_CLAIMS_MAX, &n);
-    free(sel);
-    if (st) return cli_fail("claims", "running the claims", st);
-    double total = cli_now() - t_start;
-    int passed = hydra_claims_all_passed(res, n), n_pass = 0, n_fail = 0, n_todo = 0, n_err = 0;
-    for (int i = 0; i < n; i++) {
-        printf("[%s] %s · %s\n", hydra_claim_status_str(res[i].status), res[i].name, res[i].summary);
-        n_pass += res[i].status == HYDRA_CLAIM_PASS;
-        n_fail += res[i].status == HYDRA_CLAIM_FAIL;
-        n_todo += res[i].status == HYDRA_CLAIM_NOT_IMPLEMENTED;
-        n_err += res[i].status == HYDRA_CLAIM_ERROR;
+    uint64_t seed_list[64];
+    int n_seeds = 0;
+    if (seeds_s && parse_seeds(seeds_s, seed_list, 64, &n_seeds)) {
+        fprintf(stderr, "hydra claims: --seeds must look like 0-3 or 0,2,5 (at most 64 seeds)\n");
+        free(sel);
+        return 2;
     }
-    printf("%s · %d passed, %d failed, %d not implemented, %d errors · budget %s · seed %llu · %.1f s\n",
-           passed ? "CLAIMS PASS" : "CLAIMS FAIL", n_pass, n_fail, n_todo, n_err, budget_s, (unsigned long long)seed,
-           total);
+    if (!seeds_s) seed_list[0] = seed, n_seeds = 1;
+    static hydra_claim_result res[64][HYDRA_CLAIMS_MAX];
+    double secs[64];
+    int n = 0, passed = 1;
+    double t_all = cli_now();
+    for (int k = 0; k < n_seeds; k++) {
+        o.seed = seed_list[k];
+        double t_start = cli_now();
+        hydra_status st = hydra_claims_run(&o, claim ? names : NULL, n_names, res[k], HYDRA_CLAIMS_MAX, &n);
+        if (st) {
+            free(sel);
+            return cli_fail("claims", "running the claims", st);
+        }
+        secs[k] = cli_now() - t_start;
+        passed &= print_results(res[k], n, budget_s, o.seed, secs[k]);
+    }
+    free(sel);
+    if (n_seeds > 1)
+        printf("%s over seeds %s · budget %s · %.1f s\n", passed ? "CLAIMS PASS" : "CLAIMS FAIL", seeds_s, budget_s,
+               cli_now() - t_all);
     char date[64];
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tm);
     int nthreads = hydra_get_num_threads();
-    if (json_path && write_json(json_path, res, n, seed, budget_s, total, nthreads, date, passed)) {
+    if (json_path && write_json(json_path, res, n_seeds, n, seed_list, budget_s, secs, nthreads, date, passed)) {
         fprintf(stderr, "hydra claims: could not write %s\n", json_path);
         return 1;
     }
-    if (md_path && write_md(md_path, res, n, seed, budget_s, total, nthreads, date)) {
+    if (md_path && write_md(md_path, res, n_seeds, n, seed_list, budget_s, secs, nthreads, date)) {
         fprintf(stderr, "hydra claims: could not write %s\n", md_path);
         return 1;
     }

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Issue 5's benchmark: train a target (d_model 512, 8 layers) and a draft
+# (d_model 128, 2 layers) on tinyshakespeare with `hydra train`, then measure
+# plain vs speculative decoding (k = 2, 4, 6 at temperature 0 and 0.7) with
+# `hydra bench --spec-target/--spec-draft`.
+#   bench/spec_models.sh [OUTDIR] [TARGET_STEPS] [DRAFT_STEPS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-out/spec} tsteps=${2:-400} dsteps=${3:-1500}
+data=../shared/data/tinyshakespeare.txt
+mkdir -p "$out"
+if [ ! -f "$out/target/model.safetensors" ]; then
+  ./build/hydra train --data "$data" --out "$out/target" --d-model 512 --n-layers 8 --n-heads 8 --window 256 \
+    --steps "$tsteps" --batch 8 --seq 256 --lr 1e-3 --eval-every 100 --sample-len 0 --seed 0 --log-every 20
+fi
+if [ ! -f "$out/draft/model.safetensors" ]; then
+  ./build/hydra train --data "$data" --out "$out/draft" --d-model 128 --n-layers 2 --n-heads 2 --pattern DS --window 256 \
+    --steps "$dsteps" --batch 16 --seq 128 --lr 3e-3 --eval-every 250 --sample-len 0 --seed 0 --log-every 100
+fi
+./build/hydra bench --spec-target "$out/target/model.safetensors" --spec-draft "$out/draft/model.safetensors" | tee "$out/bench.txt"
