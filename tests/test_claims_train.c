@@ -1,0 +1,58 @@
+/* test_claims_train.c — the claims that train models (1, 2, 5) at a few
+ * steps: every measurement is made and recorded, and an untrained model
+ * fails the non-vacuity thresholds. Label slow: training under ASan takes
+ * minutes; the release suite runs it. */
+#include <math.h>
+#include <string.h>
+
+#include "hydralm_claims.h"
+#include "test_util.h"
+
+static hydra_claims_opts tiny_opts(void) {
+    hydra_claims_opts o = hydra_claims_opts_default(HYDRA_BUDGET_CI, 3);
+    return o;
+}
+
+/* The training claims at a few steps: every measurement is made and
+ * recorded; an untrained model must fail the non-vacuity thresholds (a
+ * model that learned nothing cannot pass a ratio claim by having nothing
+ * to lose). */
+static void test_training_claims_tiny(void **st) {
+    (void)st;
+    hydra_claims_opts o = tiny_opts();
+    hydra_claim_result r;
+    o.lengen_steps = 3;
+    o.lengen_eval_len = 1400; /* >= 1024 + 256 */
+    o.lengen_streams = 1;
+    o.lengen_baseline = -1;
+    HY_OK(hydra_claim_run(hydra_claim_find("claim_1"), &o, &r));
+    assert_int_equal(r.status, HYDRA_CLAIM_FAIL);
+    assert_non_null(strstr(r.summary, "hybrid_loss_at_train_len"));
+    double ratio = hydra_claim_value_get(&r, "hybrid_ratio");
+    assert_true(isfinite(ratio) && ratio > 0.5 && ratio < 2);
+    assert_true(isnan(hydra_claim_value_get(&r, "attention_ratio")));
+    o.lengen_eval_len = 1000; /* shorter than the tail: an error result */
+    HY_OK(hydra_claim_run(hydra_claim_find("claim_1"), &o, &r));
+    assert_int_equal(r.status, HYDRA_CLAIM_ERROR);
+
+    o.mqar_steps = 4;
+    HY_OK(hydra_claim_run(hydra_claim_find("claim_2"), &o, &r));
+    assert_true(r.status == HYDRA_CLAIM_FAIL);
+    assert_int_equal(r.n_curves, 4); /* accuracy and beyond-window accuracy, per arm */
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(r.curves[i].n, 4);
+        assert_true(r.curves[i].x[3] == 4 && r.curves[i].y[3] >= 0 && r.curves[i].y[3] <= 1);
+    }
+    assert_true(hydra_claim_value_get(&r, "answers_beyond_window") > 0);
+
+    o.muon_steps = 8;
+    HY_OK(hydra_claim_run(hydra_claim_find("claim_5"), &o, &r));
+    assert_true(r.status == HYDRA_CLAIM_PASS || r.status == HYDRA_CLAIM_FAIL);
+    assert_true(isfinite(hydra_claim_value_get(&r, "speedup")));
+    assert_int_equal(r.n_curves, 2);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_training_claims_tiny)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
