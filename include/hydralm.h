@@ -86,6 +86,11 @@ hydra_status hydra_config_load_json(const char *path, hydra_config *cfg);
 /* Serialise to a JSON string; free with hydra_free(). */
 hydra_status hydra_config_to_json(const hydra_config *cfg, char **json_out);
 void hydra_free(void *p);
+/* Small utilities for timing (the library's benchmarks and the CLI share them):
+ * a monotonic wall clock in seconds, and the median of x[n] (sorts x in
+ * place; NAN for n <= 0). */
+double hydra_now_seconds(void);
+double hydra_median(double *x, int n);
 
 /* ----------------------------------------------------------------- model */
 typedef struct hydra_model hydra_model;

@@ -18,21 +18,6 @@
 #include "hydralm_stream.h"
 #include "test_util.h"
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-static double median(double *x, int n) {
-    qsort(x, (size_t)n, sizeof *x, cmp_d);
-    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
-}
-
 #define CHUNK 512
 #define WIN 32 /* chunks per timing window */
 
@@ -72,9 +57,9 @@ static void test_constant_memory(void **unused) {
         /* text-like ids: a mix of a repeating pattern and random bytes */
         for (int i = 0; i < CHUNK; i++)
             tok[i] = (int32_t)((hydra_rng_next(&r) % 4) ? (uint64_t)((ci * 7 + i) % 97) : hydra_rng_next(&r) % (uint64_t)V);
-        double t0 = now_s();
+        double t0 = hydra_now_seconds();
         HY_OK(hydra_stream_feed(s, tok, CHUNK));
-        double dt = now_s() - t0;
+        double dt = hydra_now_seconds() - t0;
         long long done = (ci + 1) * CHUNK;
         /* timing windows: the WIN chunks ending at 4K+, and the last WIN chunks */
         if (done > 4096 && n_early < WIN) t_early[n_early++] = dt;
@@ -96,7 +81,7 @@ static void test_constant_memory(void **unused) {
     hydra_stream_stats ss;
     HY_OK(hydra_stream_get_stats(s, &ss));
     long hwm_end = hydra_process_memory_kib("VmHWM"), rss_end = hydra_process_memory_kib("VmRSS");
-    double early = median(t_early, n_early) / CHUNK, late = median(t_late, n_late) / CHUNK;
+    double early = hydra_median(t_early, n_early) / CHUNK, late = hydra_median(t_late, n_late) / CHUNK;
     printf("[stream_long] %lld tokens, chunk %d: state bytes %zu at 1K, %zu at 64K, %zu at end (peak %zu)\n",
            (long long)ss.tokens, CHUNK, bytes_1k, bytes_64k, ss.state_bytes, ss.peak_state_bytes);
     printf("[stream_long] peak RSS (VmHWM) %ld kB at 64K, %ld kB at end (+%ld kB); RSS %ld -> %ld kB\n", hwm_warm,

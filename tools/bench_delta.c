@@ -101,7 +101,7 @@ static double time_prefill(dr_fn f, dr_inputs *in, int reps) {
         double t1 = now_s();
         if (r >= 0) t[r] = t1 - t0;
     }
-    return in->T / cli_median(t, reps);
+    return in->T / hydra_median(t, reps);
 }
 
 /* seconds per token of T=1 calls on a warm state (median over reps batches) */
@@ -118,7 +118,7 @@ static double time_decode(dr_fn f, dr_inputs *in, int reps, int calls) {
         double t1 = now_s();
         if (r >= 0) t[r] = (t1 - t0) / calls;
     }
-    return cli_median(t, reps);
+    return hydra_median(t, reps);
 }
 
 void hydra_bench_delta_rule(FILE *out, int threads) {

@@ -60,9 +60,9 @@ void hydra_bench_factbank(FILE *out) {
         int written = 0;
         secs[c] = 0;
         for (int k = 0; k < nn; k++) {
-            double t0 = cli_now();
+            double t0 = hydra_now_seconds();
             hydra_vecmem_memorize(vm, K + (size_t)written * d, V + (size_t)written * d, (size_t)(ns[k] - written));
-            secs[c] += cli_now() - t0;
+            secs[c] += hydra_now_seconds() - t0;
             written = ns[k];
             hydra_vecmem_recall(vm, K, (size_t)written, R);
             hydra_vecmem_score(R, V, (size_t)written, d, &acc[c][k], &cosv[c][k]);
@@ -151,21 +151,21 @@ int hydra_bench_factbank_model(FILE *out, const char *model_path, int n_pairs, i
         }
         /* Another process (this binary, `hydra factbank write --ids ...`) writes the bank file;
          * this one loads it. */
-        double t0 = cli_now();
+        double t0 = hydra_now_seconds();
         if (spawn_writer(model_path, seq, 2 * n_pairs, path)) {
             fprintf(out, "bench factbank: the writer process failed\n");
             goto fail_quiet;
         }
         if ((st = hydra_factbank_load(m, path, &loaded))) goto fail;
-        t_bank += cli_now() - t0;
+        t_bank += hydra_now_seconds() - t0;
         for (int q = 0; q < n_pairs; q++) {
             int32_t key = seq[2 * q], val = seq[2 * q + 1], saved = seq[2 * n_pairs];
             int am;
             /* in context */
             seq[2 * n_pairs] = key;
-            t0 = cli_now();
+            t0 = hydra_now_seconds();
             if ((st = hydra_forward(m, seq, 1, 2 * n_pairs + 1, NULL, HYDRA_LOGITS_LAST, logits))) goto fail;
-            t_ctx += cli_now() - t0;
+            t_ctx += hydra_now_seconds() - t0;
             seq[2 * n_pairs] = saved;
             am = 0;
             for (int v = 1; v < V; v++)

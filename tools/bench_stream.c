@@ -34,16 +34,16 @@ static void bench_one(FILE *out, const char *name, const hydra_config *cfg, long
     int n_early = 0, n_late = 0, nonfinite = 0;
     long hwm_warm = hydra_process_memory_kib("VmHWM");
     size_t bytes0 = hydra_state_bytes(hydra_stream_state(s)), bytes_max = bytes0;
-    double t_start = cli_now(), t_report = t_start;
+    double t_start = hydra_now_seconds(), t_report = t_start;
     uint32_t x = 12345;
     for (long long ci = 0; ci < n_chunks; ci++) {
         for (int i = 0; i < BS_CHUNK; i++) {
             x = x * 1664525u + 1013904223u;
             tok[i] = (int32_t)((x >> 8) % (uint32_t)V);
         }
-        double t0 = cli_now();
+        double t0 = hydra_now_seconds();
         st = hydra_stream_feed(s, tok, BS_CHUNK);
-        double dt = cli_now() - t0;
+        double dt = hydra_now_seconds() - t0;
         if (st) {
             fprintf(out, "%-16s  error after %lld tokens: %s\n", name, ci * BS_CHUNK, hydra_last_error());
             break;
@@ -56,8 +56,8 @@ static void bench_one(FILE *out, const char *name, const hydra_config *cfg, long
         if (hydra_stream_last_logits(s, lg) == HYDRA_OK)
             for (int i = 0; i < V; i++) nonfinite += !(lg[i] == lg[i] && lg[i] - lg[i] == 0);
         if (ci + 1 == warm_at) hwm_warm = hydra_process_memory_kib("VmHWM");
-        if (cli_now() - t_report > 30) {
-            t_report = cli_now();
+        if (hydra_now_seconds() - t_report > 30) {
+            t_report = hydra_now_seconds();
             fprintf(stderr, "[bench stream] %s: %lld / %lld tokens, %.0f tokens/s\n", name, done,
                     n_chunks * BS_CHUNK, done / (t_report - t_start));
         }
@@ -65,7 +65,7 @@ static void bench_one(FILE *out, const char *name, const hydra_config *cfg, long
     hydra_stream_stats ss;
     hydra_stream_get_stats(s, &ss);
     long hwm_end = hydra_process_memory_kib("VmHWM");
-    double e = cli_median(early, n_early) / BS_CHUNK, l = cli_median(late, n_late) / BS_CHUNK;
+    double e = hydra_median(early, n_early) / BS_CHUNK, l = hydra_median(late, n_late) / BS_CHUNK;
     char b0[32], b1[32], r0[32], r1[32];
     fprintf(out, "%-16s %11llu  %8.1f  %9.0f  %10s  %10s  %9s  %9s  %8.2f  %8.2f  %6.3f  %s\n", name,
             (unsigned long long)ss.tokens, ss.seconds, ss.tokens_per_s, cli_bytes((double)bytes0, b0, sizeof b0),

@@ -199,10 +199,10 @@ void hydra_bench_train(FILE *out, int quick) {
         for (int r = 0; r < warm + reps && ok; r++) {
             hydra_matmul_stats_reset();
             hydra_matmul_stats_enable(1);
-            double t0 = cli_now();
+            double t0 = hydra_now_seconds();
             ok = !hydra_model_loss_grad(m, in, tg, NULL, B, T, grads, &loss, NULL) &&
                  !hydra_optimizer_step(opt, m, grads, NULL, NULL);
-            double dt = cli_now() - t0;
+            double dt = hydra_now_seconds() - t0;
             hydra_matmul_stats_enable(0);
             hydra_matmul_stats ms;
             hydra_matmul_stats_get(&ms);
@@ -213,8 +213,8 @@ void hydra_bench_train(FILE *out, int quick) {
             goto next;
         }
         double n_mm, fl = step_flops(&c, B, T, &n_mm);
-        const double sec = cli_median(ts, reps), tps = (double)BT / sec, gfs = fl / sec;
-        const double share = cli_median(sh, reps);
+        const double sec = hydra_median(ts, reps), tps = (double)BT / sec, gfs = fl / sec;
+        const double share = hydra_median(sh, reps);
         char why[256];
         const double peer = run_peer(&c, B, T, threads, peer_steps, why, sizeof why);
         char peer_s[32], ratio_s[32];

@@ -227,23 +227,6 @@ const char *cli_bytes(double b, char *buf, size_t n) {
     return buf;
 }
 
-double cli_now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-double cli_median(double *x, int n) {
-    if (n <= 0) return 0.0;
-    qsort(x, (size_t)n, sizeof *x, cmp_double);
-    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
-}
-
 void cli_add_sampling_opts(cli_spec *s, cli_sampling *o, float default_temperature) {
     o->temperature = default_temperature;
     o->top_k = 0;
@@ -299,12 +282,12 @@ double cli_gemm_peak_gflops(int n, int reps) {
     if (reps > 32) reps = 32;
     hydra_op_matmul(n, n, n, a, b, c, 0);
     for (int r = 0; r < reps; r++) {
-        double t0 = cli_now();
+        double t0 = hydra_now_seconds();
         hydra_op_matmul(n, n, n, a, b, c, 0);
-        t[r] = cli_now() - t0;
+        t[r] = hydra_now_seconds() - t0;
     }
     free(a), free(b), free(c);
-    return 2.0 * n * (double)n * n / cli_median(t, reps) / 1e9;
+    return 2.0 * n * (double)n * n / hydra_median(t, reps) / 1e9;
 }
 
 int cli_mkdir_p(const char *path) {

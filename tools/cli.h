@@ -90,13 +90,10 @@ int cli_fail(const char *cmd, const char *what, hydra_status st);
 const char *cli_schedule(const hydra_config *c, char *buf);
 /* Human-readable byte count into buf. */
 const char *cli_bytes(double bytes, char *buf, size_t n);
-double cli_now(void);
 /* mkdir -p; 0 on success (errno set otherwise). */
 int cli_mkdir_p(const char *path);
 /* Median sgemm GFLOP/s of an n^3 product through hydra_op_matmul (reps <= 32). */
 double cli_gemm_peak_gflops(int n, int reps);
-/* Median of x[n] (sorts x in place). */
-double cli_median(double *x, int n);
 
 /* plot_svg.c: train loss as a line (x, y [n]) and validation loss as dots
  * (vx, vy [nv]). Returns 0 on success. */

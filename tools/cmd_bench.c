@@ -39,7 +39,7 @@ static double measure_bandwidth(size_t bytes, int reps) {
     double t[32];
     volatile float sink = 0;
     for (int r = 0; r < reps; r++) {
-        double t0 = cli_now();
+        double t0 = hydra_now_seconds();
         float s = 0;
 #pragma omp parallel reduction(+ : s)
         {
@@ -47,12 +47,12 @@ static double measure_bandwidth(size_t bytes, int reps) {
             size_t i0 = n * (size_t)id / (size_t)nt, i1 = n * (size_t)(id + 1) / (size_t)nt;
             s += sum_block(x + i0, i1 - i0);
         }
-        t[r] = cli_now() - t0;
+        t[r] = hydra_now_seconds() - t0;
         sink += s;
     }
     (void)sink;
     free(x);
-    return (double)bytes / cli_median(t, reps) / 1e9;
+    return (double)bytes / hydra_median(t, reps) / 1e9;
 }
 
 typedef struct {
@@ -81,28 +81,28 @@ static int bench_model_run(const bench_model *bm, int T, int decode_steps, int r
         hydra_state_reset(s);
         hydra_matmul_stats_reset();
         hydra_matmul_stats_enable(1);
-        double t0 = cli_now();
+        double t0 = hydra_now_seconds();
         hydra_forward(m, tok, 1, T, &s, HYDRA_LOGITS_LAST, logits);
-        tp[r] = cli_now() - t0;
+        tp[r] = hydra_now_seconds() - t0;
         hydra_matmul_stats_enable(0);
         hydra_matmul_stats ms;
         hydra_matmul_stats_get(&ms);
         gflops[r] = ms.flops / ms.seconds / 1e9;
         share[r] = ms.seconds / tp[r];
     }
-    double prefill_tps = T / cli_median(tp, reps), g = cli_median(gflops, reps), sh = cli_median(share, reps);
+    double prefill_tps = T / hydra_median(tp, reps), g = hydra_median(gflops, reps), sh = hydra_median(share, reps);
     /* Decode: one token at a time after the prefill. */
     double td[512];
     int steps = decode_steps < 512 ? decode_steps : 512;
     int32_t t = tok[T - 1];
     for (int i = 0; i < 3; i++) hydra_step(m, s, t, logits);
     for (int i = 0; i < steps; i++) {
-        double t0 = cli_now();
+        double t0 = hydra_now_seconds();
         hydra_step(m, s, t, logits);
-        td[i] = cli_now() - t0;
+        td[i] = hydra_now_seconds() - t0;
         t = (int32_t)((t * 31 + 7) % V);
     }
-    double dec = cli_median(td, steps);
+    double dec = hydra_median(td, steps);
     /* Bytes per decoded token: every weight once + the state read and written. */
     double bytes = 4.0 * (double)hydra_model_n_params(m) + 2.0 * (double)hydra_model_state_bytes(m);
     double gbs = bytes / dec / 1e9;

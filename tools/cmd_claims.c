@@ -416,22 +416,22 @@ int cmd_claims(int argc, char **argv) {
     static hydra_claim_result res[64][HYDRA_CLAIMS_MAX];
     double secs[64];
     int n = 0, passed = 1;
-    double t_all = cli_now();
+    double t_all = hydra_now_seconds();
     for (int k = 0; k < n_seeds; k++) {
         o.seed = seed_list[k];
-        double t_start = cli_now();
+        double t_start = hydra_now_seconds();
         hydra_status st = hydra_claims_run(&o, claim ? names : NULL, n_names, res[k], HYDRA_CLAIMS_MAX, &n);
         if (st) {
             free(sel);
             return cli_fail("claims", "running the claims", st);
         }
-        secs[k] = cli_now() - t_start;
+        secs[k] = hydra_now_seconds() - t_start;
         passed &= print_results(res[k], n, budget_s, o.seed, secs[k]);
     }
     free(sel);
     if (n_seeds > 1)
         printf("%s over seeds %s · budget %s · %.1f s\n", passed ? "CLAIMS PASS" : "CLAIMS FAIL", seeds_s, budget_s,
-               cli_now() - t_all);
+               hydra_now_seconds() - t_all);
     char date[64];
     time_t now = time(NULL);
     struct tm tm;

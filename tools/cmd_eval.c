@@ -59,9 +59,9 @@ int cmd_eval(int argc, char **argv) {
     if (!rc) {
         const uint8_t *b = hydra_text_data_bytes(td, 0);
         for (size_t i = 0; i < n; i++) tok[i] = b[i];
-        double t0 = cli_now();
+        double t0 = hydra_now_seconds();
         st = hydra_eval_stream_loss(m, tok, n, chunk, pl);
-        double dt = cli_now() - t0;
+        double dt = hydra_now_seconds() - t0;
         if (st) rc = cli_fail("eval", "evaluating", st);
         else {
             double total = 0;

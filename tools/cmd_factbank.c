@@ -92,7 +92,7 @@ static int fb_write(int argc, char **argv) {
     hydra_factbank *b = NULL;
     hydra_status st;
     int rc = 0;
-    double t0 = cli_now();
+    double t0 = hydra_now_seconds();
     if ((st = hydra_model_load(model, &m))) {
         rc = cli_fail("factbank write", "loading the model", st);
         goto done;
@@ -126,7 +126,7 @@ static int fb_write(int argc, char **argv) {
     if (!quiet)
         fprintf(stderr, "hydra factbank write: %llu fact tokens written (%llu in the bank), %s bank -> %s (%.2f s)\n",
             (unsigned long long)(hydra_factbank_tokens(b) - before), (unsigned long long)hydra_factbank_tokens(b),
-            cli_bytes((double)hydra_factbank_bytes(b), b1, sizeof b1), out, cli_now() - t0);
+            cli_bytes((double)hydra_factbank_bytes(b), b1, sizeof b1), out, hydra_now_seconds() - t0);
 done:
     if (f && f != stdin) fclose(f);
     free(ids);
@@ -354,7 +354,7 @@ static int fb_train_mqar(int argc, char **argv) {
         rc = cli_fail("factbank train-mqar", "setting up", st);
         goto done;
     }
-    double t0 = cli_now(), avg = 0;
+    double t0 = hydra_now_seconds(), avg = 0;
     for (int i = 0; i < steps; i++) {
         hydra_step_info info;
         if ((st = hydra_trainer_step(t, &info))) {
@@ -363,7 +363,7 @@ static int fb_train_mqar(int argc, char **argv) {
         }
         avg += info.loss;
         if ((i + 1) % 100 == 0) {
-            fprintf(stderr, "step %5d  loss %.4f  lr %.2e  %.1f s\n", i + 1, avg / 100, (double)info.lr, cli_now() - t0);
+            fprintf(stderr, "step %5d  loss %.4f  lr %.2e  %.1f s\n", i + 1, avg / 100, (double)info.lr, hydra_now_seconds() - t0);
             avg = 0;
         }
     }

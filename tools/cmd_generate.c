@@ -47,7 +47,7 @@ int cmd_generate(int argc, char **argv) {
     } else {
         fputs(prompt, stdout);
         fflush(stdout);
-        double t0 = cli_now();
+        double t0 = hydra_now_seconds();
         if (draft_path) { /* speculative: same sampling options, exact target distribution */
             hydra_model *dm = NULL;
             hydra_spec_stats ss;
@@ -69,13 +69,13 @@ int cmd_generate(int argc, char **argv) {
                             "(per-token alpha %.3f), %.2f tokens per target forward, %llu draft steps, %.1f tokens/s]\n",
                             spec_k, (unsigned long long)ss.rounds, (unsigned long long)ss.proposed,
                             (unsigned long long)ss.accepted, ss.acceptance_rate, ss.alpha, ss.tokens_per_target_forward,
-                            (unsigned long long)ss.draft_steps, (double)n_out / (cli_now() - t0));
+                            (unsigned long long)ss.draft_steps, (double)n_out / (hydra_now_seconds() - t0));
             }
             hydra_model_free(dm);
             if (rc) st = HYDRA_OK; /* already reported */
         } else
             st = hydra_generate(m, NULL, ids, n_ids, &g, out, (size_t)(n > 0 ? n : 1), &n_out);
-        double dt = cli_now() - t0;
+        double dt = hydra_now_seconds() - t0;
         fputc('\n', stdout);
         if (st) rc = cli_fail("generate", "generating", st);
         else if (stats)

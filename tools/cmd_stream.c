@@ -126,7 +126,7 @@ int cmd_stream(int argc, char **argv) {
             rc = 1;
             goto done;
         }
-        double last = cli_now();
+        double last = hydra_now_seconds();
         long long total = 0;
         size_t got;
         while ((got = fread(buf, 1, (size_t)chunk, in)) > 0) {
@@ -137,7 +137,7 @@ int cmd_stream(int argc, char **argv) {
             }
             total += (long long)got;
             if (!quiet && !show && total > (1 << 20)) show = 1; /* a long pipe */
-            double t = cli_now();
+            double t = hydra_now_seconds();
             if (show && t - last >= (tty ? 0.25 : 2.0)) {
                 progress(eng, tty, 0);
                 last = t;

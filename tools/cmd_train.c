@@ -188,7 +188,7 @@ int cmd_train(int argc, char **argv) {
             hydra_text_data_size(td, 0), hydra_text_data_size(td, 1),
             to->optim.kind == HYDRA_OPT_MUON ? "Muon+AdamW" : "AdamW", to->batch, to->seq, (long long)steps);
     (void)b2s;
-    double t_start = cli_now(), tok_window = 0, sec_window = 0, last_val = NAN;
+    double t_start = hydra_now_seconds(), tok_window = 0, sec_window = 0, last_val = NAN;
     for (int64_t i = start; st == HYDRA_OK && i < steps; i++) {
         hydra_step_info info;
         if ((st = hydra_trainer_step(tr, &info)) != HYDRA_OK) break;
@@ -208,7 +208,7 @@ int cmd_train(int argc, char **argv) {
             log_push(&lg.vstep, &lg.val, &lg.nv, &lg.vcap, (double)info.step, val);
         }
         log_push(&lg.step, &lg.train, &lg.n, &lg.cap, (double)info.step, info.loss);
-        double elapsed = cli_now() - t_start;
+        double elapsed = hydra_now_seconds() - t_start;
         fprintf(csv, "%lld,%.6f,%.6f,%.6g,%.6g,%.1f,%.2f\n", (long long)info.step, info.loss, val, info.lr,
                 info.grad_norm, tps, elapsed);
         fflush(csv);
@@ -237,7 +237,7 @@ int cmd_train(int argc, char **argv) {
     if (st) cli_fail("train", "training", st);
     else
         fprintf(stderr, "done: %lld steps, final validation loss %.4f, %.1f s; checkpoint in %s\n",
-                (long long)hydra_trainer_steps(tr), last_val, cli_now() - t_start, out);
+                (long long)hydra_trainer_steps(tr), last_val, hydra_now_seconds() - t_start, out);
     if (csv) fclose(csv);
     if (samples) fclose(samples);
     free(lg.step), free(lg.train), free(lg.vstep), free(lg.val);

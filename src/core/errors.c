@@ -1,6 +1,8 @@
 /* errors.c — thread-local last-error message and small shared utilities
- * (aligned allocation, FNV-1a, process memory). */
+ * (aligned allocation, FNV-1a, process memory, clock, median). */
+#include <math.h>
 #include <stdarg.h>
+#include <time.h>
 
 #include "core/internal.h"
 
@@ -71,4 +73,21 @@ long hydra_process_memory_kib(const char *field) {
         }
     fclose(f);
     return v;
+}
+
+double hydra_now_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double hydra_median(double *x, int n) {
+    if (n <= 0) return NAN;
+    qsort(x, (size_t)n, sizeof *x, cmp_double);
+    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
 }

@@ -34,6 +34,7 @@ void hydra_aligned_free(void *p);
 #define HYDRA_FNV_OFFSET 1469598103934665603ULL
 uint64_t hydra_fnv1a(uint64_t h, const void *data, size_t n);
 
+
 /* ------------------------------------------------------------ parameters */
 /* Per-layer weight pointers into the model's parameter arena. Projections
  * that read the same input are adjacent in the arena so one GEMM computes

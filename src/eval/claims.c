@@ -21,21 +21,6 @@
 #include "hydralm_stream.h"
 
 /* ------------------------------------------------------------ helpers */
-double hydra_claims_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-static double median(double *x, int n) {
-    if (n <= 0) return NAN;
-    qsort(x, (size_t)n, sizeof *x, cmp_d);
-    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
-}
 
 void hydra_claims_progress(const hydra_claims_opts *o, const char *claim, const char *fmt, ...) {
     if (!o->progress) return;
@@ -185,33 +170,33 @@ static void claim_constant_state(const hydra_claims_opts *o, hydra_claim_result 
     size_t bytes_1k = 0, bytes_warm = 0;
     int64_t nonfinite = 0, bad_bytes = 0, bad_pos = 0;
     int n_early = 0, n_late = 0, n_ref = 0;
-    double t0_all = hydra_claims_now();
+    double t0_all = hydra_now_seconds();
     for (int64_t ci = 0; ci < n_chunks; ci++) {
         FILL(ci);
         int64_t done = (ci + 1) * chunk;
         const int late = ci >= n_chunks - win;
         const int ref_first = late && (ci % 2); /* alternate the order inside each pair */
         if (late && ref_first) {
-            double t0 = hydra_claims_now();
+            double t0 = hydra_now_seconds();
             if ((st = hydra_stream_feed(ref, tok, (size_t)chunk))) {
                 hydra_claims_set_error(r, "feed (reference)", st);
                 goto done;
             }
-            t_ref[n_ref++] = hydra_claims_now() - t0;
+            t_ref[n_ref++] = hydra_now_seconds() - t0;
         }
-        double t0 = hydra_claims_now();
+        double t0 = hydra_now_seconds();
         if ((st = hydra_stream_feed(s, tok, (size_t)chunk))) {
             hydra_claims_set_error(r, "feed", st);
             goto done;
         }
-        double dt = hydra_claims_now() - t0;
+        double dt = hydra_now_seconds() - t0;
         if (late && !ref_first) {
-            double t1 = hydra_claims_now();
+            double t1 = hydra_now_seconds();
             if ((st = hydra_stream_feed(ref, tok, (size_t)chunk))) {
                 hydra_claims_set_error(r, "feed (reference)", st);
                 goto done;
             }
-            t_ref[n_ref++] = hydra_claims_now() - t1;
+            t_ref[n_ref++] = hydra_now_seconds() - t1;
         }
         if (late) t_late[n_late++] = dt;
         else if (done > ref_pos && n_early < win) t_early[n_early++] = dt;
@@ -231,7 +216,7 @@ static void claim_constant_state(const hydra_claims_opts *o, hydra_claim_result 
         }
         if ((done & ((1 << 18) - 1)) == 0 || ci + 1 == n_chunks)
             hydra_claims_progress(o, name, "%lld / %lld tokens, %.0f tok/s", (long long)done, (long long)total,
-                     (double)done / (hydra_claims_now() - t0_all));
+                     (double)done / (hydra_now_seconds() - t0_all));
     }
 #undef FILL
     hydra_stream_stats ss;
@@ -242,10 +227,10 @@ static void claim_constant_state(const hydra_claims_opts *o, hydra_claim_result 
     int n_pr = 0;
     for (int i = 0; pr && i < n_late && i < n_ref; i++)
         if (t_ref[i] > 0) pr[n_pr++] = t_late[i] / t_ref[i];
-    double paired = pr ? median(pr, n_pr) : NAN;
+    double paired = pr ? hydra_median(pr, n_pr) : NAN;
     free(pr);
-    double late_us = 1e6 * median(t_late, n_late) / chunk, ref_us = 1e6 * median(t_ref, n_ref) / chunk;
-    double early_us = 1e6 * median(t_early, n_early) / chunk;
+    double late_us = 1e6 * hydra_median(t_late, n_late) / chunk, ref_us = 1e6 * hydra_median(t_ref, n_ref) / chunk;
+    double early_us = 1e6 * hydra_median(t_early, n_early) / chunk;
     size_t bytes_end = hydra_state_bytes(hydra_stream_state(s));
     hydra_claims_add_value(r, "tokens", (double)ss.tokens);
     hydra_claims_add_value(r, "chunk", chunk);
@@ -444,7 +429,7 @@ static int vec_part(const hydra_claims_opts *o, hydra_claim_result *r, const cha
     snprintf(path, sizeof path, "%s/hydra_claims_vec_%d.hvm", dir, (int)getpid());
     int cross = 0;
     hydra_status st = HYDRA_OK;
-    double t0 = hydra_claims_now();
+    double t0 = hydra_now_seconds();
     if (o->vec_writer) {
         hydra_claims_progress(o, r->name, "another process writes %d facts (d %d, %d heads)", n, d, H);
         if (o->vec_writer(path, o->seed, n, d, H, o->vec_writer_user)) {
@@ -458,7 +443,7 @@ static int vec_part(const hydra_claims_opts *o, hydra_claim_result *r, const cha
         hydra_claims_progress(o, r->name, "writing %d facts in-process (d %d, %d heads)", n, d, H);
         st = hydra_claims_vecbank_write(path, o->seed, n, d, H);
     }
-    double t_write = hydra_claims_now() - t0;
+    double t_write = hydra_now_seconds() - t0;
     float *K = malloc((size_t)n * d * sizeof(float)), *Vv = malloc((size_t)n * d * sizeof(float));
     float *R = malloc((size_t)n * d * sizeof(float));
     double top1 = 0, mcos = 0;
@@ -711,10 +696,10 @@ hydra_status hydra_claim_run(int i, const hydra_claims_opts *o, hydra_claim_resu
     out->name = k_claims[i].name;
     out->description = k_claims[i].description;
     hydra_claims_progress(o, out->name, "start");
-    double t0 = hydra_claims_now();
+    double t0 = hydra_now_seconds();
     k_claims[i].run(o, out);
     if (!in_batch) hydra_claims_mqar_model_release(); /* a model cached for later claims of a batch */
-    out->seconds = hydra_claims_now() - t0;
+    out->seconds = hydra_now_seconds() - t0;
     hydra_claims_progress(o, out->name, "%s (%.1f s)", hydra_claim_status_str(out->status), out->seconds);
     return HYDRA_OK;
 }

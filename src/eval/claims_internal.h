@@ -6,7 +6,6 @@
 
 #include "hydralm_claims.h"
 
-double hydra_claims_now(void);
 void hydra_claims_progress(const hydra_claims_opts *o, const char *claim, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void hydra_claims_add_value(hydra_claim_result *r, const char *name, double v);

@@ -170,8 +170,7 @@ hydra_status hydra_mqar_train(const hydra_mqar_train_opts *o, hydra_model **mode
     to.seq = o->task.seq_len;
     if (!st) st = hydra_model_create(&o->cfg, o->init_seed, &m);
     if (!st) st = hydra_trainer_create(m, hydra_mqar_task(task), &to, &tr);
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const double t0 = hydra_now_seconds();
     double loss_sum = 0;
     int loss_n = 0;
     hydra_mqar_point pt;
@@ -185,9 +184,7 @@ hydra_status hydra_mqar_train(const hydra_mqar_train_opts *o, hydra_model **mode
             pt.train_loss = loss_sum / loss_n;
             loss_sum = 0, loss_n = 0;
             if ((st = hydra_mqar_eval(m, task, o->eval_seed, o->eval_batches, o->eval_batch, o->window, &pt.eval))) break;
-            struct timespec t1;
-            clock_gettime(CLOCK_MONOTONIC, &t1);
-            pt.seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+            pt.seconds = hydra_now_seconds() - t0;
             if (o->on_point && o->on_point(&pt, o->user)) break;
         }
     }

@@ -8,22 +8,6 @@
 #include "core/internal.h"
 #include "hydralm_spec.h"
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *x, int n) {
-    qsort(x, (size_t)n, sizeof *x, cmp_d);
-    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
-}
-
 hydra_status hydra_spec_step_seconds(const hydra_model *m, const int32_t *prompt, size_t n, int steps,
                                      double *seconds) {
     if (!m || !prompt || !n || steps < 1 || !seconds) return hydra_set_error(HYDRA_ERR_ARG, "spec_step_seconds: bad arguments");
@@ -36,12 +20,12 @@ hydra_status hydra_spec_step_seconds(const hydra_model *m, const int32_t *prompt
     int32_t tok = prompt[n - 1];
     for (int i = 0; !st && i < 3; i++) st = hydra_step(m, s, tok, lg);
     for (int i = 0; !st && i < steps; i++) {
-        double t0 = now_s();
+        double t0 = hydra_now_seconds();
         st = hydra_step(m, s, tok, lg);
-        t[i] = now_s() - t0;
+        t[i] = hydra_now_seconds() - t0;
         tok = (int32_t)((tok * 31 + 7) % V);
     }
-    if (!st) *seconds = median(t, steps);
+    if (!st) *seconds = hydra_median(t, steps);
     hydra_state_free(s);
     free(lg), free(t);
     return st;
@@ -68,18 +52,18 @@ hydra_status hydra_spec_measure_speed(const hydra_model *target, const hydra_mod
     g.max_new_tokens = opts->max_new_tokens;
     hydra_status st = buf ? hydra_spec_check_pair(target, draft) : hydra_set_error(HYDRA_ERR_NOMEM, "out of memory");
     for (int r = 0; !st && r < reps; r++) {
-        double t0 = now_s();
+        double t0 = hydra_now_seconds();
         if ((st = hydra_generate(target, NULL, prompt, n_prompt, &g, buf, n, &n_plain))) break;
-        double t1 = now_s();
+        double t1 = hydra_now_seconds();
         if ((st = hydra_spec_generate(target, draft, prompt, n_prompt, opts, buf, n, &n_spec, &ss))) break;
-        ts[r] = now_s() - t1;
+        ts[r] = hydra_now_seconds() - t1;
         tp[r] = t1 - t0;
     }
     free(buf);
     if (st) return st;
     memset(out, 0, sizeof *out);
-    out->plain_tps = (double)n_plain / median(tp, reps);
-    out->spec_tps = (double)n_spec / median(ts, reps);
+    out->plain_tps = (double)n_plain / hydra_median(tp, reps);
+    out->spec_tps = (double)n_spec / hydra_median(ts, reps);
     out->speedup = out->spec_tps / out->plain_tps;
     out->alpha = ss.alpha;
     out->acceptance_rate = ss.acceptance_rate;

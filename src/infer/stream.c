@@ -23,12 +23,6 @@ struct hydra_stream {
     double seconds;
 };
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 hydra_stream_opts hydra_stream_opts_default(void) {
     hydra_stream_opts o;
     memset(&o, 0, sizeof o);
@@ -124,9 +118,9 @@ hydra_status hydra_stream_feed(hydra_stream *s, const int32_t *tokens, size_t n)
     if (n == 0) return HYDRA_OK;
     if (!tokens) return hydra_set_error(HYDRA_ERR_ARG, "stream_feed: tokens is NULL with n = %zu", n);
     HYDRA_CHECK(check_ids(s->m, tokens, n, "stream_feed"));
-    double t0 = now_s();
+    double t0 = hydra_now_seconds();
     hydra_status st = feed_chunks(s, tokens, n);
-    s->seconds += now_s() - t0;
+    s->seconds += hydra_now_seconds() - t0;
     return st;
 }
 
@@ -171,7 +165,7 @@ hydra_status hydra_stream_extend_and_generate(hydra_stream *s, const int32_t *pr
                                "stream_extend_and_generate: empty prompt and no logits to continue from (no token "
                                "consumed since create/reset, or the state was just loaded: give at least one token)");
     const int V = s->m->cfg.vocab_size;
-    double t0 = now_s();
+    double t0 = hydra_now_seconds();
     hydra_status st = feed_chunks(s, prompt, n_prompt);
     hydra_rng rng;
     hydra_rng_seed(&rng, opts->seed);
@@ -189,7 +183,7 @@ hydra_status hydra_stream_extend_and_generate(hydra_stream *s, const int32_t *pr
         for (int j = 0; j < opts->n_stop_tokens; j++) stop |= tok == opts->stop_tokens[j];
         if (stop) break;
     }
-    s->seconds += now_s() - t0;
+    s->seconds += hydra_now_seconds() - t0;
     return st;
 }
 

@@ -68,12 +68,6 @@ void hydra_matmul_stats_get(hydra_matmul_stats *out) {
 }
 void hydra_matmul_stats_reset(void) { memset(&g_stats, 0, sizeof g_stats); }
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 /* ----------------------------------------------------------- kernels */
 #define SMALL_M 16
 
@@ -169,7 +163,7 @@ static void sgemm(int transA, int transB, int M, int N, int K, const float *A, i
 
 static void stats_add(double t0, int M, int N, int K) {
     if (!g_stats_on) return;
-    g_stats.seconds += now_s() - t0;
+    g_stats.seconds += hydra_now_seconds() - t0;
     g_stats.flops += 2.0 * M * (double)N * K;
     g_stats.calls++;
 }
@@ -180,7 +174,7 @@ hydra_status hydra_op_matmul(int M, int N, int K, const float *x, const float *W
     if (M < 0 || N < 0 || K < 0) return hydra_set_error(HYDRA_ERR_ARG, "matmul: negative dimension");
     if (M == 0 || N == 0) return HYDRA_OK;
     hydra_runtime_init();
-    double t0 = g_stats_on ? now_s() : 0;
+    double t0 = g_stats_on ? hydra_now_seconds() : 0;
     if (M < SMALL_M) {
         gemv_rows(M, N, K, x, W, y, accumulate);
     } else {
@@ -228,7 +222,7 @@ hydra_status hydra_op_matmul_ex(int transA, int transB, int M, int N, int K, con
                                lda, ldb, ldc);
     if (M == 0 || N == 0) return HYDRA_OK;
     hydra_runtime_init();
-    double t0 = g_stats_on ? now_s() : 0;
+    double t0 = g_stats_on ? hydra_now_seconds() : 0;
     if ((double)M * N * K < MATMUL_EX_SMALL) {
         gemm_small(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
     } else {

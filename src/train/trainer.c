@@ -28,12 +28,6 @@ struct hydra_trainer {
 /* Validation batches come from their own fixed stream, never the training one. */
 #define VAL_SEED_SALT 0x5EED0F0A11DA7A11ULL
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 hydra_status hydra_trainer_create(hydra_model *m, hydra_task task, const hydra_train_opts *o,
                                   hydra_trainer **out) {
     if (!m || !o || !out || !task.sample) return hydra_set_error(HYDRA_ERR_ARG, "trainer: NULL argument");
@@ -81,7 +75,7 @@ const hydra_train_opts *hydra_trainer_opts(const hydra_trainer *t) { return t ? 
 hydra_status hydra_trainer_step(hydra_trainer *t, hydra_step_info *info) {
     if (!t) return hydra_set_error(HYDRA_ERR_ARG, "trainer_step: NULL trainer");
     const int B = t->opts.batch, T = t->opts.seq;
-    double t0 = now_s(), loss = 0;
+    double t0 = hydra_now_seconds(), loss = 0;
     int64_t scored = 0;
     float gnorm = 0, lr = 0;
     HYDRA_CHECK(t->task.sample(t->task.ctx, 0, &t->rng, B, T, t->inputs, t->targets, t->mask));
@@ -92,7 +86,7 @@ hydra_status hydra_trainer_step(hydra_trainer *t, hydra_step_info *info) {
         info->loss = loss;
         info->grad_norm = gnorm;
         info->lr = lr;
-        info->seconds = now_s() - t0;
+        info->seconds = hydra_now_seconds() - t0;
         info->tokens = scored;
     }
     return HYDRA_OK;
