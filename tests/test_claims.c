@@ -161,6 +161,15 @@ static void test_factbank_vector(void **st) {
     assert_int_equal(r.status, HYDRA_CLAIM_ERROR);
 }
 
+/* The whole of a small text file into buf (NUL-terminated). */
+static void read_text(const char *path, char *buf, size_t cap) {
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, cap - 1, f);
+    fclose(f);
+    buf[n] = 0;
+}
+
 /* The CLI: exit status, one line per claim, JSON with thresholds and values. */
 static void test_cli_json(void **st) {
     (void)st;
@@ -177,12 +186,8 @@ static void test_cli_json(void **st) {
              bin, json, md, out);
     int rc = system(cmd);
     assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 1); /* claim_2 untrained fails: so does the gate */
-    FILE *f = fopen(out, "r");
-    assert_non_null(f);
     char text[4096];
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[n] = 0;
+    read_text(out, text, sizeof text);
     assert_non_null(strstr(text, "[PASS] claim_4_spec_decoding_exact \xc2\xb7 tvd<1e-4"));
     assert_non_null(strstr(text, "[FAIL] claim_2_lossless_mqar \xc2\xb7 "));
     assert_non_null(strstr(text, "1 passed, 1 failed, 0 not implemented"));
@@ -214,11 +219,7 @@ static void test_cli_json(void **st) {
     assert_int_equal(json_array_size(curve), 2); /* [step, accuracy] at steps 1 and 2 */
     assert_true(json_real_value(json_array_get(json_array_get(curve, 1), 0)) == 2.0);
     json_decref(root);
-    f = fopen(md, "r");
-    assert_non_null(f);
-    n = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[n] = 0;
+    read_text(md, text, sizeof text);
     assert_non_null(strstr(text, "| claim_4_spec_decoding_exact | PASS |"));
     remove(json), remove(md), remove(out);
     /* several seeds: one run object per seed, per-seed statuses in the report */
@@ -233,11 +234,7 @@ static void test_cli_json(void **st) {
     assert_int_equal(json_integer_value(json_object_get(json_array_get(runs, 1), "seed")), 6);
     assert_int_equal(json_array_size(json_object_get(json_array_get(runs, 1), "claims")), 1);
     json_decref(root);
-    f = fopen(md, "r");
-    assert_non_null(f);
-    n = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[n] = 0;
+    read_text(md, text, sizeof text);
     assert_non_null(strstr(text, "| seed 5 | seed 6 |"));
     assert_non_null(strstr(text, " ± "));
     remove(json), remove(md), remove(out);
