@@ -69,6 +69,11 @@ typedef struct {
     int tie_embeddings; /* 1: logits = h . embed^T (no lm_head tensor) */
     float init_std;   /* std of linear/embedding init (0.02) */
     float rope_base;  /* RoPE base (10000) */
+    /* DeltaNet decay-gate init: dt ~ logU(init_dt_min, init_dt_max) sets dt_bias
+     * (1e-3, 1e-1 as in Mamba). Smaller dt = slower decay at init: recall over
+     * hundreds of tokens (MQAR at L = 256) trains only when memories survive
+     * that far from the start. */
+    float init_dt_min, init_dt_max;
 } hydra_config;
 
 /* d_model 768, 12 layers, 12 heads, head_dim 64, swa_every 4, window 512, vocab 256. */

@@ -110,6 +110,14 @@ typedef struct {
     double seconds;           /* wall time since the start of training */
 } hydra_mqar_point;
 
+/* One curriculum stage: an easier MQAR task trained before the main one. */
+typedef struct {
+    hydra_mqar_opts task;
+    int steps, batch;
+} hydra_mqar_stage;
+
+#define HYDRA_MQAR_MAX_STAGES 3
+
 typedef struct {
     hydra_config cfg;         /* model shape; vocab_size >= task.vocab */
     uint64_t init_seed;       /* model init */
@@ -120,6 +128,11 @@ typedef struct {
     int eval_batches, eval_batch; /* held-out set: eval_batches x eval_batch sequences */
     uint64_t eval_seed;
     int window;               /* accuracy_beyond counts answers more than this far from their pair */
+    /* optional curriculum: n_stages easier tasks trained first, in order, each
+     * with a fresh optimizer of the same settings (its own warmup and decay
+     * over its steps); evaluation points (on the main task) count their steps */
+    hydra_mqar_stage stages[HYDRA_MQAR_MAX_STAGES];
+    int n_stages;
     /* optional: called at every evaluation point; return non-zero to stop early */
     int (*on_point)(const hydra_mqar_point *p, void *user);
     void *user;

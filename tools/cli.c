@@ -103,7 +103,7 @@ void cli_add_config_opts(cli_spec *s, cli_config *c) {
     c->cfg = hydra_config_default();
     c->d_model = c->n_layers = c->n_heads = c->head_dim = c->swa_every = c->window = -1;
     c->vocab = c->conv_width = c->mlp_multiple = -1;
-    c->init_std = -1.0f;
+    c->init_std = c->init_dt_min = c->init_dt_max = -1.0f;
     cli_add(s, "config", OPT_STR, &c->config_path, "JSON config file (flags below override it)");
     cli_add(s, "d-model", OPT_INT, &c->d_model, "model width C (default 768)");
     cli_add(s, "n-layers", OPT_INT, &c->n_layers, "number of layers L (default 12)");
@@ -116,6 +116,8 @@ void cli_add_config_opts(cli_spec *s, cli_config *c) {
     cli_add(s, "conv-width", OPT_INT, &c->conv_width, "DeltaNet causal conv width (default 4)");
     cli_add(s, "mlp-multiple", OPT_INT, &c->mlp_multiple, "SwiGLU width rounds 8C/3 up to this multiple (default 64)");
     cli_add(s, "init-std", OPT_FLOAT, &c->init_std, "init std of linear layers (default 0.02)");
+    cli_add(s, "init-dt-min", OPT_FLOAT, &c->init_dt_min, "DeltaNet decay gate init: smallest dt (default 1e-3)");
+    cli_add(s, "init-dt-max", OPT_FLOAT, &c->init_dt_max, "largest dt; smaller = slower decay at init (default 0.1)");
     cli_add(s, "untied", OPT_FLAG, &c->untied, "separate lm_head instead of the tied embedding");
 }
 
@@ -137,6 +139,8 @@ int cli_config_resolve(cli_config *c) {
     if (c->conv_width >= 0) g->conv_width = c->conv_width;
     if (c->mlp_multiple >= 0) g->mlp_multiple = c->mlp_multiple;
     if (c->init_std >= 0) g->init_std = c->init_std;
+    if (c->init_dt_min >= 0) g->init_dt_min = c->init_dt_min;
+    if (c->init_dt_max >= 0) g->init_dt_max = c->init_dt_max;
     if (c->untied) g->tie_embeddings = 0;
     if (c->pattern) {
         if (strlen(c->pattern) > HYDRA_MAX_LAYERS) {

@@ -49,7 +49,7 @@ typedef struct {
     const char *config_path;
     int d_model, n_layers, n_heads, head_dim, swa_every, window, vocab, conv_width, mlp_multiple, untied;
     const char *pattern;
-    float init_std;
+    float init_std, init_dt_min, init_dt_max;
 } cli_config;
 void cli_add_config_opts(cli_spec *s, cli_config *c);
 int cli_config_resolve(cli_config *c); /* 0 ok, -1 error reported */

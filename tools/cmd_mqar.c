@@ -26,6 +26,26 @@ static int on_point(const hydra_mqar_point *p, void *user) {
     return 0;
 }
 
+/* "L:P:STEPS[:BATCH],..." -> stages (batch defaults to the main batch). */
+static int parse_curriculum(const char *spec, int vocab, int batch, hydra_mqar_train_opts *o) {
+    const char *p = spec;
+    while (*p) {
+        if (o->n_stages == HYDRA_MQAR_MAX_STAGES) {
+            fprintf(stderr, "hydra mqar: --curriculum takes at most %d stages\n", HYDRA_MQAR_MAX_STAGES);
+            return 2;
+        }
+        int len, pairs, steps, b = batch, n = 0;
+        int k = sscanf(p, "%d:%d:%d%n:%d%n", &len, &pairs, &steps, &n, &b, &n);
+        if (k < 3 || len < 1 || pairs < 1 || steps < 1 || b < 1 || (p[n] && p[n] != ',')) {
+            fprintf(stderr, "hydra mqar: bad --curriculum stage '%s' (want L:PAIRS:STEPS[:BATCH], comma-separated)\n", p);
+            return 2;
+        }
+        o->stages[o->n_stages++] = (hydra_mqar_stage){{.vocab = vocab, .seq_len = len, .n_pairs = pairs}, steps, b};
+        p += n + (p[n] == ',');
+    }
+    return 0;
+}
+
 int cmd_mqar(int argc, char **argv) {
     cli_spec s = {.usage = "hydra mqar [config options] [--len L --pairs P --steps N --batch B --lr X] [--out M]",
                   .summary = "Trains a fresh model on MQAR (multi-query associative recall, Zoology protocol:\n"
@@ -37,7 +57,7 @@ int cmd_mqar(int argc, char **argv) {
                              "'DS', window 16, conv 4, seq 64, 4 pairs."};
     cli_config cc;
     cli_optim co;
-    const char *out = NULL, *csv_path = NULL;
+    const char *out = NULL, *csv_path = NULL, *curriculum = NULL;
     int len = 64, pairs = 4, steps = 1000, batch = 64, eval_every = 100, eval_batches = 8, threads = 0, quiet = 0;
     uint64_t seed = 0;
     cli_add_config_opts(&s, &cc);
@@ -49,6 +69,8 @@ int cmd_mqar(int argc, char **argv) {
     cli_add(&s, "seed", OPT_U64, &seed, "model init and data seed (default 0)");
     cli_add(&s, "eval-every", OPT_INT, &eval_every, "evaluate every N steps (default 100)");
     cli_add(&s, "eval-batches", OPT_INT, &eval_batches, "held-out batches of 64 sequences (default 8)");
+    cli_add(&s, "curriculum", OPT_STR, &curriculum,
+            "easier tasks first: L:PAIRS:STEPS[:BATCH],... (fresh optimizer each)");
     cli_add(&s, "csv", OPT_STR, &csv_path, "write the accuracy curve as CSV");
     cli_add(&s, "out", OPT_STR, &out, "save the trained model (safetensors)");
     cli_add(&s, "threads", OPT_INT, &threads, "threads (default: all cores)");
@@ -89,6 +111,7 @@ int cmd_mqar(int argc, char **argv) {
         }
         fprintf(c.csv, "step,train_loss,eval_loss,accuracy,accuracy_beyond_window,seconds\n");
     }
+    if (curriculum && parse_curriculum(curriculum, cc.cfg.vocab_size, batch, &o)) return 2;
     o.on_point = on_point;
     o.user = &c;
     hydra_model *m = NULL;

@@ -20,6 +20,8 @@ hydra_config hydra_config_default(void) {
     c.tie_embeddings = 1;
     c.init_std = 0.02f;
     c.rope_base = 10000.0f;
+    c.init_dt_min = 1e-3f;
+    c.init_dt_max = 1e-1f;
     return c;
 }
 
@@ -64,6 +66,8 @@ hydra_status hydra_config_validate(const hydra_config *c) {
     if (c->tie_embeddings != 0 && c->tie_embeddings != 1) CFG_FAIL("tie_embeddings must be 0 or 1 (got %d)", c->tie_embeddings);
     if (!(c->init_std > 0 && c->init_std < 10)) CFG_FAIL("init_std must be in (0, 10) (got %g)", c->init_std);
     if (!(c->rope_base > 1)) CFG_FAIL("rope_base must be > 1 (got %g)", c->rope_base);
+    if (!(c->init_dt_min >= 1e-6f && c->init_dt_min <= c->init_dt_max && c->init_dt_max <= 10))
+        CFG_FAIL("init_dt_min, init_dt_max must satisfy 1e-6 <= min <= max <= 10 (got %g, %g)", c->init_dt_min, c->init_dt_max);
     size_t plen = strnlen(c->pattern, sizeof c->pattern);
     if (plen == sizeof c->pattern) CFG_FAIL("pattern is longer than %d layers", HYDRA_MAX_LAYERS);
     for (size_t i = 0; i < plen; i++) {
@@ -89,7 +93,7 @@ typedef struct {
 static const field_desc k_fields[] = {
     FI(d_model), FI(n_layers), FI(n_heads), FI(head_dim), FI(vocab_size), FI(swa_every),
     FI(window), FI(conv_width), FI(mlp_multiple), FF(norm_eps), FF(l2_eps),
-    FI(tie_embeddings), FF(init_std), FF(rope_base),
+    FI(tie_embeddings), FF(init_std), FF(rope_base), FF(init_dt_min), FF(init_dt_max),
 };
 #define N_FIELDS (sizeof k_fields / sizeof k_fields[0])
 

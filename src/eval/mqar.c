@@ -155,42 +155,85 @@ hydra_mqar_train_opts hydra_mqar_train_opts_default(void) {
     return o;
 }
 
+/* Progress shared by the stages of one run: evaluation points on the main
+ * task every eval_every steps counted over all stages. */
+typedef struct {
+    const hydra_mqar_train_opts *o;
+    const hydra_mqar *main_task;
+    int done, total; /* steps so far, all stages' steps */
+    double t0, loss_sum;
+    int loss_n, stop;
+    hydra_mqar_point pt;
+} mqar_progress;
+
+/* Train m on `task` for `steps` at batch B with optimizer settings `optim`. */
+static hydra_status mqar_stage(hydra_model *m, const hydra_mqar_opts *task_opts, int steps, int B,
+                               const hydra_optim_opts *optim, uint64_t seed, mqar_progress *p) {
+    const hydra_mqar_train_opts *o = p->o;
+    hydra_mqar *task = NULL;
+    hydra_trainer *tr = NULL;
+    hydra_train_opts to = o->train;
+    to.optim = *optim;
+    to.batch = B;
+    to.seq = task_opts->seq_len;
+    to.seed = seed;
+    hydra_status st = hydra_mqar_create(task_opts, &task);
+    if (!st && o->cfg.vocab_size < task_opts->vocab)
+        st = hydra_set_error(HYDRA_ERR_MISMATCH, "mqar_train: model vocabulary %d < task vocabulary %d", o->cfg.vocab_size, task_opts->vocab);
+    if (!st) st = hydra_trainer_create(m, hydra_mqar_task(task), &to, &tr);
+    for (int s = 1; !st && !p->stop && s <= steps; s++) {
+        hydra_step_info info;
+        if ((st = hydra_trainer_step(tr, &info))) break;
+        p->loss_sum += info.loss, p->loss_n++;
+        const int g = ++p->done;
+        if (g == p->total || (o->eval_every > 0 && g % o->eval_every == 0)) {
+            p->pt.step = g;
+            p->pt.train_loss = p->loss_sum / p->loss_n;
+            p->loss_sum = 0, p->loss_n = 0;
+            if ((st = hydra_mqar_eval(m, p->main_task, o->eval_seed, o->eval_batches, o->eval_batch, o->window, &p->pt.eval)))
+                break;
+            p->pt.seconds = hydra_now_seconds() - p->t0;
+            if (o->on_point && o->on_point(&p->pt, o->user)) p->stop = 1;
+        }
+    }
+    hydra_trainer_free(tr);
+    hydra_mqar_free(task);
+    return st;
+}
+
 hydra_status hydra_mqar_train(const hydra_mqar_train_opts *o, hydra_model **model_out, hydra_mqar_point *final) {
     if (!o) return hydra_set_error(HYDRA_ERR_ARG, "mqar_train: NULL options");
     if (model_out) *model_out = NULL;
     if (o->steps < 1 || o->eval_every < 0 || o->eval_batches < 1 || o->eval_batch < 1)
         return hydra_set_error(HYDRA_ERR_ARG, "mqar_train: steps, eval_batches and eval_batch must be >= 1, eval_every >= 0");
+    if (o->n_stages < 0 || o->n_stages > HYDRA_MQAR_MAX_STAGES)
+        return hydra_set_error(HYDRA_ERR_ARG, "mqar_train: n_stages must be in [0, %d]", HYDRA_MQAR_MAX_STAGES);
+    mqar_progress p;
+    memset(&p, 0, sizeof p);
+    p.o = o;
+    p.total = o->steps;
+    for (int i = 0; i < o->n_stages; i++) {
+        if (o->stages[i].steps < 1 || o->stages[i].batch < 1)
+            return hydra_set_error(HYDRA_ERR_ARG, "mqar_train: curriculum stage %d needs steps and batch >= 1", i + 1);
+        p.total += o->stages[i].steps;
+    }
     hydra_mqar *task = NULL;
     hydra_model *m = NULL;
-    hydra_trainer *tr = NULL;
     hydra_status st = hydra_mqar_create(&o->task, &task);
-    if (!st && o->cfg.vocab_size < o->task.vocab)
-        st = hydra_set_error(HYDRA_ERR_MISMATCH, "mqar_train: model vocabulary %d < task vocabulary %d", o->cfg.vocab_size, o->task.vocab);
-    hydra_train_opts to = o->train;
-    to.seq = o->task.seq_len;
     if (!st) st = hydra_model_create(&o->cfg, o->init_seed, &m);
-    if (!st) st = hydra_trainer_create(m, hydra_mqar_task(task), &to, &tr);
-    const double t0 = hydra_now_seconds();
-    double loss_sum = 0;
-    int loss_n = 0;
-    hydra_mqar_point pt;
-    memset(&pt, 0, sizeof pt);
-    for (int s = 1; !st && s <= o->steps; s++) {
-        hydra_step_info info;
-        if ((st = hydra_trainer_step(tr, &info))) break;
-        loss_sum += info.loss, loss_n++;
-        if (s == o->steps || (o->eval_every > 0 && s % o->eval_every == 0)) {
-            pt.step = s;
-            pt.train_loss = loss_sum / loss_n;
-            loss_sum = 0, loss_n = 0;
-            if ((st = hydra_mqar_eval(m, task, o->eval_seed, o->eval_batches, o->eval_batch, o->window, &pt.eval))) break;
-            pt.seconds = hydra_now_seconds() - t0;
-            if (o->on_point && o->on_point(&pt, o->user)) break;
-        }
+    p.main_task = task;
+    p.t0 = hydra_now_seconds();
+    for (int i = 0; !st && !p.stop && i < o->n_stages; i++) {
+        /* each stage gets the main schedule's shape scaled to its length */
+        hydra_optim_opts so = o->train.optim;
+        so.total_steps = o->stages[i].steps;
+        so.warmup_steps = (int)((int64_t)o->train.optim.warmup_steps * o->stages[i].steps / o->steps);
+        st = mqar_stage(m, &o->stages[i].task, o->stages[i].steps, o->stages[i].batch, &so,
+                        o->train.seed + 7919 * (uint64_t)(i + 1), &p);
     }
-    hydra_trainer_free(tr);
+    if (!st && !p.stop) st = mqar_stage(m, &o->task, o->steps, o->train.batch, &o->train.optim, o->train.seed, &p);
     hydra_mqar_free(task);
-    if (!st && final) *final = pt;
+    if (!st && final) *final = p.pt;
     if (!st && model_out) *model_out = m;
     else hydra_model_free(m);
     return st;

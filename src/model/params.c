@@ -174,7 +174,7 @@ void hydra_model_init_params(hydra_model *m, uint64_t seed) {
             for (size_t i = 0; i < p->numel; i++) x[i] = (float)log(1.0 + 15.0 * hydra_rng_uniform(&r));
         } else if (ends_with(p->name, ".dt_bias")) {
             for (size_t i = 0; i < p->numel; i++) {
-                double lo = log(1e-3), hi = log(1e-1);
+                double lo = log((double)c->init_dt_min), hi = log((double)c->init_dt_max);
                 double dt = exp(lo + (hi - lo) * hydra_rng_uniform(&r));
                 if (dt < 1e-4) dt = 1e-4;
                 x[i] = (float)(dt + log(-expm1(-dt))); /* inverse softplus */
