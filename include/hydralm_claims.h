@@ -57,7 +57,7 @@ hydra_status hydra_spec_exact_eval(hydra_spec_exact *e, const hydra_sample_opts 
 
 /* ============================================================ the gate */
 #define HYDRA_CLAIMS_MAX 16
-#define HYDRA_CLAIM_MAX_VALUES 24
+#define HYDRA_CLAIM_MAX_VALUES 40
 
 typedef enum { HYDRA_BUDGET_CI = 0, HYDRA_BUDGET_PAPER = 1 } hydra_claims_budget;
 
@@ -76,7 +76,7 @@ typedef struct {
 } hydra_claim_value;
 
 /* A recorded curve, e.g. accuracy vs training step. */
-#define HYDRA_CLAIM_MAX_CURVES 4
+#define HYDRA_CLAIM_MAX_CURVES 8
 #define HYDRA_CLAIM_CURVE_POINTS 40
 typedef struct {
     char name[40];

@@ -90,6 +90,28 @@ static char *cpu_model(char *buf, size_t n) {
     return buf;
 }
 
+/* Where a run was measured: written into the JSON and the markdown header;
+ * --merge takes it from the first file read. */
+typedef struct {
+    char cpu[256], blas[128], kernel[400], date[64];
+    int threads;
+    long online_cpus;
+} run_env;
+
+static void env_here(run_env *e) {
+    memset(e, 0, sizeof *e);
+    cpu_model(e->cpu, sizeof e->cpu);
+    snprintf(e->blas, sizeof e->blas, "%s", hydra_blas_info());
+    struct utsname u;
+    if (!uname(&u)) snprintf(e->kernel, sizeof e->kernel, "%s %s %s", u.sysname, u.release, u.machine);
+    e->threads = hydra_get_num_threads();
+    e->online_cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(e->date, sizeof e->date, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
 static json_t *values_json(const hydra_claim_value *v, int n, int with_op) {
     json_t *o = json_object();
     for (int i = 0; i < n; i++) {
@@ -137,22 +159,15 @@ static json_t *claims_json(const hydra_claim_result *r, int n, uint64_t seed, co
 /* One seed: {"seed", "budget", "runtime_seconds", "passed", "environment", "claims"}.
  * Several: the same with "seeds" and "runs" (one object per seed, each with its claims). */
 static int write_json(const char *path, hydra_claim_result (*r)[HYDRA_CLAIMS_MAX], int n_seeds, int n,
-                      const uint64_t *seeds, const char *budget, const double *secs, int threads, const char *date,
-                      int passed) {
+                      const uint64_t *seeds, const char *budget, const double *secs, const run_env *e, int passed) {
     json_t *root = json_object(), *env = json_object();
-    char cpu[256];
-    struct utsname u;
     json_object_set_new(env, "hydra_version", json_string(HYDRA_VERSION_STRING));
-    json_object_set_new(env, "blas", json_string(hydra_blas_info()));
-    json_object_set_new(env, "threads", json_integer(threads));
-    json_object_set_new(env, "cpu_model", json_string(cpu_model(cpu, sizeof cpu)));
-    json_object_set_new(env, "online_cpus", json_integer(sysconf(_SC_NPROCESSORS_ONLN)));
-    if (!uname(&u)) {
-        char k[400];
-        snprintf(k, sizeof k, "%s %s %s", u.sysname, u.release, u.machine);
-        json_object_set_new(env, "kernel", json_string(k));
-    }
-    json_object_set_new(env, "date", json_string(date));
+    json_object_set_new(env, "blas", json_string(e->blas));
+    json_object_set_new(env, "threads", json_integer(e->threads));
+    json_object_set_new(env, "cpu_model", json_string(e->cpu));
+    json_object_set_new(env, "online_cpus", json_integer(e->online_cpus));
+    if (e->kernel[0]) json_object_set_new(env, "kernel", json_string(e->kernel));
+    json_object_set_new(env, "date", json_string(e->date));
     json_object_set_new(root, "budget", json_string(budget));
     json_object_set_new(root, "passed", json_boolean(passed));
     json_object_set_new(root, "environment", env);
@@ -201,10 +216,10 @@ static void fmt_value(char *buf, size_t cap, double mean, double sd, int n_seeds
 /* RESULTS.md: per claim its status on every seed, its thresholds and the
  * mean ± std over seeds of every measured value (one seed: the values). */
 static int write_md(const char *path, hydra_claim_result (*r)[HYDRA_CLAIMS_MAX], int n_seeds, int n,
-                    const uint64_t *seeds, const char *budget, const double *secs, int threads, const char *date) {
+                    const uint64_t *seeds, const char *budget, const double *secs, const run_env *e) {
     FILE *f = fopen(path, "w");
     if (!f) return -1;
-    char cpu[256], seedlist[256] = "", buf[64];
+    char seedlist[256] = "", buf[64];
     double total = 0;
     for (int k = 0; k < n_seeds; k++) {
         size_t l = strlen(seedlist);
@@ -213,8 +228,8 @@ static int write_md(const char *path, hydra_claim_result (*r)[HYDRA_CLAIMS_MAX],
     }
     fprintf(f, "# HydraLM-C claims gate results\n\n");
     fprintf(f, "`hydra claims` — hydra %s, budget `%s`, seed%s %s, %s, %d threads, %s; %s. Total %.1f s",
-            HYDRA_VERSION_STRING, budget, n_seeds > 1 ? "s" : "", seedlist, cpu_model(cpu, sizeof cpu), threads,
-            hydra_blas_info(), date, total);
+            HYDRA_VERSION_STRING, budget, n_seeds > 1 ? "s" : "", seedlist, e->cpu, e->threads, e->blas, e->date,
+            total);
     if (n_seeds > 1) fprintf(f, " (%.1f s per seed on average)", total / n_seeds);
     fprintf(f, ".\n\n| claim | status | result%s | thresholds (measured%s) | seconds |\n|---|---|---|---|---:|\n",
             n_seeds > 1 ? " (first seed)" : "", n_seeds > 1 ? ", mean ± std over seeds" : "");
@@ -313,6 +328,191 @@ static int print_results(const hydra_claim_result *res, int n, const char *budge
     return passed;
 }
 
+static int write_reports(const char *json_path, const char *md_path, hydra_claim_result (*res)[HYDRA_CLAIMS_MAX],
+                         int n_seeds, int n, const uint64_t *seeds, const char *budget, const double *secs,
+                         const run_env *env, int passed) {
+    if (json_path && write_json(json_path, res, n_seeds, n, seeds, budget, secs, env, passed)) {
+        fprintf(stderr, "hydra claims: could not write %s\n", json_path);
+        return 1;
+    }
+    if (md_path && write_md(md_path, res, n_seeds, n, seeds, budget, secs, env)) {
+        fprintf(stderr, "hydra claims: could not write %s\n", md_path);
+        return 1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ --merge
+ * Runs made separately (claims or seeds split over processes or machines)
+ * combined into one report, as if one --seeds run had made them. */
+#define MERGE_MAX_SEEDS 64
+typedef struct {
+    hydra_claim_result (*res)[HYDRA_CLAIMS_MAX]; /* [seed slot][registry index] */
+    unsigned char have[MERGE_MAX_SEEDS][HYDRA_CLAIMS_MAX];
+    uint64_t seeds[MERGE_MAX_SEEDS];
+    int n_seeds;
+    char budget[16];
+    run_env env;
+    int have_env;
+} merge_set;
+
+static const char *jstr(json_t *o, const char *key) {
+    const char *v = json_string_value(json_object_get(o, key));
+    return v ? v : "";
+}
+
+static void copy_values(json_t *obj, hydra_claim_value *v, int *n, int with_op) {
+    const char *key;
+    json_t *val;
+    *n = 0;
+    json_object_foreach(obj, key, val) {
+        if (*n >= HYDRA_CLAIM_MAX_VALUES) break;
+        hydra_claim_value *x = &v[(*n)++];
+        snprintf(x->name, sizeof x->name, "%s", key);
+        json_t *num = with_op ? json_object_get(val, "value") : val;
+        x->value = json_is_number(num) ? json_number_value(num) : NAN;
+        snprintf(x->op, sizeof x->op, "%s", with_op ? jstr(val, "op") : "");
+    }
+}
+
+/* One claim object of a claims JSON into the set. */
+static int merge_claim(merge_set *m, const char *file, json_t *c, uint64_t seed) {
+    const char *name = jstr(c, "name");
+    int i = hydra_claim_find(name);
+    if (i < 0) {
+        fprintf(stderr, "hydra claims --merge: %s: unknown claim '%s'\n", file, name);
+        return -1;
+    }
+    int k = 0;
+    while (k < m->n_seeds && m->seeds[k] != seed) k++;
+    if (k == m->n_seeds) {
+        if (k == MERGE_MAX_SEEDS) {
+            fprintf(stderr, "hydra claims --merge: more than %d seeds\n", MERGE_MAX_SEEDS);
+            return -1;
+        }
+        m->seeds[m->n_seeds++] = seed;
+    }
+    if (m->have[k][i]) {
+        fprintf(stderr, "hydra claims --merge: %s: %s for seed %llu appears twice\n", file, name, (unsigned long long)seed);
+        return -1;
+    }
+    m->have[k][i] = 1;
+    hydra_claim_result *r = &m->res[k][i];
+    memset(r, 0, sizeof *r);
+    r->name = hydra_claim_name(i);
+    r->description = hydra_claim_description(i);
+    const char *status = jstr(c, "status");
+    r->status = HYDRA_CLAIM_ERROR;
+    for (int s = HYDRA_CLAIM_PASS; s <= HYDRA_CLAIM_ERROR; s++)
+        if (!strcmp(status, hydra_claim_status_str((hydra_claim_status)s))) r->status = (hydra_claim_status)s;
+    snprintf(r->summary, sizeof r->summary, "%s", jstr(c, "summary"));
+    r->seconds = json_number_value(json_object_get(c, "runtime_seconds"));
+    copy_values(json_object_get(c, "thresholds"), r->thresholds, &r->n_thresholds, 1);
+    copy_values(json_object_get(c, "measured"), r->values, &r->n_values, 0);
+    const char *key;
+    json_t *pts;
+    json_object_foreach(json_object_get(c, "curves"), key, pts) {
+        if (r->n_curves >= HYDRA_CLAIM_MAX_CURVES) break;
+        hydra_claim_curve *cv = &r->curves[r->n_curves++];
+        snprintf(cv->name, sizeof cv->name, "%s", key);
+        size_t p;
+        json_t *xy;
+        json_array_foreach(pts, p, xy) {
+            if (cv->n >= HYDRA_CLAIM_CURVE_POINTS) break;
+            cv->x[cv->n] = json_number_value(json_array_get(xy, 0));
+            cv->y[cv->n++] = json_number_value(json_array_get(xy, 1));
+        }
+    }
+    return 0;
+}
+
+static int merge_file(merge_set *m, const char *path) {
+    json_error_t err;
+    json_t *root = json_load_file(path, 0, &err);
+    if (!root) {
+        fprintf(stderr, "hydra claims --merge: %s: %s (line %d)\n", path, err.text, err.line);
+        return -1;
+    }
+    int rc = 0;
+    const char *budget = jstr(root, "budget");
+    if (!m->budget[0]) snprintf(m->budget, sizeof m->budget, "%s", budget);
+    else if (strcmp(m->budget, budget)) {
+        fprintf(stderr, "hydra claims --merge: %s has budget '%s', earlier files '%s'\n", path, budget, m->budget);
+        rc = -1;
+    }
+    json_t *env = json_object_get(root, "environment");
+    if (!rc && !m->have_env && env) {
+        run_env *e = &m->env;
+        snprintf(e->cpu, sizeof e->cpu, "%s", jstr(env, "cpu_model"));
+        snprintf(e->blas, sizeof e->blas, "%s", jstr(env, "blas"));
+        snprintf(e->kernel, sizeof e->kernel, "%s", jstr(env, "kernel"));
+        snprintf(e->date, sizeof e->date, "%s", jstr(env, "date"));
+        e->threads = (int)json_integer_value(json_object_get(env, "threads"));
+        e->online_cpus = (long)json_integer_value(json_object_get(env, "online_cpus"));
+        m->have_env = 1;
+    }
+    /* one seed: root "claims"; several: "runs", each with "seed" and "claims" */
+    json_t *runs = json_object_get(root, "runs");
+    size_t n_runs = runs ? json_array_size(runs) : 1;
+    for (size_t k = 0; !rc && k < n_runs; k++) {
+        json_t *run = runs ? json_array_get(runs, k) : root, *claims = json_object_get(run, "claims");
+        if (!json_is_array(claims) || !json_is_integer(json_object_get(run, "seed"))) {
+            fprintf(stderr, "hydra claims --merge: %s is not a hydra claims JSON (no seed/claims)\n", path);
+            rc = -1;
+            break;
+        }
+        uint64_t seed = (uint64_t)json_integer_value(json_object_get(run, "seed"));
+        size_t i;
+        json_t *c;
+        json_array_foreach(claims, i, c) if (!rc) rc = merge_claim(m, path, c, seed);
+    }
+    json_decref(root);
+    return rc;
+}
+
+/* Combines the comma-separated JSON files into one --seeds style report:
+ * every seed must have every claim that any file holds. */
+static int cmd_claims_merge(const char *files, const char *json_path, const char *md_path) {
+    static hydra_claim_result all[MERGE_MAX_SEEDS][HYDRA_CLAIMS_MAX], res[MERGE_MAX_SEEDS][HYDRA_CLAIMS_MAX];
+    static merge_set m;
+    memset(&m, 0, sizeof m);
+    m.res = all;
+    char *list = strdup(files);
+    int rc = list ? 0 : -1;
+    for (char *f = list ? strtok(list, ",") : NULL; !rc && f; f = strtok(NULL, ",")) rc = merge_file(&m, f);
+    free(list);
+    if (rc) return 2;
+    if (!m.n_seeds) {
+        fprintf(stderr, "hydra claims --merge: no claims in %s\n", files);
+        return 2;
+    }
+    int idx[HYDRA_CLAIMS_MAX], n = 0;
+    for (int i = 0; i < hydra_claims_count(); i++) {
+        int any = 0;
+        for (int k = 0; k < m.n_seeds; k++) any |= m.have[k][i];
+        if (any) idx[n++] = i;
+    }
+    int passed = 1;
+    double secs[MERGE_MAX_SEEDS];
+    for (int k = 0; k < m.n_seeds; k++)
+        for (int j = 0; j < n; j++)
+            if (!m.have[k][idx[j]]) {
+                fprintf(stderr, "hydra claims --merge: seed %llu has no result for %s\n", (unsigned long long)m.seeds[k],
+                        hydra_claim_name(idx[j]));
+                return 2;
+            }
+    for (int k = 0; k < m.n_seeds; k++) {
+        secs[k] = 0;
+        for (int j = 0; j < n; j++) {
+            res[k][j] = all[k][idx[j]];
+            secs[k] += res[k][j].seconds;
+        }
+        passed &= print_results(res[k], n, m.budget, m.seeds[k], secs[k]);
+    }
+    if (write_reports(json_path, md_path, res, m.n_seeds, n, m.seeds, m.budget, secs, &m.env, passed)) return 1;
+    return passed ? 0 : 1;
+}
+
 int cmd_claims(int argc, char **argv) {
     cli_spec s = {.usage = "hydra claims --all --seed S [--budget ci|paper] [--claim NAME[,NAME..]] [--json F] [--md F]",
                   .summary = "The claims gate: measures each headline claim against its thresholds, prints one\n"
@@ -324,7 +524,7 @@ int cmd_claims(int argc, char **argv) {
     int muon_steps = 0, spec_steps = 0;
     int all = 0, threads = 0, quiet = 0, vec_facts = -1, vec_dim = -1, vec_heads = -1, mqar_steps = 0;
     uint64_t seed = 0, stream_tokens = 0;
-    const char *seeds_s = NULL;
+    const char *seeds_s = NULL, *merge = NULL;
     const char *budget_s = "ci", *claim = NULL, *json_path = NULL, *md_path = NULL, *fb_model = NULL,
                *internal_vec = NULL;
     cli_add(&s, "all", OPT_FLAG, &all, "run every registered claim");
@@ -334,6 +534,7 @@ int cmd_claims(int argc, char **argv) {
     cli_add(&s, "budget", OPT_STR, &budget_s, "ci (default: <= 5 min on 2 cores) or paper (larger samples)");
     cli_add(&s, "json", OPT_STR, &json_path, "write results (thresholds, values, environment) as JSON");
     cli_add(&s, "md", OPT_STR, &md_path, "write results as a markdown report (RESULTS.md)");
+    cli_add(&s, "merge", OPT_STR, &merge, "combine earlier --json files (comma-separated) into one report; no claim runs");
     cli_add(&s, "threads", OPT_INT, &threads, "threads (default: all cores)");
     cli_add(&s, "quiet", OPT_FLAG, &quiet, "no progress lines on stderr");
     cli_add(&s, "stream-tokens", OPT_U64, &stream_tokens, "claim 3: tokens to stream (default 1048576; for quick runs)");
@@ -380,6 +581,13 @@ int cmd_claims(int argc, char **argv) {
     if (internal_vec) {
         hydra_status st = hydra_claims_vecbank_write(internal_vec, seed, o.vec_facts, o.vec_dim, o.vec_heads);
         return st ? cli_fail("claims", "writing the vector bank", st) : 0;
+    }
+    if (merge) {
+        if (all || claim || seeds_s) {
+            fprintf(stderr, "hydra claims: --merge runs no claims; drop --all, --claim and --seeds\n");
+            return 2;
+        }
+        return cmd_claims_merge(merge, json_path, md_path);
     }
     if (all == (claim != NULL)) {
         fprintf(stderr, "hydra claims: give exactly one of --all or --claim NAME (see --help)\n");
@@ -432,19 +640,8 @@ int cmd_claims(int argc, char **argv) {
     if (n_seeds > 1)
         printf("%s over seeds %s · budget %s · %.1f s\n", passed ? "CLAIMS PASS" : "CLAIMS FAIL", seeds_s, budget_s,
                hydra_now_seconds() - t_all);
-    char date[64];
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    int nthreads = hydra_get_num_threads();
-    if (json_path && write_json(json_path, res, n_seeds, n, seed_list, budget_s, secs, nthreads, date, passed)) {
-        fprintf(stderr, "hydra claims: could not write %s\n", json_path);
-        return 1;
-    }
-    if (md_path && write_md(md_path, res, n_seeds, n, seed_list, budget_s, secs, nthreads, date)) {
-        fprintf(stderr, "hydra claims: could not write %s\n", md_path);
-        return 1;
-    }
+    run_env env;
+    env_here(&env);
+    if (write_reports(json_path, md_path, res, n_seeds, n, seed_list, budget_s, secs, &env, passed)) return 1;
     return passed ? 0 : 1;
 }
