@@ -79,7 +79,7 @@ typedef struct {
 #define HYDRA_CLAIM_MAX_CURVES 8
 #define HYDRA_CLAIM_CURVE_POINTS 40
 typedef struct {
-    char name[40];
+    char name[64];
     int n;
     double x[HYDRA_CLAIM_CURVE_POINTS], y[HYDRA_CLAIM_CURVE_POINTS];
 } hydra_claim_curve;

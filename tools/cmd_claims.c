@@ -216,7 +216,8 @@ static void fmt_value(char *buf, size_t cap, double mean, double sd, int n_seeds
 /* RESULTS.md: per claim its status on every seed, its thresholds and the
  * mean ± std over seeds of every measured value (one seed: the values). */
 static int write_md(const char *path, hydra_claim_result (*r)[HYDRA_CLAIMS_MAX], int n_seeds, int n,
-                    const uint64_t *seeds, const char *budget, const double *secs, const run_env *e) {
+                    const uint64_t *seeds, const char *budget, const double *secs, const run_env *e,
+                    const char *provenance) {
     FILE *f = fopen(path, "w");
     if (!f) return -1;
     char seedlist[256] = "", buf[64];
@@ -231,7 +232,9 @@ static int write_md(const char *path, hydra_claim_result (*r)[HYDRA_CLAIMS_MAX],
             HYDRA_VERSION_STRING, budget, n_seeds > 1 ? "s" : "", seedlist, e->cpu, e->threads, e->blas, e->date,
             total);
     if (n_seeds > 1) fprintf(f, " (%.1f s per seed on average)", total / n_seeds);
-    fprintf(f, ".\n\n| claim | status | result%s | thresholds (measured%s) | seconds |\n|---|---|---|---|---:|\n",
+    fprintf(f, ".\n\n");
+    if (provenance) fprintf(f, "%s\n\n", provenance);
+    fprintf(f, "| claim | status | result%s | thresholds (measured%s) | seconds |\n|---|---|---|---|---:|\n",
             n_seeds > 1 ? " (first seed)" : "", n_seeds > 1 ? ", mean ± std over seeds" : "");
     for (int i = 0; i < n; i++) {
         int pass = 0;
@@ -330,12 +333,12 @@ static int print_results(const hydra_claim_result *res, int n, const char *budge
 
 static int write_reports(const char *json_path, const char *md_path, hydra_claim_result (*res)[HYDRA_CLAIMS_MAX],
                          int n_seeds, int n, const uint64_t *seeds, const char *budget, const double *secs,
-                         const run_env *env, int passed) {
+                         const run_env *env, const char *provenance, int passed) {
     if (json_path && write_json(json_path, res, n_seeds, n, seeds, budget, secs, env, passed)) {
         fprintf(stderr, "hydra claims: could not write %s\n", json_path);
         return 1;
     }
-    if (md_path && write_md(md_path, res, n_seeds, n, seeds, budget, secs, env)) {
+    if (md_path && write_md(md_path, res, n_seeds, n, seeds, budget, secs, env, provenance)) {
         fprintf(stderr, "hydra claims: could not write %s\n", md_path);
         return 1;
     }
@@ -354,6 +357,7 @@ typedef struct {
     char budget[16];
     run_env env;
     int have_env;
+    char provenance[4096]; /* where each file's runs were measured */
 } merge_set;
 
 static const char *jstr(json_t *o, const char *key) {
@@ -451,6 +455,13 @@ static int merge_file(merge_set *m, const char *path) {
         e->online_cpus = (long)json_integer_value(json_object_get(env, "online_cpus"));
         m->have_env = 1;
     }
+    if (!rc) {
+        const char *base = strrchr(path, '/');
+        size_t l = strlen(m->provenance);
+        snprintf(m->provenance + l, sizeof m->provenance - l, "%s`%s`: %s, %d threads, %s",
+                 l ? "; " : "Merged (`hydra claims --merge`) from ", base ? base + 1 : path, jstr(env, "cpu_model"),
+                 (int)json_integer_value(json_object_get(env, "threads")), jstr(env, "date"));
+    }
     /* one seed: root "claims"; several: "runs", each with "seed" and "claims" */
     json_t *runs = json_object_get(root, "runs");
     size_t n_runs = runs ? json_array_size(runs) : 1;
@@ -509,7 +520,8 @@ static int cmd_claims_merge(const char *files, const char *json_path, const char
         }
         passed &= print_results(res[k], n, m.budget, m.seeds[k], secs[k]);
     }
-    if (write_reports(json_path, md_path, res, m.n_seeds, n, m.seeds, m.budget, secs, &m.env, passed)) return 1;
+    if (write_reports(json_path, md_path, res, m.n_seeds, n, m.seeds, m.budget, secs, &m.env, m.provenance, passed))
+        return 1;
     return passed ? 0 : 1;
 }
 
@@ -642,6 +654,6 @@ int cmd_claims(int argc, char **argv) {
                hydra_now_seconds() - t_all);
     run_env env;
     env_here(&env);
-    if (write_reports(json_path, md_path, res, n_seeds, n, seed_list, budget_s, secs, &env, passed)) return 1;
+    if (write_reports(json_path, md_path, res, n_seeds, n, seed_list, budget_s, secs, &env, NULL, passed)) return 1;
     return passed ? 0 : 1;
 }

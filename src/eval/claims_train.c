@@ -201,22 +201,52 @@ static hydra_optim_opts muon_opts(void) {
     return p;
 }
 
-/* The recipe (docs/claims.md). Both arms: d_model 64, 2 heads x 32, two
+/* The recipes (docs/claims.md, sweeps in bench/LOG.md). Both arms: two
  * layers, init std 0.05, Muon (lr 0.02) + AdamW (lr 1e-2) for the rest,
- * warmup 10%, cosine; same steps, batch and data. The hybrid is "DS" with
- * window L/4; the baseline "AA" (full attention). Muon is what makes the
- * recipe fast: with AdamW both arms sit on MQAR's plateau for hundreds to
+ * warmup 10%, cosine; same steps, batch, curriculum and data. The hybrid is
+ * "DS" with window L/4; the baseline "AA" (full attention). Muon is what makes
+ * the recipe fast: with AdamW both arms sit on MQAR's plateau for hundreds to
  * thousands of steps; the init std and AdamW lr are what the attention arm
- * needed to learn on every seed (bench/LOG.md, the sweeps). */
+ * needed to learn on every seed at L = 64.
+ * Paper sizes (L = 256 / 16 pairs, L = 512 / 64 pairs) add two things, each
+ * measured necessary: a curriculum of shorter MQAR tasks first (without it
+ * the attention arm stayed at 0.10 (L 256) / 0.04 (L 512) accuracy after 600 /
+ * 400 steps with any lr swept), and a slow-decay gate init for the DeltaNet
+ * (dt in [1e-4, 1e-3]: with the default [1e-3, 0.1] memories fade within
+ * ~100 tokens at init and the hybrid stayed at chance at L = 256). L = 512
+ * with 64 pairs needs d_model 128 (2 heads x 64: a 64 x 64 state per head);
+ * at d_model 64 the hybrid stayed at chance. */
+#define MQAR_MAX_SIZES 2
 typedef struct {
     int vocab, len, pairs, window, steps, batch, eval_every;
+    int d_model, head_dim; /* 2 heads */
+    float dt_min, dt_max;  /* 0: the default gate init */
+    hydra_mqar_stage stages[HYDRA_MQAR_MAX_STAGES];
+    int n_stages;
 } mqar_recipe;
 
-static mqar_recipe mqar_recipe_for(const hydra_claims_opts *o) {
-    mqar_recipe q = {.vocab = 64, .len = 64, .pairs = 4, .window = 16, .steps = 400, .batch = 64, .eval_every = 50};
-    if (o->budget == HYDRA_BUDGET_PAPER) q = (mqar_recipe){128, 256, 16, 64, 800, 32, 100};
-    if (o->mqar_steps > 0) q.steps = o->mqar_steps, q.eval_every = q.steps / 8 > 0 ? q.steps / 8 : 1;
-    return q;
+/* The task sizes of claim 2 for o's budget (1 for ci, 2 for paper). */
+static int mqar_recipes_for(const hydra_claims_opts *o, mqar_recipe *q) {
+    memset(q, 0, MQAR_MAX_SIZES * sizeof *q);
+    int n = 1;
+    if (o->budget != HYDRA_BUDGET_PAPER) {
+        q[0] = (mqar_recipe){.vocab = 64, .len = 64, .pairs = 4, .window = 16, .steps = 400, .batch = 64, .eval_every = 50,
+                             .d_model = 64, .head_dim = 32};
+    } else {
+        q[0] = (mqar_recipe){.vocab = 128, .len = 256, .pairs = 16, .window = 64, .steps = 200, .batch = 32,
+                             .eval_every = 50, .d_model = 64, .head_dim = 32, .dt_min = 1e-4f, .dt_max = 1e-3f};
+        q[0].stages[0] = (hydra_mqar_stage){{128, 64, 4}, 200, 128};
+        q[0].n_stages = 1;
+        q[1] = (mqar_recipe){.vocab = 256, .len = 512, .pairs = 64, .window = 128, .steps = 250, .batch = 16,
+                             .eval_every = 50, .d_model = 128, .head_dim = 64, .dt_min = 1e-4f, .dt_max = 1e-3f};
+        q[1].stages[0] = (hydra_mqar_stage){{256, 64, 4}, 150, 128};
+        q[1].stages[1] = (hydra_mqar_stage){{256, 256, 16}, 150, 32};
+        q[1].n_stages = 2;
+        n = 2;
+    }
+    for (int i = 0; i < n && o->mqar_steps > 0; i++) /* quick runs: the main task only */
+        q[i].steps = o->mqar_steps, q[i].eval_every = q[i].steps / 8 > 0 ? q[i].steps / 8 : 1, q[i].n_stages = 0;
+    return n;
 }
 
 typedef struct {
@@ -243,7 +273,7 @@ static int mqar_on_point(const hydra_mqar_point *p, void *user) {
 
 /* One MQAR training run of the recipe q with optimizer `optim` (lr schedule
  * filled in here); r (optional) receives the accuracy curves; fin (optional)
- * a final evaluation on 16 (ci) / 32 (paper) x 64 fresh sequences; m
+ * a final evaluation on fresh sequences (about 16K answers); m
  * (optional) the model. */
 static hydra_status mqar_run(const hydra_claims_opts *o, const mqar_recipe *q, const char *pattern, int window,
                              hydra_optim_opts optim, uint64_t seed, const char *claim, const char *arm,
@@ -251,7 +281,11 @@ static hydra_status mqar_run(const hydra_claims_opts *o, const mqar_recipe *q, c
                              hydra_model **m, hydra_mqar_point *fin) {
     hydra_mqar_train_opts t = hydra_mqar_train_opts_default();
     t.cfg = small_cfg(q->vocab, pattern, window);
+    t.cfg.d_model = q->d_model, t.cfg.head_dim = q->head_dim;
     t.cfg.init_std = 0.05f; /* with std 0.02 the attention arm often stalls at ~0.54 (bench/LOG.md) */
+    if (q->dt_max > 0) t.cfg.init_dt_min = q->dt_min, t.cfg.init_dt_max = q->dt_max;
+    memcpy(t.stages, q->stages, sizeof t.stages);
+    t.n_stages = q->n_stages;
     t.init_seed = seed * 1000 + 21;
     t.task = (hydra_mqar_opts){.vocab = q->vocab, .seq_len = q->len, .n_pairs = q->pairs};
     t.train.optim = optim;
@@ -261,7 +295,7 @@ static hydra_status mqar_run(const hydra_claims_opts *o, const mqar_recipe *q, c
     t.train.seed = seed * 1000 + 22;
     t.steps = q->steps;
     t.eval_every = q->eval_every;
-    t.eval_batches = o->budget == HYDRA_BUDGET_PAPER ? 16 : 4; /* the curve points */
+    t.eval_batches = 4; /* the curve points: 256 sequences */
     t.eval_batch = 64;
     t.eval_seed = seed * 1000 + 23;
     t.window = q->window; /* "beyond" = beyond the hybrid's window, for both arms */
@@ -281,8 +315,10 @@ static hydra_status mqar_run(const hydra_claims_opts *o, const mqar_recipe *q, c
     if (!st && fin && !(st = hydra_mqar_create(&t.task, &task))) {
         memset(fin, 0, sizeof *fin);
         fin->step = q->steps;
-        st = hydra_mqar_eval(mm, task, seed * 1000 + 24, o->budget == HYDRA_BUDGET_PAPER ? 32 : 16, 64, q->window,
-                             &fin->eval);
+        /* ~16K answers: 16 x 64 sequences at 4 and 16 pairs, 4 x 64 at 64 pairs */
+        int nb = 16384 / (64 * q->pairs);
+        nb = nb < 4 ? 4 : nb > 16 ? 16 : nb;
+        st = hydra_mqar_eval(mm, task, seed * 1000 + 24, nb, 64, q->window, &fin->eval);
         hydra_mqar_free(task);
     }
     if (!st && m) *m = mm;
@@ -312,13 +348,14 @@ void hydra_claims_mqar_model_release(void) {
 }
 
 hydra_status hydra_claims_mqar_model(const hydra_claims_opts *o, char *path, size_t cap, int *pairs) {
-    mqar_recipe q = mqar_recipe_for(o);
+    mqar_recipe q[MQAR_MAX_SIZES];
+    mqar_recipes_for(o, q); /* claim 6 uses the first size's hybrid */
     if (!(mqar_cache.valid && mqar_cache.seed == o->seed && mqar_cache.budget == o->budget)) {
         hydra_model *m = NULL;
         hydra_mqar_point fin;
-        hydra_status st = mqar_run(o, &q, "DS", q.window, muon_opts(), o->seed, "claim_6_factbank_recall", "MQAR hybrid",
-                                    NULL, NULL, 0, &m, &fin);
-        if (!st) mqar_cache_store(o, m, q.pairs);
+        hydra_status st = mqar_run(o, &q[0], "DS", q[0].window, muon_opts(), o->seed, "claim_6_factbank_recall",
+                                   "MQAR hybrid", NULL, NULL, 0, &m, &fin);
+        if (!st) mqar_cache_store(o, m, q[0].pairs);
         hydra_model_free(m);
         if (st) return st;
         if (!mqar_cache.valid) return hydra_set_error(HYDRA_ERR_IO, "could not save the MQAR model under %s", o->tmp_dir);
@@ -328,44 +365,66 @@ hydra_status hydra_claims_mqar_model(const hydra_claims_opts *o, char *path, siz
     return HYDRA_OK;
 }
 
+/* Every size: both arms trained, thresholds per size (a suffix "_L<len>"
+ * names them when there are several sizes). */
 void hydra_claim_mqar(const hydra_claims_opts *o, hydra_claim_result *r) {
-    mqar_recipe q = mqar_recipe_for(o);
-    hydra_claims_add_value(r, "seq_len", q.len);
-    hydra_claims_add_value(r, "pairs", q.pairs);
-    hydra_claims_add_value(r, "vocab", q.vocab);
-    hydra_claims_add_value(r, "hybrid_window", q.window);
-    hydra_claims_add_value(r, "steps", q.steps);
-    hydra_claims_add_value(r, "batch", q.batch);
-    const char *arms[2] = {"hybrid", "attention"};
-    hydra_mqar_point fin[2];
-    for (int a = 0; a < 2; a++) {
-        hydra_model *m = NULL;
-        hydra_status st = mqar_run(o, &q, a ? "AA" : "DS", a ? 0 : q.window, muon_opts(), o->seed, r->name, arms[a], r,
-                                    NULL, 0, &m, &fin[a]);
-        if (!st && a == 0) mqar_cache_store(o, m, q.pairs);
-        hydra_model_free(m);
-        if (st) {
-            hydra_claims_set_error(r, arms[a], st);
-            return;
+    mqar_recipe qs[MQAR_MAX_SIZES];
+    const int n_sizes = mqar_recipes_for(o, qs);
+    char pass[160] = "", name[64], sfx[16] = "";
+    for (int z = 0; z < n_sizes; z++) {
+        const mqar_recipe *q = &qs[z];
+        if (n_sizes > 1) snprintf(sfx, sizeof sfx, "_L%d", q->len);
+#define ADD_VALUE(key, v) (snprintf(name, sizeof name, "%s%s", key, sfx), hydra_claims_add_value(r, name, v))
+        ADD_VALUE("seq_len", q->len);
+        ADD_VALUE("pairs", q->pairs);
+        ADD_VALUE("vocab", q->vocab);
+        ADD_VALUE("hybrid_window", q->window);
+        ADD_VALUE("d_model", q->d_model);
+        int stage_steps = 0;
+        for (int i = 0; i < q->n_stages; i++) stage_steps += q->stages[i].steps;
+        ADD_VALUE("curriculum_steps", stage_steps);
+        ADD_VALUE("steps", q->steps);
+        ADD_VALUE("batch", q->batch);
+        const char *arms[2] = {"hybrid", "attention"};
+        hydra_mqar_point fin[2];
+        for (int a = 0; a < 2; a++) {
+            char arm[32];
+            snprintf(arm, sizeof arm, "%s%s", arms[a], sfx);
+            hydra_model *m = NULL;
+            hydra_status st = mqar_run(o, q, a ? "AA" : "DS", a ? 0 : q->window, muon_opts(), o->seed, r->name, arm, r,
+                                       NULL, 0, &m, &fin[a]);
+            if (!st && a == 0 && z == 0) mqar_cache_store(o, m, q->pairs);
+            hydra_model_free(m);
+            if (st) {
+                hydra_claims_set_error(r, arm, st);
+                return;
+            }
+            snprintf(name, sizeof name, "%s_accuracy", arm);
+            hydra_claims_add_value(r, name, fin[a].eval.accuracy);
+            snprintf(name, sizeof name, "%s_beyond_window_accuracy", arm);
+            hydra_claims_add_value(r, name, fin[a].eval.accuracy_beyond);
         }
-        char name[40];
-        snprintf(name, sizeof name, "%s_accuracy", arms[a]);
-        hydra_claims_add_value(r, name, fin[a].eval.accuracy);
-        snprintf(name, sizeof name, "%s_beyond_window_accuracy", arms[a]);
-        hydra_claims_add_value(r, name, fin[a].eval.accuracy_beyond);
+        ADD_VALUE("answers", (double)fin[0].eval.answers);
+        ADD_VALUE("answers_beyond_window", (double)fin[0].eval.answers_beyond);
+        double ratio = fin[0].eval.accuracy / fin[1].eval.accuracy;
+        double ratio_b = fin[0].eval.accuracy_beyond / fin[1].eval.accuracy_beyond;
+        ADD_VALUE("ratio", ratio);
+        ADD_VALUE("ratio_beyond_window", ratio_b);
+#undef ADD_VALUE
+        snprintf(name, sizeof name, "ratio%s", sfx);
+        hydra_claims_add_threshold(r, name, ">=", 0.9);
+        snprintf(name, sizeof name, "ratio_beyond_window%s", sfx);
+        hydra_claims_add_threshold(r, name, ">=", 0.9);
+        snprintf(name, sizeof name, "attention%s_accuracy", sfx);
+        hydra_claims_add_threshold(r, name, ">=", 0.9);
+        size_t l = strlen(pass);
+        if (n_sizes == 1)
+            snprintf(pass, sizeof pass, "ratio=%.2f (beyond window %.2f; hybrid %.3f, attention %.3f; L=%d, %d pairs)",
+                     ratio, ratio_b, fin[0].eval.accuracy, fin[1].eval.accuracy, q->len, q->pairs);
+        else
+            snprintf(pass + l, sizeof pass - l, "%sL=%d/%d pairs ratio=%.2f (beyond %.2f; attention %.3f)", z ? "; " : "",
+                     q->len, q->pairs, ratio, ratio_b, fin[1].eval.accuracy);
     }
-    hydra_claims_add_value(r, "answers", (double)fin[0].eval.answers);
-    hydra_claims_add_value(r, "answers_beyond_window", (double)fin[0].eval.answers_beyond);
-    double ratio = fin[0].eval.accuracy / fin[1].eval.accuracy;
-    double ratio_b = fin[0].eval.accuracy_beyond / fin[1].eval.accuracy_beyond;
-    hydra_claims_add_value(r, "ratio", ratio);
-    hydra_claims_add_value(r, "ratio_beyond_window", ratio_b);
-    hydra_claims_add_threshold(r, "ratio", ">=", 0.9);
-    hydra_claims_add_threshold(r, "ratio_beyond_window", ">=", 0.9);
-    hydra_claims_add_threshold(r, "attention_accuracy", ">=", 0.9);
-    char pass[160];
-    snprintf(pass, sizeof pass, "ratio=%.2f (beyond window %.2f; hybrid %.3f, attention %.3f; L=%d, %d pairs)", ratio,
-             ratio_b, fin[0].eval.accuracy, fin[1].eval.accuracy, q.len, q.pairs);
     hydra_claims_decide(r, pass);
 }
 
@@ -389,7 +448,7 @@ static double steps_to(const hydra_claim_curve *c, double target, int steps) {
  * / mean Muon steps to it. */
 void hydra_claim_muon_speedup(const hydra_claims_opts *o, hydra_claim_result *r) {
     const int paper = o->budget == HYDRA_BUDGET_PAPER;
-    mqar_recipe q = {.vocab = 64, .len = 64, .pairs = 4, .window = 16, .batch = 64}; /* claim 2's ci task */
+    mqar_recipe q = {.vocab = 64, .len = 64, .pairs = 4, .window = 16, .batch = 64, .d_model = 64, .head_dim = 32}; /* claim 2's ci task */
     q.steps = pick(o->muon_steps, 400);
     q.eval_every = q.steps / 20 > 0 ? q.steps / 20 : 1;
     const int n_seeds = paper ? 4 : 2;
