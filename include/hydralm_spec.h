@@ -52,6 +52,10 @@ typedef struct {
     double tokens_per_target_forward; /* generated / target_forwards */
     uint64_t target_forwards; /* verification forwards (the prompt prefill is not counted) */
     uint64_t draft_steps;     /* draft forward calls (the prompt prefill is not counted) */
+    /* wall time per phase, summed over rounds: where a round's time goes */
+    double draft_seconds;     /* draft forwards, snapshots and sampling q */
+    double verify_seconds;    /* the target's (k+1)-token forward with its snapshots */
+    double accept_seconds;    /* target distributions p, accept/reject draws, rollback */
 } hydra_spec_stats;
 
 /* HYDRA_OK when the pair can be used together (same vocabulary size);
@@ -79,6 +83,7 @@ typedef struct {
     double speedup;       /* spec_tps / plain_tps */
     double alpha, acceptance_rate, tokens_per_target_forward; /* from the last speculative run */
     size_t tokens;        /* tokens generated per run */
+    hydra_spec_stats stats; /* the last speculative run's counters and per-phase seconds */
 } hydra_spec_speed;
 
 /* Times plain generation (hydra_generate with opts' sampling and seed) and

@@ -1,8 +1,8 @@
 /* test_spec.c — speculative decoding: exactness of the algorithm by
  * enumeration (exact probabilities of every output sequence vs plain target
  * sampling), an empirical check of the implementation, greedy equality,
- * rollback (states equal plain feeding of the committed tokens), snapshots of
- * hydra_forward_ex, and argument errors. */
+ * rollback (states equal plain feeding of the committed tokens), the rollback
+ * journal, and argument errors. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -274,40 +274,70 @@ static void test_rollback_states(void **st) {
     hydra_model_free(dm);
 }
 
-/* hydra_forward_ex: snapshot t equals the state after tokens[0..t] fed
- * plainly; the final state and logits match hydra_forward. */
-static void test_forward_snapshots(void **st) {
+/* The rollback journal: a journaled forward gives hydra_forward's logits and
+ * state; rolling back to any prefix n gives the state after the base + the
+ * first n tokens fed plainly (DeltaNet S and conv tails, the SWA ring with
+ * window 4 < the 6 journaled tokens so it wraps, the growing 'A' cache), also
+ * across several journaled forwards and after a rollback; misuse is refused. */
+static void test_journal_rollback(void **st) {
     (void)st;
     hydra_model *m = tiny_model(32, 3, "DSAD", 32);
     int32_t pre[6] = {1, 2, 3, 4, 5, 6}, tok[6] = {7, 8, 9, 10, 11, 12};
     const int T = 6, V = 32;
-    hydra_state *a, *b, *ref, *snaps[6];
+    hydra_state *a, *b, *ref;
+    hydra_journal *jr;
     HY_OK(hydra_state_create(m, &a));
     HY_OK(hydra_state_create(m, &b));
     HY_OK(hydra_state_create(m, &ref));
-    for (int t = 0; t < T; t++) HY_OK(hydra_state_create(m, &snaps[t]));
+    HY_OK(hydra_journal_create(m, T, &jr));
     HY_OK(hydra_forward(m, pre, 1, 6, &a, HYDRA_LOGITS_NONE, NULL));
     HY_OK(hydra_state_copy(b, a));
-    float la[6 * 32], lb[6 * 32];
+    float la[6 * 32], lb[6 * 32], l1[32], l2[32];
     HY_OK(hydra_forward(m, tok, 1, T, &a, HYDRA_LOGITS_ALL, la));
-    HY_OK(hydra_forward_ex(m, tok, 1, T, &b, HYDRA_LOGITS_ALL, lb, snaps));
-    ASSERT_REL(lb, la, (size_t)T * V, 1e-5);
-    assert_state_near(b, a, "final", 0);
-    for (int t = 0; t < T; t++) {
-        HY_OK(hydra_state_copy(ref, snaps[0]));
+    for (int n = 0; n <= T; n++) {
+        hydra_state_reset(b);
+        HY_OK(hydra_forward(m, pre, 1, 6, &b, HYDRA_LOGITS_NONE, NULL));
+        HY_OK(hydra_journal_begin(jr, b));
+        if (n % 2) { /* one forward of T tokens */
+            HY_OK(hydra_forward_journaled(m, tok, T, b, HYDRA_LOGITS_ALL, lb, jr));
+            ASSERT_REL(lb, la, (size_t)T * V, 1e-5);
+        } else { /* 3 + 1 + 2 tokens */
+            HY_OK(hydra_forward_journaled(m, tok, 3, b, HYDRA_LOGITS_NONE, NULL, jr));
+            HY_OK(hydra_forward_journaled(m, tok + 3, 1, b, HYDRA_LOGITS_NONE, NULL, jr));
+            HY_OK(hydra_forward_journaled(m, tok + 4, 2, b, HYDRA_LOGITS_LAST, lb, jr));
+            ASSERT_REL(lb, la + 5 * V, (size_t)V, 1e-5);
+        }
+        assert_state_near(b, a, "journaled forward", n);
+        HY_OK(hydra_journal_rollback(jr, b, n));
         hydra_state_reset(ref);
         HY_OK(hydra_forward(m, pre, 1, 6, &ref, HYDRA_LOGITS_NONE, NULL));
-        HY_OK(hydra_forward(m, tok, 1, t + 1, &ref, HYDRA_LOGITS_NONE, NULL));
-        assert_state_near(snaps[t], ref, "snapshot", t);
-        /* a full-attention layer ('A') grows a cache outside the arena: continue from the snapshot */
-        float l1[32], l2[32];
-        HY_OK(hydra_step(m, snaps[t], 5, l1));
+        if (n) HY_OK(hydra_forward(m, tok, 1, n, &ref, HYDRA_LOGITS_NONE, NULL));
+        assert_state_near(b, ref, "rollback", n);
+        /* continue recording after the rollback, then roll back again */
+        if (n < T) {
+            HY_OK(hydra_forward_journaled(m, tok + n, 1, b, HYDRA_LOGITS_NONE, NULL, jr));
+            HY_OK(hydra_journal_rollback(jr, b, n));
+            assert_state_near(b, ref, "second rollback", n);
+        }
+        /* the 'A' layer's cache lives outside the arena: continue from both */
+        HY_OK(hydra_step(m, b, 5, l1));
         HY_OK(hydra_step(m, ref, 5, l2));
         ASSERT_REL(l1, l2, (size_t)V, 1e-5);
     }
-    assert_int_equal(hydra_forward_ex(m, tok, 1, T, &b, HYDRA_LOGITS_NONE, NULL, (hydra_state *[]){b, 0, 0, 0, 0, 0}),
-                     HYDRA_ERR_ARG);
-    for (int t = 0; t < T; t++) hydra_state_free(snaps[t]);
+    /* misuse: a state moved since begin, more than cap tokens, n_keep out of range */
+    HY_OK(hydra_journal_begin(jr, b));
+    HY_OK(hydra_step(m, b, 5, NULL));
+    assert_int_equal(hydra_forward_journaled(m, tok, 1, b, HYDRA_LOGITS_NONE, NULL, jr), HYDRA_ERR_ARG);
+    assert_int_equal(hydra_journal_rollback(jr, b, 0), HYDRA_ERR_ARG);
+    HY_OK(hydra_journal_begin(jr, b));
+    int32_t many[7] = {1, 2, 3, 4, 5, 6, 7};
+    assert_int_equal(hydra_forward_journaled(m, many, 7, b, HYDRA_LOGITS_NONE, NULL, jr), HYDRA_ERR_ARG);
+    HY_OK(hydra_forward_journaled(m, many, 2, b, HYDRA_LOGITS_NONE, NULL, jr));
+    assert_int_equal(hydra_journal_rollback(jr, b, 3), HYDRA_ERR_ARG);
+    hydra_journal *bad = NULL;
+    assert_int_equal(hydra_journal_create(m, 0, &bad), HYDRA_ERR_ARG);
+    assert_null(bad);
+    hydra_journal_free(jr);
     hydra_state_free(a);
     hydra_state_free(b);
     hydra_state_free(ref);
@@ -378,7 +408,7 @@ static void test_errors_and_stop(void **st) {
 int main(void) {
     hydra_set_num_threads(1); /* tiny models: threads only add synchronisation */
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_forward_snapshots), cmocka_unit_test(test_exact_enumeration),
+        cmocka_unit_test(test_journal_rollback), cmocka_unit_test(test_exact_enumeration),
         cmocka_unit_test(test_greedy_equals_plain), cmocka_unit_test(test_rollback_states),
         cmocka_unit_test(test_errors_and_stop),   cmocka_unit_test(test_empirical),
     };

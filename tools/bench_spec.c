@@ -42,8 +42,8 @@ void hydra_bench_spec(FILE *out, const char *target_path, const char *draft_path
             hydra_model_n_params(tm), draft_path, hydra_model_n_params(dm), hydra_blas_info(), hydra_get_num_threads());
     fprintf(out, "step time: target %.3f ms, draft %.3f ms -> c = %.3f; %d new tokens after a %d-token prompt, "
                  "median of %d runs\n\n", 1e3 * tt, 1e3 * td, c, n_tokens, np, reps);
-    fprintf(out, "%-6s %-5s %10s %10s %7s %7s %9s %9s %9s\n", "temp", "k", "plain t/s", "spec t/s", "alpha", "acc.rate",
-            "tok/fwd", "predicted", "measured");
+    fprintf(out, "%-6s %-5s %10s %10s %7s %7s %9s %9s %9s   %s\n", "temp", "k", "plain t/s", "spec t/s", "alpha",
+            "acc.rate", "tok/fwd", "predicted", "measured", "ms per round: draft / verify / accept+rollback");
     const float temps[2] = {0.0f, 0.7f};
     const int ks[3] = {2, 4, 6};
     for (int ti = 0; ti < 2; ti++) {
@@ -58,14 +58,17 @@ void hydra_bench_spec(FILE *out, const char *target_path, const char *draft_path
                 cli_fail("bench", "speculative vs plain generation", st);
                 goto done;
             }
-            fprintf(out, "%-6.1f %-5d %10.1f %10.1f %7.3f %7.3f %9.2f %8.2fx %8.2fx\n", temps[ti], ks[ki], sp.plain_tps,
-                    sp.spec_tps, sp.alpha, sp.acceptance_rate, sp.tokens_per_target_forward,
-                    hydra_spec_predicted_speedup(sp.alpha, c, ks[ki]), sp.speedup);
+            double nr = sp.stats.rounds ? (double)sp.stats.rounds : 1.0;
+            fprintf(out, "%-6.1f %-5d %10.1f %10.1f %7.3f %7.3f %9.2f %8.2fx %8.2fx   %.2f / %.2f / %.2f\n", temps[ti],
+                    ks[ki], sp.plain_tps, sp.spec_tps, sp.alpha, sp.acceptance_rate, sp.tokens_per_target_forward,
+                    hydra_spec_predicted_speedup(sp.alpha, c, ks[ki]), sp.speedup, 1e3 * sp.stats.draft_seconds / nr,
+                    1e3 * sp.stats.verify_seconds / nr, 1e3 * sp.stats.accept_seconds / nr);
         }
     }
     fprintf(out, "\n(alpha = accepted / (accepted + rejections), the per-token acceptance of the formula;\n"
                  " acc.rate = accepted / proposed; predicted = (1 - alpha^(k+1)) / ((1 - alpha)(c k + 1));\n"
-                 " measured = speculative tokens/s / plain tokens/s, both including the same prompt prefill.)\n");
+                 " measured = speculative tokens/s / plain tokens/s, both including the same prompt prefill;\n"
+                 " ms per round: wall time of the last speculative run's phases; compare with the target step time.)\n");
 done:
     free(prompt);
     hydra_model_free(tm);

@@ -125,13 +125,43 @@ void hydra_conv_tail_advance(float *tail, const float *x, int n, int K, size_t C
 /* Called before the first BLAS call: picks the BLIS kernel set for this CPU. */
 void hydra_runtime_init(void);
 
-/* ------------------------------------------------------ forward (spec) */
-/* hydra_forward plus per-position snapshots of sequence 0: snaps is NULL or
- * [T] states (entries may be NULL, none may alias states[]); snaps[t]
- * receives the state after tokens[0..t] (O(state) each). With snaps NULL this
- * is exactly hydra_forward. Used by speculative decoding for rollback. */
-hydra_status hydra_forward_ex(const hydra_model *m, const int32_t *tokens, int B, int T,
-                              hydra_state *const *states, hydra_logits_mode mode, float *logits,
-                              hydra_state *const *snaps);
+/* ------------------------------------------ rollback journal (spec) */
+/* Records what journaled forwards of one sequence change, so that its state
+ * can return to "the base + the first n recorded tokens" touching only what
+ * changed: per DeltaNet layer S and the conv tail at the base plus, per
+ * position, the conv input, k, v, g and beta (rollback = restore S and the
+ * tail, replay n rank-1 updates); per SWA layer the ring rows each position
+ * overwrote (rollback = put them back, newest first); growing full-attention
+ * caches need only the position. Speculative decoding's rollback: O(S + the
+ * rows touched) per round instead of a full state copy per drafted token. */
+typedef struct {
+    float *S0, *conv0;              /* DeltaNet: S [H, dv, dk] and conv tail at the base */
+    float *x, *k, *v, *g, *beta;    /* DeltaNet, per position: conv input [3Hd], k, v [Hd], g, beta [H] */
+    float *kold, *vold;             /* SWA ring, per position: the rows it overwrote [Hd] */
+} hydra_journal_layer;
+
+typedef struct {
+    hydra_config cfg;
+    int dk, cap;     /* head dim; positions the journal can hold */
+    int n;           /* positions recorded since hydra_journal_begin */
+    int active;      /* begun */
+    uint64_t pos0;   /* state position at the base */
+    hydra_journal_layer *layers;
+    float *scratch;  /* [cap, Hd] replay outputs */
+    float *arena;
+} hydra_journal;
+
+hydra_status hydra_journal_create(const hydra_model *m, int cap, hydra_journal **out);
+void hydra_journal_free(hydra_journal *j);
+/* Starts recording from s (O(DeltaNet S + conv tails)). */
+hydra_status hydra_journal_begin(hydra_journal *j, const hydra_state *s);
+/* s <- the base + the first n_keep recorded positions; the journal then
+ * continues from there (n = n_keep). s must be the journaled state. */
+hydra_status hydra_journal_rollback(hydra_journal *j, hydra_state *s, int n_keep);
+
+/* hydra_forward of one sequence (B = 1) into state s, recording into the
+ * begun journal j (NULL: plain hydra_forward). */
+hydra_status hydra_forward_journaled(const hydra_model *m, const int32_t *tokens, int T, hydra_state *s,
+                                     hydra_logits_mode mode, float *logits, hydra_journal *j);
 
 #endif /* HYDRA_INTERNAL_H */

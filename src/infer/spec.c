@@ -11,7 +11,11 @@
  *           first rejection draw y ~ norm(max(0, p_i - q_i)) and stop;
  *           all accepted: y ~ p_{k+1}.
  *   commit x_1..x_j, y; roll both states back to "consumed pending + x_1..x_j"
- *   by swapping in the snapshot (O(1) here, O(state) when it was taken).
+ *   with their rollback journals (internal.h): each round begins a journal
+ *   per model (a copy of the DeltaNet states and conv tails), the forwards
+ *   record their inputs and the SWA ring rows they overwrite, and a rollback
+ *   restores and replays the kept prefix — O(state), never a re-read of the
+ *   context, and no full state copy per drafted token.
  * Every round ends with a token drawn from the target whose successor logits
  * are unknown, so it stays pending: the target always has exactly one pending
  * token; the draft has one, or two ([x_k, y]) after a fully accepted round. */
@@ -26,8 +30,7 @@ struct hydra_spec_session {
     int V, k;
     hydra_rng rng;
     hydra_state *tst, *dst;                 /* live states */
-    hydra_state *tsnap[HYDRA_SPEC_MAX_K];   /* target after pending + x_1..x_j, j = 0..k-1 */
-    hydra_state *dsnap[HYDRA_SPEC_MAX_K];   /* draft after pending + x_1..x_j, j = 0..k-2 */
+    hydra_journal *tjr, *djr;               /* their rollback journals, begun every round */
     int32_t tpend;                          /* target's pending token */
     int32_t dpend[2];                       /* draft's pending tokens */
     int n_dpend;                            /* 0 before prefill */
@@ -69,10 +72,8 @@ void hydra_spec_session_free(hydra_spec_session *s) {
     if (!s) return;
     hydra_state_free(s->tst);
     hydra_state_free(s->dst);
-    for (int i = 0; i < HYDRA_SPEC_MAX_K; i++) {
-        hydra_state_free(s->tsnap[i]);
-        hydra_state_free(s->dsnap[i]);
-    }
+    hydra_journal_free(s->tjr);
+    hydra_journal_free(s->djr);
     free(s->tlogits);
     free(s->dlogits);
     free(s->q);
@@ -98,8 +99,8 @@ hydra_status hydra_spec_session_create(const hydra_model *target, const hydra_mo
     hydra_status st = HYDRA_OK;
     if (!st) st = hydra_state_create(target, &s->tst);
     if (!st) st = hydra_state_create(draft, &s->dst);
-    for (int i = 0; i < s->k && !st; i++) st = hydra_state_create(target, &s->tsnap[i]);
-    for (int i = 0; i + 1 < s->k && !st; i++) st = hydra_state_create(draft, &s->dsnap[i]);
+    if (!st) st = hydra_journal_create(target, s->k + 1, &s->tjr);
+    if (!st) st = hydra_journal_create(draft, s->k + 1, &s->djr); /* <= 2 pending + k-1 drafted */
     if (!st) {
         s->tlogits = malloc((k + 1) * V * sizeof(float));
         s->dlogits = malloc(V * sizeof(float));
@@ -152,12 +153,6 @@ static int32_t draw_residual(const float *p, const float *q, int V, hydra_rng *r
     return last;
 }
 
-static void swap_state(hydra_state **a, hydra_state **b) {
-    hydra_state *t = *a;
-    *a = *b;
-    *b = t;
-}
-
 hydra_status hydra_spec_round(hydra_spec_session *s, int k_round, int32_t *out, int *n_out) {
     if (!s || !out || !n_out) return hydra_set_error(HYDRA_ERR_ARG, "spec_round: NULL argument");
     *n_out = 0;
@@ -169,21 +164,27 @@ hydra_status hydra_spec_round(hydra_spec_session *s, int k_round, int32_t *out, 
     const hydra_sample_opts *so = &s->opts.sample;
     int32_t toks[HYDRA_SPEC_MAX_K + 1]; /* [pending, x_1..x_k] for the target */
     toks[0] = s->tpend;
-    /* 1. Draft proposes x_1..x_k; dsnap[j] = draft after pending + x_1..x_j. */
-    HYDRA_CHECK(hydra_forward(s->draft, s->dpend, 1, s->n_dpend, &s->dst, HYDRA_LOGITS_LAST, s->dlogits));
+    /* 1. Draft proposes x_1..x_k (its journal records pending + x_1..x_{k-1}). */
+    const double t0 = hydra_now_seconds();
+    HYDRA_CHECK(hydra_journal_begin(s->djr, s->dst));
+    HYDRA_CHECK(hydra_forward_journaled(s->draft, s->dpend, s->n_dpend, s->dst, HYDRA_LOGITS_LAST, s->dlogits, s->djr));
     s->st.draft_steps++;
     for (int i = 0; i < k; i++) {
         if (i > 0) {
-            HYDRA_CHECK(hydra_step(s->draft, s->dst, toks[i], s->dlogits));
+            HYDRA_CHECK(hydra_forward_journaled(s->draft, &toks[i], 1, s->dst, HYDRA_LOGITS_LAST, s->dlogits, s->djr));
             s->st.draft_steps++;
         }
-        if (i + 1 < k) HYDRA_CHECK(hydra_state_copy(s->dsnap[i], s->dst));
         float *qi = s->q + (size_t)i * V;
         HYDRA_CHECK(hydra_sample_probs(s->dlogits, V, so, qi));
         toks[i + 1] = hydra_sample_draw(qi, V, &s->rng);
     }
-    /* 2. Target scores all k in one forward; tsnap[j] = target after pending + x_1..x_j. */
-    HYDRA_CHECK(hydra_forward_ex(s->target, toks, 1, k + 1, &s->tst, HYDRA_LOGITS_ALL, s->tlogits, s->tsnap));
+    /* 2. Target scores all k in one journaled forward over [pending, x_1..x_k]. */
+    const double t1 = hydra_now_seconds();
+    HYDRA_CHECK(hydra_journal_begin(s->tjr, s->tst));
+    HYDRA_CHECK(hydra_forward_journaled(s->target, toks, k + 1, s->tst, HYDRA_LOGITS_ALL, s->tlogits, s->tjr));
+    const double t2 = hydra_now_seconds();
+    s->st.draft_seconds += t1 - t0;
+    s->st.verify_seconds += t2 - t1;
     s->st.target_forwards++;
     s->st.rounds++;
     s->st.proposed += (uint64_t)k;
@@ -206,10 +207,10 @@ hydra_status hydra_spec_round(hydra_spec_session *s, int k_round, int32_t *out, 
         s->st.rejected++;
     }
     s->st.accepted += (uint64_t)j;
-    /* 4. Roll back to the accepted prefix: swap the snapshot in (the live
-     * states already are the j = k (target) and j = k-1 (draft) snapshots). */
-    if (j < k) swap_state(&s->tst, &s->tsnap[j]);
-    if (j < k - 1) swap_state(&s->dst, &s->dsnap[j]);
+    /* 4. Roll back to the accepted prefix: the target keeps pending + x_1..x_j,
+     * the draft its pending tokens + x_1..x_j (it never consumed x_k). */
+    HYDRA_CHECK(hydra_journal_rollback(s->tjr, s->tst, j + 1));
+    if (j < k - 1) HYDRA_CHECK(hydra_journal_rollback(s->djr, s->dst, s->n_dpend + j));
     s->tpend = y;
     if (j == k) {
         s->dpend[0] = toks[k];
@@ -222,6 +223,7 @@ hydra_status hydra_spec_round(hydra_spec_session *s, int k_round, int32_t *out, 
     for (int i = 0; i < j; i++) out[i] = toks[i + 1];
     out[j] = y;
     *n_out = j + 1;
+    s->st.accept_seconds += hydra_now_seconds() - t2;
     s->st.generated += (uint64_t)(j + 1);
     return HYDRA_OK;
 }

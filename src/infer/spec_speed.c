@@ -69,5 +69,6 @@ hydra_status hydra_spec_measure_speed(const hydra_model *target, const hydra_mod
     out->acceptance_rate = ss.acceptance_rate;
     out->tokens_per_target_forward = ss.tokens_per_target_forward;
     out->tokens = n_spec;
+    out->stats = ss;
     return HYDRA_OK;
 }

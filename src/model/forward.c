@@ -61,11 +61,9 @@ static void l2norm_heads(float *x, size_t rows, int H, int d, float eps, float s
 }
 
 /* ------------------------------------------------------------ DeltaNet */
-/* snaps: NULL, or [T] states (entries may be NULL) that already hold sequence 0's
- * incoming state; they receive this layer's state after each position. */
+/* jr: NULL, or a begun journal (B = 1) that records this layer's inputs. */
 static hydra_status gdn_mixer(const hydra_model *m, const hydra_layer_weights *lw, int li,
-                              hydra_state *const *states, int B, int T, workspace *w,
-                              hydra_state *const *snaps) {
+                              hydra_state *const *states, int B, int T, workspace *w, hydra_journal *jr) {
     const hydra_config *c = &m->cfg;
     const int C = c->d_model, H = c->n_heads, d = m->dk, K = c->conv_width;
     const size_t BT = (size_t)B * T, Hd = (size_t)H * d, P = (size_t)hydra_gdn_in_width(m);
@@ -81,12 +79,11 @@ static hydra_status gdn_mixer(const hydra_model *m, const hydra_layer_weights *l
             w->gdec[r * H + h] = -expf(lw->A_log[h]) * hydra_softplus(a[h] + lw->dt_bias[h]);
         }
     }
+    hydra_journal_layer *jl = jr ? &jr->layers[li] : NULL;
+    if (jl) memcpy(jl->x + (size_t)jr->n * 3 * Hd, w->qkv, (size_t)T * 3 * Hd * sizeof(float));
     /* Causal conv per sequence (q|k|v conv weights are adjacent: one [3Hd, K] op). */
     for (int b = 0; b < B; b++) {
         size_t off = (size_t)b * T * 3 * Hd;
-        if (b == 0 && snaps)
-            for (int t = 0; t < T; t++)
-                if (snaps[t]) hydra_conv_tail_advance(snaps[t]->layers[li].conv, w->qkv, t + 1, K, 3 * Hd);
         HYDRA_CHECK(hydra_op_conv_causal(T, (int)(3 * Hd), K, w->qkv + off, lw->q_conv,
                                          states[b]->layers[li].conv, w->conv + off));
     }
@@ -100,18 +97,15 @@ static hydra_status gdn_mixer(const hydra_model *m, const hydra_layer_weights *l
     }
     l2norm_heads(w->q, BT, H, d, c->l2_eps, 1.0f / sqrtf((float)d));
     l2norm_heads(w->k, BT, H, d, c->l2_eps, 1.0f);
+    if (jl) {
+        size_t n = (size_t)jr->n;
+        memcpy(jl->k + n * Hd, w->k, (size_t)T * Hd * sizeof(float));
+        memcpy(jl->v + n * Hd, w->v, (size_t)T * Hd * sizeof(float));
+        memcpy(jl->g + n * H, w->gdec, (size_t)T * H * sizeof(float));
+        memcpy(jl->beta + n * H, w->beta, (size_t)T * H * sizeof(float));
+    }
     for (int b = 0; b < B; b++) {
         size_t o0 = (size_t)b * T;
-        if (b == 0 && snaps) { /* token by token, keeping S after each position */
-            float *S = states[0]->layers[li].S;
-            for (int t = 0; t < T; t++) {
-                HYDRA_CHECK(hydra_op_delta_rule(1, H, d, d, w->q + (size_t)t * Hd, w->k + (size_t)t * Hd,
-                                                w->v + (size_t)t * Hd, w->gdec + (size_t)t * H,
-                                                w->beta + (size_t)t * H, S, w->o + (size_t)t * Hd));
-                if (snaps[t]) memcpy(snaps[t]->layers[li].S, S, (size_t)H * d * d * sizeof(float));
-            }
-            continue;
-        }
         HYDRA_CHECK(hydra_op_delta_rule(T, H, d, d, w->q + o0 * Hd, w->k + o0 * Hd, w->v + o0 * Hd,
                                         w->gdec + o0 * H, w->beta + o0 * H, states[b]->layers[li].S,
                                         w->o + o0 * Hd));
@@ -133,8 +127,7 @@ static hydra_status gdn_mixer(const hydra_model *m, const hydra_layer_weights *l
 
 /* ----------------------------------------------------------- attention */
 static hydra_status attn_mixer(const hydra_model *m, const hydra_layer_weights *lw, int li,
-                               hydra_state *const *states, int B, int T, workspace *w,
-                               hydra_state *const *snaps) {
+                               hydra_state *const *states, int B, int T, workspace *w, hydra_journal *jr) {
     const hydra_config *c = &m->cfg;
     const int C = c->d_model, H = c->n_heads, d = m->dk;
     const size_t BT = (size_t)B * T, Hd = (size_t)H * d;
@@ -155,22 +148,20 @@ static hydra_status attn_mixer(const hydra_model *m, const hydra_layer_weights *
         HYDRA_CHECK(hydra_op_rope(T, H, d, pos0, c->rope_base, q));
         HYDRA_CHECK(hydra_op_rope(T, H, d, pos0, c->rope_base, k));
         HYDRA_CHECK(hydra_op_attention(T, H, d, pos0, window, q, k, v, ls->kc, ls->vc, w->o + o0));
-        /* Write this chunk's keys/values into the cache (only the last W matter for SWA). */
-        int first = window && T > window ? T - window : 0;
+        /* Write this chunk's keys/values into the cache (only the last W matter
+         * for SWA; a journaled ring writes every row, saving what it overwrites,
+         * so that any prefix can be restored). */
+        hydra_journal_layer *jl = jr && window ? &jr->layers[li] : NULL;
+        int first = window && T > window && !jl ? T - window : 0;
         for (int t = first; t < T; t++) {
             size_t slot = window ? (size_t)((pos0 + t) % window) : (size_t)(pos0 + t);
+            if (jl) {
+                size_t n = (size_t)(jr->n + t);
+                memcpy(jl->kold + n * Hd, ls->kc + slot * Hd, Hd * sizeof(float));
+                memcpy(jl->vold + n * Hd, ls->vc + slot * Hd, Hd * sizeof(float));
+            }
             memcpy(ls->kc + slot * Hd, k + (size_t)t * Hd, Hd * sizeof(float));
             memcpy(ls->vc + slot * Hd, v + (size_t)t * Hd, Hd * sizeof(float));
-        }
-        /* Snapshot after position t: the incoming cache plus this chunk's rows 0..t. */
-        for (int t = 0; b == 0 && snaps && t < T; t++) {
-            if (!snaps[t]) continue;
-            hydra_layer_state *sl = &snaps[t]->layers[li];
-            for (int u = window && t + 1 > window ? t + 1 - window : 0; u <= t; u++) {
-                size_t slot = window ? (size_t)((pos0 + u) % window) : (size_t)(pos0 + u);
-                memcpy(sl->kc + slot * Hd, k + (size_t)u * Hd, Hd * sizeof(float));
-                memcpy(sl->vc + slot * Hd, v + (size_t)u * Hd, Hd * sizeof(float));
-            }
         }
     }
     return HYDRA_OK;
@@ -187,16 +178,11 @@ static hydra_status check_tokens(const hydra_model *m, const int32_t *tokens, si
 
 static hydra_status forward_impl(const hydra_model *m, const int32_t *tokens, int B, int T,
                                  hydra_state *const *states, hydra_logits_mode mode, float *logits,
-                                 hydra_state *const *snaps) {
+                                 hydra_journal *jr) {
     const hydra_config *c = &m->cfg;
     const int C = c->d_model, V = c->vocab_size, F = m->F;
     const size_t BT = (size_t)B * T, Hd = (size_t)c->n_heads * m->dk;
     for (int b = 0; b < B; b++) HYDRA_CHECK(hydra_state_reserve(states[b], states[b]->pos + (size_t)T));
-    for (int t = 0; snaps && t < T; t++)
-        if (snaps[t]) {
-            HYDRA_CHECK(hydra_state_copy(snaps[t], states[0]));
-            HYDRA_CHECK(hydra_state_reserve(snaps[t], states[0]->pos + (size_t)T));
-        }
     workspace w;
     HYDRA_CHECK(ws_alloc(m, BT, (size_t)B, &w));
     hydra_status st = HYDRA_OK;
@@ -205,9 +191,9 @@ static hydra_status forward_impl(const hydra_model *m, const int32_t *tokens, in
         const hydra_layer_weights *lw = &m->layers[li];
         if ((st = hydra_op_rmsnorm((int)BT, C, w.x, lw->norm1, c->norm_eps, w.h))) break;
         if (lw->kind == HYDRA_LAYER_DELTANET) {
-            if ((st = gdn_mixer(m, lw, li, states, B, T, &w, snaps))) break;
+            if ((st = gdn_mixer(m, lw, li, states, B, T, &w, jr))) break;
         } else {
-            if ((st = attn_mixer(m, lw, li, states, B, T, &w, snaps))) break;
+            if ((st = attn_mixer(m, lw, li, states, B, T, &w, jr))) break;
         }
         if ((st = hydra_op_matmul((int)BT, C, (int)Hd, w.o, lw->o_proj, w.x, 1))) break;
         /* SwiGLU MLP. */
@@ -221,8 +207,7 @@ static hydra_status forward_impl(const hydra_model *m, const int32_t *tokens, in
         if ((st = hydra_op_matmul((int)BT, C, F, w.act, lw->down, w.x, 1))) break;
     }
     if (st == HYDRA_OK) {
-        for (int t = 0; snaps && t < T; t++)
-            if (snaps[t]) snaps[t]->pos = states[0]->pos + (uint64_t)t + 1;
+        if (jr) jr->n += T;
         for (int b = 0; b < B; b++) states[b]->pos += (uint64_t)T;
         if (mode == HYDRA_LOGITS_ALL) {
             st = hydra_op_rmsnorm((int)BT, C, w.x, m->norm_f, c->norm_eps, w.h);
@@ -238,28 +223,20 @@ static hydra_status forward_impl(const hydra_model *m, const int32_t *tokens, in
     return st;
 }
 
-hydra_status hydra_forward(const hydra_model *m, const int32_t *tokens, int B, int T,
-                           hydra_state *const *states, hydra_logits_mode mode, float *logits) {
-    return hydra_forward_ex(m, tokens, B, T, states, mode, logits, NULL);
-}
-
-hydra_status hydra_forward_ex(const hydra_model *m, const int32_t *tokens, int B, int T,
-                              hydra_state *const *states, hydra_logits_mode mode, float *logits,
-                              hydra_state *const *snaps) {
+/* Argument checks shared by the public entry points. */
+static hydra_status check_forward_args(const hydra_model *m, const int32_t *tokens, int B, int T,
+                                       hydra_logits_mode mode, const float *logits) {
     if (!m || !tokens) return hydra_set_error(HYDRA_ERR_ARG, "forward: model or tokens is NULL");
     if (B < 1 || T < 1) return hydra_set_error(HYDRA_ERR_ARG, "forward: B and T must be >= 1 (got B=%d, T=%d)", B, T);
     if (mode != HYDRA_LOGITS_NONE && mode != HYDRA_LOGITS_LAST && mode != HYDRA_LOGITS_ALL)
         return hydra_set_error(HYDRA_ERR_ARG, "forward: invalid logits mode %d", (int)mode);
     if (mode != HYDRA_LOGITS_NONE && !logits) return hydra_set_error(HYDRA_ERR_ARG, "forward: logits buffer is NULL");
-    HYDRA_CHECK(check_tokens(m, tokens, (size_t)B * T));
-    for (int t = 0; snaps && t < T; t++) {
-        if (!snaps[t]) continue;
-        if (!hydra_config_same_state_shape(&snaps[t]->cfg, &m->cfg))
-            return hydra_set_error(HYDRA_ERR_MISMATCH, "forward: snapshot %d was created for a different model shape", t);
-        for (int b = 0; states && b < B; b++)
-            if (snaps[t] == states[b])
-                return hydra_set_error(HYDRA_ERR_ARG, "forward: snapshot %d is also states[%d]", t, b);
-    }
+    return check_tokens(m, tokens, (size_t)B * T);
+}
+
+hydra_status hydra_forward(const hydra_model *m, const int32_t *tokens, int B, int T,
+                           hydra_state *const *states, hydra_logits_mode mode, float *logits) {
+    HYDRA_CHECK(check_forward_args(m, tokens, B, T, mode, logits));
     if (states) {
         for (int b = 0; b < B; b++) {
             if (!states[b]) return hydra_set_error(HYDRA_ERR_ARG, "forward: states[%d] is NULL", b);
@@ -269,17 +246,32 @@ hydra_status hydra_forward_ex(const hydra_model *m, const int32_t *tokens, int B
                 if (states[j] == states[b])
                     return hydra_set_error(HYDRA_ERR_ARG, "forward: states[%d] and states[%d] are the same object", j, b);
         }
-        return forward_impl(m, tokens, B, T, states, mode, logits, snaps);
+        return forward_impl(m, tokens, B, T, states, mode, logits, NULL);
     }
     /* No states given: run from fresh temporaries. */
     hydra_state **tmp = calloc((size_t)B, sizeof *tmp);
     if (!tmp) return hydra_set_error(HYDRA_ERR_NOMEM, "out of memory");
     hydra_status st = HYDRA_OK;
     for (int b = 0; b < B && st == HYDRA_OK; b++) st = hydra_state_create(m, &tmp[b]);
-    if (st == HYDRA_OK) st = forward_impl(m, tokens, B, T, tmp, mode, logits, snaps);
+    if (st == HYDRA_OK) st = forward_impl(m, tokens, B, T, tmp, mode, logits, NULL);
     for (int b = 0; b < B; b++) hydra_state_free(tmp[b]);
     free(tmp);
     return st;
+}
+
+hydra_status hydra_forward_journaled(const hydra_model *m, const int32_t *tokens, int T, hydra_state *s,
+                                     hydra_logits_mode mode, float *logits, hydra_journal *j) {
+    if (!j) return hydra_forward(m, tokens, 1, T, &s, mode, logits);
+    HYDRA_CHECK(check_forward_args(m, tokens, 1, T, mode, logits));
+    if (!s) return hydra_set_error(HYDRA_ERR_ARG, "forward: the journaled state is NULL");
+    if (!hydra_config_same_state_shape(&s->cfg, &m->cfg) || !hydra_config_same_state_shape(&j->cfg, &m->cfg))
+        return hydra_set_error(HYDRA_ERR_MISMATCH, "forward: state or journal was created for a different model shape");
+    if (!j->active || s->pos != j->pos0 + (uint64_t)j->n)
+        return hydra_set_error(HYDRA_ERR_ARG, "forward: the journal was not begun at this state");
+    if (j->n + T > j->cap)
+        return hydra_set_error(HYDRA_ERR_ARG, "forward: the journal holds %d positions, %d recorded + %d new", j->cap,
+                               j->n, T);
+    return forward_impl(m, tokens, 1, T, &s, mode, logits, j);
 }
 
 hydra_status hydra_step(const hydra_model *m, hydra_state *st, int32_t token, float *logits) {

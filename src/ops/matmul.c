@@ -73,28 +73,31 @@ void hydra_matmul_stats_reset(void) { memset(&g_stats, 0, sizeof g_stats); }
 
 #define LD16(p) (*(const hydra_v16 *)(p))
 
-/* One register tile: weight rows w[0..3] against MB (1..4, a constant after
- * inlining) inputs x + i*K, up to 16 accumulators; every vector of W and x is
- * loaded once per step, so the loop is FMA-bound rather than load-bound. */
-HYDRA_AI void gemv_tile(const int MB, int K, const float *restrict x, const float *restrict w, float *restrict y,
-                        int N, int accumulate, int prefetch) {
+
+/* One register tile: NR (2 or 4) weight rows against MB (1..8) inputs x + i*K
+ * (both constants after inlining), MB x NR <= 16 accumulators; every vector
+ * of W and x is loaded once per step, so the loop is FMA-bound rather than
+ * load-bound. */
+HYDRA_AI void gemv_tile(const int MB, const int NR, int K, const float *restrict x, const float *restrict w,
+                        float *restrict y, int N, int accumulate, int prefetch) {
     const int K16 = K & ~15;
-    hydra_v16 a[4][4];
+    hydra_v16 a[8][4];
     for (int i = 0; i < MB; i++)
-        for (int j = 0; j < 4; j++) a[i][j] = (hydra_v16){0};
+        for (int j = 0; j < NR; j++) a[i][j] = (hydra_v16){0};
     for (int k = 0; k < K16; k += 16) {
-        /* the next tile's rows (contiguous after these): four short streams
+        /* the next tile's rows (contiguous after these): a few short streams
          * defeat the hardware prefetcher, so fetch one tile ahead by hand */
         if (prefetch)
-            for (int j = 4; j < 8; j++) __builtin_prefetch(w + (size_t)j * K + k);
-        hydra_v16 v0 = LD16(w + k), v1 = LD16(w + K + k), v2 = LD16(w + 2 * K + k), v3 = LD16(w + 3 * K + k);
+            for (int j = NR; j < 2 * NR; j++) __builtin_prefetch(w + (size_t)j * K + k);
+        hydra_v16 v[4];
+        for (int j = 0; j < NR; j++) v[j] = LD16(w + (size_t)j * K + k);
         for (int i = 0; i < MB; i++) {
             hydra_v16 u = LD16(x + (size_t)i * K + k);
-            a[i][0] += u * v0, a[i][1] += u * v1, a[i][2] += u * v2, a[i][3] += u * v3;
+            for (int j = 0; j < NR; j++) a[i][j] += u * v[j];
         }
     }
     for (int i = 0; i < MB; i++)
-        for (int j = 0; j < 4; j++) {
+        for (int j = 0; j < NR; j++) {
             float acc = hydra_v16_hsum(a[i][j]);
             for (int k = K16; k < K; k++) acc += x[(size_t)i * K + k] * w[(size_t)j * K + k];
             float *dst = y + (size_t)i * N + j;
@@ -102,22 +105,39 @@ HYDRA_AI void gemv_tile(const int MB, int K, const float *restrict x, const floa
         }
 }
 
-/* Rows [n0, n1) of W against all M inputs, in tiles of 4 weight rows x up to
- * 4 inputs: each W row is read from memory once for all M inputs, so the
- * speculative verify of k+1 tokens costs little more than one decode step. */
+/* MB (1..8) inputs against NR rows: the constant-shape tiles. */
+HYDRA_AI void gemv_tile_any(int MB, const int NR, int K, const float *x, const float *w, float *y, int N,
+                            int accumulate, int prefetch) {
+    switch (MB) {
+    case 8: gemv_tile(8, NR, K, x, w, y, N, accumulate, prefetch); break;
+    case 7: gemv_tile(7, NR, K, x, w, y, N, accumulate, prefetch); break;
+    case 6: gemv_tile(6, NR, K, x, w, y, N, accumulate, prefetch); break;
+    case 5: gemv_tile(5, NR, K, x, w, y, N, accumulate, prefetch); break;
+    case 4: gemv_tile(4, NR, K, x, w, y, N, accumulate, prefetch); break;
+    case 3: gemv_tile(3, NR, K, x, w, y, N, accumulate, prefetch); break;
+    case 2: gemv_tile(2, NR, K, x, w, y, N, accumulate, prefetch); break;
+    case 1: gemv_tile(1, NR, K, x, w, y, N, accumulate, prefetch); break;
+    default: break;
+    }
+}
+
+/* Rows [n0, n1) of W against all M inputs. Each W row is read from memory
+ * once for all M inputs, so the speculative verify of k+1 tokens costs little
+ * more than one decode step: M <= 4 in tiles of 4 rows x M inputs, 5..8 in
+ * tiles of 2 rows x M inputs (one pass; 4 x 8 would need 32 accumulators),
+ * more in passes of 8 inputs (later passes find the tile's rows in cache). */
 HYDRA_CLONES
 static void gemv_block(int M, int N, int K, int n0, int n1, const float *restrict x,
                        const float *restrict W, float *restrict y, int accumulate) {
+    const int NR = M <= 4 ? 4 : 2;
     int n = n0;
-    for (; n + 4 <= n1; n += 4) {
+    for (; n + NR <= n1; n += NR) {
         const float *w = W + (size_t)n * K;
-        int m = 0, pf = n + 8 <= n1; /* prefetch in the first pass over these rows only */
-        for (; m + 4 <= M; m += 4, pf = 0) gemv_tile(4, K, x + (size_t)m * K, w, y + (size_t)m * N + n, N, accumulate, pf);
-        switch (M - m) {
-        case 3: gemv_tile(3, K, x + (size_t)m * K, w, y + (size_t)m * N + n, N, accumulate, pf); break;
-        case 2: gemv_tile(2, K, x + (size_t)m * K, w, y + (size_t)m * N + n, N, accumulate, pf); break;
-        case 1: gemv_tile(1, K, x + (size_t)m * K, w, y + (size_t)m * N + n, N, accumulate, pf); break;
-        default: break;
+        int pf = n + 2 * NR <= n1; /* prefetch in the first pass over these rows only */
+        for (int m = 0; m < M; m += 8, pf = 0) {
+            int mb = M - m < 8 ? M - m : 8;
+            if (NR == 4) gemv_tile_any(mb, 4, K, x + (size_t)m * K, w, y + (size_t)m * N + n, N, accumulate, pf);
+            else gemv_tile_any(mb, 2, K, x + (size_t)m * K, w, y + (size_t)m * N + n, N, accumulate, pf);
         }
     }
     for (; n < n1; n++) { /* remaining weight rows */
