@@ -34,6 +34,12 @@ hydra_status hydra_op_delta_rule_ref(int T, int H, int dk, int dv, const float *
  * like PyTorch. BLAS for large M, a threaded GEMV-style kernel for small M. */
 hydra_status hydra_op_matmul(int M, int N, int K, const float *x, const float *W, float *y,
                              int accumulate);
+/* The same with bf16 weights W[N, K] (the upper halves of f32s): half the
+ * bytes read per decode step; products and sums in f32. */
+hydra_status hydra_op_matmul_bf16(int M, int N, int K, const float *x, const uint16_t *W, float *y,
+                                  int accumulate);
+/* f32 -> bf16, round to nearest even (NaN stays NaN). */
+uint16_t hydra_f32_to_bf16(float f);
 
 /* RMSNorm over the last dim: y = x / sqrt(mean(x^2) + eps) * w. x, y: [M, C]; w: [C]. */
 hydra_status hydra_op_rmsnorm(int M, int C, const float *x, const float *w, float eps, float *y);

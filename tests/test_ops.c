@@ -14,7 +14,7 @@ static float *randv(size_t n, uint64_t seed) {
 /* Small-M (GEMV kernel) and large-M (BLAS) paths against a triple loop. */
 static void test_matmul(void **st) {
     (void)st;
-    int Ms[] = {1, 3, 15, 16, 40}, N = 37, K = 29;
+    int Ms[] = {1, 3, 5, 8, 9, 15, 16, 40}, N = 37, K = 45;
     for (size_t t = 0; t < sizeof Ms / sizeof Ms[0]; t++) {
         int M = Ms[t];
         float *x = randv((size_t)M * K, 1), *W = randv((size_t)N * K, 2), *y = randv((size_t)M * N, 3);
@@ -34,6 +34,47 @@ static void test_matmul(void **st) {
     float a = 0;
     assert_int_equal(hydra_op_matmul(1, 1, 1, NULL, &a, &a, 0), HYDRA_ERR_ARG);
     assert_int_equal(hydra_op_matmul(-1, 1, 1, &a, &a, &a, 0), HYDRA_ERR_ARG);
+}
+
+/* bf16 weights: the same products with W rounded to bf16 (every small-M tile
+ * shape, tail rows and columns, the blocked large-M path); the rounding. */
+static void test_matmul_bf16(void **st) {
+    (void)st;
+    int Ms[] = {1, 2, 4, 5, 7, 8, 11, 16, 70}, N = 133, K = 45; /* N > 2 blocks of 64 rows, odd */
+    for (size_t t = 0; t < sizeof Ms / sizeof Ms[0]; t++) {
+        int M = Ms[t];
+        float *x = randv((size_t)M * K, 1), *W = randv((size_t)N * K, 2), *y = randv((size_t)M * N, 3);
+        float *want = malloc((size_t)M * N * sizeof(float));
+        uint16_t *Wh = malloc((size_t)N * K * sizeof *Wh);
+        for (size_t i = 0; i < (size_t)N * K; i++) {
+            Wh[i] = hydra_f32_to_bf16(W[i]);
+            uint32_t u = (uint32_t)Wh[i] << 16;
+            memcpy(&W[i], &u, sizeof u); /* W <- its bf16 value */
+        }
+        for (int acc = 0; acc < 2; acc++) {
+            for (int i = 0; i < M; i++)
+                for (int n = 0; n < N; n++) {
+                    double s = acc ? y[(size_t)i * N + n] : 0.0;
+                    for (int k = 0; k < K; k++) s += (double)x[(size_t)i * K + k] * W[(size_t)n * K + k];
+                    want[(size_t)i * N + n] = (float)s;
+                }
+            HY_OK(hydra_op_matmul_bf16(M, N, K, x, Wh, y, acc));
+            ASSERT_REL(y, want, (size_t)M * N, 1e-6);
+        }
+        free(x), free(W), free(y), free(want), free(Wh);
+    }
+    assert_int_equal(hydra_f32_to_bf16(1.0f), 0x3f80);
+    assert_int_equal(hydra_f32_to_bf16(-2.0f), 0xc000);
+    /* 1 + 2^-8 is halfway between bf16 neighbours 1 and 1 + 2^-7: ties to even (1) */
+    assert_int_equal(hydra_f32_to_bf16(1.0f + 1.0f / 256), 0x3f80);
+    assert_int_equal(hydra_f32_to_bf16(1.0f + 3.0f / 256), 0x3f82); /* tie, rounds up to even */
+    assert_int_equal(hydra_f32_to_bf16(1.0f + 1.5f / 256), 0x3f81);  /* above half: up */
+    uint16_t nan = hydra_f32_to_bf16(NAN);
+    assert_true((nan & 0x7f80) == 0x7f80 && (nan & 0x7f) != 0);
+    float a = 0;
+    uint16_t h = 0;
+    assert_int_equal(hydra_op_matmul_bf16(1, 1, 1, NULL, &h, &a, 0), HYDRA_ERR_ARG);
+    assert_int_equal(hydra_op_matmul_bf16(1, -1, 1, &a, &h, &a, 0), HYDRA_ERR_ARG);
 }
 
 static void test_rmsnorm(void **st) {
@@ -173,7 +214,7 @@ static void test_vec_activations(void **st) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_matmul),    cmocka_unit_test(test_rmsnorm),   cmocka_unit_test(test_conv_chunks),
+        cmocka_unit_test(test_matmul), cmocka_unit_test(test_matmul_bf16),    cmocka_unit_test(test_rmsnorm),   cmocka_unit_test(test_conv_chunks),
         cmocka_unit_test(test_rope),      cmocka_unit_test(test_attention), cmocka_unit_test(test_activations), cmocka_unit_test(test_vec_activations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -94,6 +94,61 @@ static void test_chunking_equals_forward(void **st) {
     check_chunkings(c);
 }
 
+/* ------------------------------------------------------------ bf16 weights */
+/* A bf16 engine: its chunkings agree with each other (<= 1e-5: the same bf16
+ * weights whichever path, one-token tiles or blocked GEMMs), its logits stay
+ * within bf16 rounding of the f32 engine's (relative error <= 3e-2, argmax
+ * agreeing on most positions), and its state files are the f32 model's. */
+static void test_bf16_weights(void **st) {
+    (void)st;
+    hydra_config c = tiny_config();
+    hydra_model *m = make_model(c, 3);
+    const int V = c.vocab_size;
+    const size_t T = 200;
+    int32_t *tok = make_tokens(T, V, 12);
+    float *lf = malloc((size_t)V * sizeof(float)), *lb = malloc((size_t)V * sizeof(float)),
+          *l1 = malloc((size_t)V * sizeof(float));
+    hydra_stream_opts o = hydra_stream_opts_default();
+    o.weights = HYDRA_WEIGHTS_BF16;
+    hydra_stream *sf = make_stream(m, 512), *sb = NULL, *s1 = NULL;
+    HY_OK(hydra_stream_create(m, &o, &sb));
+    o.chunk = 1;
+    HY_OK(hydra_stream_create(m, &o, &s1));
+    int agree = 0, n = 0;
+    double worst = 0;
+    for (size_t i = 0; i < T; i += 20) { /* 10 checkpoints */
+        HY_OK(hydra_stream_feed(sf, tok + i, 20));
+        HY_OK(hydra_stream_feed(sb, tok + i, 20));
+        HY_OK(hydra_stream_feed(s1, tok + i, 20));
+        HY_OK(hydra_stream_last_logits(sf, lf));
+        HY_OK(hydra_stream_last_logits(sb, lb));
+        HY_OK(hydra_stream_last_logits(s1, l1));
+        double e1 = rel_err(l1, lb, (size_t)V), ef = rel_err(lb, lf, (size_t)V);
+        if (!(e1 <= 1e-5)) fail_msg("bf16 chunk 1 vs 512 at %zu: rel err %.3g", i + 20, e1);
+        if (!(ef > 0 && ef <= 3e-2)) fail_msg("bf16 vs f32 at %zu: rel err %.3g (want (0, 3e-2])", i + 20, ef);
+        worst = ef > worst ? ef : worst;
+        int af = 0, ab = 0;
+        for (int v = 1; v < V; v++) {
+            if (lf[v] > lf[af]) af = v;
+            if (lb[v] > lb[ab]) ab = v;
+        }
+        agree += af == ab, n++;
+    }
+    print_message("bf16 vs f32 logits: worst rel err %.3g, argmax agrees %d/%d\n", worst, agree, n);
+    assert_true(agree >= n - 2);
+    /* the state file carries the f32 model's fingerprint: an f32 engine resumes it */
+    char path[256];
+    snprintf(path, sizeof path, "%s", tmp_path("bf16.hstate"));
+    HY_OK(hydra_stream_save(sb, path));
+    hydra_stream *sr = make_stream(m, 512);
+    HY_OK(hydra_stream_load(sr, path));
+    assert_int_equal(hydra_state_position(hydra_stream_state(sr)), T);
+    remove(path);
+    hydra_stream_free(sr), hydra_stream_free(sf), hydra_stream_free(sb), hydra_stream_free(s1);
+    free(tok), free(lf), free(lb), free(l1);
+    hydra_model_free(m);
+}
+
 /* ------------------------------------------------------ generate + stats */
 static void test_extend_and_generate(void **st) {
     (void)st;
@@ -332,9 +387,6 @@ static void test_bad_args(void **unused) {
     o.chunk = 0;
     assert_int_equal(hydra_stream_create(m, &o, &s), HYDRA_ERR_ARG);
     o.chunk = 8;
-    o.weights = HYDRA_WEIGHTS_BF16;
-    assert_int_equal(hydra_stream_create(m, &o, &s), HYDRA_ERR_ARG);
-    assert_non_null(strstr(hydra_last_error(), "not supported yet"));
     o.weights = (hydra_weights_precision)7;
     assert_int_equal(hydra_stream_create(m, &o, &s), HYDRA_ERR_ARG);
     HY_OK(hydra_stream_create(m, NULL, &s));
@@ -396,6 +448,7 @@ int main(void) {
     hydra_set_num_threads(1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chunking_equals_forward),
+        cmocka_unit_test(test_bf16_weights),
         cmocka_unit_test(test_extend_and_generate),
         cmocka_unit_test(test_save_load),
         cmocka_unit_test(test_refusals),

@@ -3,7 +3,9 @@
  * the state's byte size (start and end: it must not change), the process's
  * peak resident memory after warm-up and at the end, and the per-token time
  * around 4K tokens against the per-token time at the end of the stream
- * (medians over 16 chunks each, measured in the same run). */
+ * (medians over 16 chunks each, measured in the same run); then greedy
+ * decode speed (64 tokens after the stream). Every model runs with f32 and
+ * with bf16 weights (HYDRA_WEIGHTS_BF16), side by side. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,11 +16,14 @@
 #define BS_CHUNK 512
 #define BS_WIN 16
 
-static void bench_one(FILE *out, const char *name, const hydra_config *cfg, long long tokens) {
+static void bench_one(FILE *out, const char *name, const hydra_config *cfg, long long tokens,
+                      hydra_weights_precision weights) {
     hydra_model *m = NULL;
     hydra_stream *s = NULL;
+    hydra_stream_opts so = hydra_stream_opts_default();
+    so.weights = weights;
     hydra_status st = hydra_model_create(cfg, 1, &m);
-    if (!st) st = hydra_stream_create(m, NULL, &s);
+    if (!st) st = hydra_stream_create(m, &so, &s);
     if (st) {
         fprintf(out, "%-16s  error: %s\n", name, hydra_last_error());
         hydra_model_free(m);
@@ -65,13 +70,24 @@ static void bench_one(FILE *out, const char *name, const hydra_config *cfg, long
     hydra_stream_stats ss;
     hydra_stream_get_stats(s, &ss);
     long hwm_end = hydra_process_memory_kib("VmHWM");
+    /* greedy decode after the stream */
+    hydra_gen_opts g = hydra_gen_opts_default();
+    g.sample.temperature = 0;
+    g.max_new_tokens = 64;
+    int32_t gen[64];
+    size_t n_gen = 0;
+    double td = hydra_now_seconds();
+    if (!st) st = hydra_stream_extend_and_generate(s, tok, 1, &g, gen, 64, &n_gen);
+    td = hydra_now_seconds() - td;
     double e = hydra_median(early, n_early) / BS_CHUNK, l = hydra_median(late, n_late) / BS_CHUNK;
     char b0[32], b1[32], r0[32], r1[32];
-    fprintf(out, "%-16s %11llu  %8.1f  %9.0f  %10s  %10s  %9s  %9s  %8.2f  %8.2f  %6.3f  %s\n", name,
+    char label[48];
+    snprintf(label, sizeof label, "%s %s", name, weights == HYDRA_WEIGHTS_BF16 ? "bf16" : "f32");
+    fprintf(out, "%-20s %11llu  %8.1f  %9.0f  %10s  %10s  %9s  %9s  %8.2f  %8.2f  %6.3f  %9.1f  %s\n", label,
             (unsigned long long)ss.tokens, ss.seconds, ss.tokens_per_s, cli_bytes((double)bytes0, b0, sizeof b0),
             cli_bytes((double)bytes_max, b1, sizeof b1), cli_bytes(1024.0 * hwm_warm, r0, sizeof r0),
             cli_bytes(1024.0 * hwm_end, r1, sizeof r1), 1e6 * e, 1e6 * l, e > 0 ? l / e : 0,
-            nonfinite ? "NON-FINITE LOGITS" : "all finite");
+            !st && td > 0 ? (double)n_gen / td : 0.0, nonfinite ? "NON-FINITE LOGITS" : "all finite");
     fflush(out);
     free(lg);
     hydra_stream_free(s);
@@ -85,16 +101,20 @@ void hydra_bench_stream(FILE *out, long long tokens, int default_config) {
     small.n_heads = 4;
     small.head_dim = 64;
     fprintf(out, "streaming engine: %lld tokens per model, chunk %d (%s)\n", tokens, BS_CHUNK, hydra_blas_info());
-    fprintf(out, "%-16s %11s  %8s  %9s  %10s  %10s  %9s  %9s  %8s  %8s  %6s  %s\n", "model", "tokens", "seconds",
-            "tokens/s", "state@0", "state max", "RSS@warm", "RSS@end", "us/t@4K", "us/t@end", "ratio", "logits");
-    bench_one(out, "small 256x4", &small, tokens);
+    fprintf(out, "%-20s %11s  %8s  %9s  %10s  %10s  %9s  %9s  %8s  %8s  %6s  %9s  %s\n", "model", "tokens",
+            "seconds", "tokens/s", "state@0", "state max", "RSS@warm", "RSS@end", "us/t@4K", "us/t@end", "ratio",
+            "decode/s", "logits");
+    bench_one(out, "small 256x4", &small, tokens, HYDRA_WEIGHTS_F32);
+    bench_one(out, "small 256x4", &small, tokens, HYDRA_WEIGHTS_BF16);
     if (default_config) {
         hydra_config d = hydra_config_default();
-        bench_one(out, "default 768x12", &d, tokens);
+        bench_one(out, "default 768x12", &d, tokens, HYDRA_WEIGHTS_F32);
+        bench_one(out, "default 768x12", &d, tokens, HYDRA_WEIGHTS_BF16);
     }
     fprintf(out,
             "(state@0 / state max: hydra_state_bytes at the start / largest seen; RSS = process peak resident\n"
             " memory (VmHWM) after warm-up (64K tokens) and at the end; us/t = median per-token time over %d\n"
-            " chunks just after 4K tokens and over the last %d chunks; ratio = end / 4K.)\n",
+            " chunks just after 4K tokens and over the last %d chunks; ratio = end / 4K; decode/s = greedy\n"
+            " tokens/s of 64 tokens generated after the stream; bf16 = HYDRA_WEIGHTS_BF16 engine.)\n",
             BS_WIN, BS_WIN);
 }

@@ -3,9 +3,9 @@
  * writes JSON / markdown, exits non-zero unless every claim passes.
  *
  * Cross-process steps: this binary spawns itself (/proc/self/exe) to write
- * claim 6's vector memory (`hydra claims --internal-vecbank-write ...`), to
- * train the small MQAR model (`hydra factbank train-mqar`) and to write the
- * model-level banks (`hydra factbank write --ids`). */
+ * claim 6's vector memory (`hydra claims --internal-vecbank-write ...`) and to
+ * write the model-level banks (`hydra factbank write --ids`); claim 6's model
+ * is claim 2's hybrid (or --factbank-model). */
 #include <fcntl.h>
 #include <jansson.h>
 #include <math.h>

@@ -55,6 +55,9 @@ typedef struct {
     /* MLP */
     float *gate_up;  /* [2F, C] = gate|up */
     float *down;     /* [C, F] */
+    /* bf16 copies of the four matrices (a bf16 view model only; else NULL):
+     * the forward uses them instead of the f32 ones when set */
+    const uint16_t *in_proj_h, *o_proj_h, *gate_up_h, *down_h;
 } hydra_layer_weights;
 
 typedef struct {
@@ -76,7 +79,18 @@ struct hydra_model {
     float *norm_f;            /* [C] */
     float *lm_head;           /* [V, C]; == embed when tied */
     hydra_layer_weights *layers; /* [L] */
+    /* bf16 view (hydra_model_bf16_view): the matrices in bf16, everything else
+     * shared with the f32 model it was made from (which must outlive it) */
+    const uint16_t *lm_head_h;
+    uint16_t *bf16;            /* owned bf16 arena of a view */
+    int is_view;               /* params, info, embed... belong to another model */
 };
+
+/* A model that runs the f32 model m's forward with its matrices (in_proj,
+ * o_proj, gate_up, down, lm_head) in bf16: a copy of those only; vectors,
+ * convs and the embedding lookup stay f32 and are shared with m. Free with
+ * hydra_model_free; m must outlive it. For inference only. */
+hydra_status hydra_model_bf16_view(const hydra_model *m, hydra_model **out);
 
 /* Build the parameter table for cfg and allocate the (zeroed) arena. */
 hydra_status hydra_model_alloc(const hydra_config *cfg, hydra_model **out);

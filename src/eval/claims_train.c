@@ -239,7 +239,7 @@ static int mqar_recipes_for(const hydra_claims_opts *o, mqar_recipe *q) {
         q[0].n_stages = 1;
         q[1] = (mqar_recipe){.vocab = 256, .len = 512, .pairs = 64, .window = 128, .steps = 250, .batch = 16,
                              .eval_every = 50, .d_model = 128, .head_dim = 64, .dt_min = 1e-4f, .dt_max = 1e-3f};
-        q[1].stages[0] = (hydra_mqar_stage){{256, 64, 4}, 150, 128};
+        q[1].stages[0] = (hydra_mqar_stage){{256, 64, 4}, 300, 128}; /* 150: attention failed seed 3 */
         q[1].stages[1] = (hydra_mqar_stage){{256, 256, 16}, 150, 32};
         q[1].n_stages = 2;
         n = 2;

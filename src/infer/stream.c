@@ -12,7 +12,9 @@
 #include "hydralm_stream.h"
 
 struct hydra_stream {
-    const hydra_model *m;
+    const hydra_model *m;  /* the model: identity (fingerprints), vocabulary */
+    const hydra_model *fm; /* what the forwards run: m, or its bf16 view */
+    hydra_model *view;     /* owned bf16 view (HYDRA_WEIGHTS_BF16) */
     hydra_stream_opts opts;
     hydra_state *st;
     float *logits;         /* [V] logits after the last consumed token */
@@ -38,18 +40,16 @@ hydra_status hydra_stream_create(const hydra_model *m, const hydra_stream_opts *
     hydra_stream_opts o = opts ? *opts : hydra_stream_opts_default();
     if (o.chunk < 1)
         return hydra_set_error(HYDRA_ERR_ARG, "stream_create: chunk must be >= 1 (got %d)", o.chunk);
-    if (o.weights == HYDRA_WEIGHTS_BF16)
-        return hydra_set_error(HYDRA_ERR_ARG,
-                               "stream_create: bf16 weights are not supported yet (use HYDRA_WEIGHTS_F32)");
-    if (o.weights != HYDRA_WEIGHTS_F32)
+    if (o.weights != HYDRA_WEIGHTS_F32 && o.weights != HYDRA_WEIGHTS_BF16)
         return hydra_set_error(HYDRA_ERR_ARG, "stream_create: unknown weights precision %d", (int)o.weights);
     hydra_stream *s = calloc(1, sizeof *s);
     if (!s) return hydra_set_error(HYDRA_ERR_NOMEM, "stream_create: out of memory");
-    s->m = m;
+    s->m = s->fm = m;
     s->opts = o;
     s->logits = malloc((size_t)m->cfg.vocab_size * sizeof(float));
     hydra_status st = s->logits ? hydra_state_create(m, &s->st)
                                 : hydra_set_error(HYDRA_ERR_NOMEM, "stream_create: out of memory");
+    if (!st && o.weights == HYDRA_WEIGHTS_BF16 && !(st = hydra_model_bf16_view(m, &s->view))) s->fm = s->view;
     if (st != HYDRA_OK) {
         hydra_stream_free(s);
         return st;
@@ -62,6 +62,7 @@ hydra_status hydra_stream_create(const hydra_model *m, const hydra_stream_opts *
 void hydra_stream_free(hydra_stream *s) {
     if (!s) return;
     hydra_state_free(s->st);
+    hydra_model_free(s->view);
     free(s->logits);
     free(s);
 }
@@ -90,7 +91,7 @@ static hydra_status feed_chunks(hydra_stream *s, const int32_t *tokens, size_t n
     for (size_t i = 0; i < n; i += chunk) {
         size_t t = n - i < chunk ? n - i : chunk;
         int last = i + t == n;
-        hydra_status st = hydra_forward(s->m, tokens + i, 1, (int)t, &s->st,
+        hydra_status st = hydra_forward(s->fm, tokens + i, 1, (int)t, &s->st,
                                         last ? HYDRA_LOGITS_LAST : HYDRA_LOGITS_NONE, last ? s->logits : NULL);
         if (st != HYDRA_OK) {
             s->has_logits = 0;
@@ -173,7 +174,7 @@ hydra_status hydra_stream_extend_and_generate(hydra_stream *s, const int32_t *pr
         int32_t tok;
         if ((st = hydra_sample(s->logits, V, &opts->sample, &rng, &tok))) break;
         out[(*n_out)++] = tok;
-        if ((st = hydra_step(s->m, s->st, tok, s->logits))) {
+        if ((st = hydra_step(s->fm, s->st, tok, s->logits))) {
             s->has_logits = 0;
             break;
         }

@@ -130,10 +130,55 @@ hydra_status hydra_model_alloc(const hydra_config *cfg, hydra_model **out) {
 
 void hydra_model_free(hydra_model *m) {
     if (!m) return;
-    hydra_aligned_free(m->params);
-    free(m->info);
+    hydra_aligned_free(m->bf16);
+    if (!m->is_view) hydra_aligned_free(m->params), free(m->info);
     free(m->layers);
     free(m);
+}
+
+hydra_status hydra_model_bf16_view(const hydra_model *m, hydra_model **out) {
+    if (!m || !out) return hydra_set_error(HYDRA_ERR_ARG, "model_bf16_view: NULL argument");
+    *out = NULL;
+    if (m->is_view) return hydra_set_error(HYDRA_ERR_ARG, "model_bf16_view: the model is already a view");
+    const hydra_config *c = &m->cfg;
+    const size_t C = (size_t)c->d_model, H = (size_t)c->n_heads, F = (size_t)m->F, V = (size_t)c->vocab_size;
+    const size_t Hq = H * (size_t)m->dk, Hv = H * (size_t)m->dv;
+    /* [rows, cols] of in_proj, o_proj, gate_up, down per layer */
+    size_t total = V * C;
+    for (int i = 0; i < c->n_layers; i++) {
+        size_t in_rows = m->layers[i].kind == HYDRA_LAYER_DELTANET ? (size_t)hydra_gdn_in_width(m) : 2 * Hq + Hv;
+        total += in_rows * C + C * Hv + 2 * F * C + C * F;
+    }
+    hydra_model *v = calloc(1, sizeof *v);
+    if (!v) return hydra_set_error(HYDRA_ERR_NOMEM, "out of memory");
+    *v = *m;
+    v->is_view = 1;
+    v->layers = malloc((size_t)c->n_layers * sizeof *v->layers);
+    v->bf16 = hydra_aligned_alloc(total * sizeof(uint16_t));
+    if (!v->layers || !v->bf16) {
+        hydra_model_free(v);
+        return hydra_set_error(HYDRA_ERR_NOMEM, "out of memory for %zu bf16 weights", total);
+    }
+    memcpy(v->layers, m->layers, (size_t)c->n_layers * sizeof *v->layers);
+    uint16_t *p = v->bf16;
+#define CONVERT(dst, src, n)                                              \
+    do {                                                                  \
+        for (size_t i_ = 0; i_ < (n); i_++) p[i_] = hydra_f32_to_bf16((src)[i_]); \
+        (dst) = p;                                                        \
+        p += (n);                                                         \
+    } while (0)
+    CONVERT(v->lm_head_h, m->lm_head, V * C);
+    for (int i = 0; i < c->n_layers; i++) {
+        hydra_layer_weights *l = &v->layers[i];
+        size_t in_rows = l->kind == HYDRA_LAYER_DELTANET ? (size_t)hydra_gdn_in_width(m) : 2 * Hq + Hv;
+        CONVERT(l->in_proj_h, l->in_proj, in_rows * C);
+        CONVERT(l->o_proj_h, l->o_proj, C * Hv);
+        CONVERT(l->gate_up_h, l->gate_up, 2 * F * C);
+        CONVERT(l->down_h, l->down, C * F);
+    }
+#undef CONVERT
+    *out = v;
+    return HYDRA_OK;
 }
 
 /* Box-Muller, both outputs used: init of the default model draws 90M normals. */

@@ -73,13 +73,31 @@ void hydra_matmul_stats_reset(void) { memset(&g_stats, 0, sizeof g_stats); }
 
 #define LD16(p) (*(const hydra_v16 *)(p))
 
+/* bf16 weights: the upper 16 bits of an f32, widened by a shift. */
+typedef unsigned short hydra_v16h __attribute__((vector_size(32), aligned(2)));
+typedef unsigned int hydra_v16u __attribute__((vector_size(64), aligned(4)));
+HYDRA_AI hydra_v16 ld_bf16(const uint16_t *p) {
+    hydra_v16u u = __builtin_convertvector(*(const hydra_v16h *)p, hydra_v16u) << 16;
+    return (hydra_v16)u;
+}
+HYDRA_AI float bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+/* Weight vector / scalar k of row j: f32 (H = 0) or bf16 (H = 1) weights. */
+#define LDW(H, w, off) ((H) ? ld_bf16((const uint16_t *)(w) + (off)) : LD16((const float *)(w) + (off)))
+#define WAT(H, w, off) ((H) ? bf16_to_f32(((const uint16_t *)(w))[off]) : ((const float *)(w))[off])
+
 
 /* One register tile: NR (2 or 4) weight rows against MB (1..8) inputs x + i*K
  * (both constants after inlining), MB x NR <= 16 accumulators; every vector
  * of W and x is loaded once per step, so the loop is FMA-bound rather than
  * load-bound. */
-HYDRA_AI void gemv_tile(const int MB, const int NR, int K, const float *restrict x, const float *restrict w,
-                        float *restrict y, int N, int accumulate, int prefetch) {
+HYDRA_AI void gemv_tile(const int MB, const int NR, const int H, int K, const float *restrict x,
+                        const void *restrict w, float *restrict y, int N, int accumulate, int prefetch) {
+    const size_t es = H ? 2 : 4; /* bytes per weight */
     const int K16 = K & ~15;
     hydra_v16 a[8][4];
     for (int i = 0; i < MB; i++)
@@ -88,9 +106,9 @@ HYDRA_AI void gemv_tile(const int MB, const int NR, int K, const float *restrict
         /* the next tile's rows (contiguous after these): a few short streams
          * defeat the hardware prefetcher, so fetch one tile ahead by hand */
         if (prefetch)
-            for (int j = NR; j < 2 * NR; j++) __builtin_prefetch(w + (size_t)j * K + k);
+            for (int j = NR; j < 2 * NR; j++) __builtin_prefetch((const char *)w + ((size_t)j * K + k) * es);
         hydra_v16 v[4];
-        for (int j = 0; j < NR; j++) v[j] = LD16(w + (size_t)j * K + k);
+        for (int j = 0; j < NR; j++) v[j] = LDW(H, w, (size_t)j * K + k);
         for (int i = 0; i < MB; i++) {
             hydra_v16 u = LD16(x + (size_t)i * K + k);
             for (int j = 0; j < NR; j++) a[i][j] += u * v[j];
@@ -99,24 +117,24 @@ HYDRA_AI void gemv_tile(const int MB, const int NR, int K, const float *restrict
     for (int i = 0; i < MB; i++)
         for (int j = 0; j < NR; j++) {
             float acc = hydra_v16_hsum(a[i][j]);
-            for (int k = K16; k < K; k++) acc += x[(size_t)i * K + k] * w[(size_t)j * K + k];
+            for (int k = K16; k < K; k++) acc += x[(size_t)i * K + k] * WAT(H, w, (size_t)j * K + k);
             float *dst = y + (size_t)i * N + j;
             *dst = accumulate ? *dst + acc : acc;
         }
 }
 
 /* MB (1..8) inputs against NR rows: the constant-shape tiles. */
-HYDRA_AI void gemv_tile_any(int MB, const int NR, int K, const float *x, const float *w, float *y, int N,
-                            int accumulate, int prefetch) {
+HYDRA_AI void gemv_tile_any(int MB, const int NR, const int H, int K, const float *x, const void *w, float *y,
+                            int N, int accumulate, int prefetch) {
     switch (MB) {
-    case 8: gemv_tile(8, NR, K, x, w, y, N, accumulate, prefetch); break;
-    case 7: gemv_tile(7, NR, K, x, w, y, N, accumulate, prefetch); break;
-    case 6: gemv_tile(6, NR, K, x, w, y, N, accumulate, prefetch); break;
-    case 5: gemv_tile(5, NR, K, x, w, y, N, accumulate, prefetch); break;
-    case 4: gemv_tile(4, NR, K, x, w, y, N, accumulate, prefetch); break;
-    case 3: gemv_tile(3, NR, K, x, w, y, N, accumulate, prefetch); break;
-    case 2: gemv_tile(2, NR, K, x, w, y, N, accumulate, prefetch); break;
-    case 1: gemv_tile(1, NR, K, x, w, y, N, accumulate, prefetch); break;
+    case 8: gemv_tile(8, NR, H, K, x, w, y, N, accumulate, prefetch); break;
+    case 7: gemv_tile(7, NR, H, K, x, w, y, N, accumulate, prefetch); break;
+    case 6: gemv_tile(6, NR, H, K, x, w, y, N, accumulate, prefetch); break;
+    case 5: gemv_tile(5, NR, H, K, x, w, y, N, accumulate, prefetch); break;
+    case 4: gemv_tile(4, NR, H, K, x, w, y, N, accumulate, prefetch); break;
+    case 3: gemv_tile(3, NR, H, K, x, w, y, N, accumulate, prefetch); break;
+    case 2: gemv_tile(2, NR, H, K, x, w, y, N, accumulate, prefetch); break;
+    case 1: gemv_tile(1, NR, H, K, x, w, y, N, accumulate, prefetch); break;
     default: break;
     }
 }
@@ -126,34 +144,48 @@ HYDRA_AI void gemv_tile_any(int MB, const int NR, int K, const float *x, const f
  * more than one decode step: M <= 4 in tiles of 4 rows x M inputs, 5..8 in
  * tiles of 2 rows x M inputs (one pass; 4 x 8 would need 32 accumulators),
  * more in passes of 8 inputs (later passes find the tile's rows in cache). */
-HYDRA_CLONES
-static void gemv_block(int M, int N, int K, int n0, int n1, const float *restrict x,
-                       const float *restrict W, float *restrict y, int accumulate) {
+HYDRA_AI void gemv_block_t(const int H, int M, int N, int K, int n0, int n1, const float *restrict x,
+                           const void *restrict W, float *restrict y, int accumulate) {
+    const size_t es = H ? 2 : 4;
     const int NR = M <= 4 ? 4 : 2;
     int n = n0;
     for (; n + NR <= n1; n += NR) {
-        const float *w = W + (size_t)n * K;
+        const char *w = (const char *)W + (size_t)n * K * es;
         int pf = n + 2 * NR <= n1; /* prefetch in the first pass over these rows only */
         for (int m = 0; m < M; m += 8, pf = 0) {
             int mb = M - m < 8 ? M - m : 8;
-            if (NR == 4) gemv_tile_any(mb, 4, K, x + (size_t)m * K, w, y + (size_t)m * N + n, N, accumulate, pf);
-            else gemv_tile_any(mb, 2, K, x + (size_t)m * K, w, y + (size_t)m * N + n, N, accumulate, pf);
+            if (NR == 4) gemv_tile_any(mb, 4, H, K, x + (size_t)m * K, w, y + (size_t)m * N + n, N, accumulate, pf);
+            else gemv_tile_any(mb, 2, H, K, x + (size_t)m * K, w, y + (size_t)m * N + n, N, accumulate, pf);
         }
     }
-    for (; n < n1; n++) { /* remaining weight rows */
-        const float *w = W + (size_t)n * K;
+    for (; n < n1; n++) /* remaining weight rows */
         for (int m = 0; m < M; m++) {
-            float acc = hydra_dot(x + (size_t)m * K, w, K);
+            float acc = 0.0f;
+            for (int k = 0; k < K; k++) acc += x[(size_t)m * K + k] * WAT(H, W, (size_t)n * K + k);
             float *dst = y + (size_t)m * N + n;
             *dst = accumulate ? *dst + acc : acc;
         }
-    }
 }
 
-static void gemv_rows(int M, int N, int K, const float *x, const float *W, float *y, int accumulate) {
+HYDRA_CLONES
+static void gemv_block(int M, int N, int K, int n0, int n1, const float *restrict x, const float *restrict W,
+                       float *restrict y, int accumulate) {
+    gemv_block_t(0, M, N, K, n0, n1, x, W, y, accumulate);
+}
+
+HYDRA_CLONES
+static void gemv_block_bf16(int M, int N, int K, int n0, int n1, const float *restrict x,
+                            const uint16_t *restrict W, float *restrict y, int accumulate) {
+    gemv_block_t(1, M, N, K, n0, n1, x, W, y, accumulate);
+}
+
+/* W is f32, or bf16 when Wh is set (then W is NULL). */
+static void gemv_rows(int M, int N, int K, const float *x, const float *W, const uint16_t *Wh, float *y,
+                      int accumulate) {
     /* Below ~64K multiply-adds a parallel region costs more than it saves. */
     if ((size_t)M * N * K < 65536) {
-        gemv_block(M, N, K, 0, N, x, W, y, accumulate);
+        if (Wh) gemv_block_bf16(M, N, K, 0, N, x, Wh, y, accumulate);
+        else gemv_block(M, N, K, 0, N, x, W, y, accumulate);
         return;
     }
 #pragma omp parallel
@@ -163,7 +195,8 @@ static void gemv_rows(int M, int N, int K, const float *x, const float *W, float
         int blocks = (N + 3) / 4;
         int n0 = 4 * (int)((long long)blocks * id / nt), n1 = 4 * (int)((long long)blocks * (id + 1) / nt);
         if (n1 > N) n1 = N;
-        gemv_block(M, N, K, n0, n1, x, W, y, accumulate);
+        if (Wh) gemv_block_bf16(M, N, K, n0, n1, x, Wh, y, accumulate);
+        else gemv_block(M, N, K, n0, n1, x, W, y, accumulate);
     }
 }
 
@@ -196,9 +229,46 @@ hydra_status hydra_op_matmul(int M, int N, int K, const float *x, const float *W
     hydra_runtime_init();
     double t0 = g_stats_on ? hydra_now_seconds() : 0;
     if (M < SMALL_M) {
-        gemv_rows(M, N, K, x, W, y, accumulate);
+        gemv_rows(M, N, K, x, W, NULL, y, accumulate);
     } else {
         sgemm(0, 1, M, N, K, x, K, W, K, y, N, accumulate);
+    }
+    stats_add(t0, M, N, K);
+    return HYDRA_OK;
+}
+
+uint16_t hydra_f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* NaN stays NaN */
+    u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest even */
+    return (uint16_t)(u >> 16);
+}
+
+/* Rows of W converted to f32 per block, then one GEMM per block: large M
+ * (prefill chunks) is compute-bound, so the conversion (one pass over the
+ * bf16 rows per call) costs little beside it. */
+#define BF16_BLOCK_ROWS 64
+
+hydra_status hydra_op_matmul_bf16(int M, int N, int K, const float *x, const uint16_t *W, float *y,
+                                  int accumulate) {
+    if (!x || !W || !y) return hydra_set_error(HYDRA_ERR_ARG, "matmul_bf16: NULL pointer");
+    if (M < 0 || N < 0 || K < 0) return hydra_set_error(HYDRA_ERR_ARG, "matmul_bf16: negative dimension");
+    if (M == 0 || N == 0) return HYDRA_OK;
+    hydra_runtime_init();
+    double t0 = g_stats_on ? hydra_now_seconds() : 0;
+    if (M < SMALL_M) {
+        gemv_rows(M, N, K, x, NULL, W, y, accumulate);
+    } else {
+        float *blk = hydra_aligned_alloc((size_t)BF16_BLOCK_ROWS * K * sizeof(float));
+        if (!blk) return hydra_set_error(HYDRA_ERR_NOMEM, "matmul_bf16: out of memory");
+        for (int n0 = 0; n0 < N; n0 += BF16_BLOCK_ROWS) {
+            int nb = N - n0 < BF16_BLOCK_ROWS ? N - n0 : BF16_BLOCK_ROWS;
+            const uint16_t *src = W + (size_t)n0 * K;
+            for (size_t i = 0; i < (size_t)nb * K; i++) blk[i] = bf16_to_f32(src[i]);
+            sgemm(0, 1, M, nb, K, x, K, blk, K, y + n0, N, accumulate);
+        }
+        hydra_aligned_free(blk);
     }
     stats_add(t0, M, N, K);
     return HYDRA_OK;
