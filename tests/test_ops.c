@@ -11,6 +11,16 @@ static float *randv(size_t n, uint64_t seed) {
     return x;
 }
 
+/* want = x . W^T (+ y if acc), in double. */
+static void matmul_ref(int M, int N, int K, const float *x, const float *W, const float *y, int acc, float *want) {
+    for (int i = 0; i < M; i++)
+        for (int n = 0; n < N; n++) {
+            double s = acc ? y[(size_t)i * N + n] : 0.0;
+            for (int k = 0; k < K; k++) s += (double)x[(size_t)i * K + k] * W[(size_t)n * K + k];
+            want[(size_t)i * N + n] = (float)s;
+        }
+}
+
 /* Small-M (GEMV kernel) and large-M (BLAS) paths against a triple loop. */
 static void test_matmul(void **st) {
     (void)st;
@@ -20,12 +30,7 @@ static void test_matmul(void **st) {
         float *x = randv((size_t)M * K, 1), *W = randv((size_t)N * K, 2), *y = randv((size_t)M * N, 3);
         float *want = malloc((size_t)M * N * sizeof(float));
         for (int acc = 0; acc < 2; acc++) {
-            for (int i = 0; i < M; i++)
-                for (int n = 0; n < N; n++) {
-                    double s = acc ? y[(size_t)i * N + n] : 0.0;
-                    for (int k = 0; k < K; k++) s += (double)x[(size_t)i * K + k] * W[(size_t)n * K + k];
-                    want[(size_t)i * N + n] = (float)s;
-                }
+            matmul_ref(M, N, K, x, W, y, acc, want);
             HY_OK(hydra_op_matmul(M, N, K, x, W, y, acc));
             ASSERT_REL(y, want, (size_t)M * N, 1e-6);
         }
@@ -52,12 +57,7 @@ static void test_matmul_bf16(void **st) {
             memcpy(&W[i], &u, sizeof u); /* W <- its bf16 value */
         }
         for (int acc = 0; acc < 2; acc++) {
-            for (int i = 0; i < M; i++)
-                for (int n = 0; n < N; n++) {
-                    double s = acc ? y[(size_t)i * N + n] : 0.0;
-                    for (int k = 0; k < K; k++) s += (double)x[(size_t)i * K + k] * W[(size_t)n * K + k];
-                    want[(size_t)i * N + n] = (float)s;
-                }
+            matmul_ref(M, N, K, x, W, y, acc, want);
             HY_OK(hydra_op_matmul_bf16(M, N, K, x, Wh, y, acc));
             ASSERT_REL(y, want, (size_t)M * N, 1e-6);
         }
