@@ -305,6 +305,18 @@ static void test_cli_merge(void **st) {
     snprintf(cmd, sizeof cmd, "%s/hydra claims --merge %s,%s 2>/dev/null >/dev/null", bin, a, a);
     rc = system(cmd);
     assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 2);
+    /* a per-file claim selection: from c (claim_2 only) take claim_4: nothing, so claim_2 is left out */
+    snprintf(cmd, sizeof cmd, "%s/hydra claims --merge %s,%s,%s:claim_4 --json %s 2>/dev/null >/dev/null", bin, a, b,
+             c, all);
+    rc = system(cmd);
+    assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) <= 1);
+    root = json_load_file(all, 0, &err);
+    assert_non_null(root);
+    assert_int_equal(json_array_size(json_object_get(json_array_get(json_object_get(root, "runs"), 1), "claims")), 1);
+    json_decref(root);
+    snprintf(cmd, sizeof cmd, "%s/hydra claims --merge %s:claim_9 2>/dev/null >/dev/null", bin, a);
+    rc = system(cmd);
+    assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 2);
     snprintf(cmd, sizeof cmd, "%s/hydra claims --merge %s --all 2>/dev/null >/dev/null", bin, a);
     rc = system(cmd);
     assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 2);

@@ -430,7 +430,33 @@ static int merge_claim(merge_set *m, const char *file, json_t *c, uint64_t seed)
     return 0;
 }
 
-static int merge_file(merge_set *m, const char *path) {
+/* 1 if claim `name` is in the '+'-separated selection (claim_N or full names); NULL selects all. */
+static int merge_selected(const char *sel, const char *name) {
+    if (!sel) return 1;
+    int want = hydra_claim_find(name);
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", sel);
+    for (char *save = NULL, *t = strtok_r(buf, "+", &save); t; t = strtok_r(NULL, "+", &save))
+        if (hydra_claim_find(t) == want) return 1;
+    return 0;
+}
+
+/* spec = "PATH" or "PATH:CLAIM+CLAIM..." (only those claims of the file). */
+static int merge_file(merge_set *m, const char *spec) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s", spec);
+    char *colon = strrchr(path, ':');
+    const char *sel = NULL;
+    if (colon) {
+        *colon = 0, sel = colon + 1;
+        char buf[256];
+        snprintf(buf, sizeof buf, "%s", sel);
+        for (char *save = NULL, *t = strtok_r(buf, "+", &save); t; t = strtok_r(NULL, "+", &save))
+            if (hydra_claim_find(t) < 0) {
+                fprintf(stderr, "hydra claims --merge: %s: no claim '%s' in the selection\n", spec, t);
+                return -1;
+            }
+    }
     json_error_t err;
     json_t *root = json_load_file(path, 0, &err);
     if (!root) {
@@ -458,9 +484,10 @@ static int merge_file(merge_set *m, const char *path) {
     if (!rc) {
         const char *base = strrchr(path, '/');
         size_t l = strlen(m->provenance);
-        snprintf(m->provenance + l, sizeof m->provenance - l, "%s`%s`: %s, %d threads, %s",
-                 l ? "; " : "Merged (`hydra claims --merge`) from ", base ? base + 1 : path, jstr(env, "cpu_model"),
-                 (int)json_integer_value(json_object_get(env, "threads")), jstr(env, "date"));
+        snprintf(m->provenance + l, sizeof m->provenance - l, "%s`%s`%s%s: %s, %d threads, %s",
+                 l ? "; " : "Merged (`hydra claims --merge`) from ", base ? base + 1 : path, sel ? " " : "",
+                 sel ? sel : "", jstr(env, "cpu_model"), (int)json_integer_value(json_object_get(env, "threads")),
+                 jstr(env, "date"));
     }
     /* one seed: root "claims"; several: "runs", each with "seed" and "claims" */
     json_t *runs = json_object_get(root, "runs");
@@ -475,7 +502,7 @@ static int merge_file(merge_set *m, const char *path) {
         uint64_t seed = (uint64_t)json_integer_value(json_object_get(run, "seed"));
         size_t i;
         json_t *c;
-        json_array_foreach(claims, i, c) if (!rc) rc = merge_claim(m, path, c, seed);
+        json_array_foreach(claims, i, c) if (!rc && merge_selected(sel, jstr(c, "name"))) rc = merge_claim(m, path, c, seed);
     }
     json_decref(root);
     return rc;
@@ -546,7 +573,8 @@ int cmd_claims(int argc, char **argv) {
     cli_add(&s, "budget", OPT_STR, &budget_s, "ci (default: <= 5 min on 2 cores) or paper (larger samples)");
     cli_add(&s, "json", OPT_STR, &json_path, "write results (thresholds, values, environment) as JSON");
     cli_add(&s, "md", OPT_STR, &md_path, "write results as a markdown report (RESULTS.md)");
-    cli_add(&s, "merge", OPT_STR, &merge, "combine earlier --json files (comma-separated) into one report; no claim runs");
+    cli_add(&s, "merge", OPT_STR, &merge,
+            "combine earlier --json files into one report (F1,F2:claim_1+claim_3,...; no claim runs)");
     cli_add(&s, "threads", OPT_INT, &threads, "threads (default: all cores)");
     cli_add(&s, "quiet", OPT_FLAG, &quiet, "no progress lines on stderr");
     cli_add(&s, "stream-tokens", OPT_U64, &stream_tokens, "claim 3: tokens to stream (default 1048576; for quick runs)");
