@@ -221,22 +221,6 @@ static void stats_add(double t0, int M, int N, int K) {
     g_stats.calls++;
 }
 
-hydra_status hydra_op_matmul(int M, int N, int K, const float *x, const float *W, float *y,
-                             int accumulate) {
-    if (!x || !W || !y) return hydra_set_error(HYDRA_ERR_ARG, "matmul: NULL pointer");
-    if (M < 0 || N < 0 || K < 0) return hydra_set_error(HYDRA_ERR_ARG, "matmul: negative dimension");
-    if (M == 0 || N == 0) return HYDRA_OK;
-    hydra_runtime_init();
-    double t0 = g_stats_on ? hydra_now_seconds() : 0;
-    if (M < SMALL_M) {
-        gemv_rows(M, N, K, x, W, NULL, y, accumulate);
-    } else {
-        sgemm(0, 1, M, N, K, x, K, W, K, y, N, accumulate);
-    }
-    stats_add(t0, M, N, K);
-    return HYDRA_OK;
-}
-
 uint16_t hydra_f32_to_bf16(float f) {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
@@ -245,26 +229,30 @@ uint16_t hydra_f32_to_bf16(float f) {
     return (uint16_t)(u >> 16);
 }
 
-/* Rows of W converted to f32 per block, then one GEMM per block: large M
- * (prefill chunks) is compute-bound, so the conversion (one pass over the
- * bf16 rows per call) costs little beside it. */
+/* Large M with bf16 weights: rows of W converted to f32 per block, then one
+ * GEMM per block. Prefill chunks are compute-bound, so the conversion (one
+ * pass over the bf16 rows per call) costs little beside it. */
 #define BF16_BLOCK_ROWS 64
 
-hydra_status hydra_op_matmul_bf16(int M, int N, int K, const float *x, const uint16_t *W, float *y,
-                                  int accumulate) {
-    if (!x || !W || !y) return hydra_set_error(HYDRA_ERR_ARG, "matmul_bf16: NULL pointer");
-    if (M < 0 || N < 0 || K < 0) return hydra_set_error(HYDRA_ERR_ARG, "matmul_bf16: negative dimension");
+/* y = x . W^T with W f32, or bf16 when Wh is set (W NULL): the small-M tiles
+ * read either directly; large M goes to BLAS. */
+static hydra_status matmul_any(const char *name, int M, int N, int K, const float *x, const float *W,
+                               const uint16_t *Wh, float *y, int accumulate) {
+    if (!x || !(W || Wh) || !y) return hydra_set_error(HYDRA_ERR_ARG, "%s: NULL pointer", name);
+    if (M < 0 || N < 0 || K < 0) return hydra_set_error(HYDRA_ERR_ARG, "%s: negative dimension", name);
     if (M == 0 || N == 0) return HYDRA_OK;
     hydra_runtime_init();
     double t0 = g_stats_on ? hydra_now_seconds() : 0;
     if (M < SMALL_M) {
-        gemv_rows(M, N, K, x, NULL, W, y, accumulate);
+        gemv_rows(M, N, K, x, W, Wh, y, accumulate);
+    } else if (!Wh) {
+        sgemm(0, 1, M, N, K, x, K, W, K, y, N, accumulate);
     } else {
         float *blk = hydra_aligned_alloc((size_t)BF16_BLOCK_ROWS * K * sizeof(float));
-        if (!blk) return hydra_set_error(HYDRA_ERR_NOMEM, "matmul_bf16: out of memory");
+        if (!blk) return hydra_set_error(HYDRA_ERR_NOMEM, "%s: out of memory", name);
         for (int n0 = 0; n0 < N; n0 += BF16_BLOCK_ROWS) {
             int nb = N - n0 < BF16_BLOCK_ROWS ? N - n0 : BF16_BLOCK_ROWS;
-            const uint16_t *src = W + (size_t)n0 * K;
+            const uint16_t *src = Wh + (size_t)n0 * K;
             for (size_t i = 0; i < (size_t)nb * K; i++) blk[i] = bf16_to_f32(src[i]);
             sgemm(0, 1, M, nb, K, x, K, blk, K, y + n0, N, accumulate);
         }
@@ -272,6 +260,15 @@ hydra_status hydra_op_matmul_bf16(int M, int N, int K, const float *x, const uin
     }
     stats_add(t0, M, N, K);
     return HYDRA_OK;
+}
+
+hydra_status hydra_op_matmul(int M, int N, int K, const float *x, const float *W, float *y, int accumulate) {
+    return matmul_any("matmul", M, N, K, x, W, NULL, y, accumulate);
+}
+
+hydra_status hydra_op_matmul_bf16(int M, int N, int K, const float *x, const uint16_t *W, float *y,
+                                  int accumulate) {
+    return matmul_any("matmul_bf16", M, N, K, x, NULL, W, y, accumulate);
 }
 
 /* ------------------------------------------------ general GEMM (backward) */
