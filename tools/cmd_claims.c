@@ -578,16 +578,16 @@ int cmd_claims(int argc, char **argv) {
     cli_add(&s, "threads", OPT_INT, &threads, "threads (default: all cores)");
     cli_add(&s, "quiet", OPT_FLAG, &quiet, "no progress lines on stderr");
     cli_add(&s, "stream-tokens", OPT_U64, &stream_tokens, "claim 3: tokens to stream (default 1048576; for quick runs)");
-    cli_add(&s, "lengen-steps", OPT_INT, &lengen_steps, "claim 1: training steps per arm (default 300 ci, 800 paper)");
-    cli_add(&s, "lengen-lr", OPT_FLOAT, &lengen_lr, "claim 1: peak learning rate (default 3e-3)");
+    cli_add(&s, "lengen-steps", OPT_INT, &lengen_steps, "claim 1: training steps per arm (default 400 ci, 1200 paper)");
+    cli_add(&s, "lengen-lr", OPT_FLOAT, &lengen_lr, "claim 1: peak AdamW-part learning rate (default 1e-2)");
     cli_add(&s, "lengen-len", OPT_INT, &lengen_len, "claim 1: evaluation stream length (default 32768)");
-    cli_add(&s, "lengen-streams", OPT_INT, &lengen_streams, "claim 1: long streams for the hybrid (default 4 ci, 16 paper)");
+    cli_add(&s, "lengen-streams", OPT_INT, &lengen_streams, "claim 1: long streams for the hybrid (default 8 ci, 16 paper)");
     cli_add(&s, "no-baseline", OPT_FLAG, &no_baseline, "claim 1: skip the full-attention baseline (quick runs)");
     cli_add(&s, "muon-steps", OPT_INT, &muon_steps, "claim 5: steps per run (default 400)");
-    cli_add(&s, "spec-train-steps", OPT_INT, &spec_steps, "claim 7: training steps of target and draft (default 250)");
+    cli_add(&s, "spec-train-steps", OPT_INT, &spec_steps, "claim 7: training steps of target and draft (default 150)");
     cli_add(&s, "factbank-model", OPT_STR, &fb_model,
             "claim 6: use this MQAR checkpoint (8 pairs, hydra factbank train-mqar) instead of claim 2's hybrid");
-    cli_add(&s, "mqar-steps", OPT_INT, &mqar_steps, "claim 2 (and its model in claim 6): steps per arm (default 400 ci, 800 paper)");
+    cli_add(&s, "mqar-steps", OPT_INT, &mqar_steps, "claim 2 (and claim 6's model): steps per arm, no curriculum (quick runs; default 400 ci)");
     cli_add(&s, "vec-facts", OPT_INT, &vec_facts, "claim 6: facts in the vector memory (default 1000)");
     cli_add(&s, "vec-dim", OPT_INT, &vec_dim, "claim 6: key/value dimension (default 1024)");
     cli_add(&s, "vec-heads", OPT_INT, &vec_heads, "claim 6: heads (default 4)");
