@@ -122,6 +122,17 @@ uint64_t hydra_model_fingerprint(const hydra_model *m);
 /* Checkpoints: safetensors with the config in __metadata__["hydralm.config"]. */
 hydra_status hydra_model_save(const hydra_model *m, const char *path);
 hydra_status hydra_model_load(const char *path, hydra_model **out);
+/* Inference-only load: the matrices (projections, MLP, head) are read
+ * straight into bf16 (round to nearest even) and never held in f32, about half
+ * the memory of hydra_model_load; every forward multiplies by them (the
+ * kernels of HYDRA_WEIGHTS_BF16). Training, saving, the reference forward and
+ * reading those tensors are refused with an error. The fingerprint is the f32
+ * file's, so state and bank files move freely between the two. */
+hydra_status hydra_model_load_bf16(const char *path, hydra_model **out);
+/* 1 if m holds its matrices in bf16 only (hydra_model_load_bf16), else 0. */
+int hydra_model_is_bf16(const hydra_model *m);
+/* Bytes of weights m holds in memory (its f32 and bf16 arenas). */
+size_t hydra_model_weight_bytes(const hydra_model *m);
 
 /* ----------------------------------------------------------------- state */
 /* Everything a sequence needs to continue: per DeltaNet layer S [H,dv,dk] and

@@ -10,6 +10,7 @@
 
 #include "core/internal.h"
 #include "hydralm_stream.h"
+#include "hydralm_train.h"
 #include "test_util.h"
 
 static hydra_model *make_model(hydra_config c, uint64_t seed) {
@@ -147,6 +148,89 @@ static void test_bf16_weights(void **st) {
     hydra_stream_free(sr), hydra_stream_free(sf), hydra_stream_free(sb), hydra_stream_free(s1);
     free(tok), free(lf), free(lb), free(l1);
     hydra_model_free(m);
+}
+
+/* hydra_model_load_bf16: matrices read straight into bf16, nothing else
+ * changes. Its forwards equal the bf16 view's bit for bit (same rounding,
+ * same kernels); it holds only the bytes it needs; everything that needs f32
+ * weights refuses it. Tied and untied heads. */
+static void test_bf16_only_model(void **st) {
+    (void)st;
+    for (int tied = 0; tied <= 1; tied++) {
+        hydra_config c = tiny_config();
+        c.tie_embeddings = tied;
+        hydra_model *m = make_model(c, 5), *mb = NULL;
+        char path[256];
+        snprintf(path, sizeof path, "%s", tmp_path("bf16only.safetensors"));
+        HY_OK(hydra_model_save(m, path));
+        HY_OK(hydra_model_load_bf16(path, &mb));
+        assert_int_equal(hydra_model_is_bf16(mb), 1);
+        assert_int_equal(hydra_model_is_bf16(m), 0);
+        assert_true(hydra_model_fingerprint(mb) == hydra_model_fingerprint(m));
+        assert_int_equal(hydra_model_n_params(mb), hydra_model_n_params(m));
+        /* bytes: f32 for what is not a matrix, bf16 for the matrices (+ the tied head's copy) */
+        size_t mat = 0, n = hydra_model_n_params(m), VC = (size_t)c.vocab_size * (size_t)c.d_model;
+        for (int i = 0; i < hydra_model_n_tensors(m); i++) {
+            hydra_tensor t;
+            HY_OK(hydra_model_tensor(m, i, &t));
+            if (hydra_param_is_matrix(t.name)) mat += t.numel;
+        }
+        assert_true(mat > n / 2);
+        assert_int_equal(hydra_model_weight_bytes(m), 4 * n);
+        assert_int_equal(hydra_model_weight_bytes(mb), 4 * (n - mat) + 2 * (mat + (tied ? VC : 0)));
+
+        /* same logits as the bf16 view of the f32 model, chunked 7 and 64 */
+        const int V = c.vocab_size;
+        int32_t *tok = make_tokens(150, V, 31);
+        float *la = malloc((size_t)V * sizeof(float)), *lb = malloc((size_t)V * sizeof(float));
+        hydra_stream_opts o = hydra_stream_opts_default();
+        o.weights = HYDRA_WEIGHTS_BF16;
+        o.chunk = 7;
+        hydra_stream *sv = NULL, *sb = NULL;
+        HY_OK(hydra_stream_create(m, &o, &sv));
+        o.chunk = 64;
+        HY_OK(hydra_stream_create(mb, &o, &sb));
+        HY_OK(hydra_stream_feed(sv, tok, 150));
+        HY_OK(hydra_stream_feed(sb, tok, 150));
+        HY_OK(hydra_stream_last_logits(sv, la));
+        HY_OK(hydra_stream_last_logits(sb, lb));
+        double e = rel_err(lb, la, (size_t)V);
+        if (!(e <= 1e-5)) fail_msg("bf16-only vs bf16 view (tied %d): rel err %.3g", tied, e);
+        hydra_stream_free(sv), hydra_stream_free(sb);
+
+        /* refusals: everything that needs the f32 matrices */
+        o.weights = HYDRA_WEIGHTS_F32;
+        assert_int_equal(hydra_stream_create(mb, &o, &sv), HYDRA_ERR_ARG);
+        assert_non_null(strstr(hydra_last_error(), "HYDRA_WEIGHTS_BF16"));
+        assert_int_equal(hydra_model_save(mb, tmp_path("never.safetensors")), HYDRA_ERR_ARG);
+        assert_non_null(strstr(hydra_last_error(), "hydra_model_load"));
+        assert_int_equal(access(tmp_path("never.safetensors"), F_OK), -1);
+        hydra_tensor t;
+        assert_int_equal(hydra_model_find_tensor(mb, "blocks.0.mlp.down_proj.weight", &t), HYDRA_ERR_ARG);
+        HY_OK(hydra_model_find_tensor(mb, "blocks.0.norm1.weight", &t));
+        HY_OK(hydra_model_find_tensor(m, "blocks.0.norm1.weight", &(hydra_tensor){0}));
+        assert_int_equal(hydra_forward_reference(mb, tok, 4, la), HYDRA_ERR_ARG);
+        double loss;
+        assert_int_equal(hydra_model_loss(mb, tok, tok + 1, NULL, 1, 8, &loss, NULL), HYDRA_ERR_ARG);
+        hydra_optimizer *opt = NULL;
+        hydra_optim_opts oo = hydra_optim_opts_default(HYDRA_OPT_ADAMW);
+        assert_int_equal(hydra_optimizer_create(mb, &oo, &opt), HYDRA_ERR_ARG);
+        assert_null(opt);
+        hydra_model *view = NULL;
+        assert_int_equal(hydra_model_bf16_view(mb, &view), HYDRA_ERR_ARG);
+        /* a truncated file is refused like by hydra_model_load */
+        FILE *f = fopen(path, "r+b");
+        fseek(f, 0, SEEK_END);
+        long sz = ftell(f);
+        fclose(f);
+        assert_int_equal(truncate(path, sz - 4), 0);
+        hydra_model *bad = NULL;
+        assert_int_equal(hydra_model_load_bf16(path, &bad), HYDRA_ERR_FORMAT);
+        assert_null(bad);
+        remove(path);
+        free(tok), free(la), free(lb);
+        hydra_model_free(m), hydra_model_free(mb);
+    }
 }
 
 /* ------------------------------------------------------ generate + stats */
@@ -449,6 +533,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chunking_equals_forward),
         cmocka_unit_test(test_bf16_weights),
+        cmocka_unit_test(test_bf16_only_model),
         cmocka_unit_test(test_extend_and_generate),
         cmocka_unit_test(test_save_load),
         cmocka_unit_test(test_refusals),

@@ -5,9 +5,13 @@
  * around 4K tokens against the per-token time at the end of the stream
  * (medians over 16 chunks each, measured in the same run); then greedy
  * decode speed (64 tokens after the stream). Every model runs with f32 and
- * with bf16 weights (HYDRA_WEIGHTS_BF16), side by side. */
+ * with bf16 weights (loaded with hydra_model_load_bf16), side by side. Each
+ * row runs in its own process so that its peak RSS is its own. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "bench.h"
 #include "cli.h"
@@ -16,20 +20,20 @@
 #define BS_CHUNK 512
 #define BS_WIN 16
 
-static void bench_one(FILE *out, const char *name, const hydra_config *cfg, long long tokens,
+static void bench_one(FILE *out, const char *name, const char *path, long long tokens,
                       hydra_weights_precision weights) {
     hydra_model *m = NULL;
     hydra_stream *s = NULL;
     hydra_stream_opts so = hydra_stream_opts_default();
     so.weights = weights;
-    hydra_status st = hydra_model_create(cfg, 1, &m);
+    hydra_status st = weights == HYDRA_WEIGHTS_BF16 ? hydra_model_load_bf16(path, &m) : hydra_model_load(path, &m);
     if (!st) st = hydra_stream_create(m, &so, &s);
     if (st) {
         fprintf(out, "%-16s  error: %s\n", name, hydra_last_error());
         hydra_model_free(m);
         return;
     }
-    const int V = cfg->vocab_size;
+    const int V = hydra_model_config(m)->vocab_size;
     int32_t tok[BS_CHUNK];
     float *lg = malloc((size_t)V * sizeof *lg);
     long long n_chunks = tokens / BS_CHUNK;
@@ -80,11 +84,11 @@ static void bench_one(FILE *out, const char *name, const hydra_config *cfg, long
     if (!st) st = hydra_stream_extend_and_generate(s, tok, 1, &g, gen, 64, &n_gen);
     td = hydra_now_seconds() - td;
     double e = hydra_median(early, n_early) / BS_CHUNK, l = hydra_median(late, n_late) / BS_CHUNK;
-    char b0[32], b1[32], r0[32], r1[32];
+    char b0[32], b1[32], r0[32], r1[32], wb[32];
     char label[48];
     snprintf(label, sizeof label, "%s %s", name, weights == HYDRA_WEIGHTS_BF16 ? "bf16" : "f32");
-    fprintf(out, "%-20s %11llu  %8.1f  %9.0f  %10s  %10s  %9s  %9s  %8.2f  %8.2f  %6.3f  %9.1f  %s\n", label,
-            (unsigned long long)ss.tokens, ss.seconds, ss.tokens_per_s, cli_bytes((double)bytes0, b0, sizeof b0),
+    fprintf(out, "%-20s %10s %11llu  %8.1f  %9.0f  %10s  %10s  %9s  %9s  %8.2f  %8.2f  %6.3f  %9.1f  %s\n", label,
+            cli_bytes((double)hydra_model_weight_bytes(m), wb, sizeof wb), (unsigned long long)ss.tokens, ss.seconds, ss.tokens_per_s, cli_bytes((double)bytes0, b0, sizeof b0),
             cli_bytes((double)bytes_max, b1, sizeof b1), cli_bytes(1024.0 * hwm_warm, r0, sizeof r0),
             cli_bytes(1024.0 * hwm_end, r1, sizeof r1), 1e6 * e, 1e6 * l, e > 0 ? l / e : 0,
             !st && td > 0 ? (double)n_gen / td : 0.0, nonfinite ? "NON-FINITE LOGITS" : "all finite");
@@ -94,6 +98,60 @@ static void bench_one(FILE *out, const char *name, const hydra_config *cfg, long
     hydra_model_free(m);
 }
 
+/* Run fn in a child process (its own peak RSS); 0 if it exited cleanly. */
+static int in_child(FILE *out, void (*fn)(void *), void *arg) {
+    fflush(out), fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        fn(arg);
+        fflush(out), fflush(stderr);
+        _exit(0);
+    }
+    int status = 0;
+    if (waitpid(pid, &status, 0) != pid) return -1;
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+typedef struct {
+    FILE *out;
+    const char *name, *path;
+    const hydra_config *cfg;
+    long long tokens;
+    hydra_weights_precision weights;
+} row_job;
+
+static void save_model_job(void *a) {
+    row_job *j = a;
+    hydra_model *m = NULL;
+    hydra_status st = hydra_model_create(j->cfg, 1, &m);
+    if (!st) st = hydra_model_save(m, j->path);
+    hydra_model_free(m);
+    if (st) {
+        fprintf(j->out, "%-20s error: %s\n", j->name, hydra_last_error());
+        fflush(j->out);
+        _exit(1);
+    }
+}
+static void row_job_run(void *a) {
+    row_job *j = a;
+    bench_one(j->out, j->name, j->path, j->tokens, j->weights);
+}
+
+/* Both precisions of one config: the seeded model is written to a temporary
+ * checkpoint once, then each row loads it (as a user would) in its own process. */
+static void bench_config(FILE *out, const char *name, const hydra_config *cfg, long long tokens) {
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/hydra-bench-stream-%d.safetensors", (int)getpid());
+    row_job j = {out, name, path, cfg, tokens, HYDRA_WEIGHTS_F32};
+    if (in_child(out, save_model_job, &j) == 0) {
+        if (in_child(out, row_job_run, &j)) fprintf(out, "%-20s error: the f32 run failed\n", name);
+        j.weights = HYDRA_WEIGHTS_BF16;
+        if (in_child(out, row_job_run, &j)) fprintf(out, "%-20s error: the bf16 run failed\n", name);
+    }
+    remove(path);
+}
+
 void hydra_bench_stream(FILE *out, long long tokens, int default_config) {
     hydra_config small = hydra_config_default();
     small.d_model = 256;
@@ -101,20 +159,19 @@ void hydra_bench_stream(FILE *out, long long tokens, int default_config) {
     small.n_heads = 4;
     small.head_dim = 64;
     fprintf(out, "streaming engine: %lld tokens per model, chunk %d (%s)\n", tokens, BS_CHUNK, hydra_blas_info());
-    fprintf(out, "%-20s %11s  %8s  %9s  %10s  %10s  %9s  %9s  %8s  %8s  %6s  %9s  %s\n", "model", "tokens",
+    fprintf(out, "%-20s %10s %11s  %8s  %9s  %10s  %10s  %9s  %9s  %8s  %8s  %6s  %9s  %s\n", "model", "weights", "tokens",
             "seconds", "tokens/s", "state@0", "state max", "RSS@warm", "RSS@end", "us/t@4K", "us/t@end", "ratio",
             "decode/s", "logits");
-    bench_one(out, "small 256x4", &small, tokens, HYDRA_WEIGHTS_F32);
-    bench_one(out, "small 256x4", &small, tokens, HYDRA_WEIGHTS_BF16);
+    bench_config(out, "small 256x4", &small, tokens);
     if (default_config) {
         hydra_config d = hydra_config_default();
-        bench_one(out, "default 768x12", &d, tokens, HYDRA_WEIGHTS_F32);
-        bench_one(out, "default 768x12", &d, tokens, HYDRA_WEIGHTS_BF16);
+        bench_config(out, "default 768x12", &d, tokens);
     }
     fprintf(out,
-            "(state@0 / state max: hydra_state_bytes at the start / largest seen; RSS = process peak resident\n"
+            "(weights = bytes of weights in memory; state@0 / state max: hydra_state_bytes at the start / largest seen; RSS = process peak resident\n"
             " memory (VmHWM) after warm-up (64K tokens) and at the end; us/t = median per-token time over %d\n"
             " chunks just after 4K tokens and over the last %d chunks; ratio = end / 4K; decode/s = greedy\n"
-            " tokens/s of 64 tokens generated after the stream; bf16 = HYDRA_WEIGHTS_BF16 engine.)\n",
+            " tokens/s of 64 tokens generated after the stream; bf16 = model loaded with hydra_model_load_bf16;\n"
+            " each row is its own process, reading the same seeded checkpoint.)\n",
             BS_WIN, BS_WIN);
 }

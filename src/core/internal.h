@@ -64,15 +64,18 @@ typedef struct {
     char name[64];
     int ndim;
     int64_t shape[2];
-    size_t offset; /* in floats, into the arena */
+    size_t offset; /* in floats, into the logical f32 arena (file and fingerprint order) */
     size_t numel;
+    int bf16;      /* held in the bf16 arena (a bf16-only model's matrices) */
+    size_t store;  /* where it lives: float offset into params, or bf16 offset into bf16 */
 } hydra_param_info;
 
 struct hydra_model {
     hydra_config cfg;
     int dk, dv, F;            /* head dims, MLP width */
-    float *params;            /* the parameter arena, n_params floats */
-    size_t n_params;
+    float *params;            /* the f32 arena: n_params floats, or n_f32 for a bf16-only model */
+    size_t n_params;          /* logical parameter count */
+    size_t n_f32, n_bf16;     /* elements held in params / bf16 */
     hydra_param_info *info;   /* n_info entries, arena order */
     int n_info;
     float *embed;             /* [V, C] */
@@ -82,9 +85,23 @@ struct hydra_model {
     /* bf16 view (hydra_model_bf16_view): the matrices in bf16, everything else
      * shared with the f32 model it was made from (which must outlive it) */
     const uint16_t *lm_head_h;
-    uint16_t *bf16;            /* owned bf16 arena of a view */
+    uint16_t *bf16;            /* owned bf16 arena (a view, or a bf16-only model) */
     int is_view;               /* params, info, embed... belong to another model */
+    /* bf16-only model (hydra_model_load_bf16): the matrices exist only in
+     * bf16 (their f32 pointers are NULL); fingerprint is the f32 file's. */
+    int bf16_only;
+    uint64_t fingerprint;
 };
+
+/* HYDRA_OK, or a clear error when `what` needs f32 weights that a bf16-only
+ * model does not hold (training, saving, the reference forward). */
+hydra_status hydra_require_f32(const hydra_model *m, const char *what);
+/* Which tensors a bf16-only model holds in bf16: the ones the forward
+ * multiplies by (q/k/v/g/a/b/o projections, MLP, untied lm_head). */
+int hydra_param_is_matrix(const char *name);
+/* Fingerprint hash state after the config (hydra_model_fingerprint then
+ * continues over every f32 weight byte in arena order). */
+uint64_t hydra_fingerprint_begin(const hydra_config *cfg);
 
 /* A model that runs the f32 model m's forward with its matrices (in_proj,
  * o_proj, gate_up, down, lm_head) in bf16: a copy of those only; vectors,
@@ -92,8 +109,10 @@ struct hydra_model {
  * hydra_model_free; m must outlive it. For inference only. */
 hydra_status hydra_model_bf16_view(const hydra_model *m, hydra_model **out);
 
-/* Build the parameter table for cfg and allocate the (zeroed) arena. */
+/* Build the parameter table for cfg and allocate the (zeroed) arena; with
+ * bf16_only, the matrices get a bf16 arena instead (hydra_model_load_bf16). */
 hydra_status hydra_model_alloc(const hydra_config *cfg, hydra_model **out);
+hydra_status hydra_model_alloc_ex(const hydra_config *cfg, int bf16_only, hydra_model **out);
 /* Deterministic init of all parameters (DESIGN §2). */
 void hydra_model_init_params(hydra_model *m, uint64_t seed);
 /* Width of the DeltaNet fused input projection. */

@@ -105,6 +105,7 @@ static hydra_status build_header(const hydra_model *m, char **out, size_t *len) 
 hydra_status hydra_model_save(const hydra_model *m, const char *path) {
     if (!m || !path) return hydra_set_error(HYDRA_ERR_ARG, "model_save: NULL argument");
     if (!path[0]) return hydra_set_error(HYDRA_ERR_ARG, "model_save: empty path");
+    HYDRA_CHECK(hydra_require_f32(m, "model_save"));
 
     /* A checkpoint with NaN/Inf could never be loaded back: refuse it here
      * rather than atomically replacing a good file with an unloadable one. */
@@ -190,7 +191,53 @@ static void fmt_json_shape(char *buf, size_t cap, const json_t *shape) {
         goto done;                                        \
     } while (0)
 
-hydra_status hydra_model_load(const char *path, hydra_model **out) {
+/* Read the tensors of a bf16-only model in arena order (seeking when the file
+ * orders them differently): f32 tensors straight into the arena, matrices
+ * through a bounce buffer into bf16, hashing the f32 bytes on the way so the
+ * fingerprint is the f32 file's. Peak memory: the bf16 model + 256 KiB. */
+#define BOUNCE_FLOATS 65536
+static hydra_status read_bf16_only(FILE *f, const char *P, uint64_t data_start, const file_entry *ent, hydra_model *m) {
+    float *bounce = malloc(BOUNCE_FLOATS * sizeof(float));
+    if (!bounce) return hydra_set_error(HYDRA_ERR_NOMEM, "checkpoint %s: out of memory", P);
+    uint64_t h = hydra_fingerprint_begin(&m->cfg);
+    hydra_status st = HYDRA_OK;
+    for (int i = 0; i < m->n_info && !st; i++) {
+        const hydra_param_info *p = &m->info[i];
+        if (fseeko(f, (off_t)(data_start + ent[i].begin), SEEK_SET) != 0) {
+            st = hydra_set_error(HYDRA_ERR_IO, "checkpoint %s: seek error in tensor \"%s\"", P, p->name);
+            break;
+        }
+        for (size_t done = 0; done < p->numel && !st;) {
+            size_t n = p->numel - done < BOUNCE_FLOATS ? p->numel - done : BOUNCE_FLOATS;
+            float *dst = p->bf16 ? bounce : m->params + p->store + done;
+            int is_nan = 0;
+            size_t bad;
+            if (fread(dst, sizeof(float), n, f) != n)
+                st = hydra_set_error(HYDRA_ERR_IO, "checkpoint %s: read error in tensor \"%s\"%s", P, p->name,
+                                     feof(f) ? " (file shrank while reading?)" : "");
+            else if ((bad = find_nonfinite(dst, n, &is_nan)) < n)
+                st = hydra_set_error(HYDRA_ERR_FORMAT, "checkpoint %s: tensor \"%s\" element %zu is %s", P, p->name,
+                                     done + bad, is_nan ? "NaN" : "Inf");
+            else {
+                h = hydra_fnv1a(h, dst, n * sizeof(float));
+                if (p->bf16)
+                    for (size_t j = 0; j < n; j++) m->bf16[p->store + done + j] = hydra_f32_to_bf16(bounce[j]);
+                done += n;
+            }
+        }
+    }
+    free(bounce);
+    if (st) return st;
+    if (m->cfg.tie_embeddings) { /* the head's own bf16 copy of the embedding */
+        size_t VC = (size_t)m->cfg.vocab_size * (size_t)m->cfg.d_model;
+        uint16_t *head = (uint16_t *)m->lm_head_h;
+        for (size_t j = 0; j < VC; j++) head[j] = hydra_f32_to_bf16(m->embed[j]);
+    }
+    m->fingerprint = h;
+    return HYDRA_OK;
+}
+
+static hydra_status load_impl(const char *path, int bf16_only, hydra_model **out) {
     if (!out) return hydra_set_error(HYDRA_ERR_ARG, "model_load: out pointer is NULL");
     *out = NULL;
     if (!path) return hydra_set_error(HYDRA_ERR_ARG, "model_load: path is NULL");
@@ -276,7 +323,7 @@ hydra_status hydra_model_load(const char *path, hydra_model **out) {
                       "%llu bytes follow the header (file truncated, or the config disagrees with the "
                       "tensors)", P, lower, (unsigned long long)data_avail);
     }
-    st = hydra_model_alloc(&cfg, &m);
+    st = hydra_model_alloc_ex(&cfg, bf16_only, &m);
     if (st != HYDRA_OK) {
         char why[400];
         snprintf(why, sizeof why, "%s", hydra_last_error());
@@ -397,6 +444,10 @@ hydra_status hydra_model_load(const char *path, hydra_model **out) {
                   (unsigned long long)fsize, (unsigned long long)hlen, (unsigned long long)pos);
 
     /* ---- data: one sequential read per tensor, straight into the arena */
+    if (bf16_only) {
+        st = read_bf16_only(f, P, 8 + hlen, ent, m);
+        goto done;
+    }
     for (int k = 0; k < n_order; k++) {
         const hydra_param_info *p = &m->info[order[k].idx];
         if (p->numel && fread(m->params + p->offset, sizeof(float), p->numel, f) != p->numel)
@@ -423,3 +474,6 @@ done:
     *out = m;
     return HYDRA_OK;
 }
+
+hydra_status hydra_model_load(const char *path, hydra_model **out) { return load_impl(path, 0, out); }
+hydra_status hydra_model_load_bf16(const char *path, hydra_model **out) { return load_impl(path, 1, out); }

@@ -42,6 +42,9 @@ hydra_status hydra_stream_create(const hydra_model *m, const hydra_stream_opts *
         return hydra_set_error(HYDRA_ERR_ARG, "stream_create: chunk must be >= 1 (got %d)", o.chunk);
     if (o.weights != HYDRA_WEIGHTS_F32 && o.weights != HYDRA_WEIGHTS_BF16)
         return hydra_set_error(HYDRA_ERR_ARG, "stream_create: unknown weights precision %d", (int)o.weights);
+    if (m->bf16_only && o.weights != HYDRA_WEIGHTS_BF16)
+        return hydra_set_error(HYDRA_ERR_ARG, "stream_create: the model holds bf16 matrices only "
+                               "(hydra_model_load_bf16); ask for HYDRA_WEIGHTS_BF16");
     hydra_stream *s = calloc(1, sizeof *s);
     if (!s) return hydra_set_error(HYDRA_ERR_NOMEM, "stream_create: out of memory");
     s->m = s->fm = m;
@@ -49,7 +52,9 @@ hydra_status hydra_stream_create(const hydra_model *m, const hydra_stream_opts *
     s->logits = malloc((size_t)m->cfg.vocab_size * sizeof(float));
     hydra_status st = s->logits ? hydra_state_create(m, &s->st)
                                 : hydra_set_error(HYDRA_ERR_NOMEM, "stream_create: out of memory");
-    if (!st && o.weights == HYDRA_WEIGHTS_BF16 && !(st = hydra_model_bf16_view(m, &s->view))) s->fm = s->view;
+    /* bf16 weights: a bf16-only model runs as it is; an f32 one gets a view. */
+    if (!st && o.weights == HYDRA_WEIGHTS_BF16 && !m->bf16_only && !(st = hydra_model_bf16_view(m, &s->view)))
+        s->fm = s->view;
     if (st != HYDRA_OK) {
         hydra_stream_free(s);
         return st;

@@ -6,30 +6,58 @@
 
 typedef struct {
     hydra_model *m;
-    size_t off;
+    size_t off;      /* logical f32 offset (file and fingerprint order) */
+    size_t n32, n16; /* elements stored in the f32 / bf16 arenas */
     int n;
-    int fill; /* 0: count only, 1: fill the table */
+    int fill;        /* 0: count only, 1: fill the table */
+    int bf16_only;   /* matrices go to the bf16 arena */
 } table_builder;
 
-/* Append one tensor to the table; returns its offset in floats. */
-static size_t add(table_builder *b, const char *name, int64_t d0, int64_t d1) {
-    size_t off = b->off, numel = (size_t)d0 * (size_t)(d1 > 0 ? d1 : 1);
+int hydra_param_is_matrix(const char *name) {
+    static const char *const suffix[] = {"q_proj.weight", "k_proj.weight", "v_proj.weight", "g_proj.weight",
+                                         "a_proj.weight", "b_proj.weight", "o_proj.weight", "gate_proj.weight",
+                                         "up_proj.weight", "down_proj.weight"};
+    size_t n = strlen(name);
+    if (strcmp(name, "lm_head.weight") == 0) return 1;
+    for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
+        size_t k = strlen(suffix[i]);
+        if (n >= k && strcmp(name + n - k, suffix[i]) == 0) return 1;
+    }
+    return 0;
+}
+
+/* Append one tensor to the table; returns its index. */
+static int add(table_builder *b, const char *name, int64_t d0, int64_t d1) {
+    size_t numel = (size_t)d0 * (size_t)(d1 > 0 ? d1 : 1);
+    int h = b->bf16_only && hydra_param_is_matrix(name);
     if (b->fill) {
         hydra_param_info *p = &b->m->info[b->n];
         snprintf(p->name, sizeof p->name, "%s", name);
         p->ndim = d1 > 0 ? 2 : 1;
         p->shape[0] = d0;
         p->shape[1] = d1 > 0 ? d1 : 0;
-        p->offset = off;
+        p->offset = b->off;
         p->numel = numel;
+        p->bf16 = h;
+        p->store = h ? b->n16 : b->n32;
     }
-    b->n++;
     b->off += numel;
-    return off;
+    *(h ? &b->n16 : &b->n32) += numel;
+    return b->n++;
 }
 
-/* Walks the schedule once; in fill mode also sets the layer pointers
- * (as offsets, converted to pointers after the arena exists). */
+/* Where tensor i lives: its f32 data (NULL when held in bf16 only) and its
+ * bf16 data (NULL unless held in bf16). Fill mode only. */
+static float *f32_of(const table_builder *b, int i) {
+    const hydra_param_info *p = &b->m->info[i];
+    return p->bf16 ? NULL : b->m->params + p->store;
+}
+static uint16_t *bf16_of(const table_builder *b, int i) {
+    const hydra_param_info *p = &b->m->info[i];
+    return p->bf16 ? b->m->bf16 + p->store : NULL;
+}
+
+/* Walks the schedule once; in fill mode also sets the layer pointers. */
 static void build_table(table_builder *b) {
     hydra_model *m = b->m;
     const hydra_config *c = &m->cfg;
@@ -37,66 +65,76 @@ static void build_table(table_builder *b) {
     int64_t K = c->conv_width;
     char name[64];
 #define P(field, ...) (snprintf(name, sizeof name, field, __VA_ARGS__), name)
-    size_t o_embed = add(b, "embed.weight", V, C);
+    int i_embed = add(b, "embed.weight", V, C);
     for (int i = 0; i < c->n_layers; i++) {
         hydra_layer_weights *w = b->fill ? &m->layers[i] : NULL;
         char kind = hydra_config_layer_kind(c, i);
-        size_t o_n1 = add(b, P("blocks.%d.norm1.weight", i), C, 0), o_in, o_out;
-        size_t o_alog = 0, o_dtb = 0, o_qc = 0, o_kc = 0, o_vc = 0, o_on = 0;
+        int i_n1 = add(b, P("blocks.%d.norm1.weight", i), C, 0), i_in, i_out;
+        int i_alog = 0, i_dtb = 0, i_qc = 0, i_kc = 0, i_vc = 0, i_on = 0;
         if (kind == HYDRA_LAYER_DELTANET) {
-            o_in = add(b, P("blocks.%d.gdn.q_proj.weight", i), H * dk, C);
+            i_in = add(b, P("blocks.%d.gdn.q_proj.weight", i), H * dk, C);
             add(b, P("blocks.%d.gdn.k_proj.weight", i), H * dk, C);
             add(b, P("blocks.%d.gdn.v_proj.weight", i), H * dv, C);
             add(b, P("blocks.%d.gdn.g_proj.weight", i), H * dv, C);
             add(b, P("blocks.%d.gdn.a_proj.weight", i), H, C);
             add(b, P("blocks.%d.gdn.b_proj.weight", i), H, C);
-            o_alog = add(b, P("blocks.%d.gdn.A_log", i), H, 0);
-            o_dtb = add(b, P("blocks.%d.gdn.dt_bias", i), H, 0);
-            o_qc = add(b, P("blocks.%d.gdn.q_conv.weight", i), H * dk, K);
-            o_kc = add(b, P("blocks.%d.gdn.k_conv.weight", i), H * dk, K);
-            o_vc = add(b, P("blocks.%d.gdn.v_conv.weight", i), H * dv, K);
-            o_on = add(b, P("blocks.%d.gdn.o_norm.weight", i), dv, 0);
-            o_out = add(b, P("blocks.%d.gdn.o_proj.weight", i), C, H * dv);
+            i_alog = add(b, P("blocks.%d.gdn.A_log", i), H, 0);
+            i_dtb = add(b, P("blocks.%d.gdn.dt_bias", i), H, 0);
+            i_qc = add(b, P("blocks.%d.gdn.q_conv.weight", i), H * dk, K);
+            i_kc = add(b, P("blocks.%d.gdn.k_conv.weight", i), H * dk, K);
+            i_vc = add(b, P("blocks.%d.gdn.v_conv.weight", i), H * dv, K);
+            i_on = add(b, P("blocks.%d.gdn.o_norm.weight", i), dv, 0);
+            i_out = add(b, P("blocks.%d.gdn.o_proj.weight", i), C, H * dv);
         } else {
-            o_in = add(b, P("blocks.%d.attn.q_proj.weight", i), H * dk, C);
+            i_in = add(b, P("blocks.%d.attn.q_proj.weight", i), H * dk, C);
             add(b, P("blocks.%d.attn.k_proj.weight", i), H * dk, C);
             add(b, P("blocks.%d.attn.v_proj.weight", i), H * dv, C);
-            o_out = add(b, P("blocks.%d.attn.o_proj.weight", i), C, H * dv);
+            i_out = add(b, P("blocks.%d.attn.o_proj.weight", i), C, H * dv);
         }
-        size_t o_n2 = add(b, P("blocks.%d.norm2.weight", i), C, 0);
-        size_t o_gu = add(b, P("blocks.%d.mlp.gate_proj.weight", i), F, C);
+        int i_n2 = add(b, P("blocks.%d.norm2.weight", i), C, 0);
+        int i_gu = add(b, P("blocks.%d.mlp.gate_proj.weight", i), F, C);
         add(b, P("blocks.%d.mlp.up_proj.weight", i), F, C);
-        size_t o_down = add(b, P("blocks.%d.mlp.down_proj.weight", i), C, F);
-        if (w) {
-            float *a = m->params;
+        int i_down = add(b, P("blocks.%d.mlp.down_proj.weight", i), C, F);
+        if (w) { /* fused matrices (in_proj, gate_up) are adjacent tensors in both arenas */
             w->kind = kind;
-            w->norm1 = a + o_n1;
-            w->norm2 = a + o_n2;
-            w->in_proj = a + o_in;
-            w->o_proj = a + o_out;
-            w->gate_up = a + o_gu;
-            w->down = a + o_down;
+            w->norm1 = f32_of(b, i_n1);
+            w->norm2 = f32_of(b, i_n2);
+            w->in_proj = f32_of(b, i_in);
+            w->o_proj = f32_of(b, i_out);
+            w->gate_up = f32_of(b, i_gu);
+            w->down = f32_of(b, i_down);
+            w->in_proj_h = bf16_of(b, i_in);
+            w->o_proj_h = bf16_of(b, i_out);
+            w->gate_up_h = bf16_of(b, i_gu);
+            w->down_h = bf16_of(b, i_down);
             if (kind == HYDRA_LAYER_DELTANET) {
-                w->A_log = a + o_alog;
-                w->dt_bias = a + o_dtb;
-                w->q_conv = a + o_qc;
-                w->k_conv = a + o_kc;
-                w->v_conv = a + o_vc;
-                w->o_norm = a + o_on;
+                w->A_log = f32_of(b, i_alog);
+                w->dt_bias = f32_of(b, i_dtb);
+                w->q_conv = f32_of(b, i_qc);
+                w->k_conv = f32_of(b, i_kc);
+                w->v_conv = f32_of(b, i_vc);
+                w->o_norm = f32_of(b, i_on);
             }
         }
     }
-    size_t o_nf = add(b, "norm_f.weight", C, 0);
-    size_t o_head = c->tie_embeddings ? o_embed : add(b, "lm_head.weight", V, C);
+    int i_nf = add(b, "norm_f.weight", C, 0);
+    int i_head = c->tie_embeddings ? i_embed : add(b, "lm_head.weight", V, C);
+    /* A tied head in a bf16-only model: the embedding lookup stays f32, the
+     * head product gets its own bf16 copy after the weights are loaded. */
+    size_t head16 = b->n16;
+    if (b->bf16_only && c->tie_embeddings) b->n16 += (size_t)V * (size_t)C;
     if (b->fill) {
-        m->embed = m->params + o_embed;
-        m->norm_f = m->params + o_nf;
-        m->lm_head = m->params + o_head;
+        m->embed = f32_of(b, i_embed);
+        m->norm_f = f32_of(b, i_nf);
+        m->lm_head = f32_of(b, i_head);
+        m->lm_head_h = b->bf16_only ? (c->tie_embeddings ? m->bf16 + head16 : bf16_of(b, i_head)) : NULL;
     }
 #undef P
 }
 
-hydra_status hydra_model_alloc(const hydra_config *cfg, hydra_model **out) {
+hydra_status hydra_model_alloc(const hydra_config *cfg, hydra_model **out) { return hydra_model_alloc_ex(cfg, 0, out); }
+
+hydra_status hydra_model_alloc_ex(const hydra_config *cfg, int bf16_only, hydra_model **out) {
     if (!out) return hydra_set_error(HYDRA_ERR_ARG, "model: out pointer is NULL");
     *out = NULL;
     HYDRA_CHECK(hydra_config_validate(cfg));
@@ -105,9 +143,12 @@ hydra_status hydra_model_alloc(const hydra_config *cfg, hydra_model **out) {
     m->cfg = *cfg;
     m->dk = m->dv = hydra_config_head_dim(cfg);
     m->F = hydra_config_mlp_hidden(cfg);
-    table_builder b = {m, 0, 0, 0};
+    m->bf16_only = bf16_only;
+    table_builder b = {.m = m, .bf16_only = bf16_only};
     build_table(&b);
     m->n_params = b.off;
+    m->n_f32 = b.n32;
+    m->n_bf16 = b.n16;
     m->n_info = b.n;
     size_t bytes;
     if (!hydra_mul_ok(m->n_params, sizeof(float), &bytes) || bytes > ((size_t)1 << 40)) {
@@ -117,14 +158,23 @@ hydra_status hydra_model_alloc(const hydra_config *cfg, hydra_model **out) {
     }
     m->info = calloc((size_t)m->n_info, sizeof *m->info);
     m->layers = calloc((size_t)cfg->n_layers, sizeof *m->layers);
-    m->params = hydra_aligned_calloc(bytes);
-    if (!m->info || !m->layers || !m->params) {
+    m->params = hydra_aligned_calloc(m->n_f32 * sizeof(float));
+    if (m->n_bf16) m->bf16 = hydra_aligned_alloc(m->n_bf16 * sizeof(uint16_t));
+    if (!m->info || !m->layers || !m->params || (m->n_bf16 && !m->bf16)) {
         hydra_model_free(m);
         return hydra_set_error(HYDRA_ERR_NOMEM, "out of memory allocating %zu parameters", m->n_params);
     }
-    b = (table_builder){m, 0, 0, 1};
+    b = (table_builder){.m = m, .fill = 1, .bf16_only = bf16_only};
     build_table(&b);
     *out = m;
+    return HYDRA_OK;
+}
+
+hydra_status hydra_require_f32(const hydra_model *m, const char *what) {
+    if (m && m->bf16_only)
+        return hydra_set_error(HYDRA_ERR_ARG,
+                               "%s needs the f32 weights, but this model was loaded with bf16 matrices only "
+                               "(hydra_model_load_bf16, for inference); load it with hydra_model_load", what);
     return HYDRA_OK;
 }
 
@@ -140,6 +190,7 @@ hydra_status hydra_model_bf16_view(const hydra_model *m, hydra_model **out) {
     if (!m || !out) return hydra_set_error(HYDRA_ERR_ARG, "model_bf16_view: NULL argument");
     *out = NULL;
     if (m->is_view) return hydra_set_error(HYDRA_ERR_ARG, "model_bf16_view: the model is already a view");
+    HYDRA_CHECK(hydra_require_f32(m, "model_bf16_view"));
     const hydra_config *c = &m->cfg;
     const size_t C = (size_t)c->d_model, H = (size_t)c->n_heads, F = (size_t)m->F, V = (size_t)c->vocab_size;
     const size_t Hq = H * (size_t)m->dk, Hv = H * (size_t)m->dv;
@@ -206,7 +257,7 @@ void hydra_model_init_params(hydra_model *m, uint64_t seed) {
     float std = c->init_std, std_out = std / sqrtf(2.0f * (float)c->n_layers);
     for (int t = 0; t < m->n_info; t++) {
         const hydra_param_info *p = &m->info[t];
-        float *x = m->params + p->offset;
+        float *x = m->params + p->store; /* f32 models only (create) */
         hydra_rng r;
         hydra_rng_seed(&r, seed * 0x100000001B3ULL + (uint64_t)t * 0x9E3779B97F4A7C15ULL + 1);
         if (ends_with(p->name, "norm1.weight") || ends_with(p->name, "norm2.weight") ||
@@ -240,6 +291,10 @@ hydra_status hydra_model_create(const hydra_config *cfg, uint64_t seed, hydra_mo
 
 const hydra_config *hydra_model_config(const hydra_model *m) { return m ? &m->cfg : NULL; }
 size_t hydra_model_n_params(const hydra_model *m) { return m ? m->n_params : 0; }
+int hydra_model_is_bf16(const hydra_model *m) { return m && m->bf16_only; }
+size_t hydra_model_weight_bytes(const hydra_model *m) {
+    return m ? m->n_f32 * sizeof(float) + m->n_bf16 * sizeof(uint16_t) : 0;
+}
 int hydra_model_n_tensors(const hydra_model *m) { return m ? m->n_info : 0; }
 
 hydra_status hydra_model_tensor(const hydra_model *m, int i, hydra_tensor *out) {
@@ -247,11 +302,14 @@ hydra_status hydra_model_tensor(const hydra_model *m, int i, hydra_tensor *out) 
     if (i < 0 || i >= m->n_info)
         return hydra_set_error(HYDRA_ERR_ARG, "model_tensor: index %d out of range 0..%d", i, m->n_info - 1);
     const hydra_param_info *p = &m->info[i];
+    if (p->bf16)
+        return hydra_set_error(HYDRA_ERR_ARG, "model_tensor: \"%s\" is held in bf16 only (a model loaded with "
+                               "hydra_model_load_bf16); load the checkpoint with hydra_model_load to read it", p->name);
     out->name = p->name;
     out->ndim = p->ndim;
     out->shape[0] = p->shape[0];
     out->shape[1] = p->shape[1];
-    out->data = m->params + p->offset;
+    out->data = m->params + p->store;
     out->numel = p->numel;
     return HYDRA_OK;
 }
@@ -263,13 +321,18 @@ hydra_status hydra_model_find_tensor(const hydra_model *m, const char *name, hyd
     return hydra_set_error(HYDRA_ERR_ARG, "no tensor named \"%s\"", name);
 }
 
-uint64_t hydra_model_fingerprint(const hydra_model *m) {
-    if (!m) return 0;
+uint64_t hydra_fingerprint_begin(const hydra_config *cfg) {
     char *json = NULL;
     uint64_t h = HYDRA_FNV_OFFSET;
-    if (hydra_config_to_json(&m->cfg, &json) == HYDRA_OK) {
+    if (hydra_config_to_json(cfg, &json) == HYDRA_OK) {
         h = hydra_fnv1a(h, json, strlen(json));
         hydra_free(json);
     }
-    return hydra_fnv1a(h, m->params, m->n_params * sizeof(float));
+    return h;
+}
+
+uint64_t hydra_model_fingerprint(const hydra_model *m) {
+    if (!m) return 0;
+    if (m->bf16_only) return m->fingerprint; /* computed from the f32 file at load */
+    return hydra_fnv1a(hydra_fingerprint_begin(&m->cfg), m->params, m->n_params * sizeof(float));
 }

@@ -43,6 +43,7 @@ static void rope(float *x, int d, int64_t pos, double base) {
 hydra_status hydra_forward_reference(const hydra_model *m, const int32_t *tokens, int T, float *logits) {
     if (!m || !tokens || !logits) return hydra_set_error(HYDRA_ERR_ARG, "forward_reference: NULL argument");
     if (T < 1) return hydra_set_error(HYDRA_ERR_ARG, "forward_reference: T must be >= 1");
+    HYDRA_CHECK(hydra_require_f32(m, "forward_reference"));
     const hydra_config *c = &m->cfg;
     const int C = c->d_model, H = c->n_heads, d = m->dk, F = m->F, V = c->vocab_size, K = c->conv_width;
     const int Hd = H * d;

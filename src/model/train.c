@@ -598,6 +598,7 @@ static hydra_status check_batch(const char *fn, const hydra_model *m, const int3
                                 const int32_t *targets, const uint8_t *mask, int B, int T, int64_t *n_scored) {
     if (!m || !inputs || !targets) return hydra_set_error(HYDRA_ERR_ARG, "%s: model, inputs or targets is NULL", fn);
     if (B < 1 || T < 1) return hydra_set_error(HYDRA_ERR_ARG, "%s: B and T must be >= 1 (got B=%d, T=%d)", fn, B, T);
+    HYDRA_CHECK(hydra_require_f32(m, fn));
     const size_t n = (size_t)B * (size_t)T;
     const int V = m->cfg.vocab_size;
     int64_t cnt = 0;

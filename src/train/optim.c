@@ -311,6 +311,7 @@ hydra_status hydra_optimizer_create(const hydra_model *m, const hydra_optim_opts
     if (!out) return hydra_set_error(HYDRA_ERR_ARG, "optimizer_create: out pointer is NULL");
     *out = NULL;
     if (!m) return hydra_set_error(HYDRA_ERR_ARG, "optimizer_create: model is NULL");
+    HYDRA_CHECK(hydra_require_f32(m, "optimizer_create"));
     HYDRA_CHECK(hydra_optim_opts_validate(o));
     hydra_optimizer *opt = calloc(1, sizeof *opt);
     if (!opt) return hydra_set_error(HYDRA_ERR_NOMEM, "optimizer_create: out of memory");
@@ -439,6 +440,7 @@ static int model_matches(const hydra_optimizer *opt, const hydra_model *m) {
 hydra_status hydra_optimizer_step(hydra_optimizer *opt, hydra_model *m, float *grads, float *grad_norm,
                                   float *lr_used) {
     if (!opt || !m || !grads) return hydra_set_error(HYDRA_ERR_ARG, "optimizer_step: NULL argument");
+    HYDRA_CHECK(hydra_require_f32(m, "optimizer_step"));
     if (!model_matches(opt, m))
         return hydra_set_error(HYDRA_ERR_MISMATCH,
                                "optimizer_step: model has a different parameter table than the optimizer "

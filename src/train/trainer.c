@@ -32,6 +32,7 @@ hydra_status hydra_trainer_create(hydra_model *m, hydra_task task, const hydra_t
                                   hydra_trainer **out) {
     if (!m || !o || !out || !task.sample) return hydra_set_error(HYDRA_ERR_ARG, "trainer: NULL argument");
     *out = NULL;
+    HYDRA_CHECK(hydra_require_f32(m, "trainer"));
     if (o->batch < 1 || o->seq < 1)
         return hydra_set_error(HYDRA_ERR_ARG, "trainer: batch and seq must be >= 1 (got %d, %d)", o->batch, o->seq);
     if (m->cfg.vocab_size < task.min_vocab)
