@@ -54,6 +54,10 @@ void hydra_spec_exact_free(hydra_spec_exact *e);
  * draft tokens per round (1..HYDRA_SPEC_MAX_K = 16). */
 hydra_status hydra_spec_exact_eval(hydra_spec_exact *e, const hydra_sample_opts *sample, int k,
                                    hydra_spec_exact_variant variant, hydra_spec_exact_result *out);
+/* The same with adaptive rounds (hydra_spec_opts.min_draft_prob). */
+hydra_status hydra_spec_exact_eval_adaptive(hydra_spec_exact *e, const hydra_sample_opts *sample, int k,
+                                            float min_draft_prob, hydra_spec_exact_variant variant,
+                                            hydra_spec_exact_result *out);
 
 /* ============================================================ the gate */
 #define HYDRA_CLAIMS_MAX 16

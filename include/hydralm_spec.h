@@ -30,6 +30,9 @@ extern "C" {
 
 typedef struct {
     int k;                    /* draft tokens per round, 1..HYDRA_SPEC_MAX_K (default 4) */
+    float min_draft_prob;     /* adaptive rounds: the draft stops proposing (before k) once its top
+                                 probability, softmax of its logits, falls below this; the output
+                                 law stays exact. 0 (default): always k. In [0, 1). */
     hydra_sample_opts sample; /* the one sampling transform, applied to both models */
     uint64_t seed;
     int max_new_tokens;       /* >= 1 (default 128) */
@@ -42,7 +45,8 @@ hydra_spec_opts hydra_spec_opts_default(void);
 
 typedef struct {
     uint64_t rounds;          /* draft-propose / target-verify rounds */
-    uint64_t proposed;        /* draft tokens proposed (k per round, fewer near max_new_tokens) */
+    uint64_t proposed;        /* draft tokens proposed (k per round; fewer near max_new_tokens or
+                                 when min_draft_prob ends a round early) */
     uint64_t accepted;        /* proposed tokens the target accepted */
     uint64_t rejected;        /* rounds that ended in a rejection (the rest ended with a bonus token) */
     uint64_t generated;       /* tokens emitted */

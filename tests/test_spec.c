@@ -82,7 +82,32 @@ static void check_enumeration(int V, int n, const hydra_sample_opts *settings, i
                 if (!(rb.tvd > 1e-3)) fail_msg("broken variant TVD %.3g too small to be detected", rb.tvd);
             }
         }
+        /* Adaptive rounds: the draft stops early where its top probability is
+         * below min_p; the law must not move. */
+        const float min_ps[2] = {0.25f, 0.5f};
+        for (int mi = 0; mi < 2; mi++) {
+            for (int ki = 1; ki < 3; ki++) {
+                hydra_spec_exact_result r;
+                HY_OK(hydra_spec_exact_eval_adaptive(ex, &settings[si], ks[ki], min_ps[mi], HYDRA_SPEC_EXACT_CORRECT, &r));
+                if (!(fabs(r.mass - 1.0) < 1e-6 && r.tvd < 1e-4))
+                    fail_msg("adaptive min_p=%g V=%d n=%d T=%g k=%d: sum %.9f, TVD %.3g", min_ps[mi], V, n,
+                             settings[si].temperature, ks[ki], r.mass, r.tvd);
+            }
+        }
     }
+    /* ...and the rule has teeth here: the draft's top probability after one
+     * more token is below 0.5 in some contexts and above it in others. */
+    int below = 0, above = 0;
+    float *lg = malloc((size_t)V * sizeof(float));
+    int32_t ctx[4] = {prompt[0], prompt[1], prompt[2], 0};
+    for (int x = 0; x < V; x++) {
+        ctx[3] = x;
+        HY_OK(hydra_forward(dm, ctx, 1, 4, NULL, HYDRA_LOGITS_LAST, lg));
+        if (hydra_top_prob(lg, V) < 0.5) below++;
+        else above++;
+    }
+    free(lg);
+    if (!(below > 0 && above > 0)) fail_msg("V=%d: draft top probability below 0.5 in %d of %d contexts", V, below, V);
     hydra_spec_exact_free(ex);
     hydra_model_free(tm);
     hydra_model_free(dm);
@@ -143,11 +168,14 @@ static void test_empirical(void **st) {
     bound += sqrt(log(1e6) / (2.0 * N));
     double d_draft = tvd(pd, pt, (size_t)V * V);
     if (!(d_draft > 2 * bound)) fail_msg("test has no power: TVD(draft, target) %.3g vs bound %.3g", d_draft, bound);
-    const int ks[2] = {1, 2}; /* k = 1: the bonus token is the second; k = 2: two accepts in a row */
+    /* k = 1: the bonus token is the second; k = 2: two accepts in a row;
+     * k = 3 with adaptive rounds (the draft stops where its top p < 0.2: 1.6 proposals per round) */
+    const int ks[3] = {1, 2, 3};
     double *f = malloc((size_t)V * V * sizeof(double));
-    for (int ki = 0; ki < 2; ki++) {
+    for (int ki = 0; ki < 3; ki++) {
         hydra_spec_opts o = hydra_spec_opts_default();
         o.k = ks[ki];
+        o.min_draft_prob = ki == 2 ? 0.2f : 0.0f;
         o.sample = so;
         o.seed = 1234;
         hydra_spec_session *s = NULL;
@@ -166,10 +194,12 @@ static void test_empirical(void **st) {
         hydra_spec_stats stats;
         hydra_spec_session_stats(s, &stats);
         double d = tvd(f, pt, (size_t)V * V);
-        print_message("empirical k=%d: N=%d TVD %.4f (bound %.4f, draft-vs-target %.4f), alpha %.3f\n", ks[ki], N, d,
-                      bound, d_draft, stats.alpha);
+        print_message("empirical k=%d min_p %.2f: N=%d TVD %.4f (bound %.4f, draft-vs-target %.4f), alpha %.3f, proposed %.2f per round\n", ks[ki], o.min_draft_prob, N, d,
+                      bound, d_draft, stats.alpha, (double)stats.proposed / (double)stats.rounds);
         if (!(d < bound)) fail_msg("k=%d: empirical TVD %.4f exceeds the bound %.4f", ks[ki], d, bound);
         assert_true(stats.rejected > 0 && stats.accepted > 0); /* both branches exercised */
+        if (o.min_draft_prob > 0) /* some rounds ended early, not all */
+            assert_true(stats.proposed < (uint64_t)o.k * stats.rounds && stats.proposed > stats.rounds);
         hydra_spec_session_free(s);
     }
     free(f);
@@ -195,11 +225,13 @@ static void test_greedy_equals_plain(void **st) {
     HY_OK(hydra_generate(tm, NULL, prompt, 5, &g, ref, n, &n_ref));
     assert_int_equal(n_ref, n);
     const int ks[4] = {1, 2, 4, 6};
-    for (int pass = 0; pass < 2; pass++) {
-        const hydra_model *draft = pass ? tm : dm; /* pass 1: the target drafts for itself: alpha = 1 */
+    for (int pass = 0; pass < 3; pass++) {
+        /* pass 1: the target drafts for itself: alpha = 1; pass 2: adaptive rounds */
+        const hydra_model *draft = pass == 1 ? tm : dm;
         for (int ki = 0; ki < 4; ki++) {
             hydra_spec_opts o = hydra_spec_opts_default();
             o.k = ks[ki];
+            o.min_draft_prob = pass == 2 ? 0.3f : 0.0f;
             o.sample.temperature = 0.0f;
             o.max_new_tokens = n;
             hydra_spec_stats s;
@@ -209,7 +241,8 @@ static void test_greedy_equals_plain(void **st) {
                 if (got[i] != ref[i]) fail_msg("k=%d pass %d: token %d: spec %d, plain %d", ks[ki], pass, i, got[i], ref[i]);
             assert_int_equal(s.generated, n);
             assert_true(s.tokens_per_target_forward >= 1.0);
-            if (pass) {
+            if (pass == 2 && o.k > 1) assert_true(s.proposed < (uint64_t)o.k * s.rounds);
+            if (pass == 1) {
                 assert_int_equal(s.accepted, s.proposed);
                 assert_float_equal(s.alpha, 1.0, 0.0);
                 assert_int_equal(s.target_forwards, s.rounds);
@@ -230,10 +263,12 @@ static void assert_state_near(const hydra_state *a, const hydra_state *b, const 
 
 static void test_rollback_states(void **st) {
     (void)st;
+    for (int adaptive = 0; adaptive < 2; adaptive++) {
     const int V = 32;
     hydra_model *tm = tiny_model(V, 8, "DSDS", 32), *dm = tiny_model(V, 9, "SD", 16);
     hydra_spec_opts o = hydra_spec_opts_default();
     o.k = 4;
+    o.min_draft_prob = adaptive ? 0.2f : 0.0f; /* adaptive: the draft consumes its last proposal */
     o.sample.temperature = 1.0f;
     o.seed = 77;
     hydra_spec_session *s = NULL;
@@ -265,6 +300,9 @@ static void test_rollback_states(void **st) {
     }
     assert_true(partial > 0);
     (void)full;
+    hydra_spec_stats ss;
+    hydra_spec_session_stats(s, &ss);
+    if (adaptive) assert_true(ss.proposed < (uint64_t)o.k * ss.rounds && ss.proposed > ss.rounds);
     hydra_state_free(ts);
     hydra_state_free(ds);
     hydra_state_free(tref);
@@ -272,6 +310,7 @@ static void test_rollback_states(void **st) {
     hydra_spec_session_free(s);
     hydra_model_free(tm);
     hydra_model_free(dm);
+    }
 }
 
 /* The rollback journal: a journaled forward gives hydra_forward's logits and

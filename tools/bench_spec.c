@@ -4,15 +4,20 @@
  * draft/target cost ratio c (median single-token step times) and the
  * predicted speedup of Leviathan et al. (2023),
  *   (1 - alpha^(k+1)) / ((1 - alpha) (c k + 1)),
- * beside the measured one. */
+ * beside the measured one; then adaptive rounds (hydra_spec_opts.min_draft_prob)
+ * of up to SPEC_ADAPTIVE_K proposals for each threshold asked for. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench.h"
 #include "cli.h"
 #include "hydralm_spec.h"
 
-void hydra_bench_spec(FILE *out, const char *target_path, const char *draft_path, int n_tokens) {
+#define SPEC_ADAPTIVE_K 8
+
+void hydra_bench_spec(FILE *out, const char *target_path, const char *draft_path, int n_tokens, const float *min_ps,
+                      int n_min_ps) {
     hydra_model *tm = NULL, *dm = NULL;
     hydra_status st;
     if ((st = hydra_model_load(target_path, &tm)) != HYDRA_OK) {
@@ -42,14 +47,17 @@ void hydra_bench_spec(FILE *out, const char *target_path, const char *draft_path
             hydra_model_n_params(tm), draft_path, hydra_model_n_params(dm), hydra_blas_info(), hydra_get_num_threads());
     fprintf(out, "step time: target %.3f ms, draft %.3f ms -> c = %.3f; %d new tokens after a %d-token prompt, "
                  "median of %d runs\n\n", 1e3 * tt, 1e3 * td, c, n_tokens, np, reps);
-    fprintf(out, "%-6s %-5s %10s %10s %7s %7s %9s %9s %9s   %s\n", "temp", "k", "plain t/s", "spec t/s", "alpha",
+    fprintf(out, "%-6s %-11s %10s %10s %7s %7s %9s %9s %9s   %s\n", "temp", "k", "plain t/s", "spec t/s", "alpha",
             "acc.rate", "tok/fwd", "predicted", "measured", "ms per round: draft / verify / accept+rollback");
     const float temps[2] = {0.0f, 0.7f};
     const int ks[3] = {2, 4, 6};
     for (int ti = 0; ti < 2; ti++) {
-        for (int ki = 0; ki < 3; ki++) {
+        for (int ki = 0; ki < 3 + n_min_ps; ki++) {
+            /* fixed k, then adaptive rounds: up to SPEC_ADAPTIVE_K, stopping where the draft's top p < min_p */
             hydra_spec_opts o = hydra_spec_opts_default();
-            o.k = ks[ki];
+            int adaptive = ki >= 3;
+            o.k = adaptive ? SPEC_ADAPTIVE_K : ks[ki];
+            o.min_draft_prob = adaptive ? min_ps[ki - 3] : 0.0f;
             o.sample.temperature = temps[ti];
             o.seed = 1;
             o.max_new_tokens = n_tokens;
@@ -59,16 +67,26 @@ void hydra_bench_spec(FILE *out, const char *target_path, const char *draft_path
                 goto done;
             }
             double nr = sp.stats.rounds ? (double)sp.stats.rounds : 1.0;
-            fprintf(out, "%-6.1f %-5d %10.1f %10.1f %7.3f %7.3f %9.2f %8.2fx %8.2fx   %.2f / %.2f / %.2f\n", temps[ti],
-                    ks[ki], sp.plain_tps, sp.spec_tps, sp.alpha, sp.acceptance_rate, sp.tokens_per_target_forward,
-                    hydra_spec_predicted_speedup(sp.alpha, c, ks[ki]), sp.speedup, 1e3 * sp.stats.draft_seconds / nr,
-                    1e3 * sp.stats.verify_seconds / nr, 1e3 * sp.stats.accept_seconds / nr);
+            char kcol[16], pred[16];
+            if (adaptive) {
+                snprintf(kcol, sizeof kcol, "<=%d p%.2f", o.k, (double)o.min_draft_prob);
+                snprintf(pred, sizeof pred, "%.2f/rd", (double)sp.stats.proposed / nr); /* mean proposals per round */
+            } else {
+                snprintf(kcol, sizeof kcol, "%d", o.k);
+                snprintf(pred, sizeof pred, "%.2fx", hydra_spec_predicted_speedup(sp.alpha, c, o.k));
+            }
+            fprintf(out, "%-6.1f %-11s %10.1f %10.1f %7.3f %7.3f %9.2f %9s %8.2fx   %.2f / %.2f / %.2f\n", temps[ti],
+                    kcol, sp.plain_tps, sp.spec_tps, sp.alpha, sp.acceptance_rate, sp.tokens_per_target_forward, pred,
+                    sp.speedup, 1e3 * sp.stats.draft_seconds / nr, 1e3 * sp.stats.verify_seconds / nr,
+                    1e3 * sp.stats.accept_seconds / nr);
         }
     }
     fprintf(out, "\n(alpha = accepted / (accepted + rejections), the per-token acceptance of the formula;\n"
                  " acc.rate = accepted / proposed; predicted = (1 - alpha^(k+1)) / ((1 - alpha)(c k + 1));\n"
                  " measured = speculative tokens/s / plain tokens/s, both including the same prompt prefill;\n"
-                 " ms per round: wall time of the last speculative run's phases; compare with the target step time.)\n");
+                 " ms per round: wall time of the last speculative run's phases; compare with the target step time;\n"
+                 " <=K pX: adaptive rounds of up to K proposals, ending where the draft's top probability < X;\n"
+                 " their predicted column shows the mean proposals per round instead.)\n");
 done:
     free(prompt);
     hydra_model_free(tm);

@@ -135,6 +135,10 @@ int cmd_bench(int argc, char **argv) {
     const char *spec_target = NULL, *spec_draft = NULL;
     cli_add(&s, "spec-target", OPT_STR, &spec_target, "run only the speculative-decoding benchmark: target checkpoint");
     cli_add(&s, "spec-draft", OPT_STR, &spec_draft, "draft checkpoint for --spec-target");
+    const char *spec_adaptive = "0.5,0.7";
+    cli_add(&s, "spec-adaptive", OPT_STR, &spec_adaptive,
+            "adaptive-round thresholds for --spec-target, e.g. 0.5,0.7 (default; \"\" for none): rounds of up to 8 "
+            "proposals that end where the draft's top probability is below the threshold");
     int factbank = 0;
     const char *factbank_model = NULL;
     cli_add(&s, "factbank", OPT_FLAG, &factbank, "run only the FactBank benchmark (capacity curve; with --factbank-model, recall)");
@@ -147,7 +151,18 @@ int cmd_bench(int argc, char **argv) {
     if (train) return hydra_bench_train(stdout, quick), 0;
     if (spec_target || spec_draft) {
         if (!spec_target || !spec_draft) return fprintf(stderr, "hydra bench: --spec-target and --spec-draft go together\n"), 2;
-        return hydra_bench_spec(stdout, spec_target, spec_draft, quick ? 64 : 256), 0;
+        float min_ps[8];
+        int n_min_ps = 0;
+        for (const char *p = spec_adaptive; *p;) {
+            char *end;
+            double v = strtod(p, &end);
+            if (end == p || !(v > 0 && v < 1) || n_min_ps == 8 || (*end && *end != ','))
+                return fprintf(stderr, "hydra bench: --spec-adaptive wants up to 8 comma-separated values in (0, 1), got \"%s\"\n",
+                               spec_adaptive), 2;
+            min_ps[n_min_ps++] = (float)v;
+            p = *end ? end + 1 : end;
+        }
+        return hydra_bench_spec(stdout, spec_target, spec_draft, quick ? 64 : 256, min_ps, n_min_ps), 0;
     }
     if (stream_tokens) return hydra_bench_stream(stdout, (long long)stream_tokens, 1), 0;
     if (factbank_model) return hydra_bench_factbank_model(stdout, factbank_model, 8, quick ? 4 : 32, 1);

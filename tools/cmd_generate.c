@@ -20,7 +20,10 @@ int cmd_generate(int argc, char **argv) {
     cli_add(&s, "threads", OPT_INT, &threads, "threads (default: all cores)");
     cli_add(&s, "stats", OPT_FLAG, &stats, "print prefill/decode speed to stderr");
     cli_add(&s, "draft", OPT_STR, &draft_path, "speculative decoding with this draft model (same vocabulary); stats on stderr");
-    cli_add(&s, "k", OPT_INT, &spec_k, "draft tokens per speculative round (default 4)");
+    cli_add(&s, "k", OPT_INT, &spec_k, "draft tokens per speculative round (default 4; the most, with --min-draft-prob)");
+    float min_draft_prob = 0.0f;
+    cli_add(&s, "min-draft-prob", OPT_FLOAT, &min_draft_prob,
+            "adaptive rounds: the draft stops proposing once its top probability is below this (default 0: always k)");
     cli_add(&s, "bf16", OPT_FLAG, &bf16, "load the matrices in bf16 only (half the memory, faster decode; ~1e-2 logit error)");
     cli_alias_n(argc, argv);
     int r = cli_parse(&s, argc, argv);
@@ -54,6 +57,7 @@ int cmd_generate(int argc, char **argv) {
             hydra_spec_stats ss;
             hydra_spec_opts so = hydra_spec_opts_default();
             so.k = spec_k;
+            so.min_draft_prob = min_draft_prob;
             so.sample = g.sample;
             so.seed = g.seed;
             so.max_new_tokens = g.max_new_tokens;

@@ -151,6 +151,10 @@ hydra_status hydra_state_reserve(hydra_state *s, size_t positions);
  * hydra_sample_probs); never returns a zero-probability id. */
 int32_t hydra_sample_draw(const float *probs, int V, hydra_rng *rng);
 
+/* Largest probability of softmax(logits) (temperature 1, no truncation):
+ * the draft's confidence for adaptive speculative rounds. */
+double hydra_top_prob(const float *logits, int V);
+
 /* Conv tail [K-1, C] <- the last K-1 rows of (tail ++ x[0..n)). */
 void hydra_conv_tail_advance(float *tail, const float *x, int n, int K, size_t C);
 

@@ -138,8 +138,10 @@ static void plain_law(const hydra_spec_exact *e, const double *dist, double *out
  * and i tokens of the current round have been accepted). From (ctx, i < k)
  * the draft draws x ~ q(.|ctx) (enumerated); accept with min(1, p/q) ->
  * (ctx+x, i+1); reject -> y ~ norm(max(0, p - q)) (enumerated) -> (ctx+y, 0).
- * From (ctx, k): bonus y ~ p(.|ctx) -> (ctx+y, 0). */
-static void spec_law(hydra_spec_exact *e, int k, int broken, double *out) {
+ * From (ctx, k): bonus y ~ p(.|ctx) -> (ctx+y, 0). Adaptive rounds
+ * (min_p > 0): from (ctx, 0 < i < k) the round also ends with the bonus when
+ * the draft's top probability at ctx is below min_p. */
+static void spec_law(hydra_spec_exact *e, int k, double min_p, int broken, double *out) {
     const int V = e->V, n = e->n, K1 = k + 1;
     const size_t *base = e->base;
     double *mass = e->mass, *r = e->r;
@@ -151,11 +153,12 @@ static void spec_law(hydra_spec_exact *e, int k, int broken, double *out) {
             double z = 0;
             for (int y = 0; y < V; y++) z += fmax(0.0, p[y] - q[y]);
             for (int y = 0; y < V; y++) r[y] = broken ? p[y] : z > 0 ? fmax(0.0, p[y] - q[y]) / z : 0.0;
+            int stops = min_p > 0 && hydra_top_prob(e->dlog + (base[L] + c) * V, V) < min_p;
             for (int i = 0; i <= k; i++) {
                 double w = mass[(base[L] + c) * K1 + i];
                 if (w == 0.0) continue;
                 size_t child = base[L + 1] + c * V; /* + token */
-                if (i == k) {
+                if (i == k || (i > 0 && stops)) {
                     for (int y = 0; y < V; y++) mass[(child + y) * K1] += w * p[y];
                     continue;
                 }
@@ -186,7 +189,15 @@ static double tvd(const double *a, const double *b, size_t n) {
 
 hydra_status hydra_spec_exact_eval(hydra_spec_exact *e, const hydra_sample_opts *sample, int k,
                                    hydra_spec_exact_variant variant, hydra_spec_exact_result *out) {
+    return hydra_spec_exact_eval_adaptive(e, sample, k, 0.0f, variant, out);
+}
+
+hydra_status hydra_spec_exact_eval_adaptive(hydra_spec_exact *e, const hydra_sample_opts *sample, int k,
+                                            float min_draft_prob, hydra_spec_exact_variant variant,
+                                            hydra_spec_exact_result *out) {
     if (!e || !sample || !out) return hydra_set_error(HYDRA_ERR_ARG, "spec_exact_eval: NULL argument");
+    if (!(min_draft_prob >= 0.0f && min_draft_prob < 1.0f))
+        return hydra_set_error(HYDRA_ERR_ARG, "spec_exact_eval: min_draft_prob %g outside [0, 1)", (double)min_draft_prob);
     if (k < 1 || k > HYDRA_SPEC_MAX_K)
         return hydra_set_error(HYDRA_ERR_ARG, "spec_exact_eval: k %d outside [1, %d]", k, HYDRA_SPEC_MAX_K);
     if (variant != HYDRA_SPEC_EXACT_CORRECT && variant != HYDRA_SPEC_EXACT_BROKEN_RESIDUAL)
@@ -207,7 +218,7 @@ hydra_status hydra_spec_exact_eval(hydra_spec_exact *e, const hydra_sample_opts 
     size_t N = e->base[e->n + 1] - e->base[e->n];
     plain_law(e, e->p, e->plain);
     plain_law(e, e->q, e->draft);
-    spec_law(e, k, variant == HYDRA_SPEC_EXACT_BROKEN_RESIDUAL, e->spec);
+    spec_law(e, k, min_draft_prob, variant == HYDRA_SPEC_EXACT_BROKEN_RESIDUAL, e->spec);
     double sum = 0;
     for (size_t s = 0; s < N; s++) sum += e->spec[s];
     out->tvd = tvd(e->spec, e->plain, N);

@@ -102,3 +102,11 @@ hydra_status hydra_sample(const float *logits, int V, const hydra_sample_opts *o
     free(probs);
     return st;
 }
+
+double hydra_top_prob(const float *logits, int V) {
+    float mx = logits[0];
+    for (int i = 1; i < V; i++) mx = logits[i] > mx ? logits[i] : mx;
+    double z = 0.0;
+    for (int i = 0; i < V; i++) z += exp((double)logits[i] - (double)mx);
+    return 1.0 / z;
+}

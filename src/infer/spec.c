@@ -65,6 +65,8 @@ static hydra_status check_opts(const hydra_spec_opts *o) {
         return hydra_set_error(HYDRA_ERR_ARG, "spec: k must be in 1..%d (got %d)", HYDRA_SPEC_MAX_K, o->k);
     if (o->n_stop_tokens < 0 || o->n_stop_tokens > 8)
         return hydra_set_error(HYDRA_ERR_ARG, "spec: n_stop_tokens must be in 0..8 (got %d)", o->n_stop_tokens);
+    if (!(o->min_draft_prob >= 0.0f && o->min_draft_prob < 1.0f))
+        return hydra_set_error(HYDRA_ERR_ARG, "spec: min_draft_prob must be in [0, 1) (got %g)", (double)o->min_draft_prob);
     return hydra_sample_opts_validate(&o->sample);
 }
 
@@ -160,11 +162,17 @@ hydra_status hydra_spec_round(hydra_spec_session *s, int k_round, int32_t *out, 
     if (k_round == 0) k_round = s->k;
     if (k_round < 1 || k_round > s->k)
         return hydra_set_error(HYDRA_ERR_ARG, "spec_round: k_round must be in 0..%d (got %d)", s->k, k_round);
-    const int V = s->V, k = k_round;
+    const int V = s->V;
     const hydra_sample_opts *so = &s->opts.sample;
+    const double min_p = s->opts.min_draft_prob;
     int32_t toks[HYDRA_SPEC_MAX_K + 1]; /* [pending, x_1..x_k] for the target */
     toks[0] = s->tpend;
-    /* 1. Draft proposes x_1..x_k (its journal records pending + x_1..x_{k-1}). */
+    /* 1. Draft proposes x_1..x_k (its journal records pending + x_1..x_{k-1}).
+     * Adaptive rounds stop at k = i once the draft's top probability after
+     * x_i is below min_draft_prob: a stopping rule that looks only at the
+     * draft's own outputs leaves every accept/reject step, hence the output
+     * law, unchanged. Then the draft has consumed x_1..x_k (dcons = k). */
+    int k = k_round, dcons = k_round - 1;
     const double t0 = hydra_now_seconds();
     HYDRA_CHECK(hydra_journal_begin(s->djr, s->dst));
     HYDRA_CHECK(hydra_forward_journaled(s->draft, s->dpend, s->n_dpend, s->dst, HYDRA_LOGITS_LAST, s->dlogits, s->djr));
@@ -173,6 +181,10 @@ hydra_status hydra_spec_round(hydra_spec_session *s, int k_round, int32_t *out, 
         if (i > 0) {
             HYDRA_CHECK(hydra_forward_journaled(s->draft, &toks[i], 1, s->dst, HYDRA_LOGITS_LAST, s->dlogits, s->djr));
             s->st.draft_steps++;
+            if (min_p > 0 && hydra_top_prob(s->dlogits, V) < min_p) {
+                k = dcons = i;
+                break;
+            }
         }
         float *qi = s->q + (size_t)i * V;
         HYDRA_CHECK(hydra_sample_probs(s->dlogits, V, so, qi));
@@ -208,11 +220,11 @@ hydra_status hydra_spec_round(hydra_spec_session *s, int k_round, int32_t *out, 
     }
     s->st.accepted += (uint64_t)j;
     /* 4. Roll back to the accepted prefix: the target keeps pending + x_1..x_j,
-     * the draft its pending tokens + x_1..x_j (it never consumed x_k). */
+     * the draft its pending tokens + x_1..x_j (it consumed x_1..x_dcons). */
     HYDRA_CHECK(hydra_journal_rollback(s->tjr, s->tst, j + 1));
-    if (j < k - 1) HYDRA_CHECK(hydra_journal_rollback(s->djr, s->dst, s->n_dpend + j));
+    if (j < dcons) HYDRA_CHECK(hydra_journal_rollback(s->djr, s->dst, s->n_dpend + j));
     s->tpend = y;
-    if (j == k) {
+    if (j > dcons) { /* all k accepted and x_k never consumed: it stays pending */
         s->dpend[0] = toks[k];
         s->dpend[1] = y;
         s->n_dpend = 2;
