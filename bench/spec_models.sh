@@ -4,9 +4,12 @@
 # plain vs speculative decoding (k = 2, 4, 6 at temperature 0 and 0.7) with
 # `hydra bench --spec-target/--spec-draft`.
 #   bench/spec_models.sh [OUTDIR] [TARGET_STEPS] [DRAFT_STEPS]
+# Session 4's pair (docs/spec-decoding.md) is the default: 1,000 target steps
+# (20 min on 10 CPU cores of the device machine; ~50 min on a 2-core laptop)
+# and 4,000 draft steps; their training logs are in bench/results/spec_models_s4.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=${1:-out/spec} tsteps=${2:-400} dsteps=${3:-1500}
+out=${1:-out/spec} tsteps=${2:-1000} dsteps=${3:-4000}
 data=../shared/data/tinyshakespeare.txt
 mkdir -p "$out"
 if [ ! -f "$out/target/model.safetensors" ]; then
@@ -17,4 +20,5 @@ if [ ! -f "$out/draft/model.safetensors" ]; then
   ./build/hydra train --data "$data" --out "$out/draft" --d-model 128 --n-layers 2 --n-heads 2 --pattern DS --window 256 \
     --steps "$dsteps" --batch 16 --seq 128 --lr 3e-3 --eval-every 250 --sample-len 0 --seed 0 --log-every 100
 fi
-./build/hydra bench --spec-target "$out/target/model.safetensors" --spec-draft "$out/draft/model.safetensors" | tee "$out/bench.txt"
+./build/hydra bench --spec-target "$out/target/model.safetensors" --spec-draft "$out/draft/model.safetensors" \
+  --spec-adaptive 0.3,0.5 | tee "$out/bench.txt"
