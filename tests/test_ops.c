@@ -24,7 +24,7 @@ static void matmul_ref(int M, int N, int K, const float *x, const float *W, cons
 /* Small-M (GEMV kernel) and large-M (BLAS) paths against a triple loop. */
 static void test_matmul(void **st) {
     (void)st;
-    int Ms[] = {1, 3, 5, 8, 9, 15, 16, 40}, N = 37, K = 45;
+    int Ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 40}, N = 37, K = 45; /* every small-M tile and pass split */
     for (size_t t = 0; t < sizeof Ms / sizeof Ms[0]; t++) {
         int M = Ms[t];
         float *x = randv((size_t)M * K, 1), *W = randv((size_t)N * K, 2), *y = randv((size_t)M * N, 3);
@@ -45,7 +45,7 @@ static void test_matmul(void **st) {
  * shape, tail rows and columns, the blocked large-M path); the rounding. */
 static void test_matmul_bf16(void **st) {
     (void)st;
-    int Ms[] = {1, 2, 4, 5, 7, 8, 11, 16, 70}, N = 133, K = 45; /* N > 2 blocks of 64 rows, odd */
+    int Ms[] = {1, 2, 3, 4, 5, 6, 7, 8, 11, 13, 16, 70}, N = 133, K = 45; /* N > 2 blocks of 64 rows, odd */
     for (size_t t = 0; t < sizeof Ms / sizeof Ms[0]; t++) {
         int M = Ms[t];
         float *x = randv((size_t)M * K, 1), *W = randv((size_t)N * K, 2), *y = randv((size_t)M * N, 3);

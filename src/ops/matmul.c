@@ -91,15 +91,15 @@ HYDRA_AI float bf16_to_f32(uint16_t h) {
 #define WAT(H, w, off) ((H) ? bf16_to_f32(((const uint16_t *)(w))[off]) : ((const float *)(w))[off])
 
 
-/* One register tile: NR (2 or 4) weight rows against MB (1..8) inputs x + i*K
- * (both constants after inlining), MB x NR <= 16 accumulators; every vector
+/* One register tile: NR (4) weight rows against MB (1..6) inputs x + i*K
+ * (both constants after inlining), MB x NR <= 24 accumulators; every vector
  * of W and x is loaded once per step, so the loop is FMA-bound rather than
  * load-bound. */
 HYDRA_AI void gemv_tile(const int MB, const int NR, const int H, int K, const float *restrict x,
                         const void *restrict w, float *restrict y, int N, int accumulate, int prefetch) {
     const size_t es = H ? 2 : 4; /* bytes per weight */
     const int K16 = K & ~15;
-    hydra_v16 a[8][4];
+    hydra_v16 a[6][4];
     for (int i = 0; i < MB; i++)
         for (int j = 0; j < NR; j++) a[i][j] = (hydra_v16){0};
     for (int k = 0; k < K16; k += 16) {
@@ -123,12 +123,10 @@ HYDRA_AI void gemv_tile(const int MB, const int NR, const int H, int K, const fl
         }
 }
 
-/* MB (1..8) inputs against NR rows: the constant-shape tiles. */
+/* MB (1..6) inputs against NR rows: the constant-shape tiles. */
 HYDRA_AI void gemv_tile_any(int MB, const int NR, const int H, int K, const float *x, const void *w, float *y,
                             int N, int accumulate, int prefetch) {
     switch (MB) {
-    case 8: gemv_tile(8, NR, H, K, x, w, y, N, accumulate, prefetch); break;
-    case 7: gemv_tile(7, NR, H, K, x, w, y, N, accumulate, prefetch); break;
     case 6: gemv_tile(6, NR, H, K, x, w, y, N, accumulate, prefetch); break;
     case 5: gemv_tile(5, NR, H, K, x, w, y, N, accumulate, prefetch); break;
     case 4: gemv_tile(4, NR, H, K, x, w, y, N, accumulate, prefetch); break;
@@ -139,23 +137,25 @@ HYDRA_AI void gemv_tile_any(int MB, const int NR, const int H, int K, const floa
     }
 }
 
-/* Rows [n0, n1) of W against all M inputs. Each W row is read from memory
- * once for all M inputs, so the speculative verify of k+1 tokens costs little
- * more than one decode step: M <= 4 in tiles of 4 rows x M inputs, 5..8 in
- * tiles of 2 rows x M inputs (one pass; 4 x 8 would need 32 accumulators),
- * more in passes of 8 inputs (later passes find the tile's rows in cache). */
+/* Rows [n0, n1) of W against all M inputs, in tiles of 4 rows x up to 6
+ * inputs (24 accumulators + 4 weight vectors + 1 input: 29 of the 32 zmm
+ * registers). Each W row comes from memory once for all M inputs: M <= 6 is
+ * one pass, more is balanced passes of <= 6 whose later passes find the
+ * tile's 4 rows in L1. So the speculative verify of k+1 tokens costs little
+ * more than one decode step (measured: M = 6 costs 1.3x M = 1 on the whole
+ * d512 model; 2-row tiles for M = 5..8 cost 1.7-2.7x). */
+#define GEMV_MB 6
 HYDRA_AI void gemv_block_t(const int H, int M, int N, int K, int n0, int n1, const float *restrict x,
                            const void *restrict W, float *restrict y, int accumulate) {
     const size_t es = H ? 2 : 4;
-    const int NR = M <= 4 ? 4 : 2;
+    const int NR = 4, passes = (M + GEMV_MB - 1) / GEMV_MB;
     int n = n0;
     for (; n + NR <= n1; n += NR) {
         const char *w = (const char *)W + (size_t)n * K * es;
         int pf = n + 2 * NR <= n1; /* prefetch in the first pass over these rows only */
-        for (int m = 0; m < M; m += 8, pf = 0) {
-            int mb = M - m < 8 ? M - m : 8;
-            if (NR == 4) gemv_tile_any(mb, 4, H, K, x + (size_t)m * K, w, y + (size_t)m * N + n, N, accumulate, pf);
-            else gemv_tile_any(mb, 2, H, K, x + (size_t)m * K, w, y + (size_t)m * N + n, N, accumulate, pf);
+        for (int p = 0; p < passes; p++, pf = 0) {
+            int m = M * p / passes, mb = M * (p + 1) / passes - m;
+            gemv_tile_any(mb, NR, H, K, x + (size_t)m * K, w, y + (size_t)m * N + n, N, accumulate, pf);
         }
     }
     for (; n < n1; n++) /* remaining weight rows */
