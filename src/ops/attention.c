@@ -4,6 +4,31 @@
 #include "core/internal.h"
 #include "ops/simd.h"
 
+/* sc[0..n) <- exp(sc - mx) with the 16-lane exponential (the forward and the
+ * backward's recomputation use this one function, so they agree bit for
+ * bit); returns the sum. The tail runs in a padded vector. */
+HYDRA_AI float softmax_exp(float *sc, int64_t n, float mx) {
+    hydra_v16 acc = {0};
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        hydra_v16 e = hydra_v16_exp(*(const hydra_v16 *)(sc + j) - mx);
+        *(hydra_v16 *)(sc + j) = e;
+        acc += e;
+    }
+    float sum = hydra_v16_hsum(acc);
+    if (j < n) {
+        float tmp[16];
+        int r = (int)(n - j);
+        for (int i = 0; i < 16; i++) tmp[i] = i < r ? sc[j + i] - mx : 0.0f;
+        hydra_v16 e;
+        __builtin_memcpy(&e, tmp, sizeof e);
+        e = hydra_v16_exp(e);
+        __builtin_memcpy(tmp, &e, sizeof e);
+        for (int i = 0; i < r; i++) sum += (sc[j + i] = tmp[i]);
+    }
+    return sum;
+}
+
 /* One query (absolute position p, head h) against keys max(lo,0)..p: scores
  * into sc, softmax, weighted sum of values into oh [d]. */
 HYDRA_CLONES
@@ -20,12 +45,7 @@ static void attend_one(int d, size_t Hd, int64_t pos0, int window, int64_t p, fl
         sc[j - lo] = s;
         if (s > mx) mx = s;
     }
-    float sum = 0.0f;
-    for (int64_t j = lo; j <= p; j++) {
-        sc[j - lo] = expf(sc[j - lo] - mx);
-        sum += sc[j - lo];
-    }
-    float inv = 1.0f / sum;
+    float inv = 1.0f / softmax_exp(sc, p - lo + 1, mx);
     for (int i = 0; i < d; i++) oh[i] = 0.0f;
     for (int64_t j = lo; j <= p; j++) {
         const float *vj = j < pos0 ? cache_v + (size_t)(window ? j % window : j) * Hd
@@ -96,12 +116,7 @@ static void attn_bwd_head(int T, int d, size_t Hd, int window, float scale, cons
             sc[j - lo] = s;
             if (s > mx) mx = s;
         }
-        float sum = 0.0f;
-        for (int j = lo; j <= t; j++) {
-            sc[j - lo] = expf(sc[j - lo] - mx);
-            sum += sc[j - lo];
-        }
-        const float inv = 1.0f / sum;
+        const float inv = 1.0f / softmax_exp(sc, t - lo + 1, mx);
         const float D = hydra_dot(gt, ot, d);
         float *dqt = dq + (size_t)t * Hd;
         for (int i = 0; i < d; i++) dqt[i] = 0.0f;
