@@ -60,6 +60,7 @@ typedef struct {
     double draft_seconds;     /* draft forwards, snapshots and sampling q */
     double verify_seconds;    /* the target's (k+1)-token forward with its snapshots */
     double accept_seconds;    /* target distributions p, accept/reject draws, rollback */
+    double prefill_seconds;   /* hydra_spec_generate's prompt prefill (both models) */
 } hydra_spec_stats;
 
 /* HYDRA_OK when the pair can be used together (same vocabulary size);
@@ -82,9 +83,14 @@ hydra_status hydra_spec_step_seconds(const hydra_model *m, const int32_t *prompt
 double hydra_spec_predicted_speedup(double alpha, double c, int k);
 
 typedef struct {
-    double plain_tps;     /* plain target decode, tokens/s (median of reps, prompt prefill included) */
-    double spec_tps;      /* speculative decode, tokens/s, same prompt and settings */
-    double speedup;       /* spec_tps / plain_tps */
+    double plain_tps;     /* plain target generation, tokens/s (median of reps, prompt prefill included) */
+    double spec_tps;      /* speculative generation, tokens/s, same prompt and settings */
+    double speedup;       /* spec_tps / plain_tps: end to end, the same prefill in both */
+    /* Decode only: generated tokens / (time - prompt prefill), medians of reps.
+     * The prefill (identical work in both: the target's, plus the draft's
+     * for speculative) is timed separately and excluded. */
+    double plain_decode_tps, spec_decode_tps, decode_speedup;
+    double plain_prefill_seconds, spec_prefill_seconds; /* medians */
     double alpha, acceptance_rate, tokens_per_target_forward; /* from the last speculative run */
     size_t tokens;        /* tokens generated per run */
     hydra_spec_stats stats; /* the last speculative run's counters and per-phase seconds */

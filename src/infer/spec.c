@@ -281,7 +281,9 @@ hydra_status hydra_spec_generate(const hydra_model *target, const hydra_model *d
                                out ? cap : 0, opts->max_new_tokens);
     hydra_spec_session *s = NULL;
     HYDRA_CHECK(hydra_spec_session_create(target, draft, opts, &s));
+    const double t0 = hydra_now_seconds();
     hydra_status st = hydra_spec_prefill(s, prompt, n_prompt);
+    s->st.prefill_seconds = hydra_now_seconds() - t0;
     int32_t buf[HYDRA_SPEC_MAX_K + 1];
     int stop = 0;
     while (!st && !stop && *n_out < (size_t)opts->max_new_tokens) {

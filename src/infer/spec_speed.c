@@ -42,7 +42,8 @@ hydra_status hydra_spec_measure_speed(const hydra_model *target, const hydra_mod
         return hydra_set_error(HYDRA_ERR_ARG, "spec_measure_speed: bad arguments (reps in 1..64)");
     const size_t n = (size_t)opts->max_new_tokens;
     int32_t *buf = malloc(n * sizeof *buf);
-    double tp[64], ts[64];
+    double tp[64], ts[64], dp[64], ds[64], pp[64], ps[64];
+    hydra_state *pst = NULL; /* plain: prompt[0..n-1) prefilled into it, then hydra_generate decodes */
     size_t n_plain = 0, n_spec = 0;
     hydra_spec_stats ss;
     memset(&ss, 0, sizeof ss);
@@ -51,20 +52,39 @@ hydra_status hydra_spec_measure_speed(const hydra_model *target, const hydra_mod
     g.seed = opts->seed;
     g.max_new_tokens = opts->max_new_tokens;
     hydra_status st = buf ? hydra_spec_check_pair(target, draft) : hydra_set_error(HYDRA_ERR_NOMEM, "out of memory");
+    if (!st) st = hydra_state_create(target, &pst);
     for (int r = 0; !st && r < reps; r++) {
+        /* plain: the same work as hydra_generate(prompt), with the prefill of
+         * all but the last prompt token timed apart (the last one is the
+         * first decode step, as in the speculative session) */
+        hydra_state_reset(pst);
         double t0 = hydra_now_seconds();
-        if ((st = hydra_generate(target, NULL, prompt, n_prompt, &g, buf, n, &n_plain))) break;
+        if (n_prompt > 1 &&
+            (st = hydra_forward(target, prompt, 1, (int)(n_prompt - 1), &pst, HYDRA_LOGITS_NONE, NULL)))
+            break;
         double t1 = hydra_now_seconds();
+        if ((st = hydra_generate(target, pst, prompt + n_prompt - 1, 1, &g, buf, n, &n_plain))) break;
+        double t2 = hydra_now_seconds();
         if ((st = hydra_spec_generate(target, draft, prompt, n_prompt, opts, buf, n, &n_spec, &ss))) break;
-        ts[r] = hydra_now_seconds() - t1;
-        tp[r] = t1 - t0;
+        ts[r] = hydra_now_seconds() - t2;
+        tp[r] = t2 - t0;
+        pp[r] = t1 - t0;
+        dp[r] = t2 - t1;
+        ps[r] = ss.prefill_seconds;
+        ds[r] = ts[r] - ss.prefill_seconds;
     }
     free(buf);
+    hydra_state_free(pst);
     if (st) return st;
     memset(out, 0, sizeof *out);
     out->plain_tps = (double)n_plain / hydra_median(tp, reps);
     out->spec_tps = (double)n_spec / hydra_median(ts, reps);
     out->speedup = out->spec_tps / out->plain_tps;
+    out->plain_decode_tps = (double)n_plain / hydra_median(dp, reps);
+    out->spec_decode_tps = (double)n_spec / hydra_median(ds, reps);
+    out->decode_speedup = out->spec_decode_tps / out->plain_decode_tps;
+    out->plain_prefill_seconds = hydra_median(pp, reps);
+    out->spec_prefill_seconds = hydra_median(ps, reps);
     out->alpha = ss.alpha;
     out->acceptance_rate = ss.acceptance_rate;
     out->tokens_per_target_forward = ss.tokens_per_target_forward;
