@@ -88,7 +88,7 @@ hydra_status hydra_op_delta_rule_ref(int T, int H, int dk, int dv, const float *
 
 /* ---------------------------------------------------------- fast kernels */
 #ifndef DR_TRANSPOSE_MIN_T
-#define DR_TRANSPOSE_MIN_T 4       /* T at which the transposed kernel wins (measured) */
+#define DR_TRANSPOSE_MIN_T 10      /* T at which the transposed kernel wins (measured, d = 64, H = 8: 1-2 threads) */
 #endif
 #define DR_STACK_FLOATS 1024      /* scratch this small lives on the stack */
 #ifndef DR_PAR_MIN_WORK
