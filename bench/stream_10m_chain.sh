@@ -4,10 +4,13 @@
 #   bench/stream_10m_chain.sh DIR START END SEG [THREADS]
 # Short segments bound what is lost when a machine is taken back mid-run: the
 # newest DIR/state_N.hstate is always a complete, checksummed resume point.
+# While DIR/PAUSE exists the chain waits between segments (so that another
+# benchmark can have the machine without skewing a segment's tokens/s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=$1 pos=$2 end=$3 seg=$4 threads=${5:-0}
 while [ "$pos" -lt "$end" ]; do
+  while [ -f "$dir/PAUSE" ]; do sleep 5; done
   len=$seg
   [ $((pos + len)) -gt "$end" ] && len=$((end - pos))
   bench/stream_10m.sh "$dir" "$pos" "$len" "$threads"

@@ -84,23 +84,32 @@ double hydra_spec_predicted_speedup(double alpha, double c, int k);
 
 typedef struct {
     double plain_tps;     /* plain target generation, tokens/s (median of reps, prompt prefill included) */
-    double spec_tps;      /* speculative generation, tokens/s, same prompt and settings */
-    double speedup;       /* spec_tps / plain_tps: end to end, the same prefill in both */
+    double spec_tps;      /* speculative generation, tokens/s, same prompts and settings */
+    double speedup;       /* end to end (the same prefill in both): the median over repetitions of
+                             each repetition's paired ratio plain time / speculative time */
     /* Decode only: generated tokens / (time - prompt prefill), medians of reps.
      * The prefill (identical work in both: the target's, plus the draft's
-     * for speculative) is timed separately and excluded. */
+     * for speculative) is timed separately and excluded. decode_speedup is
+     * the median of the per-repetition paired ratios, which load drift
+     * between repetitions does not bias. */
     double plain_decode_tps, spec_decode_tps, decode_speedup;
-    double plain_prefill_seconds, spec_prefill_seconds; /* medians */
-    double alpha, acceptance_rate, tokens_per_target_forward; /* from the last speculative run */
-    size_t tokens;        /* tokens generated per run */
-    hydra_spec_stats stats; /* the last speculative run's counters and per-phase seconds */
+    double decode_speedup_min, decode_speedup_max; /* range of the paired ratios */
+    double plain_prefill_seconds, spec_prefill_seconds; /* medians, per prompt */
+    double alpha, acceptance_rate, tokens_per_target_forward; /* pooled over the last repetition's prompts */
+    size_t tokens;        /* tokens generated per repetition (all prompts) */
+    hydra_spec_stats stats; /* the last repetition's counters and per-phase seconds, summed over prompts */
 } hydra_spec_speed;
 
 /* Times plain generation (hydra_generate with opts' sampling and seed) and
- * speculative generation with opts, reps times each, interleaved so that
- * load drift hits both alike. */
+ * speculative generation with opts, reps times, interleaved so that load
+ * drift hits both alike: each repetition runs every prompt plain, then
+ * speculatively, and is one paired ratio. */
 hydra_status hydra_spec_measure_speed(const hydra_model *target, const hydra_model *draft, const int32_t *prompt,
                                       size_t n_prompt, const hydra_spec_opts *opts, int reps, hydra_spec_speed *out);
+/* The same over n_prompts prompts (1..16): a less prompt-specific alpha and speed. */
+hydra_status hydra_spec_measure_speed_prompts(const hydra_model *target, const hydra_model *draft,
+                                              const int32_t *const *prompts, const size_t *n_prompts, int n,
+                                              const hydra_spec_opts *opts, int reps, hydra_spec_speed *out);
 
 /* ---- Lower level: one round at a time (for tests, custom loops). ----
  * A session owns both models' states, the RNG (seeded from opts->seed) and

@@ -135,10 +135,13 @@ int cmd_bench(int argc, char **argv) {
     const char *spec_target = NULL, *spec_draft = NULL;
     cli_add(&s, "spec-target", OPT_STR, &spec_target, "run only the speculative-decoding benchmark: target checkpoint");
     cli_add(&s, "spec-draft", OPT_STR, &spec_draft, "draft checkpoint for --spec-target");
-    const char *spec_adaptive = "0.5,0.7";
+    const char *spec_adaptive = "0.3,0.5";
     cli_add(&s, "spec-adaptive", OPT_STR, &spec_adaptive,
-            "adaptive-round thresholds for --spec-target, e.g. 0.5,0.7 (default; \"\" for none): rounds of up to 8 "
+            "adaptive-round thresholds for --spec-target, e.g. 0.3,0.5 (default; \"\" for none): rounds of up to 8 "
             "proposals that end where the draft's top probability is below the threshold");
+    int spec_reps = 0;
+    cli_add(&s, "spec-reps", OPT_INT, &spec_reps,
+            "repetitions for --spec-target (default 5, --quick 2); each runs 4 prompts plain, then speculative");
     int factbank = 0;
     const char *factbank_model = NULL;
     cli_add(&s, "factbank", OPT_FLAG, &factbank, "run only the FactBank benchmark (capacity curve; with --factbank-model, recall)");
@@ -162,7 +165,9 @@ int cmd_bench(int argc, char **argv) {
             min_ps[n_min_ps++] = (float)v;
             p = *end ? end + 1 : end;
         }
-        return hydra_bench_spec(stdout, spec_target, spec_draft, quick ? 64 : 256, min_ps, n_min_ps), 0;
+        if (spec_reps < 0 || spec_reps > 64) return fprintf(stderr, "hydra bench: --spec-reps must be in 1..64\n"), 2;
+        if (!spec_reps) spec_reps = quick ? 2 : 5;
+        return hydra_bench_spec(stdout, spec_target, spec_draft, quick ? 64 : 256, min_ps, n_min_ps, spec_reps), 0;
     }
     if (stream_tokens) return hydra_bench_stream(stdout, (long long)stream_tokens, 1), 0;
     if (factbank_model) return hydra_bench_factbank_model(stdout, factbank_model, 8, quick ? 4 : 32, 1);
