@@ -20,6 +20,8 @@ if [ ! -f "$dir/input10x.txt" ]; then
 fi
 load=()
 [ "$start" -gt 0 ] && load=(--load-state "$dir/state_$start.hstate")
-tail -c +$((start + 1)) "$dir/input10x.txt" | head -c "$len" |
+# dd reads exactly [start, start+len): no reader exits early, so no SIGPIPE
+# for pipefail to turn into a failed segment
+dd if="$dir/input10x.txt" bs=1M iflag=skip_bytes,count_bytes skip="$start" count="$len" status=none |
   ./build/hydra stream --model "$dir/default.safetensors" --input - --threads "$threads" "${load[@]}" \
     --save-state "$dir/state_$end.hstate" 2>&1 | tr '\r' '\n' | tee "$dir/segment_$start.log" | tail -3
