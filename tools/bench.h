@@ -18,7 +18,7 @@ void hydra_bench_stream(FILE *out, long long tokens, int default_config);
  * for k in {2,4,6} at temperature 0 and 0.7, measured alpha, cost ratio c and
  * predicted vs measured speedup; then adaptive rounds for each min_ps[i]. */
 void hydra_bench_spec(FILE *out, const char *target_path, const char *draft_path, int n_tokens, const float *min_ps,
-                      int n_min_ps, int reps);
+                      int n_min_ps, int adaptive_k, int reps);
 
 /* FactBank (bench_factbank.c): vector-memory capacity curve (top-1 recall vs
  * facts written, d = 1024, linear/cubic features, 1 and 4 heads) as a table;

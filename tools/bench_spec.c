@@ -8,7 +8,7 @@
  * predicted speedup of Leviathan et al. (2023),
  *   (1 - alpha^(k+1)) / ((1 - alpha) (c k + 1)),
  * beside the measured one; then adaptive rounds (hydra_spec_opts.min_draft_prob)
- * of up to SPEC_ADAPTIVE_K proposals for each threshold asked for. */
+ * of up to adaptive_k proposals for each threshold asked for. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,8 +16,6 @@
 #include "bench.h"
 #include "cli.h"
 #include "hydralm_spec.h"
-
-#define SPEC_ADAPTIVE_K 8
 
 /* Openings of speeches from four plays of tinyshakespeare. */
 static const char *const SPEC_PROMPTS[] = {
@@ -29,7 +27,7 @@ static const char *const SPEC_PROMPTS[] = {
 #define N_SPEC_PROMPTS (int)(sizeof SPEC_PROMPTS / sizeof SPEC_PROMPTS[0])
 
 void hydra_bench_spec(FILE *out, const char *target_path, const char *draft_path, int n_tokens, const float *min_ps,
-                      int n_min_ps, int reps) {
+                      int n_min_ps, int adaptive_k, int reps) {
     hydra_model *tm = NULL, *dm = NULL;
     hydra_status st;
     if ((st = hydra_model_load(target_path, &tm)) != HYDRA_OK) {
@@ -77,10 +75,10 @@ void hydra_bench_spec(FILE *out, const char *target_path, const char *draft_path
     memset(&prefill_note, 0, sizeof prefill_note);
     for (int ti = 0; ti < 2; ti++) {
         for (int ki = 0; ki < 3 + n_min_ps; ki++) {
-            /* fixed k, then adaptive rounds: up to SPEC_ADAPTIVE_K, stopping where the draft's top p < min_p */
+            /* fixed k, then adaptive rounds: up to adaptive_k, stopping where the draft's top p < min_p */
             hydra_spec_opts o = hydra_spec_opts_default();
             int adaptive = ki >= 3;
-            o.k = adaptive ? SPEC_ADAPTIVE_K : ks[ki];
+            o.k = adaptive ? adaptive_k : ks[ki];
             o.min_draft_prob = adaptive ? min_ps[ki - 3] : 0.0f;
             o.sample.temperature = temps[ti];
             o.seed = 1;

@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "hydralm_ops.h"
+#include "hydralm_spec.h"
 
 /* Read bandwidth: threaded sum over a buffer much larger than the caches,
  * four independent 16-lane accumulators per thread so the adds keep up. */
@@ -137,8 +138,10 @@ int cmd_bench(int argc, char **argv) {
     cli_add(&s, "spec-draft", OPT_STR, &spec_draft, "draft checkpoint for --spec-target");
     const char *spec_adaptive = "0.3,0.5";
     cli_add(&s, "spec-adaptive", OPT_STR, &spec_adaptive,
-            "adaptive-round thresholds for --spec-target, e.g. 0.3,0.5 (default; \"\" for none): rounds of up to 8 "
-            "proposals that end where the draft's top probability is below the threshold");
+            "adaptive-round thresholds for --spec-target, e.g. 0.3,0.5 (default; \"\" for none): rounds of up to "
+            "--spec-adaptive-k proposals that end where the draft's top probability is below the threshold");
+    int spec_adaptive_k = 8;
+    cli_add(&s, "spec-adaptive-k", OPT_INT, &spec_adaptive_k, "the most proposals of an adaptive round (default 8)");
     int spec_reps = 0;
     cli_add(&s, "spec-reps", OPT_INT, &spec_reps,
             "repetitions for --spec-target (default 5, --quick 2); each runs 4 prompts plain, then speculative");
@@ -167,7 +170,9 @@ int cmd_bench(int argc, char **argv) {
         }
         if (spec_reps < 0 || spec_reps > 64) return fprintf(stderr, "hydra bench: --spec-reps must be in 1..64\n"), 2;
         if (!spec_reps) spec_reps = quick ? 2 : 5;
-        return hydra_bench_spec(stdout, spec_target, spec_draft, quick ? 64 : 256, min_ps, n_min_ps, spec_reps), 0;
+        if (spec_adaptive_k < 1 || spec_adaptive_k > HYDRA_SPEC_MAX_K)
+            return fprintf(stderr, "hydra bench: --spec-adaptive-k must be in 1..%d\n", HYDRA_SPEC_MAX_K), 2;
+        return hydra_bench_spec(stdout, spec_target, spec_draft, quick ? 64 : 256, min_ps, n_min_ps, spec_adaptive_k, spec_reps), 0;
     }
     if (stream_tokens) return hydra_bench_stream(stdout, (long long)stream_tokens, 1), 0;
     if (factbank_model) return hydra_bench_factbank_model(stdout, factbank_model, 8, quick ? 4 : 32, 1);
