@@ -217,6 +217,17 @@ hydra_status hydra_generate(const hydra_model *m, hydra_state *st, const int32_t
                             size_t n_prompt, const hydra_gen_opts *opts, int32_t *out,
                             size_t cap, size_t *n_out);
 
+/* B sequences at once: prompts [B, n_prompt] (equal lengths) are prefilled
+ * together, then every step samples one token per row and feeds the B tokens
+ * as one [B, 1] forward, so the weights are read once per step for all rows
+ * (throughput ~B x hydra_generate's on a memory-bound machine). Row b uses an
+ * RNG seeded with opts->seed + b, so it equals hydra_generate(prompt b,
+ * seed + b) up to the floating-point order of batched matmuls. Writes
+ * out[B, max_new_tokens]. Stop tokens and on_token are not supported (rows
+ * would end at different lengths) and are refused. */
+hydra_status hydra_generate_batch(const hydra_model *m, const int32_t *prompts, int B, int n_prompt,
+                                  const hydra_gen_opts *opts, int32_t *out);
+
 /* ------------------------------------------------------------ tokenizer */
 /* Byte-level: each byte of the text is one token id (0..255). */
 hydra_status hydra_tokenize_bytes(const char *text, size_t len, int32_t *ids, size_t cap,

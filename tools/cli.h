@@ -11,6 +11,7 @@
 
 int cmd_init(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
+int cmd_sample(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_train(int argc, char **argv);

@@ -54,6 +54,45 @@ hydra_status hydra_generate(const hydra_model *m, hydra_state *st, const int32_t
     return s;
 }
 
+hydra_status hydra_generate_batch(const hydra_model *m, const int32_t *prompts, int B, int n_prompt,
+                                  const hydra_gen_opts *opts, int32_t *out) {
+    if (!m || !prompts || !opts || !out) return hydra_set_error(HYDRA_ERR_ARG, "generate_batch: NULL argument");
+    if (B < 1 || B > 4096) return hydra_set_error(HYDRA_ERR_ARG, "generate_batch: B must be in 1..4096 (got %d)", B);
+    if (n_prompt < 1) return hydra_set_error(HYDRA_ERR_ARG, "generate_batch: the prompts must hold at least one token");
+    if (opts->max_new_tokens < 1)
+        return hydra_set_error(HYDRA_ERR_ARG, "generate_batch: max_new_tokens must be >= 1 (got %d)", opts->max_new_tokens);
+    if (opts->n_stop_tokens != 0 || opts->on_token)
+        return hydra_set_error(HYDRA_ERR_ARG, "generate_batch: stop tokens and on_token are not supported (rows would end at different lengths)");
+    HYDRA_CHECK(hydra_sample_opts_validate(&opts->sample));
+    const int V = m->cfg.vocab_size;
+    const size_t T = (size_t)opts->max_new_tokens;
+    hydra_state **st = calloc((size_t)B, sizeof *st);
+    hydra_rng *rng = malloc((size_t)B * sizeof *rng);
+    float *logits = malloc((size_t)B * V * sizeof(float));
+    int32_t *chunk = malloc((size_t)B * HYDRA_PREFILL_CHUNK * sizeof *chunk);
+    hydra_status s = st && rng && logits && chunk ? HYDRA_OK : hydra_set_error(HYDRA_ERR_NOMEM, "generate_batch: out of memory");
+    for (int b = 0; s == HYDRA_OK && b < B; b++) {
+        s = hydra_state_create(m, &st[b]);
+        hydra_rng_seed(&rng[b], opts->seed + (uint64_t)b);
+    }
+    /* Prefill in the same chunks as hydra_generate, all rows per forward. */
+    const int CH = (int)HYDRA_PREFILL_CHUNK;
+    for (int i = 0; s == HYDRA_OK && i < n_prompt; i += CH) {
+        int n = n_prompt - i < CH ? n_prompt - i : CH;
+        for (int b = 0; b < B; b++) memcpy(chunk + (size_t)b * n, prompts + (size_t)b * n_prompt + i, (size_t)n * sizeof *chunk);
+        s = hydra_forward(m, chunk, B, n, st, i + n == n_prompt ? HYDRA_LOGITS_LAST : HYDRA_LOGITS_NONE, logits);
+    }
+    for (size_t t = 0; s == HYDRA_OK && t < T; t++) {
+        for (int b = 0; s == HYDRA_OK && b < B; b++)
+            s = hydra_sample(logits + (size_t)b * V, V, &opts->sample, &rng[b], &chunk[b]);
+        for (int b = 0; s == HYDRA_OK && b < B; b++) out[(size_t)b * T + t] = chunk[b];
+        if (s == HYDRA_OK && t + 1 < T) s = hydra_forward(m, chunk, B, 1, st, HYDRA_LOGITS_LAST, logits);
+    }
+    for (int b = 0; st && b < B; b++) hydra_state_free(st[b]);
+    free(st), free(rng), free(logits), free(chunk);
+    return s;
+}
+
 hydra_status hydra_tokenize_bytes(const char *text, size_t len, int32_t *ids, size_t cap, size_t *n) {
     if (!text || !n || (!ids && len)) return hydra_set_error(HYDRA_ERR_ARG, "tokenize: NULL argument");
     if (cap < len) return hydra_set_error(HYDRA_ERR_ARG, "tokenize: buffer holds %zu ids, text has %zu bytes", cap, len);

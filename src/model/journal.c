@@ -5,6 +5,10 @@
  * ring rows they overwrite; rollback restores and replays a prefix. */
 #include "core/internal.h"
 
+/* Bytes of DeltaNet state to copy above which begin / rollback split the
+ * layers across threads (below, a parallel region costs more than it saves). */
+#define JOURNAL_PAR_BYTES (256u * 1024u)
+
 static int is_ring(const hydra_config *c, char kind) {
     return kind == HYDRA_LAYER_SWA && !hydra_layer_cache_unbounded(c, kind);
 }
@@ -70,10 +74,14 @@ hydra_status hydra_journal_begin(hydra_journal *j, const hydra_state *s) {
     if (!hydra_config_same_state_shape(&j->cfg, &s->cfg))
         return hydra_set_error(HYDRA_ERR_MISMATCH, "journal_begin: the state belongs to another model shape");
     const size_t Hd = (size_t)j->cfg.n_heads * (size_t)j->dk, K = (size_t)j->cfg.conv_width;
+    const size_t sbytes = Hd * (size_t)j->dk * sizeof(float);
+    /* one copy per DeltaNet layer; the threads split the layers once there is
+     * enough to copy (the d512 target: 6 x 128 KiB per speculative round) */
+#pragma omp parallel for schedule(static) if (sbytes * (size_t)j->cfg.n_layers >= JOURNAL_PAR_BYTES)
     for (int i = 0; i < j->cfg.n_layers; i++) {
         hydra_journal_layer *l = &j->layers[i];
         if (!l->S0) continue;
-        memcpy(l->S0, s->layers[i].S, Hd * (size_t)j->dk * sizeof(float));
+        memcpy(l->S0, s->layers[i].S, sbytes);
         memcpy(l->conv0, s->layers[i].conv, (K - 1) * 3 * Hd * sizeof(float));
     }
     j->pos0 = s->pos;
@@ -92,12 +100,18 @@ hydra_status hydra_journal_rollback(hydra_journal *j, hydra_state *s, int n_keep
     const hydra_config *c = &j->cfg;
     const int H = c->n_heads, d = j->dk, K = c->conv_width, W = c->window;
     const size_t Hd = (size_t)H * d;
+    const size_t sbytes = Hd * (size_t)d * sizeof(float);
+#pragma omp parallel for schedule(static) if (sbytes * (size_t)c->n_layers >= JOURNAL_PAR_BYTES)
+    for (int i = 0; i < c->n_layers; i++) { /* restore the DeltaNet bases (threads split the layers) */
+        hydra_journal_layer *l = &j->layers[i];
+        if (!l->S0) continue;
+        memcpy(s->layers[i].S, l->S0, sbytes);
+        memcpy(s->layers[i].conv, l->conv0, (size_t)(K - 1) * 3 * Hd * sizeof(float));
+    }
     for (int i = 0; i < c->n_layers; i++) {
         hydra_journal_layer *l = &j->layers[i];
         hydra_layer_state *ls = &s->layers[i];
-        if (l->S0) { /* restore the base, replay the kept positions */
-            memcpy(ls->S, l->S0, Hd * (size_t)d * sizeof(float));
-            memcpy(ls->conv, l->conv0, (size_t)(K - 1) * 3 * Hd * sizeof(float));
+        if (l->S0) { /* replay the kept positions on the restored base */
             if (n_keep > 0) {
                 HYDRA_CHECK(hydra_op_delta_rule(n_keep, H, d, d, l->k, l->k, l->v, l->g, l->beta, ls->S, j->scratch));
                 hydra_conv_tail_advance(ls->conv, l->x, n_keep, K, 3 * Hd);
