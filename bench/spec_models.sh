@@ -7,6 +7,7 @@
 # Session 4's pair (docs/spec-decoding.md) is the default: 1,000 target steps
 # (20 min on 10 CPU cores of the device machine; ~50 min on a 2-core laptop)
 # and 4,000 draft steps; their training logs are in bench/results/spec_models_s4.
+# Drafts distilled from the trained target: bench/spec_distill.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-out/spec} tsteps=${2:-1000} dsteps=${3:-4000}
