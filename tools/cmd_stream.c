@@ -55,6 +55,10 @@ int cmd_stream(int argc, char **argv) {
     cli_add_sampling_opts(&s, &smp, 1.0f);
     cli_add(&s, "save-state", OPT_STR, &save, "write the final session state to this file");
     cli_add(&s, "load-state", OPT_STR, &load, "start from this saved session state");
+    uint64_t save_every = 0;
+    cli_add(&s, "save-every", OPT_U64, &save_every,
+            "with --save-state: also save after every N input tokens, so that a long run stopped midway "
+            "resumes from its last save (--load-state; the file holds the position)");
     cli_add(&s, "bf16", OPT_FLAG, &bf16, "load the matrices in bf16 only (half the memory, faster decode; ~1e-2 logit error)");
     cli_add(&s, "threads", OPT_INT, &threads, "threads (default: all cores)");
     cli_add(&s, "quiet", OPT_FLAG, &quiet, "no progress or summary line");
@@ -71,6 +75,10 @@ int cmd_stream(int argc, char **argv) {
     }
     if (n_seen && !then_seen) {
         fprintf(stderr, "hydra stream: -n needs --then TEXT (use --then \"\" to continue right after the input)\n");
+        return 2;
+    }
+    if (save_every && !save) {
+        fprintf(stderr, "hydra stream: --save-every needs --save-state FILE\n");
         return 2;
     }
     if (chunk < 1) {
@@ -138,6 +146,14 @@ int cmd_stream(int argc, char **argv) {
                 goto done;
             }
             total += (long long)got;
+            if (save_every && (uint64_t)total / save_every != (uint64_t)(total - (long long)got) / save_every) {
+                if ((st = hydra_stream_save(eng, save))) { /* atomic: the previous save stays until this one is whole */
+                    rc = cli_fail("stream", "saving state", st);
+                    goto done;
+                }
+                if (!quiet)
+                    fprintf(stderr, "%s[stream] saved %s after %lld input tokens\n", show && tty ? "\n" : "", save, total);
+            }
             if (!quiet && !show && total > (1 << 20)) show = 1; /* a long pipe */
             double t = hydra_now_seconds();
             if (show && t - last >= (tty ? 0.25 : 2.0)) {
