@@ -19,7 +19,7 @@ for d in sys.argv[1:]:
             start = int(re.search(r"segment_(\d+)\.log", f).group(1))
             rows.append((start, int(m.group(1)), float(m.group(3)), m.group(5), m.group(6), int(m.group(7)),
                          float(m.group(8)), d))
-rows = sorted(set(rows))
+rows = sorted({r[0]: r for r in sorted(rows, reverse=True)}.values())  # one row per start
 print(f"{'start':>10} {'tokens':>9} {'seconds':>9} {'tok/s':>7} {'state':>10} {'position':>10} {'peak RSS MiB':>12}  dir")
 for r in rows:
     print(f"{r[0]:>10} {r[1]:>9} {r[2]:>9.1f} {r[1] / r[2]:>7.0f} {r[3]:>10} {r[5]:>10} {r[6]:>12.2f}  {r[7]}")
