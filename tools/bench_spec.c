@@ -54,6 +54,11 @@ void hydra_bench_spec(FILE *out, const char *target_path, const char *draft_path
         }
         for (size_t i = 0; i < lens[p]; i++) prompts[p][i] = (int32_t)((unsigned char)SPEC_PROMPTS[p][i] % (unsigned)V);
     }
+    size_t shortest = lens[0], longest = lens[0];
+    for (int p = 1; p < N_SPEC_PROMPTS; p++) {
+        if (lens[p] < shortest) shortest = lens[p];
+        if (lens[p] > longest) longest = lens[p];
+    }
     const int32_t *prompt = prompts[0];
     const size_t np = lens[0];
     double tt = NAN, td = NAN;
@@ -66,7 +71,7 @@ void hydra_bench_spec(FILE *out, const char *target_path, const char *draft_path
     fprintf(out, "speculative decoding — target %s (%zu params), draft %s (%zu params), %s, %d threads\n", target_path,
             hydra_model_n_params(tm), draft_path, hydra_model_n_params(dm), hydra_blas_info(), hydra_get_num_threads());
     fprintf(out, "step time: target %.3f ms, draft %.3f ms -> c = %.3f; %d new tokens after each of %d prompts "
-                 "(%zu-%zu tokens), %d repetitions\n\n", 1e3 * tt, 1e3 * td, c, n_tokens, N_SPEC_PROMPTS, lens[3], lens[2], reps);
+                 "(%zu-%zu tokens), %d repetitions\n\n", 1e3 * tt, 1e3 * td, c, n_tokens, N_SPEC_PROMPTS, shortest, longest, reps);
     fprintf(out, "%-6s %-11s %10s %10s %7s %7s %9s %9s %9s %11s %7s   %s\n", "temp", "k", "plain t/s", "spec t/s", "alpha",
             "acc.rate", "tok/fwd", "predicted", "measured", "range", "e2e", "ms per round: draft / verify / accept+rollback");
     const float temps[2] = {0.0f, 0.7f};

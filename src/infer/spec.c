@@ -22,7 +22,7 @@
 #include <math.h>
 
 #include "core/internal.h"
-#include "hydralm_spec.h"
+#include "infer/spec_internal.h"
 
 struct hydra_spec_session {
     const hydra_model *target, *draft;
@@ -258,11 +258,14 @@ hydra_status hydra_spec_session_states(const hydra_spec_session *s, hydra_state 
 void hydra_spec_session_stats(const hydra_spec_session *s, hydra_spec_stats *out) {
     if (!s || !out) return;
     *out = s->st;
-    out->acceptance_rate = out->proposed ? (double)out->accepted / (double)out->proposed : 0.0;
-    uint64_t evaluated = out->accepted + out->rejected;
-    out->alpha = evaluated ? (double)out->accepted / (double)evaluated : 0.0;
-    out->tokens_per_target_forward =
-        out->target_forwards ? (double)out->generated / (double)out->target_forwards : 0.0;
+    hydra_spec_stats_derive(out);
+}
+
+void hydra_spec_stats_derive(hydra_spec_stats *s) {
+    s->acceptance_rate = s->proposed ? (double)s->accepted / (double)s->proposed : 0.0;
+    uint64_t evaluated = s->accepted + s->rejected;
+    s->alpha = evaluated ? (double)s->accepted / (double)evaluated : 0.0;
+    s->tokens_per_target_forward = s->target_forwards ? (double)s->generated / (double)s->target_forwards : 0.0;
 }
 
 hydra_status hydra_spec_generate(const hydra_model *target, const hydra_model *draft,

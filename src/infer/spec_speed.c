@@ -6,7 +6,7 @@
 #include <time.h>
 
 #include "core/internal.h"
-#include "hydralm_spec.h"
+#include "infer/spec_internal.h"
 
 hydra_status hydra_spec_step_seconds(const hydra_model *m, const int32_t *prompt, size_t n, int steps,
                                      double *seconds) {
@@ -131,9 +131,7 @@ hydra_status hydra_spec_measure_speed_prompts(const hydra_model *target, const h
     out->spec_prefill_seconds = hydra_median(ps, reps) / n_p;
     hydra_spec_stats *o = &out->stats;
     *o = pooled;
-    o->acceptance_rate = o->proposed ? (double)o->accepted / (double)o->proposed : 0.0;
-    o->alpha = o->accepted + o->rejected ? (double)o->accepted / (double)(o->accepted + o->rejected) : 0.0;
-    o->tokens_per_target_forward = o->target_forwards ? (double)o->generated / (double)o->target_forwards : 0.0;
+    hydra_spec_stats_derive(o);
     out->alpha = o->alpha;
     out->acceptance_rate = o->acceptance_rate;
     out->tokens_per_target_forward = o->tokens_per_target_forward;
