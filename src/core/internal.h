@@ -201,4 +201,19 @@ hydra_status hydra_journal_rollback(hydra_journal *j, hydra_state *s, int n_keep
 hydra_status hydra_forward_journaled(const hydra_model *m, const int32_t *tokens, int T, hydra_state *s,
                                      hydra_logits_mode mode, float *logits, hydra_journal *j);
 
+/* A forward workspace kept between calls by a long-lived caller (the
+ * streaming engine). Reusing one block matters for memory, not speed: when
+ * every forward mallocs and frees its ~30 MB workspace (default model, 512
+ * tokens), glibc's adaptive mmap threshold moves such blocks onto the heap,
+ * where 0-2 extra copies stayed resident, so the peak RSS of identical runs
+ * differed by up to 60 MB. The block grows to the largest T seen. */
+typedef struct {
+    float *block;
+    size_t floats;
+} hydra_fwd_scratch;
+void hydra_fwd_scratch_free(hydra_fwd_scratch *ws);
+/* hydra_forward of one sequence (B = 1) into state s, its workspace in ws. */
+hydra_status hydra_forward_scratch(const hydra_model *m, const int32_t *tokens, int T, hydra_state *s,
+                                   hydra_logits_mode mode, float *logits, hydra_fwd_scratch *ws);
+
 #endif /* HYDRA_INTERNAL_H */

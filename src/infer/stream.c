@@ -2,9 +2,9 @@
  * chunk into one hydra_state at constant memory (docs/streaming.md).
  *
  * The engine owns: the state (fixed size unless the model has full-attention
- * layers), the logits [V] of the last consumed token, and counters. Each
- * internal forward allocates its chunk-sized workspace and frees it, so the
- * process footprint is bounded by the weights + state + one chunk workspace. */
+ * layers), the logits [V] of the last consumed token, counters, and one
+ * chunk-sized forward workspace reused by every forward, so the process
+ * footprint is the weights + state + one workspace, the same in every run. */
 #include <math.h>
 #include <time.h>
 
@@ -23,6 +23,7 @@ struct hydra_stream {
     uint64_t tokens, chunks;
     size_t peak_bytes;
     double seconds;
+    hydra_fwd_scratch ws;  /* the forwards' workspace, kept between calls */
 };
 
 hydra_stream_opts hydra_stream_opts_default(void) {
@@ -68,6 +69,7 @@ void hydra_stream_free(hydra_stream *s) {
     if (!s) return;
     hydra_state_free(s->st);
     hydra_model_free(s->view);
+    hydra_fwd_scratch_free(&s->ws);
     free(s->logits);
     free(s);
 }
@@ -96,8 +98,9 @@ static hydra_status feed_chunks(hydra_stream *s, const int32_t *tokens, size_t n
     for (size_t i = 0; i < n; i += chunk) {
         size_t t = n - i < chunk ? n - i : chunk;
         int last = i + t == n;
-        hydra_status st = hydra_forward(s->fm, tokens + i, 1, (int)t, &s->st,
-                                        last ? HYDRA_LOGITS_LAST : HYDRA_LOGITS_NONE, last ? s->logits : NULL);
+        hydra_status st = hydra_forward_scratch(s->fm, tokens + i, (int)t, s->st,
+                                                last ? HYDRA_LOGITS_LAST : HYDRA_LOGITS_NONE,
+                                                last ? s->logits : NULL, &s->ws);
         if (st != HYDRA_OK) {
             s->has_logits = 0;
             return st;
@@ -179,7 +182,7 @@ hydra_status hydra_stream_extend_and_generate(hydra_stream *s, const int32_t *pr
         int32_t tok;
         if ((st = hydra_sample(s->logits, V, &opts->sample, &rng, &tok))) break;
         out[(*n_out)++] = tok;
-        if ((st = hydra_step(s->fm, s->st, tok, s->logits))) {
+        if ((st = hydra_forward_scratch(s->fm, &tok, 1, s->st, HYDRA_LOGITS_LAST, s->logits, &s->ws))) {
             s->has_logits = 0;
             break;
         }

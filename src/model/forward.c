@@ -22,7 +22,9 @@ typedef struct {
     float *block; /* the one allocation all of the above live in */
 } workspace;
 
-static hydra_status ws_alloc(const hydra_model *m, size_t BT, size_t B, workspace *w) {
+/* Carves w from one block: ws's, grown when too small (kept by the caller
+ * between calls), or a fresh one when ws is NULL (freed by forward_impl). */
+static hydra_status ws_alloc(const hydra_model *m, size_t BT, size_t B, workspace *w, hydra_fwd_scratch *ws) {
     const hydra_config *c = &m->cfg;
     size_t C = (size_t)c->d_model, Hd = (size_t)c->n_heads * (size_t)m->dk, H = (size_t)c->n_heads;
     size_t F = (size_t)m->F;
@@ -36,7 +38,12 @@ static hydra_status ws_alloc(const hydra_model *m, size_t BT, size_t B, workspac
                       R16(BT * F), R16(B * C)};
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) total += sizes[i];
-    w->block = hydra_aligned_alloc(total * sizeof(float));
+    if (ws && ws->floats < total) {
+        hydra_aligned_free(ws->block);
+        ws->floats = 0;
+        if ((ws->block = hydra_aligned_alloc(total * sizeof(float)))) ws->floats = total;
+    }
+    w->block = ws ? ws->block : hydra_aligned_alloc(total * sizeof(float));
     if (!w->block) return hydra_set_error(HYDRA_ERR_NOMEM, "forward: out of memory for %zu-token workspace", BT);
     float **dst[] = {&w->x, &w->h, &w->proj, &w->qkv, &w->conv, &w->q, &w->k, &w->v, &w->o, &w->gdec, &w->beta, &w->act, &w->last};
     float *p = w->block;
@@ -183,13 +190,13 @@ static hydra_status check_tokens(const hydra_model *m, const int32_t *tokens, si
 
 static hydra_status forward_impl(const hydra_model *m, const int32_t *tokens, int B, int T,
                                  hydra_state *const *states, hydra_logits_mode mode, float *logits,
-                                 hydra_journal *jr) {
+                                 hydra_journal *jr, hydra_fwd_scratch *ws) {
     const hydra_config *c = &m->cfg;
     const int C = c->d_model, V = c->vocab_size, F = m->F;
     const size_t BT = (size_t)B * T, Hd = (size_t)c->n_heads * m->dk;
     for (int b = 0; b < B; b++) HYDRA_CHECK(hydra_state_reserve(states[b], states[b]->pos + (size_t)T));
     workspace w;
-    HYDRA_CHECK(ws_alloc(m, BT, (size_t)B, &w));
+    HYDRA_CHECK(ws_alloc(m, BT, (size_t)B, &w, ws));
     hydra_status st = HYDRA_OK;
     for (size_t r = 0; r < BT; r++) memcpy(w.x + r * C, m->embed + (size_t)tokens[r] * C, C * sizeof(float));
     for (int li = 0; li < c->n_layers && st == HYDRA_OK; li++) {
@@ -224,8 +231,15 @@ static hydra_status forward_impl(const hydra_model *m, const int32_t *tokens, in
             if (!st) st = mm(B, V, C, w.h, m->lm_head, m->lm_head_h, logits, 0);
         }
     }
-    hydra_aligned_free(w.block);
+    if (!ws) hydra_aligned_free(w.block);
     return st;
+}
+
+void hydra_fwd_scratch_free(hydra_fwd_scratch *ws) {
+    if (!ws) return;
+    hydra_aligned_free(ws->block);
+    ws->block = NULL;
+    ws->floats = 0;
 }
 
 /* Argument checks shared by the public entry points. */
@@ -239,26 +253,32 @@ static hydra_status check_forward_args(const hydra_model *m, const int32_t *toke
     return check_tokens(m, tokens, (size_t)B * T);
 }
 
+/* The caller's states: present, of this model's shape, all distinct. */
+static hydra_status check_states(const hydra_model *m, hydra_state *const *states, int B) {
+    for (int b = 0; b < B; b++) {
+        if (!states[b]) return hydra_set_error(HYDRA_ERR_ARG, "forward: states[%d] is NULL", b);
+        if (!hydra_config_same_state_shape(&states[b]->cfg, &m->cfg))
+            return hydra_set_error(HYDRA_ERR_MISMATCH, "forward: states[%d] was created for a different model shape", b);
+        for (int j = 0; j < b; j++)
+            if (states[j] == states[b])
+                return hydra_set_error(HYDRA_ERR_ARG, "forward: states[%d] and states[%d] are the same object", j, b);
+    }
+    return HYDRA_OK;
+}
+
 hydra_status hydra_forward(const hydra_model *m, const int32_t *tokens, int B, int T,
                            hydra_state *const *states, hydra_logits_mode mode, float *logits) {
     HYDRA_CHECK(check_forward_args(m, tokens, B, T, mode, logits));
     if (states) {
-        for (int b = 0; b < B; b++) {
-            if (!states[b]) return hydra_set_error(HYDRA_ERR_ARG, "forward: states[%d] is NULL", b);
-            if (!hydra_config_same_state_shape(&states[b]->cfg, &m->cfg))
-                return hydra_set_error(HYDRA_ERR_MISMATCH, "forward: states[%d] was created for a different model shape", b);
-            for (int j = 0; j < b; j++)
-                if (states[j] == states[b])
-                    return hydra_set_error(HYDRA_ERR_ARG, "forward: states[%d] and states[%d] are the same object", j, b);
-        }
-        return forward_impl(m, tokens, B, T, states, mode, logits, NULL);
+        HYDRA_CHECK(check_states(m, states, B));
+        return forward_impl(m, tokens, B, T, states, mode, logits, NULL, NULL);
     }
     /* No states given: run from fresh temporaries. */
     hydra_state **tmp = calloc((size_t)B, sizeof *tmp);
     if (!tmp) return hydra_set_error(HYDRA_ERR_NOMEM, "out of memory");
     hydra_status st = HYDRA_OK;
     for (int b = 0; b < B && st == HYDRA_OK; b++) st = hydra_state_create(m, &tmp[b]);
-    if (st == HYDRA_OK) st = forward_impl(m, tokens, B, T, tmp, mode, logits, NULL);
+    if (st == HYDRA_OK) st = forward_impl(m, tokens, B, T, tmp, mode, logits, NULL, NULL);
     for (int b = 0; b < B; b++) hydra_state_free(tmp[b]);
     free(tmp);
     return st;
@@ -276,7 +296,15 @@ hydra_status hydra_forward_journaled(const hydra_model *m, const int32_t *tokens
     if (j->n + T > j->cap)
         return hydra_set_error(HYDRA_ERR_ARG, "forward: the journal holds %d positions, %d recorded + %d new", j->cap,
                                j->n, T);
-    return forward_impl(m, tokens, 1, T, &s, mode, logits, j);
+    return forward_impl(m, tokens, 1, T, &s, mode, logits, j, NULL);
+}
+
+hydra_status hydra_forward_scratch(const hydra_model *m, const int32_t *tokens, int T, hydra_state *s,
+                                   hydra_logits_mode mode, float *logits, hydra_fwd_scratch *ws) {
+    HYDRA_CHECK(check_forward_args(m, tokens, 1, T, mode, logits));
+    if (!s) return hydra_set_error(HYDRA_ERR_ARG, "forward: state is NULL");
+    HYDRA_CHECK(check_states(m, &s, 1));
+    return forward_impl(m, tokens, 1, T, &s, mode, logits, NULL, ws);
 }
 
 hydra_status hydra_step(const hydra_model *m, hydra_state *st, int32_t token, float *logits) {
