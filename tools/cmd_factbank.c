@@ -4,8 +4,8 @@
 #include <string.h>
 
 #include "cli.h"
+#include "hydralm_eval.h"
 #include "hydralm_factbank.h"
-#include "hydralm_train.h"
 
 static void factbank_usage(FILE *f) {
     fprintf(f,
@@ -261,59 +261,22 @@ static int fb_info(int argc, char **argv) {
 }
 
 /* ---------------------------------------------------- MQAR demo training
- * Zoology MQAR layout, the one `hydra bench --factbank-model` queries: keys in
- * [1, V/2), values in [V/2, V); a sequence is P pairs "k v" then the P keys in
- * random order, each followed by its value; only the answers are scored. */
-typedef struct {
-    int pairs;
-} mqar_ctx;
-
-static hydra_status mqar_sample(void *ctx, int split, hydra_rng *rng, int B, int T, int32_t *inputs,
-                                int32_t *targets, uint8_t *mask) {
-    (void)split;
-    const mqar_ctx *c = ctx;
-    const int P = c->pairs, V = 64, half = V / 2;
-    int32_t seq[4 * 64 + 1], keys[64], vals[64];
-    if (T != 4 * P || P > 31) return HYDRA_ERR_ARG;
-    for (int b = 0; b < B; b++) {
-        for (int i = 0; i < P; i++) {
-            int dup;
-            do {
-                keys[i] = 1 + (int32_t)(hydra_rng_uniform(rng) * (half - 1));
-                dup = 0;
-                for (int j = 0; j < i; j++) dup |= keys[j] == keys[i];
-            } while (dup);
-            vals[i] = half + (int32_t)(hydra_rng_uniform(rng) * (V - half));
-            seq[2 * i] = keys[i];
-            seq[2 * i + 1] = vals[i];
-        }
-        int order[64];
-        for (int i = 0; i < P; i++) order[i] = i;
-        for (int i = P - 1; i > 0; i--) {
-            int j = (int)(hydra_rng_uniform(rng) * (i + 1));
-            int t = order[i];
-            order[i] = order[j];
-            order[j] = t;
-        }
-        for (int i = 0; i < P; i++) {
-            seq[2 * P + 2 * i] = keys[order[i]];
-            seq[2 * P + 2 * i + 1] = vals[order[i]];
-        }
-        seq[4 * P] = 0;
-        for (int t = 0; t < T; t++) {
-            inputs[(size_t)b * T + t] = seq[t];
-            targets[(size_t)b * T + t] = seq[t + 1];
-            mask[(size_t)b * T + t] = t >= 2 * P && (t - 2 * P) % 2 == 0;
-        }
-    }
-    return HYDRA_OK;
+ * The library's MQAR recipe (hydra_mqar_train, as `hydra mqar`) with the
+ * demonstration model's shape and sequences of exactly 4P tokens: P pairs
+ * "k v", then the P keys in random order, each followed by its value -- the
+ * layout `hydra bench --factbank-model` and claim 6 query. */
+static int fb_mqar_point(const hydra_mqar_point *p, void *user) {
+    (void)user;
+    fprintf(stderr, "step %5d  loss %.4f  held-out accuracy %.4f  %.1f s\n", p->step, p->train_loss,
+            p->eval.accuracy, p->seconds);
+    return 0;
 }
 
 static int fb_train_mqar(int argc, char **argv) {
     cli_spec s = {.usage = "hydra factbank train-mqar --out M [--steps N] [--pairs P] [--batch B] [--lr X]",
                   .summary = "Trains a small hybrid model (vocab 64, d_model 64, 4 layers DDSD, window 8) on\n"
-                             "multi-query associative recall, for the FactBank demonstration\n"
-                             "(hydra bench --factbank-model M)."};
+                             "multi-query associative recall (P pairs, then the P keys queried in random\n"
+                             "order), for the FactBank demonstration (hydra bench --factbank-model M)."};
     const char *outp = NULL;
     int steps = 2000, pairs = 8, batch = 32;
     float lr = 3e-3f;
@@ -326,52 +289,40 @@ static int fb_train_mqar(int argc, char **argv) {
     cli_add(&s, "seed", OPT_U64, &seed, "init and data seed (default 1)");
     int r = cli_parse(&s, argc, argv);
     if (r) return r > 0 ? 0 : 2;
-    if (!outp || pairs < 1 || pairs > 31 || steps < 1) {
-        fprintf(stderr, "hydra factbank train-mqar: --out is required; --pairs in [1, 31]; --steps >= 1\n");
+    if (!outp || pairs < 1 || pairs > 31 || steps < 1 || batch < 1) {
+        fprintf(stderr, "hydra factbank train-mqar: --out is required; --pairs in [1, 31]; --steps, --batch >= 1\n");
         return 2;
     }
-    hydra_config cfg = hydra_config_default();
-    cfg.d_model = 64;
-    cfg.n_layers = 4;
-    cfg.n_heads = 2;
-    cfg.head_dim = 32;
-    cfg.vocab_size = 64;
-    cfg.window = 8;
-    cfg.mlp_multiple = 16;
-    snprintf(cfg.pattern, sizeof cfg.pattern, "DDSD");
+    hydra_mqar_train_opts o = hydra_mqar_train_opts_default();
+    o.cfg.d_model = 64;
+    o.cfg.n_layers = 4;
+    o.cfg.n_heads = 2;
+    o.cfg.head_dim = 32;
+    o.cfg.vocab_size = 64;
+    o.cfg.window = 8;
+    o.cfg.mlp_multiple = 16;
+    snprintf(o.cfg.pattern, sizeof o.cfg.pattern, "DDSD");
+    o.init_seed = seed;
+    o.task = (hydra_mqar_opts){.vocab = 64, .seq_len = 4 * pairs, .n_pairs = pairs};
+    o.train.batch = batch;
+    o.train.seed = seed;
+    o.train.optim.lr = lr;
+    o.train.optim.warmup_steps = steps / 20;
+    o.train.optim.total_steps = steps;
+    o.train.optim.weight_decay = 0.01f;
+    o.steps = steps;
+    o.eval_every = steps >= 10 ? steps / 10 : 1;
+    o.window = o.cfg.window;
+    o.on_point = fb_mqar_point;
     hydra_model *m = NULL;
-    hydra_trainer *t = NULL;
-    hydra_status st;
-    int rc = 0;
-    mqar_ctx ctx = {pairs};
-    hydra_task task = {.name = "mqar", .ctx = &ctx, .min_vocab = 64, .sample = mqar_sample};
-    hydra_train_opts o = {.optim = hydra_optim_opts_default(HYDRA_OPT_ADAMW), .batch = batch, .seq = 4 * pairs, .seed = seed};
-    o.optim.lr = lr;
-    o.optim.warmup_steps = steps / 20;
-    o.optim.total_steps = steps;
-    o.optim.weight_decay = 0.01f;
-    if ((st = hydra_model_create(&cfg, seed, &m)) || (st = hydra_trainer_create(m, task, &o, &t))) {
-        rc = cli_fail("factbank train-mqar", "setting up", st);
-        goto done;
+    hydra_status st = hydra_mqar_train(&o, &m, NULL);
+    if (st) return cli_fail("factbank train-mqar", "training", st);
+    if ((st = hydra_model_save(m, outp))) {
+        hydra_model_free(m);
+        return cli_fail("factbank train-mqar", outp, st);
     }
-    double t0 = hydra_now_seconds(), avg = 0;
-    for (int i = 0; i < steps; i++) {
-        hydra_step_info info;
-        if ((st = hydra_trainer_step(t, &info))) {
-            rc = cli_fail("factbank train-mqar", "training step", st);
-            goto done;
-        }
-        avg += info.loss;
-        if ((i + 1) % 100 == 0) {
-            fprintf(stderr, "step %5d  loss %.4f  lr %.2e  %.1f s\n", i + 1, avg / 100, (double)info.lr, hydra_now_seconds() - t0);
-            avg = 0;
-        }
-    }
-    if ((st = hydra_model_save(m, outp))) rc = cli_fail("factbank train-mqar", "saving", st);
-done:
-    hydra_trainer_free(t);
     hydra_model_free(m);
-    return rc;
+    return 0;
 }
 
 int cmd_factbank(int argc, char **argv) {
