@@ -305,3 +305,14 @@ int cli_mkdir_p(const char *path) {
         }
     return mkdir(buf, 0777) != 0 && errno != EEXIST ? -1 : 0;
 }
+
+void cli_small_recall_config(hydra_config *c, int n_layers, int window, const char *pattern) {
+    c->vocab_size = 64;
+    c->d_model = 64;
+    c->n_heads = 2;
+    c->head_dim = 32;
+    c->mlp_multiple = 16;
+    c->n_layers = n_layers;
+    c->window = window;
+    snprintf(c->pattern, sizeof c->pattern, "%s", pattern);
+}

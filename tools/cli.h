@@ -89,6 +89,9 @@ void cli_alias_n(int argc, char **argv);
 int cli_fail(const char *cmd, const char *what, hydra_status st);
 /* The layer schedule ("DDDS...") into buf [HYDRA_MAX_LAYERS + 1]; returns buf. */
 const char *cli_schedule(const hydra_config *c, char *buf);
+/* The small recall models' shape (`hydra mqar`, `hydra factbank train-mqar`):
+ * vocab 64, d_model 64, 2 heads x 32, MLP multiple 16, and the given layers. */
+void cli_small_recall_config(hydra_config *c, int n_layers, int window, const char *pattern);
 /* Human-readable byte count into buf. */
 const char *cli_bytes(double bytes, char *buf, size_t n);
 /* mkdir -p; 0 on success (errno set otherwise). */

@@ -294,14 +294,7 @@ static int fb_train_mqar(int argc, char **argv) {
         return 2;
     }
     hydra_mqar_train_opts o = hydra_mqar_train_opts_default();
-    o.cfg.d_model = 64;
-    o.cfg.n_layers = 4;
-    o.cfg.n_heads = 2;
-    o.cfg.head_dim = 32;
-    o.cfg.vocab_size = 64;
-    o.cfg.window = 8;
-    o.cfg.mlp_multiple = 16;
-    snprintf(o.cfg.pattern, sizeof o.cfg.pattern, "DDSD");
+    cli_small_recall_config(&o.cfg, 4, 8, "DDSD");
     o.init_seed = seed;
     o.task = (hydra_mqar_opts){.vocab = 64, .seq_len = 4 * pairs, .n_pairs = pairs};
     o.train.batch = batch;

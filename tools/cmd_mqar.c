@@ -76,14 +76,7 @@ int cmd_mqar(int argc, char **argv) {
     cli_add(&s, "threads", OPT_INT, &threads, "threads (default: all cores)");
     cli_add(&s, "quiet", OPT_FLAG, &quiet, "only the final line");
     /* small-model defaults (flags override) */
-    cc.cfg.vocab_size = 64;
-    cc.cfg.d_model = 64;
-    cc.cfg.n_heads = 2;
-    cc.cfg.head_dim = 32;
-    cc.cfg.n_layers = 2;
-    cc.cfg.window = 16;
-    cc.cfg.mlp_multiple = 16;
-    snprintf(cc.cfg.pattern, sizeof cc.cfg.pattern, "DS");
+    cli_small_recall_config(&cc.cfg, 2, 16, "DS");
     int r = cli_parse(&s, argc, argv);
     if (r) return r > 0 ? 0 : 2;
     if (steps < 1 || batch < 1 || eval_every < 0 || eval_batches < 1) {
