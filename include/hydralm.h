@@ -40,6 +40,7 @@ typedef enum {
     HYDRA_ERR_FORMAT = 4,   /* file contents are malformed or inconsistent */
     HYDRA_ERR_CONFIG = 5,   /* invalid model configuration */
     HYDRA_ERR_MISMATCH = 6, /* objects that must agree do not (model vs state, ...) */
+    HYDRA_ERR_DEVICE = 7,   /* a GPU call failed, no GPU is present, or this build has no GPU backend */
 } hydra_status;
 
 /* Message describing the most recent failure on this thread ("" if none). */
@@ -133,6 +134,37 @@ hydra_status hydra_model_load_bf16(const char *path, hydra_model **out);
 int hydra_model_is_bf16(const hydra_model *m);
 /* Bytes of weights m holds in memory (its f32 and bf16 arenas). */
 size_t hydra_model_weight_bytes(const hydra_model *m);
+
+/* --------------------------------------------------------------- devices */
+/* A model lives on one device: "cpu" (always) or "cuda" / "cuda:N" (builds
+ * with the CUDA backend, on a machine with an NVIDIA GPU). Every entry point
+ * (hydra_forward, hydra_step, hydra_generate, the streaming engine,
+ * speculative decoding, FactBank mounts) runs where the model lives; states
+ * follow their model (a state used by a model on another device is moved
+ * there on first use, so state files and banks load anywhere). The host copy
+ * of the weights is kept (save, fingerprint, CPU fallbacks). */
+typedef enum {
+    HYDRA_PRECISION_DEFAULT = 0, /* bf16 on a GPU; f32 on the CPU */
+    HYDRA_PRECISION_F32 = 1,     /* everything f32, tensor cores off (tests, exactness) */
+    HYDRA_PRECISION_BF16 = 2,    /* bf16 weights and GEMM inputs, f32 accumulation, f32 state */
+} hydra_precision;
+
+/* Move m to `device` ("cpu", "cuda", "cuda:N") with the given precision
+ * (ignored for "cpu"). Moving again re-uploads the host weights. Fails with
+ * HYDRA_ERR_DEVICE and a clear message without a GPU or a CUDA build. */
+hydra_status hydra_model_to_device(hydra_model *m, const char *device, hydra_precision precision);
+/* "cpu" or "cuda:N". */
+const char *hydra_model_device(const hydra_model *m);
+/* HYDRA_PRECISION_F32 on the CPU; the device precision otherwise. */
+hydra_precision hydra_model_precision(const hydra_model *m);
+/* Bytes of device memory the model holds now (weights + workspace); 0 on the CPU. */
+size_t hydra_model_device_bytes(const hydra_model *m);
+/* 1 if this build has the CUDA backend. */
+int hydra_cuda_compiled(void);
+/* Number of usable CUDA devices (0 without a GPU or without the backend). */
+int hydra_cuda_device_count(void);
+/* "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, 79.1 GiB)" for device i. */
+hydra_status hydra_cuda_device_name(int i, char *buf, size_t cap);
 
 /* ----------------------------------------------------------------- state */
 /* Everything a sequence needs to continue: per DeltaNet layer S [H,dv,dk] and

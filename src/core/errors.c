@@ -29,6 +29,7 @@ const char *hydra_status_str(hydra_status s) {
     case HYDRA_ERR_FORMAT: return "bad file format";
     case HYDRA_ERR_CONFIG: return "invalid config";
     case HYDRA_ERR_MISMATCH: return "mismatch";
+    case HYDRA_ERR_DEVICE: return "device error";
     }
     return "unknown status";
 }

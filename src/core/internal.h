@@ -70,8 +70,14 @@ typedef struct {
     size_t store;  /* where it lives: float offset into params, or bf16 offset into bf16 */
 } hydra_param_info;
 
+/* Device mirrors (src/backend/backend.h); NULL on the CPU. */
+typedef struct hydra_dev_model hydra_dev_model;
+typedef struct hydra_dev_state hydra_dev_state;
+
 struct hydra_model {
     hydra_config cfg;
+    hydra_dev_model *dev;     /* the model's device copy when it lives on a GPU, else NULL */
+    char device_name[16];     /* "cpu" or "cuda:N" */
     int dk, dv, F;            /* head dims, MLP width */
     float *params;            /* the f32 arena: n_params floats, or n_f32 for a bf16-only model */
     size_t n_params;          /* logical parameter count */
@@ -129,9 +135,16 @@ typedef struct {
     size_t cap;     /* attention cache capacity in positions (W for SWA) */
 } hydra_layer_state;
 
+/* Which copy of a state is current: a state with a device mirror moves its
+ * data only when the other side needs it (hydra_state_host_read/_write,
+ * hydra_state_to_device). */
+enum { HYDRA_STATE_HOST = 0, HYDRA_STATE_DEVICE = 1, HYDRA_STATE_BOTH = 2 };
+
 struct hydra_state {
     hydra_config cfg;        /* copy: a state is tied to a config, not a model pointer */
-    uint64_t pos;            /* tokens consumed */
+    uint64_t pos;            /* tokens consumed (always kept on the host) */
+    hydra_dev_state *dev;    /* device mirror, or NULL */
+    int where;               /* HYDRA_STATE_*: which copy is current */
     hydra_layer_state *layers; /* [L] */
     float *arena;            /* fixed-size part (S, conv tails, SWA rings) */
     size_t arena_floats;
@@ -143,6 +156,14 @@ int hydra_layer_cache_unbounded(const hydra_config *c, char kind);
 /* 1 if states of configs a and b have the same layout (layers, kinds, heads,
  * head dim, window, conv width): a state of one can be used with the other. */
 int hydra_config_same_state_shape(const hydra_config *a, const hydra_config *b);
+
+/* Before reading the host copy of s (download if only the device copy is
+ * current) / before writing it (the same, then the device copy is stale). */
+hydra_status hydra_state_host_read(const hydra_state *s);
+hydra_status hydra_state_host_write(hydra_state *s);
+/* Before a device forward on `device`: upload if the device copy is stale;
+ * afterwards only the device copy is current. */
+hydra_status hydra_state_to_device(hydra_state *s, int device);
 
 /* Make sure full-attention caches can hold `positions` positions. */
 hydra_status hydra_state_reserve(hydra_state *s, size_t positions);

@@ -1,6 +1,7 @@
 /* state.c — the recurrent state: everything one sequence needs to continue.
  * Fixed-size part (DeltaNet S and conv tails, SWA rings) lives in one arena;
  * full-attention caches (window 0) grow on demand. */
+#include "backend/backend.h"
 #include "core/internal.h"
 
 int hydra_layer_cache_unbounded(const hydra_config *c, char kind) {
@@ -51,6 +52,7 @@ hydra_status hydra_state_create(const hydra_model *m, hydra_state **out) {
 
 void hydra_state_free(hydra_state *s) {
     if (!s) return;
+    hydra_dev_state_free(s->dev);
     if (s->layers)
         for (int i = 0; i < s->cfg.n_layers; i++)
             if (hydra_layer_cache_unbounded(&s->cfg, hydra_config_layer_kind(&s->cfg, i))) {
@@ -66,6 +68,37 @@ void hydra_state_reset(hydra_state *s) {
     if (!s) return;
     memset(s->arena, 0, s->arena_floats * sizeof(float));
     s->pos = 0; /* grown caches keep their capacity; positions >= pos are never read */
+    s->where = HYDRA_STATE_HOST;
+    if (s->dev && hydra_dev_state_reset(s) == HYDRA_OK) s->where = HYDRA_STATE_BOTH;
+}
+
+/* ------------------------------------------------ host and device copies */
+hydra_status hydra_state_host_read(const hydra_state *s) {
+    if (!s || s->where != HYDRA_STATE_DEVICE) return HYDRA_OK;
+    hydra_state *w = (hydra_state *)s; /* the host copy is a cache: refreshing it is not a change */
+    HYDRA_CHECK(hydra_dev_state_download(w));
+    w->where = HYDRA_STATE_BOTH;
+    return HYDRA_OK;
+}
+
+hydra_status hydra_state_host_write(hydra_state *s) {
+    if (!s) return HYDRA_OK;
+    HYDRA_CHECK(hydra_state_host_read(s));
+    s->where = HYDRA_STATE_HOST;
+    return HYDRA_OK;
+}
+
+hydra_status hydra_state_to_device(hydra_state *s, int device) {
+    if (s->dev && hydra_dev_state_device(s->dev) != device) {
+        /* moving between GPUs goes through the host copy */
+        HYDRA_CHECK(hydra_state_host_read(s));
+        hydra_dev_state_free(s->dev);
+        s->dev = NULL;
+        s->where = HYDRA_STATE_HOST;
+    }
+    if (!s->dev || s->where == HYDRA_STATE_HOST) HYDRA_CHECK(hydra_dev_state_upload(s, device));
+    s->where = HYDRA_STATE_DEVICE;
+    return HYDRA_OK;
 }
 
 hydra_status hydra_state_reserve(hydra_state *s, size_t positions) {
@@ -113,6 +146,14 @@ hydra_status hydra_state_copy(hydra_state *dst, const hydra_state *src) {
     if (dst == src) return HYDRA_OK;
     if (!hydra_config_same_state_shape(&dst->cfg, &src->cfg))
         return hydra_set_error(HYDRA_ERR_MISMATCH, "state_copy: states belong to different model shapes");
+    if (src->dev && src->where != HYDRA_STATE_HOST) {
+        /* current on a GPU: copy there (snapshots in spec decoding and streaming) */
+        HYDRA_CHECK(hydra_state_to_device(dst, hydra_dev_state_device(src->dev)));
+        HYDRA_CHECK(hydra_dev_state_copy(dst, src));
+        dst->pos = src->pos;
+        return HYDRA_OK;
+    }
+    HYDRA_CHECK(hydra_state_host_write(dst));
     HYDRA_CHECK(hydra_state_reserve(dst, (size_t)src->pos));
     memcpy(dst->arena, src->arena, src->arena_floats * sizeof(float));
     size_t Hd = (size_t)src->cfg.n_heads * (size_t)hydra_config_head_dim(&src->cfg);

@@ -67,6 +67,7 @@ hydra_status hydra_state_save(const hydra_state *st, const hydra_model *m, const
     if (!hydra_config_same_state_shape(&st->cfg, &m->cfg))
         return hydra_set_error(HYDRA_ERR_MISMATCH, "state_save %s: the state was created for a different model shape", path);
     const hydra_config *c = &st->cfg;
+    HYDRA_CHECK(hydra_state_host_read(st)); /* a state current on a GPU is fetched first */
     uint64_t plen;
     if (!payload_bytes(c, st->arena_floats, st->pos, &plen))
         return hydra_set_error(HYDRA_ERR_ARG, "state_save %s: state too large", path);

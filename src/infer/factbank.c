@@ -101,6 +101,8 @@ hydra_status hydra_factbank_mount(const hydra_factbank *b, hydra_state *live, hy
         return hydra_set_error(HYDRA_ERR_MISMATCH,
                                "factbank_mount: the live state was created for a different model shape than the bank");
     if (mode == HYDRA_MOUNT_RESTORE) return hydra_state_copy(live, b->st);
+    HYDRA_CHECK(hydra_state_host_read(b->st));
+    HYDRA_CHECK(hydra_state_host_write(live)); /* a GPU state is fetched, changed here, uploaded at its next use */
     const hydra_config *c = &live->cfg;
     size_t sn = (size_t)c->n_heads * (size_t)hydra_config_head_dim(c) * (size_t)hydra_config_head_dim(c);
     for (int i = 0; i < c->n_layers; i++) {
@@ -120,6 +122,7 @@ hydra_status hydra_factbank_save(const hydra_factbank *b, const char *path) {
     const hydra_config *c = &b->m->cfg;
     hydra_afile a;
     uint64_t fp = hydra_model_fingerprint(b->m);
+    HYDRA_CHECK(hydra_state_host_read(b->st));
     HYDRA_CHECK(hydra_afile_open(&a, path));
     hydra_afile_write(&a, BNK_MAGIC, 8);
     hydra_afile_u32(&a, BNK_VERSION);

@@ -54,7 +54,7 @@ hydra_status hydra_stream_create(const hydra_model *m, const hydra_stream_opts *
     hydra_status st = s->logits ? hydra_state_create(m, &s->st)
                                 : hydra_set_error(HYDRA_ERR_NOMEM, "stream_create: out of memory");
     /* bf16 weights: a bf16-only model runs as it is; an f32 one gets a view. */
-    if (!st && o.weights == HYDRA_WEIGHTS_BF16 && !m->bf16_only && !(st = hydra_model_bf16_view(m, &s->view)))
+    if (!st && o.weights == HYDRA_WEIGHTS_BF16 && !m->bf16_only && !m->dev && !(st = hydra_model_bf16_view(m, &s->view)))
         s->fm = s->view;
     if (st != HYDRA_OK) {
         hydra_stream_free(s);

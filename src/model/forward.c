@@ -4,6 +4,7 @@
  * ring) read and write the caller's state objects. */
 #include <math.h>
 
+#include "backend/backend.h"
 #include "core/internal.h"
 
 /* Scratch for one forward call; BT = B*T rows. */
@@ -191,10 +192,14 @@ static hydra_status check_tokens(const hydra_model *m, const int32_t *tokens, si
 static hydra_status forward_impl(const hydra_model *m, const int32_t *tokens, int B, int T,
                                  hydra_state *const *states, hydra_logits_mode mode, float *logits,
                                  hydra_journal *jr, hydra_fwd_scratch *ws) {
+    if (m->dev && !jr) return hydra_dev_forward(m, tokens, B, T, states, mode, logits); /* the model lives on a GPU */
     const hydra_config *c = &m->cfg;
     const int C = c->d_model, V = c->vocab_size, F = m->F;
     const size_t BT = (size_t)B * T, Hd = (size_t)c->n_heads * m->dk;
-    for (int b = 0; b < B; b++) HYDRA_CHECK(hydra_state_reserve(states[b], states[b]->pos + (size_t)T));
+    for (int b = 0; b < B; b++) {
+        HYDRA_CHECK(hydra_state_host_write(states[b])); /* a state last used on a GPU comes back first */
+        HYDRA_CHECK(hydra_state_reserve(states[b], states[b]->pos + (size_t)T));
+    }
     workspace w;
     HYDRA_CHECK(ws_alloc(m, BT, (size_t)B, &w, ws));
     hydra_status st = HYDRA_OK;

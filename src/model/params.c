@@ -2,6 +2,7 @@
  * allocation and deterministic initialisation (DESIGN §2). */
 #include <math.h>
 
+#include "backend/backend.h"
 #include "core/internal.h"
 
 typedef struct {
@@ -180,6 +181,7 @@ hydra_status hydra_require_f32(const hydra_model *m, const char *what) {
 
 void hydra_model_free(hydra_model *m) {
     if (!m) return;
+    hydra_dev_model_free(m->dev);
     hydra_aligned_free(m->bf16);
     if (!m->is_view) hydra_aligned_free(m->params), free(m->info);
     free(m->layers);

@@ -1,0 +1,99 @@
+/* gemm.c — every matrix product of the device forward, through cuBLASLt:
+ * y[M, N] (+)= x[M, K] . W[N, K]^T with y in f32 and x, W both f32 (all-f32
+ * mode: CUBLAS_COMPUTE_32F, no TF32, tensor cores off) or both bf16 (tensor
+ * cores, f32 accumulation). Row-major y = x W^T is column-major
+ * y^T = W x^T, so W is cuBLAS's "A" (transposed) and x its "B".
+ * The layouts and the chosen algorithm are cached per (M, N, K, dtype,
+ * accumulate): the heuristic runs once per shape, not once per call. */
+#include "cuda/gemm.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct plan {
+    int M, N, K, bf16, acc;
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t a, b, c;
+    cublasLtMatmulAlgo_t algo;
+    struct plan *next;
+};
+
+static void plan_free(struct plan *p) {
+    if (p->op) cublasLtMatmulDescDestroy(p->op);
+    if (p->a) cublasLtMatrixLayoutDestroy(p->a);
+    if (p->b) cublasLtMatrixLayoutDestroy(p->b);
+    if (p->c) cublasLtMatrixLayoutDestroy(p->c);
+    free(p);
+}
+
+hydra_status hydra_gemm_init(hydra_gemm_ctx *g) {
+    memset(g, 0, sizeof *g);
+    if (cublasLtCreate(&g->lt) != CUBLAS_STATUS_SUCCESS)
+        return hydra_set_error(HYDRA_ERR_DEVICE, "cuda: cublasLtCreate failed");
+    g->ws_bytes = (size_t)32 << 20;
+    if (cudaMalloc(&g->ws, g->ws_bytes) != cudaSuccess) {
+        cublasLtDestroy(g->lt);
+        g->lt = NULL;
+        return hydra_set_error(HYDRA_ERR_DEVICE, "cuda: out of device memory for the 32 MiB GEMM workspace");
+    }
+    return HYDRA_OK;
+}
+
+void hydra_gemm_free(hydra_gemm_ctx *g) {
+    while (g->plans) {
+        struct plan *n = g->plans->next;
+        plan_free(g->plans);
+        g->plans = n;
+    }
+    if (g->ws) cudaFree(g->ws);
+    if (g->lt) cublasLtDestroy(g->lt);
+    memset(g, 0, sizeof *g);
+}
+
+static hydra_status make_plan(hydra_gemm_ctx *g, int M, int N, int K, int bf16, int acc, struct plan **out) {
+    struct plan *p = calloc(1, sizeof *p);
+    if (!p) return hydra_set_error(HYDRA_ERR_NOMEM, "out of memory");
+    p->M = M, p->N = N, p->K = K, p->bf16 = bf16, p->acc = acc;
+    cudaDataType_t in = bf16 ? CUDA_R_16BF : CUDA_R_32F;
+    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    int ok = cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F) == CUBLAS_STATUS_SUCCESS &&
+             cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta) == CUBLAS_STATUS_SUCCESS &&
+             cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb) == CUBLAS_STATUS_SUCCESS &&
+             cublasLtMatrixLayoutCreate(&p->a, in, K, N, K) == CUBLAS_STATUS_SUCCESS &&  /* W: col-major K x N */
+             cublasLtMatrixLayoutCreate(&p->b, in, K, M, K) == CUBLAS_STATUS_SUCCESS &&  /* x: col-major K x M */
+             cublasLtMatrixLayoutCreate(&p->c, CUDA_R_32F, N, M, N) == CUBLAS_STATUS_SUCCESS; /* y: N x M */
+    cublasLtMatmulPreference_t pref = NULL;
+    cublasLtMatmulHeuristicResult_t res;
+    int found = 0;
+    if (ok && cublasLtMatmulPreferenceCreate(&pref) == CUBLAS_STATUS_SUCCESS &&
+        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &g->ws_bytes,
+                                             sizeof g->ws_bytes) == CUBLAS_STATUS_SUCCESS)
+        ok = cublasLtMatmulAlgoGetHeuristic(g->lt, p->op, p->a, p->b, p->c, p->c, pref, 1, &res, &found) ==
+                 CUBLAS_STATUS_SUCCESS && found > 0;
+    else ok = 0;
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (!ok) {
+        plan_free(p);
+        return hydra_set_error(HYDRA_ERR_DEVICE, "cuda: cuBLASLt has no algorithm for a %s GEMM %dx%dx%d",
+                               bf16 ? "bf16" : "f32", M, N, K);
+    }
+    p->algo = res.algo;
+    p->next = g->plans;
+    g->plans = p;
+    *out = p;
+    return HYDRA_OK;
+}
+
+hydra_status hydra_gemm(hydra_gemm_ctx *g, cudaStream_t s, int M, int N, int K, const void *x, const void *W, float *y,
+                        int bf16, int acc) {
+    if (M <= 0 || N <= 0 || K <= 0) return HYDRA_OK;
+    struct plan *p = g->plans;
+    while (p && !(p->M == M && p->N == N && p->K == K && p->bf16 == bf16 && p->acc == acc)) p = p->next;
+    if (!p) HYDRA_CHECK(make_plan(g, M, N, K, bf16, acc, &p));
+    const float one = 1.0f, beta = acc ? 1.0f : 0.0f;
+    cublasStatus_t st = cublasLtMatmul(g->lt, p->op, &one, W, p->a, x, p->b, &beta, y, p->c, y, p->c, &p->algo,
+                                       g->ws, g->ws_bytes, s);
+    if (st != CUBLAS_STATUS_SUCCESS)
+        return hydra_set_error(HYDRA_ERR_DEVICE, "cuda: cublasLtMatmul %dx%dx%d failed (status %d)", M, N, K, (int)st);
+    return HYDRA_OK;
+}

@@ -1,0 +1,25 @@
+/* gemm.h — cuBLASLt matrix products of the CUDA backend (gemm.c). */
+#ifndef HYDRA_CUDA_GEMM_H
+#define HYDRA_CUDA_GEMM_H
+
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+
+#include "core/internal.h"
+
+struct plan;
+typedef struct {
+    cublasLtHandle_t lt;
+    void *ws;          /* cuBLASLt workspace (device) */
+    size_t ws_bytes;
+    struct plan *plans; /* cached layouts + algorithms, one per shape */
+} hydra_gemm_ctx;
+
+hydra_status hydra_gemm_init(hydra_gemm_ctx *g);
+void hydra_gemm_free(hydra_gemm_ctx *g);
+/* y[M, N] (+ y if acc) = x[M, K] . W[N, K]^T; x and W f32 (bf16 = 0) or bf16
+ * (bf16 = 1); y f32 on the device; runs on stream s. */
+hydra_status hydra_gemm(hydra_gemm_ctx *g, cudaStream_t s, int M, int N, int K, const void *x, const void *W, float *y,
+                        int bf16, int acc);
+
+#endif /* HYDRA_CUDA_GEMM_H */

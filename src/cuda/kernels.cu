@@ -1,0 +1,274 @@
+/* kernels.cu — the memory-bound kernels of the forward: embedding, norms,
+ * the DeltaNet input stage (conv + SiLU + L2 norm + gates), RoPE, the
+ * attention cache write, SwiGLU. Each mirrors one CPU op of src/ops/ or one
+ * loop of src/model/forward.c; the tests compare them on the same inputs. */
+#include <cuda_bf16.h>
+#include <math.h>
+
+#include "kernels.h"
+
+namespace {
+
+__device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
+__device__ __forceinline__ float softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
+
+/* Store v as f32 or bf16 at element i. */
+__device__ __forceinline__ void store(void *y, size_t i, float v, int bf16) {
+    if (bf16) ((__nv_bfloat16 *)y)[i] = __float2bfloat16_rn(v);
+    else ((float *)y)[i] = v;
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+/* Sum over the block (blockDim.x a multiple of 32, <= 1024). */
+__device__ float block_sum(float v) {
+    __shared__ float part[32];
+    __shared__ float total;
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    v = warp_sum(v);
+    if (lane == 0) part[w] = v;
+    __syncthreads();
+    if (w == 0) {
+        float x = lane < (int)(blockDim.x >> 5) ? part[lane] : 0.0f;
+        x = warp_sum(x);
+        if (lane == 0) total = x;
+    }
+    __syncthreads();
+    return total;
+}
+
+__global__ void embed_k(const int32_t *tok, int rows, const float *E, int C, float *x) {
+    size_t r = blockIdx.x;
+    const float *e = E + (size_t)tok[r] * C;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) x[r * C + c] = e[c];
+}
+
+/* One block per row. */
+__global__ void rmsnorm_k(int C, const float *x, const float *w, float eps, void *y, int bf16) {
+    size_t r = blockIdx.x;
+    const float *xr = x + r * C;
+    float ss = 0.0f;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) ss += xr[c] * xr[c];
+    float inv = 1.0f / sqrtf(block_sum(ss) / (float)C + eps);
+    for (int c = threadIdx.x; c < C; c += blockDim.x) store(y, r * C + c, xr[c] * inv * w[c], bf16);
+}
+
+__global__ void to_bf16_k(const float *x, __nv_bfloat16 *y, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        y[i] = __float2bfloat16_rn(x[i]);
+}
+
+__global__ void gather_last_k(int T, int C, const float *x, float *last) {
+    size_t b = blockIdx.x;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) last[b * C + c] = x[(b * T + T - 1) * C + c];
+}
+
+/* One warp per (row, head, part): part 0 = q, 1 = k, 2 = v. A lane holds the
+ * channels lane, lane + 32, ... of the head (d <= 256 -> 8 per lane). */
+__global__ void gdn_prep_k(size_t items, int T, int H, int d, int K, const float *proj, int P, const float *convw,
+                           float *const *tails, float l2_eps, float *q, float *k, float *v) {
+    const int lane = threadIdx.x & 31;
+    const size_t item = (size_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (item >= items) return; /* whole warps only: the shuffles below stay full-warp */
+    const size_t Hd = (size_t)H * d;
+    const size_t r = item / (3 * (size_t)H);
+    const int hp = (int)(item % (3 * (size_t)H)), part = hp / H, h = hp % H;
+    const int b = (int)(r / T), t = (int)(r % T);
+    const float *tail = tails[b];
+    float y[8];
+    float ss = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        int c = lane + 32 * i;
+        y[i] = 0.0f;
+        if (c >= d) continue;
+        size_t ch = (size_t)part * Hd + (size_t)h * d + c;
+        float acc = 0.0f;
+        for (int j = 0; j < K; j++) {
+            int src = t + j - (K - 1); /* input row of tap j, relative to this chunk */
+            float xin = src >= 0 ? proj[((size_t)b * T + src) * P + ch] : tail[(size_t)(K - 1 + src) * 3 * Hd + ch];
+            acc += convw[ch * K + j] * xin;
+        }
+        y[i] = silu(acc);
+        ss += y[i] * y[i];
+    }
+    float scale = 1.0f;
+    if (part < 2) {
+        ss = warp_sum(ss);
+        scale = (part == 0 ? rsqrtf((float)d) : 1.0f) / sqrtf(ss + l2_eps);
+    }
+    float *out = part == 0 ? q : part == 1 ? k : v;
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        int c = lane + 32 * i;
+        if (c < d) out[r * Hd + (size_t)h * d + c] = y[i] * scale;
+    }
+}
+
+__global__ void gdn_gates_k(size_t n, int H, const float *proj, int P, int a_off, const float *A_log,
+                            const float *dt_bias, float *g, float *beta) {
+    size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    size_t r = i / H;
+    int h = (int)(i % H);
+    const float *pr = proj + r * P + a_off;
+    beta[i] = 1.0f / (1.0f + expf(-pr[H + h]));
+    g[i] = -expf(A_log[h]) * softplus(pr[h] + dt_bias[h]);
+}
+
+/* One thread per (sequence, channel): rows move up in increasing order, so
+ * an in-place shift never reads a row it already overwrote. */
+__global__ void conv_tail_k(int B, int T, int Cc, int K, const float *proj, int P, float *const *tails) {
+    size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (i >= (size_t)B * Cc) return;
+    int b = (int)(i / Cc), c = (int)(i % Cc);
+    float *tail = tails[b];
+    for (int row = 0; row < K - 1; row++) {
+        int z = T + row; /* index into tail ++ chunk */
+        tail[(size_t)row * Cc + c] = z < K - 1 ? tail[(size_t)z * Cc + c] : proj[((size_t)b * T + z - (K - 1)) * P + c];
+    }
+}
+
+__global__ void gated_onorm_k(size_t items, int H, int d, const float *o, const float *proj, int P, int gate_off,
+                              const float *w, float eps, void *y, int bf16) {
+    const int lane = threadIdx.x & 31;
+    const size_t item = (size_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); /* (row, head) */
+    if (item >= items) return;
+    const size_t r = item / H;
+    const int h = (int)(item % H);
+    const float *oh = o + item * d;
+    const float *gh = proj + r * P + gate_off + (size_t)h * d;
+    float ss = 0.0f;
+    for (int c = lane; c < d; c += 32) ss += oh[c] * oh[c];
+    float inv = 1.0f / sqrtf(warp_sum(ss) / (float)d + eps);
+    for (int c = lane; c < d; c += 32) store(y, item * d + c, oh[c] * silu(gh[c]) * inv * w[c], bf16);
+}
+
+/* One thread per (row, head, i < d/2). */
+__global__ void rope_qkv_k(size_t n, int T, int H, int d, const float *proj, const int64_t *pos,
+                           const double *inv_freq, float *q, float *k, float *v) {
+    size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const int half = d / 2;
+    const size_t Hd = (size_t)H * d;
+    const int f = (int)(i % half);
+    const size_t rh = i / half, r = rh / H;
+    const int h = (int)(rh % H);
+    const int b = (int)(r / T), t = (int)(r % T);
+    double ang = (double)(pos[b] + t) * inv_freq[f];
+    float c = (float)cos(ang), sn = (float)sin(ang);
+    const float *pr = proj + r * 3 * Hd + (size_t)h * d;
+    size_t o = r * Hd + (size_t)h * d;
+    float a = pr[f], bb = pr[f + half];
+    q[o + f] = a * c - bb * sn;
+    q[o + f + half] = a * sn + bb * c;
+    a = pr[Hd + f];
+    bb = pr[Hd + f + half];
+    k[o + f] = a * c - bb * sn;
+    k[o + f + half] = a * sn + bb * c;
+    v[o + f] = pr[2 * Hd + f];
+    v[o + f + half] = pr[2 * Hd + f + half];
+}
+
+/* One block per (row of the written range, sequence). */
+__global__ void cache_write_k(int T, int first, int H, int d, int window, const int64_t *pos, const float *k,
+                              const float *v, float *const *kc, float *const *vc) {
+    const int b = blockIdx.y, t = first + blockIdx.x;
+    const size_t Hd = (size_t)H * d;
+    int64_t p = pos[b] + t;
+    size_t slot = window ? (size_t)(p % window) : (size_t)p;
+    const float *ks = k + ((size_t)b * T + t) * Hd, *vs = v + ((size_t)b * T + t) * Hd;
+    float *kd = kc[b] + slot * Hd, *vd = vc[b] + slot * Hd;
+    for (size_t c = threadIdx.x; c < Hd; c += blockDim.x) {
+        kd[c] = ks[c];
+        vd[c] = vs[c];
+    }
+}
+
+__global__ void swiglu_k(size_t n, int F, const float *gu, void *act, int bf16) {
+    size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    size_t r = i / F;
+    int c = (int)(i % F);
+    const float *row = gu + r * 2 * F;
+    store(act, i, silu(row[c]) * row[F + c], bf16);
+}
+
+unsigned blocks_for(size_t n, unsigned threads) { return (unsigned)((n + threads - 1) / threads); }
+
+} // namespace
+
+extern "C" {
+
+cudaError_t hk_embed(cudaStream_t s, const int32_t *tok, int rows, const float *E, int C, float *x) {
+    if (rows > 0) embed_k<<<rows, 256, 0, s>>>(tok, rows, E, C, x);
+    return cudaGetLastError();
+}
+
+cudaError_t hk_rmsnorm(cudaStream_t s, int M, int C, const float *x, const float *w, float eps, void *y,
+                       int out_bf16) {
+    if (M > 0) rmsnorm_k<<<M, 256, 0, s>>>(C, x, w, eps, y, out_bf16);
+    return cudaGetLastError();
+}
+
+cudaError_t hk_f32_to_bf16(cudaStream_t s, const float *x, uint16_t *y, size_t n) {
+    unsigned nb = blocks_for(n, 256);
+    if (n) to_bf16_k<<<nb > 4096 ? 4096 : nb, 256, 0, s>>>(x, (__nv_bfloat16 *)y, n);
+    return cudaGetLastError();
+}
+
+cudaError_t hk_gather_last(cudaStream_t s, int B, int T, int C, const float *x, float *last) {
+    gather_last_k<<<B, 256, 0, s>>>(T, C, x, last);
+    return cudaGetLastError();
+}
+
+cudaError_t hk_gdn_prep(cudaStream_t s, int B, int T, int H, int d, int K, const float *proj, int P,
+                        const float *convw, float *const *tails, const float *A_log, const float *dt_bias,
+                        float l2_eps, float *q, float *k, float *v, float *g, float *beta) {
+    size_t BT = (size_t)B * T, warps = BT * 3 * H;
+    if (d > 256) return cudaErrorInvalidValue;
+    if (warps) gdn_prep_k<<<blocks_for(warps, 8), 256, 0, s>>>(warps, T, H, d, K, proj, P, convw, tails, l2_eps, q, k, v);
+    size_t n = BT * H;
+    if (n) gdn_gates_k<<<blocks_for(n, 256), 256, 0, s>>>(n, H, proj, P, 4 * H * d, A_log, dt_bias, g, beta);
+    return cudaGetLastError();
+}
+
+cudaError_t hk_conv_tail(cudaStream_t s, int B, int T, int Cc, int K, const float *proj, int P,
+                         float *const *tails) {
+    size_t n = (size_t)B * Cc;
+    if (K > 1) conv_tail_k<<<blocks_for(n, 256), 256, 0, s>>>(B, T, Cc, K, proj, P, tails);
+    return cudaGetLastError();
+}
+
+cudaError_t hk_gated_onorm(cudaStream_t s, int BT, int H, int d, const float *o, const float *proj, int P,
+                           int gate_off, const float *w, float eps, void *y, int out_bf16) {
+    size_t items = (size_t)BT * H; /* one warp each, 4 warps per block */
+    if (items) gated_onorm_k<<<blocks_for(items, 4), 128, 0, s>>>(items, H, d, o, proj, P, gate_off, w, eps, y, out_bf16);
+    return cudaGetLastError();
+}
+
+cudaError_t hk_rope_qkv(cudaStream_t s, int B, int T, int H, int d, const float *proj, const int64_t *pos,
+                        const double *inv_freq, float *q, float *k, float *v) {
+    size_t n = (size_t)B * T * H * (d / 2);
+    if (n) rope_qkv_k<<<blocks_for(n, 256), 256, 0, s>>>(n, T, H, d, proj, pos, inv_freq, q, k, v);
+    return cudaGetLastError();
+}
+
+cudaError_t hk_cache_write(cudaStream_t s, int B, int T, int H, int d, int window, const int64_t *pos,
+                           const float *k, const float *v, float *const *kc, float *const *vc) {
+    int first = window && T > window ? T - window : 0;
+    dim3 grid((unsigned)(T - first), (unsigned)B);
+    cache_write_k<<<grid, 256, 0, s>>>(T, first, H, d, window, pos, k, v, kc, vc);
+    return cudaGetLastError();
+}
+
+cudaError_t hk_swiglu(cudaStream_t s, int BT, int F, const float *gu, void *act, int out_bf16) {
+    size_t n = (size_t)BT * F;
+    if (n) swiglu_k<<<blocks_for(n, 256), 256, 0, s>>>(n, F, gu, act, out_bf16);
+    return cudaGetLastError();
+}
+
+} // extern "C"

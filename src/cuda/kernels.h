@@ -1,0 +1,79 @@
+/* kernels.h — C launchers of the CUDA kernels (kernels.cu, delta_rule.cu,
+ * attention.cu). Everything here works on device pointers, runs on the given
+ * stream and returns the launch's cudaError_t (0 = cudaSuccess).
+ *
+ * Shapes: B sequences of T tokens, rows r = b*T + t (BT rows in all); C
+ * d_model; H heads of d dims (Hd = H*d); P the width of a fused projection
+ * row; K conv width. Per-sequence state pieces live in separate allocations,
+ * so kernels that touch state take device arrays of B device pointers
+ * (`float *const *S` = S[b] points at that sequence's [H, dv, dk]).
+ * "out_bf16" selects the dtype of an output that feeds a GEMM: f32, or bf16
+ * (round to nearest even) in the tensor-core precision. */
+#ifndef HYDRA_CUDA_KERNELS_H
+#define HYDRA_CUDA_KERNELS_H
+
+#include <cuda_runtime.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* x[r, :] = E[tok[r], :] (E [V, C] f32). */
+cudaError_t hk_embed(cudaStream_t s, const int32_t *tok, int rows, const float *E, int C, float *x);
+/* y = x / sqrt(mean(x^2) + eps) * w over rows of C. */
+cudaError_t hk_rmsnorm(cudaStream_t s, int M, int C, const float *x, const float *w, float eps, void *y,
+                       int out_bf16);
+/* y[i] = bf16(x[i]). */
+cudaError_t hk_f32_to_bf16(cudaStream_t s, const float *x, uint16_t *y, size_t n);
+/* Copy the last row of each sequence: last[b, :] = x[b*T + T-1, :]. */
+cudaError_t hk_gather_last(cudaStream_t s, int B, int T, int C, const float *x, float *last);
+
+/* ---- Gated DeltaNet */
+/* From proj [BT, P] (columns q|k|v|gate|a|b): causal depthwise conv of the
+ * q|k|v columns (width K, weights convw [3Hd, K], the K-1 earlier inputs of
+ * sequence b in tails[b] [K-1, 3Hd]), SiLU, then per head L2 norm of q
+ * (times d^-1/2) and k: q, k, v [BT, Hd]. Also g = -exp(A_log) *
+ * softplus(a + dt_bias), beta = sigmoid(b): [BT, H]. Tails are not updated. */
+cudaError_t hk_gdn_prep(cudaStream_t s, int B, int T, int H, int d, int K, const float *proj, int P,
+                        const float *convw, float *const *tails, const float *A_log, const float *dt_bias,
+                        float l2_eps, float *q, float *k, float *v, float *g, float *beta);
+/* tails[b] <- the last K-1 rows of (tails[b] ++ proj[b*T.., 0:3Hd]). */
+cudaError_t hk_conv_tail(cudaStream_t s, int B, int T, int Cc, int K, const float *proj, int P,
+                         float *const *tails);
+/* The gated delta rule token by token with the state in registers (the
+ * decode/verify kernel, also the f32 reference path for prefill):
+ * q, k [BT, H, dk]; v [BT, H, dv]; g, beta [BT, H]; S[b] [H, dv, dk] in/out;
+ * o [BT, H, dv]. dk in {32, 64, 128, 256}. */
+cudaError_t hk_delta_rule_recurrent(cudaStream_t s, int B, int T, int H, int dk, int dv, const float *q,
+                                    const float *k, const float *v, const float *g, const float *beta,
+                                    float *const *S, float *o);
+/* y = RMSNorm_head(o) * w * SiLU(gate), gate = proj[r, gate_off + h*d ..]. */
+cudaError_t hk_gated_onorm(cudaStream_t s, int BT, int H, int d, const float *o, const float *proj, int P,
+                           int gate_off, const float *w, float eps, void *y, int out_bf16);
+
+/* ---- attention */
+/* proj [BT, 3Hd] = q|k|v -> q, k rotated (RoPE, split half, angles in double
+ * from the absolute positions pos[b] + t; inv_freq [d/2] double), v copied. */
+cudaError_t hk_rope_qkv(cudaStream_t s, int B, int T, int H, int d, const float *proj, const int64_t *pos,
+                        const double *inv_freq, float *q, float *k, float *v);
+/* Causal attention of the chunk's queries over keys max(0, p-W+1)..p (window
+ * W; 0 = unbounded): keys before pos[b] come from the cache kc[b]/vc[b]
+ * ([cap, H, d], slot j % W, or j when unbounded), later ones from k, v.
+ * o [BT, Hd]. The cache is not written. d in {32, 64, 128}. */
+cudaError_t hk_attention(cudaStream_t s, int B, int T, int H, int d, int window, const int64_t *pos,
+                         const float *q, const float *k, const float *v, float *const *kc, float *const *vc,
+                         void *o, int out_bf16);
+/* Write the chunk's keys and values into the caches (only the last W for a window). */
+cudaError_t hk_cache_write(cudaStream_t s, int B, int T, int H, int d, int window, const int64_t *pos,
+                           const float *k, const float *v, float *const *kc, float *const *vc);
+
+/* ---- MLP */
+/* act[r, i] = SiLU(gu[r, i]) * gu[r, F + i]. */
+cudaError_t hk_swiglu(cudaStream_t s, int BT, int F, const float *gu, void *act, int out_bf16);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* HYDRA_CUDA_KERNELS_H */

@@ -1,0 +1,171 @@
+/* ops.c — single CUDA ops on host arrays, for the tests that hold each
+ * kernel against its CPU op (tests/test_cuda.c) and for kernel benchmarks.
+ * Each call copies its inputs in, runs one kernel on the default stream,
+ * and copies the outputs back: simple, not fast. */
+#include <math.h>
+
+#include "backend/backend.h"
+#include "cuda/common.h"
+#include "cuda/gemm.h"
+#include "cuda/kernels.h"
+
+/* A scratch list of device buffers freed together. */
+typedef struct {
+    void *p[16];
+    int n;
+} dbufs;
+
+static void dbufs_free(dbufs *b) {
+    for (int i = 0; i < b->n; i++) cudaFree(b->p[i]);
+    b->n = 0;
+}
+
+/* Device copy of host[n] (NULL host: zero-filled). */
+static hydra_status dput(dbufs *b, void **d, const void *host, size_t bytes) {
+    HYDRA_CHECK(hydra_cu_alloc(d, bytes ? bytes : 4, "an op argument"));
+    b->p[b->n++] = *d;
+    if (host) CU_CHECK(cudaMemcpy(*d, host, bytes, cudaMemcpyHostToDevice));
+    else CU_CHECK(cudaMemset(*d, 0, bytes ? bytes : 4));
+    return HYDRA_OK;
+}
+
+static hydra_status need_device(void) {
+    if (hydra_dev_count() == 0) return hydra_set_error(HYDRA_ERR_DEVICE, "cuda: no CUDA device is visible");
+    return HYDRA_OK;
+}
+
+#define OP_RUN(expr)                                                                                   \
+    do {                                                                                               \
+        cudaError_t e__ = (expr);                                                                      \
+        if (e__ == cudaSuccess) e__ = cudaDeviceSynchronize();                                         \
+        if (e__ != cudaSuccess) {                                                                      \
+            st = hydra_set_error(HYDRA_ERR_DEVICE, "cuda op %s: %s", #expr, cudaGetErrorString(e__)); \
+            goto done;                                                                                 \
+        }                                                                                              \
+    } while (0)
+#define OP_TRY(expr)                 \
+    do {                             \
+        if ((st = (expr))) goto done; \
+    } while (0)
+
+hydra_status hydra_dev_op_delta_rule(int T, int H, int dk, int dv, const float *q, const float *k, const float *v,
+                                     const float *g, const float *beta, float *S, float *o) {
+    HYDRA_CHECK(need_device());
+    dbufs b = {0};
+    hydra_status st = HYDRA_OK;
+    size_t nk = (size_t)T * H * dk * 4, nv = (size_t)T * H * dv * 4, ng = (size_t)T * H * 4, ns = (size_t)H * dv * dk * 4;
+    void *dq, *dk_, *dv_, *dg, *db, *dS, *dO, *dp;
+    OP_TRY(dput(&b, &dq, q, nk));
+    OP_TRY(dput(&b, &dk_, k, nk));
+    OP_TRY(dput(&b, &dv_, v, nv));
+    OP_TRY(dput(&b, &dg, g, ng));
+    OP_TRY(dput(&b, &db, beta, ng));
+    OP_TRY(dput(&b, &dS, S, ns));
+    OP_TRY(dput(&b, &dO, NULL, nv));
+    OP_TRY(dput(&b, &dp, &dS, sizeof(void *)));
+    OP_RUN(hk_delta_rule_recurrent(0, 1, T, H, dk, dv, dq, dk_, dv_, dg, db, dp, dO));
+    if (cudaMemcpy(S, dS, ns, cudaMemcpyDeviceToHost) != cudaSuccess ||
+        cudaMemcpy(o, dO, nv, cudaMemcpyDeviceToHost) != cudaSuccess)
+        st = hydra_set_error(HYDRA_ERR_DEVICE, "cuda: copying results back failed");
+done:
+    dbufs_free(&b);
+    return st;
+}
+
+hydra_status hydra_dev_op_attention(int T, int H, int d, int64_t pos0, int window, size_t cap, const float *q,
+                                    const float *k, const float *v, const float *cache_k, const float *cache_v,
+                                    float *o) {
+    HYDRA_CHECK(need_device());
+    dbufs b = {0};
+    hydra_status st = HYDRA_OK;
+    size_t n = (size_t)T * H * d * 4, nc = cap * H * d * 4;
+    void *dq, *dk_, *dv_, *dkc, *dvc, *dO, *dpos, *dpk, *dpv;
+    OP_TRY(dput(&b, &dq, q, n));
+    OP_TRY(dput(&b, &dk_, k, n));
+    OP_TRY(dput(&b, &dv_, v, n));
+    OP_TRY(dput(&b, &dkc, cache_k, nc));
+    OP_TRY(dput(&b, &dvc, cache_v, nc));
+    OP_TRY(dput(&b, &dO, NULL, n));
+    OP_TRY(dput(&b, &dpos, &pos0, 8));
+    OP_TRY(dput(&b, &dpk, &dkc, sizeof(void *)));
+    OP_TRY(dput(&b, &dpv, &dvc, sizeof(void *)));
+    OP_RUN(hk_attention(0, 1, T, H, d, window, dpos, dq, dk_, dv_, dpk, dpv, dO, 0));
+    if (cudaMemcpy(o, dO, n, cudaMemcpyDeviceToHost) != cudaSuccess)
+        st = hydra_set_error(HYDRA_ERR_DEVICE, "cuda: copying results back failed");
+done:
+    dbufs_free(&b);
+    return st;
+}
+
+hydra_status hydra_dev_op_rmsnorm(int M, int C, const float *x, const float *w, float eps, float *y) {
+    HYDRA_CHECK(need_device());
+    dbufs b = {0};
+    hydra_status st = HYDRA_OK;
+    size_t n = (size_t)M * C * 4;
+    void *dx, *dw, *dy;
+    OP_TRY(dput(&b, &dx, x, n));
+    OP_TRY(dput(&b, &dw, w, (size_t)C * 4));
+    OP_TRY(dput(&b, &dy, NULL, n));
+    OP_RUN(hk_rmsnorm(0, M, C, dx, dw, eps, dy, 0));
+    if (cudaMemcpy(y, dy, n, cudaMemcpyDeviceToHost) != cudaSuccess)
+        st = hydra_set_error(HYDRA_ERR_DEVICE, "cuda: copying results back failed");
+done:
+    dbufs_free(&b);
+    return st;
+}
+
+hydra_status hydra_dev_op_rope(int T, int H, int d, int64_t pos0, double base, float *x) {
+    HYDRA_CHECK(need_device());
+    if (d & 1 || d > 4096) return hydra_set_error(HYDRA_ERR_ARG, "rope: head dim %d must be even and <= 4096", d);
+    dbufs b = {0};
+    hydra_status st = HYDRA_OK;
+    size_t Hd = (size_t)H * d, n = (size_t)T * Hd;
+    double f[2048];
+    for (int i = 0; i < d / 2; i++) f[i] = pow(base, -2.0 * i / d);
+    float *proj = calloc(3 * n + 1, 4); /* [T, 3Hd] = x | 0 | 0 */
+    if (!proj) return hydra_set_error(HYDRA_ERR_NOMEM, "out of memory");
+    for (int t = 0; t < T; t++) memcpy(proj + (size_t)t * 3 * Hd, x + (size_t)t * Hd, Hd * 4);
+    void *dp, *dq, *dk_, *dv_, *dpos, *df;
+    OP_TRY(dput(&b, &dp, proj, 3 * n * 4));
+    OP_TRY(dput(&b, &dq, NULL, n * 4));
+    OP_TRY(dput(&b, &dk_, NULL, n * 4));
+    OP_TRY(dput(&b, &dv_, NULL, n * 4));
+    OP_TRY(dput(&b, &dpos, &pos0, 8));
+    OP_TRY(dput(&b, &df, f, (size_t)(d / 2) * 8));
+    OP_RUN(hk_rope_qkv(0, 1, T, H, d, dp, dpos, df, dq, dk_, dv_));
+    if (cudaMemcpy(x, dq, n * 4, cudaMemcpyDeviceToHost) != cudaSuccess)
+        st = hydra_set_error(HYDRA_ERR_DEVICE, "cuda: copying results back failed");
+done:
+    free(proj);
+    dbufs_free(&b);
+    return st;
+}
+
+hydra_status hydra_dev_op_matmul(int M, int N, int K, const float *x, const float *W, float *y, int acc, int bf16) {
+    HYDRA_CHECK(need_device());
+    dbufs b = {0};
+    hydra_status st = HYDRA_OK;
+    size_t nx = (size_t)M * K, nw = (size_t)N * K, ny = (size_t)M * N;
+    hydra_gemm_ctx g;
+    int have_gemm = 0;
+    void *dx, *dw, *dy, *hx = NULL, *hw = NULL;
+    OP_TRY(dput(&b, &dx, x, nx * 4));
+    OP_TRY(dput(&b, &dw, W, nw * 4));
+    OP_TRY(dput(&b, &dy, y, ny * 4));
+    if (bf16) {
+        OP_TRY(dput(&b, &hx, NULL, nx * 2));
+        OP_TRY(dput(&b, &hw, NULL, nw * 2));
+        OP_RUN(hk_f32_to_bf16(0, dx, hx, nx));
+        OP_RUN(hk_f32_to_bf16(0, dw, hw, nw));
+    }
+    OP_TRY(hydra_gemm_init(&g));
+    have_gemm = 1;
+    OP_TRY(hydra_gemm(&g, 0, M, N, K, bf16 ? hx : dx, bf16 ? hw : dw, dy, bf16, acc));
+    OP_RUN(cudaGetLastError());
+    if (cudaMemcpy(y, dy, ny * 4, cudaMemcpyDeviceToHost) != cudaSuccess)
+        st = hydra_set_error(HYDRA_ERR_DEVICE, "cuda: copying results back failed");
+done:
+    if (have_gemm) hydra_gemm_free(&g);
+    dbufs_free(&b);
+    return st;
+}
