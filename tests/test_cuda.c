@@ -36,7 +36,7 @@ static float *randn(size_t n, float scale, uint64_t seed) {
 }
 
 /* ------------------------------------------------------------------- ops */
-static void check_delta_rule(int T, int H, int dk, int dv, uint64_t seed) {
+static void check_delta_rule(int chunked, int T, int H, int dk, int dv, uint64_t seed) {
     size_t nk = (size_t)T * H * dk, nv = (size_t)T * H * dv, ng = (size_t)T * H, ns = (size_t)H * dv * dk;
     float *q = randn(nk, 0.2f, seed), *k = randn(nk, 1.0f, seed + 1), *v = randn(nv, 1.0f, seed + 2);
     float *g = randn(ng, 0.1f, seed + 3), *beta = randn(ng, 1.0f, seed + 4), *S0 = randn(ns, 0.3f, seed + 5);
@@ -53,20 +53,31 @@ static void check_delta_rule(int T, int H, int dk, int dv, uint64_t seed) {
     memcpy(S_cpu, S0, ns * 4);
     memcpy(S_gpu, S0, ns * 4);
     HY_OK(hydra_op_delta_rule_ref(T, H, dk, dv, q, k, v, g, beta, S_cpu, o_cpu));
-    HY_OK(hydra_dev_op_delta_rule(T, H, dk, dv, q, k, v, g, beta, S_gpu, o_gpu));
+    HY_OK(hydra_dev_op_delta_rule(chunked, T, H, dk, dv, q, k, v, g, beta, S_gpu, o_gpu));
     double eo = rel_err(o_gpu, o_cpu, nv), es = rel_err(S_gpu, S_cpu, ns);
     if (!(eo <= F32_TOL && es <= F32_TOL))
-        fail_msg("delta rule T=%d H=%d dk=%d dv=%d: o err %.3g, S err %.3g", T, H, dk, dv, eo, es);
+        fail_msg("delta rule (%s) T=%d H=%d dk=%d dv=%d: o err %.3g, S err %.3g", chunked ? "chunked" : "recurrent", T, H,
+                 dk, dv, eo, es);
     free(q), free(k), free(v), free(g), free(beta), free(S0), free(S_cpu), free(S_gpu), free(o_cpu), free(o_gpu);
 }
 
 static void test_delta_rule(void **unused) {
     const int Ts[] = {1, 7, 63, 64, 65, 1000};
     for (size_t i = 0; i < sizeof Ts / sizeof Ts[0]; i++) {
-        check_delta_rule(Ts[i], 3, 64, 64, 10 + i);
-        check_delta_rule(Ts[i], 2, 64, 40, 20 + i);  /* dk != dv, dv not a multiple of 16 */
-        check_delta_rule(Ts[i], 1, 128, 128, 30 + i);
-        check_delta_rule(Ts[i], 4, 32, 48, 40 + i);
+        check_delta_rule(0, Ts[i], 3, 64, 64, 10 + i);
+        check_delta_rule(0, Ts[i], 2, 64, 40, 20 + i);  /* dk != dv, dv not a multiple of 16 */
+        check_delta_rule(0, Ts[i], 1, 128, 128, 30 + i);
+        check_delta_rule(0, Ts[i], 4, 32, 48, 40 + i);
+    }
+}
+
+/* The chunked (WY) prefill kernel: the same contract, f32 throughout, so the
+ * same 1e-4 bound; lengths at chunk boundaries +-1, a non-zero start state. */
+static void test_delta_rule_chunked(void **unused) {
+    const int Ts[] = {1, 7, 63, 64, 65, 128, 1000};
+    for (size_t i = 0; i < sizeof Ts / sizeof Ts[0]; i++) {
+        check_delta_rule(1, Ts[i], 3, 64, 64, 110 + i);
+        check_delta_rule(1, Ts[i], 2, 128, 128, 130 + i);
     }
 }
 
@@ -131,6 +142,28 @@ static void test_small_ops(void **unused) {
     /* bf16 operands: per-product relative error ~ 2^-8, random signs: ~ 2^-8 / sqrt(1) overall; bound 1e-2 */
     ASSERT_REL(g2, ref, (size_t)Mm * N, 1e-2);
     free(x), free(w), free(y1), free(y2), free(xm), free(W), free(r), free(g1), free(g2), free(ref);
+}
+
+/* Decode-sized products (M <= 8: gemm_small.cu) at every M, with K a
+ * multiple of 8 (16-byte vector loads) and an odd K (the scalar path). */
+static void test_small_gemm(void **unused) {
+    const int Ks[] = {768, 129, 2048};
+    for (int M = 1; M <= 9; M++)
+        for (size_t ki = 0; ki < 3; ki++) {
+            int N = 70 + M, K = Ks[ki];
+            float *x = randn((size_t)M * K, 1.0f, 50 + M), *W = randn((size_t)N * K, 1.0f, 60 + M);
+            float *y0 = randn((size_t)M * N, 1.0f, 70 + M), *ref = malloc((size_t)M * N * 4), *got = malloc((size_t)M * N * 4);
+            for (int bf16 = 0; bf16 < 2; bf16++)
+                for (int acc = 0; acc < 2; acc++) {
+                    memcpy(ref, y0, (size_t)M * N * 4);
+                    memcpy(got, y0, (size_t)M * N * 4);
+                    HY_OK(hydra_op_matmul(M, N, K, x, W, ref, acc));
+                    HY_OK(hydra_dev_op_matmul(M, N, K, x, W, got, acc, bf16));
+                    double e = rel_err(got, ref, (size_t)M * N);
+                    if (!(e <= (bf16 ? 1e-2 : 1e-5))) fail_msg("gemm M=%d N=%d K=%d bf16=%d acc=%d: err %.3g", M, N, K, bf16, acc, e);
+                }
+            free(x), free(W), free(y0), free(ref), free(got);
+        }
 }
 
 /* ----------------------------------------------------------------- model */
@@ -411,8 +444,10 @@ int main(void) {
     char name[256];
     if (hydra_cuda_device_name(0, name, sizeof name) == HYDRA_OK) printf("device: %s\n", name);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_delta_rule),          cmocka_unit_test(test_attention),
-        cmocka_unit_test(test_small_ops),           cmocka_unit_test(test_model_logits),
+        cmocka_unit_test(test_delta_rule),          cmocka_unit_test(test_delta_rule_chunked),
+        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_small_ops),           cmocka_unit_test(test_small_gemm),
+        cmocka_unit_test(test_model_logits),
         cmocka_unit_test(test_chunking_and_step),   cmocka_unit_test(test_batched_rows),
         cmocka_unit_test(test_state_files_cross_device), cmocka_unit_test(test_generate_and_stream),
         cmocka_unit_test(test_factbank_cross_device),

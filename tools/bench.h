@@ -32,4 +32,9 @@ int hydra_bench_factbank_model(FILE *out, const char *model_path, int n_pairs, i
  * (python/train_peer.py) at d256x4L and d512x8L, T = 256. quick: fewer steps. */
 void hydra_bench_train(FILE *out, int quick);
 
+/* GPU (bench_cuda.c): the card's GEMM and copy ceilings, the delta-rule
+ * kernels, the default model's prefill / decode / batched decode in bf16 and
+ * f32 on `device` ("cuda" or "cuda:N"). Returns 0, or 1 after reporting. */
+int hydra_bench_cuda(FILE *out, const char *device, int quick);
+
 #endif /* HYDRA_TOOLS_BENCH_H */

@@ -215,6 +215,45 @@ const char *cli_schedule(const hydra_config *c, char *buf) {
     return buf;
 }
 
+void cli_add_device_opts(cli_spec *s, cli_device *d, const char *prefix) {
+    static char names[4][32]; /* "device" and "precision" with up to two prefixes */
+    static int used = 0;
+    d->device = "cpu";
+    d->precision = "bf16";
+    if (used > 2) return;
+    char *dn = names[used++], *pn = names[used++];
+    snprintf(dn, 32, "%sdevice", prefix);
+    snprintf(pn, 32, "%sprecision", prefix);
+    cli_add(s, dn, OPT_STR, &d->device, "where the model runs: cpu (default), cuda or cuda:N (an NVIDIA GPU)");
+    cli_add(s, pn, OPT_STR, &d->precision,
+            "on a GPU: bf16 (default: bf16 weights and GEMM inputs on tensor cores, f32 accumulation and state) or "
+            "f32 (tensor cores off, matches the CPU to ~1e-5)");
+}
+
+hydra_status cli_model_place(hydra_model *m, const cli_device *d) {
+    if (!d || !d->device || strcmp(d->device, "cpu") == 0) return HYDRA_OK;
+    hydra_precision p = d->precision && strcmp(d->precision, "f32") == 0 ? HYDRA_PRECISION_F32 : HYDRA_PRECISION_BF16;
+    return hydra_model_to_device(m, d->device, p);
+}
+
+int cli_device_check(const char *cmd, const cli_device *d) {
+    if (d->precision && strcmp(d->precision, "bf16") && strcmp(d->precision, "f32")) {
+        fprintf(stderr, "hydra %s: --precision is bf16 or f32, not \"%s\"\n", cmd, d->precision);
+        return -1;
+    }
+    return 0;
+}
+
+hydra_status cli_model_load(const char *path, int bf16, const cli_device *d, hydra_model **out) {
+    hydra_status st = bf16 ? hydra_model_load_bf16(path, out) : hydra_model_load(path, out);
+    if (st) return st;
+    if ((st = cli_model_place(*out, d))) {
+        hydra_model_free(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
 int cli_fail(const char *cmd, const char *what, hydra_status st) {
     fprintf(stderr, "hydra %s: %s: %s (%s)\n", cmd, what, hydra_last_error(), hydra_status_str(st));
     return 1;

@@ -85,6 +85,22 @@ int cli_print_token(int32_t tok, void *user);
 /* Rewrites a bare "-n" argument to "--n" so both spellings work. */
 void cli_alias_n(int argc, char **argv);
 
+/* Where a command runs its model: --device cpu|cuda|cuda:N and --precision
+ * bf16|f32 (the GPU default is bf16; f32 turns tensor cores off). With a
+ * prefix ("draft-") the flags are --draft-device / --draft-precision. */
+typedef struct {
+    const char *device, *precision;
+} cli_device;
+void cli_add_device_opts(cli_spec *s, cli_device *d, const char *prefix);
+/* Checks the flags' values after parsing; -1 = reported on stderr (exit 2). */
+int cli_device_check(const char *cmd, const cli_device *d);
+/* Load a checkpoint (bf16: the matrices in bf16 only) and move it to d's
+ * device. On failure the model is freed and the status returned (message in
+ * hydra_last_error), like hydra_model_load. */
+hydra_status cli_model_load(const char *path, int bf16, const cli_device *d, hydra_model **out);
+/* Move an existing model to d's device; same contract. */
+hydra_status cli_model_place(hydra_model *m, const cli_device *d);
+
 /* Report a library failure: "hydra <cmd>: <what>: <last error>". Returns 1. */
 int cli_fail(const char *cmd, const char *what, hydra_status st);
 /* The layer schedule ("DDDS...") into buf [HYDRA_MAX_LAYERS + 1]; returns buf. */

@@ -149,11 +149,14 @@ int cmd_bench(int argc, char **argv) {
     const char *factbank_model = NULL;
     cli_add(&s, "factbank", OPT_FLAG, &factbank, "run only the FactBank benchmark (capacity curve; with --factbank-model, recall)");
     cli_add(&s, "factbank-model", OPT_STR, &factbank_model, "checkpoint trained on key-value recall for --factbank");
+    const char *device = "cpu";
+    cli_add(&s, "device", OPT_STR, &device, "cpu (default) or cuda / cuda:N: the GPU benchmark (ceilings, kernels, model)");
     int train = 0;
     cli_add(&s, "train", OPT_FLAG, &train, "run only the training-step benchmark (tokens/s, MFU, PyTorch peer)");
     int r = cli_parse(&s, argc, argv);
     if (r) return r > 0 ? 0 : 2;
     if (threads > 0) hydra_set_num_threads(threads);
+    if (strcmp(device, "cpu") && !stream_tokens) return hydra_bench_cuda(stdout, device, quick);
     if (train) return hydra_bench_train(stdout, quick), 0;
     if (spec_target || spec_draft) {
         if (!spec_target || !spec_draft) return fprintf(stderr, "hydra bench: --spec-target and --spec-draft go together\n"), 2;

@@ -21,6 +21,8 @@ int cmd_eval(int argc, char **argv) {
     cli_add(&s, "max-tokens", OPT_INT, &max_tokens, "evaluate only the first N bytes (default: whole file)");
     cli_add(&s, "chunk", OPT_INT, &chunk, "tokens per forward call (default 512; does not change the result)");
     cli_add(&s, "threads", OPT_INT, &threads, "threads (default: all cores)");
+    cli_device dev;
+    cli_add_device_opts(&s, &dev, "");
     int r = cli_parse(&s, argc, argv);
     if (r) return r > 0 ? 0 : 2;
     if (!model || !data) {
@@ -34,7 +36,8 @@ int cmd_eval(int argc, char **argv) {
     if (threads > 0) hydra_set_num_threads(threads);
     hydra_model *m = NULL;
     hydra_text_data *td = NULL;
-    hydra_status st = hydra_model_load(model, &m);
+    if (cli_device_check("eval", &dev)) return 2;
+    hydra_status st = cli_model_load(model, 0, &dev, &m);
     if (st) return cli_fail("eval", model, st);
     if ((st = hydra_text_data_load(data, 0.0, &td)) != HYDRA_OK) {
         hydra_model_free(m);

@@ -70,6 +70,8 @@ static int fb_write(int argc, char **argv) {
     cli_add(&s, "out", OPT_STR, &out, "bank file to write (required)");
     cli_add(&s, "append", OPT_STR, &append, "start from this bank's facts instead of an empty bank");
     cli_add(&s, "threads", OPT_INT, &threads, "threads (default: all cores)");
+    cli_device dev;
+    cli_add_device_opts(&s, &dev, "");
     int r = cli_parse(&s, argc, argv);
     if (r) return r > 0 ? 0 : 2;
     if (!model || !out || !facts == !ids_s) {
@@ -93,7 +95,8 @@ static int fb_write(int argc, char **argv) {
     hydra_status st;
     int rc = 0;
     double t0 = hydra_now_seconds();
-    if ((st = hydra_model_load(model, &m))) {
+    if (cli_device_check("factbank", &dev)) return 2;
+    if ((st = cli_model_load(model, 0, &dev, &m))) {
         rc = cli_fail("factbank write", "loading the model", st);
         goto done;
     }
@@ -153,6 +156,8 @@ static int fb_ask(int argc, char **argv) {
     cli_add(&s, "mode", OPT_STR, &mode_s, "restore (default), replace or add");
     cli_add_sampling_opts(&s, &smp, 0.0f);
     cli_add(&s, "threads", OPT_INT, &threads, "threads (default: all cores)");
+    cli_device dev;
+    cli_add_device_opts(&s, &dev, "");
     cli_alias_n(argc, argv);
     int r = cli_parse(&s, argc, argv);
     if (r) return r > 0 ? 0 : 2;
@@ -179,7 +184,8 @@ static int fb_ask(int argc, char **argv) {
     int32_t *ids = NULL, *out = NULL;
     hydra_status st;
     int rc = 0;
-    if ((st = hydra_model_load(model, &m))) {
+    if (cli_device_check("factbank", &dev)) return 2;
+    if ((st = cli_model_load(model, 0, &dev, &m))) {
         rc = cli_fail("factbank ask", "loading the model", st);
         goto done;
     }

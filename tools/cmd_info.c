@@ -3,10 +3,26 @@
 
 #include "cli.h"
 
+/* Which backends this build has and which GPUs it sees. */
+static void print_backends(void) {
+    printf("cpu           %s\n", hydra_blas_info());
+    if (!hydra_cuda_compiled()) {
+        printf("cuda          not in this build (no CUDA toolkit found when it was configured)\n");
+        return;
+    }
+    int n = hydra_cuda_device_count();
+    printf("cuda          built; %d device%s visible%s\n", n, n == 1 ? "" : "s", n ? "" : " (no GPU or no driver)");
+    for (int i = 0; i < n; i++) {
+        char name[256];
+        if (hydra_cuda_device_name(i, name, sizeof name) == HYDRA_OK) printf("  cuda:%d      %s\n", i, name);
+    }
+}
+
 int cmd_info(int argc, char **argv) {
-    cli_spec s = {.usage = "hydra info [--tensors] m.safetensors",
-                  .summary = "Prints the config, the layer schedule, the parameter count, the state size\n"
-                             "per sequence and the model fingerprint of a checkpoint."};
+    cli_spec s = {.usage = "hydra info [--tensors] [m.safetensors]",
+                  .summary = "Prints the backends this build has (CPU BLAS, CUDA and the GPUs it sees); with a\n"
+                             "checkpoint also its config, layer schedule, parameter count, state size per\n"
+                             "sequence and model fingerprint."};
     int tensors = 0;
     cli_add(&s, "tensors", OPT_FLAG, &tensors, "also list every tensor with its shape");
     /* The checkpoint path is the one positional argument. */
@@ -20,8 +36,8 @@ int cmd_info(int argc, char **argv) {
     int r = cli_parse(&s, n, rest);
     if (r) return r > 0 ? 0 : 2;
     if (!path) {
-        fprintf(stderr, "hydra info: give a checkpoint path (see --help)\n");
-        return 2;
+        print_backends();
+        return 0;
     }
     hydra_model *m = NULL;
     hydra_status st = hydra_model_load(path, &m);
@@ -49,6 +65,7 @@ int cmd_info(int argc, char **argv) {
             if (t.ndim == 2) printf("  %-44s [%lld, %lld]\n", t.name, (long long)t.shape[0], (long long)t.shape[1]);
             else printf("  %-44s [%lld]\n", t.name, (long long)t.shape[0]);
         }
+    print_backends();
     hydra_model_free(m);
     return 0;
 }

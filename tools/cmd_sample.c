@@ -31,6 +31,8 @@ int cmd_sample(int argc, char **argv) {
     cli_add(&s, "val-fraction", OPT_FLOAT, &val_fraction, "held-out tail of --data that prompts avoid (default 0.1, as hydra train)");
     cli_add_sampling_opts(&s, &smp, 1.0f);
     cli_add(&s, "threads", OPT_INT, &threads, "threads (default: all cores)");
+    cli_device dev;
+    cli_add_device_opts(&s, &dev, "");
     cli_alias_n(argc, argv);
     int r = cli_parse(&s, argc, argv);
     if (r) return r > 0 ? 0 : 2;
@@ -40,7 +42,8 @@ int cmd_sample(int argc, char **argv) {
     if (smp.stop >= 0) return fprintf(stderr, "hydra sample: --stop is not supported (sequences have a fixed length)\n"), 2;
     if (threads > 0) hydra_set_num_threads(threads);
     hydra_model *m = NULL;
-    hydra_status st = hydra_model_load(model, &m);
+    if (cli_device_check("sample", &dev)) return 2;
+    hydra_status st = cli_model_load(model, 0, &dev, &m);
     if (st) return cli_fail("sample", model, st);
     hydra_text_data *td = NULL;
     if ((st = hydra_text_data_load(data, val_fraction, &td))) {

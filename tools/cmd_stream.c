@@ -61,6 +61,8 @@ int cmd_stream(int argc, char **argv) {
             "resumes from its last save (--load-state; the file holds the position)");
     cli_add(&s, "bf16", OPT_FLAG, &bf16, "load the matrices in bf16 only (half the memory, faster decode; ~1e-2 logit error)");
     cli_add(&s, "threads", OPT_INT, &threads, "threads (default: all cores)");
+    cli_device dev;
+    cli_add_device_opts(&s, &dev, "");
     cli_add(&s, "quiet", OPT_FLAG, &quiet, "no progress or summary line");
     cli_alias_n(argc, argv);
     int r = cli_parse(&s, argc, argv);
@@ -97,7 +99,8 @@ int cmd_stream(int argc, char **argv) {
     int32_t *ids = NULL, *out = NULL;
     unsigned char *buf = NULL;
     int rc = 0;
-    hydra_status st = bf16 ? hydra_model_load_bf16(model, &m) : hydra_model_load(model, &m);
+    if (cli_device_check("stream", &dev)) return 2;
+    hydra_status st = cli_model_load(model, bf16, &dev, &m);
     if (st) return cli_fail("stream", model, st);
     if (hydra_model_config(m)->vocab_size < 256) {
         fprintf(stderr, "hydra stream: %s has a vocabulary of %d tokens; byte-level input needs at least 256\n", model,

@@ -49,8 +49,9 @@ hydra_status hydra_dev_forward(const hydra_model *m, const int32_t *tokens, int 
 /* ---- single ops on host arrays (copy in, run the device kernel, copy out):
  * the tests compare each against its CPU op in src/ops/ on the same inputs.
  * Same shapes and contracts as the CPU ops (include/hydralm_ops.h). */
-hydra_status hydra_dev_op_delta_rule(int T, int H, int dk, int dv, const float *q, const float *k, const float *v,
-                                     const float *g, const float *beta, float *S, float *o);
+/* chunked = 0: the token-by-token kernel; 1: the chunked (WY) prefill kernel. */
+hydra_status hydra_dev_op_delta_rule(int chunked, int T, int H, int dk, int dv, const float *q, const float *k,
+                                     const float *v, const float *g, const float *beta, float *S, float *o);
 /* Causal (sliding-window) attention of T queries at positions pos0.. over the
  * chunk and a cache [cap, H, d]; out_bf16 rounds the output to bf16. */
 hydra_status hydra_dev_op_attention(int T, int H, int d, int64_t pos0, int window, size_t cap, const float *q,

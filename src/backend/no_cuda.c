@@ -3,6 +3,7 @@
  * with HYDRA_ERR_DEVICE, and nothing ever holds a device mirror, so the
  * state and model hooks below are never reached with one. */
 #include "backend/backend.h"
+#include "hydralm_cuda.h"
 
 #define NO_CUDA(what) hydra_set_error(HYDRA_ERR_DEVICE, "%s: this build of libhydralm has no CUDA backend " \
                                       "(rebuild on a machine with the CUDA toolkit)", what)
@@ -32,8 +33,8 @@ hydra_status hydra_dev_forward(const hydra_model *m, const int32_t *tokens, int 
     return NO_CUDA("forward");
 }
 
-hydra_status hydra_dev_op_delta_rule(int T, int H, int dk, int dv, const float *q, const float *k, const float *v,
-                                     const float *g, const float *beta, float *S, float *o) {
+hydra_status hydra_dev_op_delta_rule(int chunked, int T, int H, int dk, int dv, const float *q, const float *k,
+                                     const float *v, const float *g, const float *beta, float *S, float *o) {
     return NO_CUDA("delta_rule");
 }
 hydra_status hydra_dev_op_attention(int T, int H, int d, int64_t pos0, int window, size_t cap, const float *q,
@@ -47,4 +48,13 @@ hydra_status hydra_dev_op_rmsnorm(int M, int C, const float *x, const float *w, 
 hydra_status hydra_dev_op_rope(int T, int H, int d, int64_t pos0, double base, float *x) { return NO_CUDA("rope"); }
 hydra_status hydra_dev_op_matmul(int M, int N, int K, const float *x, const float *W, float *y, int acc, int bf16) {
     return NO_CUDA("matmul");
+}
+
+hydra_status hydra_cuda_bench_gemm(int device, int M, int N, int K, int bf16, int reps, double *tflops) {
+    return NO_CUDA("bench_gemm");
+}
+hydra_status hydra_cuda_bench_copy(int device, size_t bytes, int reps, double *gbs) { return NO_CUDA("bench_copy"); }
+hydra_status hydra_cuda_bench_delta_rule(int device, const char *kernel, int B, int T, int H, int d, int reps,
+                                         double *ms) {
+    return NO_CUDA("bench_delta_rule");
 }

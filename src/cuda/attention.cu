@@ -114,9 +114,96 @@ __global__ void __launch_bounds__(THREADS) attention_k(int T, int H, int window,
     }
 }
 
+/* Decode and verify (T <= 8 queries): one block per (query, head, sequence),
+ * its keys split among the block's groups of TPQ threads — group g takes keys
+ * lo + g, lo + g + NG, ... with its own running max, sum and output — and the
+ * partial softmaxes merged in shared memory at the end (flash-decoding). The
+ * tiled kernel above would leave 124 of 128 threads idle for one query. */
+template <int D>
+__global__ void __launch_bounds__(THREADS) attention_decode_k(int T, int H, int window, const int64_t *pos,
+                                                             const float *__restrict__ q, const float *__restrict__ k,
+                                                             const float *__restrict__ v, float *const *kc,
+                                                             float *const *vc, void *o, int out_bf16) {
+    constexpr int TPQ = D / EPT, NG = THREADS / TPQ;
+    __shared__ float acc_s[NG][D + 1], m_s[NG], l_s[NG];
+    const int t = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    const int sub = threadIdx.x % TPQ, grp = threadIdx.x / TPQ;
+    const size_t Hd = (size_t)H * D;
+    const int64_t P0 = pos[b], p = P0 + t;
+    int64_t lo = window ? p - window + 1 : 0;
+    if (lo < 0) lo = 0;
+    const float scale = rsqrtf((float)D);
+    const size_t row = (size_t)b * T + t;
+    float qr[EPT], acc[EPT];
+#pragma unroll
+    for (int e = 0; e < EPT; e++) {
+        qr[e] = q[row * Hd + (size_t)h * D + sub * EPT + e] * scale;
+        acc[e] = 0.0f;
+    }
+    float m = -INFINITY, l = 0.0f;
+    const float *kcb = kc ? kc[b] : nullptr, *vcb = vc ? vc[b] : nullptr;
+    for (int64_t j = lo + grp; j <= p; j += NG) {
+        const float *kj, *vj;
+        if (j < P0) {
+            size_t slot = window ? (size_t)(j % window) : (size_t)j;
+            kj = kcb + slot * Hd;
+            vj = vcb + slot * Hd;
+        } else {
+            size_t r = (size_t)b * T + (size_t)(j - P0);
+            kj = k + r * Hd;
+            vj = v + r * Hd;
+        }
+        kj += (size_t)h * D + sub * EPT;
+        vj += (size_t)h * D + sub * EPT;
+        float part = 0.0f;
+#pragma unroll
+        for (int e = 0; e < EPT; e += 4) {
+            float4 kk = *(const float4 *)(kj + e);
+            part += qr[e] * kk.x + qr[e + 1] * kk.y + qr[e + 2] * kk.z + qr[e + 3] * kk.w;
+        }
+#pragma unroll
+        for (int off = 1; off < TPQ; off <<= 1) part += __shfl_xor_sync(0xffffffffu, part, off);
+        float mn = fmaxf(m, part), corr = expf(m - mn), pj = expf(part - mn);
+        l = l * corr + pj;
+#pragma unroll
+        for (int e = 0; e < EPT; e += 4) {
+            float4 vv = *(const float4 *)(vj + e);
+            acc[e] = acc[e] * corr + pj * vv.x;
+            acc[e + 1] = acc[e + 1] * corr + pj * vv.y;
+            acc[e + 2] = acc[e + 2] * corr + pj * vv.z;
+            acc[e + 3] = acc[e + 3] * corr + pj * vv.w;
+        }
+        m = mn;
+    }
+#pragma unroll
+    for (int e = 0; e < EPT; e++) acc_s[grp][sub * EPT + e] = acc[e];
+    if (sub == 0) m_s[grp] = m, l_s[grp] = l;
+    __syncthreads();
+    for (int c = threadIdx.x; c < D; c += THREADS) {
+        float M = -INFINITY;
+        for (int g = 0; g < NG; g++) M = fmaxf(M, m_s[g]);
+        float num = 0.0f, den = 0.0f;
+        for (int g = 0; g < NG; g++) {
+            if (m_s[g] == -INFINITY) continue; /* a group that saw no key */
+            float w = expf(m_s[g] - M);
+            num += acc_s[g][c] * w;
+            den += l_s[g] * w;
+        }
+        float val = num / den;
+        size_t idx = row * Hd + (size_t)h * D + c;
+        if (out_bf16) ((__nv_bfloat16 *)o)[idx] = __float2bfloat16_rn(val);
+        else ((float *)o)[idx] = val;
+    }
+}
+
 template <int D>
 cudaError_t launch(cudaStream_t s, int B, int T, int H, int window, const int64_t *pos, const float *q,
                    const float *k, const float *v, float *const *kc, float *const *vc, void *o, int out_bf16) {
+    if (T <= 8) {
+        dim3 grid((unsigned)T, (unsigned)H, (unsigned)B);
+        attention_decode_k<D><<<grid, THREADS, 0, s>>>(T, H, window, pos, q, k, v, kc, vc, o, out_bf16);
+        return cudaGetLastError();
+    }
     constexpr int QB = THREADS / (D / EPT);
     dim3 grid((unsigned)((T + QB - 1) / QB), (unsigned)H, (unsigned)B);
     attention_k<D><<<grid, THREADS, 0, s>>>(T, H, window, pos, q, k, v, kc, vc, o, out_bf16);

@@ -4,8 +4,13 @@
  * cores, f32 accumulation). Row-major y = x W^T is column-major
  * y^T = W x^T, so W is cuBLAS's "A" (transposed) and x its "B".
  * The layouts and the chosen algorithm are cached per (M, N, K, dtype,
- * accumulate): the heuristic runs once per shape, not once per call. */
+ * accumulate): the first product of a shape times cuBLASLt's top heuristic
+ * candidates on scratch buffers and keeps the fastest (the heuristic's first
+ * choice leaves most of the card idle for narrow products, e.g. 64 rows);
+ * later products reuse it. Products of <= 8 rows go to gemm_small.cu. */
 #include "cuda/gemm.h"
+
+#include "cuda/kernels.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +36,8 @@ hydra_status hydra_gemm_init(hydra_gemm_ctx *g) {
     if (cublasLtCreate(&g->lt) != CUBLAS_STATUS_SUCCESS)
         return hydra_set_error(HYDRA_ERR_DEVICE, "cuda: cublasLtCreate failed");
     g->ws_bytes = (size_t)32 << 20;
+    const char *e = getenv("HYDRA_CUDA_SMALL_GEMM"); /* "0": cuBLASLt for every shape (for comparisons) */
+    g->small_m = e && strcmp(e, "0") == 0 ? 0 : HK_GEMM_SMALL_MAX_M;
     if (cudaMalloc(&g->ws, g->ws_bytes) != cudaSuccess) {
         cublasLtDestroy(g->lt);
         g->lt = NULL;
@@ -50,7 +57,54 @@ void hydra_gemm_free(hydra_gemm_ctx *g) {
     memset(g, 0, sizeof *g);
 }
 
-static hydra_status make_plan(hydra_gemm_ctx *g, int M, int N, int K, int bf16, int acc, struct plan **out) {
+/* Index of the fastest of the n candidate algorithms for plan p, timed on
+ * scratch buffers (3 runs each, the best kept); 0 when timing is impossible
+ * (the stream is being captured, or no memory for the scratch buffers). */
+static int pick_fastest(hydra_gemm_ctx *g, cudaStream_t s, const struct plan *p, const cublasLtMatmulHeuristicResult_t *res,
+                        int n) {
+    if (n <= 1) return 0;
+    enum cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(s, &cap) != cudaSuccess || cap != cudaStreamCaptureStatusNone) return 0;
+    if (cudaStreamSynchronize(s) != cudaSuccess) return 0; /* the workspace may be in use by earlier work */
+    size_t esz = p->bf16 ? 2 : 4;
+    void *x = NULL, *W = NULL, *y = NULL;
+    cudaEvent_t a = NULL, b = NULL;
+    int best = 0;
+    float best_ms = 1e30f;
+    if (cudaMalloc(&x, (size_t)p->M * p->K * esz) != cudaSuccess || cudaMalloc(&W, (size_t)p->N * p->K * esz) != cudaSuccess ||
+        cudaMalloc(&y, (size_t)p->M * p->N * 4) != cudaSuccess || cudaEventCreate(&a) != cudaSuccess ||
+        cudaEventCreate(&b) != cudaSuccess)
+        goto done;
+    cudaMemset(x, 0x3c, (size_t)p->M * p->K * esz); /* 0.0115 in both f32 and bf16: finite, timing only */
+    cudaMemset(W, 0x3c, (size_t)p->N * p->K * esz);
+    cudaDeviceSynchronize();
+    const float one = 1.0f, zero = 0.0f;
+    for (int i = 0; i < n; i++) {
+        float t_best = 1e30f;
+        for (int r = 0; r < 3; r++) {
+            float ms = 0;
+            cudaEventRecord(a, s);
+            cublasStatus_t st = cublasLtMatmul(g->lt, p->op, &one, W, p->a, x, p->b, &zero, y, p->c, y, p->c,
+                                               &res[i].algo, g->ws, g->ws_bytes, s);
+            cudaEventRecord(b, s);
+            if (st != CUBLAS_STATUS_SUCCESS || cudaEventSynchronize(b) != cudaSuccess ||
+                cudaEventElapsedTime(&ms, a, b) != cudaSuccess) {
+                t_best = 1e30f;
+                break;
+            }
+            if (ms < t_best) t_best = ms;
+        }
+        if (t_best < best_ms) best_ms = t_best, best = i;
+    }
+done:
+    cudaGetLastError();
+    if (a) cudaEventDestroy(a);
+    if (b) cudaEventDestroy(b);
+    cudaFree(x), cudaFree(W), cudaFree(y);
+    return best;
+}
+
+static hydra_status make_plan(hydra_gemm_ctx *g, cudaStream_t s, int M, int N, int K, int bf16, int acc, struct plan **out) {
     struct plan *p = calloc(1, sizeof *p);
     if (!p) return hydra_set_error(HYDRA_ERR_NOMEM, "out of memory");
     p->M = M, p->N = N, p->K = K, p->bf16 = bf16, p->acc = acc;
@@ -63,12 +117,12 @@ static hydra_status make_plan(hydra_gemm_ctx *g, int M, int N, int K, int bf16, 
              cublasLtMatrixLayoutCreate(&p->b, in, K, M, K) == CUBLAS_STATUS_SUCCESS &&  /* x: col-major K x M */
              cublasLtMatrixLayoutCreate(&p->c, CUDA_R_32F, N, M, N) == CUBLAS_STATUS_SUCCESS; /* y: N x M */
     cublasLtMatmulPreference_t pref = NULL;
-    cublasLtMatmulHeuristicResult_t res;
+    cublasLtMatmulHeuristicResult_t res[8];
     int found = 0;
     if (ok && cublasLtMatmulPreferenceCreate(&pref) == CUBLAS_STATUS_SUCCESS &&
         cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &g->ws_bytes,
                                              sizeof g->ws_bytes) == CUBLAS_STATUS_SUCCESS)
-        ok = cublasLtMatmulAlgoGetHeuristic(g->lt, p->op, p->a, p->b, p->c, p->c, pref, 1, &res, &found) ==
+        ok = cublasLtMatmulAlgoGetHeuristic(g->lt, p->op, p->a, p->b, p->c, p->c, pref, 8, res, &found) ==
                  CUBLAS_STATUS_SUCCESS && found > 0;
     else ok = 0;
     if (pref) cublasLtMatmulPreferenceDestroy(pref);
@@ -77,7 +131,7 @@ static hydra_status make_plan(hydra_gemm_ctx *g, int M, int N, int K, int bf16, 
         return hydra_set_error(HYDRA_ERR_DEVICE, "cuda: cuBLASLt has no algorithm for a %s GEMM %dx%dx%d",
                                bf16 ? "bf16" : "f32", M, N, K);
     }
-    p->algo = res.algo;
+    p->algo = res[pick_fastest(g, s, p, res, found)].algo;
     p->next = g->plans;
     g->plans = p;
     *out = p;
@@ -87,9 +141,14 @@ static hydra_status make_plan(hydra_gemm_ctx *g, int M, int N, int K, int bf16, 
 hydra_status hydra_gemm(hydra_gemm_ctx *g, cudaStream_t s, int M, int N, int K, const void *x, const void *W, float *y,
                         int bf16, int acc) {
     if (M <= 0 || N <= 0 || K <= 0) return HYDRA_OK;
+    if (M <= g->small_m) {
+        cudaError_t e = hk_gemm_small(s, M, N, K, x, W, y, bf16, acc);
+        if (e != cudaSuccess) return hydra_set_error(HYDRA_ERR_DEVICE, "cuda: small GEMM %dx%dx%d: %s", M, N, K, cudaGetErrorString(e));
+        return HYDRA_OK;
+    }
     struct plan *p = g->plans;
     while (p && !(p->M == M && p->N == N && p->K == K && p->bf16 == bf16 && p->acc == acc)) p = p->next;
-    if (!p) HYDRA_CHECK(make_plan(g, M, N, K, bf16, acc, &p));
+    if (!p) HYDRA_CHECK(make_plan(g, s, M, N, K, bf16, acc, &p));
     const float one = 1.0f, beta = acc ? 1.0f : 0.0f;
     cublasStatus_t st = cublasLtMatmul(g->lt, p->op, &one, W, p->a, x, p->b, &beta, y, p->c, y, p->c, &p->algo,
                                        g->ws, g->ws_bytes, s);

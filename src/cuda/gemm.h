@@ -13,6 +13,7 @@ typedef struct {
     void *ws;          /* cuBLASLt workspace (device) */
     size_t ws_bytes;
     struct plan *plans; /* cached layouts + algorithms, one per shape */
+    int small_m;        /* products with M <= small_m rows use gemm_small.cu (0: cuBLASLt only) */
 } hydra_gemm_ctx;
 
 hydra_status hydra_gemm_init(hydra_gemm_ctx *g);

@@ -197,6 +197,16 @@ __global__ void swiglu_k(size_t n, int F, const float *gu, void *act, int bf16) 
     store(act, i, silu(row[c]) * row[F + c], bf16);
 }
 
+__global__ void fill_k(float *x, size_t n, uint64_t seed, float lo, float hi) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        uint64_t z = seed + 0x9E3779B97F4A7C15ull * (i + 1); /* splitmix64 */
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        z ^= z >> 31;
+        x[i] = lo + (hi - lo) * (float)(z >> 40) * (1.0f / 16777216.0f);
+    }
+}
+
 unsigned blocks_for(size_t n, unsigned threads) { return (unsigned)((n + threads - 1) / threads); }
 
 } // namespace
@@ -268,6 +278,12 @@ cudaError_t hk_cache_write(cudaStream_t s, int B, int T, int H, int d, int windo
 cudaError_t hk_swiglu(cudaStream_t s, int BT, int F, const float *gu, void *act, int out_bf16) {
     size_t n = (size_t)BT * F;
     if (n) swiglu_k<<<blocks_for(n, 256), 256, 0, s>>>(n, F, gu, act, out_bf16);
+    return cudaGetLastError();
+}
+
+cudaError_t hk_fill_uniform(cudaStream_t s, float *x, size_t n, uint64_t seed, float lo, float hi) {
+    unsigned nb = blocks_for(n, 256);
+    if (n) fill_k<<<nb > 8192 ? 8192 : nb, 256, 0, s>>>(x, n, seed, lo, hi);
     return cudaGetLastError();
 }
 

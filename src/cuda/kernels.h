@@ -49,6 +49,13 @@ cudaError_t hk_conv_tail(cudaStream_t s, int B, int T, int Cc, int K, const floa
 cudaError_t hk_delta_rule_recurrent(cudaStream_t s, int B, int T, int H, int dk, int dv, const float *q,
                                     const float *k, const float *v, const float *g, const float *beta,
                                     float *const *S, float *o);
+/* The same in chunks of 64 (WY form; delta_chunked.cu), for prefill: f32
+ * throughout, dk == dv in {64, 128}. scratch: a device buffer of
+ * hk_delta_rule_chunked_scratch(B, T, H, d) bytes. */
+size_t hk_delta_rule_chunked_scratch(int B, int T, int H, int d);
+cudaError_t hk_delta_rule_chunked(cudaStream_t s, int B, int T, int H, int dk, int dv, const float *q, const float *k,
+                                  const float *v, const float *g, const float *beta, float *const *S, float *o,
+                                  void *scratch);
 /* y = RMSNorm_head(o) * w * SiLU(gate), gate = proj[r, gate_off + h*d ..]. */
 cudaError_t hk_gated_onorm(cudaStream_t s, int BT, int H, int d, const float *o, const float *proj, int P,
                            int gate_off, const float *w, float eps, void *y, int out_bf16);
@@ -72,6 +79,18 @@ cudaError_t hk_cache_write(cudaStream_t s, int B, int T, int H, int d, int windo
 /* ---- MLP */
 /* act[r, i] = SiLU(gu[r, i]) * gu[r, F + i]. */
 cudaError_t hk_swiglu(cudaStream_t s, int BT, int F, const float *gu, void *act, int out_bf16);
+
+/* ---- small GEMMs (gemm_small.cu) */
+#define HK_GEMM_SMALL_MAX_M 8
+/* y[M, N] (+ y if acc) = x[M, K] W[N, K]^T for M <= 8, x and W both bf16
+ * (bf16 = 1) or both f32; bandwidth-bound decode products (cuBLASLt's tiles
+ * leave most of the card idle at M = 1). cudaErrorNotSupported for M > 8. */
+cudaError_t hk_gemm_small(cudaStream_t s, int M, int N, int K, const void *x, const void *W, float *y, int bf16,
+                          int acc);
+
+/* ---- benchmarks */
+/* x[i] = lo + (hi - lo) * u_i, u_i uniform in [0, 1) from a hash of (seed, i). */
+cudaError_t hk_fill_uniform(cudaStream_t s, float *x, size_t n, uint64_t seed, float lo, float hi);
 
 #ifdef __cplusplus
 }

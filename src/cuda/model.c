@@ -83,14 +83,25 @@ struct hydra_dev_model {
     void *ws;
     float *x, *proj, *q, *k, *v, *o, *g, *beta, *last, *logits;
     void *gin;         /* GEMM input [rows, max(C, Hd, F)] in the GEMM dtype */
+    void *dscratch;    /* the chunked delta rule's scratch (U, W, V_new, G, chunk states) */
     int32_t *tok;      /* [rows] */
     int64_t *pos;      /* [B] */
     float **ptrs;      /* [L][2][B] per-sequence state pointers */
-    /* pinned host staging for the per-call uploads */
+    /* pinned host staging for the per-call uploads and the logits */
     int32_t *h_tok;
     int64_t *h_pos;
     float **h_ptrs;
+    float *h_logits;
     size_t h_rows, h_b;
+    /* decode graphs: one captured forward per (B, T, mode), replayed with the
+     * staging buffers refilled (their addresses are baked into the graph) */
+    int use_graphs;
+    int chunk_min;     /* forwards of >= chunk_min tokens use the chunked delta rule (0: never) */
+    struct {
+        int B, T, mode;
+        cudaGraphExec_t exec; /* NULL: seen once, runs eagerly (GEMM plans are made and timed then) */
+    } graphs[8];
+    int n_graphs;
 };
 
 struct hydra_dev_state {
@@ -104,8 +115,17 @@ int hydra_dev_model_device(const hydra_dev_model *d) { return d->device; }
 hydra_precision hydra_dev_model_precision(const hydra_dev_model *d) { return d->precision; }
 size_t hydra_dev_model_bytes(const hydra_dev_model *d) { return d ? d->weight_bytes + d->ws_bytes + d->gemm.ws_bytes : 0; }
 
+static void graphs_free(hydra_dev_model *d) {
+    for (int i = 0; i < d->n_graphs; i++)
+        if (d->graphs[i].exec) cudaGraphExecDestroy(d->graphs[i].exec);
+    d->n_graphs = 0;
+}
+
 static void workspace_free(hydra_dev_model *d) {
+    graphs_free(d); /* they point into the workspace */
     if (d->ws) cudaFree(d->ws);
+    if (d->h_logits) cudaFreeHost(d->h_logits);
+    d->h_logits = NULL;
     if (d->h_tok) cudaFreeHost(d->h_tok);
     if (d->h_pos) cudaFreeHost(d->h_pos);
     if (d->h_ptrs) cudaFreeHost(d->h_ptrs);
@@ -260,6 +280,10 @@ hydra_status hydra_dev_model_create(const hydra_model *m, int device, hydra_prec
     d->device = device;
     d->precision = precision == HYDRA_PRECISION_F32 ? HYDRA_PRECISION_F32 : HYDRA_PRECISION_BF16;
     d->bf16 = d->precision == HYDRA_PRECISION_BF16;
+    const char *g = getenv("HYDRA_CUDA_GRAPHS"); /* "0": launch every kernel (measuring what graphs save) */
+    d->use_graphs = !(g && strcmp(g, "0") == 0);
+    const char *ch = getenv("HYDRA_CUDA_CHUNKED"); /* "0": token-by-token kernel at every length */
+    d->chunk_min = (ch && strcmp(ch, "0") == 0) || (m->dk != 64 && m->dk != 128) ? 0 : 64;
     hydra_status st = HYDRA_OK;
     if (cudaStreamCreateWithFlags(&d->stream, cudaStreamNonBlocking) != cudaSuccess)
         st = hydra_set_error(HYDRA_ERR_DEVICE, "cuda: cannot create a stream on cuda:%d", device);
@@ -290,16 +314,19 @@ static hydra_status workspace_reserve(const hydra_model *m, hydra_dev_model *d, 
     if (2 * F > P) P = 2 * F;
     size_t G = C > Hd ? C : Hd;
     if (F > G) G = F;
+    /* chunked delta rule: U, W, V_new [rows, Hd], G [rows, H], chunk states
+     * [<= rows/64 + B chunks, H, d, d] (hk_delta_rule_chunked_scratch for any B x T <= rows) */
+    size_t dsc = d->chunk_min ? (3 * rows * Hd + rows * H + (rows / 64 + B) * H * (size_t)m->dk * m->dk) * 4 : 0;
 #define R64(n) (((n) + 63) & ~(size_t)63)
     size_t sizes[] = {R64(rows * C * 4), R64(rows * P * 4), R64(rows * Hd * 4), R64(rows * Hd * 4), R64(rows * Hd * 4),
                       R64(rows * Hd * 4), R64(rows * H * 4), R64(rows * H * 4), R64(B * C * 4), R64(rows * V * 4),
-                      R64(rows * G * 4), R64(rows * 4), R64(B * 8), R64(L * 2 * B * sizeof(float *))};
+                      R64(rows * G * 4), R64(rows * 4), R64(B * 8), R64(L * 2 * B * sizeof(float *)), R64(dsc)};
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) total += sizes[i];
     HYDRA_CHECK(hydra_cu_alloc(&d->ws, total, "the forward workspace"));
     void **dst[] = {(void **)&d->x, (void **)&d->proj, (void **)&d->q, (void **)&d->k, (void **)&d->v,
                     (void **)&d->o, (void **)&d->g, (void **)&d->beta, (void **)&d->last, (void **)&d->logits,
-                    &d->gin, (void **)&d->tok, (void **)&d->pos, (void **)&d->ptrs};
+                    &d->gin, (void **)&d->tok, (void **)&d->pos, (void **)&d->ptrs, &d->dscratch};
     char *p = d->ws;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         *dst[i] = p;
@@ -310,6 +337,7 @@ static hydra_status workspace_reserve(const hydra_model *m, hydra_dev_model *d, 
     CU_CHECK(cudaMallocHost((void **)&d->h_tok, rows * 4));
     CU_CHECK(cudaMallocHost((void **)&d->h_pos, B * 8));
     CU_CHECK(cudaMallocHost((void **)&d->h_ptrs, L * 2 * B * sizeof(float *)));
+    CU_CHECK(cudaMallocHost((void **)&d->h_logits, rows * V * 4));
     d->h_rows = rows, d->h_b = B;
     return HYDRA_OK;
 }
@@ -450,7 +478,9 @@ static hydra_status gdn_layer(const hydra_model *m, hydra_dev_model *d, const de
     K_CHECK(hk_gdn_prep(s, B, T, H, dd, K, d->proj, P, l->conv, tails, l->A_log, l->dt_bias, c->l2_eps, d->q, d->k,
                         d->v, d->g, d->beta));
     K_CHECK(hk_conv_tail(s, B, T, 3 * Hd, K, d->proj, P, tails));
-    K_CHECK(hk_delta_rule_recurrent(s, B, T, H, dd, dd, d->q, d->k, d->v, d->g, d->beta, S, d->o));
+    if (d->chunk_min && T >= d->chunk_min)
+        K_CHECK(hk_delta_rule_chunked(s, B, T, H, dd, dd, d->q, d->k, d->v, d->g, d->beta, S, d->o, d->dscratch));
+    else K_CHECK(hk_delta_rule_recurrent(s, B, T, H, dd, dd, d->q, d->k, d->v, d->g, d->beta, S, d->o));
     K_CHECK(hk_gated_onorm(s, BT, H, dd, d->o, d->proj, P, 3 * Hd, l->o_norm, c->norm_eps, d->gin, d->bf16));
     return HYDRA_OK;
 }
@@ -468,12 +498,14 @@ static hydra_status attn_layer(const hydra_model *m, hydra_dev_model *d, const d
     return HYDRA_OK;
 }
 
+static hydra_status enqueue(const hydra_model *m, hydra_dev_model *d, int B, int T, hydra_logits_mode mode);
+static hydra_status replay(const hydra_model *m, hydra_dev_model *d, int B, int T, hydra_logits_mode mode);
+
 hydra_status hydra_dev_forward(const hydra_model *m, const int32_t *tokens, int B, int T, hydra_state *const *states,
                                hydra_logits_mode mode, float *logits) {
     hydra_dev_model *d = m->dev;
     const hydra_config *c = &m->cfg;
-    const int C = c->d_model, V = c->vocab_size, F = m->F, L = c->n_layers;
-    const int Hd = c->n_heads * m->dk;
+    const int C = c->d_model, V = c->vocab_size, L = c->n_layers;
     const size_t BT = (size_t)B * T;
     if (BT > (size_t)INT32_MAX / (size_t)(V > C ? V : C))
         return hydra_set_error(HYDRA_ERR_ARG, "cuda forward: %zu rows are too many for one call", BT);
@@ -503,6 +535,27 @@ hydra_status hydra_dev_forward(const hydra_model *m, const int32_t *tokens, int 
             }
         }
     }
+    hydra_status st = HYDRA_OK;
+    if (d->use_graphs && T <= 8) st = replay(m, d, B, T, mode);
+    else st = enqueue(m, d, B, T, mode);
+    HYDRA_CHECK(st);
+    CU_CHECK(cudaStreamSynchronize(d->stream));
+    if (mode != HYDRA_LOGITS_NONE)
+        memcpy(logits, d->h_logits, (mode == HYDRA_LOGITS_ALL ? BT : (size_t)B) * (size_t)V * 4);
+    for (int b = 0; b < B; b++) {
+        states[b]->pos += (uint64_t)T;
+        states[b]->where = HYDRA_STATE_DEVICE;
+    }
+    return HYDRA_OK;
+}
+
+/* The whole forward on d's stream, from the staging uploads to the logits
+ * download into d->h_logits; no synchronisation, so it can be captured. */
+static hydra_status enqueue(const hydra_model *m, hydra_dev_model *d, int B, int T, hydra_logits_mode mode) {
+    const hydra_config *c = &m->cfg;
+    const int C = c->d_model, V = c->vocab_size, F = m->F, L = c->n_layers;
+    const int Hd = c->n_heads * m->dk;
+    const size_t BT = (size_t)B * T;
     cudaStream_t s = d->stream;
     CU_CHECK(cudaMemcpyAsync(d->tok, d->h_tok, BT * 4, cudaMemcpyHostToDevice, s));
     CU_CHECK(cudaMemcpyAsync(d->pos, d->h_pos, (size_t)B * 8, cudaMemcpyHostToDevice, s));
@@ -531,12 +584,43 @@ hydra_status hydra_dev_forward(const hydra_model *m, const int32_t *tokens, int 
     }
     if (out_rows) {
         HYDRA_CHECK(hydra_gemm(&d->gemm, s, (int)out_rows, V, C, d->gin, d->lm_head, d->logits, d->bf16, 0));
-        CU_CHECK(cudaMemcpyAsync(logits, d->logits, out_rows * (size_t)V * 4, cudaMemcpyDeviceToHost, s));
-    }
-    CU_CHECK(cudaStreamSynchronize(s));
-    for (int b = 0; b < B; b++) {
-        states[b]->pos += (uint64_t)T;
-        states[b]->where = HYDRA_STATE_DEVICE;
+        CU_CHECK(cudaMemcpyAsync(d->h_logits, d->logits, out_rows * (size_t)V * 4, cudaMemcpyDeviceToHost, s));
     }
     return HYDRA_OK;
+}
+
+/* Decode-sized forwards (T <= 8: a token, a speculative verify) as one CUDA
+ * graph launch instead of ~10 launches per layer: run eagerly the first time
+ * a (B, T, mode) is seen (so GEMM plans are made and timed outside a
+ * capture), captured the second time, replayed after. A capture that fails
+ * falls back to plain launches for good. */
+static hydra_status replay(const hydra_model *m, hydra_dev_model *d, int B, int T, hydra_logits_mode mode) {
+    int slot = -1;
+    for (int i = 0; i < d->n_graphs; i++)
+        if (d->graphs[i].B == B && d->graphs[i].T == T && d->graphs[i].mode == (int)mode) slot = i;
+    if (slot >= 0 && d->graphs[slot].exec) {
+        CU_CHECK(cudaGraphLaunch(d->graphs[slot].exec, d->stream));
+        return HYDRA_OK;
+    }
+    if (slot < 0) { /* first time: remember the key, run eagerly */
+        if (d->n_graphs == 8) graphs_free(d);
+        d->graphs[d->n_graphs].B = B, d->graphs[d->n_graphs].T = T, d->graphs[d->n_graphs].mode = (int)mode;
+        d->graphs[d->n_graphs++].exec = NULL;
+        return enqueue(m, d, B, T, mode);
+    }
+    cudaGraph_t graph = NULL;
+    cudaGraphExec_t exec = NULL;
+    CU_CHECK(cudaStreamBeginCapture(d->stream, cudaStreamCaptureModeThreadLocal));
+    hydra_status st = enqueue(m, d, B, T, mode);
+    cudaError_t e = cudaStreamEndCapture(d->stream, &graph);
+    if (st == HYDRA_OK && e == cudaSuccess && cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess) {
+        cudaGraphDestroy(graph);
+        d->graphs[slot].exec = exec;
+        CU_CHECK(cudaGraphLaunch(exec, d->stream));
+        return HYDRA_OK;
+    }
+    if (graph) cudaGraphDestroy(graph);
+    cudaGetLastError();
+    d->use_graphs = 0;
+    return enqueue(m, d, B, T, mode);
 }

@@ -48,13 +48,13 @@ static hydra_status need_device(void) {
         if ((st = (expr))) goto done; \
     } while (0)
 
-hydra_status hydra_dev_op_delta_rule(int T, int H, int dk, int dv, const float *q, const float *k, const float *v,
-                                     const float *g, const float *beta, float *S, float *o) {
+hydra_status hydra_dev_op_delta_rule(int chunked, int T, int H, int dk, int dv, const float *q, const float *k,
+                                     const float *v, const float *g, const float *beta, float *S, float *o) {
     HYDRA_CHECK(need_device());
     dbufs b = {0};
     hydra_status st = HYDRA_OK;
     size_t nk = (size_t)T * H * dk * 4, nv = (size_t)T * H * dv * 4, ng = (size_t)T * H * 4, ns = (size_t)H * dv * dk * 4;
-    void *dq, *dk_, *dv_, *dg, *db, *dS, *dO, *dp;
+    void *dq, *dk_, *dv_, *dg, *db, *dS, *dO, *dp, *work = NULL;
     OP_TRY(dput(&b, &dq, q, nk));
     OP_TRY(dput(&b, &dk_, k, nk));
     OP_TRY(dput(&b, &dv_, v, nv));
@@ -63,7 +63,11 @@ hydra_status hydra_dev_op_delta_rule(int T, int H, int dk, int dv, const float *
     OP_TRY(dput(&b, &dS, S, ns));
     OP_TRY(dput(&b, &dO, NULL, nv));
     OP_TRY(dput(&b, &dp, &dS, sizeof(void *)));
-    OP_RUN(hk_delta_rule_recurrent(0, 1, T, H, dk, dv, dq, dk_, dv_, dg, db, dp, dO));
+    if (chunked) {
+        OP_TRY(dput(&b, &work, NULL, hk_delta_rule_chunked_scratch(1, T, H, dk)));
+        OP_RUN(hk_delta_rule_chunked(0, 1, T, H, dk, dv, dq, dk_, dv_, dg, db, dp, dO, work));
+    } else
+        OP_RUN(hk_delta_rule_recurrent(0, 1, T, H, dk, dv, dq, dk_, dv_, dg, db, dp, dO));
     if (cudaMemcpy(S, dS, ns, cudaMemcpyDeviceToHost) != cudaSuccess ||
         cudaMemcpy(o, dO, nv, cudaMemcpyDeviceToHost) != cudaSuccess)
         st = hydra_set_error(HYDRA_ERR_DEVICE, "cuda: copying results back failed");

@@ -1,0 +1,32 @@
+/*
+ * hydralm_cuda.h — measurements of the CUDA backend's building blocks, for
+ * `hydra bench --device cuda` and for users sizing a card. Each runs on the
+ * given device on data it makes itself (random, never zeros), warms up,
+ * times with CUDA events and returns the median. In a build without the
+ * CUDA backend, or without a GPU, each returns HYDRA_ERR_DEVICE.
+ * (Placing a model on a GPU is hydra_model_to_device, in hydralm.h.)
+ */
+#ifndef HYDRALM_CUDA_H
+#define HYDRALM_CUDA_H
+
+#include "hydralm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* y[M,N] = x[M,K] W[N,K]^T through the backend's cuBLASLt path: bf16 (tensor
+ * cores, f32 accumulation) or f32 (tensor cores off). TFLOP/s = 2MNK / t. */
+hydra_status hydra_cuda_bench_gemm(int device, int M, int N, int K, int bf16, int reps, double *tflops);
+/* Device-to-device copy of `bytes`; GB/s counts bytes read + bytes written. */
+hydra_status hydra_cuda_bench_copy(int device, size_t bytes, int reps, double *gbs);
+/* The gated delta rule forward over B x T tokens, H heads, dk = dv = d, f32
+ * state: milliseconds per call. kernel: "recurrent" (token by token, the
+ * state in registers; decode) or "chunked" (WY form, chunks of 64; prefill). */
+hydra_status hydra_cuda_bench_delta_rule(int device, const char *kernel, int B, int T, int H, int d, int reps,
+                                         double *ms);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* HYDRALM_CUDA_H */

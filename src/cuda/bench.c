@@ -1,0 +1,172 @@
+/* bench.c — timed building blocks for `hydra bench --device cuda`
+ * (include/hydralm_cuda.h): the GEMM and copy ceilings of the card and the
+ * delta-rule kernels, each on random data with CUDA events, median of reps
+ * after a warm-up. */
+#include <math.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "cuda/common.h"
+#include "cuda/gemm.h"
+#include "cuda/kernels.h"
+#include "hydralm_cuda.h"
+
+/* Median milliseconds of `reps` runs of fn(ctx) on stream s (after one warm-up). */
+typedef hydra_status (*timed_fn)(void *ctx, cudaStream_t s);
+static hydra_status time_median(timed_fn fn, void *ctx, cudaStream_t s, int reps, double *ms) {
+    if (reps < 1) reps = 1;
+    if (reps > 64) reps = 64;
+    cudaEvent_t a, b;
+    CU_CHECK(cudaEventCreate(&a));
+    CU_CHECK(cudaEventCreate(&b));
+    double t[64];
+    hydra_status st = fn(ctx, s);
+    for (int r = 0; r < reps && !st; r++) {
+        float x = 0;
+        cudaEventRecord(a, s);
+        st = fn(ctx, s);
+        cudaEventRecord(b, s);
+        if (cudaEventSynchronize(b) != cudaSuccess || cudaEventElapsedTime(&x, a, b) != cudaSuccess)
+            st = hydra_set_error(HYDRA_ERR_DEVICE, "cuda: timing failed");
+        t[r] = x;
+    }
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    if (!st) *ms = hydra_median(t, reps);
+    return st;
+}
+
+static hydra_status use_device(int device) {
+    if (device < 0 || device >= hydra_dev_count())
+        return hydra_set_error(HYDRA_ERR_DEVICE, "cuda:%d: no such device (%d visible)", device, hydra_dev_count());
+    CU_CHECK(cudaSetDevice(device));
+    return HYDRA_OK;
+}
+
+/* ------------------------------------------------------------------ GEMM */
+typedef struct {
+    hydra_gemm_ctx g;
+    int M, N, K, bf16;
+    void *x, *W;
+    float *y;
+} gemm_ctx;
+
+static hydra_status run_gemm(void *p, cudaStream_t s) {
+    gemm_ctx *c = p;
+    return hydra_gemm(&c->g, s, c->M, c->N, c->K, c->x, c->W, c->y, c->bf16, 0);
+}
+
+/* A random device array of n elements, f32 or bf16. */
+static hydra_status rand_array(void **p, size_t n, int bf16, uint64_t seed) {
+    float *f = NULL;
+    HYDRA_CHECK(hydra_cu_alloc((void **)&f, n * 4, "benchmark data"));
+    cudaError_t e = hk_fill_uniform(0, f, n, seed, -1.0f, 1.0f);
+    if (e == cudaSuccess && bf16) {
+        void *h = NULL;
+        hydra_status st = hydra_cu_alloc(&h, n * 2, "benchmark data");
+        if (st) {
+            cudaFree(f);
+            return st;
+        }
+        e = hk_f32_to_bf16(0, f, h, n);
+        cudaDeviceSynchronize();
+        cudaFree(f);
+        *p = h;
+    } else *p = f;
+    if (e != cudaSuccess) return hydra_set_error(HYDRA_ERR_DEVICE, "cuda: filling benchmark data failed");
+    return HYDRA_OK;
+}
+
+hydra_status hydra_cuda_bench_gemm(int device, int M, int N, int K, int bf16, int reps, double *tflops) {
+    if (!tflops || M <= 0 || N <= 0 || K <= 0) return hydra_set_error(HYDRA_ERR_ARG, "bench_gemm: bad arguments");
+    HYDRA_CHECK(use_device(device));
+    gemm_ctx c = {.M = M, .N = N, .K = K, .bf16 = bf16};
+    HYDRA_CHECK(hydra_gemm_init(&c.g));
+    hydra_status st = rand_array(&c.x, (size_t)M * K, bf16, 1);
+    if (!st) st = rand_array(&c.W, (size_t)N * K, bf16, 2);
+    if (!st) st = hydra_cu_alloc((void **)&c.y, (size_t)M * N * 4, "benchmark output");
+    double ms = 0;
+    if (!st) st = time_median(run_gemm, &c, 0, reps, &ms);
+    if (!st) *tflops = 2.0 * M * N * (double)K / (ms * 1e-3) / 1e12;
+    cudaFree(c.x), cudaFree(c.W), cudaFree(c.y);
+    hydra_gemm_free(&c.g);
+    return st;
+}
+
+/* ------------------------------------------------------------------ copy */
+typedef struct {
+    void *a, *b;
+    size_t bytes;
+} copy_ctx;
+
+static hydra_status run_copy(void *p, cudaStream_t s) {
+    copy_ctx *c = p;
+    CU_CHECK(cudaMemcpyAsync(c->b, c->a, c->bytes, cudaMemcpyDeviceToDevice, s));
+    return HYDRA_OK;
+}
+
+hydra_status hydra_cuda_bench_copy(int device, size_t bytes, int reps, double *gbs) {
+    if (!gbs || bytes < 4) return hydra_set_error(HYDRA_ERR_ARG, "bench_copy: bad arguments");
+    HYDRA_CHECK(use_device(device));
+    copy_ctx c = {.bytes = bytes & ~(size_t)3};
+    hydra_status st = rand_array(&c.a, c.bytes / 4, 0, 3);
+    if (!st) st = hydra_cu_alloc(&c.b, c.bytes, "benchmark output");
+    double ms = 0;
+    if (!st) st = time_median(run_copy, &c, 0, reps, &ms);
+    if (!st) *gbs = 2.0 * (double)c.bytes / (ms * 1e-3) / 1e9;
+    cudaFree(c.a), cudaFree(c.b);
+    return st;
+}
+
+/* ------------------------------------------------------------ delta rule */
+typedef struct {
+    int B, T, H, d, chunked;
+    float *q, *k, *v, *g, *beta, *S, *o;
+    float **Sp; /* [B] device pointers into S */
+    void *work; /* the chunked kernel's scratch */
+} delta_ctx;
+
+static hydra_status run_delta(void *p, cudaStream_t s) {
+    delta_ctx *c = p;
+    cudaError_t e = c->chunked
+                        ? hk_delta_rule_chunked(s, c->B, c->T, c->H, c->d, c->d, c->q, c->k, c->v, c->g, c->beta, c->Sp, c->o, c->work)
+                        : hk_delta_rule_recurrent(s, c->B, c->T, c->H, c->d, c->d, c->q, c->k, c->v, c->g, c->beta, c->Sp, c->o);
+    if (e != cudaSuccess) return hydra_set_error(HYDRA_ERR_DEVICE, "cuda delta rule: %s", cudaGetErrorString(e));
+    return HYDRA_OK;
+}
+
+hydra_status hydra_cuda_bench_delta_rule(int device, const char *kernel, int B, int T, int H, int d, int reps,
+                                         double *ms) {
+    if (!ms || !kernel || B <= 0 || T <= 0 || H <= 0 || d <= 0)
+        return hydra_set_error(HYDRA_ERR_ARG, "bench_delta_rule: bad arguments");
+    int chunked = strcmp(kernel, "chunked") == 0;
+    if (!chunked && strcmp(kernel, "recurrent"))
+        return hydra_set_error(HYDRA_ERR_ARG, "bench_delta_rule: kernel is \"recurrent\" or \"chunked\", not \"%s\"", kernel);
+    HYDRA_CHECK(use_device(device));
+    delta_ctx c = {.B = B, .T = T, .H = H, .d = d, .chunked = chunked};
+    size_t n = (size_t)B * T * H * d, nh = (size_t)B * T * H;
+    /* q, k in [-1/sqrt(d), 1/sqrt(d)] per coordinate (norms ~ 0.6), g in [-0.1, 0],
+     * beta in [0, 1]: the model's ranges, so the state stays bounded */
+    float r = 1.0f / sqrtf((float)d);
+    hydra_status st = HYDRA_OK;
+    float **bufs[] = {&c.q, &c.k, &c.v, &c.g, &c.beta, &c.S, &c.o};
+    size_t sizes[] = {n, n, n, nh, nh, (size_t)B * H * d * d, n};
+    float lo[] = {-r, -r, -1, -0.1f, 0, 0, 0}, hi[] = {r, r, 1, 0, 1, 0, 0};
+    for (int i = 0; i < 7 && !st; i++) {
+        st = hydra_cu_alloc((void **)bufs[i], sizes[i] * 4, "benchmark data");
+        if (!st && hk_fill_uniform(0, *bufs[i], sizes[i], 10 + i, lo[i], hi[i]) != cudaSuccess)
+            st = hydra_set_error(HYDRA_ERR_DEVICE, "cuda: filling benchmark data failed");
+    }
+    float *hp[1024];
+    if (!st && B > 1024) st = hydra_set_error(HYDRA_ERR_ARG, "bench_delta_rule: B <= 1024");
+    for (int b = 0; b < B && !st; b++) hp[b] = c.S + (size_t)b * H * d * d;
+    if (!st) st = hydra_cu_alloc((void **)&c.Sp, (size_t)B * sizeof(float *), "benchmark pointers");
+    if (!st && chunked) st = hydra_cu_alloc(&c.work, hk_delta_rule_chunked_scratch(B, T, H, d), "the chunked kernel's scratch");
+    if (!st && cudaMemcpy(c.Sp, hp, (size_t)B * sizeof(float *), cudaMemcpyHostToDevice) != cudaSuccess)
+        st = hydra_set_error(HYDRA_ERR_DEVICE, "cuda: copy failed");
+    if (!st) st = time_median(run_delta, &c, 0, reps, ms);
+    for (int i = 0; i < 7; i++) cudaFree(*bufs[i]);
+    cudaFree(c.Sp);
+    if (c.work) cudaFree(c.work);
+    return st;
+}
