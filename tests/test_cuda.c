@@ -19,6 +19,7 @@
 #include "backend/backend.h"
 #include "core/internal.h"
 #include "hydralm_factbank.h"
+#include "hydralm_spec.h"
 #include "hydralm_stream.h"
 #include "test_util.h"
 
@@ -383,6 +384,39 @@ static void test_generate_and_stream(void **unused) {
     hydra_model_free(gpu);
 }
 
+/* Speculative decoding with the target, the draft or both on the GPU (f32):
+ * greedy output = the target's own greedy generation, token for token; the
+ * snapshot journal's rollbacks are exercised by every rejected proposal. */
+static void test_spec_on_gpu(void **unused) {
+    hydra_config tc = cfg_of("DDSD"), dc = cfg_of("DS");
+    hydra_model *tcpu, *tgpu, *dcpu, *dgpu;
+    model_pair(&tc, HYDRA_PRECISION_F32, &tcpu, &tgpu);
+    HY_OK(hydra_model_create(&dc, 99, &dcpu));
+    HY_OK(hydra_model_create(&dc, 99, &dgpu));
+    HY_OK(hydra_model_to_device(dgpu, "cuda", HYDRA_PRECISION_F32));
+    int32_t *prompt = tokens(30, tc.vocab_size, 41);
+    hydra_gen_opts g = hydra_gen_opts_default();
+    g.max_new_tokens = 40;
+    g.sample.temperature = 0.0f;
+    int32_t ref[40], out[40];
+    size_t nref = 0, nout = 0;
+    HY_OK(hydra_generate(tcpu, NULL, prompt, 30, &g, ref, 40, &nref));
+    hydra_spec_opts so = hydra_spec_opts_default();
+    so.k = 4;
+    so.sample.temperature = 0.0f;
+    so.max_new_tokens = 40;
+    hydra_model *targets[3] = {tgpu, tcpu, tgpu}, *drafts[3] = {dgpu, dgpu, dcpu};
+    for (int i = 0; i < 3; i++) {
+        hydra_spec_stats ss;
+        HY_OK(hydra_spec_generate(targets[i], drafts[i], prompt, 30, &so, out, 40, &nout, &ss));
+        assert_int_equal(nout, nref);
+        assert_memory_equal(out, ref, nref * sizeof(int32_t));
+        assert_true(ss.proposed > ss.accepted); /* some proposals were rejected: rollbacks ran */
+    }
+    free(prompt);
+    hydra_model_free(tcpu), hydra_model_free(tgpu), hydra_model_free(dcpu), hydra_model_free(dgpu);
+}
+
 /* A bank written on one device mounts on the other. */
 static void test_factbank_cross_device(void **unused) {
     hydra_config c = cfg_of("DDSD");
@@ -450,7 +484,7 @@ int main(void) {
         cmocka_unit_test(test_model_logits),
         cmocka_unit_test(test_chunking_and_step),   cmocka_unit_test(test_batched_rows),
         cmocka_unit_test(test_state_files_cross_device), cmocka_unit_test(test_generate_and_stream),
-        cmocka_unit_test(test_factbank_cross_device),
+        cmocka_unit_test(test_factbank_cross_device), cmocka_unit_test(test_spec_on_gpu),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

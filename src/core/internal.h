@@ -207,6 +207,14 @@ typedef struct {
     hydra_journal_layer *layers;
     float *scratch;  /* [cap, Hd] replay outputs */
     float *arena;
+    /* A model on a GPU journals by snapshot and replay instead: begin copies
+     * the state on the device (O(state) at memory speed), journaled forwards
+     * record their tokens, rollback restores the copy and re-runs the kept
+     * tokens in one forward (<= cap tokens: one decode-sized graph launch). */
+    const hydra_model *m;
+    int dev_mode;    /* this round journals by snapshot (the model lives on a GPU) */
+    hydra_state *snap;
+    int32_t *tok;    /* [cap] tokens recorded since begin */
 } hydra_journal;
 
 hydra_status hydra_journal_create(const hydra_model *m, int cap, hydra_journal **out);

@@ -301,6 +301,13 @@ hydra_status hydra_forward_journaled(const hydra_model *m, const int32_t *tokens
     if (j->n + T > j->cap)
         return hydra_set_error(HYDRA_ERR_ARG, "forward: the journal holds %d positions, %d recorded + %d new", j->cap,
                                j->n, T);
+    if (j->dev_mode) { /* snapshot journal (a GPU model): record the tokens, run a plain forward */
+        if (m != j->m) return hydra_set_error(HYDRA_ERR_ARG, "forward: the journal belongs to another model");
+        HYDRA_CHECK(hydra_forward(m, tokens, 1, T, &s, mode, logits));
+        memcpy(j->tok + j->n, tokens, (size_t)T * sizeof *tokens);
+        j->n += T;
+        return HYDRA_OK;
+    }
     return forward_impl(m, tokens, 1, T, &s, mode, logits, j, NULL);
 }
 

@@ -31,12 +31,14 @@ hydra_status hydra_journal_create(const hydra_model *m, int cap, hydra_journal *
     j->cfg = *c;
     j->dk = hydra_config_head_dim(c);
     j->cap = cap;
+    j->m = m;
+    j->tok = calloc((size_t)cap, sizeof *j->tok);
     const size_t H = (size_t)c->n_heads, d = (size_t)j->dk, Hd = H * d, K = (size_t)c->conv_width, n = (size_t)cap;
     size_t total = n * Hd;
     for (int i = 0; i < c->n_layers; i++) total += layer_floats(c, hydra_config_layer_kind(c, i), n);
     j->layers = calloc((size_t)c->n_layers, sizeof *j->layers);
     j->arena = hydra_aligned_calloc(total * sizeof(float));
-    if (!j->layers || !j->arena) {
+    if (!j->layers || !j->arena || !j->tok) {
         hydra_journal_free(j);
         return hydra_set_error(HYDRA_ERR_NOMEM, "out of memory allocating a %d-position journal", cap);
     }
@@ -64,6 +66,8 @@ hydra_status hydra_journal_create(const hydra_model *m, int cap, hydra_journal *
 
 void hydra_journal_free(hydra_journal *j) {
     if (!j) return;
+    hydra_state_free(j->snap);
+    free(j->tok);
     hydra_aligned_free(j->arena);
     free(j->layers);
     free(j);
@@ -73,6 +77,16 @@ hydra_status hydra_journal_begin(hydra_journal *j, const hydra_state *s) {
     if (!j || !s) return hydra_set_error(HYDRA_ERR_ARG, "journal_begin: NULL argument");
     if (!hydra_config_same_state_shape(&j->cfg, &s->cfg))
         return hydra_set_error(HYDRA_ERR_MISMATCH, "journal_begin: the state belongs to another model shape");
+    j->dev_mode = j->m->dev != NULL;
+    if (j->dev_mode) { /* a snapshot (a device-to-device copy when s is current on the GPU) */
+        if (!j->snap) HYDRA_CHECK(hydra_state_create(j->m, &j->snap));
+        HYDRA_CHECK(hydra_state_copy(j->snap, s));
+        j->pos0 = s->pos;
+        j->n = 0;
+        j->active = 1;
+        return HYDRA_OK;
+    }
+    HYDRA_CHECK(hydra_state_host_read(s)); /* a state last used on a GPU, journaled on the CPU */
     const size_t Hd = (size_t)j->cfg.n_heads * (size_t)j->dk, K = (size_t)j->cfg.conv_width;
     const size_t sbytes = Hd * (size_t)j->dk * sizeof(float);
     /* one copy per DeltaNet layer; the threads split the layers once there is
@@ -97,6 +111,13 @@ hydra_status hydra_journal_rollback(hydra_journal *j, hydra_state *s, int n_keep
     if (n_keep < 0 || n_keep > j->n)
         return hydra_set_error(HYDRA_ERR_ARG, "journal_rollback: n_keep must be in 0..%d (got %d)", j->n, n_keep);
     if (n_keep == j->n) return HYDRA_OK;
+    if (j->dev_mode) { /* restore the snapshot, re-run the kept tokens */
+        HYDRA_CHECK(hydra_state_copy(s, j->snap));
+        if (n_keep > 0) HYDRA_CHECK(hydra_forward(j->m, j->tok, 1, n_keep, &s, HYDRA_LOGITS_NONE, NULL));
+        j->n = n_keep;
+        return HYDRA_OK;
+    }
+    HYDRA_CHECK(hydra_state_host_write(s));
     const hydra_config *c = &j->cfg;
     const int H = c->n_heads, d = j->dk, K = c->conv_width, W = c->window;
     const size_t Hd = (size_t)H * d;
