@@ -12,7 +12,7 @@ void hydra_bench_delta_rule(FILE *out, int threads);
 /* Streaming engine (bench_stream.c): streams `tokens` tokens through a small
  * model and, if default_config, the default one; tokens/s, state bytes, peak
  * RSS after warm-up vs at the end, per-token time at 4K vs at the end. */
-void hydra_bench_stream(FILE *out, long long tokens, int default_config);
+void hydra_bench_stream(FILE *out, long long tokens, int default_config, const char *device);
 
 /* Speculative decoding (bench_spec.c): plain vs speculative decode tokens/s
  * for k in {2,4,6} at temperature 0 and 0.7, measured alpha, cost ratio c and

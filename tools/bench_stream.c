@@ -6,7 +6,10 @@
  * (medians over 16 chunks each, measured in the same run); then greedy
  * decode speed (64 tokens after the stream). Every model runs with f32 and
  * with bf16 weights (loaded with hydra_model_load_bf16), side by side. Each
- * row runs in its own process so that its peak RSS is its own. */
+ * row runs in its own process so that its peak RSS is its own. With a GPU
+ * device the rows are the default model in the device's bf16 and f32
+ * precisions, fed 4,096 tokens per call, and the table adds the device
+ * memory the model and its state hold. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,16 +20,24 @@
 #include "cli.h"
 #include "hydralm_stream.h"
 
-#define BS_CHUNK 512
+#define BS_CHUNK_MAX 4096
 #define BS_WIN 16
 
 static void bench_one(FILE *out, const char *name, const char *path, long long tokens,
-                      hydra_weights_precision weights) {
+                      hydra_weights_precision weights, const char *device) {
     hydra_model *m = NULL;
     hydra_stream *s = NULL;
     hydra_stream_opts so = hydra_stream_opts_default();
-    so.weights = weights;
-    hydra_status st = weights == HYDRA_WEIGHTS_BF16 ? hydra_model_load_bf16(path, &m) : hydra_model_load(path, &m);
+    const int gpu = strcmp(device, "cpu") != 0, BS_CHUNK = gpu ? 4096 : 512;
+    so.chunk = BS_CHUNK;
+    hydra_status st;
+    if (gpu) { /* the device's precision decides; the host copy stays f32 */
+        st = hydra_model_load(path, &m);
+        if (!st) st = hydra_model_to_device(m, device, weights == HYDRA_WEIGHTS_BF16 ? HYDRA_PRECISION_BF16 : HYDRA_PRECISION_F32);
+    } else {
+        so.weights = weights;
+        st = weights == HYDRA_WEIGHTS_BF16 ? hydra_model_load_bf16(path, &m) : hydra_model_load(path, &m);
+    }
     if (!st) st = hydra_stream_create(m, &so, &s);
     if (st) {
         fprintf(out, "%-16s  error: %s\n", name, hydra_last_error());
@@ -34,7 +45,7 @@ static void bench_one(FILE *out, const char *name, const char *path, long long t
         return;
     }
     const int V = hydra_model_config(m)->vocab_size;
-    int32_t tok[BS_CHUNK];
+    static int32_t tok[BS_CHUNK_MAX];
     float *lg = malloc((size_t)V * sizeof *lg);
     long long n_chunks = tokens / BS_CHUNK;
     if (n_chunks < 1) n_chunks = 1;
@@ -87,6 +98,12 @@ static void bench_one(FILE *out, const char *name, const char *path, long long t
     char b0[32], b1[32], r0[32], r1[32], wb[32];
     char label[48];
     snprintf(label, sizeof label, "%s %s", name, weights == HYDRA_WEIGHTS_BF16 ? "bf16" : "f32");
+    if (gpu) { /* device memory: the model's copy and workspace, plus the state's mirror */
+        char db[32];
+        fprintf(out, "%-20s device memory %s (model + workspace %s, state %s)\n", label,
+                cli_bytes((double)(hydra_model_device_bytes(m) + bytes0), db, sizeof db),
+                cli_bytes((double)hydra_model_device_bytes(m), wb, sizeof wb), cli_bytes((double)bytes0, b0, sizeof b0));
+    }
     fprintf(out, "%-20s %10s %11llu  %8.1f  %9.0f  %10s  %10s  %9s  %9s  %8.2f  %8.2f  %6.3f  %9.1f  %s\n", label,
             cli_bytes((double)hydra_model_weight_bytes(m), wb, sizeof wb), (unsigned long long)ss.tokens, ss.seconds, ss.tokens_per_s, cli_bytes((double)bytes0, b0, sizeof b0),
             cli_bytes((double)bytes_max, b1, sizeof b1), cli_bytes(1024.0 * hwm_warm, r0, sizeof r0),
@@ -119,6 +136,7 @@ typedef struct {
     const hydra_config *cfg;
     long long tokens;
     hydra_weights_precision weights;
+    const char *device;
 } row_job;
 
 static void save_model_job(void *a) {
@@ -135,15 +153,15 @@ static void save_model_job(void *a) {
 }
 static void row_job_run(void *a) {
     row_job *j = a;
-    bench_one(j->out, j->name, j->path, j->tokens, j->weights);
+    bench_one(j->out, j->name, j->path, j->tokens, j->weights, j->device);
 }
 
 /* Both precisions of one config: the seeded model is written to a temporary
  * checkpoint once, then each row loads it (as a user would) in its own process. */
-static void bench_config(FILE *out, const char *name, const hydra_config *cfg, long long tokens) {
+static void bench_config(FILE *out, const char *name, const hydra_config *cfg, long long tokens, const char *device) {
     char path[64];
     snprintf(path, sizeof path, "/tmp/hydra-bench-stream-%d.safetensors", (int)getpid());
-    row_job j = {out, name, path, cfg, tokens, HYDRA_WEIGHTS_F32};
+    row_job j = {out, name, path, cfg, tokens, HYDRA_WEIGHTS_F32, device};
     if (in_child(out, save_model_job, &j) == 0) {
         if (in_child(out, row_job_run, &j)) fprintf(out, "%-20s error: the f32 run failed\n", name);
         j.weights = HYDRA_WEIGHTS_BF16;
@@ -152,26 +170,29 @@ static void bench_config(FILE *out, const char *name, const hydra_config *cfg, l
     remove(path);
 }
 
-void hydra_bench_stream(FILE *out, long long tokens, int default_config) {
+void hydra_bench_stream(FILE *out, long long tokens, int default_config, const char *device) {
     hydra_config small = hydra_config_default();
     small.d_model = 256;
     small.n_layers = 4;
     small.n_heads = 4;
     small.head_dim = 64;
-    fprintf(out, "streaming engine: %lld tokens per model, chunk %d (%s)\n", tokens, BS_CHUNK, hydra_blas_info());
+    int gpu = strcmp(device, "cpu") != 0;
+    fprintf(out, "streaming engine: %lld tokens per model, chunk %d, on %s (%s)\n", tokens, gpu ? 4096 : 512, device,
+            hydra_blas_info());
     fprintf(out, "%-20s %10s %11s  %8s  %9s  %10s  %10s  %9s  %9s  %8s  %8s  %6s  %9s  %s\n", "model", "weights", "tokens",
             "seconds", "tokens/s", "state@0", "state max", "RSS@warm", "RSS@end", "us/t@4K", "us/t@end", "ratio",
             "decode/s", "logits");
-    bench_config(out, "small 256x4", &small, tokens);
-    if (default_config) {
+    if (!gpu) bench_config(out, "small 256x4", &small, tokens, device);
+    if (default_config || gpu) {
         hydra_config d = hydra_config_default();
-        bench_config(out, "default 768x12", &d, tokens);
+        bench_config(out, "default 768x12", &d, tokens, device);
     }
     fprintf(out,
             "(weights = bytes of weights in memory; state@0 / state max: hydra_state_bytes at the start / largest seen; RSS = process peak resident\n"
             " memory (VmHWM) after warm-up (64K tokens) and at the end; us/t = median per-token time over %d\n"
             " chunks just after 4K tokens and over the last %d chunks; ratio = end / 4K; decode/s = greedy\n"
-            " tokens/s of 64 tokens generated after the stream; bf16 = model loaded with hydra_model_load_bf16;\n"
+            " tokens/s of 64 tokens generated after the stream; bf16 = model loaded with hydra_model_load_bf16\n"
+            " (on a GPU: the device's bf16 precision, f32 = its all-f32 mode);\n"
             " each row is its own process, reading the same seeded checkpoint.)\n",
             BS_WIN, BS_WIN);
 }

@@ -177,7 +177,7 @@ int cmd_bench(int argc, char **argv) {
             return fprintf(stderr, "hydra bench: --spec-adaptive-k must be in 1..%d\n", HYDRA_SPEC_MAX_K), 2;
         return hydra_bench_spec(stdout, spec_target, spec_draft, quick ? 64 : 256, min_ps, n_min_ps, spec_adaptive_k, spec_reps), 0;
     }
-    if (stream_tokens) return hydra_bench_stream(stdout, (long long)stream_tokens, 1), 0;
+    if (stream_tokens) return hydra_bench_stream(stdout, (long long)stream_tokens, 1, device), 0;
     if (factbank_model) return hydra_bench_factbank_model(stdout, factbank_model, 8, quick ? 4 : 32, 1);
     if (factbank) return hydra_bench_factbank(stdout), 0;
     int reps = quick ? 3 : 7;
