@@ -22,7 +22,8 @@ hydra_status hydra_cuda_bench_gemm(int device, int M, int N, int K, int bf16, in
 hydra_status hydra_cuda_bench_copy(int device, size_t bytes, int reps, double *gbs);
 /* The gated delta rule forward over B x T tokens, H heads, dk = dv = d, f32
  * state: milliseconds per call. kernel: "recurrent" (token by token, the
- * state in registers; decode) or "chunked" (WY form, chunks of 64; prefill). */
+ * state in registers; decode), "chunked" (WY form, chunks of 64, f32; prefill)
+ * or "chunked-tc" (the same, its output products on bf16 tensor cores). */
 hydra_status hydra_cuda_bench_delta_rule(int device, const char *kernel, int B, int T, int H, int d, int reps,
                                          double *ms);
 

@@ -56,9 +56,12 @@ static void check_delta_rule(int chunked, int T, int H, int dk, int dv, uint64_t
     HY_OK(hydra_op_delta_rule_ref(T, H, dk, dv, q, k, v, g, beta, S_cpu, o_cpu));
     HY_OK(hydra_dev_op_delta_rule(chunked, T, H, dk, dv, q, k, v, g, beta, S_gpu, o_gpu));
     double eo = rel_err(o_gpu, o_cpu, nv), es = rel_err(S_gpu, S_cpu, ns);
-    if (!(eo <= F32_TOL && es <= F32_TOL))
-        fail_msg("delta rule (%s) T=%d H=%d dk=%d dv=%d: o err %.3g, S err %.3g", chunked ? "chunked" : "recurrent", T, H,
-                 dk, dv, eo, es);
+    /* tensor-core outputs: q, k, V_new, S_c rounded to bf16 (2^-9 each) in sums of ~128 terms; the state
+     * itself stays f32 */
+    double tol_o = chunked == 2 ? 1e-2 : F32_TOL;
+    if (!(eo <= tol_o && es <= F32_TOL))
+        fail_msg("delta rule (%s) T=%d H=%d dk=%d dv=%d: o err %.3g, S err %.3g",
+                 chunked == 2 ? "chunked-tc" : chunked ? "chunked" : "recurrent", T, H, dk, dv, eo, es);
     free(q), free(k), free(v), free(g), free(beta), free(S0), free(S_cpu), free(S_gpu), free(o_cpu), free(o_gpu);
 }
 
@@ -73,13 +76,15 @@ static void test_delta_rule(void **unused) {
 }
 
 /* The chunked (WY) prefill kernel: the same contract, f32 throughout, so the
- * same 1e-4 bound; lengths at chunk boundaries +-1, a non-zero start state. */
+ * same 1e-4 bound (its tensor-core variant: 1e-2 on the outputs); lengths at
+ * chunk boundaries +-1, a non-zero start state. */
 static void test_delta_rule_chunked(void **unused) {
     const int Ts[] = {1, 7, 63, 64, 65, 128, 1000};
-    for (size_t i = 0; i < sizeof Ts / sizeof Ts[0]; i++) {
-        check_delta_rule(1, Ts[i], 3, 64, 64, 110 + i);
-        check_delta_rule(1, Ts[i], 2, 128, 128, 130 + i);
-    }
+    for (size_t i = 0; i < sizeof Ts / sizeof Ts[0]; i++)
+        for (int mode = 1; mode <= 2; mode++) {
+            check_delta_rule(mode, Ts[i], 3, 64, 64, 110 + i);
+            check_delta_rule(mode, Ts[i], 2, 128, 128, 130 + i);
+        }
 }
 
 static void check_attention(int T, int H, int d, int64_t pos0, int window, uint64_t seed) {

@@ -118,8 +118,8 @@ int hydra_bench_cuda(FILE *out, const char *device, int quick) {
     fprintf(out, "delta rule forward (f32 state)        kernel       ms      M tokens/s\n");
     const struct { int B, T, H, d; } shapes[] = {{8, 4096, 12, 64}, {4, 8192, 16, 128}, {1, 1, 12, 64}, {64, 1, 12, 64}, {1, 4, 12, 64}};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
-        for (int kc = 0; kc < 2; kc++) {
-            const char *kern = kc ? "chunked" : "recurrent";
+        for (int kc = 0; kc < 3; kc++) {
+            const char *kern = kc == 2 ? "chunked-tc" : kc ? "chunked" : "recurrent";
             if (kc && shapes[i].T < 64) continue; /* the chunked kernel is for prefill */
             double ms;
             if ((st = hydra_cuda_bench_delta_rule(dev, kern, shapes[i].B, shapes[i].T, shapes[i].H, shapes[i].d, reps, &ms)))

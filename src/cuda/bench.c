@@ -129,7 +129,8 @@ typedef struct {
 static hydra_status run_delta(void *p, cudaStream_t s) {
     delta_ctx *c = p;
     cudaError_t e = c->chunked
-                        ? hk_delta_rule_chunked(s, c->B, c->T, c->H, c->d, c->d, c->q, c->k, c->v, c->g, c->beta, c->Sp, c->o, c->work)
+                        ? hk_delta_rule_chunked(s, c->B, c->T, c->H, c->d, c->d, c->q, c->k, c->v, c->g, c->beta, c->Sp, c->o, c->work,
+                                                c->chunked == 2)
                         : hk_delta_rule_recurrent(s, c->B, c->T, c->H, c->d, c->d, c->q, c->k, c->v, c->g, c->beta, c->Sp, c->o);
     if (e != cudaSuccess) return hydra_set_error(HYDRA_ERR_DEVICE, "cuda delta rule: %s", cudaGetErrorString(e));
     return HYDRA_OK;
@@ -139,9 +140,9 @@ hydra_status hydra_cuda_bench_delta_rule(int device, const char *kernel, int B, 
                                          double *ms) {
     if (!ms || !kernel || B <= 0 || T <= 0 || H <= 0 || d <= 0)
         return hydra_set_error(HYDRA_ERR_ARG, "bench_delta_rule: bad arguments");
-    int chunked = strcmp(kernel, "chunked") == 0;
+    int chunked = strcmp(kernel, "chunked") == 0 ? 1 : strcmp(kernel, "chunked-tc") == 0 ? 2 : 0;
     if (!chunked && strcmp(kernel, "recurrent"))
-        return hydra_set_error(HYDRA_ERR_ARG, "bench_delta_rule: kernel is \"recurrent\" or \"chunked\", not \"%s\"", kernel);
+        return hydra_set_error(HYDRA_ERR_ARG, "bench_delta_rule: kernel is recurrent, chunked or chunked-tc, not \"%s\"", kernel);
     HYDRA_CHECK(use_device(device));
     delta_ctx c = {.B = B, .T = T, .H = H, .d = d, .chunked = chunked};
     size_t n = (size_t)B * T * H * d, nh = (size_t)B * T * H;

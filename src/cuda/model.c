@@ -479,7 +479,7 @@ static hydra_status gdn_layer(const hydra_model *m, hydra_dev_model *d, const de
                         d->v, d->g, d->beta));
     K_CHECK(hk_conv_tail(s, B, T, 3 * Hd, K, d->proj, P, tails));
     if (d->chunk_min && T >= d->chunk_min)
-        K_CHECK(hk_delta_rule_chunked(s, B, T, H, dd, dd, d->q, d->k, d->v, d->g, d->beta, S, d->o, d->dscratch));
+        K_CHECK(hk_delta_rule_chunked(s, B, T, H, dd, dd, d->q, d->k, d->v, d->g, d->beta, S, d->o, d->dscratch, d->bf16));
     else K_CHECK(hk_delta_rule_recurrent(s, B, T, H, dd, dd, d->q, d->k, d->v, d->g, d->beta, S, d->o));
     K_CHECK(hk_gated_onorm(s, BT, H, dd, d->o, d->proj, P, 3 * Hd, l->o_norm, c->norm_eps, d->gin, d->bf16));
     return HYDRA_OK;

@@ -65,7 +65,7 @@ hydra_status hydra_dev_op_delta_rule(int chunked, int T, int H, int dk, int dv, 
     OP_TRY(dput(&b, &dp, &dS, sizeof(void *)));
     if (chunked) {
         OP_TRY(dput(&b, &work, NULL, hk_delta_rule_chunked_scratch(1, T, H, dk)));
-        OP_RUN(hk_delta_rule_chunked(0, 1, T, H, dk, dv, dq, dk_, dv_, dg, db, dp, dO, work));
+        OP_RUN(hk_delta_rule_chunked(0, 1, T, H, dk, dv, dq, dk_, dv_, dg, db, dp, dO, work, chunked == 2));
     } else
         OP_RUN(hk_delta_rule_recurrent(0, 1, T, H, dk, dv, dq, dk_, dv_, dg, db, dp, dO));
     if (cudaMemcpy(S, dS, ns, cudaMemcpyDeviceToHost) != cudaSuccess ||
