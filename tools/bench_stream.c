@@ -162,11 +162,12 @@ static void bench_config(FILE *out, const char *name, const hydra_config *cfg, l
     char path[64];
     snprintf(path, sizeof path, "/tmp/hydra-bench-stream-%d.safetensors", (int)getpid());
     row_job j = {out, name, path, cfg, tokens, HYDRA_WEIGHTS_F32, device};
-    if (in_child(out, save_model_job, &j) == 0) {
-        if (in_child(out, row_job_run, &j)) fprintf(out, "%-20s error: the f32 run failed\n", name);
-        j.weights = HYDRA_WEIGHTS_BF16;
-        if (in_child(out, row_job_run, &j)) fprintf(out, "%-20s error: the bf16 run failed\n", name);
-    }
+    if (in_child(out, save_model_job, &j) == 0)
+        for (int r = 0; r < 2; r++) { /* on a GPU its default precision (bf16) first */
+            j.weights = (r == 0) == (strcmp(device, "cpu") == 0) ? HYDRA_WEIGHTS_F32 : HYDRA_WEIGHTS_BF16;
+            if (in_child(out, row_job_run, &j))
+                fprintf(out, "%-20s error: the %s run failed\n", name, j.weights == HYDRA_WEIGHTS_BF16 ? "bf16" : "f32");
+        }
     remove(path);
 }
 

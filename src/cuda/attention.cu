@@ -142,14 +142,19 @@ __global__ void __launch_bounds__(THREADS) attention_decode_k(int T, int H, int 
     }
     float m = -INFINITY, l = 0.0f;
     const float *kcb = kc ? kc[b] : nullptr, *vcb = vc ? vc[b] : nullptr;
-    for (int64_t j = lo + grp; j <= p; j += NG) {
+    /* every warp runs the same number of rounds (its groups' shuffles need all
+     * 32 lanes); a group past the last key sits the round out */
+    for (int64_t j0 = lo; j0 <= p; j0 += NG) {
+        const int64_t j = j0 + grp;
+        const bool has = j <= p;
         const float *kj, *vj;
-        if (j < P0) {
-            size_t slot = window ? (size_t)(j % window) : (size_t)j;
+        const int64_t jj = has ? j : p; /* a valid row to read; its score is dropped */
+        if (jj < P0) {
+            size_t slot = window ? (size_t)(jj % window) : (size_t)jj;
             kj = kcb + slot * Hd;
             vj = vcb + slot * Hd;
         } else {
-            size_t r = (size_t)b * T + (size_t)(j - P0);
+            size_t r = (size_t)b * T + (size_t)(jj - P0);
             kj = k + r * Hd;
             vj = v + r * Hd;
         }
@@ -163,6 +168,7 @@ __global__ void __launch_bounds__(THREADS) attention_decode_k(int T, int H, int 
         }
 #pragma unroll
         for (int off = 1; off < TPQ; off <<= 1) part += __shfl_xor_sync(0xffffffffu, part, off);
+        if (!has) continue;
         float mn = fmaxf(m, part), corr = expf(m - mn), pj = expf(part - mn);
         l = l * corr + pj;
 #pragma unroll
