@@ -42,6 +42,15 @@ struct work {
 
 __host__ __device__ inline size_t n_chunks(int T) { return (size_t)(T + CH - 1) / CH; }
 
+/* a . b over D floats (two rows in shared memory) */
+template <int D>
+__device__ __forceinline__ float dot_rows(const float *a, const float *b) {
+    float dot = 0.0f;
+#pragma unroll 8
+    for (int x = 0; x < D; x++) dot += a[x] * b[x];
+    return dot;
+}
+
 work carve(void *base, int B, int T, int H, int D) {
     float *p = (float *)base;
     size_t n = (size_t)B * T * H * D;
@@ -83,11 +92,7 @@ __global__ void __launch_bounds__(THREADS) wy_k(int T, int H, const float *__res
         int i = e / CH, j = e % CH;
         float val = 0.0f;
         if (j < i) {
-            const float *ki = Ks + i * (D + 1), *kj = Ks + j * (D + 1);
-            float dot = 0.0f;
-#pragma unroll 8
-            for (int x = 0; x < D; x++) dot += ki[x] * kj[x];
-            val = Bs[i] * expf(Gs[i] - Gs[j]) * dot;
+            val = Bs[i] * expf(Gs[i] - Gs[j]) * dot_rows<D>(Ks + i * (D + 1), Ks + j * (D + 1));
         }
         L[i * (CH + 1) + j] = val;
     }
@@ -149,11 +154,7 @@ __global__ void __launch_bounds__(THREADS) scan_k(int T, int H, const float *__r
             int i = e / RS, r = e % RS;
             float val = 0.0f;
             if (i < Lc) {
-                const float *wi = Ws + i * (D + 1), *sr = Ss + r * (D + 1);
-                float dot = 0.0f;
-#pragma unroll 8
-                for (int x = 0; x < D; x++) dot += wi[x] * sr[x];
-                val = w.U[(r0 + i) * HD + (size_t)h * D + rs0 + r] - dot;
+                val = w.U[(r0 + i) * HD + (size_t)h * D + rs0 + r] - dot_rows<D>(Ws + i * (D + 1), Ss + r * (D + 1));
                 w.Vn[(r0 + i) * HD + (size_t)h * D + rs0 + r] = val;
             }
             Vn[i * (RS + 1) + r] = val;
@@ -200,11 +201,7 @@ __global__ void __launch_bounds__(THREADS) out_k(int T, int H, const float *__re
         int i = e / CH, j = e % CH;
         float val = 0.0f;
         if (j <= i && i < Lc) {
-            const float *qi = Qs + i * (D + 1), *kj = Ks + j * (D + 1);
-            float dot = 0.0f;
-#pragma unroll 8
-            for (int x = 0; x < D; x++) dot += qi[x] * kj[x];
-            val = dot * expf(Gs[i] - Gs[j]);
+            val = dot_rows<D>(Qs + i * (D + 1), Ks + j * (D + 1)) * expf(Gs[i] - Gs[j]);
         }
         P[i * (CH + 1) + j] = val;
     }
@@ -228,11 +225,7 @@ __global__ void __launch_bounds__(THREADS) out_k(int T, int H, const float *__re
         for (int u = 0; u < PER; u++) {
             int e = tid + u * THREADS, i = e / D, col = e % D;
             if (col < rb || col >= rb + CH) continue;
-            const float *qi = Qs + i * (D + 1), *sr = Ks + (col - rb) * (D + 1);
-            float dot = 0.0f;
-#pragma unroll 8
-            for (int x = 0; x < D; x++) dot += qi[x] * sr[x];
-            acc[u] += expf(Gs[i]) * dot;
+            acc[u] += expf(Gs[i]) * dot_rows<D>(Qs + i * (D + 1), Ks + (col - rb) * (D + 1));
         }
         __syncthreads();
     }
