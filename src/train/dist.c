@@ -164,8 +164,8 @@ hydra_status hydra_dp_check(hydra_dp *dp, const hydra_model *m, const char *opts
     size_t len = 0;
     for (int i = 0; i < CK_N && len + 160 < sizeof msg; i++) {
         if (differ[i] == 0.0) continue;
-        len += (size_t)snprintf(msg + len, sizeof msg - len, "%s%s (%d rank%s differ from rank 0%s)",
-                                len ? "; " : "", ck_name[i], (int)differ[i], differ[i] > 1 ? "s" : "",
+        len += (size_t)snprintf(msg + len, sizeof msg - len, "%s%s (%d rank%s from rank 0%s)",
+                                len ? "; " : "", ck_name[i], (int)differ[i], differ[i] > 1 ? "s differ" : " differs",
                                 mine[i] != root[i] ? ", this one among them" : "");
     }
     if (len == 0) return HYDRA_OK;
