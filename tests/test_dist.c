@@ -44,15 +44,10 @@ static int failures;
     } while (0)
 #define OK(expr) CHECK((expr) == HYDRA_OK, "%s: %s", #expr, hydra_last_error())
 
+/* tests' tiny shape, with the byte vocabulary the text data needs */
 static hydra_config small_config(void) {
-    hydra_config c = hydra_config_default();
-    c.d_model = 32;
-    c.n_layers = 2;
-    c.n_heads = 2;
-    c.head_dim = 16;
-    c.window = 16;
-    c.mlp_multiple = 16;
-    snprintf(c.pattern, sizeof c.pattern, "DS");
+    hydra_config c = tiny_config();
+    c.vocab_size = 256;
     return c;
 }
 

@@ -124,26 +124,31 @@ static int *int_counts(const size_t *counts, int **displs) {
     return c;
 }
 
-static int mpi_reduce_scatter_f32(void *ctx, float *buf, const size_t *counts) {
-    (void)ctx;
+/* The two v-collectives over the rank blocks of buf: a reduce-scatter
+ * (sum; in place MPI leaves this rank's block at the start of buf, so it
+ * is moved to its place) or an all-gather. */
+static int blocks(float *buf, const size_t *counts, int gather) {
     int *displs, *c = int_counts(counts, &displs);
     if (!c) return -1;
-    enter("MPI_Reduce_scatter (gradients)");
-    int rc = leave(MPI_Reduce_scatter(MPI_IN_PLACE, buf, c, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
-    /* in place, MPI leaves this rank's block at the start of buf */
-    if (rc == 0 && displs[g_rank] > 0) memmove(buf + displs[g_rank], buf, counts[g_rank] * sizeof(float));
+    int rc;
+    if (gather) {
+        enter("MPI_Allgatherv (weights)");
+        rc = leave(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, c, displs, MPI_FLOAT, MPI_COMM_WORLD));
+    } else {
+        enter("MPI_Reduce_scatter (gradients)");
+        rc = leave(MPI_Reduce_scatter(MPI_IN_PLACE, buf, c, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
+        if (rc == 0 && displs[g_rank] > 0) memmove(buf + displs[g_rank], buf, counts[g_rank] * sizeof(float));
+    }
     free(c);
     return rc;
 }
-
+static int mpi_reduce_scatter_f32(void *ctx, float *buf, const size_t *counts) {
+    (void)ctx;
+    return blocks(buf, counts, 0);
+}
 static int mpi_allgather_f32(void *ctx, float *buf, const size_t *counts) {
     (void)ctx;
-    int *displs, *c = int_counts(counts, &displs);
-    if (!c) return -1;
-    enter("MPI_Allgatherv (weights)");
-    int rc = leave(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, c, displs, MPI_FLOAT, MPI_COMM_WORLD));
-    free(c);
-    return rc;
+    return blocks(buf, counts, 1);
 }
 
 static int mpi_bcast(void *ctx, void *buf, size_t n, int root) {
