@@ -4,7 +4,7 @@
 #     progress line shows memory per rank; 1 process resumes the checkpoint;
 #  2. ranks started with different options: every rank prints the mismatch,
 #     the job exits non-zero;
-#  3. a rank that exits mid-run, and a rank that hangs (the other's
+#  3. a rank that exits mid-run, one killed by SIGKILL, one that hangs (the other's
 #     --comm-timeout watchdog): the job ends non-zero within a bound, with
 #     a message.
 # Each mpirun runs under `timeout`, so a hang fails the test instead of
@@ -58,6 +58,7 @@ run_fault() { # name, env..., expected message
 }
 run_fault exit "exiting on purpose" HYDRA_TEST_FAULT_RANK=1 HYDRA_TEST_EXIT_AT_STEP=3
 grep -q "rank 0 of 2): stopped by the launcher" "$W/exit.log" || fail "exit: the surviving rank printed nothing"
+run_fault kill "stopped by the launcher" HYDRA_TEST_FAULT_RANK=1 HYDRA_TEST_KILL_AT_STEP=3
 run_fault hang "rank 0 of 2): MPI_Allreduce .* has waited more than 5 s" HYDRA_TEST_FAULT_RANK=1 HYDRA_TEST_HANG_AT_STEP=3
 grep -q "rank 1 of 2): stopped by the launcher" "$W/hang.log" || fail "hang: the hung rank printed nothing"
 echo "all passed"

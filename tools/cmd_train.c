@@ -3,6 +3,7 @@
  * checkpoints that resume bit-exactly. */
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -91,12 +92,15 @@ static void write_sample(const hydra_model *m, FILE *to, FILE *also, int64_t ste
 }
 
 /* Hidden test hooks for the failure tests (tests/dist_cli.sh): on rank
- * HYDRA_TEST_FAULT_RANK, exit at step HYDRA_TEST_EXIT_AT_STEP or hang from
- * step HYDRA_TEST_HANG_AT_STEP, as a crashed or stuck rank would. */
+ * HYDRA_TEST_FAULT_RANK, exit at step HYDRA_TEST_EXIT_AT_STEP, die of
+ * SIGKILL at HYDRA_TEST_KILL_AT_STEP or hang from HYDRA_TEST_HANG_AT_STEP,
+ * as a failing, crashed or stuck rank would. */
 static void test_fault(int rank, int64_t step) {
     const char *fr = getenv("HYDRA_TEST_FAULT_RANK");
     if (!fr || atoi(fr) != rank) return;
     const char *ex = getenv("HYDRA_TEST_EXIT_AT_STEP"), *hang = getenv("HYDRA_TEST_HANG_AT_STEP");
+    const char *kill = getenv("HYDRA_TEST_KILL_AT_STEP");
+    if (kill && atoll(kill) == step) raise(SIGKILL);
     if (ex && atoll(ex) == step) {
         fprintf(stderr, "hydra train (rank %d): exiting on purpose at step %lld (HYDRA_TEST_EXIT_AT_STEP)\n", rank,
                 (long long)step);
