@@ -42,6 +42,9 @@ typedef struct {
     int (*reduce_scatter_f32)(void *ctx, float *buf, const size_t *counts);
     /* in: this rank's block of buf; out: every block, from its owner */
     int (*allgather_f32)(void *ctx, float *buf, const size_t *counts);
+    /* every rank's block (counts[rank] floats) into full[] on root only
+     * (full is unused elsewhere) */
+    int (*gather_f32)(void *ctx, const float *block, float *full, const size_t *counts, int root);
     /* root's n bytes to every rank */
     int (*bcast)(void *ctx, void *buf, size_t n, int root);
     const char *(*error)(void *ctx);
@@ -75,7 +78,7 @@ hydra_status hydra_trainer_resume_dist(const char *dir, hydra_task task, const h
 /* hydra_trainer_step / _eval / _save are collective on a data-parallel
  * trainer: the step averages gradients (allreduce, or reduce-scatter +
  * all-gather of the weights when sharded), the eval averages losses, and
- * save gathers the optimizer shards to rank 0, which alone writes the usual
+ * save gathers the optimizer shards on rank 0, which alone writes the usual
  * checkpoint (same files, atomic); the others only take part. */
 
 /* Bytes this rank holds for training: parameters, gradients, optimizer

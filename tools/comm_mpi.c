@@ -151,6 +151,16 @@ static int mpi_allgather_f32(void *ctx, float *buf, const size_t *counts) {
     return blocks(buf, counts, 1);
 }
 
+static int mpi_gather_f32(void *ctx, const float *block, float *full, const size_t *counts, int root) {
+    (void)ctx;
+    int *displs, *c = int_counts(counts, &displs);
+    if (!c) return -1;
+    enter("MPI_Gatherv (optimizer state)");
+    int rc = leave(MPI_Gatherv(block, c[g_rank], MPI_FLOAT, full, c, displs, MPI_FLOAT, root, MPI_COMM_WORLD));
+    free(c);
+    return rc;
+}
+
 static int mpi_bcast(void *ctx, void *buf, size_t n, int root) {
     (void)ctx;
     if (too_big(n)) return -1;
@@ -209,7 +219,7 @@ int cli_mpi_init(int *argc, char ***argv, double timeout_s, hydra_comm *out, int
         if (pthread_create(&th, NULL, watchdog, NULL) == 0) pthread_detach(th);
     }
     hydra_comm c = {g_rank, g_size, NULL, mpi_allreduce_f32, mpi_allreduce_f64, mpi_reduce_scatter_f32,
-                    mpi_allgather_f32, mpi_bcast, mpi_error};
+                    mpi_allgather_f32, mpi_gather_f32, mpi_bcast, mpi_error};
     *out = c;
     return 0;
 }

@@ -38,7 +38,7 @@ static hydra_status comm_error(const hydra_comm *c, const char *what) {
 
 int hydra_dp_comm_valid(const hydra_comm *c) {
     return c && c->size >= 1 && c->rank >= 0 && c->rank < c->size && c->allreduce_f32 && c->allreduce_f64 &&
-           c->reduce_scatter_f32 && c->allgather_f32 && c->bcast;
+           c->reduce_scatter_f32 && c->allgather_f32 && c->gather_f32 && c->bcast;
 }
 
 hydra_status hydra_dp_create(const hydra_dist_opts *d, const hydra_model *m, const hydra_train_opts *o,
@@ -109,9 +109,7 @@ hydra_status hydra_dp_step(hydra_dp *dp, hydra_optimizer *opt, hydra_model *m, f
 }
 
 hydra_status hydra_dp_gather(hydra_dp *dp, const float *local, float *full) {
-    const size_t lo = dp->bounds[dp->c.rank];
-    memcpy(full + lo, local, dp->counts[dp->c.rank] * sizeof(float));
-    COMM(dp, "all-gather of the optimizer state", dp->c.allgather_f32(dp->c.ctx, full, dp->counts));
+    COMM(dp, "gather of the optimizer state", dp->c.gather_f32(dp->c.ctx, local, full, dp->counts, 0));
     return HYDRA_OK;
 }
 

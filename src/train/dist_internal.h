@@ -29,7 +29,7 @@ hydra_status hydra_dp_step(hydra_dp *dp, hydra_optimizer *opt, hydra_model *m, f
                            int64_t *scored, float *grad_norm, float *lr);
 /* Element-wise sum of x[n] over ranks. */
 hydra_status hydra_dp_sum(hydra_dp *dp, double *x, size_t n);
-/* full[n_params] on every rank from each rank's shard local[count] of it. */
+/* full[n_params] on rank 0 (NULL elsewhere) from each rank's shard local[count]. */
 hydra_status hydra_dp_gather(hydra_dp *dp, const float *local, float *full);
 /* The start-up checks (see hydra_trainer_create_dist). */
 hydra_status hydra_dp_check(hydra_dp *dp, const hydra_model *m, const char *opts_json, int64_t step,

@@ -275,7 +275,7 @@ hydra_status hydra_trainer_save(const hydra_trainer *t, const char *dir) {
     for (int i = 0; sharded && st == HYDRA_OK && i < nb; i++) {
         float *local;
         st = hydra_optimizer_buffer(t->opt, i, NULL, &local, NULL);
-        if (st == HYDRA_OK && !(full[i] = hydra_aligned_alloc(t->m->n_params * sizeof(float) + 64)))
+        if (st == HYDRA_OK && t->dp->c.rank == 0 && !(full[i] = hydra_aligned_alloc(t->m->n_params * sizeof(float) + 64)))
             st = hydra_set_error(HYDRA_ERR_NOMEM, "trainer_save: out of memory");
         if (st == HYDRA_OK) st = hydra_dp_gather(t->dp, local, full[i]);
     }
