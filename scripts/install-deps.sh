@@ -7,6 +7,7 @@ PKGS=(
   libblis-openmp-dev                 # BLIS (OpenMP-threaded) for every GEMM; see DESIGN §7 trap
   libjansson-dev                     # JSON: config files and the safetensors header
   libcmocka-dev                      # unit-test framework
+  libopenmpi-dev openmpi-bin         # MPI: mpirun -np N hydra train (data-parallel ranks)
   python3 python3-torch python3-numpy # PyTorch reference used by the tests (not by the product)
 )
 missing=()

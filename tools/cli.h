@@ -30,7 +30,7 @@ typedef struct {
     int *seen;        /* optional: set to 1 when given */
 } cli_opt;
 
-#define CLI_MAX_OPTS 48
+#define CLI_MAX_OPTS 64
 typedef struct {
     const char *usage;   /* "hydra init [options]" */
     const char *summary; /* one paragraph shown by --help */

@@ -3,12 +3,15 @@
  * checkpoints that resume bit-exactly. */
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "comm_mpi.h"
+#include "hydralm_dist.h"
 #include "hydralm_train.h"
 
 typedef struct {
@@ -88,13 +91,69 @@ static void write_sample(const hydra_model *m, FILE *to, FILE *also, int64_t ste
     free(out);
 }
 
+/* Hidden test hooks for the failure tests (tests/dist_cli.sh): on rank
+ * HYDRA_TEST_FAULT_RANK, exit at step HYDRA_TEST_EXIT_AT_STEP, die of
+ * SIGKILL at HYDRA_TEST_KILL_AT_STEP or hang from HYDRA_TEST_HANG_AT_STEP,
+ * as a failing, crashed or stuck rank would. */
+static void test_fault(int rank, int64_t step) {
+    const char *fr = getenv("HYDRA_TEST_FAULT_RANK");
+    if (!fr || atoi(fr) != rank) return;
+    const char *ex = getenv("HYDRA_TEST_EXIT_AT_STEP"), *hang = getenv("HYDRA_TEST_HANG_AT_STEP");
+    const char *kill = getenv("HYDRA_TEST_KILL_AT_STEP");
+    if (kill && atoll(kill) == step) raise(SIGKILL);
+    if (ex && atoll(ex) == step) {
+        fprintf(stderr, "hydra train (rank %d): exiting on purpose at step %lld (HYDRA_TEST_EXIT_AT_STEP)\n", rank,
+                (long long)step);
+        _exit(3);
+    }
+    if (hang && atoll(hang) == step) {
+        fprintf(stderr, "hydra train (rank %d): hanging on purpose at step %lld (HYDRA_TEST_HANG_AT_STEP)\n", rank,
+                (long long)step);
+        for (;;) pause();
+    }
+}
+
+/* Data parallelism under mpirun: the communicator, this rank, and the
+ * prefix of its messages. */
+typedef struct {
+    hydra_comm comm;
+    int on, rank, size, local;
+    char who[64]; /* "train" or "train (rank r of N)" */
+} train_dist;
+
+/* 0: not under a launcher (or -np 1... with MPI: still data-parallel of
+ * size 1); 1: ready; -1: refused with a message. */
+static int dist_setup(train_dist *d, double timeout) {
+    memset(d, 0, sizeof *d);
+    d->size = 1;
+    snprintf(d->who, sizeof d->who, "train");
+    int n = cli_mpi_launched_size();
+    if (n == 0) return 0;
+    if (!cli_mpi_built()) {
+        if (n == 1) return 0;
+        fprintf(stderr, "hydra train: started by an MPI launcher with %d ranks, but this hydra was built without MPI "
+                        "(install libopenmpi-dev, rebuild); refusing to train %d independent copies\n", n, n);
+        return -1;
+    }
+    if (cli_mpi_init(NULL, NULL, timeout, &d->comm, &d->local) != 0) return -1;
+    d->on = 1;
+    d->rank = d->comm.rank;
+    d->size = d->comm.size;
+    snprintf(d->who, sizeof d->who, "train (rank %d of %d)", d->rank, d->size);
+    return 1;
+}
+
 int cmd_train(int argc, char **argv) {
     cli_spec s = {.usage = "hydra train --data FILE --out DIR [config options] [--steps N --batch B --seq T\n"
                            "                   --optimizer adamw|muon --lr X --seed S] [--resume DIR]",
                   .summary = "Trains a model on a byte-level text file (the last --val-fraction of the file is\n"
                              "held out). Writes to DIR: model.safetensors + trainer.bin (a checkpoint every\n"
                              "--ckpt-every steps and at the end; --resume DIR continues bit-exactly),\n"
-                             "loss.csv, loss.svg and samples.txt. Config options apply to a new model only."};
+                             "loss.csv, loss.svg and samples.txt. Config options apply to a new model only.\n"
+                             "Several processes: mpirun -np N hydra train ... runs N data-parallel ranks (MPI):\n"
+                             "--batch is the global batch (divisible by N); rank 0 prints and writes; add\n"
+                             "--shard-optimizer to split the optimizer state across ranks (ZeRO-1). Threads\n"
+                             "default to cores / ranks on the host. docs/distributed.md has the details."};
     cli_config cc;
     cli_optim co;
     const char *data = NULL, *out = NULL, *resume = NULL;
@@ -102,6 +161,8 @@ int cmd_train(int argc, char **argv) {
     int ckpt_every = 500, sample_len = 200, threads = 0, log_every = 10;
     float val_fraction = 0.1f;
     uint64_t seed = 0;
+    int shard = 0;
+    float comm_timeout = 600;
     cli_add_config_opts(&s, &cc);
     cli_add(&s, "data", OPT_STR, &data, "training text file (bytes are tokens) (required)");
     cli_add(&s, "out", OPT_STR, &out, "output directory (required)");
@@ -117,7 +178,10 @@ int cmd_train(int argc, char **argv) {
     cli_add(&s, "sample-len", OPT_INT, &sample_len, "length of the generated samples, 0 = none (default 200)");
     cli_add(&s, "log-every", OPT_INT, &log_every, "progress line every N steps when not on a terminal (default 10)");
     cli_add(&s, "resume", OPT_STR, &resume, "continue the checkpoint in this directory");
-    cli_add(&s, "threads", OPT_INT, &threads, "threads (default: all cores)");
+    cli_add(&s, "threads", OPT_INT, &threads, "threads per rank (default: cores / ranks on this host)");
+    cli_add(&s, "shard-optimizer", OPT_FLAG, &shard, "under mpirun: shard the optimizer state across ranks (ZeRO-1)");
+    cli_add(&s, "comm-timeout", OPT_FLOAT, &comm_timeout,
+            "under mpirun: end the job if a collective waits longer than this many seconds, 0 = never (default 600)");
     int r = cli_parse(&s, argc, argv);
     if (r) return r > 0 ? 0 : 2;
     if (!data || !out) {
@@ -128,20 +192,30 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "hydra train: --steps, --batch, --seq, --eval-every, --ckpt-every, --eval-batches and --log-every must be >= 1\n");
         return 2;
     }
+    train_dist dist;
+    if (dist_setup(&dist, comm_timeout) < 0) return 2;
+    const char *who = dist.who;
+    const int rank0 = dist.rank == 0;
+    if (threads <= 0 && dist.local > 1) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = cpus / dist.local > 1 ? (int)(cpus / dist.local) : 1;
+    }
     if (threads > 0) hydra_set_num_threads(threads);
     hydra_text_data *td = NULL;
     hydra_status st = hydra_text_data_load(data, val_fraction, &td);
-    if (st) return cli_fail("train", data, st);
+    if (st) return cli_fail(who, data, st);
     hydra_task task = hydra_text_data_task(td);
+    hydra_dist_opts dopts = {dist.on ? &dist.comm : NULL, shard,
+                             (uint64_t)(hydra_text_data_size(td, 0) + hydra_text_data_size(td, 1))};
     hydra_model *m = NULL;
     hydra_trainer *tr = NULL;
     if (resume) {
-        st = hydra_trainer_resume(resume, task, &m, &tr);
+        st = hydra_trainer_resume_dist(resume, task, &dopts, &m, &tr);
         if (st) {
             hydra_text_data_free(td);
-            return cli_fail("train", resume, st);
+            return cli_fail(who, resume, st);
         }
-        fprintf(stderr, "resumed %s at step %lld\n", resume, (long long)hydra_trainer_steps(tr));
+        if (rank0) fprintf(stderr, "resumed %s at step %lld\n", resume, (long long)hydra_trainer_steps(tr));
     } else {
         if (cli_config_resolve(&cc)) {
             hydra_text_data_free(td);
@@ -156,14 +230,15 @@ int cmd_train(int argc, char **argv) {
         o.batch = batch;
         o.seq = seq;
         o.seed = seed;
-        if ((st = hydra_model_create(&cc.cfg, seed, &m)) == HYDRA_OK) st = hydra_trainer_create(m, task, &o, &tr);
+        if ((st = hydra_model_create(&cc.cfg, seed, &m)) == HYDRA_OK)
+            st = hydra_trainer_create_dist(m, task, &o, &dopts, &tr);
         if (st) {
             hydra_model_free(m);
             hydra_text_data_free(td);
-            return cli_fail("train", "setting up", st);
+            return cli_fail(who, "setting up", st);
         }
     }
-    if (cli_mkdir_p(out) != 0) {
+    if (rank0 && cli_mkdir_p(out) != 0) {
         fprintf(stderr, "hydra train: cannot create %s: %s\n", out, strerror(errno));
         hydra_trainer_free(tr), hydra_model_free(m), hydra_text_data_free(td);
         return 1;
@@ -174,23 +249,30 @@ int cmd_train(int argc, char **argv) {
     snprintf(svg, sizeof svg, "%s/loss.svg", out);
     loss_log lg = {0};
     int64_t start = hydra_trainer_steps(tr);
-    FILE *csv = open_csv(path, start, &lg);
+    FILE *csv = rank0 ? open_csv(path, start, &lg) : NULL;
     snprintf(path, sizeof path, "%s/samples.txt", out);
-    FILE *samples = fopen(path, start > 0 ? "a" : "w");
-    if (!csv || !samples) {
+    FILE *samples = rank0 ? fopen(path, start > 0 ? "a" : "w") : NULL;
+    if (rank0 && (!csv || !samples)) {
         fprintf(stderr, "hydra train: cannot write logs in %s\n", out);
         st = HYDRA_ERR_IO;
     }
-    int tty = isatty(fileno(stderr));
+    int tty = rank0 && isatty(fileno(stderr));
     char b1s[32], b2s[32];
-    fprintf(stderr, "model: %zu parameters (%s); data: %zu train / %zu validation bytes; %s, B=%d T=%d, %lld steps\n",
-            hydra_model_n_params(m), cli_bytes(4.0 * (double)hydra_model_n_params(m), b1s, sizeof b1s),
-            hydra_text_data_size(td, 0), hydra_text_data_size(td, 1),
-            to->optim.kind == HYDRA_OPT_MUON ? "Muon+AdamW" : "AdamW", to->batch, to->seq, (long long)steps);
-    (void)b2s;
+    cli_bytes((double)hydra_trainer_memory_bytes(tr), b2s, sizeof b2s);
+    if (rank0)
+        fprintf(stderr, "model: %zu parameters (%s); data: %zu train / %zu validation bytes; %s, B=%d T=%d, %lld steps\n",
+                hydra_model_n_params(m), cli_bytes(4.0 * (double)hydra_model_n_params(m), b1s, sizeof b1s),
+                hydra_text_data_size(td, 0), hydra_text_data_size(td, 1),
+                to->optim.kind == HYDRA_OPT_MUON ? "Muon+AdamW" : "AdamW", to->batch, to->seq, (long long)steps);
+    if (rank0 && dist.on)
+        fprintf(stderr, "data-parallel: %d ranks (MPI), %d sequences per rank, %d threads per rank, optimizer state %s; "
+                        "%s per rank (weights, gradients, optimizer, batch)\n",
+                dist.size, to->batch / dist.size, hydra_get_num_threads(),
+                shard ? "sharded (ZeRO-1)" : "replicated", b2s);
     double t_start = hydra_now_seconds(), tok_window = 0, sec_window = 0, last_val = NAN;
     for (int64_t i = start; st == HYDRA_OK && i < steps; i++) {
         hydra_step_info info;
+        test_fault(dist.rank, i);
         if ((st = hydra_trainer_step(tr, &info)) != HYDRA_OK) break;
         if (!isfinite(info.loss)) {
             fprintf(stderr, "\nhydra train: loss became %g at step %lld; stopping (lower --lr?)\n", info.loss, (long long)info.step);
@@ -209,6 +291,10 @@ int cmd_train(int argc, char **argv) {
         }
         log_push(&lg.step, &lg.train, &lg.n, &lg.cap, (double)info.step, info.loss);
         double elapsed = hydra_now_seconds() - t_start;
+        if (info.step % ckpt_every == 0 || last) {
+            if ((st = hydra_trainer_save(tr, out)) != HYDRA_OK) break;
+        }
+        if (!rank0) continue; /* only rank 0 prints, logs and samples */
         fprintf(csv, "%lld,%.6f,%.6f,%.6g,%.6g,%.1f,%.2f\n", (long long)info.step, info.loss, val, info.lr,
                 info.grad_norm, tps, elapsed);
         fflush(csv);
@@ -218,9 +304,11 @@ int cmd_train(int argc, char **argv) {
         {
             char vbuf[32] = "-";
             if (!isnan(last_val)) snprintf(vbuf, sizeof vbuf, "%.4f", last_val);
-            fprintf(stderr, "%sstep %lld/%lld | loss %.4f | val %s | lr %.2e | |g| %.2f | %.0f tok/s | ETA %s%s",
+            char mem[48] = "";
+            if (dist.on) snprintf(mem, sizeof mem, " | %s/rank", b2s);
+            fprintf(stderr, "%sstep %lld/%lld | loss %.4f | val %s | lr %.2e | |g| %.2f | %.0f tok/s%s | ETA %s%s",
                     tty ? "\r\033[K" : "", (long long)info.step, (long long)steps, info.loss, vbuf, info.lr,
-                    info.grad_norm, tps, eta, tty ? "" : "\n");
+                    info.grad_norm, tps, mem, eta, tty ? "" : "\n");
         }
         if (!isnan(val)) {
             cli_write_loss_svg(svg, "hydra train", lg.step, lg.train, lg.n, lg.vstep, lg.val, lg.nv);
@@ -229,20 +317,26 @@ int cmd_train(int argc, char **argv) {
                 write_sample(m, samples, tty ? stderr : NULL, info.step, sample_len, (uint64_t)info.step);
             }
         }
-        if (info.step % ckpt_every == 0 || last) {
-            if ((st = hydra_trainer_save(tr, out)) != HYDRA_OK) break;
-        }
     }
     if (tty) fputc('\n', stderr);
-    if (st) cli_fail("train", "training", st);
-    else
-        fprintf(stderr, "done: %lld steps, final validation loss %.4f, %.1f s; checkpoint in %s\n",
-                (long long)hydra_trainer_steps(tr), last_val, hydra_now_seconds() - t_start, out);
+    double total_s = hydra_now_seconds() - t_start;
+    if (st) cli_fail(who, "training", st);
+    else if (rank0)
+        fprintf(stderr, "done: %lld steps, final validation loss %.4f, %.1f s (%.0f tok/s incl. eval and checkpoints); "
+                        "checkpoint in %s\n",
+                (long long)hydra_trainer_steps(tr), last_val, total_s,
+                (double)(steps - start) * to->batch * to->seq / total_s, out);
+    if (st == HYDRA_OK && rank0 && dist.on)
+        fprintf(stderr, "communication: %.2f s of %.2f s on rank 0 (%.1f%%)\n", hydra_trainer_comm_seconds(tr), total_s,
+                100.0 * hydra_trainer_comm_seconds(tr) / total_s);
     if (csv) fclose(csv);
     if (samples) fclose(samples);
     free(lg.step), free(lg.train), free(lg.vstep), free(lg.val);
     hydra_trainer_free(tr);
     hydra_model_free(m);
     hydra_text_data_free(td);
+    /* On failure, no MPI_Finalize (it would wait for ranks stuck in a
+     * collective): the non-zero exit makes mpirun end the job. */
+    if (dist.on && st == HYDRA_OK) cli_mpi_finalize();
     return st ? 1 : 0;
 }

@@ -17,6 +17,7 @@
 
 #include "core/internal.h"
 #include "hydralm_train.h"
+#include "train/optim_internal.h"
 
 #define HYDRA_NS_MAX_STEPS 100
 #define PAR_MIN 32768 /* elementwise loops shorter than this stay serial */
@@ -280,15 +281,21 @@ typedef struct {
 
 #define MAX_BUFFERS 3
 
+/* The optimizer updates the arena range [lo, hi): all of it (lo = 0,
+ * hi = n_params) in one process, one rank's shard under ZeRO-1 (dist.c).
+ * Its moment buffers cover only that range: element i of the arena is at
+ * index i - lo. A Muon matrix is never split between ranges. */
 struct hydra_optimizer {
     hydra_optim_opts o;
     int64_t steps;
     size_t n_params;
+    size_t lo, hi;
     int n_entries;
     opt_entry *e;        /* [n_entries], arena order */
-    float *adam_m;       /* [n_params] */
-    float *adam_v;       /* [n_params] */
-    float *muon_buf;     /* [n_params], MUON only */
+    float *adam_m;       /* [hi - lo] */
+    float *adam_v;       /* [hi - lo] */
+    float *muon_buf;     /* [hi - lo], MUON only */
+    size_t ns_floats;    /* dir + ns_work, for the memory report */
     float *dir;          /* [max Muon numel]: Nesterov direction / NS output */
     float *ns_work;      /* Newton–Schulz workspace */
     int n_buffers;
@@ -308,15 +315,32 @@ void hydra_optimizer_free(hydra_optimizer *opt) {
 }
 
 hydra_status hydra_optimizer_create(const hydra_model *m, const hydra_optim_opts *o, hydra_optimizer **out) {
+    return hydra_optimizer_create_range(m, o, 0, m ? m->n_params : 0, out);
+}
+
+/* 1 if the entry overlaps [lo, hi); *a, *b = the overlap in arena offsets. */
+static int overlap(const opt_entry *e, size_t lo, size_t hi, size_t *a, size_t *b) {
+    *a = e->offset > lo ? e->offset : lo;
+    *b = e->offset + e->numel < hi ? e->offset + e->numel : hi;
+    return *a < *b;
+}
+
+hydra_status hydra_optimizer_create_range(const hydra_model *m, const hydra_optim_opts *o, size_t lo,
+                                          size_t hi, hydra_optimizer **out) {
     if (!out) return hydra_set_error(HYDRA_ERR_ARG, "optimizer_create: out pointer is NULL");
     *out = NULL;
     if (!m) return hydra_set_error(HYDRA_ERR_ARG, "optimizer_create: model is NULL");
     HYDRA_CHECK(hydra_require_f32(m, "optimizer_create"));
     HYDRA_CHECK(hydra_optim_opts_validate(o));
+    if (lo > hi || hi > m->n_params)
+        return hydra_set_error(HYDRA_ERR_ARG, "optimizer_create: range [%zu, %zu) outside the %zu parameters", lo, hi,
+                               m->n_params);
     hydra_optimizer *opt = calloc(1, sizeof *opt);
     if (!opt) return hydra_set_error(HYDRA_ERR_NOMEM, "optimizer_create: out of memory");
     opt->o = *o;
     opt->n_params = m->n_params;
+    opt->lo = lo;
+    opt->hi = hi;
     opt->n_entries = m->n_info;
     opt->e = calloc((size_t)(m->n_info > 0 ? m->n_info : 1), sizeof *opt->e);
     if (!opt->e) goto nomem;
@@ -331,13 +355,19 @@ hydra_status hydra_optimizer_create(const hydra_model *m, const hydra_optim_opts
         e->cols = p->ndim == 2 ? (int)p->shape[1] : 1;
         e->muon = hydra_optim_uses_muon(o, p->name, p->ndim);
         e->decay = hydra_optim_decays(p->name, p->ndim);
-        if (e->muon) {
+        size_t a, b;
+        if (e->muon && overlap(e, lo, hi, &a, &b) && (a != e->offset || b != e->offset + e->numel)) {
+            hydra_optimizer_free(opt);
+            return hydra_set_error(HYDRA_ERR_ARG, "optimizer_create: range [%zu, %zu) splits the Muon matrix %s",
+                                   lo, hi, p->name);
+        }
+        if (e->muon && overlap(e, lo, hi, &a, &b)) {
             if (e->numel > max_mn) max_mn = e->numel;
             size_t w = ns_work_floats(e->rows, e->cols);
             if (w > max_work) max_work = w;
         }
     }
-    size_t bytes = opt->n_params * sizeof(float) + 64;
+    size_t bytes = (hi - lo) * sizeof(float) + 64;
     opt->adam_m = hydra_aligned_calloc(bytes);
     opt->adam_v = hydra_aligned_calloc(bytes);
     if (!opt->adam_m || !opt->adam_v) goto nomem;
@@ -350,6 +380,7 @@ hydra_status hydra_optimizer_create(const hydra_model *m, const hydra_optim_opts
         opt->muon_buf = hydra_aligned_calloc(bytes);
         opt->dir = hydra_aligned_alloc((max_mn + 16) * sizeof(float));
         opt->ns_work = hydra_aligned_alloc((max_work + 16) * sizeof(float));
+        opt->ns_floats = max_mn + max_work + 32;
         if (!opt->muon_buf || !opt->dir || !opt->ns_work) goto nomem;
         opt->buf_name[2] = "muon_momentum";
         opt->buf_data[2] = opt->muon_buf;
@@ -372,7 +403,7 @@ hydra_status hydra_optimizer_buffer(hydra_optimizer *opt, int i, const char **na
         return hydra_set_error(HYDRA_ERR_ARG, "optimizer_buffer: index %d out of range 0..%d", i, opt->n_buffers - 1);
     if (name) *name = opt->buf_name[i];
     if (data) *data = opt->buf_data[i];
-    if (numel) *numel = opt->n_params;
+    if (numel) *numel = opt->hi - opt->lo;
     return HYDRA_OK;
 }
 
@@ -437,8 +468,31 @@ static int model_matches(const hydra_optimizer *opt, const hydra_model *m) {
     return 1;
 }
 
+void hydra_optimizer_range(const hydra_optimizer *opt, size_t *lo, size_t *hi) {
+    *lo = opt ? opt->lo : 0;
+    *hi = opt ? opt->hi : 0;
+}
+
+size_t hydra_optimizer_state_bytes(const hydra_optimizer *opt) {
+    if (!opt) return 0;
+    return ((size_t)opt->n_buffers * (opt->hi - opt->lo) + opt->ns_floats) * sizeof(float);
+}
+
+double hydra_optimizer_grad_sumsq(const hydra_optimizer *opt, const float *grads) {
+    return sumsq_det(grads + opt->lo, opt->hi - opt->lo);
+}
+
 hydra_status hydra_optimizer_step(hydra_optimizer *opt, hydra_model *m, float *grads, float *grad_norm,
                                   float *lr_used) {
+    if (!opt || !m || !grads) return hydra_set_error(HYDRA_ERR_ARG, "optimizer_step: NULL argument");
+    if (opt->lo != 0 || opt->hi != opt->n_params)
+        return hydra_set_error(HYDRA_ERR_ARG, "optimizer_step: a sharded optimizer needs the global gradient norm "
+                                              "(the data-parallel trainer applies it)");
+    return hydra_optimizer_apply(opt, m, grads, hydra_optimizer_grad_sumsq(opt, grads), grad_norm, lr_used);
+}
+
+hydra_status hydra_optimizer_apply(hydra_optimizer *opt, hydra_model *m, float *grads, double grad_sumsq,
+                                   float *grad_norm, float *lr_used) {
     if (!opt || !m || !grads) return hydra_set_error(HYDRA_ERR_ARG, "optimizer_step: NULL argument");
     HYDRA_CHECK(hydra_require_f32(m, "optimizer_step"));
     if (!model_matches(opt, m))
@@ -446,18 +500,18 @@ hydra_status hydra_optimizer_step(hydra_optimizer *opt, hydra_model *m, float *g
                                "optimizer_step: model has a different parameter table than the optimizer "
                                "was created for (%zu vs %zu parameters)", m->n_params, opt->n_params);
     const hydra_optim_opts *o = &opt->o;
-    const size_t N = opt->n_params;
+    const size_t lo = opt->lo, hi = opt->hi;
 
     /* 1. global grad norm (double, deterministic), refuse non-finite */
-    double norm = sqrt(sumsq_det(grads, N));
+    double norm = sqrt(grad_sumsq);
     if (!isfinite(norm)) return hydra_set_error(HYDRA_ERR_ARG, "optimizer_step: gradient is not finite");
     if (grad_norm) *grad_norm = (float)norm;
 
-    /* 2. clip in place */
+    /* 2. clip in place (this optimizer's range only) */
     if (o->grad_clip > 0.0f && norm > (double)o->grad_clip) {
         const float s = (float)((double)o->grad_clip / (norm + 1e-6));
-#pragma omp parallel for schedule(static) if (N > PAR_MIN)
-        for (size_t i = 0; i < N; i++) grads[i] *= s;
+#pragma omp parallel for schedule(static) if (hi - lo > PAR_MIN)
+        for (size_t i = lo; i < hi; i++) grads[i] *= s;
     }
 
     /* 3. schedule */
@@ -466,7 +520,7 @@ hydra_status hydra_optimizer_step(hydra_optimizer *opt, hydra_model *m, float *g
     const float lr_muon = o->muon_rms_match ? lr : (float)((double)o->muon_lr * mult);
     if (lr_used) *lr_used = lr;
 
-    /* 4. updates */
+    /* 4. updates of the tensors (or parts of AdamW tensors) inside [lo, hi) */
     const double t = (double)(opt->steps + 1);
     const double bc1 = 1.0 - pow((double)o->beta1, t), bc2 = 1.0 - pow((double)o->beta2, t);
     const float step_size = (float)((double)lr / bc1);
@@ -476,15 +530,35 @@ hydra_status hydra_optimizer_step(hydra_optimizer *opt, hydra_model *m, float *g
     float *P = m->params;
     for (int i = 0; i < opt->n_entries; i++) {
         const opt_entry *e = &opt->e[i];
-        const size_t off = e->offset;
+        size_t a, b;
+        if (!overlap(e, lo, hi, &a, &b)) continue;
         if (e->muon) {
-            HYDRA_CHECK(muon_tensor(opt, e, P + off, grads + off, opt->muon_buf + off, lr_muon,
+            HYDRA_CHECK(muon_tensor(opt, e, P + a, grads + a, opt->muon_buf + (a - lo), lr_muon,
                                     e->decay ? muon_decay : 1.0f));
         } else {
-            adamw_tensor(P + off, grads + off, opt->adam_m + off, opt->adam_v + off, e->numel,
+            adamw_tensor(P + a, grads + a, opt->adam_m + (a - lo), opt->adam_v + (a - lo), b - a,
                          e->decay ? adam_decay : 1.0f, o->beta1, o->beta2, step_size, bc2_sqrt, o->eps);
         }
     }
     opt->steps++;
+    return HYDRA_OK;
+}
+
+hydra_status hydra_optim_partition(const hydra_model *m, const hydra_optim_opts *o, int n, size_t *bounds) {
+    if (!m || !o || !bounds || n < 1) return hydra_set_error(HYDRA_ERR_ARG, "optim_partition: bad argument");
+    const size_t N = m->n_params;
+    bounds[0] = 0;
+    for (int r = 1; r < n; r++) {
+        size_t b = (size_t)((double)N * r / n);
+        for (int i = 0; i < m->n_info; i++) {
+            const hydra_param_info *p = &m->info[i];
+            if (b > p->offset && b < p->offset + p->numel && hydra_optim_uses_muon(o, p->name, p->ndim)) {
+                b = (b - p->offset) * 2 < p->numel ? p->offset : p->offset + p->numel;
+                break;
+            }
+        }
+        bounds[r] = b < bounds[r - 1] ? bounds[r - 1] : b;
+    }
+    bounds[n] = N;
     return HYDRA_OK;
 }

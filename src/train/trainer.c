@@ -11,6 +11,8 @@
 #include "core/fileio.h"
 #include "core/internal.h"
 #include "hydralm_train.h"
+#include "train/dist_internal.h"
+#include "train/optim_internal.h"
 
 struct hydra_trainer {
     hydra_model *m;       /* borrowed */
@@ -21,6 +23,7 @@ struct hydra_trainer {
     float *grads;         /* [n_params] */
     int32_t *inputs, *targets; /* [B, T] */
     uint8_t *mask;        /* [B, T] */
+    hydra_dp *dp;         /* data-parallel: B is the global batch (dist.c); NULL in one process */
 };
 
 #define TRN_MAGIC "HYDRATRN"
@@ -28,8 +31,10 @@ struct hydra_trainer {
 /* Validation batches come from their own fixed stream, never the training one. */
 #define VAL_SEED_SALT 0x5EED0F0A11DA7A11ULL
 
-hydra_status hydra_trainer_create(hydra_model *m, hydra_task task, const hydra_train_opts *o,
-                                  hydra_trainer **out) {
+static json_t *opts_to_json(const hydra_train_opts *o);
+
+static hydra_status create(hydra_model *m, hydra_task task, const hydra_train_opts *o, const hydra_dist_opts *d,
+                           hydra_trainer **out) {
     if (!m || !o || !out || !task.sample) return hydra_set_error(HYDRA_ERR_ARG, "trainer: NULL argument");
     *out = NULL;
     HYDRA_CHECK(hydra_require_f32(m, "trainer"));
@@ -51,7 +56,12 @@ hydra_status hydra_trainer_create(hydra_model *m, hydra_task task, const hydra_t
     t->mask = malloc(BT);
     hydra_status st = (!t->grads || !t->inputs || !t->targets || !t->mask)
                           ? hydra_set_error(HYDRA_ERR_NOMEM, "trainer: out of memory")
-                          : hydra_optimizer_create(m, &o->optim, &t->opt);
+                          : HYDRA_OK;
+    if (st == HYDRA_OK && d && d->comm) st = hydra_dp_create(d, m, o, &t->dp);
+    if (st == HYDRA_OK && t->dp && t->dp->shard)
+        st = hydra_optimizer_create_range(m, &o->optim, t->dp->bounds[t->dp->c.rank],
+                                          t->dp->bounds[t->dp->c.rank + 1], &t->opt);
+    else if (st == HYDRA_OK) st = hydra_optimizer_create(m, &o->optim, &t->opt);
     if (st != HYDRA_OK) {
         hydra_trainer_free(t);
         return st;
@@ -60,8 +70,51 @@ hydra_status hydra_trainer_create(hydra_model *m, hydra_task task, const hydra_t
     return HYDRA_OK;
 }
 
+hydra_status hydra_trainer_create(hydra_model *m, hydra_task task, const hydra_train_opts *o,
+                                  hydra_trainer **out) {
+    return create(m, task, o, NULL, out);
+}
+
+/* The cross-rank start-up check: options, weights, step, and a hash of the
+ * next training batch (drawn from a copy of the stream). */
+static hydra_status dist_check(hydra_trainer *t) {
+    hydra_rng r = t->rng;
+    const size_t BT = (size_t)t->opts.batch * (size_t)t->opts.seq;
+    hydra_status st = t->task.sample(t->task.ctx, 0, &r, t->opts.batch, t->opts.seq, t->inputs, t->targets, t->mask);
+    uint64_t h = hydra_fnv1a(HYDRA_FNV_OFFSET, t->inputs, BT * sizeof(int32_t));
+    h = hydra_fnv1a(h, t->targets, BT * sizeof(int32_t));
+    h = hydra_fnv1a(h, t->mask, BT);
+    HYDRA_CHECK(hydra_dist_agree(&t->dp->c, st, "sampling the first batch"));
+    json_t *oj = opts_to_json(&t->opts);
+    char *opts = oj ? json_dumps(oj, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
+    json_decref(oj);
+    st = opts ? hydra_dp_check(t->dp, t->m, opts, hydra_optimizer_steps(t->opt), h)
+              : hydra_set_error(HYDRA_ERR_NOMEM, "out of memory");
+    free(opts);
+    return st;
+}
+
+hydra_status hydra_trainer_create_dist(hydra_model *m, hydra_task task, const hydra_train_opts *o,
+                                       const hydra_dist_opts *d, hydra_trainer **out) {
+    hydra_status st = create(m, task, o, d, out);
+    if (st == HYDRA_OK && (*out)->dp && (st = dist_check(*out)) != HYDRA_OK) {
+        hydra_trainer_free(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+size_t hydra_trainer_memory_bytes(const hydra_trainer *t) {
+    if (!t) return 0;
+    size_t BT = (size_t)t->opts.batch * (size_t)t->opts.seq;
+    return 2 * t->m->n_params * sizeof(float) + hydra_optimizer_state_bytes(t->opt) + BT * 9;
+}
+
+double hydra_trainer_comm_seconds(const hydra_trainer *t) { return t && t->dp ? t->dp->comm_s : 0.0; }
+
 void hydra_trainer_free(hydra_trainer *t) {
     if (!t) return;
+    hydra_dp_free(t->dp);
     hydra_optimizer_free(t->opt);
     hydra_aligned_free(t->grads);
     free(t->inputs);
@@ -79,9 +132,14 @@ hydra_status hydra_trainer_step(hydra_trainer *t, hydra_step_info *info) {
     double t0 = hydra_now_seconds(), loss = 0;
     int64_t scored = 0;
     float gnorm = 0, lr = 0;
+    int row0 = 0, b = B; /* data-parallel: this rank's rows of the global batch */
+    if (t->dp) hydra_dp_rows(t->dp, B, &row0, &b);
+    const size_t off = (size_t)row0 * (size_t)T;
     HYDRA_CHECK(t->task.sample(t->task.ctx, 0, &t->rng, B, T, t->inputs, t->targets, t->mask));
-    HYDRA_CHECK(hydra_model_loss_grad(t->m, t->inputs, t->targets, t->mask, B, T, t->grads, &loss, &scored));
-    HYDRA_CHECK(hydra_optimizer_step(t->opt, t->m, t->grads, &gnorm, &lr));
+    HYDRA_CHECK(hydra_model_loss_grad(t->m, t->inputs + off, t->targets + off, t->mask + off, b, T, t->grads,
+                                      &loss, &scored));
+    if (t->dp) HYDRA_CHECK(hydra_dp_step(t->dp, t->opt, t->m, t->grads, &loss, &scored, &gnorm, &lr));
+    else HYDRA_CHECK(hydra_optimizer_step(t->opt, t->m, t->grads, &gnorm, &lr));
     if (info) {
         info->step = hydra_optimizer_steps(t->opt);
         info->loss = loss;
@@ -98,17 +156,20 @@ hydra_status hydra_trainer_eval(hydra_trainer *t, int n_batches, double *loss) {
     if (n_batches < 1) return hydra_set_error(HYDRA_ERR_ARG, "trainer_eval: n_batches must be >= 1");
     hydra_rng r;
     hydra_rng_seed(&r, t->opts.seed ^ VAL_SEED_SALT);
-    double total = 0;
-    int64_t count = 0;
+    double sum[2] = {0, 0}; /* loss · scored, scored */
+    int row0 = 0, b = t->opts.batch;
+    if (t->dp) hydra_dp_rows(t->dp, t->opts.batch, &row0, &b);
+    const size_t off = (size_t)row0 * (size_t)t->opts.seq;
     for (int i = 0; i < n_batches; i++) {
         double l = 0;
         int64_t n = 0;
         HYDRA_CHECK(t->task.sample(t->task.ctx, 1, &r, t->opts.batch, t->opts.seq, t->inputs, t->targets, t->mask));
-        HYDRA_CHECK(hydra_model_loss(t->m, t->inputs, t->targets, t->mask, t->opts.batch, t->opts.seq, &l, &n));
-        total += l * (double)n;
-        count += n;
+        HYDRA_CHECK(hydra_model_loss(t->m, t->inputs + off, t->targets + off, t->mask + off, b, t->opts.seq, &l, &n));
+        sum[0] += l * (double)n;
+        sum[1] += (double)n;
     }
-    *loss = count ? total / (double)count : 0.0;
+    if (t->dp) HYDRA_CHECK(hydra_dp_sum(t->dp, sum, 2));
+    *loss = sum[1] > 0 ? sum[0] / sum[1] : 0.0;
     return HYDRA_OK;
 }
 
@@ -159,8 +220,9 @@ static char *join(const char *dir, const char *name) {
     return p;
 }
 
-hydra_status hydra_trainer_save(const hydra_trainer *t, const char *dir) {
-    if (!t || !dir) return hydra_set_error(HYDRA_ERR_ARG, "trainer_save: NULL argument");
+/* full[i]: optimizer buffer i over the whole arena, gathered from the
+ * shards (ZeRO-1); NULL: the optimizer's own (whole-arena) buffers. */
+static hydra_status write_checkpoint(const hydra_trainer *t, const char *dir, float *const *full) {
     if (mkdir(dir, 0777) != 0 && errno != EEXIST)
         return hydra_set_error(HYDRA_ERR_IO, "cannot create directory %s: %s", dir, strerror(errno));
     char *mpath = join(dir, "model.safetensors"), *tpath = join(dir, "trainer.bin");
@@ -187,6 +249,7 @@ hydra_status hydra_trainer_save(const hydra_trainer *t, const char *dir) {
             size_t numel;
             st = hydra_optimizer_buffer(t->opt, i, &name, &data, &numel);
             if (st != HYDRA_OK) break;
+            if (full) data = full[i], numel = t->m->n_params;
             hydra_afile_u32(&a, (uint32_t)strlen(name));
             hydra_afile_write(&a, name, strlen(name));
             hydra_afile_u64(&a, numel);
@@ -199,6 +262,26 @@ hydra_status hydra_trainer_save(const hydra_trainer *t, const char *dir) {
     }
     free(mpath), free(tpath), free(opts);
     return st;
+}
+
+hydra_status hydra_trainer_save(const hydra_trainer *t, const char *dir) {
+    if (!t || !dir) return hydra_set_error(HYDRA_ERR_ARG, "trainer_save: NULL argument");
+    if (!t->dp) return write_checkpoint(t, dir, NULL);
+    /* Data-parallel: check the replicas agree, gather the shards, rank 0 writes. */
+    HYDRA_CHECK(hydra_dp_check_weights(t->dp, t->m));
+    float *full[3] = {NULL, NULL, NULL};
+    int nb = hydra_optimizer_n_buffers(t->opt), sharded = t->dp->shard;
+    hydra_status st = nb <= 3 ? HYDRA_OK : hydra_set_error(HYDRA_ERR_ARG, "trainer_save: too many optimizer buffers");
+    for (int i = 0; sharded && st == HYDRA_OK && i < nb; i++) {
+        float *local;
+        st = hydra_optimizer_buffer(t->opt, i, NULL, &local, NULL);
+        if (st == HYDRA_OK && t->dp->c.rank == 0 && !(full[i] = hydra_aligned_alloc(t->m->n_params * sizeof(float) + 64)))
+            st = hydra_set_error(HYDRA_ERR_NOMEM, "trainer_save: out of memory");
+        if (st == HYDRA_OK) st = hydra_dp_gather(t->dp, local, full[i]);
+    }
+    if (st == HYDRA_OK && t->dp->c.rank == 0) st = write_checkpoint(t, dir, sharded ? full : NULL);
+    for (int i = 0; i < 3; i++) hydra_aligned_free(full[i]);
+    return hydra_dist_agree(&t->dp->c, st, "writing the checkpoint");
 }
 
 /* Bounds-checked reader over the trainer file's bytes. */
@@ -215,7 +298,15 @@ static int rd(reader *r, void *dst, size_t n) {
 
 hydra_status hydra_trainer_resume(const char *dir, hydra_task task, hydra_model **model_out,
                                   hydra_trainer **out) {
+    return hydra_trainer_resume_dist(dir, task, NULL, model_out, out);
+}
+
+hydra_status hydra_trainer_resume_dist(const char *dir, hydra_task task, const hydra_dist_opts *d,
+                                       hydra_model **model_out, hydra_trainer **out) {
     if (!dir || !model_out || !out) return hydra_set_error(HYDRA_ERR_ARG, "trainer_resume: NULL argument");
+    if (d && !d->comm) d = NULL;
+    if (d && !hydra_dp_comm_valid(d->comm))
+        return hydra_set_error(HYDRA_ERR_ARG, "trainer_resume: the communicator is incomplete or its rank/size invalid");
     *model_out = NULL;
     *out = NULL;
     char *mpath = join(dir, "model.safetensors"), *tpath = join(dir, "trainer.bin");
@@ -244,7 +335,9 @@ hydra_status hydra_trainer_resume(const char *dir, hydra_task task, hydra_model 
     memset(&o, 0, sizeof o);
     if ((st = opts_from_json((const char *)buf + r.off, olen, &o)) != HYDRA_OK) goto done;
     r.off += olen;
-    if ((st = hydra_trainer_create(m, task, &o, &t)) != HYDRA_OK) goto done;
+    if ((st = create(m, task, &o, d, &t)) != HYDRA_OK) goto done;
+    size_t lo, hi; /* this rank's shard of the saved (whole-arena) buffers */
+    hydra_optimizer_range(t->opt, &lo, &hi);
     if (!rd(&r, &nb, 4) || (int)nb != hydra_optimizer_n_buffers(t->opt)) BAD("%s: optimizer buffer count mismatch", tpath);
     for (uint32_t i = 0; i < nb; i++) {
         uint32_t len;
@@ -257,8 +350,11 @@ hydra_status hydra_trainer_resume(const char *dir, hydra_task task, hydra_model 
         if (!rd(&r, &len, 4) || len >= sizeof name || !rd(&r, name, len)) BAD("%s is truncated", tpath);
         name[len] = '\0';
         if (strcmp(name, want) != 0) BAD("%s: expected optimizer buffer %s, found %s", tpath, want, name);
-        if (!rd(&r, &numel, 8) || numel != want_n) BAD("%s: buffer %s has the wrong size", tpath, name);
-        if (!rd(&r, data, want_n * sizeof(float))) BAD("%s is truncated", tpath);
+        if (!rd(&r, &numel, 8) || numel != m->n_params || want_n != hi - lo)
+            BAD("%s: buffer %s has the wrong size", tpath, name);
+        if (r.n - r.off < numel * sizeof(float)) BAD("%s is truncated", tpath);
+        memcpy(data, r.p + r.off + lo * sizeof(float), want_n * sizeof(float));
+        r.off += numel * sizeof(float);
     }
     if (r.off != r.n) BAD("%s has trailing bytes", tpath);
 #undef BAD
@@ -266,6 +362,10 @@ hydra_status hydra_trainer_resume(const char *dir, hydra_task task, hydra_model 
     memcpy(t->rng.s, rng, sizeof rng);
 done:
     free(buf), free(mpath), free(tpath);
+    if (d) { /* every rank learns if one could not read the checkpoint, then the checks */
+        st = hydra_dist_agree(d->comm, st, "resuming the checkpoint");
+        if (st == HYDRA_OK) st = dist_check(t);
+    }
     if (st != HYDRA_OK) {
         hydra_trainer_free(t);
         hydra_model_free(m);
