@@ -194,6 +194,7 @@ static hydra_status forward_impl(const hydra_model *m, const int32_t *tokens, in
     const hydra_config *c = &m->cfg;
     const int C = c->d_model, V = c->vocab_size, F = m->F;
     const size_t BT = (size_t)B * T, Hd = (size_t)c->n_heads * m->dk;
+    for (int b = 0; b < B; b++) HYDRA_CHECK(hydra_position_check("forward", states[b]->pos, T));
     for (int b = 0; b < B; b++) HYDRA_CHECK(hydra_state_reserve(states[b], states[b]->pos + (size_t)T));
     workspace w;
     HYDRA_CHECK(ws_alloc(m, BT, (size_t)B, &w, ws));
