@@ -4,7 +4,6 @@
  * clear message; on the code before the fixes each one crashes, allocates
  * what the file cannot back, hangs, or accepts a wrong value. */
 #include <fcntl.h>
-#include <jansson.h>
 #include <math.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -31,29 +30,6 @@ static long hwm_kib(void) { return hydra_process_memory_kib("VmHWM"); }
 
 /* ----------------------------------------------- defect 2: table before arena */
 
-/* A checkpoint whose config describes a model of `layers` DeltaNet layers
- * with conv-heavy shapes (1 head x 4096, conv width 64: about 3.2 MB of conv
- * weights per layer, which the old size estimate left out) but whose tensor
- * table holds one wrong-shaped tensor and 4 bytes of data. */
-static void write_conv_heavy(const char *path, int layers) {
-    char cfg[512];
-    snprintf(cfg, sizeof cfg,
-             "{\"d_model\":1,\"n_layers\":%d,\"n_heads\":1,\"head_dim\":4096,\"vocab_size\":1,\"swa_every\":0,"
-             "\"window\":0,\"conv_width\":64,\"mlp_multiple\":1}", layers);
-    json_t *root = json_pack("{s:{s:s,s:s},s:{s:s,s:[i,i],s:[i,i]}}", "__metadata__", "hydralm.format_version", "1",
-                             "hydralm.config", cfg, "embed.weight", "dtype", "F32", "shape", 2, 2, "data_offsets", 0, 4);
-    assert_non_null(root);
-    char *hdr = json_dumps(root, JSON_COMPACT);
-    json_decref(root);
-    size_t hl = strlen(hdr), n = 8 + hl + 4;
-    uint8_t *buf = calloc(1, n);
-    fz_put_u64(buf, hl);
-    memcpy(buf + 8, hdr, hl);
-    free(hdr);
-    assert_int_equal(fz_write_file(path, buf, n), 0);
-    free(buf);
-}
-
 /* Must run first (VmHWM is the process's peak). The old loader zero-filled
  * the whole arena (52 MB for 16 layers, 830 MB for 256) before reading the
  * tensor table. */
@@ -62,10 +38,10 @@ static void test_checkpoint_table_before_arena(void **state) {
     const char *p = tmp_path("convheavy.safetensors");
     hydra_model *m = NULL;
     long before = hwm_kib();
-    write_conv_heavy(p, 16); /* 52 MB of weights: under the up-front size check, so the table check refuses it */
+    assert_int_equal(fz_conv_heavy_checkpoint(p, 16), 0); /* 52 MB of weights: under the up-front size check, so the table check refuses it */
     EXPECT_ERR(hydra_model_load(p, &m), HYDRA_ERR_MISMATCH, "embed.weight", "[2,2]", "[1, 1]");
     EXPECT_ERR(hydra_model_load_bf16(p, &m), HYDRA_ERR_MISMATCH, "embed.weight");
-    write_conv_heavy(p, 256); /* 830 MB: refused by the exact size bound, conv weights included */
+    assert_int_equal(fz_conv_heavy_checkpoint(p, 256), 0); /* 830 MB: refused by the exact size bound, conv weights included */
     EXPECT_ERR(hydra_model_load(p, &m), HYDRA_ERR_FORMAT, "describes", "bytes of weights", "truncated");
     EXPECT_ERR(hydra_model_load_bf16(p, &m), HYDRA_ERR_FORMAT, "describes");
     long grew = hwm_kib() - before;
@@ -97,17 +73,9 @@ static int teardown(void **state) {
     return 0;
 }
 
-/* Save `file` (a state or bank file), set its u64 position at offset 20 and
- * fix the checksum: the 60-byte-class reproducer of the crash. */
-static void patch_position(const char *path, uint64_t pos) {
-    size_t n;
-    uint8_t *buf = fz_read_file(path, &n);
-    assert_non_null(buf);
-    fz_put_u64(buf + 20, pos);
-    fz_fix_fnv_trailer(buf, n);
-    assert_int_equal(fz_write_file(path, buf, n), 0);
-    free(buf);
-}
+/* Set the u64 position at offset 20 of a state or bank file and fix its
+ * checksum: the 60-byte-class reproducer of the crash. */
+static void patch_position(const char *path, uint64_t pos) { assert_int_equal(fz_patch_field(path, path, 20, 8, pos), 0); }
 
 static void test_state_file_position_bounded(void **state) {
     fixture *fx = *state;
@@ -213,12 +181,7 @@ static void test_vecmem_header_message_intact(void **state) {
     HY_OK(hydra_vecmem_save(vm, p));
     hydra_vecmem_free(vm);
     vm = NULL;
-    size_t n;
-    uint8_t *buf = fz_read_file(p, &n);
-    fz_put_u32(buf + 12, 0); /* d_key 0: the header check's inner message is the argument */
-    fz_fix_fnv_trailer(buf, n);
-    assert_int_equal(fz_write_file(p, buf, n), 0);
-    free(buf);
+    assert_int_equal(fz_patch_field(p, p, 12, 4, 0), 0); /* d_key 0: the header check's inner message is the argument */
     EXPECT_ERR(hydra_vecmem_load(p, &vm), HYDRA_ERR_FORMAT, "invalid header: vecmem: d_key must be in [1, 65536] (got 0)");
     char want[600];
     snprintf(want, sizeof want, "vector memory file %s: invalid header: vecmem: d_key", p);

@@ -1,6 +1,8 @@
 /* fuzz_util.c — see fuzz_util.h. */
 #include "fuzz_util.h"
 
+#include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,22 @@ void fz_fix_fnv_trailer(uint8_t *buf, size_t n) {
         h *= 1099511628211ULL;
     }
     fz_put_u64(buf + n - 8, h);
+}
+
+int fz_patch_field(const char *src, const char *dst, size_t off, int width, uint64_t v) {
+    size_t n;
+    uint8_t *b = fz_read_file(src, &n);
+    int rc = -1;
+    if (b && n >= off + (size_t)width) {
+        if (width == 8)
+            fz_put_u64(b + off, v);
+        else
+            fz_put_u32(b + off, (uint32_t)v);
+        fz_fix_fnv_trailer(b, n);
+        rc = fz_write_file(dst, b, n);
+    }
+    free(b);
+    return rc;
 }
 
 char *fz_scratch_path(const char *tag) {
@@ -73,4 +91,84 @@ hydra_config fz_model_config(const char *pattern) {
     c.n_layers = (int)strlen(pattern);
     snprintf(c.pattern, sizeof c.pattern, "%s", pattern);
     return c;
+}
+
+const hydra_model *fz_model(const char *pattern) {
+    static hydra_model *models[4];
+    static char patterns[4][8];
+    for (int i = 0; i < 4; i++) {
+        if (models[i] && strcmp(patterns[i], pattern) == 0) return models[i];
+        if (!models[i]) {
+            hydra_set_num_threads(1); /* campaigns run on one core */
+            hydra_config c = fz_model_config(pattern);
+            if (hydra_model_create(&c, FZ_MODEL_SEED, &models[i]) != HYDRA_OK)
+                fz_fail("cannot create the %s model: %s", pattern, hydra_last_error());
+            snprintf(patterns[i], sizeof patterns[i], "%s", pattern);
+            return models[i];
+        }
+    }
+    fz_fail("more than 4 harness models");
+}
+
+const char *fz_input_file(const uint8_t *data, size_t size) {
+    static char *path;
+    if (!path && !(path = fz_scratch_path("input"))) fz_fail("out of memory");
+    if (fz_write_file(path, data, size) != 0) fz_fail("cannot write %s", path);
+    return path;
+}
+
+const char *fz_input_file_fixed(const uint8_t *data, size_t size) {
+    uint8_t *buf = malloc(size ? size : 1);
+    if (!buf) fz_fail("out of memory");
+    memcpy(buf, data, size);
+    fz_fix_fnv_trailer(buf, size);
+    const char *path = fz_input_file(buf, size);
+    free(buf);
+    return path;
+}
+
+void fz_feed(const hydra_model *m, hydra_state *s) {
+    if (hydra_model_state_bytes(m) > ((size_t)64 << 20)) return;
+    const hydra_config *c = hydra_model_config(m);
+    float *logits = malloc((size_t)c->vocab_size * sizeof(float));
+    int32_t toks[2] = {0, c->vocab_size - 1};
+    uint64_t pos = hydra_state_position(s);
+    hydra_status st = logits ? hydra_forward(m, toks, 1, 2, &s, HYDRA_LOGITS_LAST, logits) : HYDRA_ERR_NOMEM;
+    /* The only refusal a valid state may meet is the position bound. */
+    if (st == HYDRA_OK ? hydra_state_position(s) != pos + 2 : st != HYDRA_ERR_ARG && st != HYDRA_ERR_NOMEM)
+        fz_fail("feeding a loaded state: %s (%s)", hydra_status_str(st), hydra_last_error());
+    free(logits);
+}
+
+void fz_fail(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("harness invariant failed: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    abort();
+}
+
+int fz_conv_heavy_checkpoint(const char *path, int layers) {
+    char cfg[512];
+    snprintf(cfg, sizeof cfg,
+             "{\"d_model\":1,\"n_layers\":%d,\"n_heads\":1,\"head_dim\":4096,\"vocab_size\":1,\"swa_every\":0,"
+             "\"window\":0,\"conv_width\":64,\"mlp_multiple\":1}", layers);
+    json_t *root = json_pack("{s:{s:s,s:s},s:{s:s,s:[i,i],s:[i,i]}}", "__metadata__", "hydralm.format_version", "1",
+                             "hydralm.config", cfg, "embed.weight", "dtype", "F32", "shape", 2, 2, "data_offsets", 0, 4);
+    char *hdr = root ? json_dumps(root, JSON_COMPACT) : NULL;
+    json_decref(root);
+    if (!hdr) return -1;
+    size_t hl = strlen(hdr), n = 8 + hl + 4;
+    uint8_t *buf = calloc(1, n);
+    int rc = -1;
+    if (buf) {
+        fz_put_u64(buf, hl);
+        memcpy(buf + 8, hdr, hl);
+        rc = fz_write_file(path, buf, n);
+    }
+    free(buf);
+    free(hdr);
+    return rc;
 }
