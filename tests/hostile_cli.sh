@@ -38,6 +38,7 @@ expect 1 "describes" -- "$HYDRA" stream --bf16 --model "$FZ/crashes/checkpoint/c
 expect 2 "mlp_multiple must be in 1..65536" -- "$HYDRA" init --config "$FZ/crashes/config/mlp-multiple-int32max.json" --out "$TMP/m.safetensors"
 expect 2 "must be a finite number" -- "$HYDRA" init --config "$FZ/crashes/config/rope-base-1e39.json" --out "$TMP/m.safetensors"
 expect 2 "window must be in 0..65536" -- "$HYDRA" init --config "$FZ/crashes/config/window-4194304.json" --out "$TMP/m.safetensors"
+expect 2 "head_dim 3 is odd" -- "$HYDRA" init --config "$FZ/crashes/config/odd-head-dim-with-attention.json" --out "$TMP/m.safetensors"
 # defect 7: a FIFO (used to block forever) and a directory (was "out of memory")
 mkfifo "$TMP/fifo"
 mkdir "$TMP/dir"

@@ -84,6 +84,12 @@ hydra_status hydra_config_validate(const hydra_config *c) {
     }
     if (plen > 0 && plen != (size_t)c->n_layers && c->n_layers % (int)plen != 0)
         CFG_FAIL("pattern length %zu does not divide n_layers %d", plen, c->n_layers);
+    /* RoPE rotates pairs: an odd head dim could be saved and loaded, but no
+     * attention layer could ever run on it. */
+    int hd = hydra_config_head_dim(c);
+    for (int i = 0; hd % 2 && i < c->n_layers; i++)
+        if (hydra_config_layer_kind(c, i) != HYDRA_LAYER_DELTANET)
+            CFG_FAIL("head_dim %d is odd, but layer %d is attention (RoPE needs an even head dim)", hd, i);
     return HYDRA_OK;
 }
 

@@ -134,8 +134,10 @@ void fz_feed(const hydra_model *m, hydra_state *s) {
     int32_t toks[2] = {0, c->vocab_size - 1};
     uint64_t pos = hydra_state_position(s);
     hydra_status st = logits ? hydra_forward(m, toks, 1, 2, &s, HYDRA_LOGITS_LAST, logits) : HYDRA_ERR_NOMEM;
-    /* The only refusal a valid state may meet is the position bound. */
-    if (st == HYDRA_OK ? hydra_state_position(s) != pos + 2 : st != HYDRA_ERR_ARG && st != HYDRA_ERR_NOMEM)
+    /* A loaded model and state must run: the only refusals allowed are the
+     * position bound and running out of memory. */
+    int allowed = st == HYDRA_ERR_NOMEM || (st == HYDRA_ERR_ARG && strstr(hydra_last_error(), "2^53"));
+    if (st == HYDRA_OK ? hydra_state_position(s) != pos + 2 : !allowed)
         fz_fail("feeding a loaded state: %s (%s)", hydra_status_str(st), hydra_last_error());
     free(logits);
 }

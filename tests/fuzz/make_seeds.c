@@ -110,6 +110,8 @@ static void configs(void) {
     text("crashes", "config", "mlp-multiple-int32max.json", "{\"mlp_multiple\":2147483647}");
     text("crashes", "config", "rope-base-1e39.json", "{\"rope_base\":1e39}");
     text("crashes", "config", "window-4194304.json", "{\"window\":4194304}");
+    text("crashes", "config", "odd-head-dim-with-attention.json",
+         "{\"d_model\":6,\"n_layers\":2,\"n_heads\":2,\"head_dim\":3,\"pattern\":\"DS\"}");
 }
 
 int main(int argc, char **argv) {
