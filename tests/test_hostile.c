@@ -168,7 +168,7 @@ static void test_config_values_bounded(void **state) {
     EXPECT_ERR(from_json("\"window\":4194304"), HYDRA_ERR_CONFIG, "window", "65536");
     EXPECT_ERR(from_json("\"window\":65537"), HYDRA_ERR_CONFIG, "window");
     HY_OK(from_json("\"window\":65536"));
-    /* found by fuzz_checkpoint: an odd head dim with attention layers loaded, then every forward failed */
+    /* found while writing the harness invariant: an odd head dim with attention layers loaded, then every forward failed */
     EXPECT_ERR(from_json("\"head_dim\":3,\"pattern\":\"DS\""), HYDRA_ERR_CONFIG, "head_dim 3 is odd", "layer 1");
     HY_OK(from_json("\"head_dim\":3,\"pattern\":\"DD\"")); /* DeltaNet has no RoPE */
 }
