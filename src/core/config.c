@@ -1,4 +1,5 @@
 /* config.c — model hyperparameters: defaults, validation, JSON round trip. */
+#include <float.h>
 #include <jansson.h>
 #include <math.h>
 
@@ -141,13 +142,13 @@ hydra_status hydra_config_from_json(const char *text, hydra_config *c) {
             }
             *(int *)dst = (int)json_integer_value(val);
         } else {
-            float v = json_is_number(val) ? (float)json_number_value(val) : NAN;
-            if (!isfinite(v)) { /* 1e39 would become float infinity */
+            double d = json_is_number(val) ? json_number_value(val) : NAN;
+            if (!(fabs(d) <= FLT_MAX)) { /* 1e39 would become float infinity (converting it is UB in C) */
                 st = hydra_set_error(HYDRA_ERR_CONFIG, "config JSON: field \"%s\" must be a finite number within "
                                      "float range (|x| < 3.4e38)", key);
                 goto done;
             }
-            *(float *)dst = v;
+            *(float *)dst = (float)d;
         }
     }
     json_t *pat = json_object_get(root, "pattern");
