@@ -30,6 +30,15 @@ extern "C" {
 
 #define HYDRA_VERSION_STRING "0.1.0"
 #define HYDRA_MAX_LAYERS 256
+/* The largest position (tokens consumed) a state may reach: 2^53, up to which
+ * every position is exact in the double RoPE angle and no position
+ * arithmetic can overflow. Loaders refuse a state or bank file beyond it; a
+ * forward that would pass it fails with HYDRA_ERR_ARG and leaves the state
+ * as it was (reset the state to go on). At 10^6 tokens/s that is 285 years. */
+#define HYDRA_MAX_POSITION ((uint64_t)1 << 53)
+/* The largest sliding window (config field `window`), in tokens: bounds the
+ * ring a state allocates per SWA layer (2 x window x heads x head_dim floats). */
+#define HYDRA_MAX_WINDOW 65536
 
 /* ---------------------------------------------------------------- errors */
 typedef enum {

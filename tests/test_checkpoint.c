@@ -466,7 +466,7 @@ static void test_config_disagrees_with_tensors(void **state) {
     json_object_set_new(meta, "hydralm.config", json_string(txt));
     free(txt);
     write_st(fx->bad, s.root, s.data, s.dlen);
-    EXPECT_FAIL(fx->bad, HYDRA_ERR_FORMAT, "at least", "truncated");
+    EXPECT_FAIL(fx->bad, HYDRA_ERR_FORMAT, "describes", "truncated");
     json_object_set_new(cfg, "vocab_size", json_integer(64));
 
     /* untied in the config, but the file has no lm_head.weight */

@@ -160,8 +160,8 @@ static void result_free(run_result *r) { free(r->w); }
 static int files_equal(const char *a, const char *b) {
     uint8_t *x = NULL, *y = NULL;
     size_t nx = 0, ny = 0;
-    int eq = hydra_read_file(a, (size_t)1 << 30, &x, &nx) == HYDRA_OK &&
-             hydra_read_file(b, (size_t)1 << 30, &y, &ny) == HYDRA_OK && nx == ny && memcmp(x, y, nx) == 0;
+    int eq = hydra_read_file(a, "checkpoint", (size_t)1 << 30, &x, &nx) == HYDRA_OK &&
+             hydra_read_file(b, "checkpoint", (size_t)1 << 30, &y, &ny) == HYDRA_OK && nx == ny && memcmp(x, y, nx) == 0;
     free(x), free(y);
     return eq;
 }

@@ -1,6 +1,9 @@
 /* config.c — model hyperparameters: defaults, validation, JSON round trip. */
+#include <float.h>
 #include <jansson.h>
+#include <math.h>
 
+#include "core/fileio.h"
 #include "core/internal.h"
 
 hydra_config hydra_config_default(void) {
@@ -30,9 +33,12 @@ int hydra_config_head_dim(const hydra_config *c) {
 }
 
 int hydra_config_mlp_hidden(const hydra_config *c) {
-    int m = c->mlp_multiple > 0 ? c->mlp_multiple : 1;
-    int f = (8 * c->d_model + 2) / 3; /* ceil(8C/3) */
-    return (f + m - 1) / m * m;
+    /* 64-bit: a hostile mlp_multiple must not wrap to a width of 0; a config
+     * that passes hydra_config_validate gives at most 196608. */
+    int64_t m = c->mlp_multiple > 0 ? c->mlp_multiple : 1;
+    int64_t f = (8 * (int64_t)c->d_model + 2) / 3; /* ceil(8C/3) */
+    int64_t F = (f + m - 1) / m * m;
+    return F > INT32_MAX ? INT32_MAX : (int)F;
 }
 
 char hydra_config_layer_kind(const hydra_config *c, int i) {
@@ -58,14 +64,16 @@ hydra_status hydra_config_validate(const hydra_config *c) {
         CFG_FAIL("head_dim is 0 (auto) but d_model %d is not divisible by n_heads %d", c->d_model, c->n_heads);
     if (c->vocab_size <= 0 || c->vocab_size > (1 << 24)) CFG_FAIL("vocab_size must be in 1..16777216 (got %d)", c->vocab_size);
     if (c->swa_every < 0) CFG_FAIL("swa_every must be >= 0 (got %d)", c->swa_every);
-    if (c->window < 0) CFG_FAIL("window must be >= 0, 0 = unbounded (got %d)", c->window);
+    if (c->window < 0 || c->window > HYDRA_MAX_WINDOW)
+        CFG_FAIL("window must be in 0..%d, 0 = unbounded (got %d)", HYDRA_MAX_WINDOW, c->window);
     if (c->conv_width < 1 || c->conv_width > 64) CFG_FAIL("conv_width must be in 1..64 (got %d)", c->conv_width);
-    if (c->mlp_multiple < 1) CFG_FAIL("mlp_multiple must be >= 1 (got %d)", c->mlp_multiple);
+    if (c->mlp_multiple < 1 || c->mlp_multiple > 65536)
+        CFG_FAIL("mlp_multiple must be in 1..65536 (got %d)", c->mlp_multiple);
     if (!(c->norm_eps > 0 && c->norm_eps < 1)) CFG_FAIL("norm_eps must be in (0, 1) (got %g)", c->norm_eps);
     if (!(c->l2_eps > 0 && c->l2_eps < 1)) CFG_FAIL("l2_eps must be in (0, 1) (got %g)", c->l2_eps);
     if (c->tie_embeddings != 0 && c->tie_embeddings != 1) CFG_FAIL("tie_embeddings must be 0 or 1 (got %d)", c->tie_embeddings);
     if (!(c->init_std > 0 && c->init_std < 10)) CFG_FAIL("init_std must be in (0, 10) (got %g)", c->init_std);
-    if (!(c->rope_base > 1)) CFG_FAIL("rope_base must be > 1 (got %g)", c->rope_base);
+    if (!(c->rope_base > 1 && isfinite(c->rope_base))) CFG_FAIL("rope_base must be finite and > 1 (got %g)", c->rope_base);
     if (!(c->init_dt_min >= 1e-6f && c->init_dt_min <= c->init_dt_max && c->init_dt_max <= 10))
         CFG_FAIL("init_dt_min, init_dt_max must satisfy 1e-6 <= min <= max <= 10 (got %g, %g)", c->init_dt_min, c->init_dt_max);
     size_t plen = strnlen(c->pattern, sizeof c->pattern);
@@ -77,6 +85,12 @@ hydra_status hydra_config_validate(const hydra_config *c) {
     }
     if (plen > 0 && plen != (size_t)c->n_layers && c->n_layers % (int)plen != 0)
         CFG_FAIL("pattern length %zu does not divide n_layers %d", plen, c->n_layers);
+    /* RoPE rotates pairs: an odd head dim could be saved and loaded, but no
+     * attention layer could ever run on it. */
+    int hd = hydra_config_head_dim(c);
+    for (int i = 0; hd % 2 && i < c->n_layers; i++)
+        if (hydra_config_layer_kind(c, i) != HYDRA_LAYER_DELTANET)
+            CFG_FAIL("head_dim %d is odd, but layer %d is attention (RoPE needs an even head dim)", hd, i);
     return HYDRA_OK;
 }
 
@@ -128,11 +142,13 @@ hydra_status hydra_config_from_json(const char *text, hydra_config *c) {
             }
             *(int *)dst = (int)json_integer_value(val);
         } else {
-            if (!json_is_number(val)) {
-                st = hydra_set_error(HYDRA_ERR_CONFIG, "config JSON: field \"%s\" must be a number", key);
+            double d = json_is_number(val) ? json_number_value(val) : NAN;
+            if (!(fabs(d) <= FLT_MAX)) { /* 1e39 would become float infinity (converting it is UB in C) */
+                st = hydra_set_error(HYDRA_ERR_CONFIG, "config JSON: field \"%s\" must be a finite number within "
+                                     "float range (|x| < 3.4e38)", key);
                 goto done;
             }
-            *(float *)dst = (float)json_number_value(val);
+            *(float *)dst = (float)d;
         }
     }
     json_t *pat = json_object_get(root, "pattern");
@@ -151,50 +167,44 @@ done:
 
 hydra_status hydra_config_load_json(const char *path, hydra_config *c) {
     if (!path || !c) return hydra_set_error(HYDRA_ERR_ARG, "config_load_json: NULL argument");
-    FILE *f = fopen(path, "rb");
-    if (!f) return hydra_set_error(HYDRA_ERR_IO, "cannot open config %s", path);
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len + 4096 + 1 > cap) {
-            cap = cap ? cap * 2 : 8192;
-            if (cap > (64u << 20)) { free(buf); fclose(f); return hydra_set_error(HYDRA_ERR_FORMAT, "config %s is too large", path); }
-            char *nb = realloc(buf, cap);
-            if (!nb) { free(buf); fclose(f); return hydra_set_error(HYDRA_ERR_NOMEM, "out of memory reading %s", path); }
-            buf = nb;
-        }
-        size_t r = fread(buf + len, 1, 4096, f);
-        len += r;
-        if (r < 4096) break;
-    }
-    fclose(f);
-    buf[len] = '\0';
-    hydra_status st = hydra_config_from_json(buf, c);
+    uint8_t *buf;
+    size_t len;
+    HYDRA_CHECK(hydra_read_file(path, "config", (size_t)64 << 20, &buf, &len));
+    buf[len] = '\0'; /* hydra_read_file leaves room for it */
+    hydra_status st = hydra_config_from_json((const char *)buf, c);
     free(buf);
     return st;
 }
 
 hydra_status hydra_config_to_json(const hydra_config *c, char **out) {
     if (!c || !out) return hydra_set_error(HYDRA_ERR_ARG, "config_to_json: NULL argument");
+    *out = NULL;
     json_t *o = json_object();
     if (!o) return hydra_set_error(HYDRA_ERR_NOMEM, "out of memory");
-    json_object_set_new(o, "format_version", json_integer(1));
+    /* json_object_set_new fails (and frees nothing it was not given) when the
+     * value is NULL: json_real refuses NaN/Inf, json_string invalid UTF-8.
+     * Any failure fails the whole call: a field silently dropped here would
+     * come back as its default on load. */
+    int bad = json_object_set_new(o, "format_version", json_integer(1));
     for (size_t i = 0; i < N_FIELDS; i++) {
         const char *src = (const char *)c + k_fields[i].off;
         if (k_fields[i].type == F_INT)
-            json_object_set_new(o, k_fields[i].key, json_integer(*(const int *)src));
+            bad |= json_object_set_new(o, k_fields[i].key, json_integer(*(const int *)src));
         else /* float -> double is exact, and %.9g-style output round-trips */
-            json_object_set_new(o, k_fields[i].key, json_real(*(const float *)src));
+            bad |= json_object_set_new(o, k_fields[i].key, json_real(*(const float *)src));
     }
-    json_object_set_new(o, "pattern", json_string(c->pattern));
+    bad |= json_object_set_new(o, "pattern", json_string(c->pattern));
     /* The resolved schedule, for humans and other tools; ignored on load. */
     char layers[HYDRA_MAX_LAYERS + 1];
     int L = c->n_layers > 0 && c->n_layers <= HYDRA_MAX_LAYERS ? c->n_layers : 0;
     for (int i = 0; i < L; i++) layers[i] = hydra_config_layer_kind(c, i);
     layers[L] = '\0';
-    json_object_set_new(o, "layers", json_string(layers));
-    *out = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    bad |= json_object_set_new(o, "layers", json_string(layers));
+    if (!bad) *out = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9));
     json_decref(o);
+    if (bad)
+        return hydra_set_error(HYDRA_ERR_CONFIG, "config_to_json: a field cannot be written as JSON (a float that "
+                               "is NaN or Inf, or a pattern that is not text); validate the config first");
     if (!*out) return hydra_set_error(HYDRA_ERR_NOMEM, "out of memory");
     return HYDRA_OK;
 }

@@ -8,11 +8,16 @@
 
 static _Thread_local char g_last_error[512];
 
+/* Formats into a local buffer first: a caller may pass hydra_last_error()
+ * itself as an argument (to prefix context to an inner failure), and
+ * vsnprintf into the buffer it is reading from is undefined behaviour. */
 hydra_status hydra_set_error(hydra_status st, const char *fmt, ...) {
+    char msg[sizeof g_last_error];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(g_last_error, sizeof g_last_error, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(g_last_error, msg, sizeof msg);
     return st;
 }
 

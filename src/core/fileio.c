@@ -82,30 +82,58 @@ void hydra_afile_abort(hydra_afile *a) {
     memset(a, 0, sizeof *a);
 }
 
-hydra_status hydra_read_file(const char *path, size_t max_bytes, uint8_t **out, size_t *n) {
+hydra_status hydra_open_regular(const char *path, const char *what, FILE **out, uint64_t *size) {
+    *out = NULL;
+    *size = 0;
+    /* O_NONBLOCK: opening a FIFO with no writer returns at once instead of
+     * blocking; the flag is cleared before any read. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return hydra_set_error(HYDRA_ERR_IO, "cannot open %s %s: %s", what, path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        int err = errno;
+        close(fd);
+        return hydra_set_error(HYDRA_ERR_IO, "cannot stat %s %s: %s", what, path, strerror(err));
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        return hydra_set_error(HYDRA_ERR_IO, "%s %s is not a regular file (%s)", what, path,
+                               S_ISDIR(sb.st_mode) ? "a directory" : S_ISFIFO(sb.st_mode) ? "a FIFO" : "a device or socket");
+    }
+    int fl = fcntl(fd, F_GETFL);
+    FILE *f = fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0 ? NULL : fdopen(fd, "rb");
+    if (!f) {
+        int err = errno;
+        close(fd);
+        return hydra_set_error(HYDRA_ERR_IO, "cannot open %s %s: %s", what, path, strerror(err));
+    }
+    *out = f;
+    *size = (uint64_t)sb.st_size;
+    return HYDRA_OK;
+}
+
+hydra_status hydra_read_file(const char *path, const char *what, size_t max_bytes, uint8_t **out, size_t *n) {
     *out = NULL;
     *n = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return hydra_set_error(HYDRA_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    FILE *f;
+    uint64_t size;
+    HYDRA_CHECK(hydra_open_regular(path, what, &f, &size));
+    if (size > max_bytes) {
         fclose(f);
-        return hydra_set_error(HYDRA_ERR_IO, "%s is not a regular file", path);
+        return hydra_set_error(HYDRA_ERR_FORMAT, "%s %s is too large (%llu bytes, limit %zu)", what, path,
+                               (unsigned long long)size, max_bytes);
     }
-    if ((uint64_t)sb.st_size > max_bytes) {
-        fclose(f);
-        return hydra_set_error(HYDRA_ERR_FORMAT, "%s is too large (%lld bytes)", path, (long long)sb.st_size);
-    }
-    uint8_t *buf = malloc((size_t)sb.st_size + 1);
+    uint8_t *buf = malloc((size_t)size + 1);
     if (!buf) {
         fclose(f);
-        return hydra_set_error(HYDRA_ERR_NOMEM, "out of memory reading %s", path);
+        return hydra_set_error(HYDRA_ERR_NOMEM, "out of memory reading %s %s (%llu bytes)", what, path,
+                               (unsigned long long)size);
     }
-    size_t got = fread(buf, 1, (size_t)sb.st_size, f);
+    size_t got = fread(buf, 1, (size_t)size, f);
     fclose(f);
-    if (got != (size_t)sb.st_size) {
+    if (got != (size_t)size) {
         free(buf);
-        return hydra_set_error(HYDRA_ERR_IO, "short read on %s", path);
+        return hydra_set_error(HYDRA_ERR_IO, "short read on %s %s", what, path);
     }
     *out = buf;
     *n = got;

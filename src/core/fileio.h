@@ -35,7 +35,14 @@ static inline uint64_t hydra_get_u64(const void *p) {
     return v;
 }
 
-/* Read a whole regular file (at most max_bytes) into a malloc'ed buffer. */
-hydra_status hydra_read_file(const char *path, size_t max_bytes, uint8_t **out, size_t *n);
+/* Open `path` for reading only if it is a regular file, checked before any
+ * call that could block: a FIFO blocks in fopen() until a writer appears, a
+ * directory "opens" and then fails oddly. *size is the file's size. `what`
+ * names the file in messages ("checkpoint", "state file", ...). */
+hydra_status hydra_open_regular(const char *path, const char *what, FILE **out, uint64_t *size);
+
+/* Read a whole regular file (at most max_bytes) into a malloc'ed buffer;
+ * `what` names it in messages. */
+hydra_status hydra_read_file(const char *path, const char *what, size_t max_bytes, uint8_t **out, size_t *n);
 
 #endif /* HYDRA_FILEIO_H */

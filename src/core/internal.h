@@ -9,7 +9,8 @@
 #include "hydralm.h"
 #include "hydralm_ops.h"
 
-/* Record a formatted error message for hydra_last_error() and return `st`. */
+/* Record a formatted error message for hydra_last_error() and return `st`.
+ * The arguments may include hydra_last_error() itself (to add context). */
 hydra_status hydra_set_error(hydra_status st, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void hydra_clear_error(void);
@@ -119,6 +120,13 @@ hydra_status hydra_model_bf16_view(const hydra_model *m, hydra_model **out);
  * bf16_only, the matrices get a bf16 arena instead (hydra_model_load_bf16). */
 hydra_status hydra_model_alloc(const hydra_config *cfg, hydra_model **out);
 hydra_status hydra_model_alloc_ex(const hydra_config *cfg, int bf16_only, hydra_model **out);
+/* The two halves of hydra_model_alloc_ex. plan: the validated parameter
+ * table (names, shapes, offsets) and no arenas, so a loader can check a
+ * file's tensor table against the config before allocating any weights.
+ * alloc_arenas: the arenas (zeroed when `zero`; a loader that overwrites
+ * every byte passes 0) and the layers' weight pointers into them. */
+hydra_status hydra_model_plan(const hydra_config *cfg, int bf16_only, hydra_model **out);
+hydra_status hydra_model_alloc_arenas(hydra_model *m, int zero);
 /* Deterministic init of all parameters (DESIGN §2). */
 void hydra_model_init_params(hydra_model *m, uint64_t seed);
 /* Width of the DeltaNet fused input projection. */
@@ -164,6 +172,9 @@ hydra_status hydra_state_host_write(hydra_state *s);
 /* Before a device forward on `device`: upload if the device copy is stale;
  * afterwards only the device copy is current. */
 hydra_status hydra_state_to_device(hydra_state *s, int device);
+/* HYDRA_OK if a state at position pos can take n more tokens without
+ * passing HYDRA_MAX_POSITION; else HYDRA_ERR_ARG naming `who`. */
+hydra_status hydra_position_check(const char *who, uint64_t pos, int64_t n);
 
 /* Make sure full-attention caches can hold `positions` positions. */
 hydra_status hydra_state_reserve(hydra_state *s, size_t positions);

@@ -253,12 +253,8 @@ static hydra_status load_impl(const char *path, int bf16_only, hydra_model **out
     int n_order = 0;
     const char *P = path;
 
-    f = fopen(path, "rb");
-    if (!f) LOAD_FAIL(HYDRA_ERR_IO, "cannot open checkpoint %s: %s", P, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0) LOAD_FAIL(HYDRA_ERR_IO, "cannot stat checkpoint %s: %s", P, strerror(errno));
-    if (!S_ISREG(sb.st_mode)) LOAD_FAIL(HYDRA_ERR_IO, "checkpoint %s is not a regular file", P);
-    uint64_t fsize = (uint64_t)sb.st_size;
+    uint64_t fsize;
+    if ((st = hydra_open_regular(path, "checkpoint", &f, &fsize)) != HYDRA_OK) goto done;
 
     /* ---- length prefix and header */
     if (fsize < 8)
@@ -302,33 +298,20 @@ static hydra_status load_impl(const char *path, int bf16_only, hydra_model **out
         LOAD_FAIL(HYDRA_ERR_FORMAT, "checkpoint %s: __metadata__ has no string \"hydralm.config\"", P);
     hydra_config cfg = hydra_config_default();
     st = hydra_config_from_json(json_string_value(cj), &cfg);
-    if (st != HYDRA_OK) {
-        char why[400];
-        snprintf(why, sizeof why, "%s", hydra_last_error());
-        LOAD_FAIL(st, "checkpoint %s: bad hydralm.config: %s", P, why);
-    }
-    /* Before allocating the arena, make sure the config is not asking for far
-     * more memory than the file could fill (a corrupt or hostile header must
-     * not make us allocate and zero terabytes). A lower bound on the weight
-     * bytes: embedding + per layer (norms, 4 attention-sized projections,
-     * the three MLP matrices) + final norm. Only enforced for large models so
-     * that small mismatches get the precise per-tensor diagnostics below. */
-    {
-        double C = cfg.d_model, V = cfg.vocab_size, L = cfg.n_layers, F = hydra_config_mlp_hidden(&cfg);
-        double Hdk = (double)cfg.n_heads * hydra_config_head_dim(&cfg);
-        double lower = 4.0 * (V * C + L * (2.0 * C + 4.0 * Hdk * C + 3.0 * F * C) + C);
-        if (lower > (double)data_avail && lower > 64.0 * 1024 * 1024)
-            LOAD_FAIL(HYDRA_ERR_FORMAT,
-                      "checkpoint %s: hydralm.config describes at least %.0f bytes of weights but only "
-                      "%llu bytes follow the header (file truncated, or the config disagrees with the "
-                      "tensors)", P, lower, (unsigned long long)data_avail);
-    }
-    st = hydra_model_alloc_ex(&cfg, bf16_only, &m);
-    if (st != HYDRA_OK) {
-        char why[400];
-        snprintf(why, sizeof why, "%s", hydra_last_error());
-        LOAD_FAIL(st, "checkpoint %s: %s", P, why);
-    }
+    if (st != HYDRA_OK) LOAD_FAIL(st, "checkpoint %s: bad hydralm.config: %s", P, hydra_last_error());
+    /* The parameter table only: no weights are allocated until the file's
+     * whole tensor table has been checked against it and found to tile the
+     * data region exactly, so a weight allocation never exceeds the file. */
+    st = hydra_model_plan(&cfg, bf16_only, &m);
+    if (st != HYDRA_OK) LOAD_FAIL(st, "checkpoint %s: %s", P, hydra_last_error());
+    /* A config far larger than the file gets one clear message up front;
+     * smaller disagreements get the per-tensor diagnostics below. */
+    uint64_t described = (uint64_t)m->n_params * sizeof(float); /* n_params <= 2^38 */
+    if (described > data_avail && described > ((uint64_t)64 << 20))
+        LOAD_FAIL(HYDRA_ERR_FORMAT,
+                  "checkpoint %s: hydralm.config describes %llu bytes of weights but only %llu bytes follow "
+                  "the header (file truncated, or the config disagrees with the tensors)", P,
+                  (unsigned long long)described, (unsigned long long)data_avail);
 
     /* ---- tensor entries */
     int n = m->n_info;
@@ -443,7 +426,9 @@ static hydra_status load_impl(const char *path, int bf16_only, hydra_model **out
                   "expected 8 + %llu + %llu)", P, (unsigned long long)(data_avail - pos),
                   (unsigned long long)fsize, (unsigned long long)hlen, (unsigned long long)pos);
 
-    /* ---- data: one sequential read per tensor, straight into the arena */
+    /* ---- data: one sequential read per tensor, straight into the arena.
+     * The tensors tile the file, so every arena byte is written: no zeroing. */
+    if ((st = hydra_model_alloc_arenas(m, 0)) != HYDRA_OK) LOAD_FAIL(st, "checkpoint %s: %s", P, hydra_last_error());
     if (bf16_only) {
         st = read_bf16_only(f, P, 8 + hlen, ent, m);
         goto done;

@@ -183,3 +183,12 @@ size_t hydra_model_state_bytes(const hydra_model *m) {
 }
 
 uint64_t hydra_state_position(const hydra_state *s) { return s ? s->pos : 0; }
+
+hydra_status hydra_position_check(const char *who, uint64_t pos, int64_t n) {
+    if (n < 0 || pos > HYDRA_MAX_POSITION || (uint64_t)n > HYDRA_MAX_POSITION - pos)
+        return hydra_set_error(HYDRA_ERR_ARG,
+                               "%s: position %llu + %lld tokens would pass the limit of 2^53 positions "
+                               "(HYDRA_MAX_POSITION); reset the state to go on", who, (unsigned long long)pos,
+                               (long long)n);
+    return HYDRA_OK;
+}

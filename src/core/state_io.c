@@ -133,12 +133,9 @@ hydra_status hydra_state_load(hydra_state *st, const hydra_model *m, const char 
     hydra_status r = HYDRA_OK;
     hydra_state *tmp = NULL;
     unsigned char *buf = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) LOAD_FAIL(HYDRA_ERR_IO, "cannot open state file %s: %s", P, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0) LOAD_FAIL(HYDRA_ERR_IO, "cannot stat state file %s: %s", P, strerror(errno));
-    if (!S_ISREG(sb.st_mode)) LOAD_FAIL(HYDRA_ERR_IO, "state file %s is not a regular file", P);
-    uint64_t fsize = (uint64_t)sb.st_size;
+    FILE *f = NULL;
+    uint64_t fsize;
+    if ((r = hydra_open_regular(path, "state file", &f, &fsize)) != HYDRA_OK) goto done;
 
     /* ---- header */
     unsigned char hdr[STA_HEADER];
@@ -174,6 +171,9 @@ hydra_status hydra_state_load(hydra_state *st, const hydra_model *m, const char 
         LOAD_FAIL(HYDRA_ERR_IO, "state file %s: read error in the checksum", P);
     if (hydra_get_u64(trailer) != h)
         LOAD_FAIL(HYDRA_ERR_FORMAT, "state file %s: checksum mismatch: file is corrupt", P);
+    if (pos > HYDRA_MAX_POSITION)
+        LOAD_FAIL(HYDRA_ERR_FORMAT, "state file %s: position %llu is beyond the limit of 2^53 (HYDRA_MAX_POSITION)", P,
+                  (unsigned long long)pos);
 
     /* ---- model and shape */
     uint64_t mine = hydra_model_fingerprint(m);

@@ -151,7 +151,7 @@ static hydra_status read_checked(const char *path, hydra_factbank_info *info, ui
     size_t n = 0;
     *buf = NULL;
     memset(info, 0, sizeof *info);
-    HYDRA_CHECK(hydra_read_file(path, (size_t)1 << 36, buf, &n));
+    HYDRA_CHECK(hydra_read_file(path, "bank file", (size_t)1 << 36, buf, &n));
     const uint8_t *p = *buf;
     hydra_status st = HYDRA_OK;
 #define BFAIL(code, ...)                           \
@@ -183,6 +183,9 @@ static hydra_status read_checked(const char *path, hydra_factbank_info *info, ui
     size_t body = (size_t)want - 8;
     if (hydra_fnv1a(HYDRA_FNV_OFFSET, p, body) != hydra_get_u64(p + body))
         BFAIL(HYDRA_ERR_FORMAT, "bank file %s: checksum mismatch: file is corrupt", path);
+    if (info->tokens > HYDRA_MAX_POSITION)
+        BFAIL(HYDRA_ERR_FORMAT, "bank file %s: position %llu is beyond the limit of 2^53 (HYDRA_MAX_POSITION)", path,
+              (unsigned long long)info->tokens);
     info->n_layers = (int)L;
     info->n_heads = (int)hydra_get_u32(p + 32);
     info->head_dim = (int)hydra_get_u32(p + 36);
@@ -234,12 +237,12 @@ hydra_status hydra_factbank_load(const hydra_model *m, const char *path, hydra_f
                              "the model", path, info.n_layers, info.schedule, info.n_heads, info.head_dim);
         goto done;
     }
-    if ((st = hydra_factbank_create(m, &b))) goto done;
-    if (info.payload_bytes != hydra_factbank_bytes(b)) {
+    if (info.payload_bytes != hydra_model_state_bytes(m)) { /* checked before allocating the state */
         st = hydra_set_error(HYDRA_ERR_FORMAT, "bank file %s: payload is %llu bytes but this model's state is %zu",
-                             path, (unsigned long long)info.payload_bytes, hydra_factbank_bytes(b));
+                             path, (unsigned long long)info.payload_bytes, hydra_model_state_bytes(m));
         goto done;
     }
+    if ((st = hydra_factbank_create(m, &b))) goto done;
     memcpy(b->st->arena, payload, (size_t)info.payload_bytes);
     for (size_t i = 0; i < b->st->arena_floats; i++)
         if (!isfinite(b->st->arena[i])) {

@@ -357,7 +357,7 @@ hydra_status hydra_vecmem_load(const char *path, hydra_vecmem **out) {
     *out = NULL;
     uint8_t *buf = NULL;
     size_t n = 0;
-    HYDRA_CHECK(hydra_read_file(path, (size_t)1 << 36, &buf, &n));
+    HYDRA_CHECK(hydra_read_file(path, "vector memory file", (size_t)1 << 36, &buf, &n));
     hydra_status st = HYDRA_OK;
     hydra_vecmem *vm = NULL;
 #define VFAIL(code, ...)                          \

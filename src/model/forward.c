@@ -192,6 +192,7 @@ static hydra_status check_tokens(const hydra_model *m, const int32_t *tokens, si
 static hydra_status forward_impl(const hydra_model *m, const int32_t *tokens, int B, int T,
                                  hydra_state *const *states, hydra_logits_mode mode, float *logits,
                                  hydra_journal *jr, hydra_fwd_scratch *ws) {
+    for (int b = 0; b < B; b++) HYDRA_CHECK(hydra_position_check("forward", states[b]->pos, T));
     if (m->dev && !jr) return hydra_dev_forward(m, tokens, B, T, states, mode, logits); /* the model lives on a GPU */
     const hydra_config *c = &m->cfg;
     const int C = c->d_model, V = c->vocab_size, F = m->F;

@@ -10,7 +10,7 @@ typedef struct {
     size_t off;      /* logical f32 offset (file and fingerprint order) */
     size_t n32, n16; /* elements stored in the f32 / bf16 arenas */
     int n;
-    int fill;        /* 0: count only, 1: fill the table */
+    int fill;        /* 0: count only, 1: fill the table, 2: also point the weights into the arenas */
     int bf16_only;   /* matrices go to the bf16 arena */
 } table_builder;
 
@@ -48,7 +48,7 @@ static int add(table_builder *b, const char *name, int64_t d0, int64_t d1) {
 }
 
 /* Where tensor i lives: its f32 data (NULL when held in bf16 only) and its
- * bf16 data (NULL unless held in bf16). Fill mode only. */
+ * bf16 data (NULL unless held in bf16). Fill mode 2 only. */
 static float *f32_of(const table_builder *b, int i) {
     const hydra_param_info *p = &b->m->info[i];
     return p->bf16 ? NULL : b->m->params + p->store;
@@ -68,7 +68,7 @@ static void build_table(table_builder *b) {
 #define P(field, ...) (snprintf(name, sizeof name, field, __VA_ARGS__), name)
     int i_embed = add(b, "embed.weight", V, C);
     for (int i = 0; i < c->n_layers; i++) {
-        hydra_layer_weights *w = b->fill ? &m->layers[i] : NULL;
+        hydra_layer_weights *w = b->fill == 2 ? &m->layers[i] : NULL;
         char kind = hydra_config_layer_kind(c, i);
         int i_n1 = add(b, P("blocks.%d.norm1.weight", i), C, 0), i_in, i_out;
         int i_alog = 0, i_dtb = 0, i_qc = 0, i_kc = 0, i_vc = 0, i_on = 0;
@@ -124,7 +124,7 @@ static void build_table(table_builder *b) {
      * head product gets its own bf16 copy after the weights are loaded. */
     size_t head16 = b->n16;
     if (b->bf16_only && c->tie_embeddings) b->n16 += (size_t)V * (size_t)C;
-    if (b->fill) {
+    if (b->fill == 2) {
         m->embed = f32_of(b, i_embed);
         m->norm_f = f32_of(b, i_nf);
         m->lm_head = f32_of(b, i_head);
@@ -136,6 +136,16 @@ static void build_table(table_builder *b) {
 hydra_status hydra_model_alloc(const hydra_config *cfg, hydra_model **out) { return hydra_model_alloc_ex(cfg, 0, out); }
 
 hydra_status hydra_model_alloc_ex(const hydra_config *cfg, int bf16_only, hydra_model **out) {
+    HYDRA_CHECK(hydra_model_plan(cfg, bf16_only, out));
+    hydra_status st = hydra_model_alloc_arenas(*out, 1);
+    if (st != HYDRA_OK) {
+        hydra_model_free(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+hydra_status hydra_model_plan(const hydra_config *cfg, int bf16_only, hydra_model **out) {
     if (!out) return hydra_set_error(HYDRA_ERR_ARG, "model: out pointer is NULL");
     *out = NULL;
     HYDRA_CHECK(hydra_config_validate(cfg));
@@ -159,15 +169,24 @@ hydra_status hydra_model_alloc_ex(const hydra_config *cfg, int bf16_only, hydra_
     }
     m->info = calloc((size_t)m->n_info, sizeof *m->info);
     m->layers = calloc((size_t)cfg->n_layers, sizeof *m->layers);
-    m->params = hydra_aligned_calloc(m->n_f32 * sizeof(float));
-    if (m->n_bf16) m->bf16 = hydra_aligned_alloc(m->n_bf16 * sizeof(uint16_t));
-    if (!m->info || !m->layers || !m->params || (m->n_bf16 && !m->bf16)) {
+    if (!m->info || !m->layers) {
         hydra_model_free(m);
-        return hydra_set_error(HYDRA_ERR_NOMEM, "out of memory allocating %zu parameters", m->n_params);
+        return hydra_set_error(HYDRA_ERR_NOMEM, "out of memory for the parameter table");
     }
     b = (table_builder){.m = m, .fill = 1, .bf16_only = bf16_only};
     build_table(&b);
     *out = m;
+    return HYDRA_OK;
+}
+
+hydra_status hydra_model_alloc_arenas(hydra_model *m, int zero) {
+    size_t bytes32 = m->n_f32 * sizeof(float); /* n_params <= 2^38: no overflow */
+    m->params = zero ? hydra_aligned_calloc(bytes32) : hydra_aligned_alloc(bytes32);
+    if (m->n_bf16) m->bf16 = hydra_aligned_alloc(m->n_bf16 * sizeof(uint16_t));
+    if (!m->params || (m->n_bf16 && !m->bf16))
+        return hydra_set_error(HYDRA_ERR_NOMEM, "out of memory allocating %zu parameters", m->n_params);
+    table_builder b = {.m = m, .fill = 2, .bf16_only = m->bf16_only};
+    build_table(&b);
     return HYDRA_OK;
 }
 

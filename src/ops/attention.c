@@ -61,6 +61,7 @@ hydra_status hydra_op_attention(int T, int H, int d, int64_t pos0, int window, c
     if (!q || !k_new || !v_new || !o) return hydra_set_error(HYDRA_ERR_ARG, "attention: NULL pointer");
     if (pos0 > 0 && (!cache_k || !cache_v)) return hydra_set_error(HYDRA_ERR_ARG, "attention: cache is NULL but pos0 > 0");
     if (T < 0 || H <= 0 || d <= 0 || window < 0 || pos0 < 0) return hydra_set_error(HYDRA_ERR_ARG, "attention: bad shape");
+    HYDRA_CHECK(hydra_position_check("attention", (uint64_t)pos0, T)); /* no overflow in pos0 + t, p - window */
     const float scale = 1.0f / sqrtf((float)d);
     const size_t Hd = (size_t)H * d;
     /* Widest span of keys one query sees: bounds the per-thread score buffer. */

@@ -14,6 +14,7 @@ static hydra_status rotate(const char *fn, int T, int H, int d, int64_t pos0, do
     if (T < 0 || H <= 0 || d <= 0 || d > 4096 || (d & 1))
         return hydra_set_error(HYDRA_ERR_ARG, "%s: bad shape (head dim %d must be even, <= 4096)", fn, d);
     if (pos0 < 0) return hydra_set_error(HYDRA_ERR_ARG, "%s: negative position", fn);
+    HYDRA_CHECK(hydra_position_check(fn, (uint64_t)pos0, T)); /* pos0 + t stays exact in double */
     const int half = d / 2;
     double inv_freq[2048];
     for (int i = 0; i < half; i++) inv_freq[i] = pow(base, -2.0 * i / d);

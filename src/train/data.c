@@ -1,5 +1,6 @@
 /* data.c — byte-level text data with a train/validation split and seeded
  * window sampling, exposed through the generic hydra_task interface. */
+#include "core/fileio.h"
 #include "core/internal.h"
 #include "hydralm_train.h"
 
@@ -31,27 +32,10 @@ hydra_status hydra_text_data_from_memory(const void *bytes, size_t n, double val
 
 hydra_status hydra_text_data_load(const char *path, double val_fraction, hydra_text_data **out) {
     if (!path || !out) return hydra_set_error(HYDRA_ERR_ARG, "text data: NULL argument");
-    FILE *f = fopen(path, "rb");
-    if (!f) return hydra_set_error(HYDRA_ERR_IO, "cannot open %s", path);
-    if (fseek(f, 0, SEEK_END) != 0) {
-        fclose(f);
-        return hydra_set_error(HYDRA_ERR_IO, "cannot seek in %s (a regular file is needed)", path);
-    }
-    long len = ftell(f);
-    rewind(f);
-    if (len < 0) {
-        fclose(f);
-        return hydra_set_error(HYDRA_ERR_IO, "cannot size %s", path);
-    }
-    uint8_t *buf = malloc((size_t)len + 1);
-    if (!buf) {
-        fclose(f);
-        return hydra_set_error(HYDRA_ERR_NOMEM, "out of memory reading %s", path);
-    }
-    size_t got = fread(buf, 1, (size_t)len, f);
-    fclose(f);
-    hydra_status st = got == (size_t)len ? hydra_text_data_from_memory(buf, got, val_fraction, out)
-                                         : hydra_set_error(HYDRA_ERR_IO, "short read on %s", path);
+    uint8_t *buf;
+    size_t len;
+    HYDRA_CHECK(hydra_read_file(path, "text data", (size_t)1 << 40, &buf, &len));
+    hydra_status st = hydra_text_data_from_memory(buf, len, val_fraction, out);
     free(buf);
     return st;
 }

@@ -316,7 +316,7 @@ hydra_status hydra_trainer_resume_dist(const char *dir, hydra_task task, const h
     hydra_trainer *t = NULL;
     hydra_status st = (!mpath || !tpath) ? hydra_set_error(HYDRA_ERR_NOMEM, "out of memory") : HYDRA_OK;
     if (st == HYDRA_OK) st = hydra_model_load(mpath, &m);
-    if (st == HYDRA_OK) st = hydra_read_file(tpath, (size_t)1 << 40, &buf, &n);
+    if (st == HYDRA_OK) st = hydra_read_file(tpath, "trainer file", (size_t)1 << 40, &buf, &n);
     if (st != HYDRA_OK) goto done;
 #define BAD(...) do { st = hydra_set_error(HYDRA_ERR_FORMAT, __VA_ARGS__); goto done; } while (0)
     if (n < 8 + 8 || memcmp(buf, TRN_MAGIC, 8) != 0) BAD("%s is not a hydra trainer file (bad magic)", tpath);

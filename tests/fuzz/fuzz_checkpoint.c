@@ -1,0 +1,30 @@
+/* fuzz_checkpoint.c — a checkpoint (safetensors) through both load paths,
+ * hydra_model_load (f32) and hydra_model_load_bf16; an accepted model then
+ * runs a forward step. Invariant: both paths accept the same files, with the
+ * same fingerprint. No checksum guards this format. */
+#include <stdlib.h>
+
+#include "fuzz_util.h"
+#include "hydralm_stream.h"
+
+static void step(const hydra_model *m) {
+    hydra_state *s = NULL;
+    if (hydra_model_state_bytes(m) > ((size_t)64 << 20) || hydra_state_create(m, &s) != HYDRA_OK) return;
+    fz_feed(m, s);
+    hydra_state_free(s);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    fz_model("D"); /* sets one thread */
+    const char *path = fz_input_file(data, size);
+    hydra_model *m = NULL, *h = NULL;
+    hydra_status s32 = hydra_model_load(path, &m), s16 = hydra_model_load_bf16(path, &h);
+    if ((s32 == HYDRA_OK) != (s16 == HYDRA_OK) && s32 != HYDRA_ERR_NOMEM && s16 != HYDRA_ERR_NOMEM)
+        fz_fail("f32 load %s but bf16 load %s (%s)", hydra_status_str(s32), hydra_status_str(s16), hydra_last_error());
+    if (m && h && hydra_model_fingerprint(m) != hydra_model_fingerprint(h)) fz_fail("f32 and bf16 fingerprints differ");
+    if (m) step(m);
+    if (h) step(h);
+    hydra_model_free(m);
+    hydra_model_free(h);
+    return 0;
+}
