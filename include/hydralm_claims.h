@@ -65,12 +65,15 @@ hydra_status hydra_spec_exact_eval_adaptive(hydra_spec_exact *e, const hydra_sam
 
 typedef enum { HYDRA_BUDGET_CI = 0, HYDRA_BUDGET_PAPER = 1 } hydra_claims_budget;
 
+/* ERROR is 0: a result that nothing decided (zeroed, or a claim that returned
+ * without a status) is an error, never a pass. */
 typedef enum {
-    HYDRA_CLAIM_PASS = 0,
-    HYDRA_CLAIM_FAIL = 1,
-    HYDRA_CLAIM_NOT_IMPLEMENTED = 2, /* registered, not measured: never a pass */
-    HYDRA_CLAIM_ERROR = 3,           /* the measurement itself failed (message in summary) */
+    HYDRA_CLAIM_ERROR = 0,           /* the measurement itself failed or decided nothing (message in summary) */
+    HYDRA_CLAIM_PASS = 1,
+    HYDRA_CLAIM_FAIL = 2,
+    HYDRA_CLAIM_NOT_IMPLEMENTED = 3, /* registered, not measured: never a pass */
 } hydra_claim_status;
+#define HYDRA_CLAIM_N_STATUS 4
 
 /* A named number: a measured value or a threshold. */
 typedef struct {
@@ -100,6 +103,8 @@ typedef struct {
     int n_values;
     hydra_claim_curve curves[HYDRA_CLAIM_MAX_CURVES];
     int n_curves;
+    int n_refused;           /* values/thresholds refused because the arrays were full: the claim
+                                cannot be decided and reports ERROR */
 } hydra_claim_result;
 
 /* Progress: claim name and a short message (e.g. "262144 / 1048576 tokens"). */
@@ -183,6 +188,12 @@ hydra_status hydra_claims_run(const hydra_claims_opts *o, const char *const *nam
 /* 1 if every result is HYDRA_CLAIM_PASS (and n > 0). */
 int hydra_claims_all_passed(const hydra_claim_result *r, int n);
 const char *hydra_claim_status_str(hydra_claim_status s); /* "PASS", "FAIL", "TODO", "ERROR" */
+/* Re-decides r's status from its thresholds and values (a result read back
+ * from JSON, e.g. by `hydra claims --merge`): PASS only if there is at least
+ * one threshold and every one holds, FAIL (summary names the first broken
+ * one) otherwise, ERROR if entries were refused. ERROR and TODO results are
+ * left as they are. Returns 1 if the status changed. */
+int hydra_claim_recheck(hydra_claim_result *r);
 /* Measured value by name (NAN if absent). */
 double hydra_claim_value_get(const hydra_claim_result *r, const char *name);
 

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "eval/claims_internal.h"
 #include "hydralm_claims.h"
 #include "test_util.h"
 
@@ -63,8 +64,9 @@ static void test_pass_rule(void **st) {
     hydra_claim_result r[2];
     memset(r, 0, sizeof r);
     r[0].status = HYDRA_CLAIM_PASS;
-    for (int s2 = HYDRA_CLAIM_FAIL; s2 <= HYDRA_CLAIM_ERROR; s2++) {
-        r[1].status = (hydra_claim_status)s2;
+    const hydra_claim_status not_pass[3] = {HYDRA_CLAIM_FAIL, HYDRA_CLAIM_NOT_IMPLEMENTED, HYDRA_CLAIM_ERROR};
+    for (int s2 = 0; s2 < 3; s2++) {
+        r[1].status = not_pass[s2];
         assert_int_equal(hydra_claims_all_passed(r, 2), 0);
     }
     assert_int_equal(hydra_claims_all_passed(r, 1), 1);
@@ -72,6 +74,43 @@ static void test_pass_rule(void **st) {
     assert_true(k7 >= 0 && hydra_claim_paper_only(k7));
     for (int i = 0; i < hydra_claims_count(); i++)
         if (i != k7) assert_int_equal(hydra_claim_paper_only(i), 0);
+}
+
+/* The gate defaults to ERROR, not PASS (issue 18, finding 4): a zeroed
+ * result, a result with no thresholds and one whose thresholds overflowed the
+ * array (the 41st, failing, used to be dropped) never pass. */
+static void test_default_is_error(void **st) {
+    (void)st;
+    static hydra_claim_result r;
+    memset(&r, 0, sizeof r);
+    assert_int_equal(r.status, HYDRA_CLAIM_ERROR);
+    assert_int_equal(hydra_claims_all_passed(&r, 1), 0);
+    hydra_claims_add_value(&r, "x", 1.0);
+    hydra_claims_decide(&r, "ok");
+    assert_int_equal(r.status, HYDRA_CLAIM_ERROR); /* no thresholds */
+    assert_non_null(strstr(r.summary, "no thresholds"));
+    memset(&r, 0, sizeof r);
+    hydra_claims_add_value(&r, "x", 1.0);
+    for (int i = 0; i < HYDRA_CLAIM_MAX_VALUES; i++) hydra_claims_add_threshold(&r, "x", "<=", 1.0);
+    hydra_claims_decide(&r, "ok");
+    assert_int_equal(r.status, HYDRA_CLAIM_PASS);
+    hydra_claims_add_threshold(&r, "x", "<", 0.0); /* one too many, and it fails */
+    hydra_claims_decide(&r, "ok");
+    assert_int_equal(r.status, HYDRA_CLAIM_ERROR);
+    assert_int_equal(r.n_refused, 1);
+    memset(&r, 0, sizeof r);
+    for (int i = 0; i <= HYDRA_CLAIM_MAX_VALUES; i++) hydra_claims_add_value(&r, "x", 1.0);
+    hydra_claims_add_threshold(&r, "x", "<=", 1.0);
+    hydra_claims_decide(&r, "ok");
+    assert_int_equal(r.status, HYDRA_CLAIM_ERROR); /* a value refused */
+    /* recheck: a stored PASS whose thresholds do not hold becomes FAIL */
+    memset(&r, 0, sizeof r);
+    hydra_claims_add_value(&r, "x", 2.0);
+    hydra_claims_add_threshold(&r, "x", "<=", 1.0);
+    r.status = HYDRA_CLAIM_PASS;
+    assert_int_equal(hydra_claim_recheck(&r), 1);
+    assert_int_equal(r.status, HYDRA_CLAIM_FAIL);
+    assert_non_null(strstr(r.summary, "x=2"));
 }
 
 static int progress_calls;
@@ -327,6 +366,7 @@ int main(void) {
     hydra_set_num_threads(1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_registry),         cmocka_unit_test(test_pass_rule),
+        cmocka_unit_test(test_default_is_error),
         cmocka_unit_test(test_spec_exact_claim), cmocka_unit_test(test_constant_state_short),
         cmocka_unit_test(test_factbank_vector),  cmocka_unit_test(test_cli_json),
         cmocka_unit_test(test_cli_merge),

@@ -407,7 +407,7 @@ static int merge_claim(merge_set *m, const char *file, json_t *c, uint64_t seed)
     r->description = hydra_claim_description(i);
     const char *status = jstr(c, "status");
     r->status = HYDRA_CLAIM_ERROR;
-    for (int s = HYDRA_CLAIM_PASS; s <= HYDRA_CLAIM_ERROR; s++)
+    for (int s = 0; s < HYDRA_CLAIM_N_STATUS; s++)
         if (!strcmp(status, hydra_claim_status_str((hydra_claim_status)s))) r->status = (hydra_claim_status)s;
     snprintf(r->summary, sizeof r->summary, "%s", jstr(c, "summary"));
     r->seconds = json_number_value(json_object_get(c, "runtime_seconds"));

@@ -32,8 +32,13 @@ void hydra_claims_progress(const hydra_claims_opts *o, const char *claim, const 
     o->progress(claim, buf, o->progress_user);
 }
 
+/* A full array refuses the entry (never drops it silently): the claim then
+ * reports ERROR in hydra_claims_decide. */
 void hydra_claims_add_value(hydra_claim_result *r, const char *name, double v) {
-    if (r->n_values >= HYDRA_CLAIM_MAX_VALUES) return;
+    if (r->n_values >= HYDRA_CLAIM_MAX_VALUES) {
+        r->n_refused++;
+        return;
+    }
     hydra_claim_value *x = &r->values[r->n_values++];
     snprintf(x->name, sizeof x->name, "%s", name);
     x->value = v;
@@ -41,7 +46,10 @@ void hydra_claims_add_value(hydra_claim_result *r, const char *name, double v) {
 }
 
 void hydra_claims_add_threshold(hydra_claim_result *r, const char *name, const char *op, double v) {
-    if (r->n_thresholds >= HYDRA_CLAIM_MAX_VALUES) return;
+    if (r->n_thresholds >= HYDRA_CLAIM_MAX_VALUES) {
+        r->n_refused++;
+        return;
+    }
     hydra_claim_value *x = &r->thresholds[r->n_thresholds++];
     snprintf(x->name, sizeof x->name, "%s", name);
     snprintf(x->op, sizeof x->op, "%s", op);
@@ -55,8 +63,13 @@ double hydra_claim_value_get(const hydra_claim_result *r, const char *name) {
     return NAN;
 }
 
-/* Every threshold must name a measured value that satisfies it (NaN fails). */
+/* Every threshold must name a measured value that satisfies it (NaN fails);
+ * no thresholds, or refused entries, decide nothing and do not hold. */
 int hydra_claims_thresholds_hold(const hydra_claim_result *r, char *first_bad, size_t n) {
+    if (r->n_refused || r->n_thresholds == 0) {
+        if (first_bad) snprintf(first_bad, n, "%s", r->n_refused ? "entries refused" : "no thresholds");
+        return 0;
+    }
     for (int i = 0; i < r->n_thresholds; i++) {
         const hydra_claim_value *t = &r->thresholds[i];
         double v = hydra_claim_value_get(r, t->name);
@@ -74,15 +87,31 @@ int hydra_claims_thresholds_hold(const hydra_claim_result *r, char *first_bad, s
     return 1;
 }
 
+/* PASS only when at least one threshold exists and all hold; a result with
+ * refused entries or no thresholds is an ERROR (it decides nothing). */
 void hydra_claims_decide(hydra_claim_result *r, const char *pass_summary) {
     char bad[120];
-    if (hydra_claims_thresholds_hold(r, bad, sizeof bad)) {
+    if (r->n_refused) {
+        r->status = HYDRA_CLAIM_ERROR;
+        snprintf(r->summary, sizeof r->summary, "%d values/thresholds refused (more than %d): nothing decided",
+                 r->n_refused, HYDRA_CLAIM_MAX_VALUES);
+    } else if (r->n_thresholds == 0) {
+        r->status = HYDRA_CLAIM_ERROR;
+        snprintf(r->summary, sizeof r->summary, "no thresholds: nothing decides this claim");
+    } else if (hydra_claims_thresholds_hold(r, bad, sizeof bad)) {
         r->status = HYDRA_CLAIM_PASS;
-        snprintf(r->summary, sizeof r->summary, "%s", pass_summary);
+        if (pass_summary != r->summary) snprintf(r->summary, sizeof r->summary, "%s", pass_summary);
     } else {
         r->status = HYDRA_CLAIM_FAIL;
         snprintf(r->summary, sizeof r->summary, "%s", bad);
     }
+}
+
+int hydra_claim_recheck(hydra_claim_result *r) {
+    if (!r || r->status == HYDRA_CLAIM_ERROR || r->status == HYDRA_CLAIM_NOT_IMPLEMENTED) return 0;
+    hydra_claim_status was = r->status;
+    hydra_claims_decide(r, r->summary);
+    return r->status != was;
 }
 
 void hydra_claims_set_error(hydra_claim_result *r, const char *what, hydra_status st) {
@@ -692,9 +721,10 @@ hydra_status hydra_claim_run(int i, const hydra_claims_opts *o, hydra_claim_resu
     if (i < 0 || i >= N_CLAIMS) return hydra_set_error(HYDRA_ERR_ARG, "claim_run: no claim %d", i);
     if (o->budget != HYDRA_BUDGET_CI && o->budget != HYDRA_BUDGET_PAPER)
         return hydra_set_error(HYDRA_ERR_ARG, "claim_run: unknown budget %d", (int)o->budget);
-    memset(out, 0, sizeof *out);
+    memset(out, 0, sizeof *out); /* status ERROR until the claim decides */
     out->name = k_claims[i].name;
     out->description = k_claims[i].description;
+    snprintf(out->summary, sizeof out->summary, "the claim returned without deciding a status");
     hydra_claims_progress(o, out->name, "start");
     double t0 = hydra_now_seconds();
     k_claims[i].run(o, out);
