@@ -105,6 +105,9 @@ typedef struct {
     int n_curves;
     int n_refused;           /* values/thresholds refused because the arrays were full: the claim
                                 cannot be decided and reports ERROR */
+    char nonstandard[200];   /* "" when run at the budget's standard sizes; else the size knobs that
+                                differ ("stream_tokens=8192 (standard 1048576)"): a quick run, not the
+                                claim — reports label it and never print the standard PASS line */
 } hydra_claim_result;
 
 /* Progress: claim name and a short message (e.g. "262144 / 1048576 tokens"). */
@@ -129,17 +132,21 @@ typedef struct {
     const char *tmp_dir;  /* scratch files (default "/tmp") */
     hydra_claims_progress_fn progress;
     void *progress_user;
-    /* claim 1 (0 = the budget's default) */
+    /* Size knobs. hydra_claims_opts_default sets every one to the budget's
+     * standard value; 0 (or NULL) also means the standard value. Any other
+     * value is a quick run: the claim's result is labelled non-standard
+     * (hydra_claim_result.nonstandard). */
+    /* claim 1 */
     int lengen_steps;        /* training steps per arm */
     float lengen_lr;         /* peak AdamW learning rate */
     int lengen_eval_len;     /* length of the long evaluation streams (default 32,768) */
     int lengen_streams;      /* long streams evaluated for the hybrid (the baseline gets 1) */
     int lengen_baseline;     /* 1 (default): also train and evaluate the full-attention baseline; -1: skip */
-    /* claim 2 (0 = the budget's default) */
+    /* claim 2 (0: the budget's recipe) */
     int mqar_steps;          /* training steps per arm */
-    /* claim 5 (0 = the budget's default) */
+    /* claim 5 */
     int muon_steps;          /* steps per run */
-    /* claim 7 (0 = default) */
+    /* claim 7 */
     int spec_train_steps;    /* training steps of the target and of the draft (default 250) */
     /* claim 3 */
     int64_t stream_tokens;   /* default 1,048,576 */

@@ -133,6 +133,7 @@ static void test_spec_exact_claim(void **st) {
     assert_int_equal((int)hydra_claim_value_get(&r, "sequences"), 64);
     assert_true(r.n_thresholds >= 3 && r.seconds >= 0);
     assert_true(isnan(hydra_claim_value_get(&r, "no_such_value")));
+    assert_non_null(strstr(r.nonstandard, "spec_vocab=4 (standard 8)")); /* tiny sizes are labelled */
     /* A deliberately wrong algorithm (rejections resampled from p) must fail the claim. */
     o.spec_variant = HYDRA_SPEC_EXACT_BROKEN_RESIDUAL;
     HY_OK(hydra_claim_run(hydra_claim_find("claim_4"), &o, &r));
@@ -227,14 +228,18 @@ static void test_cli_json(void **st) {
     assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 1); /* claim_2 untrained fails: so does the gate */
     char text[4096];
     read_text(out, text, sizeof text);
-    assert_non_null(strstr(text, "[PASS] claim_4_spec_decoding_exact \xc2\xb7 tvd<1e-4"));
-    assert_non_null(strstr(text, "[FAIL] claim_2_lossless_mqar \xc2\xb7 "));
+    /* quick-run sizes: labelled, never the standard "[PASS] claim" line (finding 8) */
+    assert_null(strstr(text, "[PASS] claim_4"));
+    assert_non_null(strstr(text, "[PASS, NON-STANDARD] claim_4_spec_decoding_exact \xc2\xb7 tvd<1e-4"));
+    assert_non_null(strstr(text, "spec_vocab=6 (standard 8)"));
+    assert_non_null(strstr(text, "[FAIL, NON-STANDARD] claim_2_lossless_mqar \xc2\xb7 "));
+    assert_non_null(strstr(text, "CLAIMS FAIL (NON-STANDARD sizes"));
     assert_non_null(strstr(text, "1 passed, 1 failed, 0 not implemented"));
     json_error_t err;
     json_t *root = json_load_file(json, 0, &err);
     if (!root) fail_msg("invalid JSON: %s line %d", err.text, err.line);
     assert_int_equal(json_integer_value(json_object_get(root, "seed")), 5);
-    assert_string_equal(json_string_value(json_object_get(root, "budget")), "ci");
+    assert_string_equal(json_string_value(json_object_get(root, "budget")), "ci (non-standard sizes)");
     assert_true(json_is_false(json_object_get(root, "passed")));
     json_t *env = json_object_get(root, "environment");
     assert_non_null(json_object_get(env, "hydra_version"));
@@ -246,6 +251,8 @@ static void test_cli_json(void **st) {
     assert_int_equal(json_array_size(claims), 2);
     json_t *c4 = json_array_get(claims, 0);
     assert_string_equal(json_string_value(json_object_get(c4, "status")), "PASS");
+    assert_true(json_is_false(json_object_get(c4, "standard_sizes")));
+    assert_non_null(strstr(json_string_value(json_object_get(c4, "nonstandard")), "spec_tokens=3"));
     json_t *thr = json_object_get(json_object_get(c4, "thresholds"), "max_tvd");
     assert_string_equal(json_string_value(json_object_get(thr, "op")), "<");
     assert_true(fabs(json_real_value(json_object_get(thr, "value")) - 1e-4) < 1e-12);
@@ -259,8 +266,20 @@ static void test_cli_json(void **st) {
     assert_true(json_real_value(json_array_get(json_array_get(curve, 1), 0)) == 2.0);
     json_decref(root);
     read_text(md, text, sizeof text);
-    assert_non_null(strstr(text, "| claim_4_spec_decoding_exact | PASS |"));
+    assert_non_null(strstr(text, "| claim_4_spec_decoding_exact | PASS, NON-STANDARD |"));
     remove(json), remove(md), remove(out);
+    /* at the standard sizes the plain line and budget label */
+    snprintf(cmd, sizeof cmd, "%s/hydra claims --claim claim_4 --seed 5 --quiet --threads 1 --json %s > %s", bin, json, out);
+    rc = system(cmd);
+    assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
+    read_text(out, text, sizeof text);
+    assert_non_null(strstr(text, "[PASS] claim_4_spec_decoding_exact \xc2\xb7 tvd<1e-4"));
+    assert_null(strstr(text, "NON-STANDARD"));
+    root = json_load_file(json, 0, &err);
+    assert_non_null(root);
+    assert_string_equal(json_string_value(json_object_get(root, "budget")), "ci");
+    json_decref(root);
+    remove(json), remove(out);
     /* several seeds: one run object per seed, per-seed statuses in the report */
     snprintf(cmd, sizeof cmd, "%s/hydra claims --claim claim_4 --spec-vocab 6 --spec-tokens 3 --seeds 5-6 --quiet --threads 1 --json %s --md %s > %s",
              bin, json, md, out);
@@ -334,7 +353,7 @@ static void test_cli_merge(void **st) {
     json_decref(ra), json_decref(root);
     char text[8192];
     read_text(md, text, sizeof text);
-    assert_non_null(strstr(text, "| claim_2_lossless_mqar | PASS 0/2 |"));
+    assert_non_null(strstr(text, "| claim_2_lossless_mqar | PASS 0/2, NON-STANDARD |"));
     assert_non_null(strstr(text, "| claim_4_spec_decoding_exact | PASS "));
     assert_non_null(strstr(text, "| seed 5 | seed 6 |"));
     /* seed 6 lacks nothing here, but without b it lacks claim_4; a twice is a duplicate */

@@ -136,6 +136,8 @@ static json_t *claims_json(const hydra_claim_result *r, int n, uint64_t seed, co
         json_object_set_new(c, "description", json_string(r[i].description));
         json_object_set_new(c, "status", json_string(hydra_claim_status_str(r[i].status)));
         json_object_set_new(c, "summary", json_string(r[i].summary));
+        json_object_set_new(c, "standard_sizes", json_boolean(!r[i].nonstandard[0]));
+        if (r[i].nonstandard[0]) json_object_set_new(c, "nonstandard", json_string(r[i].nonstandard));
         json_object_set_new(c, "seed", json_integer((json_int_t)seed));
         json_object_set_new(c, "budget", json_string(budget));
         json_object_set_new(c, "runtime_seconds", json_real(r[i].seconds));
@@ -213,6 +215,19 @@ static void fmt_value(char *buf, size_t cap, double mean, double sd, int n_seeds
     else snprintf(buf, cap, "%.6g", mean);
 }
 
+/* "PASS", or "PASS, NON-STANDARD" for a quick run at other sizes than the budget's. */
+static const char *status_tag(const hydra_claim_result *r, char *buf, size_t n) {
+    snprintf(buf, n, "%s%s", hydra_claim_status_str(r->status), r->nonstandard[0] ? ", NON-STANDARD" : "");
+    return buf;
+}
+
+/* 1 if any result was measured at non-standard sizes. */
+static int any_nonstandard(const hydra_claim_result *res, int n) {
+    for (int i = 0; i < n; i++)
+        if (res[i].nonstandard[0]) return 1;
+    return 0;
+}
+
 /* RESULTS.md: per claim its status on every seed, its thresholds and the
  * mean ± std over seeds of every measured value (one seed: the values). */
 static int write_md(const char *path, hydra_claim_result (*r)[HYDRA_CLAIMS_MAX], int n_seeds, int n,
@@ -239,8 +254,11 @@ static int write_md(const char *path, hydra_claim_result (*r)[HYDRA_CLAIMS_MAX],
     for (int i = 0; i < n; i++) {
         int pass = 0;
         for (int k = 0; k < n_seeds; k++) pass += r[k][i].status == HYDRA_CLAIM_PASS;
-        if (n_seeds > 1) fprintf(f, "| %s | PASS %d/%d | %s | ", r[0][i].name, pass, n_seeds, r[0][i].summary);
-        else fprintf(f, "| %s | %s | %s | ", r[0][i].name, hydra_claim_status_str(r[0][i].status), r[0][i].summary);
+        char tag[48];
+        if (n_seeds > 1)
+            fprintf(f, "| %s | PASS %d/%d%s | %s | ", r[0][i].name, pass, n_seeds,
+                    r[0][i].nonstandard[0] ? ", NON-STANDARD" : "", r[0][i].summary);
+        else fprintf(f, "| %s | %s | %s | ", r[0][i].name, status_tag(&r[0][i], tag, sizeof tag), r[0][i].summary);
         for (int t = 0; t < r[0][i].n_thresholds; t++) {
             const hydra_claim_value *x = &r[0][i].thresholds[t];
             double m, sd;
@@ -259,15 +277,19 @@ static int write_md(const char *path, hydra_claim_result (*r)[HYDRA_CLAIMS_MAX],
         for (int k = 0; k < n_seeds; k++) fprintf(f, "---|");
         fprintf(f, "\n");
         for (int i = 0; i < n; i++) {
+            char tag[48];
             fprintf(f, "| %s |", r[0][i].name);
-            for (int k = 0; k < n_seeds; k++) fprintf(f, " %s: %s |", hydra_claim_status_str(r[k][i].status), r[k][i].summary);
+            for (int k = 0; k < n_seeds; k++) fprintf(f, " %s: %s |", status_tag(&r[k][i], tag, sizeof tag), r[k][i].summary);
             fprintf(f, "\n");
         }
     }
     fprintf(f, "\n## Measured values%s\n", n_seeds > 1 ? " (mean ± std over seeds)" : "");
     for (int i = 0; i < n; i++) {
         if (!r[0][i].n_values) continue;
-        fprintf(f, "\n### %s\n\n%s\n\n| value | measured |\n|---|---:|\n", r[0][i].name, r[0][i].description);
+        fprintf(f, "\n### %s\n\n%s\n\n", r[0][i].name, r[0][i].description);
+        if (r[0][i].nonstandard[0])
+            fprintf(f, "**NON-STANDARD sizes (a quick run, not the claim):** %s\n\n", r[0][i].nonstandard);
+        fprintf(f, "| value | measured |\n|---|---:|\n");
         for (int v = 0; v < r[0][i].n_values; v++) {
             double m, sd;
             value_stats(r, n_seeds, i, r[0][i].values[v].name, &m, &sd);
@@ -314,19 +336,25 @@ static int parse_seeds(const char *s, uint64_t *out, int cap, int *n) {
     return *n ? 0 : -1;
 }
 
-/* One line per claim and a summary; returns 1 if every claim passed. */
+/* One line per claim and a summary; returns 1 if every claim passed. A
+ * quick run at non-standard sizes never prints the standard "[PASS] claim"
+ * line: its lines and summary say NON-STANDARD and name the knobs. */
 static int print_results(const hydra_claim_result *res, int n, const char *budget, uint64_t seed, double secs) {
     int passed = hydra_claims_all_passed(res, n), n_pass = 0, n_fail = 0, n_todo = 0, n_err = 0;
+    char tag[48];
     for (int i = 0; i < n; i++) {
-        printf("[%s] %s · %s\n", hydra_claim_status_str(res[i].status), res[i].name, res[i].summary);
+        printf("[%s] %s · %s", status_tag(&res[i], tag, sizeof tag), res[i].name, res[i].summary);
+        if (res[i].nonstandard[0]) printf(" · non-standard sizes: %s", res[i].nonstandard);
+        printf("\n");
         n_pass += res[i].status == HYDRA_CLAIM_PASS;
         n_fail += res[i].status == HYDRA_CLAIM_FAIL;
         n_todo += res[i].status == HYDRA_CLAIM_NOT_IMPLEMENTED;
         n_err += res[i].status == HYDRA_CLAIM_ERROR;
     }
-    printf("%s · %d passed, %d failed, %d not implemented, %d errors · budget %s · seed %llu · %.1f s\n",
-           passed ? "CLAIMS PASS" : "CLAIMS FAIL", n_pass, n_fail, n_todo, n_err, budget, (unsigned long long)seed,
-           secs);
+    printf("%s%s · %d passed, %d failed, %d not implemented, %d errors · budget %s · seed %llu · %.1f s\n",
+           passed ? "CLAIMS PASS" : "CLAIMS FAIL",
+           any_nonstandard(res, n) ? " (NON-STANDARD sizes: a quick run, not the claims)" : "", n_pass, n_fail, n_todo,
+           n_err, budget, (unsigned long long)seed, secs);
     fflush(stdout);
     return passed;
 }
@@ -354,7 +382,7 @@ typedef struct {
     unsigned char have[MERGE_MAX_SEEDS][HYDRA_CLAIMS_MAX];
     uint64_t seeds[MERGE_MAX_SEEDS];
     int n_seeds;
-    char budget[16];
+    char budget[64];
     run_env env;
     int have_env;
     char provenance[4096]; /* where each file's runs were measured */
@@ -410,6 +438,7 @@ static int merge_claim(merge_set *m, const char *file, json_t *c, uint64_t seed)
     for (int s = 0; s < HYDRA_CLAIM_N_STATUS; s++)
         if (!strcmp(status, hydra_claim_status_str((hydra_claim_status)s))) r->status = (hydra_claim_status)s;
     snprintf(r->summary, sizeof r->summary, "%s", jstr(c, "summary"));
+    snprintf(r->nonstandard, sizeof r->nonstandard, "%s", jstr(c, "nonstandard"));
     r->seconds = json_number_value(json_object_get(c, "runtime_seconds"));
     copy_values(json_object_get(c, "thresholds"), r->thresholds, &r->n_thresholds, 1);
     copy_values(json_object_get(c, "measured"), r->values, &r->n_values, 0);
@@ -682,6 +711,9 @@ int cmd_claims(int argc, char **argv) {
                hydra_now_seconds() - t_all);
     run_env env;
     env_here(&env);
-    if (write_reports(json_path, md_path, res, n_seeds, n, seed_list, budget_s, secs, &env, NULL, passed)) return 1;
+    char budget_label[64]; /* a quick run never carries the plain budget label */
+    snprintf(budget_label, sizeof budget_label, "%s%s", budget_s,
+             any_nonstandard(res[0], n) ? " (non-standard sizes)" : "");
+    if (write_reports(json_path, md_path, res, n_seeds, n, seed_list, budget_label, secs, &env, NULL, passed)) return 1;
     return passed ? 0 : 1;
 }

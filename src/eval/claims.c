@@ -9,6 +9,7 @@
  * Library code: never prints; progress through opts->progress. */
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -696,22 +697,90 @@ const char *hydra_claim_status_str(hydra_claim_status s) {
 }
 
 hydra_claims_opts hydra_claims_opts_default(hydra_claims_budget budget, uint64_t seed) {
+    const int paper = budget == HYDRA_BUDGET_PAPER;
     hydra_claims_opts o;
     memset(&o, 0, sizeof o);
     o.budget = budget;
     o.seed = seed;
     o.tmp_dir = "/tmp";
+    o.lengen_steps = paper ? 1200 : 400;
+    o.lengen_lr = 1e-2f;
+    o.lengen_eval_len = 32768;
+    o.lengen_streams = paper ? 16 : 8;
+    o.lengen_baseline = 1;
+    o.muon_steps = 400;
+    o.spec_train_steps = 150;
     o.stream_tokens = 1048576;
     o.stream_chunk = 512;
-    o.stream_win = budget == HYDRA_BUDGET_PAPER ? 128 : 64;
+    o.stream_win = paper ? 128 : 64;
     o.spec_vocab = 8;
     o.spec_tokens = 5;
     o.spec_variant = HYDRA_SPEC_EXACT_CORRECT;
     o.vec_facts = 1000;
     o.vec_dim = 1024;
     o.vec_heads = 4;
-    o.factbank_trials = budget == HYDRA_BUDGET_PAPER ? 64 : 16;
+    o.factbank_trials = paper ? 64 : 16;
     return o;
+}
+
+/* ------------------------------------------- standard vs quick sizes
+ * Every size knob of hydra_claims_opts, with the claims it changes. A knob
+ * left 0 (int/float) or NULL takes the budget's standard value; any other
+ * value that differs from it makes the run non-standard: the result is
+ * labelled (hydra_claim_result.nonstandard) and is not the claim. */
+typedef enum { KNOB_INT, KNOB_I64, KNOB_FLOAT, KNOB_PTR } knob_type;
+static const struct {
+    const char *name;
+    size_t off;
+    knob_type type;
+    unsigned claims; /* bit c-1 for claim c */
+} k_knobs[] = {
+#define KNOB(f, t, c) {#f, offsetof(hydra_claims_opts, f), t, c}
+    KNOB(lengen_steps, KNOB_INT, 1u << 0),     KNOB(lengen_lr, KNOB_FLOAT, 1u << 0),
+    KNOB(lengen_eval_len, KNOB_INT, 1u << 0),  KNOB(lengen_streams, KNOB_INT, 1u << 0),
+    KNOB(lengen_baseline, KNOB_INT, 1u << 0),  KNOB(mqar_steps, KNOB_INT, 1u << 1 | 1u << 5),
+    KNOB(stream_tokens, KNOB_I64, 1u << 2),    KNOB(stream_chunk, KNOB_INT, 1u << 2),
+    KNOB(stream_win, KNOB_INT, 1u << 2),       KNOB(spec_vocab, KNOB_INT, 1u << 3),
+    KNOB(spec_tokens, KNOB_INT, 1u << 3),      KNOB(spec_variant, KNOB_INT, 1u << 3),
+    KNOB(muon_steps, KNOB_INT, 1u << 4),       KNOB(vec_facts, KNOB_INT, 1u << 5),
+    KNOB(vec_dim, KNOB_INT, 1u << 5),          KNOB(vec_heads, KNOB_INT, 1u << 5),
+    KNOB(factbank_model, KNOB_PTR, 1u << 5),   KNOB(factbank_pairs, KNOB_INT, 1u << 5),
+    KNOB(factbank_trials, KNOB_INT, 1u << 5),  KNOB(spec_train_steps, KNOB_INT, 1u << 6),
+#undef KNOB
+};
+
+/* The knob's value as a double (pointers: 0 or 1). */
+static double knob_get(const hydra_claims_opts *o, int k) {
+    const char *p = (const char *)o + k_knobs[k].off;
+    switch (k_knobs[k].type) {
+    case KNOB_INT: return *(const int *)p;
+    case KNOB_I64: return (double)*(const int64_t *)p;
+    case KNOB_FLOAT: return *(const float *)p;
+    case KNOB_PTR: return *(const void *const *)p != NULL;
+    }
+    return 0;
+}
+
+/* eff = o with every unset (0 / NULL) knob at the budget's standard value;
+ * lists in `why` the knobs of claim `claim` (1-based) that differ from it. */
+static void effective_opts(const hydra_claims_opts *o, int claim, hydra_claims_opts *eff, char *why, size_t n) {
+    const hydra_claims_opts std = hydra_claims_opts_default(o->budget, o->seed);
+    *eff = *o;
+    if (n) why[0] = 0;
+    for (int k = 0; k < (int)(sizeof k_knobs / sizeof k_knobs[0]); k++) {
+        double v = knob_get(o, k), d = knob_get(&std, k);
+        if (v == 0 && k_knobs[k].type != KNOB_PTR) {
+            memcpy((char *)eff + k_knobs[k].off, (const char *)&std + k_knobs[k].off,
+                   k_knobs[k].type == KNOB_I64 ? sizeof(int64_t) : sizeof(int));
+            continue;
+        }
+        if (v == d || !(k_knobs[k].claims & (1u << (claim - 1)))) continue;
+        size_t l = strlen(why);
+        if (k_knobs[k].type == KNOB_PTR)
+            snprintf(why + l, n - l, "%s%s given", l ? ", " : "", k_knobs[k].name);
+        else
+            snprintf(why + l, n - l, "%s%s=%g (standard %g)", l ? ", " : "", k_knobs[k].name, v, d);
+    }
 }
 
 static int in_batch; /* inside hydra_claims_run: models cached by one claim serve the next */
@@ -725,9 +794,12 @@ hydra_status hydra_claim_run(int i, const hydra_claims_opts *o, hydra_claim_resu
     out->name = k_claims[i].name;
     out->description = k_claims[i].description;
     snprintf(out->summary, sizeof out->summary, "the claim returned without deciding a status");
-    hydra_claims_progress(o, out->name, "start");
+    hydra_claims_opts eff;
+    effective_opts(o, i + 1, &eff, out->nonstandard, sizeof out->nonstandard);
+    hydra_claims_progress(o, out->name, "start%s%s", out->nonstandard[0] ? ", NON-STANDARD sizes: " : "",
+                          out->nonstandard);
     double t0 = hydra_now_seconds();
-    k_claims[i].run(o, out);
+    k_claims[i].run(&eff, out);
     if (!in_batch) hydra_claims_mqar_model_release(); /* a model cached for later claims of a batch */
     out->seconds = hydra_now_seconds() - t0;
     hydra_claims_progress(o, out->name, "%s (%.1f s)", hydra_claim_status_str(out->status), out->seconds);
