@@ -372,6 +372,38 @@ static void test_cli_merge(void **st) {
     assert_non_null(root);
     assert_int_equal(json_array_size(json_object_get(json_array_get(json_object_get(root, "runs"), 1), "claims")), 1);
     json_decref(root);
+    /* finding 9: a stored status is re-decided from its thresholds; results of
+     * another commit, or of no recorded commit, are refused */
+    char t[256];
+    snprintf(t, sizeof t, "%s", tmp_path("merge_t.json"));
+    json_t *ja = json_load_file(a, 0, &err);
+    assert_non_null(ja);
+    assert_true(strlen(json_string_value(json_object_get(ja, "commit"))) >= 7);
+    json_t *c4a = json_array_get(json_object_get(ja, "claims"), 0);
+    json_object_set_new(json_object_get(c4a, "measured"), "max_tvd", json_real(0.5)); /* a broken law ... */
+    json_object_set_new(c4a, "status", json_string("PASS"));                           /* ... stored as PASS */
+    assert_int_equal(json_dump_file(ja, t, 0), 0);
+    snprintf(cmd, sizeof cmd, "%s/hydra claims --merge %s,%s --json %s 2>/dev/null >/dev/null", bin, t, b, all);
+    rc = system(cmd);
+    assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 1);
+    root = json_load_file(all, 0, &err);
+    assert_non_null(root);
+    json_t *m5 = json_array_get(json_object_get(json_array_get(json_object_get(root, "runs"), 0), "claims"), 0);
+    assert_string_equal(json_string_value(json_object_get(m5, "status")), "FAIL");
+    assert_non_null(strstr(json_string_value(json_object_get(m5, "summary")), "max_tvd"));
+    json_decref(root);
+    json_object_set_new(ja, "commit", json_string("0123456789abcdef0123456789abcdef01234567"));
+    assert_int_equal(json_dump_file(ja, t, 0), 0);
+    snprintf(cmd, sizeof cmd, "%s/hydra claims --merge %s,%s 2>/dev/null >/dev/null", bin, t, b);
+    rc = system(cmd);
+    assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 2); /* mixed commits */
+    json_object_del(ja, "commit");
+    assert_int_equal(json_dump_file(ja, t, 0), 0);
+    snprintf(cmd, sizeof cmd, "%s/hydra claims --merge %s,%s 2>/dev/null >/dev/null", bin, t, b);
+    rc = system(cmd);
+    assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 2); /* no commit recorded */
+    json_decref(ja);
+    remove(t);
     snprintf(cmd, sizeof cmd, "%s/hydra claims --merge %s:claim_9 2>/dev/null >/dev/null", bin, a);
     rc = system(cmd);
     assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 2);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "hydra_commit.h" /* HYDRA_SOURCE_COMMIT, generated at build time (cmake/source_commit.cmake) */
 #include "hydralm_claims.h"
 
 extern char **environ;
@@ -93,8 +94,8 @@ static char *cpu_model(char *buf, size_t n) {
 /* Where a run was measured: written into the JSON and the markdown header;
  * --merge takes it from the first file read. */
 typedef struct {
-    char cpu[256], blas[128], kernel[400], date[64];
-    int threads;
+    char cpu[256], blas[128], kernel[400], date[64], commit[64];
+    int threads; /* the library's thread count during the run */
     long online_cpus;
 } run_env;
 
@@ -104,6 +105,7 @@ static void env_here(run_env *e) {
     snprintf(e->blas, sizeof e->blas, "%s", hydra_blas_info());
     struct utsname u;
     if (!uname(&u)) snprintf(e->kernel, sizeof e->kernel, "%s %s %s", u.sysname, u.release, u.machine);
+    snprintf(e->commit, sizeof e->commit, "%s", HYDRA_SOURCE_COMMIT);
     e->threads = hydra_get_num_threads();
     e->online_cpus = sysconf(_SC_NPROCESSORS_ONLN);
     time_t now = time(NULL);
@@ -164,6 +166,7 @@ static int write_json(const char *path, hydra_claim_result (*r)[HYDRA_CLAIMS_MAX
                       const uint64_t *seeds, const char *budget, const double *secs, const run_env *e, int passed) {
     json_t *root = json_object(), *env = json_object();
     json_object_set_new(env, "hydra_version", json_string(HYDRA_VERSION_STRING));
+    json_object_set_new(env, "commit", json_string(e->commit));
     json_object_set_new(env, "blas", json_string(e->blas));
     json_object_set_new(env, "threads", json_integer(e->threads));
     json_object_set_new(env, "cpu_model", json_string(e->cpu));
@@ -171,6 +174,7 @@ static int write_json(const char *path, hydra_claim_result (*r)[HYDRA_CLAIMS_MAX
     if (e->kernel[0]) json_object_set_new(env, "kernel", json_string(e->kernel));
     json_object_set_new(env, "date", json_string(e->date));
     json_object_set_new(root, "budget", json_string(budget));
+    json_object_set_new(root, "commit", json_string(e->commit));
     json_object_set_new(root, "passed", json_boolean(passed));
     json_object_set_new(root, "environment", env);
     if (n_seeds == 1) {
@@ -191,7 +195,7 @@ static int write_json(const char *path, hydra_claim_result (*r)[HYDRA_CLAIMS_MAX
         json_object_set_new(root, "seeds", sa);
         json_object_set_new(root, "runs", runs);
     }
-    int rc = json_dump_file(root, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
+    int rc = json_dump_file(root, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17) /* exact round trip: --merge re-decides */);
     json_decref(root);
     return rc;
 }
@@ -243,9 +247,9 @@ static int write_md(const char *path, hydra_claim_result (*r)[HYDRA_CLAIMS_MAX],
         total += secs[k];
     }
     fprintf(f, "# HydraLM-C claims gate results\n\n");
-    fprintf(f, "`hydra claims` — hydra %s, budget `%s`, seed%s %s, %s, %d threads, %s; %s. Total %.1f s",
-            HYDRA_VERSION_STRING, budget, n_seeds > 1 ? "s" : "", seedlist, e->cpu, e->threads, e->blas, e->date,
-            total);
+    fprintf(f, "`hydra claims` — hydra %s, commit `%s`, budget `%s`, seed%s %s, %s, %d threads, %s; %s. Total %.1f s",
+            HYDRA_VERSION_STRING, e->commit, budget, n_seeds > 1 ? "s" : "", seedlist, e->cpu, e->threads, e->blas,
+            e->date, total);
     if (n_seeds > 1) fprintf(f, " (%.1f s per seed on average)", total / n_seeds);
     fprintf(f, ".\n\n");
     if (provenance) fprintf(f, "%s\n\n", provenance);
@@ -382,7 +386,7 @@ typedef struct {
     unsigned char have[MERGE_MAX_SEEDS][HYDRA_CLAIMS_MAX];
     uint64_t seeds[MERGE_MAX_SEEDS];
     int n_seeds;
-    char budget[64];
+    char budget[64], commit[64];
     run_env env;
     int have_env;
     char provenance[4096]; /* where each file's runs were measured */
@@ -442,6 +446,11 @@ static int merge_claim(merge_set *m, const char *file, json_t *c, uint64_t seed)
     r->seconds = json_number_value(json_object_get(c, "runtime_seconds"));
     copy_values(json_object_get(c, "thresholds"), r->thresholds, &r->n_thresholds, 1);
     copy_values(json_object_get(c, "measured"), r->values, &r->n_values, 0);
+    /* never trust a stored status: re-decide it from the thresholds and values */
+    const char *stored = hydra_claim_status_str(r->status);
+    if (hydra_claim_recheck(r))
+        fprintf(stderr, "hydra claims --merge: %s: %s seed %llu: stored status %s, its thresholds say %s (%s)\n", file,
+                name, (unsigned long long)seed, stored, hydra_claim_status_str(r->status), r->summary);
     const char *key;
     json_t *pts;
     json_object_foreach(json_object_get(c, "curves"), key, pts) {
@@ -499,6 +508,18 @@ static int merge_file(merge_set *m, const char *spec) {
         fprintf(stderr, "hydra claims --merge: %s has budget '%s', earlier files '%s'\n", path, budget, m->budget);
         rc = -1;
     }
+    /* one code version: every file must record the same commit */
+    const char *commit = jstr(root, "commit");
+    if (!rc && (!commit[0] || !strcmp(commit, "unknown"))) {
+        fprintf(stderr, "hydra claims --merge: %s records no commit: which code measured it is unknown\n", path);
+        rc = -1;
+    } else if (!rc && !m->commit[0]) {
+        snprintf(m->commit, sizeof m->commit, "%s", commit);
+    } else if (!rc && strcmp(m->commit, commit)) {
+        fprintf(stderr, "hydra claims --merge: %s was measured by commit %s, earlier files by %s: re-run from one commit\n",
+                path, commit, m->commit);
+        rc = -1;
+    }
     json_t *env = json_object_get(root, "environment");
     if (!rc && !m->have_env && env) {
         run_env *e = &m->env;
@@ -506,6 +527,7 @@ static int merge_file(merge_set *m, const char *spec) {
         snprintf(e->blas, sizeof e->blas, "%s", jstr(env, "blas"));
         snprintf(e->kernel, sizeof e->kernel, "%s", jstr(env, "kernel"));
         snprintf(e->date, sizeof e->date, "%s", jstr(env, "date"));
+        snprintf(e->commit, sizeof e->commit, "%s", commit);
         e->threads = (int)json_integer_value(json_object_get(env, "threads"));
         e->online_cpus = (long)json_integer_value(json_object_get(env, "online_cpus"));
         m->have_env = 1;
