@@ -147,11 +147,11 @@ typedef struct {
     /* claim 5 */
     int muon_steps;          /* steps per run */
     /* claim 7 */
-    int spec_train_steps;    /* training steps of the target and of the draft (default 250) */
+    int spec_train_steps;    /* training steps of the target and of the draft (default 150) */
     /* claim 3 */
     int64_t stream_tokens;   /* default 1,048,576 */
     int stream_chunk;        /* default 512 */
-    int stream_win;          /* chunks per timing window (default 32 ci, 64 paper) */
+    int stream_win;          /* chunks per timing window (default 64 ci, 128 paper) */
     /* claim 4 */
     int spec_vocab;          /* default 8 */
     int spec_tokens;         /* sequence length n (default 5) */

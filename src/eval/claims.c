@@ -4,7 +4,7 @@
  *   claim_3_constant_state      streaming 1M tokens at constant state / RSS / latency
  *   claim_4_spec_decoding_exact exact TVD of speculative decoding by enumeration
  *   claim_6_factbank_recall     vector memory and model-level bank recall through a file
- *   claims 1, 2, 5, 7           registered, not implemented (training recipes pending)
+ *   claims 1, 2, 5, 7           the claims that train models: claims_train.c
  *
  * Library code: never prints; progress through opts->progress. */
 #include <math.h>
