@@ -27,7 +27,8 @@ extern "C" {
  * tokens, computes exactly (no sampling) the probability of each of the V^n
  * output sequences under (a) plain sampling from the target and (b) the
  * speculative-decoding algorithm of hydralm_spec.h with k draft tokens per
- * round (accept min(1, p/q), residual norm(max(0, p - q)), bonus token from p),
+ * round (accept min(1, p/q), residual norm(max(0, p - q)), bonus token from p:
+ * the sampler's own accept / residual functions, src/infer/spec.c),
  * and reports their total variation distance. The forwards for every context
  * of length 0..n-1 are run once at create; each eval only redoes the cheap
  * probability algebra. Feasible for small V^n (<= 2^22 sequences). */
@@ -54,6 +55,9 @@ void hydra_spec_exact_free(hydra_spec_exact *e);
  * draft tokens per round (1..HYDRA_SPEC_MAX_K = 16). */
 hydra_status hydra_spec_exact_eval(hydra_spec_exact *e, const hydra_sample_opts *sample, int k,
                                    hydra_spec_exact_variant variant, hydra_spec_exact_result *out);
+/* The exact law of plain target sampling from the last eval: [V^n], sequence
+ * s_1..s_n at index sum_t s_t V^(n-t). Valid until the next eval or free. */
+const double *hydra_spec_exact_target_law(const hydra_spec_exact *e);
 /* The same with adaptive rounds (hydra_spec_opts.min_draft_prob). */
 hydra_status hydra_spec_exact_eval_adaptive(hydra_spec_exact *e, const hydra_sample_opts *sample, int k,
                                             float min_draft_prob, hydra_spec_exact_variant variant,

@@ -134,12 +134,18 @@ static void test_spec_exact_claim(void **st) {
     assert_true(r.n_thresholds >= 3 && r.seconds >= 0);
     assert_true(isnan(hydra_claim_value_get(&r, "no_such_value")));
     assert_non_null(strstr(r.nonstandard, "spec_vocab=4 (standard 8)")); /* tiny sizes are labelled */
+    /* finding 3: the shipped sampler itself, at temperature 1, agrees with the
+     * exact law, and the planted bug in it is detected */
+    assert_true(hydra_claim_value_get(&r, "sampled_sequences") >= 2000);
+    assert_true(hydra_claim_value_get(&r, "sampled_chi2_p") >= 1e-3);
+    assert_true(hydra_claim_value_get(&r, "planted_bug_chi2_p") < 1e-3);
     /* A deliberately wrong algorithm (rejections resampled from p) must fail the claim. */
     o.spec_variant = HYDRA_SPEC_EXACT_BROKEN_RESIDUAL;
     HY_OK(hydra_claim_run(hydra_claim_find("claim_4"), &o, &r));
     assert_int_equal(r.status, HYDRA_CLAIM_FAIL);
     assert_true(hydra_claim_value_get(&r, "max_tvd") > 1e-3);
     assert_non_null(strstr(r.summary, "max_tvd"));
+    assert_true(hydra_claim_value_get(&r, "sampled_chi2_p") < 1e-3); /* the hook broke hydra_spec_generate too */
 }
 
 static void test_constant_state_short(void **st) {
@@ -281,7 +287,7 @@ static void test_cli_json(void **st) {
     json_decref(root);
     remove(json), remove(out);
     /* several seeds: one run object per seed, per-seed statuses in the report */
-    snprintf(cmd, sizeof cmd, "%s/hydra claims --claim claim_4 --spec-vocab 6 --spec-tokens 3 --seeds 5-6 --quiet --threads 1 --json %s --md %s > %s",
+    snprintf(cmd, sizeof cmd, "%s/hydra claims --claim claim_4 --spec-vocab 6 --spec-tokens 2 --seeds 5-6 --quiet --threads 1 --json %s --md %s > %s",
              bin, json, md, out);
     rc = system(cmd);
     assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) <= 1);
@@ -320,7 +326,7 @@ static void test_cli_merge(void **st) {
     snprintf(c, sizeof c, "%s", tmp_path("merge_c.json"));
     snprintf(all, sizeof all, "%s", tmp_path("merge_all.json"));
     snprintf(md, sizeof md, "%s", tmp_path("merge.md"));
-    const char *q = "--spec-vocab 6 --spec-tokens 3 --quiet --threads 1 > /dev/null";
+    const char *q = "--spec-vocab 6 --spec-tokens 2 --quiet --threads 1 > /dev/null";
     snprintf(cmd, sizeof cmd,
              "%s/hydra claims --claim claim_4 --seed 5 --json %s %s; %s/hydra claims --claim claim_4 --seed 6 --json %s %s; "
              "%s/hydra claims --claim claim_2 --mqar-steps 2 --seeds 5-6 --json %s %s",

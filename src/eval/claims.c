@@ -20,6 +20,7 @@
 #include "hydralm_factbank.h"
 #include "hydralm_spec.h"
 #include "hydralm_stream.h"
+#include "infer/spec_internal.h"
 
 /* ------------------------------------------------------------ helpers */
 
@@ -334,6 +335,62 @@ static hydra_model *spec_model(int V, uint64_t seed, float noise, hydra_status *
     return m;
 }
 
+/* Pearson chi-square of counts[n] (N samples) against the law prob[n]: cells
+ * expected below 5 are pooled into one; the upper tail p-value by the
+ * Wilson-Hilferty normal approximation. *tvd = the empirical TVD. */
+static double chi2_pvalue(const double *counts, const double *prob, size_t n, double N, double *tvd) {
+    double x2 = 0, pool_e = 0, pool_o = 0, d = 0;
+    int cells = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = prob[i] * N;
+        d += fabs(counts[i] / N - prob[i]);
+        if (e < 5) {
+            pool_e += e, pool_o += counts[i];
+            continue;
+        }
+        x2 += (counts[i] - e) * (counts[i] - e) / e, cells++;
+    }
+    if (pool_e > 0) x2 += (pool_o - pool_e) * (pool_o - pool_e) / pool_e, cells++;
+    *tvd = 0.5 * d;
+    double k = cells - 1;
+    if (k < 1) return NAN;
+    double z = (cbrt(x2 / k) - (1 - 2 / (9 * k))) / sqrt(2 / (9 * k));
+    return 0.5 * erfc(z / sqrt(2.0));
+}
+
+/* The shipped sampler itself: N sequences of m tokens from hydra_spec_generate
+ * (seeds seed..seed+N-1) tested against the exact target law law_m[V^m];
+ * broken = 1 plants the resample-from-p bug in the sampler (the control that
+ * shows the test can fail). */
+static hydra_status sampled_check(const hydra_model *tm, const hydra_model *dm, const int32_t *prompt, size_t n_prompt,
+                                  const hydra_sample_opts *so, int k, int m, const double *law_m, int N, uint64_t seed,
+                                  int broken, double *pvalue, double *tvd) {
+    const int V = hydra_model_config(tm)->vocab_size;
+    size_t cells = 1;
+    for (int i = 0; i < m; i++) cells *= (size_t)V;
+    double *cnt = calloc(cells, sizeof *cnt);
+    if (!cnt) return hydra_set_error(HYDRA_ERR_NOMEM, "out of memory");
+    hydra_spec_opts o = hydra_spec_opts_default();
+    o.k = k;
+    o.sample = *so;
+    o.max_new_tokens = m;
+    hydra_status st = HYDRA_OK;
+    hydra_spec_fault_residual = broken;
+    for (int i = 0; i < N && !st; i++) {
+        int32_t out[8];
+        size_t n_out = 0, idx = 0;
+        o.seed = seed + (uint64_t)i;
+        if ((st = hydra_spec_generate(tm, dm, prompt, n_prompt, &o, out, 8, &n_out, NULL))) break;
+        if (n_out != (size_t)m) st = hydra_set_error(HYDRA_ERR_MISMATCH, "spec_generate returned %zu of %d tokens", n_out, m);
+        for (int t = 0; t < m; t++) idx = idx * (size_t)V + (size_t)out[t];
+        cnt[idx] += 1;
+    }
+    hydra_spec_fault_residual = 0;
+    if (!st) *pvalue = chi2_pvalue(cnt, law_m, cells, N, tvd);
+    free(cnt);
+    return st;
+}
+
 static void claim_spec_exact(const hydra_claims_opts *o, hydra_claim_result *r) {
     const int V = o->spec_vocab, n = o->spec_tokens;
     hydra_status st = HYDRA_OK;
@@ -398,6 +455,34 @@ static void claim_spec_exact(const hydra_claims_opts *o, hydra_claim_result *r) 
     }
     int mismatch = na != nb;
     for (size_t i = 0; i < na && i < nb; i++) mismatch += a[i] != b[i];
+    /* The shipped sampler at temperature 1, k = 2: m-token sequences from
+     * hydra_spec_generate against the exact target law (the enumeration's,
+     * marginalised to the first m tokens); then the same with the planted bug. */
+    const int m = n < 3 ? n : 3;
+    size_t cells = 1, tail = 1;
+    for (int i = 0; i < m; i++) cells *= (size_t)V;
+    for (int i = m; i < n; i++) tail *= (size_t)V;
+    /* ~40 samples per cell: 20,000 sequences at the standard V = 8 */
+    const int N_samp = cells * 40 < 2000 ? 2000 : cells * 40 > 20000 ? 20000 : (int)cells * 40;
+    double *law_m = calloc(cells, sizeof *law_m), p_ok = NAN, p_bug = NAN, tvd_ok = NAN, tvd_bug = NAN;
+    hydra_spec_exact_result el;
+    if (!law_m) st = hydra_set_error(HYDRA_ERR_NOMEM, "out of memory");
+    if (!st) st = hydra_spec_exact_eval(ex, &s[0], 2, HYDRA_SPEC_EXACT_CORRECT, &el);
+    if (!st) {
+        const double *law = hydra_spec_exact_target_law(ex);
+        for (size_t i = 0; i < el.n_sequences; i++) law_m[i / tail] += law[i];
+        hydra_claims_progress(o, r->name, "sampling %d x %d tokens from hydra_spec_generate (and with a planted bug)",
+                              N_samp, m);
+        st = sampled_check(tm, dm, prompt, 3, &s[0], 2, m, law_m, N_samp, o->seed * 1000003 + 1,
+                           o->spec_variant == HYDRA_SPEC_EXACT_BROKEN_RESIDUAL, &p_ok, &tvd_ok);
+    }
+    if (!st)
+        st = sampled_check(tm, dm, prompt, 3, &s[0], 2, m, law_m, N_samp, o->seed * 1000003 + 1, 1, &p_bug, &tvd_bug);
+    free(law_m);
+    if (st) {
+        hydra_claims_set_error(r, "sampling hydra_spec_generate", st);
+        goto done;
+    }
     size_t N = 1;
     for (int i = 0; i < n; i++) N *= (size_t)V;
     hydra_claims_add_value(r, "vocab", V);
@@ -409,13 +494,23 @@ static void claim_spec_exact(const hydra_claims_opts *o, hydra_claim_result *r) 
     hydra_claims_add_value(r, "min_tvd_draft_vs_target", min_draft);
     hydra_claims_add_value(r, "min_tvd_broken_residual", min_broken);
     hydra_claims_add_value(r, "greedy_mismatches", mismatch);
+    hydra_claims_add_value(r, "sampled_sequences", N_samp);
+    hydra_claims_add_value(r, "sampled_tokens", m);
+    hydra_claims_add_value(r, "sampled_chi2_p", p_ok);
+    hydra_claims_add_value(r, "sampled_tvd", tvd_ok);
+    hydra_claims_add_value(r, "planted_bug_chi2_p", p_bug);
+    hydra_claims_add_value(r, "planted_bug_tvd", tvd_bug);
     hydra_claims_add_threshold(r, "max_tvd", "<", 1e-4);
     hydra_claims_add_threshold(r, "max_mass_error", "<", 1e-6);
     hydra_claims_add_threshold(r, "min_tvd_draft_vs_target", ">", 0.05);
     hydra_claims_add_threshold(r, "min_tvd_broken_residual", ">", 1e-3);
     hydra_claims_add_threshold(r, "greedy_mismatches", "==", 0);
+    /* the sampler agrees with the exact law; the planted bug is detected (power) */
+    hydra_claims_add_threshold(r, "sampled_chi2_p", ">=", 1e-3);
+    hydra_claims_add_threshold(r, "planted_bug_chi2_p", "<", 1e-3);
     char pass[160];
-    snprintf(pass, sizeof pass, "tvd<1e-4 (max %.1e over %d^%d seqs x %d settings)", max_tvd, V, n, evals);
+    snprintf(pass, sizeof pass, "tvd<1e-4 (max %.1e over %d^%d seqs x %d settings); sampler chi2 p=%.2f over %d seqs, planted bug p=%.0e",
+             max_tvd, V, n, evals, p_ok, N_samp, p_bug);
     hydra_claims_decide(r, pass);
 done:
     hydra_spec_exact_free(ex);
