@@ -156,6 +156,8 @@ typedef struct {
     int64_t stream_tokens;   /* default 1,048,576 */
     int stream_chunk;        /* default 512 */
     int stream_win;          /* chunks per timing window (default 64 ci, 128 paper) */
+    int64_t stream_test_leak; /* test hook: bytes allocated, touched and kept per chunk after the
+                                 warm-up (a planted leak the memory threshold must catch); 0 */
     /* claim 4 */
     int spec_vocab;          /* default 8 */
     int spec_tokens;         /* sequence length n (default 5) */

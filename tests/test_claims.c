@@ -165,6 +165,22 @@ static void test_constant_state_short(void **st) {
     assert_true(hydra_claim_value_get(&r, "state_bytes_end") == fresh);
     double ratio = hydra_claim_value_get(&r, "latency_ratio");
     assert_true(isfinite(ratio) && ratio > 0);
+    assert_int_equal((int)hydra_claim_value_get(&r, "peak_rss_reset"), 1);
+    /* finding 5: a planted leak fails the memory threshold even when an earlier
+     * allocation (like the claims that train models before claim 3) has set the
+     * process's peak far higher; with the old "VmHWM end - VmHWM warm" it passed */
+    size_t big = (size_t)64 << 20;
+    char *spike = malloc(big);
+    assert_non_null(spike);
+    memset(spike, 1, big);
+    free(spike);
+    o.stream_test_leak = 256 << 10; /* x 32 chunks after the warm-up: 8 MiB */
+    HY_OK(hydra_claim_run(hydra_claim_find("claim_3"), &o, &r));
+    assert_int_equal(r.status, HYDRA_CLAIM_FAIL);
+    assert_non_null(strstr(r.summary, "memory_growth_kib"));
+    assert_true(hydra_claim_value_get(&r, "memory_growth_kib") > 4096);
+    assert_non_null(strstr(r.nonstandard, "stream_test_leak"));
+    o.stream_test_leak = 0;
     /* bad options are an error result, not a crash */
     o.stream_tokens = 1000;
     HY_OK(hydra_claim_run(hydra_claim_find("claim_3"), &o, &r));
