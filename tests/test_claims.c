@@ -217,6 +217,19 @@ static void test_factbank_vector(void **st) {
     assert_int_equal(r.status, HYDRA_CLAIM_FAIL);
     assert_true(hydra_claim_value_get(&r, "model_acc_in_context") < 0.5);
     assert_non_null(strstr(r.summary, "model_"));
+    /* finding 7: the thresholded model-level mode is REPLACE (the DeltaNet
+     * state alone) against in-context recall with the pairs beyond the window
+     * (RESTORE is an identity: recorded only); the vector bank runs at 1.5 d */
+    int has_replace = 0, has_restore = 0;
+    for (int i = 0; i < r.n_thresholds; i++) {
+        has_replace |= !strcmp(r.thresholds[i].name, "model_replace_vs_context");
+        has_restore |= !strncmp(r.thresholds[i].name, "model_acc_restore", 17);
+    }
+    assert_true(has_replace && !has_restore);
+    assert_true(hydra_claim_value_get(&r, "model_window") >= 1);
+    assert_true(isfinite(hydra_claim_value_get(&r, "model_acc_replace")));
+    hydra_claims_opts d = hydra_claims_opts_default(HYDRA_BUDGET_CI, 0);
+    assert_int_equal(d.vec_facts * 2, d.vec_dim * 3);
     /* A missing model is an error result. */
     o.factbank_model = "/nonexistent/model.safetensors";
     HY_OK(hydra_claim_run(hydra_claim_find("claim_6"), &o, &r));
