@@ -99,7 +99,7 @@ typedef struct {
     const char *name;        /* "claim_3_constant_state" (static storage) */
     const char *description; /* one sentence: the statement (static storage) */
     hydra_claim_status status;
-    char summary[160];       /* the one-line result, e.g. "1048576 tok stable" or the failure/reason */
+    char summary[256];       /* the one-line result, e.g. "1048576 tok stable" or the failure/reason */
     double seconds;          /* wall time of the measurement */
     hydra_claim_value thresholds[HYDRA_CLAIM_MAX_VALUES];
     int n_thresholds;

@@ -185,13 +185,22 @@ void hydra_claim_length_generalisation(const hydra_claims_opts *o, hydra_claim_r
     hydra_claims_add_threshold(r, "hybrid_ratio", "<=", 1.05);
     /* non-vacuous: at the training length the hybrid must recover at least
      * half of what memory can recover (from memoryless towards ideal) */
-    hydra_claims_add_threshold(r, "hybrid_loss_at_train_len", "<=", 0.5 * (memoryless + ideal));
-    char pass[160];
-    if (n_arms == 2)
-        snprintf(pass, sizeof pass, "%d tok ok (ratio %.3f; full attention %.2f)", N,
-                 hydra_claim_value_get(r, "hybrid_ratio"), hydra_claim_value_get(r, "attention_ratio"));
-    else
-        snprintf(pass, sizeof pass, "%d tok ok (ratio %.3f)", N, hydra_claim_value_get(r, "hybrid_ratio"));
+    const double learned = 0.5 * (memoryless + ideal);
+    hydra_claims_add_threshold(r, "hybrid_loss_at_train_len", "<=", learned);
+    char pass[256], base[96] = "";
+    if (n_arms == 2) {
+        /* the baseline's ratio means something only if it learned the task (same rule as the hybrid) */
+        double la = hydra_claim_value_get(r, "attention_loss_at_train_len");
+        hydra_claims_add_value(r, "attention_learned", la <= learned);
+        if (la <= learned)
+            snprintf(base, sizeof base, "; full attention %.2f", hydra_claim_value_get(r, "attention_ratio"));
+        else
+            snprintf(base, sizeof base, "; full attention did not learn the task (loss %.2f at T, needs <= %.2f)", la,
+                     learned);
+    }
+    snprintf(pass, sizeof pass, "%d tok: ratio %.3f (loss %.3f at T=%d, memoryless %.2f)%s", N,
+             hydra_claim_value_get(r, "hybrid_ratio"), hydra_claim_value_get(r, "hybrid_loss_at_train_len"), T,
+             memoryless, base);
     hydra_claims_decide(r, pass);
 }
 
@@ -373,7 +382,7 @@ hydra_status hydra_claims_mqar_model(const hydra_claims_opts *o, char *path, siz
 void hydra_claim_mqar(const hydra_claims_opts *o, hydra_claim_result *r) {
     mqar_recipe qs[MQAR_MAX_SIZES];
     const int n_sizes = mqar_recipes_for(o, qs);
-    char pass[160] = "", name[64], sfx[16] = "";
+    char pass[256] = "", name[64], sfx[16] = "";
     for (int z = 0; z < n_sizes; z++) {
         const mqar_recipe *q = &qs[z];
         if (n_sizes > 1) snprintf(sfx, sizeof sfx, "_L%d", q->len);
@@ -433,70 +442,103 @@ void hydra_claim_mqar(const hydra_claims_opts *o, hydra_claim_result *r) {
 
 /* ------------------------------------------- claim 5: Muon speedup */
 /* First step at which a validation-loss curve reaches `target` (linear
- * interpolation between evaluation points); the run's length + 1 if never. */
-static double steps_to(const hydra_claim_curve *c, double target, int steps) {
+ * interpolation between evaluation points); NAN if it never does. */
+static double steps_to(const hydra_claim_curve *c, double target) {
     for (int i = 0; i < c->n; i++) {
         if (c->y[i] > target) continue;
         if (i == 0) return c->x[0];
         double f = (c->y[i - 1] - target) / (c->y[i - 1] - c->y[i]);
         return c->x[i - 1] + f * (c->x[i] - c->x[i - 1]);
     }
-    return steps + 1;
+    return NAN;
 }
 
-/* Claim 2's hybrid on claim 2's task, trained with AdamW (lr 1e-2: best of the
- * sweep at init std 0.02; at this init std, 0.05, 3e-3 did as well, bench/LOG.md) and with Muon, same
- * steps, batch, warmup and cosine schedule, per seed. Target: AdamW's final
- * held-out answer loss averaged over seeds; speedup = mean AdamW steps to it
- * / mean Muon steps to it. */
+/* Claim 2's hybrid on claim 2's ci task, trained with AdamW and with Muon
+ * (+ AdamW 1e-2 for the non-matrix parameters), same steps, batch, warmup,
+ * cosine schedule, data and init per seed.
+ * - Target, fixed in advance: held-out answer loss ln(P) / 4 = 0.347 (P = 4
+ *   pairs). Memoryless: ln 32 = 3.47; knowing the context's values but not
+ *   which key has which: ln 4 = 1.39. Every run stops once it reaches it.
+ * - Learning rates: the same sweep for both (AdamW lr 3e-3 / 1e-2 / 3e-2,
+ *   Muon lr 0.01 / 0.02 / 0.04), each optimizer at its best rate (fewest mean
+ *   steps): under the paper budget the sweep runs here on the claim's seeds;
+ *   under ci the middle rates, fixed in advance, run alone.
+ * - Runs that never reach the target count as the run length (a lower bound
+ *   of their steps): the AdamW mean is then a lower bound, so the speedup is
+ *   one only if every Muon run reached the target (thresholded). */
+#define MUON_SEEDS 4
+#define MUON_N_LR 3
 void hydra_claim_muon_speedup(const hydra_claims_opts *o, hydra_claim_result *r) {
     const int paper = o->budget == HYDRA_BUDGET_PAPER;
     mqar_recipe q = {.vocab = 64, .len = 64, .pairs = 4, .window = 16, .batch = 64, .d_model = 64, .head_dim = 32}; /* claim 2's ci task */
-    q.steps = pick(o->muon_steps, 400);
+    q.steps = o->muon_steps;
     q.eval_every = q.steps / 20 > 0 ? q.steps / 20 : 1;
-    const int n_seeds = paper ? 4 : 2;
-    const float adamw_lr = 1e-2f;
-    hydra_claims_add_value(r, "seeds", n_seeds);
+    const double target = log((double)q.pairs) / 4;
+    const float lrs[2][MUON_N_LR] = {{3e-3f, 1e-2f, 3e-2f}, {0.01f, 0.02f, 0.04f}};
+    const char *opt_name[2] = {"adamw", "muon"};
+    const int lr_from = paper ? 0 : 1, lr_to = paper ? MUON_N_LR - 1 : 1;
+    hydra_claims_add_value(r, "seeds", MUON_SEEDS);
     hydra_claims_add_value(r, "steps", q.steps);
-    hydra_claims_add_value(r, "adamw_lr", adamw_lr);
-    hydra_claims_add_value(r, "muon_lr", 0.02);
-    hydra_claim_curve cur[2][4];
-    double target = 0;
-    for (int k = 0; k < 2; k++) {
-        for (int s = 0; s < n_seeds; s++) {
-            hydra_optim_opts p = k ? muon_opts() : hydra_optim_opts_default(HYDRA_OPT_ADAMW);
-            if (!k) p.lr = adamw_lr;
-            cur[k][s].n = 0;
-            char arm[32];
-            snprintf(arm, sizeof arm, "%s seed %d/%d", k ? "Muon" : "AdamW", s + 1, n_seeds);
-            /* the Muon runs stop once they reach the target: only their steps to it count */
-            hydra_status st = mqar_run(o, &q, "DS", q.window, p, o->seed + 100 * (uint64_t)s, r->name, arm, NULL,
-                                       &cur[k][s], k ? target : 0, NULL, NULL);
-            if (st) {
-                hydra_claims_set_error(r, arm, st);
-                return;
-            }
-            if (!k) target += cur[0][s].y[cur[0][s].n - 1] / n_seeds;
-        }
-    }
-    double sa = 0, sm = 0;
-    for (int s = 0; s < n_seeds; s++) {
-        sa += steps_to(&cur[0][s], target, q.steps) / n_seeds;
-        sm += steps_to(&cur[1][s], target, q.steps) / n_seeds;
-    }
     hydra_claims_add_value(r, "target_val_loss", target);
-    hydra_claims_add_value(r, "adamw_steps_to_target", sa);
-    hydra_claims_add_value(r, "muon_steps_to_target", sm);
-    hydra_claims_add_value(r, "speedup", sa / sm);
-    hydra_claims_add_threshold(r, "speedup", ">=", 1.3);
-    for (int k = 0; k < 2 && r->n_curves < HYDRA_CLAIM_MAX_CURVES; k++) {
-        r->curves[r->n_curves] = cur[k][0];
-        snprintf(r->curves[r->n_curves++].name, sizeof r->curves[0].name, "%s_val_loss_vs_step_seed0",
-                 k ? "muon" : "adamw");
+    hydra_claims_add_value(r, "loss_memoryless_ref", log((double)(q.vocab - q.vocab / 2)));
+    hydra_claims_add_value(r, "lrs_swept_per_optimizer", lr_to - lr_from + 1);
+    double best_mean[2] = {INFINITY, INFINITY}, best_lr[2] = {0, 0};
+    int best_reached[2] = {0, 0};
+    hydra_claim_curve cur, best_curve[2];
+    char name[40];
+    for (int k = 0; k < 2; k++) {
+        for (int li = lr_from; li <= lr_to; li++) {
+            double sum = 0;
+            int reached = 0;
+            hydra_claim_curve seed0;
+            for (int s = 0; s < MUON_SEEDS; s++) {
+                hydra_optim_opts p = k ? muon_opts() : hydra_optim_opts_default(HYDRA_OPT_ADAMW);
+                if (k) p.muon_lr = lrs[1][li];
+                else p.lr = lrs[0][li];
+                cur.n = 0;
+                char arm[48];
+                snprintf(arm, sizeof arm, "%s lr %g seed %d/%d", k ? "Muon" : "AdamW", (double)lrs[k][li], s + 1,
+                         MUON_SEEDS);
+                hydra_status st = mqar_run(o, &q, "DS", q.window, p, o->seed + 100 * (uint64_t)s, r->name, arm, NULL,
+                                           &cur, target, NULL, NULL);
+                if (st) {
+                    hydra_claims_set_error(r, arm, st);
+                    return;
+                }
+                double n = steps_to(&cur, target);
+                reached += !isnan(n);
+                sum += isnan(n) ? q.steps : n;
+                if (s == 0) seed0 = cur;
+            }
+            double mean = sum / MUON_SEEDS;
+            snprintf(name, sizeof name, "%s_lr%g_mean_steps", opt_name[k], (double)lrs[k][li]);
+            hydra_claims_add_value(r, name, mean);
+            snprintf(name, sizeof name, "%s_lr%g_reached", opt_name[k], (double)lrs[k][li]);
+            hydra_claims_add_value(r, name, reached);
+            if (mean < best_mean[k])
+                best_mean[k] = mean, best_lr[k] = lrs[k][li], best_reached[k] = reached, best_curve[k] = seed0;
+        }
+        snprintf(name, sizeof name, "%s_lr", opt_name[k]);
+        hydra_claims_add_value(r, name, best_lr[k]);
+        snprintf(name, sizeof name, "%s_steps_to_target", opt_name[k]);
+        hydra_claims_add_value(r, name, best_mean[k]);
+        snprintf(name, sizeof name, "%s_reached", opt_name[k]);
+        hydra_claims_add_value(r, name, best_reached[k]);
     }
-    char pass[160];
-    snprintf(pass, sizeof pass, "speedup=%.2f (steps to MQAR loss %.3f: AdamW %.0f, Muon %.0f; %d seeds)", sa / sm,
-             target, sa, sm, n_seeds);
+    const double speedup = best_mean[0] / best_mean[1];
+    hydra_claims_add_value(r, "speedup", speedup);
+    hydra_claims_add_threshold(r, "speedup", ">=", 1.3);
+    hydra_claims_add_threshold(r, "muon_reached", "==", MUON_SEEDS);
+    for (int k = 0; k < 2 && r->n_curves < HYDRA_CLAIM_MAX_CURVES; k++) {
+        r->curves[r->n_curves] = best_curve[k];
+        snprintf(r->curves[r->n_curves++].name, sizeof r->curves[0].name, "%s_val_loss_vs_step_seed0", opt_name[k]);
+    }
+    char pass[256];
+    snprintf(pass, sizeof pass,
+             "speedup=%.2f on MQAR L=%d/%d pairs (steps to held-out loss %.3f: AdamW lr %g %.0f, %d/%d seeds reached; "
+             "Muon lr %g %.0f, %d/%d; %d lr each); tinyshakespeare d256: 1.14x (docs/optim.md, not measured here)",
+             speedup, q.len, q.pairs, target, best_lr[0], best_mean[0], best_reached[0], MUON_SEEDS, best_lr[1],
+             best_mean[1], best_reached[1], MUON_SEEDS, lr_to - lr_from + 1);
     hydra_claims_decide(r, pass);
 }
 
@@ -571,7 +613,7 @@ void hydra_claim_spec_speedup(const hydra_claims_opts *o, hydra_claim_result *r)
     hydra_claims_add_value(r, "best_speedup_t0", best);
     hydra_claims_add_value(r, "best_k", best_k);
     hydra_claims_add_threshold(r, "best_speedup_t0", ">=", 2.0);
-    char pass[160];
+    char pass[256];
     snprintf(pass, sizeof pass, "%.2fx decode at temperature 0 (k=%d, alpha %.2f, c %.3f)", best, best_k,
              hydra_claim_value_get(r, best_k == 2 ? "t0_k2_alpha" : best_k == 4 ? "t0_k4_alpha" : "t0_k6_alpha"), td / tt);
     hydra_claims_decide(r, pass);
