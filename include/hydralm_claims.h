@@ -152,6 +152,8 @@ typedef struct {
     int muon_steps;          /* steps per run */
     /* claim 7 */
     int spec_train_steps;    /* training steps of the target and of the draft (default 150) */
+    const char *text_path;   /* the text both train on: NULL = "data/tinyshakespeare.txt" (relative to the
+                                working directory: run from the repository root) */
     /* claim 3 */
     int64_t stream_tokens;   /* default 1,048,576 */
     int stream_chunk;        /* default 512 */
@@ -163,7 +165,7 @@ typedef struct {
     int spec_tokens;         /* sequence length n (default 5) */
     hydra_spec_exact_variant spec_variant; /* test hook: BROKEN_RESIDUAL must make claim 4 fail */
     /* claim 6 */
-    int vec_facts;           /* default 1000 */
+    int vec_facts;           /* default 1536 (1.5 vec_dim: the linear memory's measured capacity) */
     int vec_dim;             /* d_key = d_value (default 1024) */
     int vec_heads;           /* default 4 */
     hydra_claims_vecbank_writer_fn vec_writer;

@@ -608,6 +608,8 @@ int cmd_claims(int argc, char **argv) {
                   .summary = "The claims gate: measures each headline claim against its thresholds, prints one\n"
                              "line per claim ([PASS] / [FAIL] / [TODO] / [ERROR]) and a summary, and exits 1\n"
                              "unless every selected claim passes (TODO = not implemented counts as a failure).\n"
+                             "A size option away from the budget's standard value makes a quick run: its lines\n"
+                             "say NON-STANDARD and it is not the claim. The JSON records the commit built from.\n"
                              "No external data. docs/claims.md describes each claim."};
     int spec_vocab = -1, spec_tokens = -1, lengen_steps = 0, lengen_len = 0, lengen_streams = 0, no_baseline = 0;
     float lengen_lr = 0;
@@ -616,7 +618,7 @@ int cmd_claims(int argc, char **argv) {
     uint64_t seed = 0, stream_tokens = 0;
     const char *seeds_s = NULL, *merge = NULL;
     const char *budget_s = "ci", *claim = NULL, *json_path = NULL, *md_path = NULL, *fb_model = NULL,
-               *internal_vec = NULL;
+               *internal_vec = NULL, *text_path = NULL;
     cli_add(&s, "all", OPT_FLAG, &all, "run every registered claim");
     cli_add(&s, "claim", OPT_STR, &claim, "run only these claims (comma-separated; full name or claim_N)");
     cli_add(&s, "seed", OPT_U64, &seed, "seed of every model, fact and stream (default 0)");
@@ -636,10 +638,11 @@ int cmd_claims(int argc, char **argv) {
     cli_add(&s, "no-baseline", OPT_FLAG, &no_baseline, "claim 1: skip the full-attention baseline (quick runs)");
     cli_add(&s, "muon-steps", OPT_INT, &muon_steps, "claim 5: steps per run (default 400)");
     cli_add(&s, "spec-train-steps", OPT_INT, &spec_steps, "claim 7: training steps of target and draft (default 150)");
+    cli_add(&s, "text", OPT_STR, &text_path, "claim 7: the text both models train on (default data/tinyshakespeare.txt)");
     cli_add(&s, "factbank-model", OPT_STR, &fb_model,
             "claim 6: use this MQAR checkpoint (8 pairs, hydra factbank train-mqar) instead of claim 2's hybrid");
     cli_add(&s, "mqar-steps", OPT_INT, &mqar_steps, "claim 2 (and claim 6's model): steps per arm, no curriculum (quick runs; default 400 ci)");
-    cli_add(&s, "vec-facts", OPT_INT, &vec_facts, "claim 6: facts in the vector memory (default 1000)");
+    cli_add(&s, "vec-facts", OPT_INT, &vec_facts, "claim 6: facts in the vector memory (default 1536 = 1.5 d)");
     cli_add(&s, "vec-dim", OPT_INT, &vec_dim, "claim 6: key/value dimension (default 1024)");
     cli_add(&s, "vec-heads", OPT_INT, &vec_heads, "claim 6: heads (default 4)");
     cli_add(&s, "spec-vocab", OPT_INT, &spec_vocab, "claim 4: vocabulary of the enumeration (default 8)");
@@ -704,6 +707,7 @@ int cmd_claims(int argc, char **argv) {
     o.vec_writer = vec_writer;
     o.bank_writer = bank_writer;
     o.factbank_model = fb_model;
+    o.text_path = text_path;
     uint64_t seed_list[64];
     int n_seeds = 0;
     if (seeds_s && parse_seeds(seeds_s, seed_list, 64, &n_seeds)) {

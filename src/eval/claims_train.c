@@ -38,10 +38,10 @@ static hydra_config small_cfg(int vocab, const char *pattern, int window) {
 }
 
 /* Train m on task for `steps` at [B, T] with a fresh optimizer (warmup 10%,
- * cosine to 0.1x). */
+ * cosine to 0.1x); val_loss (optional): the loss on 16 validation batches after. */
 static hydra_status train_phase(hydra_model *m, uint64_t seed, hydra_task task, int B, int T, int steps,
                                 hydra_optimizer_kind kind, float lr, const hydra_claims_opts *o, const char *claim,
-                                const char *arm) {
+                                const char *arm, double *val_loss) {
     hydra_trainer *tr = NULL;
     hydra_train_opts to;
     memset(&to, 0, sizeof to);
@@ -64,6 +64,7 @@ static hydra_status train_phase(hydra_model *m, uint64_t seed, hydra_task task, 
             loss = 0;
         }
     }
+    if (!st && val_loss) st = hydra_trainer_eval(tr, 16, val_loss);
     hydra_trainer_free(tr);
     return st;
 }
@@ -71,10 +72,10 @@ static hydra_status train_phase(hydra_model *m, uint64_t seed, hydra_task task, 
 /* A fresh model from cfg trained on task for `steps` at [B, T]. */
 static hydra_status train_fresh(const hydra_config *cfg, uint64_t seed, hydra_task task, int B, int T, int steps,
                                 hydra_optimizer_kind kind, float lr, const hydra_claims_opts *o, const char *claim,
-                                const char *arm, hydra_model **out) {
+                                const char *arm, double *val_loss, hydra_model **out) {
     hydra_model *m = NULL;
     hydra_status st = hydra_model_create(cfg, seed, &m);
-    if (!st) st = train_phase(m, seed, task, B, T, steps, kind, lr, o, claim, arm);
+    if (!st) st = train_phase(m, seed, task, B, T, steps, kind, lr, o, claim, arm, val_loss);
     if (st) {
         hydra_model_free(m);
         return st;
@@ -161,9 +162,9 @@ void hydra_claim_length_generalisation(const hydra_claims_opts *o, hydra_claim_r
          * tokens per step), the second half at T with a fresh schedule */
         hydra_model *m = NULL;
         hydra_status st = train_fresh(&cfg, o->seed * 1000 + 11, hydra_segstream_task(&task_o), 4 * B, T / 4,
-                                      steps / 2, HYDRA_OPT_MUON, lr, o, r->name, arms[a].arm, &m);
+                                      steps / 2, HYDRA_OPT_MUON, lr, o, r->name, arms[a].arm, NULL, &m);
         if (!st) st = train_phase(m, o->seed * 1000 + 13, hydra_segstream_task(&task_o), B, T, steps - steps / 2,
-                                  HYDRA_OPT_MUON, lr, o, r->name, arms[a].arm);
+                                  HYDRA_OPT_MUON, lr, o, r->name, arms[a].arm, NULL);
         double ls = NAN, ll = NAN;
         if (!st) {
             hydra_claims_progress(o, r->name, "%s: evaluating %d x %d tokens", arms[a].arm, arms[a].n_long, N);
@@ -543,78 +544,105 @@ void hydra_claim_muon_speedup(const hydra_claims_opts *o, hydra_claim_result *r)
 }
 
 /* --------------------------- claim 7: speculative decoding speedup */
-/* A target (d_model 512, 8 layers DDDS, 8 heads x 64, window 64) and a draft
- * (d_model 128, 2 layers DS, 2 heads x 64), both trained with the project's
- * trainer (AdamW, 150 steps of 16 x 128 tokens) on an order-2 Markov source (vocabulary 32, preferred token with
- * probability 0.9), then plain vs speculative greedy decoding of 128 tokens
- * after a 32-token prompt from the source, k in {2, 4, 6}, medians of 3
- * interleaved runs. The source is predictable on purpose: it isolates the
- * cost side of speculative decoding (verify forward, rollback, draft cost)
- * from how well a draft imitates a target on real text; the tinyshakespeare
- * figures of `hydra bench --spec-target/--spec-draft` are the realistic ones
- * (docs/spec-decoding.md). */
+/* A text pair, trained here on the shipped tinyshakespeare (bytes, vocab
+ * 256; the last 10 % is the validation split, never trained on): a target
+ * (d_model 512, 8 layers DDDS, 8 heads x 64, window 64) and a draft (d_model
+ * 128, 2 layers DS, 2 heads x 64), AdamW (target lr 1e-3, draft 3e-3; Muon's
+ * Newton-Schulz on 512-wide matrices costs more than the step at this
+ * batch), `spec_train_steps` steps of 16 x 128 bytes each. Then
+ * hydra_spec_measure_speed_prompts: 4 prompts of 64 bytes from the
+ * validation split, 128 new tokens each, plain and speculative greedy
+ * decoding interleaved, 5 repetitions; thresholded: the median of the
+ * per-repetition paired decode-only ratios at k = 4, fixed in advance (the
+ * best k of the tinyshakespeare bench, docs/spec-decoding.md). alpha is
+ * measured on the same held-out prompts and printed beside it. Temperature
+ * 0.7 at k = 4 is recorded, not thresholded. */
+#define SPEC_CLAIM_K 4
+#define SPEC_PROMPTS 4
+#define SPEC_PROMPT_LEN 64
 void hydra_claim_spec_speedup(const hydra_claims_opts *o, hydra_claim_result *r) {
-    const int V = 32, T = 128, B = 16;
-    const int t_steps = pick(o->spec_train_steps, 150), d_steps = t_steps;
-    hydra_markov_opts mo = {.vocab = V, .p_top = 0.9, .seed = o->seed * 1000 + 71};
-    hydra_markov *mk = NULL;
+    const int V = 256, T = 128, B = 16;
+    const int t_steps = o->spec_train_steps, d_steps = t_steps;
+    const char *path = o->text_path ? o->text_path : "data/tinyshakespeare.txt";
+    hydra_text_data *text = NULL;
     hydra_model *tm = NULL, *dm = NULL;
-    hydra_status st = hydra_markov_create(&mo, &mk);
+    hydra_status st = hydra_text_data_load(path, 0.1, &text);
+    if (st) {
+        hydra_claims_set_error(r, "claim 7 trains on the shipped text (run from the repository root)", st);
+        return;
+    }
     hydra_config tc = small_cfg(V, "DDDS", 64), dc = small_cfg(V, "DS", 64);
     tc.d_model = 512, tc.n_heads = 8, tc.head_dim = 64, tc.n_layers = 8, tc.mlp_multiple = 64;
     dc.d_model = 128, dc.n_heads = 2, dc.head_dim = 64;
-    /* AdamW: Muon's Newton-Schulz on 512-wide matrices costs more than the
-     * step itself at this batch */
-    if (!st) st = train_fresh(&tc, o->seed * 1000 + 72, hydra_markov_task(mk), B, T, t_steps, HYDRA_OPT_ADAMW, 1e-3f, o,
-                              r->name, "target d512x8", &tm);
-    if (!st) st = train_fresh(&dc, o->seed * 1000 + 73, hydra_markov_task(mk), B, T, d_steps, HYDRA_OPT_ADAMW, 3e-3f, o,
-                              r->name, "draft d128x2", &dm);
-    int32_t prompt[32];
+    double tval = NAN, dval = NAN;
+    st = train_fresh(&tc, o->seed * 1000 + 72, hydra_text_data_task(text), B, T, t_steps, HYDRA_OPT_ADAMW, 1e-3f, o,
+                     r->name, "target d512x8", &tval, &tm);
+    if (!st)
+        st = train_fresh(&dc, o->seed * 1000 + 73, hydra_text_data_task(text), B, T, d_steps, HYDRA_OPT_ADAMW, 3e-3f,
+                         o, r->name, "draft d128x2", &dval, &dm);
+    /* held-out prompts: seeded offsets into the validation split */
+    int32_t pbuf[SPEC_PROMPTS][SPEC_PROMPT_LEN];
+    const int32_t *prompts[SPEC_PROMPTS];
+    size_t n_prompts[SPEC_PROMPTS];
+    const size_t n_val = hydra_text_data_size(text, 1);
+    const uint8_t *val = hydra_text_data_bytes(text, 1);
     hydra_rng rng;
     hydra_rng_seed(&rng, o->seed * 1000 + 74);
-    if (!st) st = hydra_markov_generate(mk, &rng, prompt, 32);
+    if (!st && n_val < 4 * SPEC_PROMPT_LEN) st = hydra_set_error(HYDRA_ERR_ARG, "%s: validation split too small", path);
+    for (int p = 0; !st && p < SPEC_PROMPTS; p++) {
+        size_t off = hydra_rng_next(&rng) % (n_val - SPEC_PROMPT_LEN);
+        for (int i = 0; i < SPEC_PROMPT_LEN; i++) pbuf[p][i] = val[off + (size_t)i];
+        prompts[p] = pbuf[p], n_prompts[p] = SPEC_PROMPT_LEN;
+    }
     double tt = NAN, td = NAN;
-    if (!st) st = hydra_spec_step_seconds(tm, prompt, 32, 32, &tt);
-    if (!st) st = hydra_spec_step_seconds(dm, prompt, 32, 32, &td);
+    if (!st) st = hydra_spec_step_seconds(tm, prompts[0], SPEC_PROMPT_LEN, 32, &tt);
+    if (!st) st = hydra_spec_step_seconds(dm, prompts[0], SPEC_PROMPT_LEN, 32, &td);
+    hydra_claims_add_value(r, "text_bytes", (double)(hydra_text_data_size(text, 0) + n_val));
     hydra_claims_add_value(r, "target_params", tm ? (double)hydra_model_n_params(tm) : NAN);
     hydra_claims_add_value(r, "draft_params", dm ? (double)hydra_model_n_params(dm) : NAN);
     hydra_claims_add_value(r, "train_steps", t_steps);
+    hydra_claims_add_value(r, "target_val_loss", tval);
+    hydra_claims_add_value(r, "draft_val_loss", dval);
     hydra_claims_add_value(r, "cost_ratio_c", td / tt);
-    double best = 0;
-    int best_k = 0;
-    const int ks[3] = {2, 4, 6};
-    for (int i = 0; i < 4 && !st; i++) {
+    hydra_claims_add_value(r, "k", SPEC_CLAIM_K);
+    hydra_spec_speed sp[2];
+    for (int i = 0; i < 2 && !st; i++) {
         hydra_spec_opts so = hydra_spec_opts_default();
-        so.k = i < 3 ? ks[i] : 4;
-        so.sample.temperature = i < 3 ? 0.0f : 0.7f;
+        so.k = SPEC_CLAIM_K;
+        so.sample.temperature = i ? 0.7f : 0.0f;
         so.seed = o->seed + 1;
         so.max_new_tokens = 128;
-        hydra_spec_speed sp;
-        hydra_claims_progress(o, r->name, "timing k=%d at temperature %.1f", so.k, (double)so.sample.temperature);
-        if ((st = hydra_spec_measure_speed(tm, dm, prompt, 32, &so, 3, &sp))) break;
-        char name[40];
-        const char *tag = i < 3 ? "t0" : "t07";
-        snprintf(name, sizeof name, "%s_k%d_speedup", tag, so.k);
-        hydra_claims_add_value(r, name, sp.speedup);
-        snprintf(name, sizeof name, "%s_k%d_alpha", tag, so.k);
-        hydra_claims_add_value(r, name, sp.alpha);
-        snprintf(name, sizeof name, "%s_k%d_predicted", tag, so.k);
-        hydra_claims_add_value(r, name, hydra_spec_predicted_speedup(sp.alpha, td / tt, so.k));
-        if (i == 0) hydra_claims_add_value(r, "plain_tokens_per_s", sp.plain_tps);
-        if (i < 3 && sp.speedup > best) best = sp.speedup, best_k = so.k;
+        hydra_claims_progress(o, r->name, "timing k=%d at temperature %.1f on %d held-out prompts", so.k,
+                              (double)so.sample.temperature, SPEC_PROMPTS);
+        st = hydra_spec_measure_speed_prompts(tm, dm, prompts, n_prompts, SPEC_PROMPTS, &so, 5, &sp[i]);
     }
     hydra_model_free(tm);
     hydra_model_free(dm);
-    hydra_markov_free(mk);
+    hydra_text_data_free(text);
     if (st) {
         hydra_claims_set_error(r, "speculative decoding", st);
         return;
     }
-    hydra_claims_add_value(r, "best_speedup_t0", best);
-    hydra_claims_add_value(r, "best_k", best_k);
-    hydra_claims_add_threshold(r, "best_speedup_t0", ">=", 2.0);
+    const char *tag[2] = {"t0", "t07"};
+    char name[40];
+    for (int i = 0; i < 2; i++) {
+        snprintf(name, sizeof name, "%s_decode_speedup", tag[i]);
+        hydra_claims_add_value(r, name, sp[i].decode_speedup);
+        snprintf(name, sizeof name, "%s_decode_speedup_min", tag[i]);
+        hydra_claims_add_value(r, name, sp[i].decode_speedup_min);
+        snprintf(name, sizeof name, "%s_decode_speedup_max", tag[i]);
+        hydra_claims_add_value(r, name, sp[i].decode_speedup_max);
+        snprintf(name, sizeof name, "%s_alpha", tag[i]);
+        hydra_claims_add_value(r, name, sp[i].alpha);
+        snprintf(name, sizeof name, "%s_predicted", tag[i]);
+        hydra_claims_add_value(r, name, hydra_spec_predicted_speedup(sp[i].alpha, td / tt, SPEC_CLAIM_K));
+    }
+    hydra_claims_add_value(r, "plain_decode_tokens_per_s", sp[0].plain_decode_tps);
+    hydra_claims_add_threshold(r, "t0_decode_speedup", ">=", 2.0);
     char pass[256];
-    snprintf(pass, sizeof pass, "%.2fx decode at temperature 0 (k=%d, alpha %.2f, c %.3f)", best, best_k,
-             hydra_claim_value_get(r, best_k == 2 ? "t0_k2_alpha" : best_k == 4 ? "t0_k4_alpha" : "t0_k6_alpha"), td / tt);
+    snprintf(pass, sizeof pass,
+             "%.2fx decode at temperature 0, k=%d fixed (median of 5; alpha %.2f on held-out prompts; c %.3f; "
+             "tinyshakespeare target val loss %.2f, draft %.2f after %d steps)",
+             sp[0].decode_speedup, SPEC_CLAIM_K, sp[0].alpha, td / tt, tval, dval, t_steps);
     hydra_claims_decide(r, pass);
 }
