@@ -108,7 +108,7 @@ void cli_add_config_opts(cli_spec *s, cli_config *c) {
     cli_add(s, "d-model", OPT_INT, &c->d_model, "model width C (default 768)");
     cli_add(s, "n-layers", OPT_INT, &c->n_layers, "number of layers L (default 12)");
     cli_add(s, "n-heads", OPT_INT, &c->n_heads, "heads per layer H (default 12)");
-    cli_add(s, "head-dim", OPT_INT, &c->head_dim, "head dim dk = dv (default 64; 0 = d_model / n_heads)");
+    cli_add(s, "head-dim", OPT_INT, &c->head_dim, "head dim dk = dv (default 64, but d_model / n_heads when --d-model or --n-heads is given; 0 = d_model / n_heads)");
     cli_add(s, "swa-every", OPT_INT, &c->swa_every, "every Nth layer is sliding-window attention (default 4)");
     cli_add(s, "pattern", OPT_STR, &c->pattern, "explicit layer schedule, e.g. DDDS (D DeltaNet, S SWA, A full attention)");
     cli_add(s, "window", OPT_INT, &c->window, "SWA window in tokens (default 512; 0 = unbounded)");

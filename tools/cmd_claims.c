@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "hydra_commit.h" /* HYDRA_SOURCE_COMMIT, generated at build time (cmake/source_commit.cmake) */
 #include "hydralm_claims.h"
 
 extern char **environ;
@@ -93,8 +94,8 @@ static char *cpu_model(char *buf, size_t n) {
 /* Where a run was measured: written into the JSON and the markdown header;
  * --merge takes it from the first file read. */
 typedef struct {
-    char cpu[256], blas[128], kernel[400], date[64];
-    int threads;
+    char cpu[256], blas[128], kernel[400], date[64], commit[64];
+    int threads; /* the library's thread count during the run */
     long online_cpus;
 } run_env;
 
@@ -104,6 +105,7 @@ static void env_here(run_env *e) {
     snprintf(e->blas, sizeof e->blas, "%s", hydra_blas_info());
     struct utsname u;
     if (!uname(&u)) snprintf(e->kernel, sizeof e->kernel, "%s %s %s", u.sysname, u.release, u.machine);
+    snprintf(e->commit, sizeof e->commit, "%s", HYDRA_SOURCE_COMMIT);
     e->threads = hydra_get_num_threads();
     e->online_cpus = sysconf(_SC_NPROCESSORS_ONLN);
     time_t now = time(NULL);
@@ -136,6 +138,8 @@ static json_t *claims_json(const hydra_claim_result *r, int n, uint64_t seed, co
         json_object_set_new(c, "description", json_string(r[i].description));
         json_object_set_new(c, "status", json_string(hydra_claim_status_str(r[i].status)));
         json_object_set_new(c, "summary", json_string(r[i].summary));
+        json_object_set_new(c, "standard_sizes", json_boolean(!r[i].nonstandard[0]));
+        if (r[i].nonstandard[0]) json_object_set_new(c, "nonstandard", json_string(r[i].nonstandard));
         json_object_set_new(c, "seed", json_integer((json_int_t)seed));
         json_object_set_new(c, "budget", json_string(budget));
         json_object_set_new(c, "runtime_seconds", json_real(r[i].seconds));
@@ -162,6 +166,7 @@ static int write_json(const char *path, hydra_claim_result (*r)[HYDRA_CLAIMS_MAX
                       const uint64_t *seeds, const char *budget, const double *secs, const run_env *e, int passed) {
     json_t *root = json_object(), *env = json_object();
     json_object_set_new(env, "hydra_version", json_string(HYDRA_VERSION_STRING));
+    json_object_set_new(env, "commit", json_string(e->commit));
     json_object_set_new(env, "blas", json_string(e->blas));
     json_object_set_new(env, "threads", json_integer(e->threads));
     json_object_set_new(env, "cpu_model", json_string(e->cpu));
@@ -169,6 +174,7 @@ static int write_json(const char *path, hydra_claim_result (*r)[HYDRA_CLAIMS_MAX
     if (e->kernel[0]) json_object_set_new(env, "kernel", json_string(e->kernel));
     json_object_set_new(env, "date", json_string(e->date));
     json_object_set_new(root, "budget", json_string(budget));
+    json_object_set_new(root, "commit", json_string(e->commit));
     json_object_set_new(root, "passed", json_boolean(passed));
     json_object_set_new(root, "environment", env);
     if (n_seeds == 1) {
@@ -189,7 +195,7 @@ static int write_json(const char *path, hydra_claim_result (*r)[HYDRA_CLAIMS_MAX
         json_object_set_new(root, "seeds", sa);
         json_object_set_new(root, "runs", runs);
     }
-    int rc = json_dump_file(root, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
+    int rc = json_dump_file(root, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17) /* exact round trip: --merge re-decides */);
     json_decref(root);
     return rc;
 }
@@ -213,6 +219,19 @@ static void fmt_value(char *buf, size_t cap, double mean, double sd, int n_seeds
     else snprintf(buf, cap, "%.6g", mean);
 }
 
+/* "PASS", or "PASS, NON-STANDARD" for a quick run at other sizes than the budget's. */
+static const char *status_tag(const hydra_claim_result *r, char *buf, size_t n) {
+    snprintf(buf, n, "%s%s", hydra_claim_status_str(r->status), r->nonstandard[0] ? ", NON-STANDARD" : "");
+    return buf;
+}
+
+/* 1 if any result was measured at non-standard sizes. */
+static int any_nonstandard(const hydra_claim_result *res, int n) {
+    for (int i = 0; i < n; i++)
+        if (res[i].nonstandard[0]) return 1;
+    return 0;
+}
+
 /* RESULTS.md: per claim its status on every seed, its thresholds and the
  * mean ± std over seeds of every measured value (one seed: the values). */
 static int write_md(const char *path, hydra_claim_result (*r)[HYDRA_CLAIMS_MAX], int n_seeds, int n,
@@ -228,9 +247,9 @@ static int write_md(const char *path, hydra_claim_result (*r)[HYDRA_CLAIMS_MAX],
         total += secs[k];
     }
     fprintf(f, "# HydraLM-C claims gate results\n\n");
-    fprintf(f, "`hydra claims` — hydra %s, budget `%s`, seed%s %s, %s, %d threads, %s; %s. Total %.1f s",
-            HYDRA_VERSION_STRING, budget, n_seeds > 1 ? "s" : "", seedlist, e->cpu, e->threads, e->blas, e->date,
-            total);
+    fprintf(f, "`hydra claims` — hydra %s, commit `%s`, budget `%s`, seed%s %s, %s, %d threads, %s; %s. Total %.1f s",
+            HYDRA_VERSION_STRING, e->commit, budget, n_seeds > 1 ? "s" : "", seedlist, e->cpu, e->threads, e->blas,
+            e->date, total);
     if (n_seeds > 1) fprintf(f, " (%.1f s per seed on average)", total / n_seeds);
     fprintf(f, ".\n\n");
     if (provenance) fprintf(f, "%s\n\n", provenance);
@@ -239,8 +258,11 @@ static int write_md(const char *path, hydra_claim_result (*r)[HYDRA_CLAIMS_MAX],
     for (int i = 0; i < n; i++) {
         int pass = 0;
         for (int k = 0; k < n_seeds; k++) pass += r[k][i].status == HYDRA_CLAIM_PASS;
-        if (n_seeds > 1) fprintf(f, "| %s | PASS %d/%d | %s | ", r[0][i].name, pass, n_seeds, r[0][i].summary);
-        else fprintf(f, "| %s | %s | %s | ", r[0][i].name, hydra_claim_status_str(r[0][i].status), r[0][i].summary);
+        char tag[48];
+        if (n_seeds > 1)
+            fprintf(f, "| %s | PASS %d/%d%s | %s | ", r[0][i].name, pass, n_seeds,
+                    r[0][i].nonstandard[0] ? ", NON-STANDARD" : "", r[0][i].summary);
+        else fprintf(f, "| %s | %s | %s | ", r[0][i].name, status_tag(&r[0][i], tag, sizeof tag), r[0][i].summary);
         for (int t = 0; t < r[0][i].n_thresholds; t++) {
             const hydra_claim_value *x = &r[0][i].thresholds[t];
             double m, sd;
@@ -259,15 +281,19 @@ static int write_md(const char *path, hydra_claim_result (*r)[HYDRA_CLAIMS_MAX],
         for (int k = 0; k < n_seeds; k++) fprintf(f, "---|");
         fprintf(f, "\n");
         for (int i = 0; i < n; i++) {
+            char tag[48];
             fprintf(f, "| %s |", r[0][i].name);
-            for (int k = 0; k < n_seeds; k++) fprintf(f, " %s: %s |", hydra_claim_status_str(r[k][i].status), r[k][i].summary);
+            for (int k = 0; k < n_seeds; k++) fprintf(f, " %s: %s |", status_tag(&r[k][i], tag, sizeof tag), r[k][i].summary);
             fprintf(f, "\n");
         }
     }
     fprintf(f, "\n## Measured values%s\n", n_seeds > 1 ? " (mean ± std over seeds)" : "");
     for (int i = 0; i < n; i++) {
         if (!r[0][i].n_values) continue;
-        fprintf(f, "\n### %s\n\n%s\n\n| value | measured |\n|---|---:|\n", r[0][i].name, r[0][i].description);
+        fprintf(f, "\n### %s\n\n%s\n\n", r[0][i].name, r[0][i].description);
+        if (r[0][i].nonstandard[0])
+            fprintf(f, "**NON-STANDARD sizes (a quick run, not the claim):** %s\n\n", r[0][i].nonstandard);
+        fprintf(f, "| value | measured |\n|---|---:|\n");
         for (int v = 0; v < r[0][i].n_values; v++) {
             double m, sd;
             value_stats(r, n_seeds, i, r[0][i].values[v].name, &m, &sd);
@@ -314,19 +340,25 @@ static int parse_seeds(const char *s, uint64_t *out, int cap, int *n) {
     return *n ? 0 : -1;
 }
 
-/* One line per claim and a summary; returns 1 if every claim passed. */
+/* One line per claim and a summary; returns 1 if every claim passed. A
+ * quick run at non-standard sizes never prints the standard "[PASS] claim"
+ * line: its lines and summary say NON-STANDARD and name the knobs. */
 static int print_results(const hydra_claim_result *res, int n, const char *budget, uint64_t seed, double secs) {
     int passed = hydra_claims_all_passed(res, n), n_pass = 0, n_fail = 0, n_todo = 0, n_err = 0;
+    char tag[48];
     for (int i = 0; i < n; i++) {
-        printf("[%s] %s · %s\n", hydra_claim_status_str(res[i].status), res[i].name, res[i].summary);
+        printf("[%s] %s · %s", status_tag(&res[i], tag, sizeof tag), res[i].name, res[i].summary);
+        if (res[i].nonstandard[0]) printf(" · non-standard sizes: %s", res[i].nonstandard);
+        printf("\n");
         n_pass += res[i].status == HYDRA_CLAIM_PASS;
         n_fail += res[i].status == HYDRA_CLAIM_FAIL;
         n_todo += res[i].status == HYDRA_CLAIM_NOT_IMPLEMENTED;
         n_err += res[i].status == HYDRA_CLAIM_ERROR;
     }
-    printf("%s · %d passed, %d failed, %d not implemented, %d errors · budget %s · seed %llu · %.1f s\n",
-           passed ? "CLAIMS PASS" : "CLAIMS FAIL", n_pass, n_fail, n_todo, n_err, budget, (unsigned long long)seed,
-           secs);
+    printf("%s%s · %d passed, %d failed, %d not implemented, %d errors · budget %s · seed %llu · %.1f s\n",
+           passed ? "CLAIMS PASS" : "CLAIMS FAIL",
+           any_nonstandard(res, n) ? " (NON-STANDARD sizes: a quick run, not the claims)" : "", n_pass, n_fail, n_todo,
+           n_err, budget, (unsigned long long)seed, secs);
     fflush(stdout);
     return passed;
 }
@@ -354,7 +386,7 @@ typedef struct {
     unsigned char have[MERGE_MAX_SEEDS][HYDRA_CLAIMS_MAX];
     uint64_t seeds[MERGE_MAX_SEEDS];
     int n_seeds;
-    char budget[16];
+    char budget[64], commit[64];
     run_env env;
     int have_env;
     char provenance[4096]; /* where each file's runs were measured */
@@ -407,12 +439,18 @@ static int merge_claim(merge_set *m, const char *file, json_t *c, uint64_t seed)
     r->description = hydra_claim_description(i);
     const char *status = jstr(c, "status");
     r->status = HYDRA_CLAIM_ERROR;
-    for (int s = HYDRA_CLAIM_PASS; s <= HYDRA_CLAIM_ERROR; s++)
+    for (int s = 0; s < HYDRA_CLAIM_N_STATUS; s++)
         if (!strcmp(status, hydra_claim_status_str((hydra_claim_status)s))) r->status = (hydra_claim_status)s;
     snprintf(r->summary, sizeof r->summary, "%s", jstr(c, "summary"));
+    snprintf(r->nonstandard, sizeof r->nonstandard, "%s", jstr(c, "nonstandard"));
     r->seconds = json_number_value(json_object_get(c, "runtime_seconds"));
     copy_values(json_object_get(c, "thresholds"), r->thresholds, &r->n_thresholds, 1);
     copy_values(json_object_get(c, "measured"), r->values, &r->n_values, 0);
+    /* never trust a stored status: re-decide it from the thresholds and values */
+    const char *stored = hydra_claim_status_str(r->status);
+    if (hydra_claim_recheck(r))
+        fprintf(stderr, "hydra claims --merge: %s: %s seed %llu: stored status %s, its thresholds say %s (%s)\n", file,
+                name, (unsigned long long)seed, stored, hydra_claim_status_str(r->status), r->summary);
     const char *key;
     json_t *pts;
     json_object_foreach(json_object_get(c, "curves"), key, pts) {
@@ -470,6 +508,18 @@ static int merge_file(merge_set *m, const char *spec) {
         fprintf(stderr, "hydra claims --merge: %s has budget '%s', earlier files '%s'\n", path, budget, m->budget);
         rc = -1;
     }
+    /* one code version: every file must record the same commit */
+    const char *commit = jstr(root, "commit");
+    if (!rc && (!commit[0] || !strcmp(commit, "unknown"))) {
+        fprintf(stderr, "hydra claims --merge: %s records no commit: which code measured it is unknown\n", path);
+        rc = -1;
+    } else if (!rc && !m->commit[0]) {
+        snprintf(m->commit, sizeof m->commit, "%s", commit);
+    } else if (!rc && strcmp(m->commit, commit)) {
+        fprintf(stderr, "hydra claims --merge: %s was measured by commit %s, earlier files by %s: re-run from one commit\n",
+                path, commit, m->commit);
+        rc = -1;
+    }
     json_t *env = json_object_get(root, "environment");
     if (!rc && !m->have_env && env) {
         run_env *e = &m->env;
@@ -477,6 +527,7 @@ static int merge_file(merge_set *m, const char *spec) {
         snprintf(e->blas, sizeof e->blas, "%s", jstr(env, "blas"));
         snprintf(e->kernel, sizeof e->kernel, "%s", jstr(env, "kernel"));
         snprintf(e->date, sizeof e->date, "%s", jstr(env, "date"));
+        snprintf(e->commit, sizeof e->commit, "%s", commit);
         e->threads = (int)json_integer_value(json_object_get(env, "threads"));
         e->online_cpus = (long)json_integer_value(json_object_get(env, "online_cpus"));
         m->have_env = 1;
@@ -557,6 +608,8 @@ int cmd_claims(int argc, char **argv) {
                   .summary = "The claims gate: measures each headline claim against its thresholds, prints one\n"
                              "line per claim ([PASS] / [FAIL] / [TODO] / [ERROR]) and a summary, and exits 1\n"
                              "unless every selected claim passes (TODO = not implemented counts as a failure).\n"
+                             "A size option away from the budget's standard value makes a quick run: its lines\n"
+                             "say NON-STANDARD and it is not the claim. The JSON records the commit built from.\n"
                              "No external data. docs/claims.md describes each claim."};
     int spec_vocab = -1, spec_tokens = -1, lengen_steps = 0, lengen_len = 0, lengen_streams = 0, no_baseline = 0;
     float lengen_lr = 0;
@@ -565,7 +618,7 @@ int cmd_claims(int argc, char **argv) {
     uint64_t seed = 0, stream_tokens = 0;
     const char *seeds_s = NULL, *merge = NULL;
     const char *budget_s = "ci", *claim = NULL, *json_path = NULL, *md_path = NULL, *fb_model = NULL,
-               *internal_vec = NULL;
+               *internal_vec = NULL, *text_path = NULL;
     cli_add(&s, "all", OPT_FLAG, &all, "run every registered claim");
     cli_add(&s, "claim", OPT_STR, &claim, "run only these claims (comma-separated; full name or claim_N)");
     cli_add(&s, "seed", OPT_U64, &seed, "seed of every model, fact and stream (default 0)");
@@ -585,10 +638,11 @@ int cmd_claims(int argc, char **argv) {
     cli_add(&s, "no-baseline", OPT_FLAG, &no_baseline, "claim 1: skip the full-attention baseline (quick runs)");
     cli_add(&s, "muon-steps", OPT_INT, &muon_steps, "claim 5: steps per run (default 400)");
     cli_add(&s, "spec-train-steps", OPT_INT, &spec_steps, "claim 7: training steps of target and draft (default 150)");
+    cli_add(&s, "text", OPT_STR, &text_path, "claim 7: the text both models train on (default data/tinyshakespeare.txt)");
     cli_add(&s, "factbank-model", OPT_STR, &fb_model,
             "claim 6: use this MQAR checkpoint (8 pairs, hydra factbank train-mqar) instead of claim 2's hybrid");
     cli_add(&s, "mqar-steps", OPT_INT, &mqar_steps, "claim 2 (and claim 6's model): steps per arm, no curriculum (quick runs; default 400 ci)");
-    cli_add(&s, "vec-facts", OPT_INT, &vec_facts, "claim 6: facts in the vector memory (default 1000)");
+    cli_add(&s, "vec-facts", OPT_INT, &vec_facts, "claim 6: facts in the vector memory (default 1536 = 1.5 d)");
     cli_add(&s, "vec-dim", OPT_INT, &vec_dim, "claim 6: key/value dimension (default 1024)");
     cli_add(&s, "vec-heads", OPT_INT, &vec_heads, "claim 6: heads (default 4)");
     cli_add(&s, "spec-vocab", OPT_INT, &spec_vocab, "claim 4: vocabulary of the enumeration (default 8)");
@@ -653,6 +707,7 @@ int cmd_claims(int argc, char **argv) {
     o.vec_writer = vec_writer;
     o.bank_writer = bank_writer;
     o.factbank_model = fb_model;
+    o.text_path = text_path;
     uint64_t seed_list[64];
     int n_seeds = 0;
     if (seeds_s && parse_seeds(seeds_s, seed_list, 64, &n_seeds)) {
@@ -682,6 +737,9 @@ int cmd_claims(int argc, char **argv) {
                hydra_now_seconds() - t_all);
     run_env env;
     env_here(&env);
-    if (write_reports(json_path, md_path, res, n_seeds, n, seed_list, budget_s, secs, &env, NULL, passed)) return 1;
+    char budget_label[64]; /* a quick run never carries the plain budget label */
+    snprintf(budget_label, sizeof budget_label, "%s%s", budget_s,
+             any_nonstandard(res[0], n) ? " (non-standard sizes)" : "");
+    if (write_reports(json_path, md_path, res, n_seeds, n, seed_list, budget_label, secs, &env, NULL, passed)) return 1;
     return passed ? 0 : 1;
 }

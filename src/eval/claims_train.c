@@ -2,6 +2,9 @@
  *
  *   claim_1_length_generalisation  trained at T = 256 on a recurring-segment
  *                                  stream, evaluated on 32,768-token streams
+ *   claim_2_lossless_mqar          hybrid vs full attention on MQAR
+ *   claim_5_muon_speedup           steps to a target loss, AdamW vs Muon
+ *   claim_7_spec_decoding_speedup  a trained target/draft pair, decode speed
  *
  * Every model, token and seed comes from opts->seed; the recipes (shapes,
  * learning rates, steps) are fixed per budget and documented in
@@ -35,10 +38,10 @@ static hydra_config small_cfg(int vocab, const char *pattern, int window) {
 }
 
 /* Train m on task for `steps` at [B, T] with a fresh optimizer (warmup 10%,
- * cosine to 0.1x). */
+ * cosine to 0.1x); val_loss (optional): the loss on 16 validation batches after. */
 static hydra_status train_phase(hydra_model *m, uint64_t seed, hydra_task task, int B, int T, int steps,
                                 hydra_optimizer_kind kind, float lr, const hydra_claims_opts *o, const char *claim,
-                                const char *arm) {
+                                const char *arm, double *val_loss) {
     hydra_trainer *tr = NULL;
     hydra_train_opts to;
     memset(&to, 0, sizeof to);
@@ -61,6 +64,7 @@ static hydra_status train_phase(hydra_model *m, uint64_t seed, hydra_task task, 
             loss = 0;
         }
     }
+    if (!st && val_loss) st = hydra_trainer_eval(tr, 16, val_loss);
     hydra_trainer_free(tr);
     return st;
 }
@@ -68,10 +72,10 @@ static hydra_status train_phase(hydra_model *m, uint64_t seed, hydra_task task, 
 /* A fresh model from cfg trained on task for `steps` at [B, T]. */
 static hydra_status train_fresh(const hydra_config *cfg, uint64_t seed, hydra_task task, int B, int T, int steps,
                                 hydra_optimizer_kind kind, float lr, const hydra_claims_opts *o, const char *claim,
-                                const char *arm, hydra_model **out) {
+                                const char *arm, double *val_loss, hydra_model **out) {
     hydra_model *m = NULL;
     hydra_status st = hydra_model_create(cfg, seed, &m);
-    if (!st) st = train_phase(m, seed, task, B, T, steps, kind, lr, o, claim, arm);
+    if (!st) st = train_phase(m, seed, task, B, T, steps, kind, lr, o, claim, arm, val_loss);
     if (st) {
         hydra_model_free(m);
         return st;
@@ -158,9 +162,9 @@ void hydra_claim_length_generalisation(const hydra_claims_opts *o, hydra_claim_r
          * tokens per step), the second half at T with a fresh schedule */
         hydra_model *m = NULL;
         hydra_status st = train_fresh(&cfg, o->seed * 1000 + 11, hydra_segstream_task(&task_o), 4 * B, T / 4,
-                                      steps / 2, HYDRA_OPT_MUON, lr, o, r->name, arms[a].arm, &m);
+                                      steps / 2, HYDRA_OPT_MUON, lr, o, r->name, arms[a].arm, NULL, &m);
         if (!st) st = train_phase(m, o->seed * 1000 + 13, hydra_segstream_task(&task_o), B, T, steps - steps / 2,
-                                  HYDRA_OPT_MUON, lr, o, r->name, arms[a].arm);
+                                  HYDRA_OPT_MUON, lr, o, r->name, arms[a].arm, NULL);
         double ls = NAN, ll = NAN;
         if (!st) {
             hydra_claims_progress(o, r->name, "%s: evaluating %d x %d tokens", arms[a].arm, arms[a].n_long, N);
@@ -182,13 +186,22 @@ void hydra_claim_length_generalisation(const hydra_claims_opts *o, hydra_claim_r
     hydra_claims_add_threshold(r, "hybrid_ratio", "<=", 1.05);
     /* non-vacuous: at the training length the hybrid must recover at least
      * half of what memory can recover (from memoryless towards ideal) */
-    hydra_claims_add_threshold(r, "hybrid_loss_at_train_len", "<=", 0.5 * (memoryless + ideal));
-    char pass[160];
-    if (n_arms == 2)
-        snprintf(pass, sizeof pass, "%d tok ok (ratio %.3f; full attention %.2f)", N,
-                 hydra_claim_value_get(r, "hybrid_ratio"), hydra_claim_value_get(r, "attention_ratio"));
-    else
-        snprintf(pass, sizeof pass, "%d tok ok (ratio %.3f)", N, hydra_claim_value_get(r, "hybrid_ratio"));
+    const double learned = 0.5 * (memoryless + ideal);
+    hydra_claims_add_threshold(r, "hybrid_loss_at_train_len", "<=", learned);
+    char pass[256], base[96] = "";
+    if (n_arms == 2) {
+        /* the baseline's ratio means something only if it learned the task (same rule as the hybrid) */
+        double la = hydra_claim_value_get(r, "attention_loss_at_train_len");
+        hydra_claims_add_value(r, "attention_learned", la <= learned);
+        if (la <= learned)
+            snprintf(base, sizeof base, "; full attention %.2f", hydra_claim_value_get(r, "attention_ratio"));
+        else
+            snprintf(base, sizeof base, "; full attention did not learn the task (loss %.2f at T, needs <= %.2f)", la,
+                     learned);
+    }
+    snprintf(pass, sizeof pass, "%d tok: ratio %.3f (loss %.3f at T=%d, memoryless %.2f)%s", N,
+             hydra_claim_value_get(r, "hybrid_ratio"), hydra_claim_value_get(r, "hybrid_loss_at_train_len"), T,
+             memoryless, base);
     hydra_claims_decide(r, pass);
 }
 
@@ -370,7 +383,7 @@ hydra_status hydra_claims_mqar_model(const hydra_claims_opts *o, char *path, siz
 void hydra_claim_mqar(const hydra_claims_opts *o, hydra_claim_result *r) {
     mqar_recipe qs[MQAR_MAX_SIZES];
     const int n_sizes = mqar_recipes_for(o, qs);
-    char pass[160] = "", name[64], sfx[16] = "";
+    char pass[256] = "", name[64], sfx[16] = "";
     for (int z = 0; z < n_sizes; z++) {
         const mqar_recipe *q = &qs[z];
         if (n_sizes > 1) snprintf(sfx, sizeof sfx, "_L%d", q->len);
@@ -430,146 +443,206 @@ void hydra_claim_mqar(const hydra_claims_opts *o, hydra_claim_result *r) {
 
 /* ------------------------------------------- claim 5: Muon speedup */
 /* First step at which a validation-loss curve reaches `target` (linear
- * interpolation between evaluation points); the run's length + 1 if never. */
-static double steps_to(const hydra_claim_curve *c, double target, int steps) {
+ * interpolation between evaluation points); NAN if it never does. */
+static double steps_to(const hydra_claim_curve *c, double target) {
     for (int i = 0; i < c->n; i++) {
         if (c->y[i] > target) continue;
         if (i == 0) return c->x[0];
         double f = (c->y[i - 1] - target) / (c->y[i - 1] - c->y[i]);
         return c->x[i - 1] + f * (c->x[i] - c->x[i - 1]);
     }
-    return steps + 1;
+    return NAN;
 }
 
-/* Claim 2's hybrid on claim 2's task, trained with AdamW (its best learning
- * rate of the sweep 3e-3 / 1e-2 / 3e-2, bench/LOG.md) and with Muon, same
- * steps, batch, warmup and cosine schedule, per seed. Target: AdamW's final
- * held-out answer loss averaged over seeds; speedup = mean AdamW steps to it
- * / mean Muon steps to it. */
+/* Claim 2's hybrid on claim 2's ci task, trained with AdamW and with Muon
+ * (+ AdamW 1e-2 for the non-matrix parameters), same steps, batch, warmup,
+ * cosine schedule, data and init per seed.
+ * - Target, fixed in advance: held-out answer loss ln(P) / 4 = 0.347 (P = 4
+ *   pairs). Memoryless: ln 32 = 3.47; knowing the context's values but not
+ *   which key has which: ln 4 = 1.39. Every run stops once it reaches it.
+ * - Learning rates: the same sweep for both (AdamW lr 3e-3 / 1e-2 / 3e-2,
+ *   Muon lr 0.01 / 0.02 / 0.04), each optimizer at its best rate (fewest mean
+ *   steps): under the paper budget the sweep runs here on the claim's seeds;
+ *   under ci the middle rates, fixed in advance, run alone.
+ * - Runs that never reach the target count as the run length (a lower bound
+ *   of their steps): the AdamW mean is then a lower bound, so the speedup is
+ *   one only if every Muon run reached the target (thresholded). */
+#define MUON_SEEDS 4
+#define MUON_N_LR 3
 void hydra_claim_muon_speedup(const hydra_claims_opts *o, hydra_claim_result *r) {
     const int paper = o->budget == HYDRA_BUDGET_PAPER;
     mqar_recipe q = {.vocab = 64, .len = 64, .pairs = 4, .window = 16, .batch = 64, .d_model = 64, .head_dim = 32}; /* claim 2's ci task */
-    q.steps = pick(o->muon_steps, 400);
+    q.steps = o->muon_steps;
     q.eval_every = q.steps / 20 > 0 ? q.steps / 20 : 1;
-    const int n_seeds = paper ? 4 : 2;
-    const float adamw_lr = 1e-2f;
-    hydra_claims_add_value(r, "seeds", n_seeds);
+    const double target = log((double)q.pairs) / 4;
+    const float lrs[2][MUON_N_LR] = {{3e-3f, 1e-2f, 3e-2f}, {0.01f, 0.02f, 0.04f}};
+    const char *opt_name[2] = {"adamw", "muon"};
+    const int lr_from = paper ? 0 : 1, lr_to = paper ? MUON_N_LR - 1 : 1;
+    hydra_claims_add_value(r, "seeds", MUON_SEEDS);
     hydra_claims_add_value(r, "steps", q.steps);
-    hydra_claims_add_value(r, "adamw_lr", adamw_lr);
-    hydra_claims_add_value(r, "muon_lr", 0.02);
-    hydra_claim_curve cur[2][4];
-    double target = 0;
-    for (int k = 0; k < 2; k++) {
-        for (int s = 0; s < n_seeds; s++) {
-            hydra_optim_opts p = k ? muon_opts() : hydra_optim_opts_default(HYDRA_OPT_ADAMW);
-            if (!k) p.lr = adamw_lr;
-            cur[k][s].n = 0;
-            char arm[32];
-            snprintf(arm, sizeof arm, "%s seed %d/%d", k ? "Muon" : "AdamW", s + 1, n_seeds);
-            /* the Muon runs stop once they reach the target: only their steps to it count */
-            hydra_status st = mqar_run(o, &q, "DS", q.window, p, o->seed + 100 * (uint64_t)s, r->name, arm, NULL,
-                                       &cur[k][s], k ? target : 0, NULL, NULL);
-            if (st) {
-                hydra_claims_set_error(r, arm, st);
-                return;
-            }
-            if (!k) target += cur[0][s].y[cur[0][s].n - 1] / n_seeds;
-        }
-    }
-    double sa = 0, sm = 0;
-    for (int s = 0; s < n_seeds; s++) {
-        sa += steps_to(&cur[0][s], target, q.steps) / n_seeds;
-        sm += steps_to(&cur[1][s], target, q.steps) / n_seeds;
-    }
     hydra_claims_add_value(r, "target_val_loss", target);
-    hydra_claims_add_value(r, "adamw_steps_to_target", sa);
-    hydra_claims_add_value(r, "muon_steps_to_target", sm);
-    hydra_claims_add_value(r, "speedup", sa / sm);
-    hydra_claims_add_threshold(r, "speedup", ">=", 1.3);
-    for (int k = 0; k < 2 && r->n_curves < HYDRA_CLAIM_MAX_CURVES; k++) {
-        r->curves[r->n_curves] = cur[k][0];
-        snprintf(r->curves[r->n_curves++].name, sizeof r->curves[0].name, "%s_val_loss_vs_step_seed0",
-                 k ? "muon" : "adamw");
+    hydra_claims_add_value(r, "loss_memoryless_ref", log((double)(q.vocab - q.vocab / 2)));
+    hydra_claims_add_value(r, "lrs_swept_per_optimizer", lr_to - lr_from + 1);
+    double best_mean[2] = {INFINITY, INFINITY}, best_lr[2] = {0, 0};
+    int best_reached[2] = {0, 0};
+    hydra_claim_curve cur, best_curve[2];
+    char name[40];
+    for (int k = 0; k < 2; k++) {
+        for (int li = lr_from; li <= lr_to; li++) {
+            double sum = 0;
+            int reached = 0;
+            hydra_claim_curve seed0;
+            for (int s = 0; s < MUON_SEEDS; s++) {
+                hydra_optim_opts p = k ? muon_opts() : hydra_optim_opts_default(HYDRA_OPT_ADAMW);
+                if (k) p.muon_lr = lrs[1][li];
+                else p.lr = lrs[0][li];
+                cur.n = 0;
+                char arm[48];
+                snprintf(arm, sizeof arm, "%s lr %g seed %d/%d", k ? "Muon" : "AdamW", (double)lrs[k][li], s + 1,
+                         MUON_SEEDS);
+                hydra_status st = mqar_run(o, &q, "DS", q.window, p, o->seed + 100 * (uint64_t)s, r->name, arm, NULL,
+                                           &cur, target, NULL, NULL);
+                if (st) {
+                    hydra_claims_set_error(r, arm, st);
+                    return;
+                }
+                double n = steps_to(&cur, target);
+                reached += !isnan(n);
+                sum += isnan(n) ? q.steps : n;
+                if (s == 0) seed0 = cur;
+            }
+            double mean = sum / MUON_SEEDS;
+            snprintf(name, sizeof name, "%s_lr%g_mean_steps", opt_name[k], (double)lrs[k][li]);
+            hydra_claims_add_value(r, name, mean);
+            snprintf(name, sizeof name, "%s_lr%g_reached", opt_name[k], (double)lrs[k][li]);
+            hydra_claims_add_value(r, name, reached);
+            if (mean < best_mean[k])
+                best_mean[k] = mean, best_lr[k] = lrs[k][li], best_reached[k] = reached, best_curve[k] = seed0;
+        }
+        snprintf(name, sizeof name, "%s_lr", opt_name[k]);
+        hydra_claims_add_value(r, name, best_lr[k]);
+        snprintf(name, sizeof name, "%s_steps_to_target", opt_name[k]);
+        hydra_claims_add_value(r, name, best_mean[k]);
+        snprintf(name, sizeof name, "%s_reached", opt_name[k]);
+        hydra_claims_add_value(r, name, best_reached[k]);
     }
-    char pass[160];
-    snprintf(pass, sizeof pass, "speedup=%.2f (steps to MQAR loss %.3f: AdamW %.0f, Muon %.0f; %d seeds)", sa / sm,
-             target, sa, sm, n_seeds);
+    const double speedup = best_mean[0] / best_mean[1];
+    hydra_claims_add_value(r, "speedup", speedup);
+    hydra_claims_add_threshold(r, "speedup", ">=", 1.3);
+    hydra_claims_add_threshold(r, "muon_reached", "==", MUON_SEEDS);
+    for (int k = 0; k < 2 && r->n_curves < HYDRA_CLAIM_MAX_CURVES; k++) {
+        r->curves[r->n_curves] = best_curve[k];
+        snprintf(r->curves[r->n_curves++].name, sizeof r->curves[0].name, "%s_val_loss_vs_step_seed0", opt_name[k]);
+    }
+    char pass[256];
+    snprintf(pass, sizeof pass,
+             "speedup=%.2f on MQAR L=%d/%d pairs (steps to held-out loss %.3f: AdamW lr %g %.0f, %d/%d seeds reached; "
+             "Muon lr %g %.0f, %d/%d; %d lr each); tinyshakespeare d256: 1.14x (docs/optim.md, not measured here)",
+             speedup, q.len, q.pairs, target, best_lr[0], best_mean[0], best_reached[0], MUON_SEEDS, best_lr[1],
+             best_mean[1], best_reached[1], MUON_SEEDS, lr_to - lr_from + 1);
     hydra_claims_decide(r, pass);
 }
 
 /* --------------------------- claim 7: speculative decoding speedup */
-/* A target (d_model 512, 8 layers DDDS, 8 heads x 64, window 64) and a draft
- * (d_model 128, 2 layers DS, 2 heads x 64), both trained with the project's
- * trainer (AdamW, 150 steps of 16 x 128 tokens) on an order-2 Markov source (vocabulary 32, preferred token with
- * probability 0.9), then plain vs speculative greedy decoding of 128 tokens
- * after a 32-token prompt from the source, k in {2, 4, 6}, medians of 3
- * interleaved runs. The source is predictable on purpose: it isolates the
- * cost side of speculative decoding (verify forward, rollback, draft cost)
- * from how well a draft imitates a target on real text; the tinyshakespeare
- * figures of `hydra bench --spec-target/--spec-draft` are the realistic ones
- * (docs/spec-decoding.md). */
+/* A text pair, trained here on the shipped tinyshakespeare (bytes, vocab
+ * 256; the last 10 % is the validation split, never trained on): a target
+ * (d_model 512, 8 layers DDDS, 8 heads x 64, window 64) and a draft (d_model
+ * 128, 2 layers DS, 2 heads x 64), AdamW (target lr 1e-3, draft 3e-3; Muon's
+ * Newton-Schulz on 512-wide matrices costs more than the step at this
+ * batch), `spec_train_steps` steps of 16 x 128 bytes each. Then
+ * hydra_spec_measure_speed_prompts: 4 prompts of 64 bytes from the
+ * validation split, 128 new tokens each, plain and speculative greedy
+ * decoding interleaved, 5 repetitions; thresholded: the median of the
+ * per-repetition paired decode-only ratios at k = 4, fixed in advance (the
+ * best k of the tinyshakespeare bench, docs/spec-decoding.md). alpha is
+ * measured on the same held-out prompts and printed beside it. Temperature
+ * 0.7 at k = 4 is recorded, not thresholded. */
+#define SPEC_CLAIM_K 4
+#define SPEC_PROMPTS 4
+#define SPEC_PROMPT_LEN 64
 void hydra_claim_spec_speedup(const hydra_claims_opts *o, hydra_claim_result *r) {
-    const int V = 32, T = 128, B = 16;
-    const int t_steps = pick(o->spec_train_steps, 150), d_steps = t_steps;
-    hydra_markov_opts mo = {.vocab = V, .p_top = 0.9, .seed = o->seed * 1000 + 71};
-    hydra_markov *mk = NULL;
+    const int V = 256, T = 128, B = 16;
+    const int t_steps = o->spec_train_steps, d_steps = t_steps;
+    const char *path = o->text_path ? o->text_path : "data/tinyshakespeare.txt";
+    hydra_text_data *text = NULL;
     hydra_model *tm = NULL, *dm = NULL;
-    hydra_status st = hydra_markov_create(&mo, &mk);
+    hydra_status st = hydra_text_data_load(path, 0.1, &text);
+    if (st) {
+        hydra_claims_set_error(r, "claim 7 trains on the shipped text (run from the repository root)", st);
+        return;
+    }
     hydra_config tc = small_cfg(V, "DDDS", 64), dc = small_cfg(V, "DS", 64);
     tc.d_model = 512, tc.n_heads = 8, tc.head_dim = 64, tc.n_layers = 8, tc.mlp_multiple = 64;
     dc.d_model = 128, dc.n_heads = 2, dc.head_dim = 64;
-    /* AdamW: Muon's Newton-Schulz on 512-wide matrices costs more than the
-     * step itself at this batch */
-    if (!st) st = train_fresh(&tc, o->seed * 1000 + 72, hydra_markov_task(mk), B, T, t_steps, HYDRA_OPT_ADAMW, 1e-3f, o,
-                              r->name, "target d512x8", &tm);
-    if (!st) st = train_fresh(&dc, o->seed * 1000 + 73, hydra_markov_task(mk), B, T, d_steps, HYDRA_OPT_ADAMW, 3e-3f, o,
-                              r->name, "draft d128x2", &dm);
-    int32_t prompt[32];
+    double tval = NAN, dval = NAN;
+    st = train_fresh(&tc, o->seed * 1000 + 72, hydra_text_data_task(text), B, T, t_steps, HYDRA_OPT_ADAMW, 1e-3f, o,
+                     r->name, "target d512x8", &tval, &tm);
+    if (!st)
+        st = train_fresh(&dc, o->seed * 1000 + 73, hydra_text_data_task(text), B, T, d_steps, HYDRA_OPT_ADAMW, 3e-3f,
+                         o, r->name, "draft d128x2", &dval, &dm);
+    /* held-out prompts: seeded offsets into the validation split */
+    int32_t pbuf[SPEC_PROMPTS][SPEC_PROMPT_LEN];
+    const int32_t *prompts[SPEC_PROMPTS];
+    size_t n_prompts[SPEC_PROMPTS];
+    const size_t n_val = hydra_text_data_size(text, 1);
+    const uint8_t *val = hydra_text_data_bytes(text, 1);
     hydra_rng rng;
     hydra_rng_seed(&rng, o->seed * 1000 + 74);
-    if (!st) st = hydra_markov_generate(mk, &rng, prompt, 32);
+    if (!st && n_val < 4 * SPEC_PROMPT_LEN) st = hydra_set_error(HYDRA_ERR_ARG, "%s: validation split too small", path);
+    for (int p = 0; !st && p < SPEC_PROMPTS; p++) {
+        size_t off = hydra_rng_next(&rng) % (n_val - SPEC_PROMPT_LEN);
+        for (int i = 0; i < SPEC_PROMPT_LEN; i++) pbuf[p][i] = val[off + (size_t)i];
+        prompts[p] = pbuf[p], n_prompts[p] = SPEC_PROMPT_LEN;
+    }
     double tt = NAN, td = NAN;
-    if (!st) st = hydra_spec_step_seconds(tm, prompt, 32, 32, &tt);
-    if (!st) st = hydra_spec_step_seconds(dm, prompt, 32, 32, &td);
+    if (!st) st = hydra_spec_step_seconds(tm, prompts[0], SPEC_PROMPT_LEN, 32, &tt);
+    if (!st) st = hydra_spec_step_seconds(dm, prompts[0], SPEC_PROMPT_LEN, 32, &td);
+    hydra_claims_add_value(r, "text_bytes", (double)(hydra_text_data_size(text, 0) + n_val));
     hydra_claims_add_value(r, "target_params", tm ? (double)hydra_model_n_params(tm) : NAN);
     hydra_claims_add_value(r, "draft_params", dm ? (double)hydra_model_n_params(dm) : NAN);
     hydra_claims_add_value(r, "train_steps", t_steps);
+    hydra_claims_add_value(r, "target_val_loss", tval);
+    hydra_claims_add_value(r, "draft_val_loss", dval);
     hydra_claims_add_value(r, "cost_ratio_c", td / tt);
-    double best = 0;
-    int best_k = 0;
-    const int ks[3] = {2, 4, 6};
-    for (int i = 0; i < 4 && !st; i++) {
+    hydra_claims_add_value(r, "k", SPEC_CLAIM_K);
+    hydra_spec_speed sp[2];
+    for (int i = 0; i < 2 && !st; i++) {
         hydra_spec_opts so = hydra_spec_opts_default();
-        so.k = i < 3 ? ks[i] : 4;
-        so.sample.temperature = i < 3 ? 0.0f : 0.7f;
+        so.k = SPEC_CLAIM_K;
+        so.sample.temperature = i ? 0.7f : 0.0f;
         so.seed = o->seed + 1;
         so.max_new_tokens = 128;
-        hydra_spec_speed sp;
-        hydra_claims_progress(o, r->name, "timing k=%d at temperature %.1f", so.k, (double)so.sample.temperature);
-        if ((st = hydra_spec_measure_speed(tm, dm, prompt, 32, &so, 3, &sp))) break;
-        char name[40];
-        const char *tag = i < 3 ? "t0" : "t07";
-        snprintf(name, sizeof name, "%s_k%d_speedup", tag, so.k);
-        hydra_claims_add_value(r, name, sp.speedup);
-        snprintf(name, sizeof name, "%s_k%d_alpha", tag, so.k);
-        hydra_claims_add_value(r, name, sp.alpha);
-        snprintf(name, sizeof name, "%s_k%d_predicted", tag, so.k);
-        hydra_claims_add_value(r, name, hydra_spec_predicted_speedup(sp.alpha, td / tt, so.k));
-        if (i == 0) hydra_claims_add_value(r, "plain_tokens_per_s", sp.plain_tps);
-        if (i < 3 && sp.speedup > best) best = sp.speedup, best_k = so.k;
+        hydra_claims_progress(o, r->name, "timing k=%d at temperature %.1f on %d held-out prompts", so.k,
+                              (double)so.sample.temperature, SPEC_PROMPTS);
+        st = hydra_spec_measure_speed_prompts(tm, dm, prompts, n_prompts, SPEC_PROMPTS, &so, 5, &sp[i]);
     }
     hydra_model_free(tm);
     hydra_model_free(dm);
-    hydra_markov_free(mk);
+    hydra_text_data_free(text);
     if (st) {
         hydra_claims_set_error(r, "speculative decoding", st);
         return;
     }
-    hydra_claims_add_value(r, "best_speedup_t0", best);
-    hydra_claims_add_value(r, "best_k", best_k);
-    hydra_claims_add_threshold(r, "best_speedup_t0", ">=", 2.0);
-    char pass[160];
-    snprintf(pass, sizeof pass, "%.2fx decode at temperature 0 (k=%d, alpha %.2f, c %.3f)", best, best_k,
-             hydra_claim_value_get(r, best_k == 2 ? "t0_k2_alpha" : best_k == 4 ? "t0_k4_alpha" : "t0_k6_alpha"), td / tt);
+    const char *tag[2] = {"t0", "t07"};
+    char name[40];
+    for (int i = 0; i < 2; i++) {
+        snprintf(name, sizeof name, "%s_decode_speedup", tag[i]);
+        hydra_claims_add_value(r, name, sp[i].decode_speedup);
+        snprintf(name, sizeof name, "%s_decode_speedup_min", tag[i]);
+        hydra_claims_add_value(r, name, sp[i].decode_speedup_min);
+        snprintf(name, sizeof name, "%s_decode_speedup_max", tag[i]);
+        hydra_claims_add_value(r, name, sp[i].decode_speedup_max);
+        snprintf(name, sizeof name, "%s_alpha", tag[i]);
+        hydra_claims_add_value(r, name, sp[i].alpha);
+        snprintf(name, sizeof name, "%s_predicted", tag[i]);
+        hydra_claims_add_value(r, name, hydra_spec_predicted_speedup(sp[i].alpha, td / tt, SPEC_CLAIM_K));
+    }
+    hydra_claims_add_value(r, "plain_decode_tokens_per_s", sp[0].plain_decode_tps);
+    hydra_claims_add_threshold(r, "t0_decode_speedup", ">=", 2.0);
+    char pass[256];
+    snprintf(pass, sizeof pass,
+             "%.2fx decode at temperature 0, k=%d fixed (median of 5; alpha %.2f on held-out prompts; c %.3f; "
+             "tinyshakespeare target val loss %.2f, draft %.2f after %d steps)",
+             sp[0].decode_speedup, SPEC_CLAIM_K, sp[0].alpha, td / tt, tval, dval, t_steps);
     hydra_claims_decide(r, pass);
 }

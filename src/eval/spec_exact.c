@@ -12,6 +12,7 @@
 #include "core/internal.h"
 #include "hydralm_claims.h"
 #include "hydralm_spec.h"
+#include "infer/spec_internal.h" /* the sampler's accept / residual rule, shared */
 
 #define MAX_N 8
 #define MAX_SEQ ((size_t)1 << 22)
@@ -21,8 +22,9 @@ struct hydra_spec_exact {
     size_t base[MAX_N + 2]; /* base[L] for L = 0..n+1 */
     size_t n_ctx;           /* contexts of length 0..n-1 = base[n] */
     float *tlog, *dlog;     /* [n_ctx, V] logits of target / draft */
-    double *p, *q;          /* [n_ctx, V] sampling distributions */
-    double *plain, *draft, *spec, *r; /* [V^n] x3, [V] */
+    float *p, *q;           /* [n_ctx, V] sampling distributions (as the sampler holds them) */
+    double *plain, *draft, *spec; /* [V^n] x3 */
+    float *r;               /* [V] residual distribution */
     double *mass;           /* [base[n+1], HYDRA_SPEC_MAX_K + 1] */
 };
 
@@ -75,12 +77,12 @@ hydra_status hydra_spec_exact_create(const hydra_model *target, const hydra_mode
     const size_t nv = e->n_ctx * (size_t)V;
     e->tlog = malloc(nv * sizeof(float));
     e->dlog = malloc(nv * sizeof(float));
-    e->p = malloc(nv * sizeof(double));
-    e->q = malloc(nv * sizeof(double));
+    e->p = malloc(nv * sizeof(float));
+    e->q = malloc(nv * sizeof(float));
     e->plain = malloc(N * sizeof(double));
     e->draft = malloc(N * sizeof(double));
     e->spec = malloc(N * sizeof(double));
-    e->r = malloc((size_t)V * sizeof(double));
+    e->r = malloc((size_t)V * sizeof(float));
     e->mass = malloc(e->base[n_tokens + 1] * (HYDRA_SPEC_MAX_K + 1) * sizeof(double));
     if (!e->tlog || !e->dlog || !e->p || !e->q || !e->plain || !e->draft || !e->spec || !e->r || !e->mass) {
         hydra_spec_exact_free(e);
@@ -118,7 +120,7 @@ hydra_status hydra_spec_exact_create(const hydra_model *target, const hydra_mode
 }
 
 /* Plain sampling from dist: P(s_1..s_n) = prod dist(s_t | s_<t). out [V^n]. */
-static void plain_law(const hydra_spec_exact *e, const double *dist, double *out) {
+static void plain_law(const hydra_spec_exact *e, const float *dist, double *out) {
     const int V = e->V, n = e->n;
     size_t N = e->base[n + 1] - e->base[n];
     for (size_t s = 0; s < N; s++) {
@@ -136,23 +138,23 @@ static void plain_law(const hydra_spec_exact *e, const double *dist, double *out
 
 /* Speculative decoding, exactly: mass[(ctx, i)] = P(committed prefix is ctx
  * and i tokens of the current round have been accepted). From (ctx, i < k)
- * the draft draws x ~ q(.|ctx) (enumerated); accept with min(1, p/q) ->
- * (ctx+x, i+1); reject -> y ~ norm(max(0, p - q)) (enumerated) -> (ctx+y, 0).
+ * the draft draws x ~ q(.|ctx) (enumerated); accept with the sampler's
+ * hydra_spec_accept_prob -> (ctx+x, i+1); reject -> y ~ the sampler's
+ * hydra_spec_residual (enumerated) -> (ctx+y, 0).
  * From (ctx, k): bonus y ~ p(.|ctx) -> (ctx+y, 0). Adaptive rounds
  * (min_p > 0): from (ctx, 0 < i < k) the round also ends with the bonus when
  * the draft's top probability at ctx is below min_p. */
 static void spec_law(hydra_spec_exact *e, int k, double min_p, int broken, double *out) {
     const int V = e->V, n = e->n, K1 = k + 1;
     const size_t *base = e->base;
-    double *mass = e->mass, *r = e->r;
+    double *mass = e->mass;
+    float *r = e->r;
     memset(mass, 0, base[n + 1] * (size_t)K1 * sizeof(double));
     mass[0] = 1.0;
     for (int L = 0; L < n; L++) {
         for (size_t c = 0; c < base[L + 1] - base[L]; c++) {
-            const double *p = e->p + (base[L] + c) * V, *q = e->q + (base[L] + c) * V;
-            double z = 0;
-            for (int y = 0; y < V; y++) z += fmax(0.0, p[y] - q[y]);
-            for (int y = 0; y < V; y++) r[y] = broken ? p[y] : z > 0 ? fmax(0.0, p[y] - q[y]) / z : 0.0;
+            const float *p = e->p + (base[L] + c) * V, *q = e->q + (base[L] + c) * V;
+            hydra_spec_residual(p, q, V, broken, r);
             int stops = min_p > 0 && hydra_top_prob(e->dlog + (base[L] + c) * V, V) < min_p;
             for (int i = 0; i <= k; i++) {
                 double w = mass[(base[L] + c) * K1 + i];
@@ -164,7 +166,7 @@ static void spec_law(hydra_spec_exact *e, int k, double min_p, int broken, doubl
                 }
                 for (int x = 0; x < V; x++) {
                     if (q[x] <= 0) continue;
-                    double a = fmin(1.0, p[x] / q[x]);
+                    double a = hydra_spec_accept_prob(p[x], q[x]);
                     mass[(child + x) * K1 + i + 1] += w * q[x] * a;
                     double rej = w * q[x] * (1.0 - a);
                     if (rej > 0)
@@ -205,15 +207,10 @@ hydra_status hydra_spec_exact_eval_adaptive(hydra_spec_exact *e, const hydra_sam
     hydra_status st = hydra_sample_opts_validate(sample);
     if (st) return st;
     const int V = e->V;
-    float *f = malloc((size_t)V * sizeof(float));
-    if (!f) return hydra_set_error(HYDRA_ERR_NOMEM, "spec_exact_eval: out of memory");
     for (size_t c = 0; c < e->n_ctx && !st; c++) {
-        st = hydra_sample_probs(e->tlog + c * V, V, sample, f);
-        for (int i = 0; i < V && !st; i++) e->p[c * V + i] = f[i];
-        if (!st) st = hydra_sample_probs(e->dlog + c * V, V, sample, f);
-        for (int i = 0; i < V && !st; i++) e->q[c * V + i] = f[i];
+        st = hydra_sample_probs(e->tlog + c * V, V, sample, e->p + c * V);
+        if (!st) st = hydra_sample_probs(e->dlog + c * V, V, sample, e->q + c * V);
     }
-    free(f);
     if (st) return st;
     size_t N = e->base[e->n + 1] - e->base[e->n];
     plain_law(e, e->p, e->plain);
@@ -227,3 +224,5 @@ hydra_status hydra_spec_exact_eval_adaptive(hydra_spec_exact *e, const hydra_sam
     out->n_sequences = N;
     return HYDRA_OK;
 }
+
+const double *hydra_spec_exact_target_law(const hydra_spec_exact *e) { return e ? e->plain : NULL; }

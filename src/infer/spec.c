@@ -38,6 +38,7 @@ struct hydra_spec_session {
     float *dlogits;                         /* [V] */
     float *q;                               /* [k, V] draft distributions q_1..q_k */
     float *p;                               /* [V] */
+    float *r;                               /* [V] residual distribution at a rejection */
     hydra_spec_stats st;
 };
 
@@ -80,6 +81,7 @@ void hydra_spec_session_free(hydra_spec_session *s) {
     free(s->dlogits);
     free(s->q);
     free(s->p);
+    free(s->r);
     free(s);
 }
 
@@ -108,7 +110,8 @@ hydra_status hydra_spec_session_create(const hydra_model *target, const hydra_mo
         s->dlogits = malloc(V * sizeof(float));
         s->q = malloc(k * V * sizeof(float));
         s->p = malloc(V * sizeof(float));
-        if (!s->tlogits || !s->dlogits || !s->q || !s->p) st = hydra_set_error(HYDRA_ERR_NOMEM, "spec: out of memory");
+        s->r = malloc(V * sizeof(float));
+        if (!s->tlogits || !s->dlogits || !s->q || !s->p || !s->r) st = hydra_set_error(HYDRA_ERR_NOMEM, "spec: out of memory");
     }
     if (st) {
         hydra_spec_session_free(s);
@@ -137,22 +140,18 @@ hydra_status hydra_spec_prefill(hydra_spec_session *s, const int32_t *prompt, si
     return HYDRA_OK;
 }
 
-/* y ~ norm(max(0, p - q)); falls back to p when the residual has no mass
- * (possible only through rounding, since a rejection needs p(x) < q(x)). */
-static int32_t draw_residual(const float *p, const float *q, int V, hydra_rng *rng) {
+_Thread_local int hydra_spec_fault_residual;
+
+double hydra_spec_accept_prob(float p, float q) { return q > 0.0f ? fmin(1.0, (double)p / (double)q) : 0.0; }
+
+void hydra_spec_residual(const float *p, const float *q, int V, int broken, float *r) {
     double z = 0.0;
     for (int i = 0; i < V; i++) z += fmax(0.0, (double)p[i] - (double)q[i]);
-    if (!(z > 0.0)) return hydra_sample_draw(p, V, rng);
-    double u = hydra_rng_uniform(rng) * z, cum = 0.0;
-    int32_t last = 0;
-    for (int i = 0; i < V; i++) {
-        double r = (double)p[i] - (double)q[i];
-        if (r <= 0.0) continue;
-        cum += r;
-        last = i;
-        if (u < cum) return i;
+    if (broken || !(z > 0.0)) { /* a rejection needs p(x) < q(x), so z > 0 up to rounding */
+        memcpy(r, p, (size_t)V * sizeof *r);
+        return;
     }
-    return last;
+    for (int i = 0; i < V; i++) r[i] = (float)(fmax(0.0, (double)p[i] - (double)q[i]) / z);
 }
 
 hydra_status hydra_spec_round(hydra_spec_session *s, int k_round, int32_t *out, int *n_out) {
@@ -207,9 +206,9 @@ hydra_status hydra_spec_round(hydra_spec_session *s, int k_round, int32_t *out, 
         HYDRA_CHECK(hydra_sample_probs(s->tlogits + (size_t)j * V, V, so, s->p));
         const float *qi = s->q + (size_t)j * V;
         int32_t x = toks[j + 1];
-        double px = s->p[x], qx = qi[x]; /* qx > 0: x was drawn from q */
-        if (hydra_rng_uniform(&s->rng) * qx < px) continue; /* u < p/q: accept */
-        y = draw_residual(s->p, qi, V, &s->rng);
+        if (hydra_rng_uniform(&s->rng) < hydra_spec_accept_prob(s->p[x], qi[x])) continue;
+        hydra_spec_residual(s->p, qi, V, hydra_spec_fault_residual, s->r);
+        y = hydra_sample_draw(s->r, V, &s->rng);
         break;
     }
     if (j == k) { /* all accepted: bonus token from p_{k+1} */
