@@ -14,7 +14,9 @@
 static const char *shakespeare_path(void) {
     static char p[1024];
     const char *src = getenv("HYDRA_SOURCE_DIR");
-    snprintf(p, sizeof p, "%s/../shared/data/tinyshakespeare.txt", src ? src : "..");
+    /* shipped in the repository (data/); ctest sets HYDRA_SOURCE_DIR, and the
+     * fallback is the source root seen from build/tests */
+    snprintf(p, sizeof p, "%s/data/tinyshakespeare.txt", src ? src : "../..");
     return p;
 }
 
