@@ -9,7 +9,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 git clone -q "$src" "$tmp/hydralm"
 cd "$tmp/hydralm"
-[ ! -e ../shared ] || { echo "unexpected $tmp/shared"; exit 1; }
+[ ! -e "$tmp/shared" ] || { echo "unexpected $tmp/shared"; exit 1; }
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j2 --target hydra hydralm test_train >/dev/null
 cd build
