@@ -8,6 +8,8 @@ PKGS=(
   libjansson-dev                     # JSON: config files and the safetensors header
   libcmocka-dev                      # unit-test framework
   python3 python3-torch python3-numpy # PyTorch reference used by the tests (not by the product)
+  python3-pytest                     # the Python binding's test suite (python/tests)
+  python3-setuptools python3-pip python3-wheel  # `pip install .` of the binding, offline (no registry)
 )
 missing=()
 for p in "${PKGS[@]}"; do
