@@ -99,6 +99,9 @@ class HydraConfig:
         if not isinstance(text, str):
             raise TypeError("HydraConfig.from_json expects a str or dict")
         c = lib.hydra_config_default()
-        check(lib.hydra_config_from_json(text.encode(), C.byref(c)))
+        st = lib.hydra_config_from_json(text.encode(), C.byref(c))
+        if st == _lib.ERR_FORMAT:  # malformed text given as an argument: a bad value, not a bad file
+            raise _lib.HydraValueError(str(_lib.error_for(st)), st)
+        check(st)
         return cls._from_c(c)
 
