@@ -30,4 +30,5 @@ class BuildPyWithLibrary(build_py):
         shutil.copyfile(os.path.realpath(find_or_build_library()), dst)
 
 
-setup(cmdclass={"build_py": BuildPyWithLibrary})
+# setuptools works under build/python, apart from CMake's files in build/
+setup(cmdclass={"build_py": BuildPyWithLibrary}, options={"build": {"build_base": os.path.join("build", "python")}})

@@ -287,6 +287,7 @@ _SIGS = {
     "hydra_claims_count": (C.c_int, []),
     "hydra_claim_name": (C.c_char_p, [C.c_int]),
     "hydra_claim_find": (C.c_int, [C.c_char_p]),
+    "hydra_claim_paper_only": (C.c_int, [C.c_int]),
     "hydra_claims_run": (_S, [C.POINTER(ClaimsOpts), C.POINTER(C.c_char_p), C.c_int, C.POINTER(ClaimResult),
                               C.c_int, C.POINTER(C.c_int)]),
     "hydra_claims_all_passed": (C.c_int, [C.POINTER(ClaimResult), C.c_int]),
