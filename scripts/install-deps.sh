@@ -9,7 +9,7 @@ PKGS=(
   libcmocka-dev                      # unit-test framework
   python3 python3-torch python3-numpy # PyTorch reference used by the tests (not by the product)
   python3-pytest                     # the Python binding's test suite (python/tests)
-  python3-setuptools python3-pip python3-wheel  # `pip install .` of the binding, offline (no registry)
+  python3-setuptools python3-pip python3-wheel python3-venv  # `pip install .` of the binding, offline
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -352,6 +352,9 @@ def run_cancellable(fn):
     flag = C.c_int(0)
 
     def job():
+        # OpenMP's thread count is a per-thread setting: give this thread the
+        # count hydra_set_num_threads last set (from whichever thread).
+        lib.hydra_set_num_threads(lib.hydra_get_num_threads())
         lib.hydra_set_cancel_flag(C.byref(flag))
         try:
             return fn()

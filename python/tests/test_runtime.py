@@ -168,3 +168,18 @@ def test_many_models_do_not_leak():
         del m
     gc.collect()
     assert rss() - before < 100 * 1024  # KiB: far below 30 unfreed models
+
+
+def test_thread_count_reaches_the_helper_thread(model):
+    # OpenMP's thread count is per thread: the helper thread that runs long
+    # calls must use what hydralm.set_num_threads set on the main thread.
+    import ctypes
+    gomp = ctypes.CDLL("libgomp.so.1")
+    seen = []
+    try:
+        for n in (3, 1):
+            hydralm.set_num_threads(n)
+            model.generate([1], max_new_tokens=1, on_token=lambda t: seen.append(gomp.omp_get_max_threads()))
+    finally:
+        hydralm.set_num_threads(1)
+    assert seen == [3, 1]
