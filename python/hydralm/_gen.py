@@ -1,9 +1,11 @@
 """_gen.py — sampling options and the token callback shared by
 HydraLM.generate, StreamingEngine.extend_and_generate and
 speculative_generate."""
+import ctypes as C
 import numbers
 
 from . import _lib
+from ._convert import as_ids, ids_out
 
 
 def _number(name, v, kind):
@@ -58,3 +60,21 @@ class TokenCallback:
     def reraise(self):
         if self.error is not None:
             raise self.error
+
+
+class Generation:
+    """One generation call's C arguments: the prompt ids, the filled options
+    struct (hydra_gen_opts or hydra_spec_opts) with its token callback, and the
+    output buffer; result() gives the tokens (re-raising a callback's error)."""
+
+    def __init__(self, opts, prompt, what, max_new_tokens, temperature, top_k, top_p, seed, stop_tokens, on_token):
+        self.ids = as_ids(prompt, what)
+        fill_sampling(opts, max_new_tokens, temperature, top_k, top_p, seed, stop_tokens)
+        self.cb = TokenCallback(on_token)
+        opts.on_token = self.cb.c
+        self.opts, self.cap = opts, opts.max_new_tokens
+        self.out, self.n = (C.c_int32 * self.cap)(), C.c_size_t()
+
+    def result(self):
+        self.cb.reraise()
+        return ids_out(self.out, self.n.value, self.ids.kind)

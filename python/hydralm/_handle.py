@@ -72,3 +72,12 @@ class Owner:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def c_property(fn, doc=None, convert=None):
+    """A read-only property that calls fn(pointer) on the object's C pointer."""
+    def get(self):
+        with self._use() as h:
+            v = fn(h)
+        return convert(v) if convert else v
+    return property(get, doc=doc)

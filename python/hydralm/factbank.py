@@ -3,7 +3,7 @@ a constant-size state, saved to a file and mounted later (hydra_factbank_*)."""
 import ctypes as C
 
 from ._convert import as_ids
-from ._handle import Owner
+from ._handle import Owner, c_property
 from ._lib import FactbankInfo, check, lib
 from .model import HydraLM, State, fspath
 from .stream import StreamingEngine
@@ -61,17 +61,8 @@ class FactBank(Owner):
         with self._use(exclusive=True) as h:
             lib.hydra_factbank_reset(h)
 
-    @property
-    def tokens(self):
-        """Fact tokens written."""
-        with self._use() as h:
-            return lib.hydra_factbank_tokens(h)
-
-    @property
-    def nbytes(self):
-        """Bytes of the bank (constant: one state)."""
-        with self._use() as h:
-            return lib.hydra_factbank_bytes(h)
+    tokens = c_property(lib.hydra_factbank_tokens, "Fact tokens written.")
+    nbytes = c_property(lib.hydra_factbank_bytes, "Bytes of the bank (constant: one state).")
 
     def save(self, path):
         with self._use(exclusive=True) as h:

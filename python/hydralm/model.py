@@ -4,9 +4,9 @@ import ctypes as C
 import os
 
 from . import _lib
-from ._convert import Floats, as_ids, ids_out
-from ._gen import TokenCallback, fill_sampling
-from ._handle import Owner
+from ._convert import Floats, as_ids
+from ._gen import Generation
+from ._handle import Owner, c_property
 from ._lib import check, lib, run_cancellable
 from .config import HydraConfig
 
@@ -87,37 +87,13 @@ class HydraLM(Owner):
         with self._use() as h:
             return HydraConfig._from_c(lib.hydra_model_config(h).contents)
 
-    @property
-    def n_params(self):
-        with self._use() as h:
-            return lib.hydra_model_n_params(h)
-
-    @property
-    def fingerprint(self):
-        """64-bit FNV-1a hash of the config and every weight (state and bank files carry it)."""
-        with self._use() as h:
-            return lib.hydra_model_fingerprint(h)
-
-    @property
-    def is_bf16(self):
-        with self._use() as h:
-            return bool(lib.hydra_model_is_bf16(h))
-
-    @property
-    def weight_bytes(self):
-        with self._use() as h:
-            return lib.hydra_model_weight_bytes(h)
-
-    @property
-    def state_bytes(self):
-        """Bytes of one sequence's state (constant, whatever the length)."""
-        with self._use() as h:
-            return lib.hydra_model_state_bytes(h)
-
-    @property
-    def vocab_size(self):
-        with self._use() as h:
-            return lib.hydra_model_config(h).contents.vocab_size
+    n_params = c_property(lib.hydra_model_n_params)
+    fingerprint = c_property(lib.hydra_model_fingerprint,
+                             "64-bit FNV-1a hash of the config and every weight (state and bank files carry it).")
+    is_bf16 = c_property(lib.hydra_model_is_bf16, convert=bool)
+    weight_bytes = c_property(lib.hydra_model_weight_bytes)
+    state_bytes = c_property(lib.hydra_model_state_bytes, "Bytes of one sequence's state (constant, whatever the length).")
+    vocab_size = c_property(lambda h: lib.hydra_model_config(h).contents.vocab_size)
 
     def __repr__(self):
         if self.closed:
@@ -160,17 +136,12 @@ class HydraLM(Owner):
         True. With a State the context continues from it and it ends holding
         prompt + output. Returns the generated ids (list; NumPy/torch for
         NumPy/torch input). Ctrl-C stops it (KeyboardInterrupt)."""
-        t = as_ids(prompt_ids, "generate: prompt_ids")
-        g = lib.hydra_gen_opts_default()
-        fill_sampling(g, max_new_tokens, temperature, top_k, top_p, seed, stop_tokens)
-        cb = TokenCallback(on_token)
-        g.on_token = cb.c
-        out, n = (C.c_int32 * g.max_new_tokens)(), C.c_size_t()
+        g = Generation(lib.hydra_gen_opts_default(), prompt_ids, "generate: prompt_ids", max_new_tokens, temperature,
+                       top_k, top_p, seed, stop_tokens, on_token)
         with self._use() as h, _maybe_use(state, self) as sh:
-            run_cancellable(lambda: check(lib.hydra_generate(h, sh, t.ptr(), t.n, C.byref(g), out,
-                                                             g.max_new_tokens, C.byref(n))))
-        cb.reraise()
-        return ids_out(out, n.value, t.kind)
+            run_cancellable(lambda: check(lib.hydra_generate(h, sh, g.ids.ptr(), g.ids.n, C.byref(g.opts), g.out,
+                                                             g.cap, C.byref(g.n))))
+        return g.result()
 
     def generate_iter(self, prompt_ids, **kw):
         """Like generate, but yields each token as it is produced (the C call
@@ -209,16 +180,8 @@ class State(Owner):
         super().__init__(h.value, lib.hydra_state_free, parents=(model,))
         self.model = model
 
-    @property
-    def position(self):
-        """Tokens consumed (the absolute position)."""
-        with self._use() as h:
-            return lib.hydra_state_position(h)
-
-    @property
-    def nbytes(self):
-        with self._use() as h:
-            return lib.hydra_state_bytes(h)
+    position = c_property(lib.hydra_state_position, "Tokens consumed (the absolute position).")
+    nbytes = c_property(lib.hydra_state_bytes)
 
     def reset(self):
         with self._use(exclusive=True) as h:

@@ -3,8 +3,7 @@
 import ctypes as C
 import dataclasses
 
-from ._convert import as_ids, ids_out
-from ._gen import TokenCallback, fill_sampling
+from ._gen import Generation
 from ._lib import SpecStats, check, lib, run_cancellable
 from .model import HydraLM
 
@@ -25,16 +24,13 @@ def speculative_generate(target, draft, prompt_ids, k=4, max_new_tokens=128, tem
             raise TypeError("speculative_generate: %s must be a HydraLM, got %s" % (name, type(m).__name__))
     if isinstance(k, bool) or not isinstance(k, int):
         raise TypeError("k must be an int")
-    t = as_ids(prompt_ids, "speculative_generate: prompt_ids")
     o = lib.hydra_spec_opts_default()
-    fill_sampling(o, max_new_tokens, temperature, top_k, top_p, seed, stop_tokens)
     o.k = max(-1, min(k, 2**31 - 1))
     o.min_draft_prob = float(min_draft_prob)
-    cb = TokenCallback(on_token)
-    o.on_token = cb.c
-    out, n, st = (C.c_int32 * o.max_new_tokens)(), C.c_size_t(), SpecStats()
+    g = Generation(o, prompt_ids, "speculative_generate: prompt_ids", max_new_tokens, temperature, top_k, top_p, seed,
+                   stop_tokens, on_token)
+    st = SpecStats()
     with target._use() as th, draft._use() as dh:
-        run_cancellable(lambda: check(lib.hydra_spec_generate(th, dh, t.ptr(), t.n, C.byref(o), out,
-                                                              o.max_new_tokens, C.byref(n), C.byref(st))))
-    cb.reraise()
-    return SpecOutput(ids_out(out, n.value, t.kind), {f: getattr(st, f) for f, _ in SpecStats._fields_})
+        run_cancellable(lambda: check(lib.hydra_spec_generate(th, dh, g.ids.ptr(), g.ids.n, C.byref(o), g.out, g.cap,
+                                                              C.byref(g.n), C.byref(st))))
+    return SpecOutput(g.result(), {f: getattr(st, f) for f, _ in SpecStats._fields_})

@@ -3,11 +3,11 @@
 import ctypes as C
 import dataclasses
 
-from ._convert import Floats, as_ids, ids_out
-from ._gen import TokenCallback, fill_sampling
+from ._convert import Floats, as_ids
+from ._gen import Generation
 from ._handle import Owner
 from ._lib import StreamStats as _CStats, check, lib, run_cancellable
-from .model import HydraLM, State, check_device, fspath
+from .model import HydraLM, check_device, fspath
 
 _DTYPES = {"f32": 0, "float32": 0, "bf16": 1, "bfloat16": 1}
 
@@ -78,18 +78,13 @@ class StreamingEngine(Owner):
         """Feed prompt (may be empty once a token has been consumed), then sample
         up to max_new tokens exactly as HydraLM.generate would on the whole
         history; the generated tokens are fed back so the stream continues."""
-        t = as_ids(prompt, "extend_and_generate: prompt")
-        g = lib.hydra_gen_opts_default()
-        fill_sampling(g, max_new, temperature, top_k, top_p, seed, stop_tokens)
-        cb = TokenCallback(on_token)
-        g.on_token = cb.c
-        out, n = (C.c_int32 * g.max_new_tokens)(), C.c_size_t()
+        g = Generation(lib.hydra_gen_opts_default(), prompt, "extend_and_generate: prompt", max_new, temperature,
+                       top_k, top_p, seed, stop_tokens, on_token)
         with self._use(exclusive=True) as h:
             run_cancellable(lambda: check(lib.hydra_stream_extend_and_generate(
-                h, t.ptr(), t.n, C.byref(g), out, g.max_new_tokens, C.byref(n))))
-        cb.reraise()
-        s = self.stats()
-        return StreamOutput(ids_out(out, n.value, t.kind), s.tokens, s.peak_state_bytes, s.state_bytes, s.position)
+                h, g.ids.ptr(), g.ids.n, C.byref(g.opts), g.out, g.cap, C.byref(g.n))))
+        tokens, s = g.result(), self.stats()
+        return StreamOutput(tokens, s.tokens, s.peak_state_bytes, s.state_bytes, s.position)
 
     def stats(self):
         st = _CStats()

@@ -1,6 +1,5 @@
 """FactBank (CLI-written banks mount from Python), speculative decoding, and
 training (progress callback, exact resume, errors)."""
-import numpy as np
 import pytest
 
 import hydralm

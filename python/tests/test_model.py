@@ -2,7 +2,6 @@
 forward logits bit for bit against a C program, generation against the CLI,
 and every error path of the model's functions."""
 import json
-import os
 
 import numpy as np
 import pytest
@@ -97,7 +96,6 @@ def test_save_load_and_cli_checkpoints(tmp_path, model, model_file):
     hydra("init", "--d-model", 64, "--n-layers", 3, "--n-heads", 2, "--head-dim", 32, "--pattern", "DSD",
           "--window", 16, "--seed", 7, "--out", cli_file)
     assert hydralm.HydraLM.load(str(cli_file)).fingerprint == model.fingerprint
-    assert "hydra info" or True
     assert b"DSD" in hydra("info", model_file)  # and the CLI reads Python's file
 
 

@@ -2,7 +2,6 @@
 interrupts long calls cleanly, C memory is freed on collection, a model used
 by a live engine stays alive, concurrent misuse is refused, not raced."""
 import gc
-import signal
 import subprocess
 import sys
 import textwrap
