@@ -12,7 +12,12 @@
             512-token pieces like the CLI and in one call.
 
 Repetitions alternate CLI and Python; the table gives medians and the median
-of the per-repetition ratios Python / CLI (1.00 = no overhead).
+of the per-repetition ratios Python / CLI (1.00 = no overhead). Across two
+processes on a loaded shared machine those ratios carry the load's drift, so
+two in-process rows isolate the binding's own cost: model.generate against a
+bare ctypes call of hydra_generate alternated in the same process, and
+engine.feed's wall time against the engine's own C time for the same calls
+(hydra_stream_get_stats seconds).
 
   bench/python_overhead.py [--reps 3] [--feed-reps 1] [--feed-tokens 1048576] [--default-feed-tokens 16384]
                            [--threads 1] [--out out/bench_py]
@@ -58,6 +63,21 @@ def py_generate(model, n, callback):
     return (len(ids) + len(out)) / (time.perf_counter() - t0)
 
 
+def raw_generate(model, n):
+    """hydra_generate called through bare ctypes on this thread: no argument
+    conversion, helper thread or exception mapping."""
+    import ctypes as C
+    from hydralm._lib import lib
+    ids = (C.c_int32 * len(PROMPT))(*hydralm.encode(PROMPT))
+    g = lib.hydra_gen_opts_default()
+    g.max_new_tokens, g.sample.temperature, g.sample.top_p, g.seed = n, 0.8, 0.95, 1
+    out, n_out = (C.c_int32 * n)(), C.c_size_t()
+    with model._use() as h:
+        t0 = time.perf_counter()
+        assert lib.hydra_generate(h, None, ids, len(PROMPT), C.byref(g), out, n, C.byref(n_out)) == 0
+        return (len(PROMPT) + n_out.value) / (time.perf_counter() - t0)
+
+
 def cli_feed(path, inp):
     err = sh("stream", "--model", path, "--input", inp)
     return float(re.search(r"in ([\d.]+) s", err).group(1)), int(re.search(r"done: (\d+) tokens", err).group(1))
@@ -70,7 +90,8 @@ def py_feed(model, data, piece):
         e.feed(data[i:i + piece])
     dt = time.perf_counter() - t0
     assert e.position == len(data)
-    return len(data) / dt
+    c_time = e.stats().seconds  # the engine's time inside hydra_stream_feed
+    return len(data) / dt, len(data) / c_time
 
 
 def row(name, cli, py):
@@ -94,34 +115,40 @@ def main():
     hydralm.set_num_threads(a.threads)
     os.makedirs(a.out, exist_ok=True)
     text = open(os.path.join(ROOT, "data", "tinyshakespeare.txt"), "rb").read()
-    lines = ["| measurement | hydra CLI tok/s | Python tok/s | Python / CLI (range) |", "|---|---:|---:|---:|"]
+    lines = ["| measurement | reference tok/s (hydra CLI unless named) | Python tok/s | Python / reference (range) |",
+             "|---|---:|---:|---:|"]
     for name, flags in MODELS.items():
         path = os.path.join(a.out, name + ".safetensors")
         if not os.path.exists(path):
             subprocess.run([CLI, "init", "--seed", "0", "--out", path] + flags, capture_output=True, check=True)
         model = hydralm.HydraLM.load(path)
-        cli, py, pycb = [], [], []
+        cli, py, pycb, raw = [], [], [], []
         for _ in range(a.reps):
             cli.append(cli_generate(path, a.gen_tokens))
             py.append(py_generate(model, a.gen_tokens, False))
             pycb.append(py_generate(model, a.gen_tokens, True))
+            raw.append(raw_generate(model, a.gen_tokens))
         lines.append(row("%s: generate %d tokens" % (name, a.gen_tokens), cli, py))
         lines.append(row("%s: generate, Python on_token callback" % name, cli, pycb))
+        lines.append(row("%s: generate vs bare ctypes hydra_generate, same process" % name, raw, py))
         n = a.feed_tokens if name == "small" else a.default_feed_tokens
         inp = os.path.join(a.out, "input_%d.txt" % n)
         data = (text * (n // len(text) + 1))[:n]
         with open(inp, "wb") as f:
             f.write(data)
-        cli, py512, py1 = [], [], []
+        cli, py512, py1, c512 = [], [], [], []
         for _ in range(a.feed_reps):
             secs, tokens = cli_feed(path, inp)
             assert tokens == n
             cli.append(n / secs)
-            py512.append(py_feed(model, data, 512))
-            py1.append(py_feed(model, data, n))
+            wall, inside = py_feed(model, data, 512)
+            py512.append(wall)
+            c512.append(inside)
+            py1.append(py_feed(model, data, n)[0])
         lines.append(row("%s: feed %d tokens, 512 per call" % (name, n), cli, py512))
         lines.append(row("%s: feed %d tokens, one call" % (name, n), cli, py1))
-        print("\n".join(lines[-4:]), flush=True)
+        lines.append(row("%s: feed, 512 per call, wall vs the engine's C time, same calls" % name, c512, py512))
+        print("\n".join(lines[-6:]), flush=True)
     print("\n" + "\n".join(lines))
     print("\n%s; %s; %d repetitions (feed %d); %d thread(s) each side; load average %.1f %.1f %.1f at the end" % (
         os.uname().nodename, hydralm.blas_info(), a.reps, a.feed_reps, a.threads, *os.getloadavg()))
