@@ -40,7 +40,7 @@ typedef enum {
     HYDRA_ERR_FORMAT = 4,   /* file contents are malformed or inconsistent */
     HYDRA_ERR_CONFIG = 5,   /* invalid model configuration */
     HYDRA_ERR_MISMATCH = 6, /* objects that must agree do not (model vs state, ...) */
-    HYDRA_ERR_CANCELLED = 7, /* a long call stopped early: its cancel flag was raised */
+    HYDRA_ERR_CANCELLED = 8, /* a long call stopped early: its cancel flag was raised (7 is HYDRA_ERR_DEVICE, the GPU backend's) */
 } hydra_status;
 
 /* Message describing the most recent failure on this thread ("" if none). */

@@ -43,7 +43,7 @@ def _load():
 lib, LIBRARY_PATH = _load()
 
 # ------------------------------------------------------------------ status
-OK, ERR_ARG, ERR_NOMEM, ERR_IO, ERR_FORMAT, ERR_CONFIG, ERR_MISMATCH, ERR_CANCELLED = range(8)
+OK, ERR_ARG, ERR_NOMEM, ERR_IO, ERR_FORMAT, ERR_CONFIG, ERR_MISMATCH, ERR_DEVICE, ERR_CANCELLED = range(9)
 
 
 class HydraError(Exception):
