@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 SEEDS=${1:-"0 1 2 3"}
 STEPS=${2:-2000}
 JOBS=${3:-2}
-DATA=../shared/data/tinyshakespeare.txt
+DATA=data/tinyshakespeare.txt
 OUT=out/muon_vs_adamw
 mkdir -p "$OUT"
 run() {

@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=$1 out=$2 seqs=${3:-2560}
-data=../shared/data/tinyshakespeare.txt
+data=data/tinyshakespeare.txt
 mkdir -p "$out"
 sample() { # temperature seed
   [ -f "$out/corpus_t$1.txt" ] && return

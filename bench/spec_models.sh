@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-out/spec} tsteps=${2:-1000} dsteps=${3:-4000}
-data=../shared/data/tinyshakespeare.txt
+data=data/tinyshakespeare.txt
 mkdir -p "$out"
 if [ ! -f "$out/target/model.safetensors" ]; then
   ./build/hydra train --data "$data" --out "$out/target" --d-model 512 --n-layers 8 --n-heads 8 --window 256 \

@@ -16,7 +16,7 @@ dir=$1 start=$2 len=$3 threads=${4:-0}
 end=$((start + len))
 [ -f "$dir/default.safetensors" ] || ./build/hydra init --seed 0 --out "$dir/default.safetensors"
 if [ ! -f "$dir/input10x.txt" ]; then
-  for i in 1 2 3 4 5 6 7 8 9 10; do cat ../shared/data/tinyshakespeare.txt; done > "$dir/input10x.txt"
+  for i in 1 2 3 4 5 6 7 8 9 10; do cat data/tinyshakespeare.txt; done > "$dir/input10x.txt"
 fi
 load=()
 [ "$start" -gt 0 ] && load=(--load-state "$dir/state_$start.hstate")

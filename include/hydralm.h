@@ -50,12 +50,25 @@ typedef enum {
     HYDRA_ERR_CONFIG = 5,   /* invalid model configuration */
     HYDRA_ERR_MISMATCH = 6, /* objects that must agree do not (model vs state, ...) */
     HYDRA_ERR_DEVICE = 7,   /* a GPU call failed, no GPU is present, or this build has no GPU backend */
+    HYDRA_ERR_CANCELLED = 8, /* a long call stopped early: its cancel flag was raised (7 is HYDRA_ERR_DEVICE, the GPU backend's) */
 } hydra_status;
 
 /* Message describing the most recent failure on this thread ("" if none). */
 const char *hydra_last_error(void);
 /* Short name of a status code ("ok", "invalid argument", ...). */
 const char *hydra_status_str(hydra_status s);
+
+/* Cooperative cancellation, per calling thread (like hydra_last_error). While
+ * *flag is non-zero, the long calls made on this thread stop at their next
+ * check and return HYDRA_ERR_CANCELLED: hydra_generate and
+ * hydra_stream_extend_and_generate (per prompt chunk and per token),
+ * hydra_stream_feed (per chunk), hydra_spec_generate (per round),
+ * hydra_trainer_step (before the step) and hydra_claims_run (between claims).
+ * Another thread raises the flag (e.g. a binding's Ctrl-C handler); the
+ * library only reads it. NULL (the default) = never cancelled. Work already
+ * done stays done: a cancelled feed keeps the chunks it consumed, a cancelled
+ * generate the tokens it wrote (*n_out). */
+void hydra_set_cancel_flag(const volatile int *flag);
 
 /* ---------------------------------------------------------------- config */
 /* Layer kinds in a pattern string. */

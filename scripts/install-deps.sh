@@ -9,6 +9,8 @@ PKGS=(
   libcmocka-dev                      # unit-test framework
   libopenmpi-dev openmpi-bin         # MPI: mpirun -np N hydra train (data-parallel ranks)
   python3 python3-torch python3-numpy # PyTorch reference used by the tests (not by the product)
+  python3-pytest                     # the Python binding's test suite (python/tests)
+  python3-setuptools python3-pip python3-wheel python3-venv  # `pip install .` of the binding, offline
 )
 missing=()
 for p in "${PKGS[@]}"; do

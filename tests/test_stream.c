@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "core/internal.h"
+#include "hydralm_spec.h"
 #include "hydralm_stream.h"
 #include "hydralm_train.h"
 #include "test_util.h"
@@ -525,6 +526,61 @@ static void test_bad_args(void **unused) {
     hydra_model_free(m);
 }
 
+/* hydra_set_cancel_flag: a raised flag stops generate, stream feed/generate and
+ * speculative generate with HYDRA_ERR_CANCELLED, keeping the work already done
+ * (here the callback raises the flag after the 3rd token). */
+static volatile int g_cancel;
+static int cancel_after_3(int32_t tok, void *user) {
+    (void)tok;
+    if (++*(int *)user == 3) g_cancel = 1;
+    return 0;
+}
+
+static void test_cancel(void **unused) {
+    (void)unused;
+    hydra_model *m = make_model(tiny_config(), 9);
+    hydra_stream *s = NULL;
+    HY_OK(hydra_stream_create(m, NULL, &s));
+    int32_t tok[3] = {1, 2, 3}, out[16];
+    size_t n_out = 99;
+    int seen = 0;
+    hydra_gen_opts g = hydra_gen_opts_default();
+    g.max_new_tokens = 16;
+    g.on_token = cancel_after_3;
+    g.user = &seen;
+    hydra_set_cancel_flag(&g_cancel);
+    g_cancel = 0;
+    assert_int_equal(hydra_generate(m, NULL, tok, 3, &g, out, 16, &n_out), HYDRA_ERR_CANCELLED);
+    assert_int_equal(n_out, 3);
+    assert_non_null(strstr(hydra_last_error(), "cancelled"));
+    assert_string_equal(hydra_status_str(HYDRA_ERR_CANCELLED), "cancelled");
+    /* raised before the call: nothing is consumed */
+    assert_int_equal(hydra_stream_feed(s, tok, 3), HYDRA_ERR_CANCELLED);
+    assert_int_equal(hydra_state_position(hydra_stream_state(s)), 0);
+    g_cancel = 0;
+    HY_OK(hydra_stream_feed(s, tok, 3));
+    seen = 0;
+    assert_int_equal(hydra_stream_extend_and_generate(s, tok, 3, &g, out, 16, &n_out), HYDRA_ERR_CANCELLED);
+    assert_int_equal(n_out, 3);
+    assert_int_equal(hydra_state_position(hydra_stream_state(s)), 9); /* 3 + 3 fed, 3 generated */
+    hydra_spec_opts so = hydra_spec_opts_default();
+    so.k = 2;
+    so.max_new_tokens = 16;
+    so.on_token = cancel_after_3;
+    so.user = &seen;
+    seen = 0;
+    g_cancel = 0;
+    assert_int_equal(hydra_spec_generate(m, m, tok, 3, &so, out, 16, &n_out, NULL), HYDRA_ERR_CANCELLED);
+    assert_true(n_out >= 3 && n_out < 16);
+    /* NULL turns cancellation off again */
+    hydra_set_cancel_flag(NULL);
+    seen = 0;
+    HY_OK(hydra_generate(m, NULL, tok, 3, &g, out, 16, &n_out));
+    assert_int_equal(n_out, 16);
+    hydra_stream_free(s);
+    hydra_model_free(m);
+}
+
 int main(void) {
     /* These models are tiny and the engine makes ~1,500 forwards: with several
      * threads on a shared 2-vCPU machine the OpenMP barriers, not the math,
@@ -538,6 +594,7 @@ int main(void) {
         cmocka_unit_test(test_save_load),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_bad_args),
+        cmocka_unit_test(test_cancel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,12 +11,8 @@
 #include "hydralm_train.h"
 #include "test_util.h"
 
-static const char *shakespeare_path(void) {
-    static char p[1024];
-    const char *src = getenv("HYDRA_SOURCE_DIR");
-    snprintf(p, sizeof p, "%s/../shared/data/tinyshakespeare.txt", src ? src : "..");
-    return p;
-}
+/* shipped in the repository (data/README.md), found from the source dir */
+static const char *shakespeare_path(void) { return source_path("data/tinyshakespeare.txt"); }
 
 static hydra_config small_config(void) {
     hydra_config c = hydra_config_default();

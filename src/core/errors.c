@@ -25,6 +25,16 @@ void hydra_clear_error(void) { g_last_error[0] = '\0'; }
 
 const char *hydra_last_error(void) { return g_last_error; }
 
+static _Thread_local const volatile int *g_cancel_flag;
+
+void hydra_set_cancel_flag(const volatile int *flag) { g_cancel_flag = flag; }
+
+hydra_status hydra_check_cancel(const char *what) {
+    if (g_cancel_flag && __atomic_load_n(g_cancel_flag, __ATOMIC_RELAXED))
+        return hydra_set_error(HYDRA_ERR_CANCELLED, "%s: cancelled", what);
+    return HYDRA_OK;
+}
+
 const char *hydra_status_str(hydra_status s) {
     switch (s) {
     case HYDRA_OK: return "ok";
@@ -35,6 +45,7 @@ const char *hydra_status_str(hydra_status s) {
     case HYDRA_ERR_CONFIG: return "invalid config";
     case HYDRA_ERR_MISMATCH: return "mismatch";
     case HYDRA_ERR_DEVICE: return "device error";
+    case HYDRA_ERR_CANCELLED: return "cancelled";
     }
     return "unknown status";
 }

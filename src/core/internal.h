@@ -14,6 +14,9 @@
 hydra_status hydra_set_error(hydra_status st, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void hydra_clear_error(void);
+/* HYDRA_ERR_CANCELLED ("<what>: cancelled") if this thread's cancel flag
+ * (hydra_set_cancel_flag) is raised, else HYDRA_OK. Long loops poll it. */
+hydra_status hydra_check_cancel(const char *what);
 
 #define HYDRA_CHECK(expr)                      \
     do {                                       \

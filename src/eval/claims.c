@@ -1004,7 +1004,7 @@ hydra_status hydra_claims_run(const hydra_claims_opts *o, const char *const *nam
     hydra_status st = HYDRA_OK;
     in_batch = 1;
     for (int j = 0; j < n && !st; j++) {
-        if ((st = hydra_claim_run(idx[j], o, &out[j]))) break;
+        if ((st = hydra_check_cancel("claims_run")) || (st = hydra_claim_run(idx[j], o, &out[j]))) break;
         *n_out = j + 1;
     }
     in_batch = 0;

@@ -35,13 +35,14 @@ hydra_status hydra_generate(const hydra_model *m, hydra_state *st, const int32_t
     for (size_t i = 0; s == HYDRA_OK && i < n_prompt; i += HYDRA_PREFILL_CHUNK) {
         size_t n = n_prompt - i < HYDRA_PREFILL_CHUNK ? n_prompt - i : HYDRA_PREFILL_CHUNK;
         int last = i + n == n_prompt;
+        if ((s = hydra_check_cancel("generate"))) break;
         s = hydra_forward(m, prompt + i, 1, (int)n, &st, last ? HYDRA_LOGITS_LAST : HYDRA_LOGITS_NONE, logits);
     }
     hydra_rng rng;
     hydra_rng_seed(&rng, opts->seed);
     for (int i = 0; s == HYDRA_OK && i < opts->max_new_tokens; i++) {
         int32_t tok;
-        if ((s = hydra_sample(logits, V, &opts->sample, &rng, &tok))) break;
+        if ((s = hydra_check_cancel("generate")) || (s = hydra_sample(logits, V, &opts->sample, &rng, &tok))) break;
         out[(*n_out)++] = tok;
         /* Feed the token so the state holds prompt + everything generated. */
         if ((s = hydra_step(m, st, tok, logits))) break;

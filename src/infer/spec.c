@@ -295,7 +295,7 @@ hydra_status hydra_spec_generate(const hydra_model *target, const hydra_model *d
         int kr = left - 1 < opts->k ? left - 1 : opts->k;
         if (kr < 1) kr = 1;
         int n = 0;
-        if ((st = hydra_spec_round(s, kr, buf, &n))) break;
+        if ((st = hydra_check_cancel("spec_generate")) || (st = hydra_spec_round(s, kr, buf, &n))) break;
         int i = 0;
         for (; i < n && !stop && *n_out < (size_t)opts->max_new_tokens; i++) {
             int32_t tok = buf[i];

@@ -98,9 +98,10 @@ static hydra_status feed_chunks(hydra_stream *s, const int32_t *tokens, size_t n
     for (size_t i = 0; i < n; i += chunk) {
         size_t t = n - i < chunk ? n - i : chunk;
         int last = i + t == n;
-        hydra_status st = hydra_forward_scratch(s->fm, tokens + i, (int)t, s->st,
-                                                last ? HYDRA_LOGITS_LAST : HYDRA_LOGITS_NONE,
-                                                last ? s->logits : NULL, &s->ws);
+        hydra_status st = hydra_check_cancel("stream");
+        if (st == HYDRA_OK)
+            st = hydra_forward_scratch(s->fm, tokens + i, (int)t, s->st, last ? HYDRA_LOGITS_LAST : HYDRA_LOGITS_NONE,
+                                       last ? s->logits : NULL, &s->ws);
         if (st != HYDRA_OK) {
             s->has_logits = 0;
             return st;
@@ -180,7 +181,7 @@ hydra_status hydra_stream_extend_and_generate(hydra_stream *s, const int32_t *pr
     hydra_rng_seed(&rng, opts->seed);
     for (int i = 0; st == HYDRA_OK && i < opts->max_new_tokens; i++) {
         int32_t tok;
-        if ((st = hydra_sample(s->logits, V, &opts->sample, &rng, &tok))) break;
+        if ((st = hydra_check_cancel("stream")) || (st = hydra_sample(s->logits, V, &opts->sample, &rng, &tok))) break;
         out[(*n_out)++] = tok;
         if ((st = hydra_forward_scratch(s->fm, &tok, 1, s->st, HYDRA_LOGITS_LAST, s->logits, &s->ws))) {
             s->has_logits = 0;

@@ -128,6 +128,7 @@ const hydra_train_opts *hydra_trainer_opts(const hydra_trainer *t) { return t ? 
 
 hydra_status hydra_trainer_step(hydra_trainer *t, hydra_step_info *info) {
     if (!t) return hydra_set_error(HYDRA_ERR_ARG, "trainer_step: NULL trainer");
+    HYDRA_CHECK(hydra_check_cancel("trainer_step"));
     const int B = t->opts.batch, T = t->opts.seq;
     double t0 = hydra_now_seconds(), loss = 0;
     int64_t scored = 0;

@@ -1,0 +1,1 @@
+"""hydralm.eval — evaluation entry points (`python -m hydralm.eval.claims`)."""
