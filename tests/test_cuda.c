@@ -186,13 +186,7 @@ static hydra_config cfg_of(const char *pattern) {
     return c;
 }
 
-static int32_t *tokens(size_t n, int V, uint64_t seed) {
-    int32_t *t = malloc(n * sizeof *t);
-    hydra_rng r;
-    hydra_rng_seed(&r, seed);
-    for (size_t i = 0; i < n; i++) t[i] = (int32_t)(hydra_rng_next(&r) % (uint64_t)V);
-    return t;
-}
+#define tokens random_tokens
 
 static int argmax(const float *x, int n) {
     int b = 0;

@@ -21,13 +21,7 @@ static hydra_model *make_model(hydra_config c, uint64_t seed) {
     return m;
 }
 
-static int32_t *make_tokens(size_t T, int V, uint64_t seed) {
-    int32_t *t = malloc(T * sizeof *t);
-    hydra_rng r;
-    hydra_rng_seed(&r, seed);
-    for (size_t i = 0; i < T; i++) t[i] = (int32_t)(hydra_rng_next(&r) % (uint64_t)V);
-    return t;
-}
+#define make_tokens random_tokens
 
 static hydra_stream *make_stream(const hydra_model *m, int chunk) {
     hydra_stream_opts o = hydra_stream_opts_default();

@@ -71,3 +71,11 @@ const char *source_path(const char *rel) {
     snprintf(buf, sizeof buf, "%s/%s", src && src[0] ? src : "..", rel);
     return buf;
 }
+
+int32_t *random_tokens(size_t n, int V, uint64_t seed) {
+    int32_t *t = malloc((n ? n : 1) * sizeof *t);
+    hydra_rng r;
+    hydra_rng_seed(&r, seed);
+    for (size_t i = 0; i < n; i++) t[i] = (int32_t)(hydra_rng_next(&r) % (uint64_t)V);
+    return t;
+}

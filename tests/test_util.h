@@ -14,6 +14,8 @@
 double rel_err(const float *a, const float *b, size_t n);
 /* Fill x[n] with N(0, scale^2) from a seeded RNG. */
 void fill_normal(float *x, size_t n, float scale, uint64_t seed);
+/* n token ids uniform in [0, V) from a seeded RNG (malloc'd; free it). */
+int32_t *random_tokens(size_t n, int V, uint64_t seed);
 /* A tiny config used across tests (d_model 32, 4 layers "DDSD", window 8, vocab 64). */
 hydra_config tiny_config(void);
 /* Fail the test with hydra_last_error() if st != HYDRA_OK. */
