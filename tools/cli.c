@@ -216,16 +216,11 @@ const char *cli_schedule(const hydra_config *c, char *buf) {
 }
 
 void cli_add_device_opts(cli_spec *s, cli_device *d, const char *prefix) {
-    static char names[4][32]; /* "device" and "precision" with up to two prefixes */
-    static int used = 0;
+    int draft = strcmp(prefix, "draft-") == 0; /* the only prefix: the option names must outlive this call */
     d->device = "cpu";
     d->precision = "bf16";
-    if (used > 2) return;
-    char *dn = names[used++], *pn = names[used++];
-    snprintf(dn, 32, "%sdevice", prefix);
-    snprintf(pn, 32, "%sprecision", prefix);
-    cli_add(s, dn, OPT_STR, &d->device, "where the model runs: cpu (default), cuda or cuda:N (an NVIDIA GPU)");
-    cli_add(s, pn, OPT_STR, &d->precision,
+    cli_add(s, draft ? "draft-device" : "device", OPT_STR, &d->device, "where the model runs: cpu (default), cuda or cuda:N (an NVIDIA GPU)");
+    cli_add(s, draft ? "draft-precision" : "precision", OPT_STR, &d->precision,
             "on a GPU: bf16 (default: bf16 weights and GEMM inputs on tensor cores, f32 accumulation and state) or "
             "f32 (tensor cores off, matches the CPU to ~1e-5)");
 }

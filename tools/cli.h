@@ -86,8 +86,8 @@ int cli_print_token(int32_t tok, void *user);
 void cli_alias_n(int argc, char **argv);
 
 /* Where a command runs its model: --device cpu|cuda|cuda:N and --precision
- * bf16|f32 (the GPU default is bf16; f32 turns tensor cores off). With a
- * prefix ("draft-") the flags are --draft-device / --draft-precision. */
+ * bf16|f32 (the GPU default is bf16; f32 turns tensor cores off). With the
+ * prefix "draft-" (the only other) the flags are --draft-device / --draft-precision. */
 typedef struct {
     const char *device, *precision;
 } cli_device;

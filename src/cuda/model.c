@@ -411,9 +411,16 @@ static hydra_status dev_state_create(hydra_state *s, int device) {
     return HYDRA_OK;
 }
 
-/* Bytes of full-attention cache to move for layer i of s at its position. */
+/* Bytes of one full-attention K (or V) cache holding s's first s->pos positions. */
 static size_t cache_bytes(const hydra_state *s) {
     return (size_t)s->pos * (size_t)s->cfg.n_heads * (size_t)hydra_config_head_dim(&s->cfg) * 4;
+}
+
+/* One layer's K and V caches, `bytes` each, in the direction `kind`. */
+static hydra_status copy_kv(void *dk, void *dv, const void *sk, const void *sv, size_t bytes, enum cudaMemcpyKind kind) {
+    CU_CHECK(cudaMemcpy(dk, sk, bytes, kind));
+    CU_CHECK(cudaMemcpy(dv, sv, bytes, kind));
+    return HYDRA_OK;
 }
 
 hydra_status hydra_dev_state_upload(hydra_state *s, int device) {
@@ -423,10 +430,8 @@ hydra_status hydra_dev_state_upload(hydra_state *s, int device) {
     CU_CHECK(cudaMemcpy(d->arena, s->arena, s->arena_floats * 4, cudaMemcpyHostToDevice));
     if (s->pos) HYDRA_CHECK(dev_state_reserve(s, (size_t)s->pos, 0));
     for (int i = 0; i < s->cfg.n_layers; i++)
-        if (d->kc[i] && s->pos) {
-            CU_CHECK(cudaMemcpy(d->kc[i], s->layers[i].kc, cache_bytes(s), cudaMemcpyHostToDevice));
-            CU_CHECK(cudaMemcpy(d->vc[i], s->layers[i].vc, cache_bytes(s), cudaMemcpyHostToDevice));
-        }
+        if (d->kc[i] && s->pos)
+            HYDRA_CHECK(copy_kv(d->kc[i], d->vc[i], s->layers[i].kc, s->layers[i].vc, cache_bytes(s), cudaMemcpyHostToDevice));
     return HYDRA_OK;
 }
 
@@ -437,10 +442,8 @@ hydra_status hydra_dev_state_download(hydra_state *s) {
     CU_CHECK(cudaMemcpy(s->arena, d->arena, s->arena_floats * 4, cudaMemcpyDeviceToHost));
     HYDRA_CHECK(hydra_state_reserve(s, (size_t)s->pos));
     for (int i = 0; i < s->cfg.n_layers; i++)
-        if (d->kc[i] && s->pos) {
-            CU_CHECK(cudaMemcpy(s->layers[i].kc, d->kc[i], cache_bytes(s), cudaMemcpyDeviceToHost));
-            CU_CHECK(cudaMemcpy(s->layers[i].vc, d->vc[i], cache_bytes(s), cudaMemcpyDeviceToHost));
-        }
+        if (d->kc[i] && s->pos)
+            HYDRA_CHECK(copy_kv(s->layers[i].kc, s->layers[i].vc, d->kc[i], d->vc[i], cache_bytes(s), cudaMemcpyDeviceToHost));
     return HYDRA_OK;
 }
 
@@ -451,10 +454,8 @@ hydra_status hydra_dev_state_copy(hydra_state *dst, const hydra_state *src) {
     CU_CHECK(cudaMemcpy(a->arena, b->arena, src->arena_floats * 4, cudaMemcpyDeviceToDevice));
     if (src->pos) HYDRA_CHECK(dev_state_reserve(dst, (size_t)src->pos, 0));
     for (int i = 0; i < src->cfg.n_layers; i++)
-        if (b->kc[i] && src->pos) {
-            CU_CHECK(cudaMemcpy(a->kc[i], b->kc[i], cache_bytes(src), cudaMemcpyDeviceToDevice));
-            CU_CHECK(cudaMemcpy(a->vc[i], b->vc[i], cache_bytes(src), cudaMemcpyDeviceToDevice));
-        }
+        if (b->kc[i] && src->pos)
+            HYDRA_CHECK(copy_kv(a->kc[i], a->vc[i], b->kc[i], b->vc[i], cache_bytes(src), cudaMemcpyDeviceToDevice));
     return HYDRA_OK;
 }
 

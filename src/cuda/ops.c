@@ -29,6 +29,12 @@ static hydra_status dput(dbufs *b, void **d, const void *host, size_t bytes) {
     return HYDRA_OK;
 }
 
+/* host[bytes] <- the device result. */
+static hydra_status dget(void *host, const void *d, size_t bytes) {
+    CU_CHECK(cudaMemcpy(host, d, bytes, cudaMemcpyDeviceToHost));
+    return HYDRA_OK;
+}
+
 static hydra_status need_device(void) {
     if (hydra_dev_count() == 0) return hydra_set_error(HYDRA_ERR_DEVICE, "cuda: no CUDA device is visible");
     return HYDRA_OK;
@@ -68,9 +74,8 @@ hydra_status hydra_dev_op_delta_rule(int chunked, int T, int H, int dk, int dv, 
         OP_RUN(hk_delta_rule_chunked(0, 1, T, H, dk, dv, dq, dk_, dv_, dg, db, dp, dO, work, chunked == 2));
     } else
         OP_RUN(hk_delta_rule_recurrent(0, 1, T, H, dk, dv, dq, dk_, dv_, dg, db, dp, dO));
-    if (cudaMemcpy(S, dS, ns, cudaMemcpyDeviceToHost) != cudaSuccess ||
-        cudaMemcpy(o, dO, nv, cudaMemcpyDeviceToHost) != cudaSuccess)
-        st = hydra_set_error(HYDRA_ERR_DEVICE, "cuda: copying results back failed");
+    OP_TRY(dget(S, dS, ns));
+    OP_TRY(dget(o, dO, nv));
 done:
     dbufs_free(&b);
     return st;
@@ -94,8 +99,7 @@ hydra_status hydra_dev_op_attention(int T, int H, int d, int64_t pos0, int windo
     OP_TRY(dput(&b, &dpk, &dkc, sizeof(void *)));
     OP_TRY(dput(&b, &dpv, &dvc, sizeof(void *)));
     OP_RUN(hk_attention(0, 1, T, H, d, window, dpos, dq, dk_, dv_, dpk, dpv, dO, 0));
-    if (cudaMemcpy(o, dO, n, cudaMemcpyDeviceToHost) != cudaSuccess)
-        st = hydra_set_error(HYDRA_ERR_DEVICE, "cuda: copying results back failed");
+    OP_TRY(dget(o, dO, n));
 done:
     dbufs_free(&b);
     return st;
@@ -111,8 +115,7 @@ hydra_status hydra_dev_op_rmsnorm(int M, int C, const float *x, const float *w, 
     OP_TRY(dput(&b, &dw, w, (size_t)C * 4));
     OP_TRY(dput(&b, &dy, NULL, n));
     OP_RUN(hk_rmsnorm(0, M, C, dx, dw, eps, dy, 0));
-    if (cudaMemcpy(y, dy, n, cudaMemcpyDeviceToHost) != cudaSuccess)
-        st = hydra_set_error(HYDRA_ERR_DEVICE, "cuda: copying results back failed");
+    OP_TRY(dget(y, dy, n));
 done:
     dbufs_free(&b);
     return st;
@@ -137,8 +140,7 @@ hydra_status hydra_dev_op_rope(int T, int H, int d, int64_t pos0, double base, f
     OP_TRY(dput(&b, &dpos, &pos0, 8));
     OP_TRY(dput(&b, &df, f, (size_t)(d / 2) * 8));
     OP_RUN(hk_rope_qkv(0, 1, T, H, d, dp, dpos, df, dq, dk_, dv_));
-    if (cudaMemcpy(x, dq, n * 4, cudaMemcpyDeviceToHost) != cudaSuccess)
-        st = hydra_set_error(HYDRA_ERR_DEVICE, "cuda: copying results back failed");
+    OP_TRY(dget(x, dq, n * 4));
 done:
     free(proj);
     dbufs_free(&b);
@@ -166,8 +168,7 @@ hydra_status hydra_dev_op_matmul(int M, int N, int K, const float *x, const floa
     have_gemm = 1;
     OP_TRY(hydra_gemm(&g, 0, M, N, K, bf16 ? hx : dx, bf16 ? hw : dw, dy, bf16, acc));
     OP_RUN(cudaGetLastError());
-    if (cudaMemcpy(y, dy, ny * 4, cudaMemcpyDeviceToHost) != cudaSuccess)
-        st = hydra_set_error(HYDRA_ERR_DEVICE, "cuda: copying results back failed");
+    OP_TRY(dget(y, dy, ny * 4));
 done:
     if (have_gemm) hydra_gemm_free(&g);
     dbufs_free(&b);
