@@ -20,6 +20,7 @@
 #include "core/internal.h"
 #include "hydralm_factbank.h"
 #include "hydralm_spec.h"
+#include "hydralm_train.h"
 #include "hydralm_stream.h"
 #include "test_util.h"
 
@@ -195,18 +196,25 @@ static int argmax(const float *x, int n) {
     return b;
 }
 
-/* CPU model and its copy on the GPU (same seed). */
-static void model_pair(const hydra_config *c, hydra_precision p, hydra_model **cpu, hydra_model **gpu) {
-    HY_OK(hydra_model_create(c, 7, cpu));
-    HY_OK(hydra_model_create(c, 7, gpu));
+/* The config of `pattern`, its CPU model and the same model on the GPU
+ * (same seed); free both with pair_free. */
+static hydra_config model_pair(const char *pattern, hydra_precision p, hydra_model **cpu, hydra_model **gpu) {
+    hydra_config c = cfg_of(pattern);
+    HY_OK(hydra_model_create(&c, 7, cpu));
+    HY_OK(hydra_model_create(&c, 7, gpu));
     HY_OK(hydra_model_to_device(*gpu, "cuda", p));
     assert_string_equal(hydra_model_device(*gpu), "cuda:0");
+    return c;
+}
+
+static void pair_free(hydra_model *cpu, hydra_model *gpu) {
+    hydra_model_free(cpu);
+    hydra_model_free(gpu);
 }
 
 static void check_logits(const char *pattern, hydra_precision p, double tol) {
-    hydra_config c = cfg_of(pattern);
     hydra_model *cpu, *gpu;
-    model_pair(&c, p, &cpu, &gpu);
+    hydra_config c = model_pair(pattern, p, &cpu, &gpu);
     const int B = 2, T = 150, V = c.vocab_size;
     int32_t *tok = tokens((size_t)B * T, V, 3);
     float *lc = malloc((size_t)B * T * V * 4), *lg = malloc((size_t)B * T * V * 4);
@@ -222,8 +230,7 @@ static void check_logits(const char *pattern, hydra_precision p, double tol) {
     if (p == HYDRA_PRECISION_F32 ? agree < B * T - 1 : agree < (B * T * 95) / 100)
         fail_msg("%s: argmax agreement %d/%d", pattern, agree, B * T);
     free(tok), free(lc), free(lg);
-    hydra_model_free(cpu);
-    hydra_model_free(gpu);
+    pair_free(cpu, gpu);
 }
 
 static void test_model_logits(void **unused) {
@@ -236,9 +243,8 @@ static void test_model_logits(void **unused) {
 
 /* Any chunking of a stream = one forward, on the GPU; step = forward. */
 static void test_chunking_and_step(void **unused) {
-    hydra_config c = cfg_of("DSDA");
     hydra_model *cpu, *gpu;
-    model_pair(&c, HYDRA_PRECISION_F32, &cpu, &gpu);
+    hydra_config c = model_pair("DSDA", HYDRA_PRECISION_F32, &cpu, &gpu);
     const int T = 200, V = c.vocab_size;
     int32_t *tok = tokens(T, V, 5);
     float *ref = malloc((size_t)V * 4), *got = malloc((size_t)V * 4);
@@ -262,15 +268,13 @@ static void test_chunking_and_step(void **unused) {
     assert_int_equal(hydra_state_position(s), T);
     free(tok), free(ref), free(got);
     hydra_state_free(s);
-    hydra_model_free(cpu);
-    hydra_model_free(gpu);
+    pair_free(cpu, gpu);
 }
 
 /* B sequences at different positions in one forward = each alone. */
 static void test_batched_rows(void **unused) {
-    hydra_config c = cfg_of("DSDA");
     hydra_model *cpu, *gpu;
-    model_pair(&c, HYDRA_PRECISION_F32, &cpu, &gpu);
+    hydra_config c = model_pair("DSDA", HYDRA_PRECISION_F32, &cpu, &gpu);
     const int B = 3, T = 20, V = c.vocab_size;
     int32_t *pre = tokens(100, V, 8), *tok = tokens((size_t)B * T, V, 9);
     hydra_state *sb[3], *s1;
@@ -297,15 +301,13 @@ static void test_batched_rows(void **unused) {
     for (int b = 0; b < B; b++) hydra_state_free(sb[b]);
     hydra_state_free(s1);
     free(pre), free(tok), free(lb), free(l1);
-    hydra_model_free(cpu);
-    hydra_model_free(gpu);
+    pair_free(cpu, gpu);
 }
 
 /* A state saved from a GPU stream resumes on the CPU and the reverse. */
 static void test_state_files_cross_device(void **unused) {
-    hydra_config c = cfg_of("DSDA");
     hydra_model *cpu, *gpu;
-    model_pair(&c, HYDRA_PRECISION_F32, &cpu, &gpu);
+    hydra_config c = model_pair("DSDA", HYDRA_PRECISION_F32, &cpu, &gpu);
     assert_true(hydra_model_fingerprint(cpu) == hydra_model_fingerprint(gpu));
     const int V = c.vocab_size;
     int32_t *tok = tokens(300, V, 12);
@@ -336,16 +338,14 @@ static void test_state_files_cross_device(void **unused) {
     hydra_state_free(s);
     remove(path);
     free(tok), free(a), free(b);
-    hydra_model_free(cpu);
-    hydra_model_free(gpu);
+    pair_free(cpu, gpu);
 }
 
 /* Greedy generation on the GPU (f32) equals the CPU's, token for token, and
  * the streaming engine runs on a GPU model. */
 static void test_generate_and_stream(void **unused) {
-    hydra_config c = cfg_of("DDSD");
     hydra_model *cpu, *gpu;
-    model_pair(&c, HYDRA_PRECISION_F32, &cpu, &gpu);
+    hydra_config c = model_pair("DDSD", HYDRA_PRECISION_F32, &cpu, &gpu);
     int32_t *prompt = tokens(40, c.vocab_size, 21);
     hydra_gen_opts g = hydra_gen_opts_default();
     g.max_new_tokens = 48;
@@ -379,17 +379,16 @@ static void test_generate_and_stream(void **unused) {
     hydra_stream_free(sg);
     hydra_stream_free(sc);
     free(prompt), free(text);
-    hydra_model_free(cpu);
-    hydra_model_free(gpu);
+    pair_free(cpu, gpu);
 }
 
 /* Speculative decoding with the target, the draft or both on the GPU (f32):
  * greedy output = the target's own greedy generation, token for token; the
  * snapshot journal's rollbacks are exercised by every rejected proposal. */
 static void test_spec_on_gpu(void **unused) {
-    hydra_config tc = cfg_of("DDSD"), dc = cfg_of("DS");
+    hydra_config dc = cfg_of("DS");
     hydra_model *tcpu, *tgpu, *dcpu, *dgpu;
-    model_pair(&tc, HYDRA_PRECISION_F32, &tcpu, &tgpu);
+    hydra_config tc = model_pair("DDSD", HYDRA_PRECISION_F32, &tcpu, &tgpu);
     HY_OK(hydra_model_create(&dc, 99, &dcpu));
     HY_OK(hydra_model_create(&dc, 99, &dgpu));
     HY_OK(hydra_model_to_device(dgpu, "cuda", HYDRA_PRECISION_F32));
@@ -416,11 +415,25 @@ static void test_spec_on_gpu(void **unused) {
     hydra_model_free(tcpu), hydra_model_free(tgpu), hydra_model_free(dcpu), hydra_model_free(dgpu);
 }
 
+/* Training changes host weights: a model on the GPU is refused (its device
+ * copy would go stale) until it moves back to the CPU. */
+static void test_training_refused_on_gpu(void **unused) {
+    hydra_model *cpu, *gpu;
+    model_pair("DS", HYDRA_PRECISION_F32, &cpu, &gpu);
+    hydra_optim_opts o = hydra_optim_opts_default(HYDRA_OPT_ADAMW);
+    hydra_optimizer *opt = NULL;
+    assert_int_equal(hydra_optimizer_create(gpu, &o, &opt), HYDRA_ERR_DEVICE);
+    assert_non_null(strstr(hydra_last_error(), "cuda:0"));
+    HY_OK(hydra_model_to_device(gpu, "cpu", HYDRA_PRECISION_DEFAULT));
+    HY_OK(hydra_optimizer_create(gpu, &o, &opt));
+    hydra_optimizer_free(opt);
+    pair_free(cpu, gpu);
+}
+
 /* A bank written on one device mounts on the other. */
 static void test_factbank_cross_device(void **unused) {
-    hydra_config c = cfg_of("DDSD");
     hydra_model *cpu, *gpu;
-    model_pair(&c, HYDRA_PRECISION_F32, &cpu, &gpu);
+    hydra_config c = model_pair("DDSD", HYDRA_PRECISION_F32, &cpu, &gpu);
     int32_t *facts = tokens(64, c.vocab_size, 31), *q = tokens(8, c.vocab_size, 32);
     const int V = c.vocab_size;
     float *a = malloc((size_t)V * 4), *b = malloc((size_t)V * 4);
@@ -447,8 +460,7 @@ static void test_factbank_cross_device(void **unused) {
     }
     remove(path);
     free(facts), free(q), free(a), free(b);
-    hydra_model_free(cpu);
-    hydra_model_free(gpu);
+    pair_free(cpu, gpu);
 }
 
 /* Without a device every device call fails with a message, never a crash. */
@@ -484,6 +496,7 @@ int main(void) {
         cmocka_unit_test(test_chunking_and_step),   cmocka_unit_test(test_batched_rows),
         cmocka_unit_test(test_state_files_cross_device), cmocka_unit_test(test_generate_and_stream),
         cmocka_unit_test(test_factbank_cross_device), cmocka_unit_test(test_spec_on_gpu),
+        cmocka_unit_test(test_training_refused_on_gpu),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
