@@ -106,6 +106,10 @@ struct hydra_model {
 /* HYDRA_OK, or a clear error when `what` needs f32 weights that a bf16-only
  * model does not hold (training, saving, the reference forward). */
 hydra_status hydra_require_f32(const hydra_model *m, const char *what);
+/* HYDRA_OK, or a clear error when `what` would change the host weights of a
+ * model that lives on a GPU (its device copy would silently go stale):
+ * training runs on the CPU until the GPU trainer exists. */
+hydra_status hydra_require_cpu(const hydra_model *m, const char *what);
 /* Which tensors a bf16-only model holds in bf16: the ones the forward
  * multiplies by (q/k/v/g/a/b/o projections, MLP, untied lm_head). */
 int hydra_param_is_matrix(const char *name);

@@ -38,6 +38,16 @@ hydra_status hydra_model_to_device(hydra_model *m, const char *device, hydra_pre
     return HYDRA_OK;
 }
 
+hydra_status hydra_require_cpu(const hydra_model *m, const char *what) {
+    if (m->dev)
+        return hydra_set_error(HYDRA_ERR_DEVICE,
+                               "%s: the model lives on %s and training updates the host weights, so its device copy "
+                               "would go stale; train on the CPU (hydra_model_to_device(m, \"cpu\", 0)) and move it "
+                               "back afterwards",
+                               what, m->device_name);
+    return HYDRA_OK;
+}
+
 const char *hydra_model_device(const hydra_model *m) { return m && m->dev ? m->device_name : "cpu"; }
 
 hydra_precision hydra_model_precision(const hydra_model *m) {

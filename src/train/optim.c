@@ -331,6 +331,7 @@ hydra_status hydra_optimizer_create_range(const hydra_model *m, const hydra_opti
     *out = NULL;
     if (!m) return hydra_set_error(HYDRA_ERR_ARG, "optimizer_create: model is NULL");
     HYDRA_CHECK(hydra_require_f32(m, "optimizer_create"));
+    HYDRA_CHECK(hydra_require_cpu(m, "optimizer_create"));
     HYDRA_CHECK(hydra_optim_opts_validate(o));
     if (lo > hi || hi > m->n_params)
         return hydra_set_error(HYDRA_ERR_ARG, "optimizer_create: range [%zu, %zu) outside the %zu parameters", lo, hi,
@@ -495,6 +496,7 @@ hydra_status hydra_optimizer_apply(hydra_optimizer *opt, hydra_model *m, float *
                                    float *grad_norm, float *lr_used) {
     if (!opt || !m || !grads) return hydra_set_error(HYDRA_ERR_ARG, "optimizer_step: NULL argument");
     HYDRA_CHECK(hydra_require_f32(m, "optimizer_step"));
+    HYDRA_CHECK(hydra_require_cpu(m, "optimizer_step"));
     if (!model_matches(opt, m))
         return hydra_set_error(HYDRA_ERR_MISMATCH,
                                "optimizer_step: model has a different parameter table than the optimizer "
