@@ -57,10 +57,14 @@ static void check_delta_rule(int chunked, int T, int H, int dk, int dv, uint64_t
     HY_OK(hydra_op_delta_rule_ref(T, H, dk, dv, q, k, v, g, beta, S_cpu, o_cpu));
     HY_OK(hydra_dev_op_delta_rule(chunked, T, H, dk, dv, q, k, v, g, beta, S_gpu, o_gpu));
     double eo = rel_err(o_gpu, o_cpu, nv), es = rel_err(S_gpu, S_cpu, ns);
-    /* tensor-core outputs: q, k, V_new, S_c rounded to bf16 (2^-9 each) in sums of ~128 terms; the state
-     * itself stays f32 */
-    double tol_o = chunked == 2 ? 1e-2 : F32_TOL;
-    if (!(eo <= tol_o && es <= F32_TOL))
+    /* tensor-core path: every product's operands rounded to bf16 (2^-9 relative each: q, k, W, U, V_new,
+     * S_c, T = (I + A)^-1) in sums of 64-128 terms with f32 accumulation; the state is accumulated in f32
+     * but its updates come from those products, so it carries the same per-chunk error (it does not grow:
+     * the decays and the (I - beta k k^T) factors contract it). 1e-2 is ~5x the bf16 rounding of one
+     * product. */
+    double tol = chunked == 2 ? 1e-2 : F32_TOL;
+    if (chunked == 2 && T >= 64) print_message("    chunked-tc T=%d H=%d d=%d: o err %.2e, S err %.2e\n", T, H, dk, eo, es);
+    if (!(eo <= tol && es <= tol))
         fail_msg("delta rule (%s) T=%d H=%d dk=%d dv=%d: o err %.3g, S err %.3g",
                  chunked == 2 ? "chunked-tc" : chunked ? "chunked" : "recurrent", T, H, dk, dv, eo, es);
     free(q), free(k), free(v), free(g), free(beta), free(S0), free(S_cpu), free(S_gpu), free(o_cpu), free(o_gpu);

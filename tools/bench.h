@@ -35,6 +35,6 @@ void hydra_bench_train(FILE *out, int quick);
 /* GPU (bench_cuda.c): the card's GEMM and copy ceilings, the delta-rule
  * kernels, the default model's prefill / decode / batched decode in bf16 and
  * f32 on `device` ("cuda" or "cuda:N"). Returns 0, or 1 after reporting. */
-int hydra_bench_cuda(FILE *out, const char *device, int quick);
+int hydra_bench_cuda(FILE *out, const char *device, int quick, const char *only);
 
 #endif /* HYDRA_TOOLS_BENCH_H */

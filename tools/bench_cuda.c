@@ -100,7 +100,27 @@ done:
     return rc;
 }
 
-int hydra_bench_cuda(FILE *out, const char *device, int quick) {
+/* The delta-rule kernels at fla-org's benchmark shapes and at decode shapes. */
+static int bench_delta(FILE *out, int dev, int reps) {
+    hydra_status st;
+    fprintf(out, "delta rule forward (f32 state)        kernel       ms      M tokens/s\n");
+    const struct { int B, T, H, d; } shapes[] = {{8, 4096, 12, 64}, {4, 8192, 16, 128}, {1, 4096, 12, 64}, {1, 1, 12, 64}, {64, 1, 12, 64}, {1, 4, 12, 64}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        for (int kc = 0; kc < 3; kc++) {
+            const char *kern = kc == 2 ? "chunked-tc" : kc ? "chunked" : "recurrent";
+            if (kc && shapes[i].T < 64) continue; /* the chunked kernel is for prefill */
+            double ms;
+            if ((st = hydra_cuda_bench_delta_rule(dev, kern, shapes[i].B, shapes[i].T, shapes[i].H, shapes[i].d, reps, &ms)))
+                return cli_fail("bench", "delta rule", st);
+            fprintf(out, "  B %2d x T %4d x H %2d x d %3d       %-10s %8.4f  %10.2f\n", shapes[i].B, shapes[i].T,
+                    shapes[i].H, shapes[i].d, kern, ms, shapes[i].B * (double)shapes[i].T / (ms * 1e-3) / 1e6);
+        }
+    return 0;
+}
+
+int hydra_bench_cuda(FILE *out, const char *device, int quick, const char *only) {
+    const int kernels = !only || !strcmp(only, "delta"), model = !only || !strcmp(only, "model");
+    if (!kernels && !model) return fprintf(stderr, "hydra bench: --only is delta or model with --device cuda\n"), 2;
     int dev = strncmp(device, "cuda:", 5) == 0 ? atoi(device + 5) : 0;
     char name[256];
     hydra_status st = hydra_cuda_device_name(dev, name, sizeof name);
@@ -115,18 +135,8 @@ int hydra_bench_cuda(FILE *out, const char *device, int quick) {
     fprintf(out, "card      bf16 GEMM 8192^3 %.0f TFLOP/s   f32 GEMM 4096^3 (no TF32) %.1f TFLOP/s   "
                  "device copy %.0f GB/s (read + write)\n\n", cl.gemm16, cl.gemm32, cl.copy);
 
-    fprintf(out, "delta rule forward (f32 state)        kernel       ms      M tokens/s\n");
-    const struct { int B, T, H, d; } shapes[] = {{8, 4096, 12, 64}, {4, 8192, 16, 128}, {1, 1, 12, 64}, {64, 1, 12, 64}, {1, 4, 12, 64}};
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
-        for (int kc = 0; kc < 3; kc++) {
-            const char *kern = kc == 2 ? "chunked-tc" : kc ? "chunked" : "recurrent";
-            if (kc && shapes[i].T < 64) continue; /* the chunked kernel is for prefill */
-            double ms;
-            if ((st = hydra_cuda_bench_delta_rule(dev, kern, shapes[i].B, shapes[i].T, shapes[i].H, shapes[i].d, reps, &ms)))
-                return cli_fail("bench", "delta rule", st);
-            fprintf(out, "  B %2d x T %4d x H %2d x d %3d       %-10s %8.4f  %10.2f\n", shapes[i].B, shapes[i].T,
-                    shapes[i].H, shapes[i].d, kern, ms, shapes[i].B * (double)shapes[i].T / (ms * 1e-3) / 1e6);
-        }
+    if (kernels && bench_delta(out, dev, reps)) return 1;
+    if (!model) return 0;
     fprintf(out, "\ndefault model 768x12 (DDDS x 3, window 512), %s\n", name);
     fprintf(out, "%-5s  %11s  %6s  %6s  %9s  %7s  %6s  %6s  %11s  %s\n", "prec", "prefill t/s", "TFLOP", "%GEMM",
             "decode t/s", "ms/tok", "GB/s", "%copy", "b64 dec t/s", "device memory (model + 65 states)");

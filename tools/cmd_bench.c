@@ -156,7 +156,7 @@ int cmd_bench(int argc, char **argv) {
     int r = cli_parse(&s, argc, argv);
     if (r) return r > 0 ? 0 : 2;
     if (threads > 0) hydra_set_num_threads(threads);
-    if (strcmp(device, "cpu") && !stream_tokens) return hydra_bench_cuda(stdout, device, quick);
+    if (strcmp(device, "cpu") && !stream_tokens) return hydra_bench_cuda(stdout, device, quick, only);
     if (train) return hydra_bench_train(stdout, quick), 0;
     if (spec_target || spec_draft) {
         if (!spec_target || !spec_draft) return fprintf(stderr, "hydra bench: --spec-target and --spec-draft go together\n"), 2;

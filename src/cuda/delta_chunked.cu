@@ -14,20 +14,16 @@
  *  3. out     (every chunk in parallel): O = (gamma ⊙ Q) S_c^T + (Q K^T ⊙ Gamma ⊙ M) V_new,
  *             M the causal mask with its diagonal.
  *
- * All arithmetic is f32 (SIMT): this path is exact to rounding, so the same
- * kernels serve the all-f32 mode and the tests hold them to the CPU's
- * token-by-token recurrence at 1e-4. Shapes: q, k [BT, H, D]; v [BT, H, D];
+ * All arithmetic is f32 (SIMT): this path is exact to rounding; it serves
+ * the all-f32 mode, and the tests hold it to the CPU's token-by-token
+ * recurrence at 1e-4. The BF16 precision runs the same algorithm on tensor
+ * cores (delta_tc.cu). Shapes: q, k [BT, H, D]; v [BT, H, D];
  * g, beta [BT, H]; S[b] [H, D (value), D (key)]. D in {64, 128}; the last
  * chunk of a sequence may be short (padded with zero keys and values,
  * g = 0, beta = 0, which change nothing). */
-#include <cuda_bf16.h>
-#include <mma.h>
-
 #include "kernels.h"
 
 namespace {
-
-using namespace nvcuda;
 
 constexpr int CH = 64;      /* chunk length */
 constexpr int THREADS = 256;
@@ -236,104 +232,9 @@ __global__ void __launch_bounds__(THREADS) out_k(int T, int H, const float *__re
     }
 }
 
-/* --------------------------------------------------- 3 on tensor cores */
-/* out_k's three products on bf16 tensor cores (16x16x16 WMMA tiles, f32
- * accumulation), for the bf16 precision: Q, K, V_new and the chunk-start
- * state are rounded to bf16 in shared memory, the mask and decays applied in
- * f32 between the products. P = Q K^T ⊙ Gamma ⊙ M; O = P V_new + (gamma ⊙ Q) S_c^T
- * (both into one accumulator). 8 warps own the 16x16 output tiles. */
-template <int D>
-__global__ void __launch_bounds__(THREADS) out_tc_k(int T, int H, const float *__restrict__ q,
-                                                   const float *__restrict__ k, work w, float *__restrict__ o) {
-    extern __shared__ __align__(32) unsigned char smraw[];
-    typedef __nv_bfloat16 bf;
-    constexpr int LD = D + 8, LP = CH + 8, LO = D + 4; /* padded leading dims (multiples of 8 / 4) */
-    bf *Qb = (bf *)smraw;              /* [CH][LD] q */
-    bf *Qg = Qb + CH * LD;             /* [CH][LD] gamma ⊙ q */
-    bf *Kb = Qg + CH * LD;             /* [CH][LD] k */
-    bf *Vb = Kb + CH * LD;             /* [CH][LD] V_new */
-    bf *Sb = Vb + CH * LD;             /* [D][LD]  S_c [value][key] */
-    bf *Pb = Sb + D * LD;              /* [CH][LP] P in bf16 */
-    float *F = (float *)(Pb + CH * LP); /* [CH][max(LP, LO)] f32 staging: P, then O */
-    float *Gs = F + CH * (LP > LO ? LP : LO);
-    const int c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, tid = threadIdx.x, warp = tid >> 5;
-    const int t0 = c * CH, Lc = min(CH, T - t0);
-    const size_t HD = (size_t)H * D, r0 = (size_t)b * T + t0, NC = n_chunks(T);
-    if (tid < CH) Gs[tid] = tid < Lc ? w.G[(r0 + tid) * H + h] : 0.0f;
-    __syncthreads();
-    for (int i = tid; i < CH * D; i += THREADS) {
-        int r = i / D, col = i % D;
-        bool in = r < Lc;
-        size_t at = (r0 + r) * HD + (size_t)h * D + col;
-        float qv = in ? q[at] : 0.0f;
-        Qb[r * LD + col] = __float2bfloat16_rn(qv);
-        Qg[r * LD + col] = __float2bfloat16_rn(qv * expf(Gs[r]));
-        Kb[r * LD + col] = __float2bfloat16_rn(in ? k[at] : 0.0f);
-        Vb[r * LD + col] = __float2bfloat16_rn(in ? w.Vn[at] : 0.0f);
-    }
-    const float *Sc = w.Sc + (((size_t)b * H + h) * NC + c) * D * D;
-    for (int i = tid; i < D * D; i += THREADS) Sb[(i / D) * LD + i % D] = __float2bfloat16_rn(Sc[i]);
-    __syncthreads();
-    /* P = Q K^T: 16 tiles of 16x16, two per warp */
-    for (int tile = warp; tile < (CH / 16) * (CH / 16); tile += THREADS / 32) {
-        int ti = tile / (CH / 16), tj = tile % (CH / 16);
-        wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-        wmma::fill_fragment(acc, 0.0f);
-        if (tj <= ti) /* tiles above the diagonal are masked out entirely */
-            for (int kk = 0; kk < D; kk += 16) {
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, bf, wmma::row_major> fa;
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, bf, wmma::col_major> fb;
-                wmma::load_matrix_sync(fa, Qb + ti * 16 * LD + kk, LD);
-                wmma::load_matrix_sync(fb, Kb + tj * 16 * LD + kk, LD); /* B(k, n) = K[n][k] */
-                wmma::mma_sync(acc, fa, fb, acc);
-            }
-        wmma::store_matrix_sync(F + ti * 16 * LP + tj * 16, acc, LP, wmma::mem_row_major);
-    }
-    __syncthreads();
-    for (int e = tid; e < CH * CH; e += THREADS) {
-        int i = e / CH, j = e % CH;
-        float val = j <= i && i < Lc ? F[i * LP + j] * expf(Gs[i] - Gs[j]) : 0.0f;
-        Pb[i * LP + j] = __float2bfloat16_rn(val);
-    }
-    __syncthreads();
-    /* O = P V_new + (gamma ⊙ Q) S_c^T */
-    for (int tile = warp; tile < (CH / 16) * (D / 16); tile += THREADS / 32) {
-        int ti = tile / (D / 16), tj = tile % (D / 16);
-        wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-        wmma::fill_fragment(acc, 0.0f);
-        for (int kk = 0; kk <= ti * 16; kk += 16) { /* P is lower triangular: k tiles up to the diagonal */
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, bf, wmma::row_major> fa;
-            wmma::fragment<wmma::matrix_b, 16, 16, 16, bf, wmma::row_major> fb;
-            wmma::load_matrix_sync(fa, Pb + ti * 16 * LP + kk, LP);
-            wmma::load_matrix_sync(fb, Vb + kk * LD + tj * 16, LD);
-            wmma::mma_sync(acc, fa, fb, acc);
-        }
-        for (int kk = 0; kk < D; kk += 16) {
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, bf, wmma::row_major> fa;
-            wmma::fragment<wmma::matrix_b, 16, 16, 16, bf, wmma::col_major> fb;
-            wmma::load_matrix_sync(fa, Qg + ti * 16 * LD + kk, LD);
-            wmma::load_matrix_sync(fb, Sb + tj * 16 * LD + kk, LD); /* B(k = key, n = value) = S_c[n][k] */
-            wmma::mma_sync(acc, fa, fb, acc);
-        }
-        __syncwarp();
-        wmma::store_matrix_sync(F + ti * 16 * LO + tj * 16, acc, LO, wmma::mem_row_major);
-    }
-    __syncthreads();
-    for (int i = tid; i < CH * D; i += THREADS) {
-        int r = i / D, col = i % D;
-        if (r < Lc) o[(r0 + r) * HD + (size_t)h * D + col] = F[r * LO + col];
-    }
-}
-
-template <int D>
-constexpr size_t out_tc_smem() {
-    return (size_t)(4 * CH + D) * (D + 8) * 2 + (size_t)CH * (CH + 8) * 2 +
-           (size_t)CH * ((CH + 8) > (D + 4) ? (CH + 8) : (D + 4)) * 4 + CH * 4;
-}
-
 template <int D>
 cudaError_t launch(cudaStream_t s, int B, int T, int H, const float *q, const float *k, const float *v, const float *g,
-                   const float *beta, float *const *S, float *o, void *scratch, int tc) {
+                   const float *beta, float *const *S, float *o, void *scratch) {
     work w = carve(scratch, B, T, H, D);
     const unsigned NC = (unsigned)n_chunks(T);
     const size_t sm1 = ((size_t)CH * (D + 1) + CH * (CH + 1) + 2 * CH) * 4;
@@ -343,11 +244,9 @@ cudaError_t launch(cudaStream_t s, int B, int T, int H, const float *q, const fl
     cudaFuncSetAttribute(wy_k<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm1);
     cudaFuncSetAttribute(scan_k<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm2);
     cudaFuncSetAttribute(out_k<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm3);
-    cudaFuncSetAttribute(out_tc_k<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)out_tc_smem<D>());
     wy_k<D><<<dim3(NC, H, B), THREADS, sm1, s>>>(T, H, k, v, g, beta, w);
     scan_k<D><<<dim3(D / RS, H, B), THREADS, sm2, s>>>(T, H, k, S, w);
-    if (tc) out_tc_k<D><<<dim3(NC, H, B), THREADS, out_tc_smem<D>(), s>>>(T, H, q, k, w, o);
-    else out_k<D><<<dim3(NC, H, B), THREADS, sm3, s>>>(T, H, q, k, w, o);
+    out_k<D><<<dim3(NC, H, B), THREADS, sm3, s>>>(T, H, q, k, w, o);
     return cudaGetLastError();
 }
 
@@ -355,16 +254,19 @@ cudaError_t launch(cudaStream_t s, int B, int T, int H, const float *q, const fl
 
 extern "C" size_t hk_delta_rule_chunked_scratch(int B, int T, int H, int d) {
     size_t BT = (size_t)B * T;
-    return (3 * BT * H * d + BT * H + (size_t)B * H * n_chunks(T) * d * d) * sizeof(float);
+    size_t f32 = (3 * BT * H * d + BT * H + (size_t)B * H * n_chunks(T) * d * d) * sizeof(float);
+    size_t tc = hk_delta_rule_tc_scratch(B, T, H, d);
+    return f32 > tc ? f32 : tc;
 }
 
 extern "C" cudaError_t hk_delta_rule_chunked(cudaStream_t s, int B, int T, int H, int dk, int dv, const float *q,
                                              const float *k, const float *v, const float *g, const float *beta,
                                              float *const *S, float *o, void *scratch, int tc) {
     if (B <= 0 || T <= 0 || H <= 0 || dk != dv || !scratch) return cudaErrorInvalidValue;
+    if (tc) return hk_delta_rule_tc(s, B, T, H, dk, q, k, v, g, beta, S, o, scratch);
     switch (dk) {
-    case 64: return launch<64>(s, B, T, H, q, k, v, g, beta, S, o, scratch, tc);
-    case 128: return launch<128>(s, B, T, H, q, k, v, g, beta, S, o, scratch, tc);
+    case 64: return launch<64>(s, B, T, H, q, k, v, g, beta, S, o, scratch);
+    case 128: return launch<128>(s, B, T, H, q, k, v, g, beta, S, o, scratch);
     default: return cudaErrorNotSupported;
     }
 }

@@ -49,15 +49,19 @@ cudaError_t hk_conv_tail(cudaStream_t s, int B, int T, int Cc, int K, const floa
 cudaError_t hk_delta_rule_recurrent(cudaStream_t s, int B, int T, int H, int dk, int dv, const float *q,
                                     const float *k, const float *v, const float *g, const float *beta,
                                     float *const *S, float *o);
-/* The same in chunks of 64 (WY form; delta_chunked.cu), for prefill,
- * dk == dv in {64, 128}. tc = 0: f32 throughout; tc = 1: the output
- * products on bf16 tensor cores (the bf16 precision; the state and its scan
- * stay f32). scratch: a device buffer of hk_delta_rule_chunked_scratch(B, T,
- * H, d) bytes. */
+/* The same in chunks of 64 (WY form), for prefill, dk == dv in {64, 128}.
+ * tc = 0: f32 SIMT throughout (delta_chunked.cu); tc = 1: every product on
+ * bf16 tensor cores with f32 accumulation, the state kept in f32
+ * (delta_tc.cu; the BF16 precision). scratch: a device buffer of
+ * hk_delta_rule_chunked_scratch(B, T, H, d) bytes (enough for either). */
 size_t hk_delta_rule_chunked_scratch(int B, int T, int H, int d);
 cudaError_t hk_delta_rule_chunked(cudaStream_t s, int B, int T, int H, int dk, int dv, const float *q, const float *k,
                                   const float *v, const float *g, const float *beta, float *const *S, float *o,
                                   void *scratch, int tc);
+size_t hk_delta_rule_tc_scratch(int B, int T, int H, int d);
+cudaError_t hk_delta_rule_tc(cudaStream_t s, int B, int T, int H, int d, const float *q, const float *k,
+                             const float *v, const float *g, const float *beta, float *const *S, float *o,
+                             void *scratch);
 /* y = RMSNorm_head(o) * w * SiLU(gate), gate = proj[r, gate_off + h*d ..]. */
 cudaError_t hk_gated_onorm(cudaStream_t s, int BT, int H, int d, const float *o, const float *proj, int P,
                            int gate_off, const float *w, float eps, void *y, int out_bf16);
