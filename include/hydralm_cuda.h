@@ -23,7 +23,9 @@ hydra_status hydra_cuda_bench_copy(int device, size_t bytes, int reps, double *g
 /* The gated delta rule forward over B x T tokens, H heads, dk = dv = d, f32
  * state: milliseconds per call. kernel: "recurrent" (token by token, the
  * state in registers; decode), "chunked" (WY form, chunks of 64, f32; prefill)
- * or "chunked-tc" (the same, its output products on bf16 tensor cores). */
+ * "chunked-tc" (the same on bf16 tensor cores, f32 q/k/v/o as the model
+ * passes them) or "chunked-tc-bf16" (q, k, v and o in bf16, as fla-org's
+ * chunk_gated_delta_rule takes them). */
 hydra_status hydra_cuda_bench_delta_rule(int device, const char *kernel, int B, int T, int H, int d, int reps,
                                          double *ms);
 

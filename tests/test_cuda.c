@@ -62,11 +62,12 @@ static void check_delta_rule(int chunked, int T, int H, int dk, int dv, uint64_t
      * but its updates come from those products, so it carries the same per-chunk error (it does not grow:
      * the decays and the (I - beta k k^T) factors contract it). 1e-2 is ~5x the bf16 rounding of one
      * product. */
-    double tol = chunked == 2 ? 1e-2 : F32_TOL;
-    if (chunked == 2 && T >= 64) print_message("    chunked-tc T=%d H=%d d=%d: o err %.2e, S err %.2e\n", T, H, dk, eo, es);
+    static const char *names[] = {"recurrent", "chunked", "chunked-tc", "chunked-tc-bf16"};
+    double tol = chunked >= 2 ? 1e-2 : F32_TOL;
+    if (chunked >= 2 && T >= 64) print_message("    %s T=%d H=%d d=%d: o err %.2e, S err %.2e\n", names[chunked], T, H, dk, eo, es);
     if (!(eo <= tol && es <= tol))
         fail_msg("delta rule (%s) T=%d H=%d dk=%d dv=%d: o err %.3g, S err %.3g",
-                 chunked == 2 ? "chunked-tc" : chunked ? "chunked" : "recurrent", T, H, dk, dv, eo, es);
+                 names[chunked], T, H, dk, dv, eo, es);
     free(q), free(k), free(v), free(g), free(beta), free(S0), free(S_cpu), free(S_gpu), free(o_cpu), free(o_gpu);
 }
 
@@ -81,12 +82,13 @@ static void test_delta_rule(void **unused) {
 }
 
 /* The chunked (WY) prefill kernel: the same contract, f32 throughout, so the
- * same 1e-4 bound (its tensor-core variant: 1e-2 on the outputs); lengths at
- * chunk boundaries +-1, a non-zero start state. */
+ * same 1e-4 bound; its tensor-core variants (f32 or bf16 q/k/v/o) 1e-2 on
+ * the outputs and the state; lengths at chunk boundaries +-1, a non-zero
+ * start state. */
 static void test_delta_rule_chunked(void **unused) {
     const int Ts[] = {1, 7, 63, 64, 65, 128, 1000};
     for (size_t i = 0; i < sizeof Ts / sizeof Ts[0]; i++)
-        for (int mode = 1; mode <= 2; mode++) {
+        for (int mode = 1; mode <= 3; mode++) {
             check_delta_rule(mode, Ts[i], 3, 64, 64, 110 + i);
             check_delta_rule(mode, Ts[i], 2, 128, 128, 130 + i);
         }

@@ -103,16 +103,16 @@ done:
 /* The delta-rule kernels at fla-org's benchmark shapes and at decode shapes. */
 static int bench_delta(FILE *out, int dev, int reps) {
     hydra_status st;
-    fprintf(out, "delta rule forward (f32 state)        kernel       ms      M tokens/s\n");
+    fprintf(out, "delta rule forward (f32 state)        kernel              ms      M tokens/s\n");
     const struct { int B, T, H, d; } shapes[] = {{8, 4096, 12, 64}, {4, 8192, 16, 128}, {1, 4096, 12, 64}, {1, 1, 12, 64}, {64, 1, 12, 64}, {1, 4, 12, 64}};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
-        for (int kc = 0; kc < 3; kc++) {
-            const char *kern = kc == 2 ? "chunked-tc" : kc ? "chunked" : "recurrent";
+        for (int kc = 0; kc < 4; kc++) {
+            const char *kern = kc == 3 ? "chunked-tc-bf16" : kc == 2 ? "chunked-tc" : kc ? "chunked" : "recurrent";
             if (kc && shapes[i].T < 64) continue; /* the chunked kernel is for prefill */
             double ms;
             if ((st = hydra_cuda_bench_delta_rule(dev, kern, shapes[i].B, shapes[i].T, shapes[i].H, shapes[i].d, reps, &ms)))
                 return cli_fail("bench", "delta rule", st);
-            fprintf(out, "  B %2d x T %4d x H %2d x d %3d       %-10s %8.4f  %10.2f\n", shapes[i].B, shapes[i].T,
+            fprintf(out, "  B %2d x T %4d x H %2d x d %3d       %-16s %8.4f  %10.2f\n", shapes[i].B, shapes[i].T,
                     shapes[i].H, shapes[i].d, kern, ms, shapes[i].B * (double)shapes[i].T / (ms * 1e-3) / 1e6);
         }
     return 0;

@@ -50,7 +50,8 @@ hydra_status hydra_dev_forward(const hydra_model *m, const int32_t *tokens, int 
  * the tests compare each against its CPU op in src/ops/ on the same inputs.
  * Same shapes and contracts as the CPU ops (include/hydralm_ops.h). */
 /* chunked = 0: the token-by-token kernel; 1: the chunked (WY) prefill kernel
- * in f32; 2: the same with its output products on bf16 tensor cores. */
+ * in f32; 2: the same on bf16 tensor cores (f32 state, f32 q/k/v/o);
+ * 3: as 2 with q, k, v and o in bf16 (rounded on the device). */
 hydra_status hydra_dev_op_delta_rule(int chunked, int T, int H, int dk, int dv, const float *q, const float *k,
                                      const float *v, const float *g, const float *beta, float *S, float *o);
 /* Causal (sliding-window) attention of T queries at positions pos0.. over the

@@ -124,11 +124,14 @@ typedef struct {
     float *q, *k, *v, *g, *beta, *S, *o;
     float **Sp; /* [B] device pointers into S */
     void *work; /* the chunked kernel's scratch */
+    uint16_t *q16, *k16, *v16, *o16; /* bf16 copies for chunked-tc-bf16 */
 } delta_ctx;
 
 static hydra_status run_delta(void *p, cudaStream_t s) {
     delta_ctx *c = p;
-    cudaError_t e = c->chunked
+    cudaError_t e = c->chunked == 3
+                        ? hk_delta_rule_tc(s, c->B, c->T, c->H, c->d, c->q16, c->k16, c->v16, c->g, c->beta, c->Sp, c->o16, c->work, 1)
+                    : c->chunked
                         ? hk_delta_rule_chunked(s, c->B, c->T, c->H, c->d, c->d, c->q, c->k, c->v, c->g, c->beta, c->Sp, c->o, c->work,
                                                 c->chunked == 2)
                         : hk_delta_rule_recurrent(s, c->B, c->T, c->H, c->d, c->d, c->q, c->k, c->v, c->g, c->beta, c->Sp, c->o);
@@ -140,9 +143,10 @@ hydra_status hydra_cuda_bench_delta_rule(int device, const char *kernel, int B, 
                                          double *ms) {
     if (!ms || !kernel || B <= 0 || T <= 0 || H <= 0 || d <= 0)
         return hydra_set_error(HYDRA_ERR_ARG, "bench_delta_rule: bad arguments");
-    int chunked = strcmp(kernel, "chunked") == 0 ? 1 : strcmp(kernel, "chunked-tc") == 0 ? 2 : 0;
+    int chunked = !strcmp(kernel, "chunked") ? 1 : !strcmp(kernel, "chunked-tc") ? 2 : !strcmp(kernel, "chunked-tc-bf16") ? 3 : 0;
     if (!chunked && strcmp(kernel, "recurrent"))
-        return hydra_set_error(HYDRA_ERR_ARG, "bench_delta_rule: kernel is recurrent, chunked or chunked-tc, not \"%s\"", kernel);
+        return hydra_set_error(HYDRA_ERR_ARG,
+                               "bench_delta_rule: kernel is recurrent, chunked, chunked-tc or chunked-tc-bf16, not \"%s\"", kernel);
     HYDRA_CHECK(use_device(device));
     delta_ctx c = {.B = B, .T = T, .H = H, .d = d, .chunked = chunked};
     size_t n = (size_t)B * T * H * d, nh = (size_t)B * T * H;
@@ -163,11 +167,19 @@ hydra_status hydra_cuda_bench_delta_rule(int device, const char *kernel, int B, 
     for (int b = 0; b < B && !st; b++) hp[b] = c.S + (size_t)b * H * d * d;
     if (!st) st = hydra_cu_alloc((void **)&c.Sp, (size_t)B * sizeof(float *), "benchmark pointers");
     if (!st && chunked) st = hydra_cu_alloc(&c.work, hk_delta_rule_chunked_scratch(B, T, H, d), "the chunked kernel's scratch");
+    uint16_t **h16[] = {&c.q16, &c.k16, &c.v16, &c.o16};
+    const float *f32[] = {c.q, c.k, c.v, NULL};
+    for (int i = 0; i < 4 && !st && chunked == 3; i++) {
+        st = hydra_cu_alloc((void **)h16[i], n * 2, "benchmark data");
+        if (!st && f32[i] && hk_f32_to_bf16(0, f32[i], *h16[i], n) != cudaSuccess)
+            st = hydra_set_error(HYDRA_ERR_DEVICE, "cuda: rounding benchmark data failed");
+    }
     if (!st && cudaMemcpy(c.Sp, hp, (size_t)B * sizeof(float *), cudaMemcpyHostToDevice) != cudaSuccess)
         st = hydra_set_error(HYDRA_ERR_DEVICE, "cuda: copy failed");
     if (!st) st = time_median(run_delta, &c, 0, reps, ms);
     for (int i = 0; i < 7; i++) cudaFree(*bufs[i]);
     cudaFree(c.Sp);
     if (c.work) cudaFree(c.work);
+    for (int i = 0; i < 4; i++) cudaFree(*h16[i]);
     return st;
 }

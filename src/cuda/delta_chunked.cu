@@ -263,7 +263,7 @@ extern "C" cudaError_t hk_delta_rule_chunked(cudaStream_t s, int B, int T, int H
                                              const float *k, const float *v, const float *g, const float *beta,
                                              float *const *S, float *o, void *scratch, int tc) {
     if (B <= 0 || T <= 0 || H <= 0 || dk != dv || !scratch) return cudaErrorInvalidValue;
-    if (tc) return hk_delta_rule_tc(s, B, T, H, dk, q, k, v, g, beta, S, o, scratch);
+    if (tc) return hk_delta_rule_tc(s, B, T, H, dk, q, k, v, g, beta, S, o, scratch, 0);
     switch (dk) {
     case 64: return launch<64>(s, B, T, H, q, k, v, g, beta, S, o, scratch);
     case 128: return launch<128>(s, B, T, H, q, k, v, g, beta, S, o, scratch);

@@ -28,6 +28,7 @@
  * zero-padded (k = v = g = beta = 0), which changes nothing. */
 #include <cuda_bf16.h>
 #include <mma.h>
+#include <stdlib.h>
 
 #include "kernels.h"
 
@@ -43,7 +44,6 @@ typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> frag_c;
 
 constexpr int CH = 64;  /* chunk length */
 constexpr int NT = 128; /* 4 warps per block */
-constexpr int BV = 16;  /* rows of S per scan block */
 constexpr int LST = 20; /* leading dimension of a warp's 16x16 f32 staging tile */
 
 /* Scratch (carved from the caller's work buffer; 16-byte aligned pieces). */
@@ -82,9 +82,23 @@ __device__ __forceinline__ void store4(bf *dst, float4 x, float s) {
     *(uint2 *)dst = *(const uint2 *)h;
 }
 
+/* 4 consecutive inputs as f32 (zeros where !valid): f32 or bf16 activations */
 __device__ __forceinline__ float4 load4(const float *p, bool valid) {
     return valid ? *(const float4 *)p : make_float4(0.f, 0.f, 0.f, 0.f);
 }
+__device__ __forceinline__ float4 load4(const bf *p, bool valid) {
+    if (!valid) return make_float4(0.f, 0.f, 0.f, 0.f);
+    uint2 u = *(const uint2 *)p;
+    float2 a = __bfloat1622float2(*(const __nv_bfloat162 *)&u.x), b = __bfloat1622float2(*(const __nv_bfloat162 *)&u.y);
+    return make_float4(a.x, a.y, b.x, b.y);
+}
+
+/* 8 f32 outputs to f32 or bf16 memory */
+__device__ __forceinline__ void put8(float *dst, const float *src) {
+    *(float4 *)dst = *(const float4 *)src;
+    *(float4 *)(dst + 4) = *(const float4 *)(src + 4);
+}
+__device__ __forceinline__ void put8(bf *dst, const float *src) { store8(dst, src); }
 
 /* 16-byte global -> shared copy that bypasses registers; valid = 0 writes zeros */
 __device__ __forceinline__ void cp16(void *smem, const void *gmem, bool valid) {
@@ -109,26 +123,26 @@ __device__ __forceinline__ void tile_to_bf16(const frag_c &acc, float *st, bf *d
 /* ---------------------------------------------------------------- 1: prep */
 template <int D>
 constexpr size_t prep_smem() {
-    return (size_t)2 * CH * (D + 8) * 2 + (size_t)CH * (CH + 8) * 2 + (size_t)CH * (CH + 4) * 4 + 4 * 16 * LST * 4 +
-           2 * CH * 4;
+    return (size_t)3 * CH * (D + 8) * 2 + (size_t)CH * (CH + 4) * 4 + 4 * 16 * LST * 4 + 2 * CH * 4;
 }
 
-template <int D>
-__global__ void __launch_bounds__(NT) prep_k(int T, int H, const float *__restrict__ k, const float *__restrict__ v,
+template <int D, typename Tin>
+__global__ void __launch_bounds__(NT) prep_k(int T, int H, const Tin *__restrict__ k, const Tin *__restrict__ v,
                                             const float *__restrict__ g, const float *__restrict__ beta, tc_work w) {
     constexpr int LD = D + 8, LT = CH + 8, LA = CH + 4;
     extern __shared__ __align__(128) unsigned char smraw[];
-    bf *Kb = (bf *)smraw;              /* [CH][LD] k; then beta e^G k */
-    bf *Vb = Kb + CH * LD;             /* [CH][LD] beta v */
-    bf *Tb = Vb + CH * LD;             /* [CH][LT] T = (I + A)^-1 */
-    float *As = (float *)(Tb + CH * LT); /* [CH][LA] A */
-    float *St = As + CH * LA;          /* [4][16][LST] per-warp staging */
-    float *Gs = St + 4 * 16 * LST;     /* [CH] */
-    float *Bs = Gs + CH;               /* [CH] */
+    bf *Kb = (bf *)smraw;                /* [CH][LD] k (for K K^T) */
+    bf *Tb = Kb;                         /* [CH][LT] T = (I + A)^-1, over Kb once K K^T is done */
+    bf *Kw = Kb + CH * LD;               /* [CH][LD] beta e^G k */
+    bf *Vb = Kw + CH * LD;               /* [CH][LD] beta v */
+    float *As = (float *)(Vb + CH * LD); /* [CH][LA] A */
+    float *St = As + CH * LA;            /* [4][16][LST] per-warp staging */
+    float *Gs = St + 4 * 16 * LST;       /* [CH] */
+    float *Bs = Gs + CH;                 /* [CH] */
     const int c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int t0 = c * CH, Lc = min(CH, T - t0);
     const size_t HD = (size_t)H * D, r0 = (size_t)b * T + t0;
-    const float *kh = k + r0 * HD + (size_t)h * D, *vh = v + r0 * HD + (size_t)h * D;
+    const Tin *kh = k + r0 * HD + (size_t)h * D, *vh = v + r0 * HD + (size_t)h * D;
 
     if (warp == 0) { /* G: inclusive prefix sum of g over the chunk, two per lane */
         float a0 = 2 * lane < Lc ? g[(r0 + 2 * lane) * H + h] : 0.0f;
@@ -143,10 +157,21 @@ __global__ void __launch_bounds__(NT) prep_k(int T, int H, const float *__restri
         Gs[2 * lane + 1] = s;
     }
     if (tid < CH) Bs[tid] = tid < Lc ? beta[(r0 + tid) * H + h] : 0.0f;
+    __syncthreads();
+
+    /* one pass over k and v: k for K K^T, the right-hand sides beta e^G k and
+     * beta v, and Kt = e^(G_C - G) k for the scan (G_C = G at the last real
+     * row: padding has g = 0) */
+    const float GC = Gs[CH - 1];
     for (int i = tid; i < CH * D / 4; i += NT) {
         int r = i / (D / 4), c4 = (i % (D / 4)) * 4;
-        store4(Kb + r * LD + c4, load4(kh + r * HD + c4, r < Lc), 1.0f);
+        float4 kv = load4(kh + r * HD + c4, r < Lc), vv = load4(vh + r * HD + c4, r < Lc);
+        store4(Kb + r * LD + c4, kv, 1.0f);
+        store4(Kw + r * LD + c4, kv, Bs[r] * expf(Gs[r]));
+        store4(Vb + r * LD + c4, vv, Bs[r]);
+        if (r < Lc) store4(w.Kt + (r0 + r) * HD + (size_t)h * D + c4, kv, expf(GC - Gs[r]));
     }
+    if (tid < Lc) w.G[(r0 + tid) * H + h] = Gs[tid];
     __syncthreads();
 
     /* A = K K^T, the tiles on and below the diagonal */
@@ -166,26 +191,15 @@ __global__ void __launch_bounds__(NT) prep_k(int T, int H, const float *__restri
         wmma::store_matrix_sync(As + ti * 16 * LA + tj * 16, acc, LA, wmma::mem_row_major);
     }
     __syncthreads();
-
-    /* decays and beta on A; the right-hand sides beta v and beta e^G k (from
-     * the f32 inputs); Kt and G for the scan */
-    const float GC = Gs[CH - 1]; /* = G at the last real row: padding has g = 0 */
+    /* A_ij = beta_i e^(G_i - G_j) k_i . k_j below the diagonal */
     for (int e = tid; e < CH * CH; e += NT) {
         int i = e / CH, j = e % CH;
         if (j < i) As[i * LA + j] *= Bs[i] * expf(Gs[i] - Gs[j]);
     }
-    for (int i = tid; i < CH * D / 4; i += NT) {
-        int r = i / (D / 4), c4 = (i % (D / 4)) * 4;
-        float4 kv = load4(kh + r * HD + c4, r < Lc), vv = load4(vh + r * HD + c4, r < Lc);
-        store4(Vb + r * LD + c4, vv, Bs[r]);
-        store4(Kb + r * LD + c4, kv, Bs[r] * expf(Gs[r]));
-        if (r < Lc) store4(w.Kt + (r0 + r) * HD + (size_t)h * D + c4, kv, expf(GC - Gs[r]));
-    }
-    if (tid < Lc) w.G[(r0 + tid) * H + h] = Gs[tid];
     __syncthreads();
 
-    /* T = (I + A)^-1: column `col` by forward substitution, four partial sums
-     * to shorten the dependency chain */
+    /* T = (I + A)^-1: column `col` by forward substitution in f32, four
+     * partial sums to shorten the dependency chain */
     if (tid < CH) {
         const int col = tid;
         float x[CH];
@@ -211,10 +225,10 @@ __global__ void __launch_bounds__(NT) prep_k(int T, int H, const float *__restri
     for (int tile = warp; tile < 2 * NTL; tile += 4) {
         const bool isW = tile >= NTL;
         const int t = isW ? tile - NTL : tile, ti = t / (D / 16), tj = t % (D / 16);
-        const bf *R = isW ? Kb : Vb;
+        const bf *R = isW ? Kw : Vb;
         frag_c acc;
         wmma::fill_fragment(acc, 0.0f);
-        for (int kk = 0; kk <= ti * 16; kk += 16) {
+        for (int kk = 0; kk <= ti * 16; kk += 16) { /* T is lower triangular */
             frag_a fa;
             frag_b fb;
             wmma::load_matrix_sync(fa, Tb + ti * 16 * LT + kk, LT);
@@ -227,15 +241,17 @@ __global__ void __launch_bounds__(NT) prep_k(int T, int H, const float *__restri
 }
 
 /* ---------------------------------------------------------------- 2: scan */
-template <int D>
+template <int D, int BV>
 constexpr size_t scan_smem() {
     return (size_t)4 * CH * (D + 8) * 2 + (size_t)2 * CH * BV * 2 + (size_t)BV * (D + 8) * 2 +
            (size_t)CH * (BV + 8) * 2 + (size_t)CH * (BV + 4) * 4 + (size_t)BV * (D + 4) * 4;
 }
 
-template <int D>
+/* BV rows of one head's S per block (grid D/BV x H x B). */
+template <int D, int BV>
 __global__ void __launch_bounds__(NT) scan_k(int T, int H, float *const *S, tc_work w) {
-    constexpr int LD = D + 8, LV = BV + 8, LVF = BV + 4, LF = D + 4, NS = D / 16 / 4;
+    constexpr int LD = D + 8, LV = BV + 8, LVF = BV + 4, LF = D + 4;
+    constexpr int NS = (BV / 16) * (D / 16) / 4; /* S tiles per warp */
     extern __shared__ __align__(128) unsigned char smraw[];
     bf *Wb = (bf *)smraw;           /* [2][CH][LD] W */
     bf *Kb = Wb + 2 * CH * LD;      /* [2][CH][LD] Kt */
@@ -271,9 +287,12 @@ __global__ void __launch_bounds__(NT) scan_k(int T, int H, float *const *S, tc_w
     load_chunk(0);
     for (int i = tid; i < BV * D; i += NT) Sf[(i / D) * LF + i % D] = Sg[i];
     __syncthreads();
-    frag_c Sacc[NS]; /* this warp's key tiles n = warp + 4 s of the block's S rows */
+    frag_c Sacc[NS]; /* S tiles t = warp + 4 s: rows 16 (t / (D/16)), keys 16 (t % (D/16)) */
 #pragma unroll
-    for (int s = 0; s < NS; s++) wmma::load_matrix_sync(Sacc[s], Sf + (warp + 4 * s) * 16, LF, wmma::mem_row_major);
+    for (int s = 0; s < NS; s++) {
+        const int t = warp + 4 * s;
+        wmma::load_matrix_sync(Sacc[s], Sf + (t / (D / 16)) * 16 * LF + (t % (D / 16)) * 16, LF, wmma::mem_row_major);
+    }
     for (int i = tid; i < BV * D; i += NT) Sb[(i / D) * LD + i % D] = __float2bfloat16_rn(Sf[(i / D) * LF + i % D]);
 
     for (int c = 0; c < NC; c++) {
@@ -297,7 +316,9 @@ __global__ void __launch_bounds__(NT) scan_k(int T, int H, float *const *S, tc_w
         }
 
         /* V_new rows 16 warp.. = U - W S_c^T */
-        {
+        float *vf = Vf + warp * 16 * LVF;
+#pragma unroll
+        for (int tj = 0; tj < BV / 16; tj++) {
             frag_c acc;
             wmma::fill_fragment(acc, 0.0f);
 #pragma unroll
@@ -305,36 +326,40 @@ __global__ void __launch_bounds__(NT) scan_k(int T, int H, float *const *S, tc_w
                 frag_a fa;
                 frag_bt fb;
                 wmma::load_matrix_sync(fa, Wc + warp * 16 * LD + kk, LD);
-                wmma::load_matrix_sync(fb, Sb + kk, LD); /* B(k = key, n = row) = S[n][k] */
+                wmma::load_matrix_sync(fb, Sb + tj * 16 * LD + kk, LD); /* B(k = key, n = row) = S[n][k] */
                 wmma::mma_sync(acc, fa, fb, acc);
             }
-            float *vf = Vf + warp * 16 * LVF;
-            wmma::store_matrix_sync(vf, acc, LVF, wmma::mem_row_major);
-            __syncwarp();
-            const int r = lane >> 1, c8 = (lane & 1) * 8, row = warp * 16 + r;
-            float vn[8];
+            wmma::store_matrix_sync(vf + tj * 16, acc, LVF, wmma::mem_row_major);
+        }
+        __syncwarp();
+        {
+            const int r = lane >> 1, row = warp * 16 + r;
 #pragma unroll
-            for (int e = 0; e < 8; e++) vn[e] = __bfloat162float(Uc[row * BV + c8 + e]) - vf[r * LVF + c8 + e];
-            store8(Vb + row * LV + c8, vn);
-            if (row < Lc) store8(w.Vn + (r0 + row) * HD + (size_t)h * D + rs0 + c8, vn);
+            for (int c8 = (lane & 1) * (BV / 2); c8 < (lane & 1 ? BV : BV / 2); c8 += 8) {
+                float vn[8];
+#pragma unroll
+                for (int e = 0; e < 8; e++) vn[e] = __bfloat162float(Uc[row * BV + c8 + e]) - vf[r * LVF + c8 + e];
+                store8(Vb + row * LV + c8, vn);
+                if (row < Lc) store8(w.Vn + (r0 + row) * HD + (size_t)h * D + rs0 + c8, vn);
+            }
         }
         __syncthreads(); /* V_new complete; every read of Sb done */
 
         /* S <- gamma_C S + V_new^T Kt */
 #pragma unroll
         for (int s = 0; s < NS; s++) {
-            const int n = warp + 4 * s;
+            const int t = warp + 4 * s, ti = t / (D / 16), tj = t % (D / 16);
 #pragma unroll
             for (int e = 0; e < Sacc[s].num_elements; e++) Sacc[s].x[e] *= gC;
 #pragma unroll
             for (int kk = 0; kk < CH; kk += 16) {
                 frag_at fa;
                 frag_b fb;
-                wmma::load_matrix_sync(fa, Vb + kk * LV, LV); /* A(m = row, k = token) = V_new[k][m] */
-                wmma::load_matrix_sync(fb, Kc + kk * LD + n * 16, LD);
+                wmma::load_matrix_sync(fa, Vb + kk * LV + ti * 16, LV); /* A(m = row, k = token) = V_new[k][m] */
+                wmma::load_matrix_sync(fb, Kc + kk * LD + tj * 16, LD);
                 wmma::mma_sync(Sacc[s], fa, fb, Sacc[s]);
             }
-            wmma::store_matrix_sync(Sf + n * 16, Sacc[s], LF, wmma::mem_row_major);
+            wmma::store_matrix_sync(Sf + ti * 16 * LF + tj * 16, Sacc[s], LF, wmma::mem_row_major);
         }
         __syncthreads();
         for (int i = tid; i < BV * D; i += NT) Sb[(i / D) * LD + i % D] = __float2bfloat16_rn(Sf[(i / D) * LF + i % D]);
@@ -344,118 +369,153 @@ __global__ void __launch_bounds__(NT) scan_k(int T, int H, float *const *S, tc_w
 }
 
 /* ----------------------------------------------------------------- 3: out */
+constexpr int BO = 64;           /* output columns (value dims) per block */
+constexpr int OUT_THREADS = 256; /* 8 warps, two 16x16 output tiles each */
+
 template <int D>
 constexpr size_t out_smem() {
-    return (size_t)(4 * CH + D) * (D + 8) * 2 + (size_t)CH * (CH + 8) * 2 +
-           (size_t)CH * ((CH + 8) > (D + 4) ? (CH + 8) : (D + 4)) * 4 + CH * 4;
+    return (size_t)3 * CH * (D + 8) * 2 + (size_t)CH * (BO + 8) * 2 + (size_t)CH * (CH + 8) * 2 +
+           (size_t)CH * (BO + 4) * 4 + CH * 4;
 }
 
-/* 8 warps own the 16x16 output tiles. P = Q K^T ⊙ Gamma ⊙ M (f32 between
- * the products, rounded to bf16 for the second); O = P V_new + (e^G ⊙ Q) S_c^T
- * into one accumulator. */
-constexpr int OUT_THREADS = 256;
-template <int D>
-__global__ void __launch_bounds__(OUT_THREADS) out_k(int T, int H, const float *__restrict__ q,
-                                                    const float *__restrict__ k, tc_work w, float *__restrict__ o) {
+/* O[:, vo0 .. vo0 + 64) of one chunk: P = Q K^T ⊙ Gamma ⊙ M (f32 between the
+ * products, rounded to bf16 for the second); X = Q S_c^T scaled by e^G per
+ * row; O = X + P V_new. */
+template <int D, typename Tin, typename Tout>
+__global__ void __launch_bounds__(OUT_THREADS) out_k(int T, int H, const Tin *__restrict__ q,
+                                                    const Tin *__restrict__ k, tc_work w, Tout *__restrict__ o) {
     extern __shared__ __align__(128) unsigned char smraw[];
-    constexpr int LD = D + 8, LP = CH + 8, LO = D + 4;
-    bf *Qb = (bf *)smraw;              /* [CH][LD] q */
-    bf *Qg = Qb + CH * LD;             /* [CH][LD] e^G q */
-    bf *Kb = Qg + CH * LD;             /* [CH][LD] k */
-    bf *Vb = Kb + CH * LD;             /* [CH][LD] V_new */
-    bf *Sb = Vb + CH * LD;             /* [D][LD]  S_c [value][key] */
-    bf *Pb = Sb + D * LD;              /* [CH][LP] P in bf16 */
-    float *F = (float *)(Pb + CH * LP); /* [CH][max(LP, LO)] f32 staging: P, then O */
-    float *Gs = F + CH * (LP > LO ? LP : LO);
-    const int c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, tid = threadIdx.x, warp = tid >> 5;
+    constexpr int LD = D + 8, LV = BO + 8, LP = CH + 8, LF = BO + 4;
+    bf *Qb = (bf *)smraw;               /* [CH][LD] q */
+    bf *Kb = Qb + CH * LD;              /* [CH][LD] k */
+    bf *Sb = Kb + CH * LD;              /* [BO][LD] S_c rows vo0.. [value][key] */
+    bf *Vb = Sb + BO * LD;              /* [CH][LV] V_new columns vo0.. */
+    bf *Pb = Vb + CH * LV;              /* [CH][LP] P in bf16 */
+    float *F = (float *)(Pb + CH * LP); /* [CH][LF] f32 staging: P, then X and O */
+    float *Gs = F + CH * LF;
+    const int c = blockIdx.x, h = blockIdx.y / (D / BO), vo0 = (blockIdx.y % (D / BO)) * BO, b = blockIdx.z;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int t0 = c * CH, Lc = min(CH, T - t0), NC = n_chunks(T);
     const size_t HD = (size_t)H * D, r0 = (size_t)b * T + t0;
     if (tid < CH) Gs[tid] = tid < Lc ? w.G[(r0 + tid) * H + h] : 0.0f;
-    __syncthreads();
     for (int i = tid; i < CH * D / 4; i += OUT_THREADS) {
         int r = i / (D / 4), c4 = (i % (D / 4)) * 4;
         size_t at = (r0 + r) * HD + (size_t)h * D + c4;
-        float4 qv = load4(q + at, r < Lc);
-        store4(Qb + r * LD + c4, qv, 1.0f);
-        store4(Qg + r * LD + c4, qv, expf(Gs[r]));
+        store4(Qb + r * LD + c4, load4(q + at, r < Lc), 1.0f);
         store4(Kb + r * LD + c4, load4(k + at, r < Lc), 1.0f);
     }
-    for (int i = tid; i < CH * D / 8; i += OUT_THREADS) {
-        int r = i / (D / 8), c8 = (i % (D / 8)) * 8;
-        uint4 z = make_uint4(0, 0, 0, 0);
-        *(uint4 *)(Vb + r * LD + c8) = r < Lc ? *(const uint4 *)(w.Vn + (r0 + r) * HD + (size_t)h * D + c8) : z;
+    const uint4 z = make_uint4(0, 0, 0, 0);
+    for (int i = tid; i < CH * BO / 8; i += OUT_THREADS) {
+        int r = i / (BO / 8), c8 = (i % (BO / 8)) * 8;
+        *(uint4 *)(Vb + r * LV + c8) = r < Lc ? *(const uint4 *)(w.Vn + (r0 + r) * HD + (size_t)h * D + vo0 + c8) : z;
     }
-    const bf *Sc = w.Sc + (((size_t)b * H + h) * NC + c) * D * D;
-    for (int i = tid; i < D * D / 8; i += OUT_THREADS) {
+    const bf *Sc = w.Sc + ((((size_t)b * H + h) * NC + c) * D + vo0) * D;
+    for (int i = tid; i < BO * D / 8; i += OUT_THREADS) {
         int r = i / (D / 8), c8 = (i % (D / 8)) * 8;
         *(uint4 *)(Sb + r * LD + c8) = *(const uint4 *)(Sc + (size_t)r * D + c8);
     }
     __syncthreads();
     /* P = Q K^T: 16 tiles, two per warp */
-    for (int tile = warp; tile < (CH / 16) * (CH / 16); tile += OUT_THREADS / 32) {
-        int ti = tile / (CH / 16), tj = tile % (CH / 16);
+    for (int tile = warp; tile < 16; tile += OUT_THREADS / 32) {
+        const int ti = tile / 4, tj = tile % 4;
+        if (tj > ti) continue; /* masked out entirely */
         frag_c acc;
         wmma::fill_fragment(acc, 0.0f);
-        if (tj <= ti) /* tiles above the diagonal are masked out entirely */
-            for (int kk = 0; kk < D; kk += 16) {
-                frag_a fa;
-                frag_bt fb;
-                wmma::load_matrix_sync(fa, Qb + ti * 16 * LD + kk, LD);
-                wmma::load_matrix_sync(fb, Kb + tj * 16 * LD + kk, LD); /* B(k, n) = K[n][k] */
-                wmma::mma_sync(acc, fa, fb, acc);
-            }
-        wmma::store_matrix_sync(F + ti * 16 * LP + tj * 16, acc, LP, wmma::mem_row_major);
-    }
-    __syncthreads();
-    for (int e = tid; e < CH * CH; e += OUT_THREADS) {
-        int i = e / CH, j = e % CH;
-        float val = j <= i && i < Lc ? F[i * LP + j] * expf(Gs[i] - Gs[j]) : 0.0f;
-        Pb[i * LP + j] = __float2bfloat16_rn(val);
-    }
-    __syncthreads();
-    /* O = P V_new + (e^G ⊙ Q) S_c^T */
-    for (int tile = warp; tile < (CH / 16) * (D / 16); tile += OUT_THREADS / 32) {
-        int ti = tile / (D / 16), tj = tile % (D / 16);
-        frag_c acc;
-        wmma::fill_fragment(acc, 0.0f);
-        for (int kk = 0; kk <= ti * 16; kk += 16) { /* P is lower triangular */
-            frag_a fa;
-            frag_b fb;
-            wmma::load_matrix_sync(fa, Pb + ti * 16 * LP + kk, LP);
-            wmma::load_matrix_sync(fb, Vb + kk * LD + tj * 16, LD);
-            wmma::mma_sync(acc, fa, fb, acc);
-        }
 #pragma unroll
         for (int kk = 0; kk < D; kk += 16) {
             frag_a fa;
             frag_bt fb;
-            wmma::load_matrix_sync(fa, Qg + ti * 16 * LD + kk, LD);
+            wmma::load_matrix_sync(fa, Qb + ti * 16 * LD + kk, LD);
+            wmma::load_matrix_sync(fb, Kb + tj * 16 * LD + kk, LD); /* B(k, n) = K[n][k] */
+            wmma::mma_sync(acc, fa, fb, acc);
+        }
+        wmma::store_matrix_sync(F + ti * 16 * LF + tj * 16, acc, LF, wmma::mem_row_major);
+    }
+    __syncthreads();
+    for (int e = tid; e < CH * CH; e += OUT_THREADS) {
+        int i = e / CH, j = e % CH;
+        float val = j <= i && i < Lc ? F[i * LF + j] * expf(Gs[i] - Gs[j]) : 0.0f;
+        Pb[i * LP + j] = __float2bfloat16_rn(val);
+    }
+    __syncthreads();
+    /* per output tile: X = Q S_c^T, scaled by e^(G_i) per row (in the warp's
+     * own tile of F), then O = X + P V_new; no block barrier from here on */
+    const int r = lane >> 1, c8 = (lane & 1) * 8;
+    for (int tile = warp; tile < 16; tile += OUT_THREADS / 32) {
+        const int ti = tile / 4, tj = tile % 4;
+        float *Ft = F + ti * 16 * LF + tj * 16;
+        frag_c acc;
+        wmma::fill_fragment(acc, 0.0f);
+#pragma unroll
+        for (int kk = 0; kk < D; kk += 16) {
+            frag_a fa;
+            frag_bt fb;
+            wmma::load_matrix_sync(fa, Qb + ti * 16 * LD + kk, LD);
             wmma::load_matrix_sync(fb, Sb + tj * 16 * LD + kk, LD); /* B(k = key, n = value) = S_c[n][k] */
             wmma::mma_sync(acc, fa, fb, acc);
         }
+        wmma::store_matrix_sync(Ft, acc, LF, wmma::mem_row_major);
         __syncwarp();
-        wmma::store_matrix_sync(F + ti * 16 * LO + tj * 16, acc, LO, wmma::mem_row_major);
-    }
-    __syncthreads();
-    for (int i = tid; i < CH * D / 4; i += OUT_THREADS) {
-        int r = i / (D / 4), c4 = (i % (D / 4)) * 4;
-        if (r < Lc) *(float4 *)(o + (r0 + r) * HD + (size_t)h * D + c4) = *(const float4 *)(F + r * LO + c4);
+        const float eg = expf(Gs[ti * 16 + r]);
+#pragma unroll
+        for (int e = 0; e < 8; e++) Ft[r * LF + c8 + e] *= eg;
+        __syncwarp();
+        wmma::load_matrix_sync(acc, Ft, LF, wmma::mem_row_major);
+        for (int kk = 0; kk <= ti * 16; kk += 16) { /* P is lower triangular */
+            frag_a fa;
+            frag_b fb;
+            wmma::load_matrix_sync(fa, Pb + ti * 16 * LP + kk, LP);
+            wmma::load_matrix_sync(fb, Vb + kk * LV + tj * 16, LV);
+            wmma::mma_sync(acc, fa, fb, acc);
+        }
+        wmma::store_matrix_sync(Ft, acc, LF, wmma::mem_row_major);
+        __syncwarp();
+        const int row = ti * 16 + r;
+        if (row < Lc) put8(o + (r0 + row) * HD + (size_t)h * D + vo0 + tj * 16 + c8, Ft + r * LF + c8);
     }
 }
 
-template <int D>
-cudaError_t launch(cudaStream_t s, int B, int T, int H, const float *q, const float *k, const float *v, const float *g,
-                   const float *beta, float *const *S, float *o, void *scratch) {
+/* Rows of S per scan block: 16 gives the most blocks (short sequences, few
+ * heads); HYDRA_CUDA_TC_BV=32 halves the redundant W and Kt reads. */
+int scan_rows() {
+    static int bv = 0;
+    if (!bv) {
+        const char *e = getenv("HYDRA_CUDA_TC_BV");
+        bv = e && atoi(e) == 32 ? 32 : 16;
+    }
+    return bv;
+}
+
+template <int D, int BV>
+void launch_scan(cudaStream_t s, int B, int H, int T, float *const *S, tc_work w) {
+    cudaFuncSetAttribute(scan_k<D, BV>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)scan_smem<D, BV>());
+    scan_k<D, BV><<<dim3(D / BV, H, B), NT, scan_smem<D, BV>(), s>>>(T, H, S, w);
+}
+
+template <int D, typename Tin, typename Tout>
+cudaError_t launch(cudaStream_t s, int B, int T, int H, const Tin *q, const Tin *k, const Tin *v, const float *g,
+                   const float *beta, float *const *S, Tout *o, void *scratch) {
     tc_work w = carve(scratch, B, T, H, D);
     const unsigned NC = (unsigned)n_chunks(T);
     /* above 48 KiB a kernel must ask for its shared memory (per device, so every time) */
-    cudaFuncSetAttribute(prep_k<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)prep_smem<D>());
-    cudaFuncSetAttribute(scan_k<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)scan_smem<D>());
-    cudaFuncSetAttribute(out_k<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)out_smem<D>());
-    prep_k<D><<<dim3(NC, H, B), NT, prep_smem<D>(), s>>>(T, H, k, v, g, beta, w);
-    scan_k<D><<<dim3(D / BV, H, B), NT, scan_smem<D>(), s>>>(T, H, S, w);
-    out_k<D><<<dim3(NC, H, B), OUT_THREADS, out_smem<D>(), s>>>(T, H, q, k, w, o);
+    cudaFuncSetAttribute(prep_k<D, Tin>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)prep_smem<D>());
+    cudaFuncSetAttribute(out_k<D, Tin, Tout>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)out_smem<D>());
+    prep_k<D, Tin><<<dim3(NC, H, B), NT, prep_smem<D>(), s>>>(T, H, k, v, g, beta, w);
+    if (scan_rows() == 32) launch_scan<D, 32>(s, B, H, T, S, w);
+    else launch_scan<D, 16>(s, B, H, T, S, w);
+    out_k<D, Tin, Tout><<<dim3(NC, H * (D / BO), B), OUT_THREADS, out_smem<D>(), s>>>(T, H, q, k, w, o);
     return cudaGetLastError();
+}
+
+template <typename Tin, typename Tout>
+cudaError_t launch_d(cudaStream_t s, int B, int T, int H, int d, const void *q, const void *k, const void *v,
+                     const float *g, const float *beta, float *const *S, void *o, void *scratch) {
+    const Tin *q_ = (const Tin *)q, *k_ = (const Tin *)k, *v_ = (const Tin *)v;
+    switch (d) {
+    case 64: return launch<64>(s, B, T, H, q_, k_, v_, g, beta, S, (Tout *)o, scratch);
+    case 128: return launch<128>(s, B, T, H, q_, k_, v_, g, beta, S, (Tout *)o, scratch);
+    default: return cudaErrorNotSupported;
+    }
 }
 
 } // namespace
@@ -465,12 +525,10 @@ extern "C" size_t hk_delta_rule_tc_scratch(int B, int T, int H, int d) {
     return (4 * BT * H * d + (size_t)B * H * n_chunks(T) * d * d) * sizeof(bf) + BT * H * sizeof(float);
 }
 
-extern "C" cudaError_t hk_delta_rule_tc(cudaStream_t s, int B, int T, int H, int d, const float *q, const float *k,
-                                        const float *v, const float *g, const float *beta, float *const *S, float *o,
-                                        void *scratch) {
-    switch (d) {
-    case 64: return launch<64>(s, B, T, H, q, k, v, g, beta, S, o, scratch);
-    case 128: return launch<128>(s, B, T, H, q, k, v, g, beta, S, o, scratch);
-    default: return cudaErrorNotSupported;
-    }
+extern "C" cudaError_t hk_delta_rule_tc(cudaStream_t s, int B, int T, int H, int d, const void *q, const void *k,
+                                        const void *v, const float *g, const float *beta, float *const *S, void *o,
+                                        void *scratch, int io_bf16) {
+    if (B <= 0 || T <= 0 || H <= 0 || !scratch) return cudaErrorInvalidValue;
+    return io_bf16 ? launch_d<bf, bf>(s, B, T, H, d, q, k, v, g, beta, S, o, scratch)
+                   : launch_d<float, float>(s, B, T, H, d, q, k, v, g, beta, S, o, scratch);
 }

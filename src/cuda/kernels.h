@@ -59,9 +59,11 @@ cudaError_t hk_delta_rule_chunked(cudaStream_t s, int B, int T, int H, int dk, i
                                   const float *v, const float *g, const float *beta, float *const *S, float *o,
                                   void *scratch, int tc);
 size_t hk_delta_rule_tc_scratch(int B, int T, int H, int d);
-cudaError_t hk_delta_rule_tc(cudaStream_t s, int B, int T, int H, int d, const float *q, const float *k,
-                             const float *v, const float *g, const float *beta, float *const *S, float *o,
-                             void *scratch);
+/* The tensor-core path itself: q, k, v and o in f32 or, with io_bf16, in
+ * bf16 (as fla-org's kernel takes them); scratch as above. */
+cudaError_t hk_delta_rule_tc(cudaStream_t s, int B, int T, int H, int d, const void *q, const void *k,
+                             const void *v, const float *g, const float *beta, float *const *S, void *o,
+                             void *scratch, int io_bf16);
 /* y = RMSNorm_head(o) * w * SiLU(gate), gate = proj[r, gate_off + h*d ..]. */
 cudaError_t hk_gated_onorm(cudaStream_t s, int BT, int H, int d, const float *o, const float *proj, int P,
                            int gate_off, const float *w, float eps, void *y, int out_bf16);

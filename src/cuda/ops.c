@@ -3,6 +3,7 @@
  * Each call copies its inputs in, runs one kernel on the default stream,
  * and copies the outputs back: simple, not fast. */
 #include <math.h>
+#include <string.h>
 
 #include "backend/backend.h"
 #include "cuda/common.h"
@@ -69,13 +70,34 @@ hydra_status hydra_dev_op_delta_rule(int chunked, int T, int H, int dk, int dv, 
     OP_TRY(dput(&b, &dS, S, ns));
     OP_TRY(dput(&b, &dO, NULL, nv));
     OP_TRY(dput(&b, &dp, &dS, sizeof(void *)));
-    if (chunked) {
+    if (chunked == 3) { /* bf16 q, k, v in and o out: round on the device, widen o here */
+        void *hq, *hk, *hv, *hO;
+        OP_TRY(dput(&b, &work, NULL, hk_delta_rule_chunked_scratch(1, T, H, dk)));
+        OP_TRY(dput(&b, &hq, NULL, nk / 2));
+        OP_TRY(dput(&b, &hk, NULL, nk / 2));
+        OP_TRY(dput(&b, &hv, NULL, nv / 2));
+        OP_TRY(dput(&b, &hO, NULL, nv / 2));
+        OP_RUN(hk_f32_to_bf16(0, dq, hq, nk / 4));
+        OP_RUN(hk_f32_to_bf16(0, dk_, hk, nk / 4));
+        OP_RUN(hk_f32_to_bf16(0, dv_, hv, nv / 4));
+        if (dk != dv) {
+            st = hydra_set_error(HYDRA_ERR_ARG, "chunked-tc: dk == dv");
+            goto done;
+        }
+        OP_RUN(hk_delta_rule_tc(0, 1, T, H, dk, hq, hk, hv, dg, db, dp, hO, work, 1));
+        OP_TRY(dget(o, hO, nv / 2)); /* bf16 into the first half of o, widened from the back */
+        const uint16_t *o16 = (const uint16_t *)o;
+        for (size_t i = nv / 4; i-- > 0;) {
+            uint32_t u = (uint32_t)o16[i] << 16;
+            memcpy(&o[i], &u, 4);
+        }
+    } else if (chunked) {
         OP_TRY(dput(&b, &work, NULL, hk_delta_rule_chunked_scratch(1, T, H, dk)));
         OP_RUN(hk_delta_rule_chunked(0, 1, T, H, dk, dv, dq, dk_, dv_, dg, db, dp, dO, work, chunked == 2));
     } else
         OP_RUN(hk_delta_rule_recurrent(0, 1, T, H, dk, dv, dq, dk_, dv_, dg, db, dp, dO));
     OP_TRY(dget(S, dS, ns));
-    OP_TRY(dget(o, dO, nv));
+    if (chunked != 3) OP_TRY(dget(o, dO, nv));
 done:
     dbufs_free(&b);
     return st;
