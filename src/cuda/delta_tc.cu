@@ -1,54 +1,48 @@
 /* delta_tc.cu — the chunked gated delta rule on bf16 tensor cores: the BF16
  * precision's prefill (DESIGN §2 and §9; docs/gpu.md walks through it).
  * The f32 kernels of delta_chunked.cu compute the same thing in SIMT f32;
- * here every product runs on 16x16x16 WMMA tiles with f32 accumulation,
- * and the recurrent state itself never leaves f32. Three kernels:
+ * here every product is a raw m16n8k16 tensor-core MMA with f32
+ * accumulation, chained in registers where one product feeds the next, and
+ * the recurrent state itself never leaves f32. Three kernels, 4 warps each,
+ * a warp per 16 rows:
  *
- *  1. prep  (every chunk in parallel; 4 warps):
- *           G = prefix sum of g (a warp scan); A = K K^T on tensor cores,
- *           then A_ij = beta_i e^(G_i - G_j) A_ij below the diagonal;
- *           T = (I + A)^-1 in f32 (forward substitution, a thread per
- *           column: 64 x 64 is too small to block); U = T (beta ⊙ V) and
- *           W = T (beta ⊙ e^G ⊙ K) on tensor cores (T is lower triangular,
- *           so only k-tiles up to the diagonal); also
+ *  1. prep  (every chunk in parallel): G = prefix sum of g (a warp scan);
+ *           A = K K^T, then A_ij = beta_i e^(G_i - G_j) A_ij below the
+ *           diagonal (in registers); T = (I + A)^-1 in f32 (forward
+ *           substitution, a thread per column: 64 x 64 is too small to
+ *           block); U = T (beta ⊙ V) and W = T (beta ⊙ e^G ⊙ K) (T is lower
+ *           triangular: token blocks up to the diagonal only); also
  *           Kt_i = e^(G_C - G_i) k_i, the keys as the state update needs them.
  *           U, W, Kt leave in bf16, G in f32.
  *  2. scan  (the only sequential part: over chunks, parallel over
- *           sequences, heads and 16-row slices of S): the block's rows of S
- *           live in WMMA accumulator fragments (f32 registers) for the whole
- *           sequence. Per chunk: store S_c (bf16) for kernel 3;
- *           V_new = U - W S_c^T; S <- gamma_C S + V_new^T Kt. The next
- *           chunk's W, Kt and U slice arrive by cp.async while this one
- *           computes (two buffers).
- *  3. out   (every chunk in parallel): O = (Q K^T ⊙ Gamma ⊙ M) V_new +
- *           (e^G ⊙ Q) S_c^T, M the causal mask with its diagonal.
+ *           sequences, heads and 64-row slices of S): each warp keeps 16
+ *           rows of S in f32 accumulator registers for the whole sequence:
+ *           V_new^T = U^T - S_c W^T, then S <- gamma_C S + V_new^T Kt;
+ *           S_c (bf16) and V_new^T go to memory for kernel 3. W, Kt and the
+ *           U slice of the next chunks arrive by cp.async while this one
+ *           computes (STAGES buffers).
+ *  3. out   (every chunk in parallel): P = (Q K^T) ⊙ Gamma ⊙ M (M the causal
+ *           mask with its diagonal), O = e^G ⊙ (Q S_c^T) + P V_new.
  *
- * Shapes as in delta_chunked.cu: q, k, v [BT, H, D] f32; g, beta [BT, H];
- * S[b] [H, D (value), D (key)] f32; D in {64, 128}. A short last chunk is
- * zero-padded (k = v = g = beta = 0), which changes nothing. */
+ * Shapes as in delta_chunked.cu: q, k, v [BT, H, D] (f32, or bf16 with
+ * io_bf16); g, beta [BT, H]; S[b] [H, D (value), D (key)] f32; D in
+ * {64, 128}. A short last chunk is zero-padded (k = v = g = beta = 0), which
+ * changes nothing. */
 #include <cuda_bf16.h>
-#include <mma.h>
-#include <stdlib.h>
 
 #include "kernels.h"
 
 namespace {
 
-using namespace nvcuda;
 typedef __nv_bfloat16 bf;
-typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, bf, wmma::row_major> frag_a;
-typedef wmma::fragment<wmma::matrix_a, 16, 16, 16, bf, wmma::col_major> frag_at;
-typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf, wmma::row_major> frag_b;
-typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf, wmma::col_major> frag_bt;
-typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> frag_c;
 
 constexpr int CH = 64;  /* chunk length */
 constexpr int NT = 128; /* 4 warps per block */
-constexpr int LST = 20; /* leading dimension of a warp's 16x16 f32 staging tile */
 
 /* Scratch (carved from the caller's work buffer; 16-byte aligned pieces). */
 struct tc_work {
-    bf *U, *W, *Kt, *Vn; /* [BT, H, D] */
+    bf *U, *W, *Kt;      /* [BT, H, D] */
+    bf *Vn;              /* [B, H, NC, D, CH] V_new^T per chunk (the scan's register layout) */
     bf *Sc;              /* [B, H, NC, D, D] chunk-start states */
     float *G;            /* [BT, H] cumulative log decay within the chunk */
 };
@@ -62,18 +56,10 @@ tc_work carve(void *base, int B, int T, int H, int D) {
     w.U = p, p += n;
     w.W = p, p += n;
     w.Kt = p, p += n;
-    w.Vn = p, p += n;
+    w.Vn = p, p += (size_t)B * H * n_chunks(T) * CH * D;
     w.Sc = p, p += (size_t)B * H * n_chunks(T) * D * D;
     w.G = (float *)p;
     return w;
-}
-
-/* 8 f32 -> 8 bf16 in one 16-byte store */
-__device__ __forceinline__ void store8(bf *dst, const float *src) {
-    __nv_bfloat162 h[4];
-#pragma unroll
-    for (int i = 0; i < 4; i++) h[i] = __floats2bfloat162_rn(src[2 * i], src[2 * i + 1]);
-    *(uint4 *)dst = *(const uint4 *)h;
 }
 
 /* 4 f32 -> 4 bf16 (8-byte store), each scaled by s */
@@ -93,13 +79,6 @@ __device__ __forceinline__ float4 load4(const bf *p, bool valid) {
     return make_float4(a.x, a.y, b.x, b.y);
 }
 
-/* 8 f32 outputs to f32 or bf16 memory */
-__device__ __forceinline__ void put8(float *dst, const float *src) {
-    *(float4 *)dst = *(const float4 *)src;
-    *(float4 *)(dst + 4) = *(const float4 *)(src + 4);
-}
-__device__ __forceinline__ void put8(bf *dst, const float *src) { store8(dst, src); }
-
 /* 16-byte global -> shared copy that bypasses registers; valid = 0 writes zeros */
 __device__ __forceinline__ void cp16(void *smem, const void *gmem, bool valid) {
     unsigned s = (unsigned)__cvta_generic_to_shared(smem);
@@ -110,20 +89,78 @@ __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_grou
 template <int N>
 __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
-/* A warp's 16x16 accumulator tile -> bf16 rows of dst (ld elements apart),
- * through the warp's f32 staging tile; rows at or beyond `rows` are skipped. */
-__device__ __forceinline__ void tile_to_bf16(const frag_c &acc, float *st, bf *dst, size_t ld, int rows) {
-    const int lane = threadIdx.x & 31, r = lane >> 1, cc = (lane & 1) * 8;
-    wmma::store_matrix_sync(st, acc, LST, wmma::mem_row_major);
-    __syncwarp();
-    if (r < rows) store8(dst + r * ld + cc, st + r * LST + cc);
-    __syncwarp();
+/* Raw m16n8k16 tensor-core products (PTX), whose fragment layouts are
+ * documented: with g = lane / 4 and t = lane % 4, an f32 accumulator tile
+ * (16 x 8) holds rows g and g + 8 at columns 2t, 2t + 1; an A fragment
+ * (16 x 16) holds the same rows at columns 2t, 2t + 1, 2t + 8, 2t + 9. Two
+ * adjacent accumulator tiles are therefore one A fragment once rounded to
+ * bf16: the scan chains its products in registers without touching shared
+ * memory (the flash-attention trick). */
+__device__ __forceinline__ unsigned pack2(float lo, float hi) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    return *(const unsigned *)&h;
+}
+__device__ __forceinline__ void mma16816(float c[4], const unsigned a[4], unsigned b0, unsigned b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+/* four 8x8 bf16 matrices from shared memory; lanes 8i..8i+7 give matrix i's row addresses */
+__device__ __forceinline__ void ldsm4(unsigned r[4], const bf *p) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(s));
+}
+__device__ __forceinline__ void ldsm4t(unsigned r[4], const bf *p) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(s));
+}
+/* A fragment for k-block kb from accumulator tiles 2kb and 2kb + 1 (times s) */
+__device__ __forceinline__ void acc_to_a(unsigned a[4], const float c0[4], const float c1[4], float s) {
+    a[0] = pack2(s * c0[0], s * c0[1]);
+    a[1] = pack2(s * c0[2], s * c0[3]);
+    a[2] = pack2(s * c1[0], s * c1[1]);
+    a[3] = pack2(s * c1[2], s * c1[3]);
 }
 
 /* ---------------------------------------------------------------- 1: prep */
 template <int D>
 constexpr size_t prep_smem() {
-    return (size_t)3 * CH * (D + 8) * 2 + (size_t)CH * (CH + 4) * 4 + 4 * 16 * LST * 4 + 2 * CH * 4;
+    return (size_t)3 * CH * (D + 8) * 2 + (size_t)CH * (CH + 4) * 4 + 2 * CH * 4;
+}
+
+/* C = A_strip (16 x 64, bf16 in shared memory, rows r0s.., token blocks up
+ * to kmax) times R (64 x D, [token][dim] in shared memory), for this warp;
+ * written to dst rows (bf16, ld elements apart) below `rows`. */
+template <int D>
+__device__ __forceinline__ void strip_times(const bf *Ab, int lda, const bf *R, int ldr, int kmax, bf *dst, size_t ld,
+                                            int rows) {
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, mi = lane >> 3, rr = lane & 7;
+    float acc[D / 8][4];
+#pragma unroll
+    for (int j = 0; j < D / 8; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
+#pragma unroll
+    for (int kb = 0; kb < CH / 16; kb++) {
+        if (kb > kmax) break;
+        unsigned a[4];
+        ldsm4(a, Ab + (lane & 15) * lda + 16 * kb + 8 * (lane >> 4));
+#pragma unroll
+        for (int j = 0; j < D / 8; j += 2) {
+            unsigned br[4]; /* B(k = token, n = dim) = R[token][dim], transposed on load */
+            ldsm4t(br, R + (16 * kb + 8 * (mi & 1) + rr) * ldr + 8 * (j + (mi >> 1)));
+            mma16816(acc[j], a, br[0], br[1]);
+            mma16816(acc[j + 1], a, br[2], br[3]);
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < D / 8; j++) {
+        if (g < rows) *(unsigned *)(dst + (size_t)g * ld + 8 * j + 2 * t) = pack2(acc[j][0], acc[j][1]);
+        if (g + 8 < rows) *(unsigned *)(dst + (size_t)(g + 8) * ld + 8 * j + 2 * t) = pack2(acc[j][2], acc[j][3]);
+    }
 }
 
 template <int D, typename Tin>
@@ -136,10 +173,10 @@ __global__ void __launch_bounds__(NT) prep_k(int T, int H, const Tin *__restrict
     bf *Kw = Kb + CH * LD;               /* [CH][LD] beta e^G k */
     bf *Vb = Kw + CH * LD;               /* [CH][LD] beta v */
     float *As = (float *)(Vb + CH * LD); /* [CH][LA] A */
-    float *St = As + CH * LA;            /* [4][16][LST] per-warp staging */
-    float *Gs = St + 4 * 16 * LST;       /* [CH] */
+    float *Gs = As + CH * LA;            /* [CH] */
     float *Bs = Gs + CH;                 /* [CH] */
     const int c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int gq = lane >> 2, t = lane & 3, mi = lane >> 3, rr = lane & 7, i0 = warp * 16;
     const int t0 = c * CH, Lc = min(CH, T - t0);
     const size_t HD = (size_t)H * D, r0 = (size_t)b * T + t0;
     const Tin *kh = k + r0 * HD + (size_t)h * D, *vh = v + r0 * HD + (size_t)h * D;
@@ -163,38 +200,59 @@ __global__ void __launch_bounds__(NT) prep_k(int T, int H, const Tin *__restrict
      * beta v, and Kt = e^(G_C - G) k for the scan (G_C = G at the last real
      * row: padding has g = 0) */
     const float GC = Gs[CH - 1];
-    for (int i = tid; i < CH * D / 4; i += NT) {
-        int r = i / (D / 4), c4 = (i % (D / 4)) * 4;
-        float4 kv = load4(kh + r * HD + c4, r < Lc), vv = load4(vh + r * HD + c4, r < Lc);
-        store4(Kb + r * LD + c4, kv, 1.0f);
-        store4(Kw + r * LD + c4, kv, Bs[r] * expf(Gs[r]));
-        store4(Vb + r * LD + c4, vv, Bs[r]);
-        if (r < Lc) store4(w.Kt + (r0 + r) * HD + (size_t)h * D + c4, kv, expf(GC - Gs[r]));
+    constexpr int UNR = 4; /* loads in flight per thread before the first use */
+    for (int base = tid; base < CH * D / 4; base += NT * UNR) {
+        float4 kv[UNR], vv[UNR];
+#pragma unroll
+        for (int u = 0; u < UNR; u++) {
+            int i = base + u * NT, r = i / (D / 4), c4 = (i % (D / 4)) * 4;
+            kv[u] = load4(kh + r * HD + c4, r < Lc);
+            vv[u] = load4(vh + r * HD + c4, r < Lc);
+        }
+#pragma unroll
+        for (int u = 0; u < UNR; u++) {
+            int i = base + u * NT, r = i / (D / 4), c4 = (i % (D / 4)) * 4;
+            store4(Kb + r * LD + c4, kv[u], 1.0f);
+            store4(Kw + r * LD + c4, kv[u], Bs[r] * expf(Gs[r]));
+            store4(Vb + r * LD + c4, vv[u], Bs[r]);
+            if (r < Lc) store4(w.Kt + (r0 + r) * HD + (size_t)h * D + c4, kv[u], expf(GC - Gs[r]));
+        }
     }
     if (tid < Lc) w.G[(r0 + tid) * H + h] = Gs[tid];
     __syncthreads();
 
-    /* A = K K^T, the tiles on and below the diagonal */
-    for (int tile = warp; tile < 16; tile += 4) {
-        const int ti = tile / 4, tj = tile % 4;
-        if (tj > ti) continue;
-        frag_c acc;
-        wmma::fill_fragment(acc, 0.0f);
+    /* A rows i0..: K K^T for key tiles below the diagonal, then
+     * A_ij = beta_i e^(G_i - G_j) k_i . k_j (j < i) in registers, to As */
+    {
+        float ac[CH / 8][4];
 #pragma unroll
-        for (int kk = 0; kk < D; kk += 16) {
-            frag_a fa;
-            frag_bt fb;
-            wmma::load_matrix_sync(fa, Kb + ti * 16 * LD + kk, LD);
-            wmma::load_matrix_sync(fb, Kb + tj * 16 * LD + kk, LD); /* B(k, n) = K[n][k] */
-            wmma::mma_sync(acc, fa, fb, acc);
+        for (int j = 0; j < CH / 8; j++) ac[j][0] = ac[j][1] = ac[j][2] = ac[j][3] = 0.0f;
+#pragma unroll
+        for (int kb = 0; kb < D / 16; kb++) {
+            unsigned a[4];
+            ldsm4(a, Kb + (i0 + (lane & 15)) * LD + 16 * kb + 8 * (lane >> 4));
+#pragma unroll
+            for (int j = 0; j < CH / 8; j += 2) {
+                if (j > 2 * warp) break;
+                unsigned bk[4]; /* B(k = dim, n = token) = K[token][dim] */
+                ldsm4(bk, Kb + (8 * (j + (mi >> 1)) + rr) * LD + 16 * kb + 8 * (mi & 1));
+                mma16816(ac[j], a, bk[0], bk[1]);
+                mma16816(ac[j + 1], a, bk[2], bk[3]);
+            }
         }
-        wmma::store_matrix_sync(As + ti * 16 * LA + tj * 16, acc, LA, wmma::mem_row_major);
-    }
-    __syncthreads();
-    /* A_ij = beta_i e^(G_i - G_j) k_i . k_j below the diagonal */
-    for (int e = tid; e < CH * CH; e += NT) {
-        int i = e / CH, j = e % CH;
-        if (j < i) As[i * LA + j] *= Bs[i] * expf(Gs[i] - Gs[j]);
+        const int ia = i0 + gq, ib = ia + 8;
+        const float sa = Bs[ia], sb = Bs[ib], Ga = Gs[ia], Gb = Gs[ib];
+#pragma unroll
+        for (int j = 0; j < CH / 8; j++) {
+            if (j > 2 * warp + 1) break;
+            const int ja = 8 * j + 2 * t, jb = ja + 1;
+            float2 xa = make_float2(ja < ia ? sa * expf(Ga - Gs[ja]) * ac[j][0] : 0.0f,
+                                    jb < ia ? sa * expf(Ga - Gs[jb]) * ac[j][1] : 0.0f);
+            float2 xb = make_float2(ja < ib ? sb * expf(Gb - Gs[ja]) * ac[j][2] : 0.0f,
+                                    jb < ib ? sb * expf(Gb - Gs[jb]) * ac[j][3] : 0.0f);
+            *(float2 *)(As + ia * LA + ja) = xa;
+            *(float2 *)(As + ib * LA + ja) = xb;
+        }
     }
     __syncthreads();
 
@@ -219,277 +277,286 @@ __global__ void __launch_bounds__(NT) prep_k(int T, int H, const Tin *__restrict
     }
     __syncthreads();
 
-    /* U = T (beta v), W = T (beta e^G k) */
-    constexpr int NTL = 4 * (D / 16);
-    float *st = St + warp * 16 * LST;
-    for (int tile = warp; tile < 2 * NTL; tile += 4) {
-        const bool isW = tile >= NTL;
-        const int t = isW ? tile - NTL : tile, ti = t / (D / 16), tj = t % (D / 16);
-        const bf *R = isW ? Kw : Vb;
-        frag_c acc;
-        wmma::fill_fragment(acc, 0.0f);
-        for (int kk = 0; kk <= ti * 16; kk += 16) { /* T is lower triangular */
-            frag_a fa;
-            frag_b fb;
-            wmma::load_matrix_sync(fa, Tb + ti * 16 * LT + kk, LT);
-            wmma::load_matrix_sync(fb, R + kk * LD + tj * 16, LD);
-            wmma::mma_sync(acc, fa, fb, acc);
-        }
-        bf *dst = (isW ? w.W : w.U) + (r0 + ti * 16) * HD + (size_t)h * D + tj * 16;
-        tile_to_bf16(acc, st, dst, HD, Lc - ti * 16);
-    }
+    /* U = T (beta v), W = T (beta e^G k), this warp's 16 rows (T is lower
+     * triangular: token blocks up to the diagonal) */
+    const size_t at = (r0 + i0) * HD + (size_t)h * D;
+    strip_times<D>(Tb + i0 * LT, LT, Vb, LD, warp, w.U + at, HD, Lc - i0);
+    strip_times<D>(Tb + i0 * LT, LT, Kw, LD, warp, w.W + at, HD, Lc - i0);
 }
 
 /* ---------------------------------------------------------------- 2: scan */
-template <int D, int BV>
+constexpr int SR = 64;    /* rows of S per scan block: 16 per warp */
+constexpr int STAGES = 4; /* chunks in flight: the scan waits on memory latency, not bandwidth */
+
+template <int D>
 constexpr size_t scan_smem() {
-    return (size_t)4 * CH * (D + 8) * 2 + (size_t)2 * CH * BV * 2 + (size_t)BV * (D + 8) * 2 +
-           (size_t)CH * (BV + 8) * 2 + (size_t)CH * (BV + 4) * 4 + (size_t)BV * (D + 4) * 4;
+    return (size_t)STAGES * CH * (2 * (D + 8) + SR + 8) * 2;
 }
 
-/* BV rows of one head's S per block (grid D/BV x H x B). */
-template <int D, int BV>
+/* 64 rows of one head's S per block (grid D/64 x H x B), 16 per warp, kept
+ * in f32 accumulator registers for the whole sequence. Per chunk, in the
+ * transposed form that keeps S as the A operand:
+ *   V_new^T = U^T - S W^T        (16 x 64 per warp; S rounded to bf16)
+ *   S       = gamma_C S + V_new^T Kt
+ * W, Kt and U arrive by cp.async STAGES - 1 chunks ahead; one block barrier
+ * per chunk. */
+template <int D>
 __global__ void __launch_bounds__(NT) scan_k(int T, int H, float *const *S, tc_work w) {
-    constexpr int LD = D + 8, LV = BV + 8, LVF = BV + 4, LF = D + 4;
-    constexpr int NS = (BV / 16) * (D / 16) / 4; /* S tiles per warp */
+    constexpr int LD = D + 8, LU = SR + 8, NK = D / 8; /* NK accumulator tiles of S per warp */
     extern __shared__ __align__(128) unsigned char smraw[];
-    bf *Wb = (bf *)smraw;           /* [2][CH][LD] W */
-    bf *Kb = Wb + 2 * CH * LD;      /* [2][CH][LD] Kt */
-    bf *Ub = Kb + 2 * CH * LD;      /* [2][CH][BV] this block's columns of U */
-    bf *Sb = Ub + 2 * CH * BV;      /* [BV][LD] S rows, bf16 (the operand) */
-    bf *Vb = Sb + BV * LD;          /* [CH][LV] V_new, bf16 (the operand) */
-    float *Vf = (float *)(Vb + CH * LV); /* [CH][LVF] W S^T */
-    float *Sf = Vf + CH * LVF;      /* [BV][LF] S rows, f32 */
-    const int rs0 = blockIdx.x * BV, h = blockIdx.y, b = blockIdx.z, tid = threadIdx.x, warp = tid >> 5,
-              lane = tid & 31;
-    const int NC = n_chunks(T);
+    bf *Wb = (bf *)smraw;           /* [STAGES][CH][LD] W */
+    bf *Kb = Wb + STAGES * CH * LD; /* [STAGES][CH][LD] Kt */
+    bf *Ub = Kb + STAGES * CH * LD; /* [STAGES][CH][LU] this block's columns of U */
+    const int rs0 = blockIdx.x * SR, h = blockIdx.y, b = blockIdx.z, tid = threadIdx.x, warp = tid >> 5,
+              lane = tid & 31, g = lane >> 2, t = lane & 3, mi = lane >> 3, rr = lane & 7;
+    const int NC = n_chunks(T), m0 = rs0 + warp * 16; /* this warp's first row of S */
     const size_t HD = (size_t)H * D;
-    float *Sg = S[b] + (size_t)h * D * D + (size_t)rs0 * D;
+    float *Sg = S[b] + (size_t)h * D * D;
 
-    /* chunk c's W, Kt and U columns into buffer c & 1 */
-    auto load_chunk = [&](int c) {
-        const int buf = c & 1, Lc = min(CH, T - c * CH);
+    auto load_chunk = [&](int c) { /* an empty group past the end keeps the counting uniform */
+        if (c >= NC) return cp_commit();
+        const int buf = c % STAGES, Lc = min(CH, T - c * CH);
         const size_t r0 = (size_t)b * T + (size_t)c * CH;
-        bf *wd = Wb + buf * CH * LD, *kd = Kb + buf * CH * LD, *ud = Ub + buf * CH * BV;
+        bf *wd = Wb + buf * CH * LD, *kd = Kb + buf * CH * LD, *ud = Ub + buf * CH * LU;
         for (int i = tid; i < CH * D / 8; i += NT) {
             int r = i / (D / 8), c8 = (i % (D / 8)) * 8;
             size_t at = (r0 + (r < Lc ? r : 0)) * HD + (size_t)h * D + c8;
             cp16(wd + r * LD + c8, w.W + at, r < Lc);
             cp16(kd + r * LD + c8, w.Kt + at, r < Lc);
         }
-        for (int i = tid; i < CH * BV / 8; i += NT) {
-            int r = i / (BV / 8), c8 = (i % (BV / 8)) * 8;
-            cp16(ud + r * BV + c8, w.U + (r0 + (r < Lc ? r : 0)) * HD + (size_t)h * D + rs0 + c8, r < Lc);
+        for (int i = tid; i < CH * SR / 8; i += NT) {
+            int r = i / (SR / 8), c8 = (i % (SR / 8)) * 8;
+            cp16(ud + r * LU + c8, w.U + (r0 + (r < Lc ? r : 0)) * HD + (size_t)h * D + rs0 + c8, r < Lc);
         }
         cp_commit();
     };
 
-    load_chunk(0);
-    for (int i = tid; i < BV * D; i += NT) Sf[(i / D) * LF + i % D] = Sg[i];
-    __syncthreads();
-    frag_c Sacc[NS]; /* S tiles t = warp + 4 s: rows 16 (t / (D/16)), keys 16 (t % (D/16)) */
+    for (int c = 0; c < STAGES - 1; c++) load_chunk(c);
+    float Sa[NK][4]; /* S rows m0 + g, m0 + g + 8; keys 8j + 2t, 8j + 2t + 1 */
 #pragma unroll
-    for (int s = 0; s < NS; s++) {
-        const int t = warp + 4 * s;
-        wmma::load_matrix_sync(Sacc[s], Sf + (t / (D / 16)) * 16 * LF + (t % (D / 16)) * 16, LF, wmma::mem_row_major);
+    for (int j = 0; j < NK; j++) {
+        float2 lo = *(const float2 *)(Sg + (size_t)(m0 + g) * D + 8 * j + 2 * t);
+        float2 hi = *(const float2 *)(Sg + (size_t)(m0 + g + 8) * D + 8 * j + 2 * t);
+        Sa[j][0] = lo.x, Sa[j][1] = lo.y, Sa[j][2] = hi.x, Sa[j][3] = hi.y;
     }
-    for (int i = tid; i < BV * D; i += NT) Sb[(i / D) * LD + i % D] = __float2bfloat16_rn(Sf[(i / D) * LF + i % D]);
 
+    float Gnext = w.G[((size_t)b * T + min(CH, T) - 1) * H + h];
     for (int c = 0; c < NC; c++) {
-        const int buf = c & 1, Lc = min(CH, T - c * CH);
+        const int buf = c % STAGES, Lc = min(CH, T - c * CH);
         const size_t r0 = (size_t)b * T + (size_t)c * CH;
-        const float gC = expf(w.G[(r0 + Lc - 1) * H + h]);
-        if (c + 1 < NC) {
-            load_chunk(c + 1);
-            cp_wait<1>();
-        } else {
-            cp_wait<0>();
-        }
-        __syncthreads(); /* chunk c's buffers and Sb are complete */
-        const bf *Wc = Wb + buf * CH * LD, *Kc = Kb + buf * CH * LD, *Uc = Ub + buf * CH * BV;
+        const float gC = expf(Gnext);
+        if (c + 1 < NC) Gnext = w.G[(r0 + CH + min(CH, T - (c + 1) * CH) - 1) * H + h];
+        cp_wait<STAGES - 2>();
+        __syncthreads(); /* chunk c has landed; every warp is done with chunk c - 1's buffer */
+        load_chunk(c + STAGES - 1);
+        const bf *Wc = Wb + buf * CH * LD, *Kc = Kb + buf * CH * LD, *Uc = Ub + buf * CH * LU;
 
-        /* S_c for the output kernel */
-        bf *Scg = w.Sc + ((((size_t)b * H + h) * NC + c) * D + rs0) * D;
-        for (int i = tid; i < BV * D / 8; i += NT) {
-            int r = i / (D / 8), c8 = (i % (D / 8)) * 8;
-            *(uint4 *)(Scg + (size_t)r * D + c8) = *(const uint4 *)(Sb + r * LD + c8);
+        /* S_c (bf16) for the output kernel, and -S as A fragments */
+        bf *Scg = w.Sc + (((size_t)b * H + h) * NC + c) * D * D;
+        unsigned Sneg[D / 16][4];
+#pragma unroll
+        for (int kb = 0; kb < D / 16; kb++) acc_to_a(Sneg[kb], Sa[2 * kb], Sa[2 * kb + 1], -1.0f);
+#pragma unroll
+        for (int j = 0; j < NK; j++) {
+            *(unsigned *)(Scg + (size_t)(m0 + g) * D + 8 * j + 2 * t) = pack2(Sa[j][0], Sa[j][1]);
+            *(unsigned *)(Scg + (size_t)(m0 + g + 8) * D + 8 * j + 2 * t) = pack2(Sa[j][2], Sa[j][3]);
         }
 
-        /* V_new rows 16 warp.. = U - W S_c^T */
-        float *vf = Vf + warp * 16 * LVF;
+        /* V_new^T = U^T - S W^T: 8 tiles of 8 tokens; U^T's tiles come
+         * straight from U's rows by a transposing ldmatrix */
+        float Vt[CH / 8][4];
 #pragma unroll
-        for (int tj = 0; tj < BV / 16; tj++) {
-            frag_c acc;
-            wmma::fill_fragment(acc, 0.0f);
+        for (int j = 0; j < CH / 8; j += 2) {
+            unsigned u4[4]; /* matrices (tokens 8j.., rows 16 warp + {0, 8}) and tokens 8j + 8.. */
+            ldsm4t(u4, Uc + (8 * (j + (mi >> 1)) + rr) * LU + warp * 16 + 8 * (mi & 1));
 #pragma unroll
-            for (int kk = 0; kk < D; kk += 16) {
-                frag_a fa;
-                frag_bt fb;
-                wmma::load_matrix_sync(fa, Wc + warp * 16 * LD + kk, LD);
-                wmma::load_matrix_sync(fb, Sb + tj * 16 * LD + kk, LD); /* B(k = key, n = row) = S[n][k] */
-                wmma::mma_sync(acc, fa, fb, acc);
-            }
-            wmma::store_matrix_sync(vf + tj * 16, acc, LVF, wmma::mem_row_major);
-        }
-        __syncwarp();
-        {
-            const int r = lane >> 1, row = warp * 16 + r;
-#pragma unroll
-            for (int c8 = (lane & 1) * (BV / 2); c8 < (lane & 1 ? BV : BV / 2); c8 += 8) {
-                float vn[8];
-#pragma unroll
-                for (int e = 0; e < 8; e++) vn[e] = __bfloat162float(Uc[row * BV + c8 + e]) - vf[r * LVF + c8 + e];
-                store8(Vb + row * LV + c8, vn);
-                if (row < Lc) store8(w.Vn + (r0 + row) * HD + (size_t)h * D + rs0 + c8, vn);
+            for (int x = 0; x < 2; x++) {
+                float2 lo = __bfloat1622float2(*(const __nv_bfloat162 *)&u4[2 * x]);
+                float2 hi = __bfloat1622float2(*(const __nv_bfloat162 *)&u4[2 * x + 1]);
+                Vt[j + x][0] = lo.x, Vt[j + x][1] = lo.y, Vt[j + x][2] = hi.x, Vt[j + x][3] = hi.y;
             }
         }
-        __syncthreads(); /* V_new complete; every read of Sb done */
-
-        /* S <- gamma_C S + V_new^T Kt */
 #pragma unroll
-        for (int s = 0; s < NS; s++) {
-            const int t = warp + 4 * s, ti = t / (D / 16), tj = t % (D / 16);
+        for (int kb = 0; kb < D / 16; kb++)
 #pragma unroll
-            for (int e = 0; e < Sacc[s].num_elements; e++) Sacc[s].x[e] *= gC;
-#pragma unroll
-            for (int kk = 0; kk < CH; kk += 16) {
-                frag_at fa;
-                frag_b fb;
-                wmma::load_matrix_sync(fa, Vb + kk * LV + ti * 16, LV); /* A(m = row, k = token) = V_new[k][m] */
-                wmma::load_matrix_sync(fb, Kc + kk * LD + tj * 16, LD);
-                wmma::mma_sync(Sacc[s], fa, fb, Sacc[s]);
+            for (int j = 0; j < CH / 8; j += 2) {
+                /* B(k = key, n = token) = W[token][key]: matrices (tokens 8j.., keys 16kb + {0, 8}) and tokens 8j + 8.. */
+                unsigned bw[4];
+                ldsm4(bw, Wc + (8 * (j + (mi >> 1)) + rr) * LD + 16 * kb + 8 * (mi & 1));
+                mma16816(Vt[j], Sneg[kb], bw[0], bw[1]);
+                mma16816(Vt[j + 1], Sneg[kb], bw[2], bw[3]);
             }
-            wmma::store_matrix_sync(Sf + ti * 16 * LF + tj * 16, Sacc[s], LF, wmma::mem_row_major);
+        /* V_new^T (bf16, [value][token] per chunk) for the output kernel;
+         * padded tokens hold zeros (U = W = 0 there) */
+        bf *Vg = w.Vn + (((size_t)b * H + h) * NC + c) * D * CH;
+#pragma unroll
+        for (int j = 0; j < CH / 8; j++) {
+            *(unsigned *)(Vg + (size_t)(m0 + g) * CH + 8 * j + 2 * t) = pack2(Vt[j][0], Vt[j][1]);
+            *(unsigned *)(Vg + (size_t)(m0 + g + 8) * CH + 8 * j + 2 * t) = pack2(Vt[j][2], Vt[j][3]);
         }
-        __syncthreads();
-        for (int i = tid; i < BV * D; i += NT) Sb[(i / D) * LD + i % D] = __float2bfloat16_rn(Sf[(i / D) * LF + i % D]);
+
+        /* S = gamma_C S + V_new^T Kt */
+#pragma unroll
+        for (int j = 0; j < NK; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) Sa[j][e] *= gC;
+#pragma unroll
+        for (int kb = 0; kb < CH / 16; kb++) {
+            unsigned av[4];
+            acc_to_a(av, Vt[2 * kb], Vt[2 * kb + 1], 1.0f);
+#pragma unroll
+            for (int j = 0; j < NK; j += 2) {
+                /* B(k = token, n = key) = Kt[token][key], transposed on load: matrices
+                 * (tokens 16kb + {0, 8}, keys 8j..) and keys 8j + 8.. */
+                unsigned bk[4];
+                ldsm4t(bk, Kc + (16 * kb + 8 * (mi & 1) + rr) * LD + 8 * (j + (mi >> 1)));
+                mma16816(Sa[j], av, bk[0], bk[1]);
+                mma16816(Sa[j + 1], av, bk[2], bk[3]);
+            }
+        }
     }
-    __syncthreads();
-    for (int i = tid; i < BV * D; i += NT) Sg[i] = Sf[(i / D) * LF + i % D];
+#pragma unroll
+    for (int j = 0; j < NK; j++) {
+        *(float2 *)(Sg + (size_t)(m0 + g) * D + 8 * j + 2 * t) = make_float2(Sa[j][0], Sa[j][1]);
+        *(float2 *)(Sg + (size_t)(m0 + g + 8) * D + 8 * j + 2 * t) = make_float2(Sa[j][2], Sa[j][3]);
+    }
 }
 
 /* ----------------------------------------------------------------- 3: out */
-constexpr int BO = 64;           /* output columns (value dims) per block */
-constexpr int OUT_THREADS = 256; /* 8 warps, two 16x16 output tiles each */
-
 template <int D>
 constexpr size_t out_smem() {
-    return (size_t)3 * CH * (D + 8) * 2 + (size_t)CH * (BO + 8) * 2 + (size_t)CH * (CH + 8) * 2 +
-           (size_t)CH * (BO + 4) * 4 + CH * 4;
+    return (size_t)(2 * CH + D) * (D + 8) * 2 + (size_t)D * (CH + 8) * 2 + CH * 4;
 }
 
-/* O[:, vo0 .. vo0 + 64) of one chunk: P = Q K^T ⊙ Gamma ⊙ M (f32 between the
- * products, rounded to bf16 for the second); X = Q S_c^T scaled by e^G per
- * row; O = X + P V_new. */
+/* two adjacent outputs (columns 2t, 2t + 1 of a row) to f32 or bf16 memory */
+__device__ __forceinline__ void put2(float *dst, float a, float b) { *(float2 *)dst = make_float2(a, b); }
+__device__ __forceinline__ void put2(bf *dst, float a, float b) { *(unsigned *)dst = pack2(a, b); }
+
+/* q, k rows of one chunk into bf16 shared tiles: bf16 inputs by cp.async,
+ * f32 ones through registers (every load issued before the first store) */
+template <int D, int THREADS>
+__device__ __forceinline__ void stage_rows(bf *dst, int ld, const bf *src, size_t stride, int Lc) {
+    for (int i = threadIdx.x; i < CH * D / 8; i += THREADS) {
+        int r = i / (D / 8), c8 = (i % (D / 8)) * 8;
+        cp16(dst + r * ld + c8, src + (size_t)(r < Lc ? r : 0) * stride + c8, r < Lc);
+    }
+}
+template <int D, int THREADS>
+__device__ __forceinline__ void stage_rows(bf *dst, int ld, const float *src, size_t stride, int Lc) {
+    constexpr int N = CH * D / 4 / THREADS;
+    float4 x[N];
+#pragma unroll
+    for (int u = 0; u < N; u++) {
+        int i = threadIdx.x + u * THREADS, r = i / (D / 4), c4 = (i % (D / 4)) * 4;
+        x[u] = load4(src + (size_t)r * stride + c4, r < Lc);
+    }
+#pragma unroll
+    for (int u = 0; u < N; u++) {
+        int i = threadIdx.x + u * THREADS, r = i / (D / 4), c4 = (i % (D / 4)) * 4;
+        store4(dst + r * ld + c4, x[u], 1.0f);
+    }
+}
+
+/* One chunk of one head, a warp per 16 rows (tokens), everything chained in
+ * registers: P = (Q K^T) ⊙ Gamma ⊙ M (decay and causal mask applied to the
+ * accumulators, then rounded to bf16 as the next A operand);
+ * O = e^G ⊙ (Q S_c^T) + P V_new. */
 template <int D, typename Tin, typename Tout>
-__global__ void __launch_bounds__(OUT_THREADS) out_k(int T, int H, const Tin *__restrict__ q,
-                                                    const Tin *__restrict__ k, tc_work w, Tout *__restrict__ o) {
+__global__ void __launch_bounds__(NT) out_k(int T, int H, const Tin *__restrict__ q, const Tin *__restrict__ k,
+                                           tc_work w, Tout *__restrict__ o) {
     extern __shared__ __align__(128) unsigned char smraw[];
-    constexpr int LD = D + 8, LV = BO + 8, LP = CH + 8, LF = BO + 4;
+    constexpr int LD = D + 8, LC = CH + 8;
     bf *Qb = (bf *)smraw;               /* [CH][LD] q */
     bf *Kb = Qb + CH * LD;              /* [CH][LD] k */
-    bf *Sb = Kb + CH * LD;              /* [BO][LD] S_c rows vo0.. [value][key] */
-    bf *Vb = Sb + BO * LD;              /* [CH][LV] V_new columns vo0.. */
-    bf *Pb = Vb + CH * LV;              /* [CH][LP] P in bf16 */
-    float *F = (float *)(Pb + CH * LP); /* [CH][LF] f32 staging: P, then X and O */
-    float *Gs = F + CH * LF;
-    const int c = blockIdx.x, h = blockIdx.y / (D / BO), vo0 = (blockIdx.y % (D / BO)) * BO, b = blockIdx.z;
-    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    bf *Sb = Kb + CH * LD;              /* [D][LD]  S_c [value][key] */
+    bf *Vb = Sb + D * LD;               /* [D][LC]  V_new^T [value][token] */
+    float *Gs = (float *)(Vb + D * LC); /* [CH] */
+    const int c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int g = lane >> 2, t = lane & 3, mi = lane >> 3, rr = lane & 7, i0 = warp * 16;
     const int t0 = c * CH, Lc = min(CH, T - t0), NC = n_chunks(T);
-    const size_t HD = (size_t)H * D, r0 = (size_t)b * T + t0;
-    if (tid < CH) Gs[tid] = tid < Lc ? w.G[(r0 + tid) * H + h] : 0.0f;
-    for (int i = tid; i < CH * D / 4; i += OUT_THREADS) {
-        int r = i / (D / 4), c4 = (i % (D / 4)) * 4;
-        size_t at = (r0 + r) * HD + (size_t)h * D + c4;
-        store4(Qb + r * LD + c4, load4(q + at, r < Lc), 1.0f);
-        store4(Kb + r * LD + c4, load4(k + at, r < Lc), 1.0f);
-    }
-    const uint4 z = make_uint4(0, 0, 0, 0);
-    for (int i = tid; i < CH * BO / 8; i += OUT_THREADS) {
-        int r = i / (BO / 8), c8 = (i % (BO / 8)) * 8;
-        *(uint4 *)(Vb + r * LV + c8) = r < Lc ? *(const uint4 *)(w.Vn + (r0 + r) * HD + (size_t)h * D + vo0 + c8) : z;
-    }
-    const bf *Sc = w.Sc + ((((size_t)b * H + h) * NC + c) * D + vo0) * D;
-    for (int i = tid; i < BO * D / 8; i += OUT_THREADS) {
+    const size_t HD = (size_t)H * D, r0 = (size_t)b * T + t0, ch = ((size_t)b * H + h) * NC + c;
+    const bf *Sc = w.Sc + ch * D * D, *Vn = w.Vn + ch * D * CH;
+    for (int i = threadIdx.x; i < D * D / 8; i += NT) {
         int r = i / (D / 8), c8 = (i % (D / 8)) * 8;
-        *(uint4 *)(Sb + r * LD + c8) = *(const uint4 *)(Sc + (size_t)r * D + c8);
+        cp16(Sb + r * LD + c8, Sc + (size_t)r * D + c8, true);
     }
+    for (int i = threadIdx.x; i < D * CH / 8; i += NT) {
+        int r = i / (CH / 8), c8 = (i % (CH / 8)) * 8;
+        cp16(Vb + r * LC + c8, Vn + (size_t)r * CH + c8, true);
+    }
+    stage_rows<D, NT>(Qb, LD, q + r0 * HD + (size_t)h * D, HD, Lc);
+    stage_rows<D, NT>(Kb, LD, k + r0 * HD + (size_t)h * D, HD, Lc);
+    cp_commit();
+    if (threadIdx.x < CH) Gs[threadIdx.x] = threadIdx.x < Lc ? w.G[(r0 + threadIdx.x) * H + h] : 0.0f;
+    cp_wait<0>();
     __syncthreads();
-    /* P = Q K^T: 16 tiles, two per warp */
-    for (int tile = warp; tile < 16; tile += OUT_THREADS / 32) {
-        const int ti = tile / 4, tj = tile % 4;
-        if (tj > ti) continue; /* masked out entirely */
-        frag_c acc;
-        wmma::fill_fragment(acc, 0.0f);
-#pragma unroll
-        for (int kk = 0; kk < D; kk += 16) {
-            frag_a fa;
-            frag_bt fb;
-            wmma::load_matrix_sync(fa, Qb + ti * 16 * LD + kk, LD);
-            wmma::load_matrix_sync(fb, Kb + tj * 16 * LD + kk, LD); /* B(k, n) = K[n][k] */
-            wmma::mma_sync(acc, fa, fb, acc);
-        }
-        wmma::store_matrix_sync(F + ti * 16 * LF + tj * 16, acc, LF, wmma::mem_row_major);
-    }
-    __syncthreads();
-    for (int e = tid; e < CH * CH; e += OUT_THREADS) {
-        int i = e / CH, j = e % CH;
-        float val = j <= i && i < Lc ? F[i * LF + j] * expf(Gs[i] - Gs[j]) : 0.0f;
-        Pb[i * LP + j] = __float2bfloat16_rn(val);
-    }
-    __syncthreads();
-    /* per output tile: X = Q S_c^T, scaled by e^(G_i) per row (in the warp's
-     * own tile of F), then O = X + P V_new; no block barrier from here on */
-    const int r = lane >> 1, c8 = (lane & 1) * 8;
-    for (int tile = warp; tile < 16; tile += OUT_THREADS / 32) {
-        const int ti = tile / 4, tj = tile % 4;
-        float *Ft = F + ti * 16 * LF + tj * 16;
-        frag_c acc;
-        wmma::fill_fragment(acc, 0.0f);
-#pragma unroll
-        for (int kk = 0; kk < D; kk += 16) {
-            frag_a fa;
-            frag_bt fb;
-            wmma::load_matrix_sync(fa, Qb + ti * 16 * LD + kk, LD);
-            wmma::load_matrix_sync(fb, Sb + tj * 16 * LD + kk, LD); /* B(k = key, n = value) = S_c[n][k] */
-            wmma::mma_sync(acc, fa, fb, acc);
-        }
-        wmma::store_matrix_sync(Ft, acc, LF, wmma::mem_row_major);
-        __syncwarp();
-        const float eg = expf(Gs[ti * 16 + r]);
-#pragma unroll
-        for (int e = 0; e < 8; e++) Ft[r * LF + c8 + e] *= eg;
-        __syncwarp();
-        wmma::load_matrix_sync(acc, Ft, LF, wmma::mem_row_major);
-        for (int kk = 0; kk <= ti * 16; kk += 16) { /* P is lower triangular */
-            frag_a fa;
-            frag_b fb;
-            wmma::load_matrix_sync(fa, Pb + ti * 16 * LP + kk, LP);
-            wmma::load_matrix_sync(fb, Vb + kk * LV + tj * 16, LV);
-            wmma::mma_sync(acc, fa, fb, acc);
-        }
-        wmma::store_matrix_sync(Ft, acc, LF, wmma::mem_row_major);
-        __syncwarp();
-        const int row = ti * 16 + r;
-        if (row < Lc) put8(o + (r0 + row) * HD + (size_t)h * D + vo0 + tj * 16 + c8, Ft + r * LF + c8);
-    }
-}
 
-/* Rows of S per scan block: 16 gives the most blocks (short sequences, few
- * heads); HYDRA_CUDA_TC_BV=32 halves the redundant W and Kt reads. */
-int scan_rows() {
-    static int bv = 0;
-    if (!bv) {
-        const char *e = getenv("HYDRA_CUDA_TC_BV");
-        bv = e && atoi(e) == 32 ? 32 : 16;
-    }
-    return bv;
-}
+    unsigned qa[D / 16][4]; /* this warp's 16 rows of Q as A fragments */
+#pragma unroll
+    for (int kb = 0; kb < D / 16; kb++) ldsm4(qa[kb], Qb + (i0 + (lane & 15)) * LD + 16 * kb + 8 * (lane >> 4));
 
-template <int D, int BV>
-void launch_scan(cudaStream_t s, int B, int H, int T, float *const *S, tc_work w) {
-    cudaFuncSetAttribute(scan_k<D, BV>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)scan_smem<D, BV>());
-    scan_k<D, BV><<<dim3(D / BV, H, B), NT, scan_smem<D, BV>(), s>>>(T, H, S, w);
+    /* P: key tiles up to the diagonal */
+    float pc[CH / 8][4];
+#pragma unroll
+    for (int j = 0; j < CH / 8; j++) pc[j][0] = pc[j][1] = pc[j][2] = pc[j][3] = 0.0f;
+#pragma unroll
+    for (int kb = 0; kb < D / 16; kb++)
+#pragma unroll
+        for (int j = 0; j < CH / 8; j += 2) {
+            if (j > 2 * warp) break; /* tiles right of the diagonal are masked out */
+            unsigned bk[4];      /* B(k = dim, n = token) = K[token][dim] */
+            ldsm4(bk, Kb + (8 * (j + (mi >> 1)) + rr) * LD + 16 * kb + 8 * (mi & 1));
+            mma16816(pc[j], qa[kb], bk[0], bk[1]);
+            mma16816(pc[j + 1], qa[kb], bk[2], bk[3]);
+        }
+    const int ia = i0 + g, ib = ia + 8; /* this lane's rows */
+    const float Ga = Gs[ia], Gb = Gs[ib];
+#pragma unroll
+    for (int j = 0; j < CH / 8; j++) {
+        const int ja = 8 * j + 2 * t, jb = ja + 1;
+        pc[j][0] = ja <= ia && ia < Lc ? pc[j][0] * expf(Ga - Gs[ja]) : 0.0f;
+        pc[j][1] = jb <= ia && ia < Lc ? pc[j][1] * expf(Ga - Gs[jb]) : 0.0f;
+        pc[j][2] = ja <= ib && ib < Lc ? pc[j][2] * expf(Gb - Gs[ja]) : 0.0f;
+        pc[j][3] = jb <= ib && ib < Lc ? pc[j][3] * expf(Gb - Gs[jb]) : 0.0f;
+    }
+
+    /* X = Q S_c^T, then e^G per row */
+    float oc[D / 8][4];
+#pragma unroll
+    for (int j = 0; j < D / 8; j++) oc[j][0] = oc[j][1] = oc[j][2] = oc[j][3] = 0.0f;
+#pragma unroll
+    for (int kb = 0; kb < D / 16; kb++)
+#pragma unroll
+        for (int j = 0; j < D / 8; j += 2) {
+            unsigned bs[4]; /* B(k = key, n = value) = S_c[value][key] */
+            ldsm4(bs, Sb + (8 * (j + (mi >> 1)) + rr) * LD + 16 * kb + 8 * (mi & 1));
+            mma16816(oc[j], qa[kb], bs[0], bs[1]);
+            mma16816(oc[j + 1], qa[kb], bs[2], bs[3]);
+        }
+    const float ea = expf(Ga), eb = expf(Gb);
+#pragma unroll
+    for (int j = 0; j < D / 8; j++) oc[j][0] *= ea, oc[j][1] *= ea, oc[j][2] *= eb, oc[j][3] *= eb;
+
+    /* O += P V_new over token blocks up to the diagonal */
+#pragma unroll
+    for (int kb = 0; kb < CH / 16; kb++) {
+        if (kb > warp) break;
+        unsigned pa[4];
+        acc_to_a(pa, pc[2 * kb], pc[2 * kb + 1], 1.0f);
+#pragma unroll
+        for (int j = 0; j < D / 8; j += 2) {
+            unsigned bv[4]; /* B(k = token, n = value) = V_new^T[value][token] */
+            ldsm4(bv, Vb + (8 * (j + (mi >> 1)) + rr) * LC + 16 * kb + 8 * (mi & 1));
+            mma16816(oc[j], pa, bv[0], bv[1]);
+            mma16816(oc[j + 1], pa, bv[2], bv[3]);
+        }
+    }
+    Tout *oa = o + (r0 + ia) * HD + (size_t)h * D + 2 * t, *ob = oa + 8 * HD;
+#pragma unroll
+    for (int j = 0; j < D / 8; j++) {
+        if (ia < Lc) put2(oa + 8 * j, oc[j][0], oc[j][1]);
+        if (ib < Lc) put2(ob + 8 * j, oc[j][2], oc[j][3]);
+    }
 }
 
 template <int D, typename Tin, typename Tout>
@@ -499,11 +566,11 @@ cudaError_t launch(cudaStream_t s, int B, int T, int H, const Tin *q, const Tin 
     const unsigned NC = (unsigned)n_chunks(T);
     /* above 48 KiB a kernel must ask for its shared memory (per device, so every time) */
     cudaFuncSetAttribute(prep_k<D, Tin>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)prep_smem<D>());
+    cudaFuncSetAttribute(scan_k<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)scan_smem<D>());
     cudaFuncSetAttribute(out_k<D, Tin, Tout>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)out_smem<D>());
     prep_k<D, Tin><<<dim3(NC, H, B), NT, prep_smem<D>(), s>>>(T, H, k, v, g, beta, w);
-    if (scan_rows() == 32) launch_scan<D, 32>(s, B, H, T, S, w);
-    else launch_scan<D, 16>(s, B, H, T, S, w);
-    out_k<D, Tin, Tout><<<dim3(NC, H * (D / BO), B), OUT_THREADS, out_smem<D>(), s>>>(T, H, q, k, w, o);
+    scan_k<D><<<dim3(D / SR, H, B), NT, scan_smem<D>(), s>>>(T, H, S, w);
+    out_k<D, Tin, Tout><<<dim3(NC, H, B), NT, out_smem<D>(), s>>>(T, H, q, k, w, o);
     return cudaGetLastError();
 }
 
@@ -522,7 +589,8 @@ cudaError_t launch_d(cudaStream_t s, int B, int T, int H, int d, const void *q, 
 
 extern "C" size_t hk_delta_rule_tc_scratch(int B, int T, int H, int d) {
     size_t BT = (size_t)B * T;
-    return (4 * BT * H * d + (size_t)B * H * n_chunks(T) * d * d) * sizeof(bf) + BT * H * sizeof(float);
+    size_t NCH = (size_t)B * H * n_chunks(T);
+    return (3 * BT * H * d + NCH * CH * d + NCH * d * d) * sizeof(bf) + BT * H * sizeof(float);
 }
 
 extern "C" cudaError_t hk_delta_rule_tc(cudaStream_t s, int B, int T, int H, int d, const void *q, const void *k,
