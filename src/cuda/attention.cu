@@ -12,18 +12,23 @@
 #include <math.h>
 
 #include "kernels.h"
+#include "launch.cuh"
 
 namespace {
 
 constexpr int THREADS = 128;
 constexpr int KT = 32; /* keys per tile */
 constexpr int EPT = 16; /* dims per thread */
+/* the decode kernel: one query per block, its keys over 512 threads (4 rounds
+ * over a 512-key window at d = 64: the rounds are memory round trips) */
+constexpr int DEC_THREADS = 512;
 
 template <int D>
 __global__ void __launch_bounds__(THREADS) attention_k(int T, int H, int window, const int64_t *pos,
                                                       const float *__restrict__ q, const float *__restrict__ k,
                                                       const float *__restrict__ v, float *const *kc,
                                                       float *const *vc, void *o, int out_bf16) {
+    hk_pdl_entry();
     constexpr int TPQ = D / EPT;       /* threads per query */
     constexpr int QB = THREADS / TPQ;  /* queries per block */
     __shared__ float Ks[KT][D], Vs[KT][D];
@@ -120,11 +125,12 @@ __global__ void __launch_bounds__(THREADS) attention_k(int T, int H, int window,
  * partial softmaxes merged in shared memory at the end (flash-decoding). The
  * tiled kernel above would leave 124 of 128 threads idle for one query. */
 template <int D>
-__global__ void __launch_bounds__(THREADS) attention_decode_k(int T, int H, int window, const int64_t *pos,
+__global__ void __launch_bounds__(DEC_THREADS) attention_decode_k(int T, int H, int window, const int64_t *pos,
                                                              const float *__restrict__ q, const float *__restrict__ k,
                                                              const float *__restrict__ v, float *const *kc,
                                                              float *const *vc, void *o, int out_bf16) {
-    constexpr int TPQ = D / EPT, NG = THREADS / TPQ;
+    hk_pdl_entry();
+    constexpr int TPQ = D / EPT, NG = DEC_THREADS / TPQ;
     __shared__ float acc_s[NG][D + 1], m_s[NG], l_s[NG];
     const int t = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     const int sub = threadIdx.x % TPQ, grp = threadIdx.x / TPQ;
@@ -161,9 +167,11 @@ __global__ void __launch_bounds__(THREADS) attention_decode_k(int T, int H, int 
         kj += (size_t)h * D + sub * EPT;
         vj += (size_t)h * D + sub * EPT;
         float part = 0.0f;
+        float4 vr[EPT / 4]; /* V's row loads go out with K's, before the score is known */
 #pragma unroll
         for (int e = 0; e < EPT; e += 4) {
             float4 kk = *(const float4 *)(kj + e);
+            vr[e / 4] = *(const float4 *)(vj + e);
             part += qr[e] * kk.x + qr[e + 1] * kk.y + qr[e + 2] * kk.z + qr[e + 3] * kk.w;
         }
 #pragma unroll
@@ -173,7 +181,7 @@ __global__ void __launch_bounds__(THREADS) attention_decode_k(int T, int H, int 
         l = l * corr + pj;
 #pragma unroll
         for (int e = 0; e < EPT; e += 4) {
-            float4 vv = *(const float4 *)(vj + e);
+            float4 vv = vr[e / 4];
             acc[e] = acc[e] * corr + pj * vv.x;
             acc[e + 1] = acc[e + 1] * corr + pj * vv.y;
             acc[e + 2] = acc[e + 2] * corr + pj * vv.z;
@@ -185,7 +193,7 @@ __global__ void __launch_bounds__(THREADS) attention_decode_k(int T, int H, int 
     for (int e = 0; e < EPT; e++) acc_s[grp][sub * EPT + e] = acc[e];
     if (sub == 0) m_s[grp] = m, l_s[grp] = l;
     __syncthreads();
-    for (int c = threadIdx.x; c < D; c += THREADS) {
+    for (int c = threadIdx.x; c < D; c += DEC_THREADS) {
         float M = -INFINITY;
         for (int g = 0; g < NG; g++) M = fmaxf(M, m_s[g]);
         float num = 0.0f, den = 0.0f;
@@ -207,12 +215,12 @@ cudaError_t launch(cudaStream_t s, int B, int T, int H, int window, const int64_
                    const float *k, const float *v, float *const *kc, float *const *vc, void *o, int out_bf16) {
     if (T <= 8) {
         dim3 grid((unsigned)T, (unsigned)H, (unsigned)B);
-        attention_decode_k<D><<<grid, THREADS, 0, s>>>(T, H, window, pos, q, k, v, kc, vc, o, out_bf16);
+        hk_launch(attention_decode_k<D>, grid, DEC_THREADS, 0, s, T, H, window, pos, q, k, v, kc, vc, o, out_bf16);
         return cudaGetLastError();
     }
     constexpr int QB = THREADS / (D / EPT);
     dim3 grid((unsigned)((T + QB - 1) / QB), (unsigned)H, (unsigned)B);
-    attention_k<D><<<grid, THREADS, 0, s>>>(T, H, window, pos, q, k, v, kc, vc, o, out_bf16);
+    hk_launch(attention_k<D>, grid, THREADS, 0, s, T, H, window, pos, q, k, v, kc, vc, o, out_bf16);
     return cudaGetLastError();
 }
 

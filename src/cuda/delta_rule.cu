@@ -11,6 +11,7 @@
  * speculative-verify kernel (one read and one write of S per call), and the
  * f32 path for prefill. */
 #include "kernels.h"
+#include "launch.cuh"
 
 namespace {
 
@@ -31,6 +32,7 @@ __global__ void __launch_bounds__(WARPS * 32) delta_rule_k(int T, int H, int dv,
                                                           const float *__restrict__ k, const float *__restrict__ v,
                                                           const float *__restrict__ g, const float *__restrict__ beta,
                                                           float *const *S, float *__restrict__ o) {
+    hk_pdl_entry();
     constexpr int E = DK / LANES_PER_ROW; /* columns per lane */
     const int lane = threadIdx.x & 31;
     const int row = blockIdx.x * ROWS_PER_BLOCK + (threadIdx.x >> 5) * ROWS_PER_WARP + lane / LANES_PER_ROW;
@@ -39,9 +41,12 @@ __global__ void __launch_bounds__(WARPS * 32) delta_rule_k(int T, int H, int dv,
     const bool live = row < dv; /* rows past dv still shuffle, never store */
     const size_t Hk = (size_t)H * DK, Hv = (size_t)H * dv;
     float *Sr = S[b] + ((size_t)h * dv + (live ? row : 0)) * DK + c0;
-    float s[E];
+    float s[E]; /* 16-byte loads and stores: c0 is a multiple of E, E of 4 */
 #pragma unroll
-    for (int e = 0; e < E; e++) s[e] = live ? Sr[e] : 0.0f;
+    for (int e = 0; e < E; e += 4) {
+        float4 x = live ? *(const float4 *)(Sr + e) : make_float4(0.f, 0.f, 0.f, 0.f);
+        s[e] = x.x, s[e + 1] = x.y, s[e + 2] = x.z, s[e + 3] = x.w;
+    }
 
     const size_t r0 = (size_t)b * T;
     const float *kp = k + r0 * Hk + (size_t)h * DK + c0, *qp = q + r0 * Hk + (size_t)h * DK + c0;
@@ -50,9 +55,10 @@ __global__ void __launch_bounds__(WARPS * 32) delta_rule_k(int T, int H, int dv,
     float kn[E], qn[E], vn = 0.0f, gn = 0.0f, bn = 0.0f;
     if (T > 0) {
 #pragma unroll
-        for (int e = 0; e < E; e++) {
-            kn[e] = kp[e];
-            qn[e] = qp[e];
+        for (int e = 0; e < E; e += 4) {
+            float4 a = *(const float4 *)(kp + e), c = *(const float4 *)(qp + e);
+            kn[e] = a.x, kn[e + 1] = a.y, kn[e + 2] = a.z, kn[e + 3] = a.w;
+            qn[e] = c.x, qn[e + 1] = c.y, qn[e + 2] = c.z, qn[e + 3] = c.w;
         }
         vn = *vp;
         gn = *gp;
@@ -69,9 +75,10 @@ __global__ void __launch_bounds__(WARPS * 32) delta_rule_k(int T, int H, int dv,
         if (t + 1 < T) { /* prefetch token t + 1 */
             const size_t step = (size_t)(t + 1);
 #pragma unroll
-            for (int e = 0; e < E; e++) {
-                kn[e] = kp[step * Hk + e];
-                qn[e] = qp[step * Hk + e];
+            for (int e = 0; e < E; e += 4) {
+                float4 a = *(const float4 *)(kp + step * Hk + e), c = *(const float4 *)(qp + step * Hk + e);
+                kn[e] = a.x, kn[e + 1] = a.y, kn[e + 2] = a.z, kn[e + 3] = a.w;
+                qn[e] = c.x, qn[e + 1] = c.y, qn[e + 2] = c.z, qn[e + 3] = c.w;
             }
             vn = vp[step * Hv];
             gn = gp[step * H];
@@ -93,7 +100,7 @@ __global__ void __launch_bounds__(WARPS * 32) delta_rule_k(int T, int H, int dv,
     }
     if (live) {
 #pragma unroll
-        for (int e = 0; e < E; e++) Sr[e] = s[e];
+        for (int e = 0; e < E; e += 4) *(float4 *)(Sr + e) = make_float4(s[e], s[e + 1], s[e + 2], s[e + 3]);
     }
 }
 
@@ -101,7 +108,7 @@ template <int DK>
 cudaError_t launch(cudaStream_t st, int B, int T, int H, int dv, const float *q, const float *k, const float *v,
                    const float *g, const float *beta, float *const *S, float *o) {
     dim3 grid((unsigned)((dv + ROWS_PER_BLOCK - 1) / ROWS_PER_BLOCK), (unsigned)H, (unsigned)B);
-    delta_rule_k<DK><<<grid, WARPS * 32, 0, st>>>(T, H, dv, q, k, v, g, beta, S, o);
+    hk_launch(delta_rule_k<DK>, grid, WARPS * 32, 0, st, T, H, dv, q, k, v, g, beta, S, o);
     return cudaGetLastError();
 }
 

@@ -156,3 +156,18 @@ hydra_status hydra_gemm(hydra_gemm_ctx *g, cudaStream_t s, int M, int N, int K, 
         return hydra_set_error(HYDRA_ERR_DEVICE, "cuda: cublasLtMatmul %dx%dx%d failed (status %d)", M, N, K, (int)st);
     return HYDRA_OK;
 }
+
+hydra_status hydra_gemm_in(hydra_gemm_ctx *g, cudaStream_t s, int M, int N, int K, int in, const float *x,
+                           const float *nw, float eps, void *tmp, const void *W, float *y, int bf16, int acc) {
+    if (M <= 0 || N <= 0 || K <= 0) return HYDRA_OK;
+    if (in == HK_IN_PLAIN) return hydra_gemm(g, s, M, N, K, x, W, y, bf16, acc);
+    if (M <= g->small_m) {
+        cudaError_t e = hk_gemm_small_in(s, M, N, K, in, x, nw, eps, W, y, bf16, acc);
+        if (e != cudaSuccess)
+            return hydra_set_error(HYDRA_ERR_DEVICE, "cuda: small GEMM %dx%dx%d (fused input): %s", M, N, K, cudaGetErrorString(e));
+        return HYDRA_OK;
+    }
+    cudaError_t e = in == HK_IN_RMSNORM ? hk_rmsnorm(s, M, K, x, nw, eps, tmp, bf16) : hk_swiglu(s, M, K, x, tmp, bf16);
+    if (e != cudaSuccess) return hydra_set_error(HYDRA_ERR_DEVICE, "cuda: GEMM input kernel: %s", cudaGetErrorString(e));
+    return hydra_gemm(g, s, M, N, K, tmp, W, y, bf16, acc);
+}

@@ -22,5 +22,11 @@ void hydra_gemm_free(hydra_gemm_ctx *g);
  * (bf16 = 1); y f32 on the device; runs on stream s. */
 hydra_status hydra_gemm(hydra_gemm_ctx *g, cudaStream_t s, int M, int N, int K, const void *x, const void *W, float *y,
                         int bf16, int acc);
+/* The same with its input formed from x by `in` (HK_IN_RMSNORM with weights
+ * nw and eps, HK_IN_SWIGLU; kernels.h): fused into the small-M kernel, or
+ * written to tmp (rows of K in the GEMM dtype) by hk_rmsnorm / hk_swiglu
+ * first for larger M. */
+hydra_status hydra_gemm_in(hydra_gemm_ctx *g, cudaStream_t s, int M, int N, int K, int in, const float *x,
+                           const float *nw, float eps, void *tmp, const void *W, float *y, int bf16, int acc);
 
 #endif /* HYDRA_CUDA_GEMM_H */

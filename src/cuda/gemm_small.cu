@@ -7,10 +7,14 @@
  * owns COLS output columns and streams their weight rows with 16-byte loads
  * (8 bf16 or 4 f32 per lane), so the whole card reads W once, which is the
  * floor at this size: decode is bandwidth-bound. x is tiny and shared by
- * every warp (served from L1). Products and sums in f32. */
+ * every warp (served from L1). Products and sums in f32. The decode step's
+ * pre-norms and SwiGLU are folded into the input read (hk_gemm_small_in):
+ * two kernels fewer per layer, and the rows they would have written never
+ * leave the registers. */
 #include <cuda_bf16.h>
 
 #include "kernels.h"
+#include "launch.cuh"
 
 namespace {
 
@@ -34,15 +38,64 @@ __device__ __forceinline__ void load8(const float *p, float *f) {
 __device__ __forceinline__ float load1(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
 __device__ __forceinline__ float load1(const float *p) { return *p; }
 
+/* The input row m, elements k..k+7, formed as IN says (kernels.h):
+ * HK_IN_PLAIN reads x in the weights' dtype; HK_IN_RMSNORM and
+ * HK_IN_SWIGLU read f32 rows and round the result to the weights' precision,
+ * exactly as rmsnorm_k / swiglu_k would have written it for the unfused GEMM. */
+__device__ __forceinline__ float like(float v, const __nv_bfloat16 *) { return __bfloat162float(__float2bfloat16_rn(v)); }
+__device__ __forceinline__ float like(float v, const float *) { return v; }
+__device__ __forceinline__ float silu(float v) { return v / (1.0f + expf(-v)); }
+
+template <int IN, typename T>
+__device__ __forceinline__ void input8(const void *x, const float *nw, float inv, int K, int m, int k, float *xv) {
+    if (IN == HK_IN_PLAIN) {
+        load8((const T *)x + (size_t)m * K + k, xv);
+    } else if (IN == HK_IN_RMSNORM) {
+        float nv[8];
+        load8((const float *)x + (size_t)m * K + k, xv);
+        load8(nw + k, nv);
+#pragma unroll
+        for (int i = 0; i < 8; i++) xv[i] = like(xv[i] * inv * nv[i], (const T *)nullptr);
+    } else {
+        float uv[8];
+        const float *row = (const float *)x + (size_t)m * 2 * K;
+        load8(row + k, xv);
+        load8(row + K + k, uv);
+#pragma unroll
+        for (int i = 0; i < 8; i++) xv[i] = like(silu(xv[i]) * uv[i], (const T *)nullptr);
+    }
+}
+template <int IN, typename T>
+__device__ __forceinline__ float input1(const void *x, const float *nw, float inv, int K, int m, int k) {
+    if (IN == HK_IN_PLAIN) return load1((const T *)x + (size_t)m * K + k);
+    const float *row = (const float *)x + (size_t)m * (IN == HK_IN_SWIGLU ? 2 : 1) * K;
+    if (IN == HK_IN_RMSNORM) return like(row[k] * inv * nw[k], (const T *)nullptr);
+    return like(silu(row[k]) * row[K + k], (const T *)nullptr);
+}
+
 /* K % 8 == 0 and 16-byte aligned rows: the vector path; the tail loop covers
  * any K otherwise. */
-template <int M, typename T>
-__global__ void __launch_bounds__(WARPS * 32) gemm_small_k(int N, int K, const T *__restrict__ x,
+template <int M, typename T, int IN>
+__global__ void __launch_bounds__(WARPS * 32) gemm_small_k(int N, int K, const void *__restrict__ x,
+                                                          const float *__restrict__ nw, float eps,
                                                           const T *__restrict__ W, float *__restrict__ y, int acc,
                                                           int vec) {
+    hk_pdl_entry();
     const int lane = threadIdx.x & 31;
     const int n0 = (blockIdx.x * WARPS + (threadIdx.x >> 5)) * COLS;
     if (n0 >= N) return;
+    float inv[M]; /* RMSNorm: 1 / rms of each row, summed by this warp (rows are short) */
+#pragma unroll
+    for (int m = 0; m < M; m++) {
+        inv[m] = 1.0f;
+        if (IN == HK_IN_RMSNORM) {
+            const float *row = (const float *)x + (size_t)m * K;
+            float ss = 0.0f;
+            for (int k = lane; k < K; k += 32) ss += row[k] * row[k];
+            for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+            inv[m] = 1.0f / sqrtf(ss / (float)K + eps);
+        }
+    }
     float sum[M][COLS];
 #pragma unroll
     for (int m = 0; m < M; m++)
@@ -61,7 +114,7 @@ __global__ void __launch_bounds__(WARPS * 32) gemm_small_k(int N, int K, const T
 #pragma unroll
             for (int m = 0; m < M; m++) {
                 float xv[8];
-                load8(x + (size_t)m * K + k, xv);
+                input8<IN, T>(x, nw, inv[m], K, m, k, xv);
 #pragma unroll
                 for (int c = 0; c < COLS; c++)
 #pragma unroll
@@ -75,7 +128,7 @@ __global__ void __launch_bounds__(WARPS * 32) gemm_small_k(int N, int K, const T
         for (int c = 0; c < COLS; c++) {
             float w = n0 + c < N ? load1(W + (size_t)(n0 + c) * K + kk) : 0.0f;
 #pragma unroll
-            for (int m = 0; m < M; m++) sum[m][c] += w * load1(x + (size_t)m * K + kk);
+            for (int m = 0; m < M; m++) sum[m][c] += w * input1<IN, T>(x, nw, inv[m], K, m, kk);
         }
     }
 #pragma unroll
@@ -91,25 +144,45 @@ __global__ void __launch_bounds__(WARPS * 32) gemm_small_k(int N, int K, const T
         }
 }
 
-template <typename T>
-cudaError_t launch(cudaStream_t s, int M, int N, int K, const void *x, const void *W, float *y, int acc) {
-    const T *xt = (const T *)x, *Wt = (const T *)W;
-    int vec = ((uintptr_t)x % 16 == 0) && ((uintptr_t)W % 16 == 0) && (K * sizeof(T)) % 16 == 0;
+template <typename T, int IN>
+cudaError_t launch(cudaStream_t s, int M, int N, int K, const void *x, const float *nw, float eps, const void *W,
+                   float *y, int acc) {
+    const T *Wt = (const T *)W;
+    const size_t xe = IN == HK_IN_PLAIN ? sizeof(T) : sizeof(float); /* x's element size */
+    int vec = ((uintptr_t)x % 16 == 0) && ((uintptr_t)W % 16 == 0) && (K * sizeof(T)) % 16 == 0 && (K * xe) % 16 == 0 &&
+              (!nw || (uintptr_t)nw % 16 == 0);
     dim3 grid((unsigned)((N + WARPS * COLS - 1) / (WARPS * COLS)));
     switch (M) {
 #define CASE(mm) \
-    case mm: gemm_small_k<mm, T><<<grid, WARPS * 32, 0, s>>>(N, K, xt, Wt, y, acc, vec); break;
+    case mm: return hk_launch(gemm_small_k<mm, T, IN>, grid, WARPS * 32, 0, s, N, K, x, nw, eps, Wt, y, acc, vec);
         CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
 #undef CASE
     default: return cudaErrorNotSupported;
     }
-    return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t launch_in(cudaStream_t s, int M, int N, int K, int in, const void *x, const float *nw, float eps,
+                      const void *W, float *y, int acc) {
+    switch (in) {
+    case HK_IN_PLAIN: return launch<T, HK_IN_PLAIN>(s, M, N, K, x, nw, eps, W, y, acc);
+    case HK_IN_RMSNORM: return launch<T, HK_IN_RMSNORM>(s, M, N, K, x, nw, eps, W, y, acc);
+    case HK_IN_SWIGLU: return launch<T, HK_IN_SWIGLU>(s, M, N, K, x, nw, eps, W, y, acc);
+    default: return cudaErrorInvalidValue;
+    }
 }
 
 } // namespace
 
 extern "C" cudaError_t hk_gemm_small(cudaStream_t s, int M, int N, int K, const void *x, const void *W, float *y,
                                      int bf16, int acc) {
+    return hk_gemm_small_in(s, M, N, K, HK_IN_PLAIN, x, NULL, 0.0f, W, y, bf16, acc);
+}
+
+extern "C" cudaError_t hk_gemm_small_in(cudaStream_t s, int M, int N, int K, int in, const void *x, const float *nw,
+                                        float eps, const void *W, float *y, int bf16, int acc) {
     if (M < 1 || M > HK_GEMM_SMALL_MAX_M || N < 1 || K < 1) return cudaErrorNotSupported;
-    return bf16 ? launch<__nv_bfloat16>(s, M, N, K, x, W, y, acc) : launch<float>(s, M, N, K, x, W, y, acc);
+    if (in == HK_IN_RMSNORM && !nw) return cudaErrorInvalidValue;
+    return bf16 ? launch_in<__nv_bfloat16>(s, M, N, K, in, x, nw, eps, W, y, acc)
+                : launch_in<float>(s, M, N, K, in, x, nw, eps, W, y, acc);
 }

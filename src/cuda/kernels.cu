@@ -6,6 +6,7 @@
 #include <math.h>
 
 #include "kernels.h"
+#include "launch.cuh"
 
 namespace {
 
@@ -41,6 +42,7 @@ __device__ float block_sum(float v) {
 }
 
 __global__ void embed_k(const int32_t *tok, int rows, const float *E, int C, float *x) {
+    hk_pdl_entry();
     size_t r = blockIdx.x;
     const float *e = E + (size_t)tok[r] * C;
     for (int c = threadIdx.x; c < C; c += blockDim.x) x[r * C + c] = e[c];
@@ -48,6 +50,7 @@ __global__ void embed_k(const int32_t *tok, int rows, const float *E, int C, flo
 
 /* One block per row. */
 __global__ void rmsnorm_k(int C, const float *x, const float *w, float eps, void *y, int bf16) {
+    hk_pdl_entry();
     size_t r = blockIdx.x;
     const float *xr = x + r * C;
     float ss = 0.0f;
@@ -57,19 +60,32 @@ __global__ void rmsnorm_k(int C, const float *x, const float *w, float eps, void
 }
 
 __global__ void to_bf16_k(const float *x, __nv_bfloat16 *y, size_t n) {
+    hk_pdl_entry();
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
         y[i] = __float2bfloat16_rn(x[i]);
 }
 
 __global__ void gather_last_k(int T, int C, const float *x, float *last) {
+    hk_pdl_entry();
     size_t b = blockIdx.x;
     for (int c = threadIdx.x; c < C; c += blockDim.x) last[b * C + c] = x[(b * T + T - 1) * C + c];
 }
 
+__device__ __forceinline__ void gdn_gate(const float *pr, int H, int h, const float *A_log, const float *dt_bias,
+                                         float *g, float *beta) {
+    *beta = 1.0f / (1.0f + expf(-pr[H + h]));
+    *g = -expf(A_log[h]) * softplus(pr[h] + dt_bias[h]);
+}
+
 /* One warp per (row, head, part): part 0 = q, 1 = k, 2 = v. A lane holds the
- * channels lane, lane + 32, ... of the head (d <= 256 -> 8 per lane). */
+ * channels lane, lane + 32, ... of the head (d <= 256 -> 8 per lane). With
+ * T = 1 (a decode step) the warp also shifts its channels' conv tails (no
+ * other thread reads them) and the q warp computes its head's gates: one
+ * kernel instead of three. */
 __global__ void gdn_prep_k(size_t items, int T, int H, int d, int K, const float *proj, int P, const float *convw,
-                           float *const *tails, float l2_eps, float *q, float *k, float *v) {
+                           float *const *tails, float l2_eps, float *q, float *k, float *v, const float *A_log,
+                           const float *dt_bias, float *g, float *beta) {
+    hk_pdl_entry();
     const int lane = threadIdx.x & 31;
     const size_t item = (size_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     if (item >= items) return; /* whole warps only: the shuffles below stay full-warp */
@@ -106,22 +122,33 @@ __global__ void gdn_prep_k(size_t items, int T, int H, int d, int K, const float
         int c = lane + 32 * i;
         if (c < d) out[r * Hd + (size_t)h * d + c] = y[i] * scale;
     }
+    if (T != 1) return; /* hk_conv_tail and gdn_gates_k do the rest */
+    float *tl = tails[b];
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        int c = lane + 32 * i;
+        if (c >= d) continue;
+        size_t ch = (size_t)part * Hd + (size_t)h * d + c;
+        for (int row = 0; row < K - 1; row++)
+            tl[(size_t)row * 3 * Hd + ch] = row + 1 < K - 1 ? tl[(size_t)(row + 1) * 3 * Hd + ch] : proj[r * P + ch];
+    }
+    if (part == 0 && lane == 0) gdn_gate(proj + r * P + 4 * Hd, H, h, A_log, dt_bias, g + r * H + h, beta + r * H + h);
 }
 
 __global__ void gdn_gates_k(size_t n, int H, const float *proj, int P, int a_off, const float *A_log,
                             const float *dt_bias, float *g, float *beta) {
+    hk_pdl_entry();
     size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
     if (i >= n) return;
     size_t r = i / H;
     int h = (int)(i % H);
-    const float *pr = proj + r * P + a_off;
-    beta[i] = 1.0f / (1.0f + expf(-pr[H + h]));
-    g[i] = -expf(A_log[h]) * softplus(pr[h] + dt_bias[h]);
+    gdn_gate(proj + r * P + a_off, H, h, A_log, dt_bias, g + i, beta + i);
 }
 
 /* One thread per (sequence, channel): rows move up in increasing order, so
  * an in-place shift never reads a row it already overwrote. */
 __global__ void conv_tail_k(int B, int T, int Cc, int K, const float *proj, int P, float *const *tails) {
+    hk_pdl_entry();
     size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
     if (i >= (size_t)B * Cc) return;
     int b = (int)(i / Cc), c = (int)(i % Cc);
@@ -134,6 +161,7 @@ __global__ void conv_tail_k(int B, int T, int Cc, int K, const float *proj, int 
 
 __global__ void gated_onorm_k(size_t items, int H, int d, const float *o, const float *proj, int P, int gate_off,
                               const float *w, float eps, void *y, int bf16) {
+    hk_pdl_entry();
     const int lane = threadIdx.x & 31;
     const size_t item = (size_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); /* (row, head) */
     if (item >= items) return;
@@ -150,6 +178,7 @@ __global__ void gated_onorm_k(size_t items, int H, int d, const float *o, const 
 /* One thread per (row, head, i < d/2). */
 __global__ void rope_qkv_k(size_t n, int T, int H, int d, const float *proj, const int64_t *pos,
                            const double *inv_freq, float *q, float *k, float *v) {
+    hk_pdl_entry();
     size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
     if (i >= n) return;
     const int half = d / 2;
@@ -176,6 +205,7 @@ __global__ void rope_qkv_k(size_t n, int T, int H, int d, const float *proj, con
 /* One block per (row of the written range, sequence). */
 __global__ void cache_write_k(int T, int first, int H, int d, int window, const int64_t *pos, const float *k,
                               const float *v, float *const *kc, float *const *vc) {
+    hk_pdl_entry();
     const int b = blockIdx.y, t = first + blockIdx.x;
     const size_t Hd = (size_t)H * d;
     int64_t p = pos[b] + t;
@@ -189,6 +219,7 @@ __global__ void cache_write_k(int T, int first, int H, int d, int window, const 
 }
 
 __global__ void swiglu_k(size_t n, int F, const float *gu, void *act, int bf16) {
+    hk_pdl_entry();
     size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
     if (i >= n) return;
     size_t r = i / F;
@@ -198,6 +229,7 @@ __global__ void swiglu_k(size_t n, int F, const float *gu, void *act, int bf16) 
 }
 
 __global__ void fill_k(float *x, size_t n, uint64_t seed, float lo, float hi) {
+    hk_pdl_entry();
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
         uint64_t z = seed + 0x9E3779B97F4A7C15ull * (i + 1); /* splitmix64 */
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -214,24 +246,24 @@ unsigned blocks_for(size_t n, unsigned threads) { return (unsigned)((n + threads
 extern "C" {
 
 cudaError_t hk_embed(cudaStream_t s, const int32_t *tok, int rows, const float *E, int C, float *x) {
-    if (rows > 0) embed_k<<<rows, 256, 0, s>>>(tok, rows, E, C, x);
+    if (rows > 0) hk_launch(embed_k, rows, 256, 0, s, tok, rows, E, C, x);
     return cudaGetLastError();
 }
 
 cudaError_t hk_rmsnorm(cudaStream_t s, int M, int C, const float *x, const float *w, float eps, void *y,
                        int out_bf16) {
-    if (M > 0) rmsnorm_k<<<M, 256, 0, s>>>(C, x, w, eps, y, out_bf16);
+    if (M > 0) hk_launch(rmsnorm_k, M, 256, 0, s, C, x, w, eps, y, out_bf16);
     return cudaGetLastError();
 }
 
 cudaError_t hk_f32_to_bf16(cudaStream_t s, const float *x, uint16_t *y, size_t n) {
     unsigned nb = blocks_for(n, 256);
-    if (n) to_bf16_k<<<nb > 4096 ? 4096 : nb, 256, 0, s>>>(x, (__nv_bfloat16 *)y, n);
+    if (n) hk_launch(to_bf16_k, nb > 4096 ? 4096 : nb, 256, 0, s, x, (__nv_bfloat16 *)y, n);
     return cudaGetLastError();
 }
 
 cudaError_t hk_gather_last(cudaStream_t s, int B, int T, int C, const float *x, float *last) {
-    gather_last_k<<<B, 256, 0, s>>>(T, C, x, last);
+    hk_launch(gather_last_k, B, 256, 0, s, T, C, x, last);
     return cudaGetLastError();
 }
 
@@ -240,30 +272,32 @@ cudaError_t hk_gdn_prep(cudaStream_t s, int B, int T, int H, int d, int K, const
                         float l2_eps, float *q, float *k, float *v, float *g, float *beta) {
     size_t BT = (size_t)B * T, warps = BT * 3 * H;
     if (d > 256) return cudaErrorInvalidValue;
-    if (warps) gdn_prep_k<<<blocks_for(warps, 8), 256, 0, s>>>(warps, T, H, d, K, proj, P, convw, tails, l2_eps, q, k, v);
-    size_t n = BT * H;
-    if (n) gdn_gates_k<<<blocks_for(n, 256), 256, 0, s>>>(n, H, proj, P, 4 * H * d, A_log, dt_bias, g, beta);
+    if (warps)
+        hk_launch(gdn_prep_k, blocks_for(warps, 8), 256, 0, s, warps, T, H, d, K, proj, P, convw, tails, l2_eps, q, k, v,
+                  A_log, dt_bias, g, beta);
+    size_t n = T == 1 ? 0 : BT * H; /* T = 1: gdn_prep_k did the gates */
+    if (n) hk_launch(gdn_gates_k, blocks_for(n, 256), 256, 0, s, n, H, proj, P, 4 * H * d, A_log, dt_bias, g, beta);
     return cudaGetLastError();
 }
 
 cudaError_t hk_conv_tail(cudaStream_t s, int B, int T, int Cc, int K, const float *proj, int P,
                          float *const *tails) {
     size_t n = (size_t)B * Cc;
-    if (K > 1) conv_tail_k<<<blocks_for(n, 256), 256, 0, s>>>(B, T, Cc, K, proj, P, tails);
+    if (K > 1 && T != 1) hk_launch(conv_tail_k, blocks_for(n, 256), 256, 0, s, B, T, Cc, K, proj, P, tails);
     return cudaGetLastError();
 }
 
 cudaError_t hk_gated_onorm(cudaStream_t s, int BT, int H, int d, const float *o, const float *proj, int P,
                            int gate_off, const float *w, float eps, void *y, int out_bf16) {
     size_t items = (size_t)BT * H; /* one warp each, 4 warps per block */
-    if (items) gated_onorm_k<<<blocks_for(items, 4), 128, 0, s>>>(items, H, d, o, proj, P, gate_off, w, eps, y, out_bf16);
+    if (items) hk_launch(gated_onorm_k, blocks_for(items, 4), 128, 0, s, items, H, d, o, proj, P, gate_off, w, eps, y, out_bf16);
     return cudaGetLastError();
 }
 
 cudaError_t hk_rope_qkv(cudaStream_t s, int B, int T, int H, int d, const float *proj, const int64_t *pos,
                         const double *inv_freq, float *q, float *k, float *v) {
     size_t n = (size_t)B * T * H * (d / 2);
-    if (n) rope_qkv_k<<<blocks_for(n, 256), 256, 0, s>>>(n, T, H, d, proj, pos, inv_freq, q, k, v);
+    if (n) hk_launch(rope_qkv_k, blocks_for(n, 256), 256, 0, s, n, T, H, d, proj, pos, inv_freq, q, k, v);
     return cudaGetLastError();
 }
 
@@ -271,19 +305,19 @@ cudaError_t hk_cache_write(cudaStream_t s, int B, int T, int H, int d, int windo
                            const float *k, const float *v, float *const *kc, float *const *vc) {
     int first = window && T > window ? T - window : 0;
     dim3 grid((unsigned)(T - first), (unsigned)B);
-    cache_write_k<<<grid, 256, 0, s>>>(T, first, H, d, window, pos, k, v, kc, vc);
+    hk_launch(cache_write_k, grid, 256, 0, s, T, first, H, d, window, pos, k, v, kc, vc);
     return cudaGetLastError();
 }
 
 cudaError_t hk_swiglu(cudaStream_t s, int BT, int F, const float *gu, void *act, int out_bf16) {
     size_t n = (size_t)BT * F;
-    if (n) swiglu_k<<<blocks_for(n, 256), 256, 0, s>>>(n, F, gu, act, out_bf16);
+    if (n) hk_launch(swiglu_k, blocks_for(n, 256), 256, 0, s, n, F, gu, act, out_bf16);
     return cudaGetLastError();
 }
 
 cudaError_t hk_fill_uniform(cudaStream_t s, float *x, size_t n, uint64_t seed, float lo, float hi) {
     unsigned nb = blocks_for(n, 256);
-    if (n) fill_k<<<nb > 8192 ? 8192 : nb, 256, 0, s>>>(x, n, seed, lo, hi);
+    if (n) hk_launch(fill_k, nb > 8192 ? 8192 : nb, 256, 0, s, x, n, seed, lo, hi);
     return cudaGetLastError();
 }
 

@@ -35,11 +35,14 @@ cudaError_t hk_gather_last(cudaStream_t s, int B, int T, int C, const float *x, 
  * q|k|v columns (width K, weights convw [3Hd, K], the K-1 earlier inputs of
  * sequence b in tails[b] [K-1, 3Hd]), SiLU, then per head L2 norm of q
  * (times d^-1/2) and k: q, k, v [BT, Hd]. Also g = -exp(A_log) *
- * softplus(a + dt_bias), beta = sigmoid(b): [BT, H]. Tails are not updated. */
+ * softplus(a + dt_bias), beta = sigmoid(b): [BT, H]. Tails are updated here
+ * only when T = 1 (one fused kernel for a decode step); otherwise by
+ * hk_conv_tail, which is a no-op for T = 1. */
 cudaError_t hk_gdn_prep(cudaStream_t s, int B, int T, int H, int d, int K, const float *proj, int P,
                         const float *convw, float *const *tails, const float *A_log, const float *dt_bias,
                         float l2_eps, float *q, float *k, float *v, float *g, float *beta);
-/* tails[b] <- the last K-1 rows of (tails[b] ++ proj[b*T.., 0:3Hd]). */
+/* tails[b] <- the last K-1 rows of (tails[b] ++ proj[b*T.., 0:3Hd]); nothing
+ * for T = 1 (hk_gdn_prep shifted them). */
 cudaError_t hk_conv_tail(cudaStream_t s, int B, int T, int Cc, int K, const float *proj, int P,
                          float *const *tails);
 /* The gated delta rule token by token with the state in registers (the
@@ -95,6 +98,13 @@ cudaError_t hk_swiglu(cudaStream_t s, int BT, int F, const float *gu, void *act,
  * leave most of the card idle at M = 1). cudaErrorNotSupported for M > 8. */
 cudaError_t hk_gemm_small(cudaStream_t s, int M, int N, int K, const void *x, const void *W, float *y, int bf16,
                           int acc);
+/* The same with the input formed on the fly: HK_IN_PLAIN x as above;
+ * HK_IN_RMSNORM x f32 [M, K], input = RMSNorm(x) * nw (eps); HK_IN_SWIGLU x f32
+ * [M, 2K], input = SiLU(x[:, :K]) * x[:, K:]. Both round the input to the
+ * weights' precision, as hk_rmsnorm / hk_swiglu with out_bf16 would. */
+enum { HK_IN_PLAIN = 0, HK_IN_RMSNORM = 1, HK_IN_SWIGLU = 2 };
+cudaError_t hk_gemm_small_in(cudaStream_t s, int M, int N, int K, int in, const void *x, const float *nw, float eps,
+                             const void *W, float *y, int bf16, int acc);
 
 /* ---- benchmarks */
 /* x[i] = lo + (hi - lo) * u_i, u_i uniform in [0, 1) from a hash of (seed, i). */

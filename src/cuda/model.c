@@ -475,7 +475,8 @@ static hydra_status gdn_layer(const hydra_model *m, hydra_dev_model *d, const de
     const int BT = B * T, Hd = H * dd, P = hydra_gdn_in_width(m);
     cudaStream_t s = d->stream;
     float *const *S = d->ptrs + (size_t)li * 2 * B, *const *tails = S + B;
-    HYDRA_CHECK(hydra_gemm(&d->gemm, s, BT, P, C, d->gin, l->in_proj, d->proj, d->bf16, 0));
+    HYDRA_CHECK(hydra_gemm_in(&d->gemm, s, BT, P, C, HK_IN_RMSNORM, d->x, l->norm1, c->norm_eps, d->gin, l->in_proj,
+                              d->proj, d->bf16, 0));
     K_CHECK(hk_gdn_prep(s, B, T, H, dd, K, d->proj, P, l->conv, tails, l->A_log, l->dt_bias, c->l2_eps, d->q, d->k,
                         d->v, d->g, d->beta));
     K_CHECK(hk_conv_tail(s, B, T, 3 * Hd, K, d->proj, P, tails));
@@ -492,7 +493,8 @@ static hydra_status attn_layer(const hydra_model *m, hydra_dev_model *d, const d
     const int window = l->kind == HYDRA_LAYER_ATTN ? 0 : c->window;
     cudaStream_t s = d->stream;
     float *const *kc = d->ptrs + (size_t)li * 2 * B, *const *vc = kc + B;
-    HYDRA_CHECK(hydra_gemm(&d->gemm, s, BT, 3 * Hd, C, d->gin, l->in_proj, d->proj, d->bf16, 0));
+    HYDRA_CHECK(hydra_gemm_in(&d->gemm, s, BT, 3 * Hd, C, HK_IN_RMSNORM, d->x, l->norm1, c->norm_eps, d->gin,
+                              l->in_proj, d->proj, d->bf16, 0));
     K_CHECK(hk_rope_qkv(s, B, T, H, dd, d->proj, d->pos, d->inv_freq, d->q, d->k, d->v));
     K_CHECK(hk_attention(s, B, T, H, dd, window, d->pos, d->q, d->k, d->v, kc, vc, d->gin, d->bf16));
     K_CHECK(hk_cache_write(s, B, T, H, dd, window, d->pos, d->k, d->v, kc, vc));
@@ -565,26 +567,29 @@ static hydra_status enqueue(const hydra_model *m, hydra_dev_model *d, int B, int
     K_CHECK(hk_embed(s, d->tok, (int)BT, d->embed, C, d->x));
     for (int li = 0; li < L; li++) {
         const dev_layer *l = &d->layers[li];
-        K_CHECK(hk_rmsnorm(s, (int)BT, C, d->x, l->norm1, c->norm_eps, d->gin, d->bf16));
         if (l->kind == HYDRA_LAYER_DELTANET) HYDRA_CHECK(gdn_layer(m, d, l, li, B, T));
         else HYDRA_CHECK(attn_layer(m, d, l, li, B, T));
         HYDRA_CHECK(hydra_gemm(&d->gemm, s, (int)BT, C, Hd, d->gin, l->o_proj, d->x, d->bf16, 1));
-        K_CHECK(hk_rmsnorm(s, (int)BT, C, d->x, l->norm2, c->norm_eps, d->gin, d->bf16));
-        HYDRA_CHECK(hydra_gemm(&d->gemm, s, (int)BT, 2 * F, C, d->gin, l->gate_up, d->proj, d->bf16, 0));
-        K_CHECK(hk_swiglu(s, (int)BT, F, d->proj, d->gin, d->bf16));
-        HYDRA_CHECK(hydra_gemm(&d->gemm, s, (int)BT, C, F, d->gin, l->down, d->x, d->bf16, 1));
+        /* pre-norm and SwiGLU folded into the GEMMs' input reads at decode sizes */
+        HYDRA_CHECK(hydra_gemm_in(&d->gemm, s, (int)BT, 2 * F, C, HK_IN_RMSNORM, d->x, l->norm2, c->norm_eps, d->gin,
+                                  l->gate_up, d->proj, d->bf16, 0));
+        HYDRA_CHECK(hydra_gemm_in(&d->gemm, s, (int)BT, C, F, HK_IN_SWIGLU, d->proj, NULL, 0.0f, d->gin, l->down, d->x,
+                                  d->bf16, 1));
     }
     size_t out_rows = 0;
+    const float *last = d->x;
     if (mode == HYDRA_LOGITS_ALL) {
-        K_CHECK(hk_rmsnorm(s, (int)BT, C, d->x, d->norm_f, c->norm_eps, d->gin, d->bf16));
         out_rows = BT;
     } else if (mode == HYDRA_LOGITS_LAST) {
-        K_CHECK(hk_gather_last(s, B, T, C, d->x, d->last));
-        K_CHECK(hk_rmsnorm(s, B, C, d->last, d->norm_f, c->norm_eps, d->gin, d->bf16));
+        if (T > 1) { /* with T = 1 the rows of x already are the last positions */
+            K_CHECK(hk_gather_last(s, B, T, C, d->x, d->last));
+            last = d->last;
+        }
         out_rows = (size_t)B;
     }
     if (out_rows) {
-        HYDRA_CHECK(hydra_gemm(&d->gemm, s, (int)out_rows, V, C, d->gin, d->lm_head, d->logits, d->bf16, 0));
+        HYDRA_CHECK(hydra_gemm_in(&d->gemm, s, (int)out_rows, V, C, HK_IN_RMSNORM, last, d->norm_f, c->norm_eps, d->gin,
+                                  d->lm_head, d->logits, d->bf16, 0));
         CU_CHECK(cudaMemcpyAsync(d->h_logits, d->logits, out_rows * (size_t)V * 4, cudaMemcpyDeviceToHost, s));
     }
     return HYDRA_OK;
