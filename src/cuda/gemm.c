@@ -117,12 +117,12 @@ static hydra_status make_plan(hydra_gemm_ctx *g, cudaStream_t s, int M, int N, i
              cublasLtMatrixLayoutCreate(&p->b, in, K, M, K) == CUBLAS_STATUS_SUCCESS &&  /* x: col-major K x M */
              cublasLtMatrixLayoutCreate(&p->c, CUDA_R_32F, N, M, N) == CUBLAS_STATUS_SUCCESS; /* y: N x M */
     cublasLtMatmulPreference_t pref = NULL;
-    cublasLtMatmulHeuristicResult_t res[8];
+    cublasLtMatmulHeuristicResult_t res[32]; /* small M: the fitting tiles are often far down the list */
     int found = 0;
     if (ok && cublasLtMatmulPreferenceCreate(&pref) == CUBLAS_STATUS_SUCCESS &&
         cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &g->ws_bytes,
                                              sizeof g->ws_bytes) == CUBLAS_STATUS_SUCCESS)
-        ok = cublasLtMatmulAlgoGetHeuristic(g->lt, p->op, p->a, p->b, p->c, p->c, pref, 8, res, &found) ==
+        ok = cublasLtMatmulAlgoGetHeuristic(g->lt, p->op, p->a, p->b, p->c, p->c, pref, M <= 256 ? 32 : 8, res, &found) ==
                  CUBLAS_STATUS_SUCCESS && found > 0;
     else ok = 0;
     if (pref) cublasLtMatmulPreferenceDestroy(pref);
