@@ -74,16 +74,22 @@ __device__ __forceinline__ float input1(const void *x, const float *nw, float in
 }
 
 /* K % 8 == 0 and 16-byte aligned rows: the vector path; the tail loop covers
- * any K otherwise. */
+ * any K otherwise. split = 0: each warp owns COLS columns over all of K;
+ * split = 1 (narrow products, fewer blocks than SMs otherwise): the block's
+ * 8 warps share COLS columns, each over an eighth of K, and the partial sums
+ * meet in shared memory in a fixed order (deterministic). */
 template <int M, typename T, int IN>
 __global__ void __launch_bounds__(WARPS * 32) gemm_small_k(int N, int K, const void *__restrict__ x,
                                                           const float *__restrict__ nw, float eps,
                                                           const T *__restrict__ W, float *__restrict__ y, int acc,
-                                                          int vec) {
+                                                          int vec, int split) {
     hk_pdl_entry();
-    const int lane = threadIdx.x & 31;
-    const int n0 = (blockIdx.x * WARPS + (threadIdx.x >> 5)) * COLS;
-    if (n0 >= N) return;
+    __shared__ float part[WARPS][M][COLS];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int n0 = split ? blockIdx.x * COLS : (blockIdx.x * WARPS + warp) * COLS;
+    if (n0 >= N) return; /* whole blocks when split */
+    const int KS = split ? (K / WARPS + 7) / 8 * 8 : K; /* this warp's slice of K */
+    const int k_lo = split ? min(K, warp * KS) : 0, k_hi = split ? min(K, k_lo + KS) : K;
     float inv[M]; /* RMSNorm: 1 / rms of each row, summed by this warp (rows are short) */
 #pragma unroll
     for (int m = 0; m < M; m++) {
@@ -101,9 +107,9 @@ __global__ void __launch_bounds__(WARPS * 32) gemm_small_k(int N, int K, const v
     for (int m = 0; m < M; m++)
 #pragma unroll
         for (int c = 0; c < COLS; c++) sum[m][c] = 0.0f;
-    int k_tail = 0; /* where the scalar loop starts: 0, or past every whole 8-wide group */
+    int k_tail = k_lo; /* where the scalar loop starts: the slice's start, or past every whole 8-wide group */
     if (vec) {
-        for (int k = lane * 8; k + 8 <= K; k += 32 * 8) {
+        for (int k = k_lo + lane * 8; k + 8 <= k_hi; k += 32 * 8) {
             float w[COLS][8];
 #pragma unroll
             for (int c = 0; c < COLS; c++)
@@ -121,9 +127,9 @@ __global__ void __launch_bounds__(WARPS * 32) gemm_small_k(int N, int K, const v
                     for (int i = 0; i < 8; i++) sum[m][c] += w[c][i] * xv[i];
             }
         }
-        k_tail = K - K % 8;
+        k_tail = k_hi; /* vec: K % 8 == 0, so every slice is whole 8-wide groups */
     }
-    for (int kk = k_tail + lane; kk < K; kk += 32) {
+    for (int kk = k_tail + lane; kk < k_hi; kk += 32) {
 #pragma unroll
         for (int c = 0; c < COLS; c++) {
             float w = n0 + c < N ? load1(W + (size_t)(n0 + c) * K + kk) : 0.0f;
@@ -137,11 +143,28 @@ __global__ void __launch_bounds__(WARPS * 32) gemm_small_k(int N, int K, const v
         for (int c = 0; c < COLS; c++) {
             float v = sum[m][c];
             for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-            if (lane == 0 && n0 + c < N) {
+            sum[m][c] = v;
+            if (!split && lane == 0 && n0 + c < N) {
                 float *out = y + (size_t)m * N + n0 + c;
                 *out = acc ? *out + v : v;
             }
         }
+    if (!split) return;
+    if (lane == 0)
+#pragma unroll
+        for (int m = 0; m < M; m++)
+#pragma unroll
+            for (int c = 0; c < COLS; c++) part[warp][m][c] = sum[m][c];
+    __syncthreads();
+    if (threadIdx.x < M * COLS) {
+        const int m = threadIdx.x / COLS, c = threadIdx.x % COLS;
+        float v = 0.0f;
+        for (int w = 0; w < WARPS; w++) v += part[w][m][c];
+        if (n0 + c < N) {
+            float *out = y + (size_t)m * N + n0 + c;
+            *out = acc ? *out + v : v;
+        }
+    }
 }
 
 template <typename T, int IN>
@@ -151,10 +174,14 @@ cudaError_t launch(cudaStream_t s, int M, int N, int K, const void *x, const flo
     const size_t xe = IN == HK_IN_PLAIN ? sizeof(T) : sizeof(float); /* x's element size */
     int vec = ((uintptr_t)x % 16 == 0) && ((uintptr_t)W % 16 == 0) && (K * sizeof(T)) % 16 == 0 && (K * xe) % 16 == 0 &&
               (!nw || (uintptr_t)nw % 16 == 0);
-    dim3 grid((unsigned)((N + WARPS * COLS - 1) / (WARPS * COLS)));
+    static int sms = 0; /* the card's multiprocessors (one device per process in practice) */
+    if (!sms && cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) sms = 132;
+    const int blocks = (N + WARPS * COLS - 1) / (WARPS * COLS);
+    const int split = blocks < sms && K >= WARPS * 64; /* too few blocks to draw the bandwidth: split K */
+    dim3 grid((unsigned)(split ? (N + COLS - 1) / COLS : blocks));
     switch (M) {
 #define CASE(mm) \
-    case mm: return hk_launch(gemm_small_k<mm, T, IN>, grid, WARPS * 32, 0, s, N, K, x, nw, eps, Wt, y, acc, vec);
+    case mm: return hk_launch(gemm_small_k<mm, T, IN>, grid, WARPS * 32, 0, s, N, K, x, nw, eps, Wt, y, acc, vec, split);
         CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
 #undef CASE
     default: return cudaErrorNotSupported;

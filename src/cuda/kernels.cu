@@ -177,7 +177,8 @@ __global__ void gated_onorm_k(size_t items, int H, int d, const float *o, const 
 
 /* One thread per (row, head, i < d/2). */
 __global__ void rope_qkv_k(size_t n, int T, int H, int d, const float *proj, const int64_t *pos,
-                           const double *inv_freq, float *q, float *k, float *v) {
+                           const double *inv_freq, float *q, float *k, float *v, int window, float *const *kc,
+                           float *const *vc) {
     hk_pdl_entry();
     size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
     if (i >= n) return;
@@ -200,6 +201,12 @@ __global__ void rope_qkv_k(size_t n, int T, int H, int d, const float *proj, con
     k[o + f + half] = a * sn + bb * c;
     v[o + f] = pr[2 * Hd + f];
     v[o + f + half] = pr[2 * Hd + f + half];
+    if (kc) { /* T = 1: the cache row too (hk_rope_qkv) */
+        int64_t p = pos[b] + t;
+        size_t slot = (window ? (size_t)(p % window) : (size_t)p) * Hd + (size_t)h * d;
+        kc[b][slot + f] = k[o + f], kc[b][slot + f + half] = k[o + f + half];
+        vc[b][slot + f] = v[o + f], vc[b][slot + f + half] = v[o + f + half];
+    }
 }
 
 /* One block per (row of the written range, sequence). */
@@ -295,14 +302,18 @@ cudaError_t hk_gated_onorm(cudaStream_t s, int BT, int H, int d, const float *o,
 }
 
 cudaError_t hk_rope_qkv(cudaStream_t s, int B, int T, int H, int d, const float *proj, const int64_t *pos,
-                        const double *inv_freq, float *q, float *k, float *v) {
+                        const double *inv_freq, float *q, float *k, float *v, int window, float *const *kc,
+                        float *const *vc) {
     size_t n = (size_t)B * T * H * (d / 2);
-    if (n) hk_launch(rope_qkv_k, blocks_for(n, 256), 256, 0, s, n, T, H, d, proj, pos, inv_freq, q, k, v);
+    if (n)
+        hk_launch(rope_qkv_k, blocks_for(n, 256), 256, 0, s, n, T, H, d, proj, pos, inv_freq, q, k, v, window,
+                  T == 1 ? kc : nullptr, T == 1 ? vc : nullptr);
     return cudaGetLastError();
 }
 
 cudaError_t hk_cache_write(cudaStream_t s, int B, int T, int H, int d, int window, const int64_t *pos,
                            const float *k, const float *v, float *const *kc, float *const *vc) {
+    if (T == 1) return cudaSuccess; /* hk_rope_qkv wrote the row */
     int first = window && T > window ? T - window : 0;
     dim3 grid((unsigned)(T - first), (unsigned)B);
     hk_launch(cache_write_k, grid, 256, 0, s, T, first, H, d, window, pos, k, v, kc, vc);

@@ -73,9 +73,14 @@ cudaError_t hk_gated_onorm(cudaStream_t s, int BT, int H, int d, const float *o,
 
 /* ---- attention */
 /* proj [BT, 3Hd] = q|k|v -> q, k rotated (RoPE, split half, angles in double
- * from the absolute positions pos[b] + t; inv_freq [d/2] double), v copied. */
+ * from the absolute positions pos[b] + t; inv_freq [d/2] double), v copied.
+ * With T = 1 and caches given (kc, vc: per-sequence [cap, H, d], window W or
+ * 0) the rotated k and v also go to the cache row: the slot written held a
+ * position outside this query's window, so attention may run after it, and
+ * hk_cache_write is then a no-op. */
 cudaError_t hk_rope_qkv(cudaStream_t s, int B, int T, int H, int d, const float *proj, const int64_t *pos,
-                        const double *inv_freq, float *q, float *k, float *v);
+                        const double *inv_freq, float *q, float *k, float *v, int window, float *const *kc,
+                        float *const *vc);
 /* Causal attention of the chunk's queries over keys max(0, p-W+1)..p (window
  * W; 0 = unbounded): keys before pos[b] come from the cache kc[b]/vc[b]
  * ([cap, H, d], slot j % W, or j when unbounded), later ones from k, v.
@@ -83,7 +88,8 @@ cudaError_t hk_rope_qkv(cudaStream_t s, int B, int T, int H, int d, const float 
 cudaError_t hk_attention(cudaStream_t s, int B, int T, int H, int d, int window, const int64_t *pos,
                          const float *q, const float *k, const float *v, float *const *kc, float *const *vc,
                          void *o, int out_bf16);
-/* Write the chunk's keys and values into the caches (only the last W for a window). */
+/* Write the chunk's keys and values into the caches (only the last W for a
+ * window); nothing for T = 1 (hk_rope_qkv wrote the row). */
 cudaError_t hk_cache_write(cudaStream_t s, int B, int T, int H, int d, int window, const int64_t *pos,
                            const float *k, const float *v, float *const *kc, float *const *vc);
 

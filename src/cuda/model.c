@@ -495,7 +495,7 @@ static hydra_status attn_layer(const hydra_model *m, hydra_dev_model *d, const d
     float *const *kc = d->ptrs + (size_t)li * 2 * B, *const *vc = kc + B;
     HYDRA_CHECK(hydra_gemm_in(&d->gemm, s, BT, 3 * Hd, C, HK_IN_RMSNORM, d->x, l->norm1, c->norm_eps, d->gin,
                               l->in_proj, d->proj, d->bf16, 0));
-    K_CHECK(hk_rope_qkv(s, B, T, H, dd, d->proj, d->pos, d->inv_freq, d->q, d->k, d->v));
+    K_CHECK(hk_rope_qkv(s, B, T, H, dd, d->proj, d->pos, d->inv_freq, d->q, d->k, d->v, window, kc, vc));
     K_CHECK(hk_attention(s, B, T, H, dd, window, d->pos, d->q, d->k, d->v, kc, vc, d->gin, d->bf16));
     K_CHECK(hk_cache_write(s, B, T, H, dd, window, d->pos, d->k, d->v, kc, vc));
     return HYDRA_OK;

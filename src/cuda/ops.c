@@ -161,7 +161,7 @@ hydra_status hydra_dev_op_rope(int T, int H, int d, int64_t pos0, double base, f
     OP_TRY(dput(&b, &dv_, NULL, n * 4));
     OP_TRY(dput(&b, &dpos, &pos0, 8));
     OP_TRY(dput(&b, &df, f, (size_t)(d / 2) * 8));
-    OP_RUN(hk_rope_qkv(0, 1, T, H, d, dp, dpos, df, dq, dk_, dv_));
+    OP_RUN(hk_rope_qkv(0, 1, T, H, d, dp, dpos, df, dq, dk_, dv_, 0, NULL, NULL));
     OP_TRY(dget(x, dq, n * 4));
 done:
     free(proj);
