@@ -127,6 +127,41 @@ __device__ __forceinline__ void acc_to_a(unsigned a[4], const float c0[4], const
     a[3] = pack2(s * c1[2], s * c1[3]);
 }
 
+/* acc[j] (j < NJ accumulator tiles of 8 columns) += A (16 rows; k-blocks
+ * kb0 .. kb0 + KB - 1 of a[]) times B with B(k, n) = R[n][k]: column n of B
+ * is row n of the bf16 matrix R (ld elements apart), so one non-transposing
+ * ldmatrix gives two tiles' B fragments. Tile pairs past jmax are skipped
+ * (causal masks); the bounds are compile-time so acc stays in registers. */
+template <int KB, int NJ>
+__device__ __forceinline__ void mma_rowsT(float (*acc)[4], const unsigned (*a)[4], const bf *R, int ld, int kb0,
+                                          int jmax) {
+    const int lane = threadIdx.x & 31, mi = lane >> 3, rr = lane & 7;
+#pragma unroll
+    for (int kb = 0; kb < KB; kb++)
+#pragma unroll
+        for (int j = 0; j < NJ; j += 2) {
+            if (j > jmax) break;
+            unsigned b[4];
+            ldsm4(b, R + (8 * (j + (mi >> 1)) + rr) * ld + 16 * (kb0 + kb) + 8 * (mi & 1));
+            mma16816(acc[j], a[kb], b[0], b[1]);
+            mma16816(acc[j + 1], a[kb], b[2], b[3]);
+        }
+}
+
+template <int NJ>
+__device__ __forceinline__ void zero_acc(float (*acc)[4]) {
+#pragma unroll
+    for (int j = 0; j < NJ; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
+}
+
+/* A fragments of 16 rows (row0..) of a bf16 row-major matrix, k-blocks 0 .. KB - 1 */
+template <int KB>
+__device__ __forceinline__ void load_a(unsigned (*a)[4], const bf *M, int ld, int row0) {
+    const int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int kb = 0; kb < KB; kb++) ldsm4(a[kb], M + (row0 + (lane & 15)) * ld + 16 * kb + 8 * (lane >> 4));
+}
+
 /* ---------------------------------------------------------------- 1: prep */
 template <int D>
 constexpr size_t prep_smem() {
@@ -176,7 +211,7 @@ __global__ void __launch_bounds__(NT) prep_k(int T, int H, const Tin *__restrict
     float *Gs = As + CH * LA;            /* [CH] */
     float *Bs = Gs + CH;                 /* [CH] */
     const int c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-    const int gq = lane >> 2, t = lane & 3, mi = lane >> 3, rr = lane & 7, i0 = warp * 16;
+    const int gq = lane >> 2, t = lane & 3, i0 = warp * 16;
     const int t0 = c * CH, Lc = min(CH, T - t0);
     const size_t HD = (size_t)H * D, r0 = (size_t)b * T + t0;
     const Tin *kh = k + r0 * HD + (size_t)h * D, *vh = v + r0 * HD + (size_t)h * D;
@@ -225,21 +260,10 @@ __global__ void __launch_bounds__(NT) prep_k(int T, int H, const Tin *__restrict
      * A_ij = beta_i e^(G_i - G_j) k_i . k_j (j < i) in registers, to As */
     {
         float ac[CH / 8][4];
-#pragma unroll
-        for (int j = 0; j < CH / 8; j++) ac[j][0] = ac[j][1] = ac[j][2] = ac[j][3] = 0.0f;
-#pragma unroll
-        for (int kb = 0; kb < D / 16; kb++) {
-            unsigned a[4];
-            ldsm4(a, Kb + (i0 + (lane & 15)) * LD + 16 * kb + 8 * (lane >> 4));
-#pragma unroll
-            for (int j = 0; j < CH / 8; j += 2) {
-                if (j > 2 * warp) break;
-                unsigned bk[4]; /* B(k = dim, n = token) = K[token][dim] */
-                ldsm4(bk, Kb + (8 * (j + (mi >> 1)) + rr) * LD + 16 * kb + 8 * (mi & 1));
-                mma16816(ac[j], a, bk[0], bk[1]);
-                mma16816(ac[j + 1], a, bk[2], bk[3]);
-            }
-        }
+        unsigned ka[D / 16][4];
+        zero_acc<CH / 8>(ac);
+        load_a<D / 16>(ka, Kb, LD, i0);
+        mma_rowsT<D / 16, CH / 8>(ac, ka, Kb, LD, 0, 2 * warp); /* B(k = dim, n = token) = K[token][dim] */
         const int ia = i0 + gq, ib = ia + 8;
         const float sa = Bs[ia], sb = Bs[ib], Ga = Gs[ia], Gb = Gs[ib];
 #pragma unroll
@@ -376,16 +400,7 @@ __global__ void __launch_bounds__(NT) scan_k(int T, int H, float *const *S, tc_w
                 Vt[j + x][0] = lo.x, Vt[j + x][1] = lo.y, Vt[j + x][2] = hi.x, Vt[j + x][3] = hi.y;
             }
         }
-#pragma unroll
-        for (int kb = 0; kb < D / 16; kb++)
-#pragma unroll
-            for (int j = 0; j < CH / 8; j += 2) {
-                /* B(k = key, n = token) = W[token][key]: matrices (tokens 8j.., keys 16kb + {0, 8}) and tokens 8j + 8.. */
-                unsigned bw[4];
-                ldsm4(bw, Wc + (8 * (j + (mi >> 1)) + rr) * LD + 16 * kb + 8 * (mi & 1));
-                mma16816(Vt[j], Sneg[kb], bw[0], bw[1]);
-                mma16816(Vt[j + 1], Sneg[kb], bw[2], bw[3]);
-            }
+        mma_rowsT<D / 16, CH / 8>(Vt, Sneg, Wc, LD, 0, CH); /* B(k = key, n = token) = W[token][key] */
         /* V_new^T (bf16, [value][token] per chunk) for the output kernel;
          * padded tokens hold zeros (U = W = 0 there) */
         bf *Vg = w.Vn + (((size_t)b * H + h) * NC + c) * D * CH;
@@ -472,7 +487,7 @@ __global__ void __launch_bounds__(NT) out_k(int T, int H, const Tin *__restrict_
     bf *Vb = Sb + D * LD;               /* [D][LC]  V_new^T [value][token] */
     float *Gs = (float *)(Vb + D * LC); /* [CH] */
     const int c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int g = lane >> 2, t = lane & 3, mi = lane >> 3, rr = lane & 7, i0 = warp * 16;
+    const int g = lane >> 2, t = lane & 3, i0 = warp * 16;
     const int t0 = c * CH, Lc = min(CH, T - t0), NC = n_chunks(T);
     const size_t HD = (size_t)H * D, r0 = (size_t)b * T + t0, ch = ((size_t)b * H + h) * NC + c;
     const bf *Sc = w.Sc + ch * D * D, *Vn = w.Vn + ch * D * CH;
@@ -492,23 +507,10 @@ __global__ void __launch_bounds__(NT) out_k(int T, int H, const Tin *__restrict_
     __syncthreads();
 
     unsigned qa[D / 16][4]; /* this warp's 16 rows of Q as A fragments */
-#pragma unroll
-    for (int kb = 0; kb < D / 16; kb++) ldsm4(qa[kb], Qb + (i0 + (lane & 15)) * LD + 16 * kb + 8 * (lane >> 4));
-
-    /* P: key tiles up to the diagonal */
-    float pc[CH / 8][4];
-#pragma unroll
-    for (int j = 0; j < CH / 8; j++) pc[j][0] = pc[j][1] = pc[j][2] = pc[j][3] = 0.0f;
-#pragma unroll
-    for (int kb = 0; kb < D / 16; kb++)
-#pragma unroll
-        for (int j = 0; j < CH / 8; j += 2) {
-            if (j > 2 * warp) break; /* tiles right of the diagonal are masked out */
-            unsigned bk[4];      /* B(k = dim, n = token) = K[token][dim] */
-            ldsm4(bk, Kb + (8 * (j + (mi >> 1)) + rr) * LD + 16 * kb + 8 * (mi & 1));
-            mma16816(pc[j], qa[kb], bk[0], bk[1]);
-            mma16816(pc[j + 1], qa[kb], bk[2], bk[3]);
-        }
+    load_a<D / 16>(qa, Qb, LD, i0);
+    float pc[CH / 8][4]; /* P: key tiles up to the diagonal; B(k = dim, n = token) = K[token][dim] */
+    zero_acc<CH / 8>(pc);
+    mma_rowsT<D / 16, CH / 8>(pc, qa, Kb, LD, 0, 2 * warp);
     const int ia = i0 + g, ib = ia + 8; /* this lane's rows */
     const float Ga = Gs[ia], Gb = Gs[ib];
 #pragma unroll
@@ -520,36 +522,21 @@ __global__ void __launch_bounds__(NT) out_k(int T, int H, const Tin *__restrict_
         pc[j][3] = jb <= ib && ib < Lc ? pc[j][3] * expf(Gb - Gs[jb]) : 0.0f;
     }
 
-    /* X = Q S_c^T, then e^G per row */
+    /* X = Q S_c^T (B(k = key, n = value) = S_c[value][key]), then e^G per row */
     float oc[D / 8][4];
-#pragma unroll
-    for (int j = 0; j < D / 8; j++) oc[j][0] = oc[j][1] = oc[j][2] = oc[j][3] = 0.0f;
-#pragma unroll
-    for (int kb = 0; kb < D / 16; kb++)
-#pragma unroll
-        for (int j = 0; j < D / 8; j += 2) {
-            unsigned bs[4]; /* B(k = key, n = value) = S_c[value][key] */
-            ldsm4(bs, Sb + (8 * (j + (mi >> 1)) + rr) * LD + 16 * kb + 8 * (mi & 1));
-            mma16816(oc[j], qa[kb], bs[0], bs[1]);
-            mma16816(oc[j + 1], qa[kb], bs[2], bs[3]);
-        }
+    zero_acc<D / 8>(oc);
+    mma_rowsT<D / 16, D / 8>(oc, qa, Sb, LD, 0, D);
     const float ea = expf(Ga), eb = expf(Gb);
 #pragma unroll
     for (int j = 0; j < D / 8; j++) oc[j][0] *= ea, oc[j][1] *= ea, oc[j][2] *= eb, oc[j][3] *= eb;
 
-    /* O += P V_new over token blocks up to the diagonal */
+    /* O += P V_new over token blocks up to the diagonal; B(k = token, n = value) = V_new^T[value][token] */
 #pragma unroll
     for (int kb = 0; kb < CH / 16; kb++) {
         if (kb > warp) break;
-        unsigned pa[4];
-        acc_to_a(pa, pc[2 * kb], pc[2 * kb + 1], 1.0f);
-#pragma unroll
-        for (int j = 0; j < D / 8; j += 2) {
-            unsigned bv[4]; /* B(k = token, n = value) = V_new^T[value][token] */
-            ldsm4(bv, Vb + (8 * (j + (mi >> 1)) + rr) * LC + 16 * kb + 8 * (mi & 1));
-            mma16816(oc[j], pa, bv[0], bv[1]);
-            mma16816(oc[j + 1], pa, bv[2], bv[3]);
-        }
+        unsigned pa[1][4];
+        acc_to_a(pa[0], pc[2 * kb], pc[2 * kb + 1], 1.0f);
+        mma_rowsT<1, D / 8>(oc, pa, Vb, LC, kb, D);
     }
     Tout *oa = o + (r0 + ia) * HD + (size_t)h * D + 2 * t, *ob = oa + 8 * HD;
 #pragma unroll
