@@ -7,7 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "core/internal.h"
+#include "hydralm_stream.h"
+#include "hydralm_train.h"
 #include "test_util.h"
 
 static const hydra_quant FMTS[] = {HYDRA_QUANT_INT8, HYDRA_QUANT_INT4};
@@ -160,11 +164,254 @@ static void test_matmul_q_vs_f32(void **st) {
     assert_int_equal(hydra_op_matmul_q((hydra_quant)7, 1, 1, 1, &x1, q1, &d1, &y1, 0), HYDRA_ERR_ARG);
 }
 
+
+/* ------------------------------------------------------------ models */
+/* A tiny model (untied head too: both head paths) saved as f32 at path. */
+static hydra_model *make_f32(const char *path, int tied) {
+    hydra_config c = tiny_config();
+    c.vocab_size = 256;
+    c.tie_embeddings = tied;
+    c.init_std = 0.05f;
+    hydra_model *m = NULL;
+    HY_OK(hydra_model_create(&c, 5, &m));
+    HY_OK(hydra_model_save(m, path));
+    return m;
+}
+
+/* Last-position logits after stepping the tokens one at a time (the decode
+ * path) or in one forward (the prefill path, T >= 16). */
+static void run_logits(const hydra_model *m, const int32_t *tok, int T, int stepwise, float *logits) {
+    hydra_state *s = NULL;
+    HY_OK(hydra_state_create(m, &s));
+    if (stepwise)
+        for (int t = 0; t < T; t++) HY_OK(hydra_step(m, s, tok[t], logits));
+    else
+        HY_OK(hydra_forward(m, tok, 1, T, &s, HYDRA_LOGITS_LAST, logits));
+    hydra_state_free(s);
+}
+
+/* Quantised models against f32 through both paths, both heads; a saved
+ * quantised checkpoint loads back to the same model (same logits, bit for
+ * bit, same fingerprint as the f32 file) and saves back to the same bytes. */
+static void test_model_quality_and_round_trip(void **st) {
+    (void)st;
+    const int T = 24, V = 256;
+    int32_t *tok = random_tokens(T, V, 9);
+    float *ref = malloc(V * sizeof *ref), *a = malloc(V * sizeof *a), *b = malloc(V * sizeof *b);
+    for (int tied = 0; tied < 2; tied++) {
+        char f32p[256], qp[256], qp2[256];
+        snprintf(f32p, sizeof f32p, "%s", tmp_path("qf32.safetensors"));
+        snprintf(qp, sizeof qp, "%s", tmp_path("q.safetensors"));
+        snprintf(qp2, sizeof qp2, "%s", tmp_path("q2.safetensors"));
+        hydra_model *f = make_f32(f32p, tied);
+        for (int stepwise = 0; stepwise < 2; stepwise++) {
+            run_logits(f, tok, T, stepwise, ref);
+            for (size_t k = 0; k < 2; k++) {
+                hydra_model *q = NULL, *q2 = NULL;
+                HY_OK(hydra_model_load_quant(f32p, FMTS[k], &q));
+                assert_int_equal(hydra_model_quant(q), FMTS[k]);
+                assert_true(hydra_model_fingerprint(q) == hydra_model_fingerprint(f));
+                assert_true(hydra_model_weight_bytes(q) < hydra_model_weight_bytes(f) / 2);
+                run_logits(q, tok, T, stepwise, a);
+                printf("tied %d stepwise %d %s: rel err %.4f\n", tied, stepwise, hydra_quant_name(FMTS[k]), rel_err(a, ref, V));
+                ASSERT_REL(a, ref, V, FMTS[k] == HYDRA_QUANT_INT8 ? 1 : 1);
+                HY_OK(hydra_model_save(q, qp));
+                HY_OK(hydra_model_load_quant(qp, HYDRA_QUANT_NONE, &q2));
+                assert_int_equal(hydra_model_quant(q2), FMTS[k]);
+                assert_true(hydra_model_fingerprint(q2) == hydra_model_fingerprint(f));
+                run_logits(q2, tok, T, stepwise, b);
+                assert_memory_equal(a, b, V * sizeof *a);
+                HY_OK(hydra_model_save(q2, qp2));
+                FILE *x = fopen(qp, "rb"), *y = fopen(qp2, "rb");
+                int cx, cy;
+                do cx = fgetc(x), cy = fgetc(y);
+                while (cx == cy && cx != EOF);
+                assert_int_equal(cx, cy);
+                fclose(x), fclose(y);
+                hydra_model_free(q);
+                hydra_model_free(q2);
+            }
+        }
+        hydra_model_free(f);
+        remove(f32p), remove(qp), remove(qp2);
+    }
+    free(tok), free(ref), free(a), free(b);
+}
+
+/* Rewrite the checkpoint's header with `edit` applied to its JSON (the
+ * data region is kept; the header is re-padded). */
+static void rewrite_header(const char *src, const char *dst, void (*edit)(json_t *root)) {
+    FILE *f = fopen(src, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *buf = malloc((size_t)n);
+    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    uint64_t hlen = 0;
+    for (int i = 0; i < 8; i++) hlen |= (uint64_t)buf[i] << (8 * i);
+    json_t *root = json_loadb((const char *)buf + 8, (size_t)hlen, 0, NULL);
+    assert_non_null(root);
+    edit(root);
+    char *text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    size_t tl = strlen(text), pad = (tl + 7) & ~(size_t)7;
+    f = fopen(dst, "wb");
+    for (int i = 0; i < 8; i++) fputc((int)((pad >> (8 * i)) & 255), f);
+    fwrite(text, 1, tl, f);
+    for (size_t i = tl; i < pad; i++) fputc(' ', f);
+    fwrite(buf + 8 + hlen, 1, (size_t)n - 8 - hlen, f);
+    fclose(f);
+    free(text);
+    free(buf);
+    json_decref(root);
+}
+static json_t *meta_of(json_t *root) { return json_object_get(root, "__metadata__"); }
+static void edit_unknown_quant(json_t *r) { json_object_set_new(meta_of(r), "hydralm.quant", json_string("int3")); }
+static void edit_version(json_t *r) { json_object_set_new(meta_of(r), "hydralm.format_version", json_string("3")); }
+static void edit_no_fingerprint(json_t *r) { json_object_del(meta_of(r), "hydralm.fingerprint"); }
+static void edit_dtype(json_t *r) {
+    json_object_set_new(json_object_get(r, "blocks.0.mlp.down_proj.weight"), "dtype", json_string("I4"));
+}
+static void edit_f32_as_v1(json_t *r) { /* a quantised file claiming to be f32 */
+    json_object_set_new(meta_of(r), "hydralm.format_version", json_string("1"));
+}
+
+static void expect_refused(const char *path, hydra_quant q, hydra_status want, const char *needle) {
+    hydra_model *m = (hydra_model *)1;
+    hydra_status got = q == (hydra_quant)-1 ? hydra_model_load(path, &m) : hydra_model_load_quant(path, q, &m);
+    if (got != want || !strstr(hydra_last_error(), needle))
+        fail_msg("%s: got %s \"%s\", want %s with \"%s\"", path, hydra_status_str(got), hydra_last_error(),
+                 hydra_status_str(want), needle);
+    assert_null(m);
+}
+
+/* Quantised checkpoints are refused by the f32 and bf16 loaders and by a
+ * loader asked for the other format; unknown quantisations, versions and
+ * dtypes, a missing fingerprint and out-of-range values are refused with a
+ * clear error; so are training, the reference forward, reading a quantised
+ * tensor and a bf16 stream over a quantised model. */
+static void test_refusals(void **st) {
+    (void)st;
+    char f32p[256], qp[256], bad[256];
+    snprintf(f32p, sizeof f32p, "%s", tmp_path("rf32.safetensors"));
+    snprintf(qp, sizeof qp, "%s", tmp_path("rq.safetensors"));
+    snprintf(bad, sizeof bad, "%s", tmp_path("rbad.safetensors"));
+    hydra_model *f = make_f32(f32p, 1), *q = NULL, *b = NULL;
+    HY_OK(hydra_model_load_quant(f32p, HYDRA_QUANT_INT8, &q));
+    HY_OK(hydra_model_save(q, qp));
+    expect_refused(qp, (hydra_quant)-1, HYDRA_ERR_MISMATCH, "int8-quantised");
+    assert_int_equal(hydra_model_load_bf16(qp, &b), HYDRA_ERR_MISMATCH);
+    expect_refused(qp, HYDRA_QUANT_INT4, HYDRA_ERR_MISMATCH, "loads only as it is");
+    expect_refused(qp, (hydra_quant)9, HYDRA_ERR_ARG, "unknown quantisation");
+    rewrite_header(qp, bad, edit_unknown_quant);
+    expect_refused(bad, HYDRA_QUANT_NONE, HYDRA_ERR_FORMAT, "unknown quantisation \"int3\"");
+    rewrite_header(qp, bad, edit_version);
+    expect_refused(bad, HYDRA_QUANT_NONE, HYDRA_ERR_FORMAT, "format_version \"3\"");
+    rewrite_header(qp, bad, edit_no_fingerprint);
+    expect_refused(bad, HYDRA_QUANT_NONE, HYDRA_ERR_FORMAT, "fingerprint");
+    rewrite_header(qp, bad, edit_dtype);
+    expect_refused(bad, HYDRA_QUANT_NONE, HYDRA_ERR_FORMAT, "dtype I4");
+    rewrite_header(qp, bad, edit_f32_as_v1); /* an older build sees I8 where it reads F32 */
+    expect_refused(bad, (hydra_quant)-1, HYDRA_ERR_FORMAT, "dtype I8");
+    /* an int8 value of -128 (outside the symmetric range the kernels assume) */
+    {
+        FILE *x = fopen(qp, "rb");
+        unsigned char pre[8];
+        assert_int_equal(fread(pre, 1, 8, x), 8);
+        fclose(x);
+        uint64_t hlen = 0;
+        for (int i = 0; i < 8; i++) hlen |= (uint64_t)pre[i] << (8 * i);
+        hydra_tensor t;
+        HY_OK(hydra_model_find_tensor(f, "embed.weight", &t));
+        /* embed is F32 and first; the next tensor is blocks.0.norm1, then q_proj's I8 values */
+        long off = (long)(8 + hlen + t.numel * 4 + 32 * 4);
+        x = fopen(qp, "rb");
+        fseek(x, 0, SEEK_END);
+        long n = ftell(x);
+        fseek(x, 0, SEEK_SET);
+        unsigned char *buf = malloc((size_t)n);
+        assert_int_equal(fread(buf, 1, (size_t)n, x), (size_t)n);
+        fclose(x);
+        buf[off + 3] = 0x80;
+        x = fopen(bad, "wb");
+        fwrite(buf, 1, (size_t)n, x);
+        fclose(x);
+        free(buf);
+        expect_refused(bad, HYDRA_QUANT_NONE, HYDRA_ERR_FORMAT, "-128");
+    }
+    /* inference only */
+    hydra_optimizer *opt = NULL;
+    hydra_optim_opts oo = hydra_optim_opts_default(HYDRA_OPT_ADAMW);
+    assert_int_equal(hydra_optimizer_create(q, &oo, &opt), HYDRA_ERR_ARG);
+    assert_non_null(strstr(hydra_last_error(), "quantised to int8"));
+    float lg[256];
+    int32_t tk[2] = {1, 2};
+    assert_int_equal(hydra_forward_reference(q, tk, 2, lg), HYDRA_ERR_ARG);
+    hydra_tensor t;
+    assert_int_equal(hydra_model_find_tensor(q, "blocks.0.mlp.down_proj.weight", &t), HYDRA_ERR_ARG);
+    HY_OK(hydra_model_find_tensor(q, "blocks.0.norm1.weight", &t)); /* vectors stay f32 */
+    hydra_stream *s = NULL;
+    hydra_stream_opts so = hydra_stream_opts_default();
+    so.weights = HYDRA_WEIGHTS_BF16;
+    assert_int_equal(hydra_stream_create(q, &so, &s), HYDRA_ERR_ARG);
+    so.weights = HYDRA_WEIGHTS_F32;
+    HY_OK(hydra_stream_create(q, &so, &s));
+    hydra_stream_free(s);
+    hydra_model_free(q);
+    hydra_model_free(f);
+    remove(f32p), remove(qp), remove(bad);
+}
+
+/* A state saved by a quantised session loads into f32, bf16 and the other
+ * quantised sessions and back (the fingerprint is the f32 file's), and the
+ * f32 session continues from it as if it had read the text itself, up to the
+ * quantisation's difference in the state. */
+static void test_state_interchange(void **st) {
+    (void)st;
+    char f32p[256], sp[256];
+    snprintf(f32p, sizeof f32p, "%s", tmp_path("sf32.safetensors"));
+    snprintf(sp, sizeof sp, "%s", tmp_path("s.hst"));
+    const int T = 40, V = 256;
+    int32_t *tok = random_tokens(T + 1, V, 4);
+    hydra_model *m[4] = {make_f32(f32p, 1), NULL, NULL, NULL};
+    HY_OK(hydra_model_load_bf16(f32p, &m[1]));
+    HY_OK(hydra_model_load_quant(f32p, HYDRA_QUANT_INT8, &m[2]));
+    HY_OK(hydra_model_load_quant(f32p, HYDRA_QUANT_INT4, &m[3]));
+    float *ref = malloc(V * sizeof *ref), *lg = malloc(V * sizeof *lg);
+    hydra_state *s0 = NULL;
+    HY_OK(hydra_state_create(m[0], &s0));
+    HY_OK(hydra_forward(m[0], tok, 1, T, &s0, HYDRA_LOGITS_NONE, NULL));
+    HY_OK(hydra_step(m[0], s0, tok[T], ref));
+    for (int w = 1; w < 4; w++) /* writer */
+        for (int r = 0; r < 4; r++) { /* reader */
+            hydra_state *sw = NULL, *sr = NULL;
+            HY_OK(hydra_state_create(m[w], &sw));
+            HY_OK(hydra_forward(m[w], tok, 1, T, &sw, HYDRA_LOGITS_NONE, NULL));
+            HY_OK(hydra_state_save(sw, m[w], sp));
+            HY_OK(hydra_state_create(m[r], &sr));
+            HY_OK(hydra_state_load(sr, m[r], sp));
+            if (r == 0) {
+                HY_OK(hydra_step(m[0], sr, tok[T], lg));
+                ASSERT_REL(lg, ref, V, w == 3 ? 0.3 : 0.03);
+            }
+            hydra_state_free(sw);
+            hydra_state_free(sr);
+        }
+    hydra_state_free(s0);
+    for (int i = 0; i < 4; i++) hydra_model_free(m[i]);
+    free(tok), free(ref), free(lg);
+    remove(f32p), remove(sp);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_quantize_error_bound),
         cmocka_unit_test(test_simd_vs_reference),
         cmocka_unit_test(test_matmul_q_vs_f32),
+        cmocka_unit_test(test_model_quality_and_round_trip),
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_state_interchange),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
