@@ -295,9 +295,7 @@ hydra_status hydra_op_matmul_q(hydra_quant q, int M, int N, int K, const float *
 #pragma omp parallel
         {
             int nt = omp_get_num_threads(), id = omp_get_thread_num();
-            int tiles = (N + 3) / 4; /* whole 4-row tiles per thread */
-            int n0 = 4 * (int)((long long)tiles * id / nt), n1 = 4 * (int)((long long)tiles * (id + 1) / nt);
-            if (n1 > N) n1 = N;
+            int n0 = (int)((long long)N * id / nt), n1 = (int)((long long)N * (id + 1) / nt);
             fn(q, M, N, K, &a, W, scales, y, n0, n1, accumulate);
         }
     }

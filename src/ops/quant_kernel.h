@@ -46,45 +46,47 @@ static inline __attribute__((always_inline)) float QK(qk_hsum)(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* R (1..4, constant after inlining) rows starting at row n against input m. */
-static inline __attribute__((always_inline)) void QK(qk_tile)(const int fmt, const int R, int nb, const qk_act *a,
-                                                              int m, const uint8_t *W, const uint16_t *D, int n,
-                                                              float *y, int N, int accumulate) {
-    const size_t rb = (size_t)nb * (fmt == HYDRA_QUANT_INT8 ? 32 : 16), bb = fmt == HYDRA_QUANT_INT8 ? 32 : 16;
+/* acc + block b's integer dot product times d_w d_x. */
+static inline __attribute__((always_inline)) __m256 QK(qk_acc)(const int fmt, const uint8_t *w, const int8_t *xq,
+                                                               const int32_t *xs, const uint16_t *d, const float *xd,
+                                                               int b, __m256 acc) {
+    const size_t bb = fmt == HYDRA_QUANT_INT8 ? 32 : 16;
+    __m256i s = QK(qk_block)(fmt, w + b * bb, _mm256_loadu_si256((const __m256i *)(xq + (size_t)b * 32)), xs[b]);
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(qk_bf16(d[b]) * xd[b]), acc);
+}
+
+/* One row against input m, blocks in order: one sequential stream. */
+static inline __attribute__((always_inline)) void QK(qk_row)(const int fmt, int nb, const qk_act *a, int m,
+                                                             const uint8_t *W, const uint16_t *D, int n, float *y,
+                                                             int N, int accumulate) {
+    const size_t bb = fmt == HYDRA_QUANT_INT8 ? 32 : 16;
     const int8_t *xq = a->q + (size_t)m * nb * 32;
     const float *xd = a->d + (size_t)m * nb;
     const int32_t *xs = a->s + (size_t)m * nb;
-    __m256 acc[4];
-    for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
-    for (int b = 0; b < nb; b++) {
-        __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + (size_t)b * 32));
-        for (int r = 0; r < R; r++) {
-            const size_t row = (size_t)n + r;
-            /* the next tile's rows: a few short streams defeat the hardware prefetcher
-             * (measured on the default model's MLP, 1 thread: int8 1.55x, int4 1.45x faster) */
-            __builtin_prefetch(W + (row + 4) * rb + b * bb);
-            __m256i s = QK(qk_block)(fmt, W + row * rb + b * bb, xv, xs[b]);
-            __m256 sc = _mm256_set1_ps(qk_bf16(D[row * nb + b]) * xd[b]);
-            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), sc, acc[r]);
-        }
+    const uint8_t *w = W + (size_t)n * nb * bb;
+    const uint16_t *d = D + (size_t)n * nb;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(); /* two FMA chains */
+    int b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        __builtin_prefetch(w + b * bb + 1024); /* ahead of the hardware prefetcher at a row's start */
+        acc0 = QK(qk_acc)(fmt, w, xq, xs, d, xd, b, acc0);
+        acc1 = QK(qk_acc)(fmt, w, xq, xs, d, xd, b + 1, acc1);
     }
-    for (int r = 0; r < R; r++) {
-        float v = QK(qk_hsum)(acc[r]), *dst = y + (size_t)m * N + n + r;
-        *dst = accumulate ? *dst + v : v;
-    }
+    if (b < nb) acc0 = QK(qk_acc)(fmt, w, xq, xs, d, xd, b, acc0);
+    float v = QK(qk_hsum)(_mm256_add_ps(acc0, acc1)), *dst = y + (size_t)m * N + n;
+    *dst = accumulate ? *dst + v : v;
 }
 
-/* Rows [n0, n1) against all M inputs, in tiles of 4 rows (the tile's rows
- * stay in L1 for inputs after the first). */
+/* Rows [n0, n1) against all M inputs, a row at a time: each row is one
+ * sequential stream, which the hardware prefetcher follows (4-row tiles that
+ * share each activation load, as the f32 kernel uses, ran int8 2-3x slower:
+ * four interleaved streams per tile) ; a row's later inputs find it in L1. */
 static inline __attribute__((always_inline)) void QK(qk_rows_t)(const int fmt, int M, int N, int K, const qk_act *a,
                                                                 const uint8_t *W, const uint16_t *D, float *y, int n0,
                                                                 int n1, int accumulate) {
     const int nb = hydra_quant_row_blocks(K);
-    int n = n0;
-    for (; n + 4 <= n1; n += 4)
-        for (int m = 0; m < M; m++) QK(qk_tile)(fmt, 4, nb, a, m, W, D, n, y, N, accumulate);
-    for (; n < n1; n++)
-        for (int m = 0; m < M; m++) QK(qk_tile)(fmt, 1, nb, a, m, W, D, n, y, N, accumulate);
+    for (int n = n0; n < n1; n++)
+        for (int m = 0; m < M; m++) QK(qk_row)(fmt, nb, a, m, W, D, n, y, N, accumulate);
 }
 
 static void QK(qk_rows)(int fmt, int M, int N, int K, const qk_act *a, const uint8_t *W, const uint16_t *D,
