@@ -171,7 +171,7 @@ static hydra_model *make_f32(const char *path, int tied) {
     hydra_config c = tiny_config();
     c.vocab_size = 256;
     c.tie_embeddings = tied;
-    c.init_std = 0.05f;
+    c.init_std = 0.05f; /* measured logit error: int8 0.010, int4 0.12-0.14 */
     hydra_model *m = NULL;
     HY_OK(hydra_model_create(&c, 5, &m));
     HY_OK(hydra_model_save(m, path));
@@ -213,8 +213,7 @@ static void test_model_quality_and_round_trip(void **st) {
                 assert_true(hydra_model_fingerprint(q) == hydra_model_fingerprint(f));
                 assert_true(hydra_model_weight_bytes(q) < hydra_model_weight_bytes(f) / 2);
                 run_logits(q, tok, T, stepwise, a);
-                printf("tied %d stepwise %d %s: rel err %.4f\n", tied, stepwise, hydra_quant_name(FMTS[k]), rel_err(a, ref, V));
-                ASSERT_REL(a, ref, V, FMTS[k] == HYDRA_QUANT_INT8 ? 1 : 1);
+                ASSERT_REL(a, ref, V, FMTS[k] == HYDRA_QUANT_INT8 ? 0.03 : 0.3);
                 HY_OK(hydra_model_save(q, qp));
                 HY_OK(hydra_model_load_quant(qp, HYDRA_QUANT_NONE, &q2));
                 assert_int_equal(hydra_model_quant(q2), FMTS[k]);
@@ -238,25 +237,33 @@ static void test_model_quality_and_round_trip(void **st) {
     free(tok), free(ref), free(a), free(b);
 }
 
+/* A whole file (malloc'd) and its safetensors header length. */
+static unsigned char *slurp(const char *path, long *n, uint64_t *hlen) {
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    *n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *buf = malloc((size_t)*n);
+    assert_int_equal(fread(buf, 1, (size_t)*n, f), (size_t)*n);
+    fclose(f);
+    *hlen = 0;
+    for (int i = 0; i < 8; i++) *hlen |= (uint64_t)buf[i] << (8 * i);
+    return buf;
+}
+
 /* Rewrite the checkpoint's header with `edit` applied to its JSON (the
  * data region is kept; the header is re-padded). */
 static void rewrite_header(const char *src, const char *dst, void (*edit)(json_t *root)) {
-    FILE *f = fopen(src, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *buf = malloc((size_t)n);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    uint64_t hlen = 0;
-    for (int i = 0; i < 8; i++) hlen |= (uint64_t)buf[i] << (8 * i);
+    long n;
+    uint64_t hlen;
+    unsigned char *buf = slurp(src, &n, &hlen);
     json_t *root = json_loadb((const char *)buf + 8, (size_t)hlen, 0, NULL);
     assert_non_null(root);
     edit(root);
     char *text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
     size_t tl = strlen(text), pad = (tl + 7) & ~(size_t)7;
-    f = fopen(dst, "wb");
+    FILE *f = fopen(dst, "wb");
     for (int i = 0; i < 8; i++) fputc((int)((pad >> (8 * i)) & 255), f);
     fwrite(text, 1, tl, f);
     for (size_t i = tl; i < pad; i++) fputc(' ', f);
@@ -316,25 +323,14 @@ static void test_refusals(void **st) {
     expect_refused(bad, (hydra_quant)-1, HYDRA_ERR_FORMAT, "dtype I8");
     /* an int8 value of -128 (outside the symmetric range the kernels assume) */
     {
-        FILE *x = fopen(qp, "rb");
-        unsigned char pre[8];
-        assert_int_equal(fread(pre, 1, 8, x), 8);
-        fclose(x);
-        uint64_t hlen = 0;
-        for (int i = 0; i < 8; i++) hlen |= (uint64_t)pre[i] << (8 * i);
+        long n;
+        uint64_t hlen;
+        unsigned char *buf = slurp(qp, &n, &hlen);
         hydra_tensor t;
         HY_OK(hydra_model_find_tensor(f, "embed.weight", &t));
         /* embed is F32 and first; the next tensor is blocks.0.norm1, then q_proj's I8 values */
-        long off = (long)(8 + hlen + t.numel * 4 + 32 * 4);
-        x = fopen(qp, "rb");
-        fseek(x, 0, SEEK_END);
-        long n = ftell(x);
-        fseek(x, 0, SEEK_SET);
-        unsigned char *buf = malloc((size_t)n);
-        assert_int_equal(fread(buf, 1, (size_t)n, x), (size_t)n);
-        fclose(x);
-        buf[off + 3] = 0x80;
-        x = fopen(bad, "wb");
+        buf[8 + hlen + t.numel * 4 + 32 * 4 + 3] = 0x80;
+        FILE *x = fopen(bad, "wb");
         fwrite(buf, 1, (size_t)n, x);
         fclose(x);
         free(buf);
