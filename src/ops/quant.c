@@ -110,6 +110,22 @@ hydra_status hydra_quantize_rows(hydra_quant q, int N, int K, const float *W, vo
     return HYDRA_OK;
 }
 
+/* One block back to f32: n <= 32 values (the padding is dropped). Written
+ * per format with constant trip counts so that the compiler vectorises it
+ * (prefill dequantises every matrix once per chunk). */
+static void dequantize_block(hydra_quant fmt, const uint8_t *blk, float d, int n, float *dst) {
+    float tmp[HYDRA_QUANT_BLOCK];
+    if (fmt == HYDRA_QUANT_INT8) {
+        for (int j = 0; j < 32; j++) tmp[j] = d * (float)((const int8_t *)blk)[j];
+    } else {
+        for (int j = 0; j < 16; j++) {
+            tmp[j] = d * (float)((blk[j] & 15) - 8);
+            tmp[j + 16] = d * (float)((blk[j] >> 4) - 8);
+        }
+    }
+    memcpy(dst, tmp, (size_t)n * sizeof *dst);
+}
+
 hydra_status hydra_dequantize_rows(hydra_quant q, int N, int K, const void *qdata, const uint16_t *scales,
                                    float *W) {
     HYDRA_CHECK(check_fmt("dequantize_rows", q, N, K));
@@ -117,9 +133,10 @@ hydra_status hydra_dequantize_rows(hydra_quant q, int N, int K, const void *qdat
     const int nb = hydra_quant_row_blocks(K);
     const size_t rb = hydra_quant_row_bytes(q, K), bb = rb / (nb ? nb : 1);
     for (int n = 0; n < N; n++)
-        for (int k = 0; k < K; k++) {
-            const uint8_t *blk = (const uint8_t *)qdata + n * rb + (size_t)(k / 32) * bb;
-            W[(size_t)n * K + k] = qk_bf16(scales[(size_t)n * nb + k / 32]) * (float)block_value(q, blk, k % 32);
+        for (int b = 0; b < nb; b++) {
+            int len = K - b * 32 < 32 ? K - b * 32 : 32;
+            dequantize_block(q, (const uint8_t *)qdata + n * rb + b * bb, qk_bf16(scales[(size_t)n * nb + b]), len,
+                             W + (size_t)n * K + (size_t)b * 32);
         }
     return HYDRA_OK;
 }
