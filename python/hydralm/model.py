@@ -92,6 +92,9 @@ class HydraLM(Owner):
         device = check_device(device)
         if precision not in _lib.PRECISIONS:
             raise ValueError("precision must be 'bf16' or 'f32', got %r" % (precision,))
+        if device != "cpu" and self.quant:
+            raise ValueError("a %s-quantised model runs on the CPU only; load the f32 checkpoint for %s"
+                             % (self.quant, device))
         with self._use() as h:
             check(lib.hydra_model_to_device(h, device.encode(), _lib.PRECISIONS[precision]))
             self.device = lib.hydra_model_device(h).decode()

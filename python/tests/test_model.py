@@ -97,6 +97,8 @@ def test_save_load_and_cli_checkpoints(tmp_path, model, model_file):
     assert hydralm.HydraLM.load(tmp_path / "q.safetensors", dtype="int8").fingerprint == model.fingerprint
     with pytest.raises(hydralm.HydraError):
         hydralm.HydraLM.load(tmp_path / "q.safetensors")  # the f32 loader refuses it
+    with pytest.raises(ValueError):
+        q.to("cuda")  # quantised matrices have no GPU kernels
     # a checkpoint written by `hydra init` loads and equals the same seeded model
     cli_file = tmp_path / "cli.safetensors"
     hydra("init", "--d-model", 64, "--n-layers", 3, "--n-heads", 2, "--head-dim", 32, "--pattern", "DSD",
