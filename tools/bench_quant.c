@@ -109,6 +109,34 @@ static double token_loss(const float *x, int n, int target) {
     return log(z) + mx - x[target];
 }
 
+/* Free-running greedy decoding from n_prompts prompts taken from the text
+ * (64 tokens each, spread over it): per variant the mean number of generated
+ * tokens equal to f32's before the first difference (of n_new). */
+#define QB_PROMPT 64
+static int free_run_match(hydra_model **v, const int32_t *tok, size_t n_tok, int n_prompts, int n_new, double *match) {
+    int32_t *out = malloc((size_t)NV * n_new * sizeof *out);
+    hydra_gen_opts g = hydra_gen_opts_default();
+    g.sample.temperature = 0.0f;
+    g.max_new_tokens = n_new;
+    int rc = 0;
+    for (int i = 0; i < NV; i++) match[i] = 0;
+    for (int p = 0; !rc && p < n_prompts; p++) {
+        const int32_t *prompt = tok + (n_tok - QB_PROMPT) * (size_t)p / (size_t)n_prompts;
+        size_t n_out[NV];
+        for (int i = 0; !rc && i < NV; i++) {
+            hydra_status st = hydra_generate(v[i], NULL, prompt, QB_PROMPT, &g, out + (size_t)i * n_new, (size_t)n_new, &n_out[i]);
+            if (st) rc = cli_fail("bench", "greedy generation", st);
+        }
+        for (int i = 0; !rc && i < NV; i++) {
+            size_t k = 0;
+            while (k < n_out[i] && k < n_out[0] && out[(size_t)i * n_new + k] == out[k]) k++;
+            match[i] += (double)k / n_prompts;
+        }
+    }
+    free(out);
+    return rc;
+}
+
 /* Quality of each variant against f32 on the validation split of data. */
 static int quality_table(FILE *out, const char *model_path, const char *data_path, int n_decode, int n_prefill) {
     hydra_model *v[NV] = {0};
@@ -128,7 +156,8 @@ static int quality_table(FILE *out, const char *model_path, const char *data_pat
     float *pl = malloc((size_t)n_prefill * sizeof *pl), *lg = malloc((size_t)NV * V * sizeof *lg);
     hydra_state *s[NV] = {0};
     double dec_loss[NV] = {0}, pre_loss[NV] = {0};
-    int agree[NV] = {0}, rc = 0;
+    int agree[NV] = {0}, rc = 0, n_free = 8, n_new = 256;
+    double match[NV] = {0};
     for (int i = 0; i < n_prefill; i++) tok[i] = val[i];
     for (int i = 0; !rc && i < NV; i++) {
         if ((st = hydra_state_create(v[i], &s[i])) || (st = hydra_eval_stream_loss(v[i], tok, (size_t)n_prefill, 512, pl)))
@@ -142,19 +171,22 @@ static int quality_table(FILE *out, const char *model_path, const char *data_pat
             dec_loss[i] += token_loss(x, V, tok[k + 1]) / (n_decode - 1);
             agree[i] += argmax(x, V) == argmax(lg, V);
         }
+    if (!rc) rc = free_run_match(v, tok, (size_t)n_prefill, n_free, n_new, match);
     if (!rc) {
         fprintf(out, "\nquality of %s on the last 10%% of %s (held out by hydra train's default split)\n", model_path,
                 data_path);
-        fprintf(out, "%-5s  %14s  %9s  %15s  %9s  %16s\n", "", "decode loss", "vs f32", "prefill loss", "vs f32",
-                "greedy agreement");
+        fprintf(out, "%-5s  %14s  %9s  %15s  %9s  %16s  %14s\n", "", "decode loss", "vs f32", "prefill loss", "vs f32",
+                "greedy agreement", "free-run match");
         for (int i = 0; i < NV; i++)
-            fprintf(out, "%-5s  %14.4f  %+8.2f%%  %15.4f  %+8.2f%%  %15.2f%%\n", VNAME[i], dec_loss[i],
+            fprintf(out, "%-5s  %14.4f  %+8.2f%%  %15.4f  %+8.2f%%  %15.2f%%  %10.1f/%d\n", VNAME[i], dec_loss[i],
                     100 * (dec_loss[i] / dec_loss[0] - 1), pre_loss[i], 100 * (pre_loss[i] / pre_loss[0] - 1),
-                    100.0 * agree[i] / (n_decode - 1));
+                    100.0 * agree[i] / (n_decode - 1), match[i], n_new);
         fprintf(out, "(decode: %d tokens through hydra_step, activations quantised per block in the int8/int4 rows;\n"
                      " prefill: %d tokens through hydra_eval_stream_loss, chunks of 512, dequantised weights with f32\n"
-                     " activations; greedy agreement: positions of the decode run whose argmax equals f32's)\n",
-                n_decode, n_prefill);
+                     " activations; greedy agreement: positions of the decode run whose argmax equals f32's;\n"
+                     " free-run match: greedy tokens generated equal to f32's before the first difference, mean over\n"
+                     " %d prompts of %d tokens from the split)\n",
+                n_decode, n_prefill, n_free, QB_PROMPT);
     }
     for (int i = 0; i < NV; i++) hydra_state_free(s[i]);
     free_variants(v);
