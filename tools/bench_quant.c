@@ -195,18 +195,20 @@ static int quality_table(FILE *out, const char *model_path, const char *data_pat
     return rc;
 }
 
-int hydra_bench_quant(FILE *out, int quick, const char *model_path, const char *data_path) {
-    fprintf(out, "quantised decode — %d threads, small-M kernel %s\n\n", hydra_get_num_threads(), hydra_quant_kernel());
-    fprintf(out, "%-16s %-5s %11s  %9s  %9s  %7s  %7s  %7s\n", "model", "", "bytes/tok", "tok/s med", "tok/s max",
-            "ms/tok", "vs f32", "GB/s");
-    hydra_config def = hydra_config_default(), small = def;
-    small.d_model = 256, small.n_layers = 4, small.n_heads = 4, small.head_dim = 64;
-    int steps = quick ? 16 : 64;
-    if (speed_table(out, "default 768x12", &def, steps) || speed_table(out, "small 256x4", &small, steps)) return 1;
-    fprintf(out, "(random-init weights, seed 1; decode after a 64-token prefill; per repetition the median of %d\n"
-                 " single-token steps, %d repetitions with the four precisions interleaved; tok/s med / max = the\n"
-                 " median / best repetition; vs f32 = f32 median time / this median time, same run)\n",
-            steps, QB_REPS);
+int hydra_bench_quant(FILE *out, int quick, int speed, const char *model_path, const char *data_path) {
+    fprintf(out, "quantised decode — %d threads, small-M kernel %s\n", hydra_get_num_threads(), hydra_quant_kernel());
+    if (speed) {
+        fprintf(out, "\n%-16s %-5s %11s  %9s  %9s  %7s  %7s  %7s\n", "model", "", "bytes/tok", "tok/s med", "tok/s max",
+                "ms/tok", "vs f32", "GB/s");
+        hydra_config def = hydra_config_default(), small = def;
+        small.d_model = 256, small.n_layers = 4, small.n_heads = 4, small.head_dim = 64;
+        int steps = quick ? 16 : 64;
+        if (speed_table(out, "default 768x12", &def, steps) || speed_table(out, "small 256x4", &small, steps)) return 1;
+        fprintf(out, "(random-init weights, seed 1; decode after a 64-token prefill; per repetition the median of %d\n"
+                     " single-token steps, %d repetitions with the four precisions interleaved; tok/s med / max = the\n"
+                     " median / best repetition; vs f32 = f32 median time / this median time, same run)\n",
+                steps, QB_REPS);
+    }
     if (model_path) return quality_table(out, model_path, data_path, quick ? 512 : 2048, quick ? 8192 : 32768);
     return 0;
 }

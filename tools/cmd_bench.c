@@ -130,7 +130,7 @@ int cmd_bench(int argc, char **argv) {
     const char *only = NULL;
     cli_add(&s, "threads", OPT_INT, &threads, "threads (default: all cores)");
     cli_add(&s, "quick", OPT_FLAG, &quick, "fewer repetitions (smoke test, noisier figures)");
-    cli_add(&s, "only", OPT_STR, &only, "run one part: gemm, model or delta");
+    cli_add(&s, "only", OPT_STR, &only, "run one part: gemm, model or delta (with --quant: quality, the table of --quant-model alone)");
     uint64_t stream_tokens = 0;
     cli_add(&s, "stream-tokens", OPT_U64, &stream_tokens, "run only the streaming benchmark over N tokens (small + default model)");
     const char *spec_target = NULL, *spec_draft = NULL;
@@ -163,7 +163,8 @@ int cmd_bench(int argc, char **argv) {
     if (threads > 0) hydra_set_num_threads(threads);
     if (strcmp(device, "cpu") && !stream_tokens) return hydra_bench_cuda(stdout, device, quick);
     if (train) return hydra_bench_train(stdout, quick), 0;
-    if (quant || quant_model) return hydra_bench_quant(stdout, quick, quant_model, quant_data);
+    if (quant || quant_model)
+        return hydra_bench_quant(stdout, quick, !(only && !strcmp(only, "quality")), quant_model, quant_data);
     if (spec_target || spec_draft) {
         if (!spec_target || !spec_draft) return fprintf(stderr, "hydra bench: --spec-target and --spec-draft go together\n"), 2;
         float min_ps[8];
