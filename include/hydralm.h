@@ -142,7 +142,9 @@ hydra_status hydra_model_find_tensor(const hydra_model *m, const char *name, hyd
 /* 64-bit FNV-1a hash of the config JSON and every weight byte. */
 uint64_t hydra_model_fingerprint(const hydra_model *m);
 
-/* Checkpoints: safetensors with the config in __metadata__["hydralm.config"]. */
+/* Checkpoints: safetensors with the config in __metadata__["hydralm.config"].
+ * A quantised model (hydra_model_load_quant) saves its quantised tensors and
+ * scales (format_version 2; docs/formats.md), which hydra_model_load refuses. */
 hydra_status hydra_model_save(const hydra_model *m, const char *path);
 hydra_status hydra_model_load(const char *path, hydra_model **out);
 /* Inference-only load: the matrices (projections, MLP, head) are read
@@ -154,8 +156,32 @@ hydra_status hydra_model_load(const char *path, hydra_model **out);
 hydra_status hydra_model_load_bf16(const char *path, hydra_model **out);
 /* 1 if m holds its matrices in bf16 only (hydra_model_load_bf16), else 0. */
 int hydra_model_is_bf16(const hydra_model *m);
-/* Bytes of weights m holds in memory (its f32 and bf16 arenas). */
+/* Bytes of weights m holds in memory (its f32, bf16 and quantised arenas). */
 size_t hydra_model_weight_bytes(const hydra_model *m);
+
+/* Quantised matrices for CPU decode (docs/quantization.md): every matrix the
+ * forward multiplies by (projections, MLP, head) held as int8 or int4 values
+ * in blocks of HYDRA_QUANT_BLOCK along a row, one bf16 scale per block. */
+typedef enum {
+    HYDRA_QUANT_NONE = 0,
+    HYDRA_QUANT_INT8 = 1, /* 34 bytes per 32 weights */
+    HYDRA_QUANT_INT4 = 2, /* 18 bytes per 32 weights */
+} hydra_quant;
+#define HYDRA_QUANT_BLOCK 32
+/* Inference-only load with quantised matrices. From an f32 checkpoint, q
+ * (INT8 or INT4) quantises the matrices as they are read (the f32 matrices
+ * are never held: peak memory is the quantised model + a row buffer); the
+ * fingerprint is the f32 file's, like hydra_model_load_bf16. A quantised
+ * checkpoint (hydra_model_save of such a model) loads with q = its format or
+ * HYDRA_QUANT_NONE; q = NONE on an f32 checkpoint is plain hydra_model_load.
+ * Training, the reference forward, reading the quantised tensors and moving
+ * the model to a GPU are refused with an error. */
+hydra_status hydra_model_load_quant(const char *path, hydra_quant q, hydra_model **out);
+/* HYDRA_QUANT_INT8 / _INT4 if m holds its matrices quantised, else NONE. */
+hydra_quant hydra_model_quant(const hydra_model *m);
+/* "none", "int8", "int4"; and back (HYDRA_ERR_ARG for an unknown name). */
+const char *hydra_quant_name(hydra_quant q);
+hydra_status hydra_quant_parse(const char *name, hydra_quant *out);
 
 /* --------------------------------------------------------------- devices */
 /* A model lives on one device: "cpu" (always) or "cuda" / "cuda:N" (builds

@@ -41,6 +41,33 @@ hydra_status hydra_op_matmul_bf16(int M, int N, int K, const float *x, const uin
 /* f32 -> bf16, round to nearest even (NaN stays NaN). */
 uint16_t hydra_f32_to_bf16(float f);
 
+/* Quantised weights (src/ops/quant.c, docs/quantization.md). A row of K
+ * weights is ceil(K / 32) blocks of 32 (the last one zero-padded), each with
+ * one bf16 scale d: int8 holds q in [-127, 127] (w = d q, 32 bytes a block),
+ * int4 holds q in [-8, 7] as q + 8 in nibbles (w = d q, 16 bytes a block:
+ * byte j = element j | element j + 16 << 4). Bytes of one row / blocks: */
+size_t hydra_quant_row_bytes(hydra_quant q, int K);
+int hydra_quant_row_blocks(int K);
+/* W [N, K] f32 -> qdata [N, row_bytes] + scales [N, blocks] (nearest level,
+ * each scale rounded up to bf16 so no value clips in int8), and back. */
+hydra_status hydra_quantize_rows(hydra_quant q, int N, int K, const float *W, void *qdata, uint16_t *scales);
+hydra_status hydra_dequantize_rows(hydra_quant q, int N, int K, const void *qdata, const uint16_t *scales,
+                                   float *W);
+/* y[M, N] (+)= x[M, K] . W^T with W quantised. M < 16 (decode, speculative
+ * verify): x is quantised per row and block of 32 to int8 (dynamic, one f32
+ * scale per block) and the block dot products are integer (AVX-512 VNNI or
+ * AVX2 kernels chosen at run time, or the plain reference); larger M:
+ * the rows are dequantised to f32 a block at a time for BLAS. */
+hydra_status hydra_op_matmul_q(hydra_quant q, int M, int N, int K, const float *x, const void *W,
+                               const uint16_t *scales, float *y, int accumulate);
+/* The small-M kernel: "auto" (the best this CPU runs; "ref" when the
+ * environment has HYDRA_QUANT_REF=1), "vnni", "avx2" or "ref". Setting one the
+ * CPU lacks fails with HYDRA_ERR_ARG. Process-wide; for tests and benchmarks. */
+hydra_status hydra_quant_set_kernel(const char *name);
+const char *hydra_quant_kernel(void);
+/* 1 if this CPU can run the named kernel. */
+int hydra_quant_kernel_supported(const char *name);
+
 /* RMSNorm over the last dim: y = x / sqrt(mean(x^2) + eps) * w. x, y: [M, C]; w: [C]. */
 hydra_status hydra_op_rmsnorm(int M, int C, const float *x, const float *w, float eps, float *y);
 

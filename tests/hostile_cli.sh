@@ -51,6 +51,15 @@ expect 1 "not a regular file (a directory)" -- "$HYDRA" info "$TMP/dir"
 # the seeds themselves are accepted (so the refusals above are not blanket ones)
 expect 0 "" -- "$HYDRA" stream --model "$MODEL" --load-state "$FZ/corpus/state/DS-6tokens.hst" --then ab --n 2 --quiet
 expect 0 "" -- "$HYDRA" factbank ask --model "$MODEL" --bank "$FZ/corpus/bank/DS-6tokens.bnk" --prompt ab -n 2
+# quantised checkpoints (issue 20): the state file of the f32 model loads into an int4 session and
+# back; wrong names and mixes are usage errors; a quantised file is refused by the f32-only paths
+QMODEL=$FZ/corpus/checkpoint/ds-int4.safetensors
+expect 0 "" -- "$HYDRA" stream --model "$QMODEL" --load-state "$FZ/corpus/state/DS-6tokens.hst" --then ab --n 2 --quiet
+expect 0 "" -- "$HYDRA" stream --model "$MODEL" --quant int8 --load-state "$FZ/corpus/state/DS-6tokens.hst" --then ab --n 2 --quiet
+expect 2 "--quant is int8 or int4" -- "$HYDRA" generate --model "$MODEL" --quant int3 --prompt a
+expect 2 "pick one" -- "$HYDRA" stream --model "$MODEL" --quant int8 --bf16 --then a --n 1 --quiet
+expect 1 "loads only as it is" -- "$HYDRA" generate --model "$QMODEL" --quant int8 --prompt a
+expect 1 "loads only as it is" -- "$HYDRA" stream --model "$QMODEL" --bf16 --then a --n 1 --quiet
 
 [ "$failures" -eq 0 ] && echo "all hostile-file CLI checks passed" && exit 0
 echo "$failures hostile-file CLI check(s) failed"

@@ -37,4 +37,11 @@ void hydra_bench_train(FILE *out, int quick);
  * f32 on `device` ("cuda" or "cuda:N"). Returns 0, or 1 after reporting. */
 int hydra_bench_cuda(FILE *out, const char *device, int quick, const char *only);
 
+/* Quantised decode (bench_quant.c): with `speed`, the default and small
+ * models as f32, bf16, int8 and int4, interleaved: bytes/token, tokens/s,
+ * ratio to f32; with model_path, loss (decode and prefill paths) and greedy
+ * agreement vs f32 on the validation split of data_path. quick: fewer steps
+ * and tokens. */
+int hydra_bench_quant(FILE *out, int quick, int speed, const char *model_path, const char *data_path);
+
 #endif /* HYDRA_TOOLS_BENCH_H */

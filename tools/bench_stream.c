@@ -24,7 +24,7 @@
 #define BS_WIN 16
 
 static void bench_one(FILE *out, const char *name, const char *path, long long tokens,
-                      hydra_weights_precision weights, const char *device) {
+                      hydra_weights_precision weights, hydra_quant quant, const char *device) {
     hydra_model *m = NULL;
     hydra_stream *s = NULL;
     hydra_stream_opts so = hydra_stream_opts_default();
@@ -36,7 +36,8 @@ static void bench_one(FILE *out, const char *name, const char *path, long long t
         if (!st) st = hydra_model_to_device(m, device, weights == HYDRA_WEIGHTS_BF16 ? HYDRA_PRECISION_BF16 : HYDRA_PRECISION_F32);
     } else {
         so.weights = weights;
-        st = weights == HYDRA_WEIGHTS_BF16 ? hydra_model_load_bf16(path, &m) : hydra_model_load(path, &m);
+        st = quant ? hydra_model_load_quant(path, quant, &m)
+                   : weights == HYDRA_WEIGHTS_BF16 ? hydra_model_load_bf16(path, &m) : hydra_model_load(path, &m);
     }
     if (!st) st = hydra_stream_create(m, &so, &s);
     if (st) {
@@ -97,7 +98,7 @@ static void bench_one(FILE *out, const char *name, const char *path, long long t
     double e = hydra_median(early, n_early) / BS_CHUNK, l = hydra_median(late, n_late) / BS_CHUNK;
     char b0[32], b1[32], r0[32], r1[32], wb[32];
     char label[48];
-    snprintf(label, sizeof label, "%s %s", name, weights == HYDRA_WEIGHTS_BF16 ? "bf16" : "f32");
+    snprintf(label, sizeof label, "%s %s", name, quant ? hydra_quant_name(quant) : weights == HYDRA_WEIGHTS_BF16 ? "bf16" : "f32");
     if (gpu) { /* device memory: the model's copy and workspace, plus the state's mirror */
         char db[32];
         fprintf(out, "%-20s device memory %s (model + workspace %s, state %s)\n", label,
@@ -136,6 +137,7 @@ typedef struct {
     const hydra_config *cfg;
     long long tokens;
     hydra_weights_precision weights;
+    hydra_quant quant;
     const char *device;
 } row_job;
 
@@ -153,20 +155,24 @@ static void save_model_job(void *a) {
 }
 static void row_job_run(void *a) {
     row_job *j = a;
-    bench_one(j->out, j->name, j->path, j->tokens, j->weights, j->device);
+    bench_one(j->out, j->name, j->path, j->tokens, j->weights, j->quant, j->device);
 }
 
-/* Both precisions of one config: the seeded model is written to a temporary
- * checkpoint once, then each row loads it (as a user would) in its own process. */
+/* Every precision of one config (f32, bf16; on the CPU also int8 and int4):
+ * the seeded model is written to a temporary checkpoint once, then each row
+ * loads it (as a user would) in its own process. */
 static void bench_config(FILE *out, const char *name, const hydra_config *cfg, long long tokens, const char *device) {
     char path[64];
     snprintf(path, sizeof path, "/tmp/hydra-bench-stream-%d.safetensors", (int)getpid());
-    row_job j = {out, name, path, cfg, tokens, HYDRA_WEIGHTS_F32, device};
+    row_job j = {out, name, path, cfg, tokens, HYDRA_WEIGHTS_F32, HYDRA_QUANT_NONE, device};
+    const int cpu = strcmp(device, "cpu") == 0;
     if (in_child(out, save_model_job, &j) == 0)
-        for (int r = 0; r < 2; r++) { /* on a GPU its default precision (bf16) first */
-            j.weights = (r == 0) == (strcmp(device, "cpu") == 0) ? HYDRA_WEIGHTS_F32 : HYDRA_WEIGHTS_BF16;
+        for (int r = 0; r < (cpu ? 4 : 2); r++) { /* on a GPU its default precision (bf16) first */
+            j.weights = r < 2 && (r == 0) != cpu ? HYDRA_WEIGHTS_BF16 : HYDRA_WEIGHTS_F32;
+            j.quant = r == 2 ? HYDRA_QUANT_INT8 : r == 3 ? HYDRA_QUANT_INT4 : HYDRA_QUANT_NONE;
             if (in_child(out, row_job_run, &j))
-                fprintf(out, "%-20s error: the %s run failed\n", name, j.weights == HYDRA_WEIGHTS_BF16 ? "bf16" : "f32");
+                fprintf(out, "%-20s error: the %s run failed\n", name,
+                        j.quant ? hydra_quant_name(j.quant) : j.weights == HYDRA_WEIGHTS_BF16 ? "bf16" : "f32");
         }
     remove(path);
 }
@@ -192,7 +198,8 @@ void hydra_bench_stream(FILE *out, long long tokens, int default_config, const c
             "(weights = bytes of weights in memory; state@0 / state max: hydra_state_bytes at the start / largest seen; RSS = process peak resident\n"
             " memory (VmHWM) after warm-up (64K tokens) and at the end; us/t = median per-token time over %d\n"
             " chunks just after 4K tokens and over the last %d chunks; ratio = end / 4K; decode/s = greedy\n"
-            " tokens/s of 64 tokens generated after the stream; bf16 = model loaded with hydra_model_load_bf16\n"
+            " tokens/s of 64 tokens generated after the stream; bf16 = model loaded with hydra_model_load_bf16,\n"
+            " int8 / int4 = with hydra_model_load_quant (docs/quantization.md)\n"
             " (on a GPU: the device's bf16 precision, f32 = its all-f32 mode);\n"
             " each row is its own process, reading the same seeded checkpoint.)\n",
             BS_WIN, BS_WIN);

@@ -239,9 +239,37 @@ int cli_device_check(const char *cmd, const cli_device *d) {
     return 0;
 }
 
-hydra_status cli_model_load(const char *path, int bf16, const cli_device *d, hydra_model **out) {
-    hydra_status st = bf16 ? hydra_model_load_bf16(path, out) : hydra_model_load(path, out);
+void cli_add_quant_opt(cli_spec *s, const char **quant) {
+    cli_add(s, "quant", OPT_STR, quant,
+            "int8 or int4: quantise the matrices at load, for CPU decode (docs/quantization.md); a quantised "
+            "checkpoint loads as it is without this");
+}
+
+int cli_quant_check(const char *cmd, const char *quant, int bf16) {
+    hydra_quant q;
+    if (quant && (hydra_quant_parse(quant, &q) != HYDRA_OK || q == HYDRA_QUANT_NONE)) {
+        fprintf(stderr, "hydra %s: --quant is int8 or int4, not \"%s\"\n", cmd, quant);
+        return -1;
+    }
+    if (quant && bf16) {
+        fprintf(stderr, "hydra %s: --quant and --bf16 are two precisions of the same matrices: pick one\n", cmd);
+        return -1;
+    }
+    return 0;
+}
+
+hydra_status cli_model_load(const char *path, int bf16, const char *quant, const cli_device *d, hydra_model **out) {
+    hydra_quant q = HYDRA_QUANT_NONE;
+    if (quant && hydra_quant_parse(quant, &q)) return HYDRA_ERR_ARG;
+    hydra_status st = bf16 ? hydra_model_load_bf16(path, out) : hydra_model_load_quant(path, q, out);
     if (st) return st;
+    if (hydra_model_quant(*out) && d && d->device && strcmp(d->device, "cpu") != 0) {
+        fprintf(stderr, "hydra: %s holds %s-quantised matrices, which run on the CPU only: drop --device or load "
+                "the f32 checkpoint\n", path, hydra_quant_name(hydra_model_quant(*out)));
+        hydra_model_free(*out);
+        *out = NULL;
+        return HYDRA_ERR_ARG;
+    }
     if ((st = cli_model_place(*out, d))) {
         hydra_model_free(*out);
         *out = NULL;

@@ -13,6 +13,7 @@ int cmd_init(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
@@ -97,7 +98,11 @@ int cli_device_check(const char *cmd, const cli_device *d);
 /* Load a checkpoint (bf16: the matrices in bf16 only) and move it to d's
  * device. On failure the model is freed and the status returned (message in
  * hydra_last_error), like hydra_model_load. */
-hydra_status cli_model_load(const char *path, int bf16, const cli_device *d, hydra_model **out);
+hydra_status cli_model_load(const char *path, int bf16, const char *quant, const cli_device *d, hydra_model **out);
+/* --quant int8|int4 (docs/quantization.md) for the inference commands, and
+ * its check: 0, or -1 after printing why (an unknown name, with --bf16). */
+void cli_add_quant_opt(cli_spec *s, const char **quant);
+int cli_quant_check(const char *cmd, const char *quant, int bf16);
 /* Move an existing model to d's device; same contract. */
 hydra_status cli_model_place(hydra_model *m, const cli_device *d);
 

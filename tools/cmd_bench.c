@@ -130,7 +130,7 @@ int cmd_bench(int argc, char **argv) {
     const char *only = NULL;
     cli_add(&s, "threads", OPT_INT, &threads, "threads (default: all cores)");
     cli_add(&s, "quick", OPT_FLAG, &quick, "fewer repetitions (smoke test, noisier figures)");
-    cli_add(&s, "only", OPT_STR, &only, "run one part: gemm, model or delta");
+    cli_add(&s, "only", OPT_STR, &only, "run one part: gemm, model or delta (with --quant: quality, the table of --quant-model alone)");
     uint64_t stream_tokens = 0;
     cli_add(&s, "stream-tokens", OPT_U64, &stream_tokens, "run only the streaming benchmark over N tokens (small + default model)");
     const char *spec_target = NULL, *spec_draft = NULL;
@@ -153,11 +153,18 @@ int cmd_bench(int argc, char **argv) {
     cli_add(&s, "device", OPT_STR, &device, "cpu (default) or cuda / cuda:N: the GPU benchmark (ceilings, kernels, model)");
     int train = 0;
     cli_add(&s, "train", OPT_FLAG, &train, "run only the training-step benchmark (tokens/s, MFU, PyTorch peer)");
+    int quant = 0;
+    const char *quant_model = NULL, *quant_data = "data/tinyshakespeare.txt";
+    cli_add(&s, "quant", OPT_FLAG, &quant, "run only the quantised-decode benchmark (f32 / bf16 / int8 / int4)");
+    cli_add(&s, "quant-model", OPT_STR, &quant_model, "with --quant: also the quality of this trained checkpoint vs f32");
+    cli_add(&s, "quant-data", OPT_STR, &quant_data, "text for --quant-model's validation split (default data/tinyshakespeare.txt)");
     int r = cli_parse(&s, argc, argv);
     if (r) return r > 0 ? 0 : 2;
     if (threads > 0) hydra_set_num_threads(threads);
     if (strcmp(device, "cpu") && !stream_tokens) return hydra_bench_cuda(stdout, device, quick, only);
     if (train) return hydra_bench_train(stdout, quick), 0;
+    if (quant || quant_model)
+        return hydra_bench_quant(stdout, quick, !(only && !strcmp(only, "quality")), quant_model, quant_data);
     if (spec_target || spec_draft) {
         if (!spec_target || !spec_draft) return fprintf(stderr, "hydra bench: --spec-target and --spec-draft go together\n"), 2;
         float min_ps[8];

@@ -13,7 +13,7 @@ int cmd_eval(int argc, char **argv) {
                   .summary = "Streams the file through the model as ONE sequence (state carried across\n"
                              "chunks) and reports the mean loss (nats/token), perplexity and the mean loss\n"
                              "of positions in buckets 0-256, 256-1K, 1K-4K, ... up to the file length."};
-    const char *model = NULL, *data = NULL;
+    const char *model = NULL, *data = NULL, *quant = NULL;
     long long max_tokens = 0;
     int chunk = 512, threads = 0;
     cli_add(&s, "model", OPT_STR, &model, "checkpoint (required)");
@@ -21,6 +21,7 @@ int cmd_eval(int argc, char **argv) {
     cli_add(&s, "max-tokens", OPT_INT, &max_tokens, "evaluate only the first N bytes (default: whole file)");
     cli_add(&s, "chunk", OPT_INT, &chunk, "tokens per forward call (default 512; does not change the result)");
     cli_add(&s, "threads", OPT_INT, &threads, "threads (default: all cores)");
+    cli_add_quant_opt(&s, &quant);
     cli_device dev;
     cli_add_device_opts(&s, &dev, "");
     int r = cli_parse(&s, argc, argv);
@@ -36,8 +37,8 @@ int cmd_eval(int argc, char **argv) {
     if (threads > 0) hydra_set_num_threads(threads);
     hydra_model *m = NULL;
     hydra_text_data *td = NULL;
-    if (cli_device_check("eval", &dev)) return 2;
-    hydra_status st = cli_model_load(model, 0, &dev, &m);
+    if (cli_device_check("eval", &dev) || cli_quant_check("eval", quant, 0)) return 2;
+    hydra_status st = cli_model_load(model, 0, quant, &dev, &m);
     if (st) return cli_fail("eval", model, st);
     if ((st = hydra_text_data_load(data, 0.0, &td)) != HYDRA_OK) {
         hydra_model_free(m);

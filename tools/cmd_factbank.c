@@ -96,7 +96,7 @@ static int fb_write(int argc, char **argv) {
     int rc = 0;
     double t0 = hydra_now_seconds();
     if (cli_device_check("factbank", &dev)) return 2;
-    if ((st = cli_model_load(model, 0, &dev, &m))) {
+    if ((st = cli_model_load(model, 0, NULL, &dev, &m))) {
         rc = cli_fail("factbank write", "loading the model", st);
         goto done;
     }
@@ -185,7 +185,7 @@ static int fb_ask(int argc, char **argv) {
     hydra_status st;
     int rc = 0;
     if (cli_device_check("factbank", &dev)) return 2;
-    if ((st = cli_model_load(model, 0, &dev, &m))) {
+    if ((st = cli_model_load(model, 0, NULL, &dev, &m))) {
         rc = cli_fail("factbank ask", "loading the model", st);
         goto done;
     }

@@ -9,7 +9,7 @@ int cmd_generate(int argc, char **argv) {
     cli_spec s = {.usage = "hydra generate --model m.safetensors --prompt TEXT [-n N] [sampling options]",
                   .summary = "Prefills the prompt (byte-level tokens) and streams sampled tokens to stdout\n"
                              "as they are produced. Temperature 0 is greedy decoding."};
-    const char *model = NULL, *prompt = NULL, *draft_path = NULL;
+    const char *model = NULL, *prompt = NULL, *draft_path = NULL, *quant = NULL;
     int spec_k = 4;
     int n = 128, threads = 0, stats = 0, bf16 = 0;
     cli_sampling smp;
@@ -25,20 +25,23 @@ int cmd_generate(int argc, char **argv) {
     cli_add(&s, "min-draft-prob", OPT_FLOAT, &min_draft_prob,
             "adaptive rounds: the draft stops proposing once its top probability is below this (default 0: always k)");
     cli_add(&s, "bf16", OPT_FLAG, &bf16, "load the matrices in bf16 only (half the memory, faster decode; ~1e-2 logit error)");
+    cli_add_quant_opt(&s, &quant);
     cli_device dev, ddev;
     cli_add_device_opts(&s, &dev, "");
     cli_add_device_opts(&s, &ddev, "draft-");
     cli_alias_n(argc, argv);
     int r = cli_parse(&s, argc, argv);
     if (r) return r > 0 ? 0 : 2;
-    if (cli_device_check("generate", &dev) || cli_device_check("generate", &ddev)) return 2;
+    if (cli_device_check("generate", &dev) || cli_device_check("generate", &ddev) ||
+        cli_quant_check("generate", quant, bf16))
+        return 2;
     if (!model || !prompt) {
         fprintf(stderr, "hydra generate: --model and --prompt are required (see --help)\n");
         return 2;
     }
     if (threads > 0) hydra_set_num_threads(threads);
     hydra_model *m = NULL;
-    hydra_status st = cli_model_load(model, bf16, &dev, &m);
+    hydra_status st = cli_model_load(model, bf16, quant, &dev, &m);
     if (st) return cli_fail("generate", model, st);
     size_t len = strlen(prompt), n_ids = 0, n_out = 0;
     int32_t *ids = malloc((len ? len : 1) * sizeof *ids);
@@ -68,7 +71,7 @@ int cmd_generate(int argc, char **argv) {
             memcpy(so.stop_tokens, g.stop_tokens, sizeof so.stop_tokens);
             so.n_stop_tokens = g.n_stop_tokens;
             so.on_token = g.on_token;
-            if ((st = cli_model_load(draft_path, bf16, &ddev, &dm)) != HYDRA_OK) {
+            if ((st = cli_model_load(draft_path, bf16, quant, &ddev, &dm)) != HYDRA_OK) {
                 rc = cli_fail("generate", draft_path, st);
             } else {
                 st = hydra_spec_generate(m, dm, ids, n_ids, &so, out, (size_t)(n > 0 ? n : 1), &n_out, &ss);

@@ -40,7 +40,7 @@ int cmd_info(int argc, char **argv) {
         return 0;
     }
     hydra_model *m = NULL;
-    hydra_status st = hydra_model_load(path, &m);
+    hydra_status st = hydra_model_load_quant(path, HYDRA_QUANT_NONE, &m); /* f32, or quantised as stored */
     if (st) return cli_fail("info", path, st);
     const hydra_config *c = hydra_model_config(m);
     char layers[HYDRA_MAX_LAYERS + 1], b1[32], b2[32];
@@ -57,11 +57,14 @@ int cmd_info(int argc, char **argv) {
     printf("state bytes   %zu (%s per sequence%s)\n", hydra_model_state_bytes(m),
            cli_bytes((double)hydra_model_state_bytes(m), b2, sizeof b2),
            strchr(layers, 'A') || (c->window == 0 && strchr(layers, 'S')) ? ", plus full-attention caches that grow with the context" : ", constant");
+    if (hydra_model_quant(m))
+        printf("matrices      %s-quantised (%s of weights in memory)\n", hydra_quant_name(hydra_model_quant(m)),
+               cli_bytes((double)hydra_model_weight_bytes(m), b1, sizeof b1));
     printf("fingerprint   %016llx\n", (unsigned long long)hydra_model_fingerprint(m));
     if (tensors)
         for (int i = 0; i < hydra_model_n_tensors(m); i++) {
             hydra_tensor t;
-            hydra_model_tensor(m, i, &t);
+            if (hydra_model_tensor(m, i, &t)) continue; /* held quantised only */
             if (t.ndim == 2) printf("  %-44s [%lld, %lld]\n", t.name, (long long)t.shape[0], (long long)t.shape[1]);
             else printf("  %-44s [%lld]\n", t.name, (long long)t.shape[0]);
         }

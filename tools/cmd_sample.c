@@ -43,7 +43,7 @@ int cmd_sample(int argc, char **argv) {
     if (threads > 0) hydra_set_num_threads(threads);
     hydra_model *m = NULL;
     if (cli_device_check("sample", &dev)) return 2;
-    hydra_status st = cli_model_load(model, 0, &dev, &m);
+    hydra_status st = cli_model_load(model, 0, NULL, &dev, &m);
     if (st) return cli_fail("sample", model, st);
     hydra_text_data *td = NULL;
     if ((st = hydra_text_data_load(data, val_fraction, &td))) {

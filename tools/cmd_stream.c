@@ -60,6 +60,8 @@ int cmd_stream(int argc, char **argv) {
             "with --save-state: also save after every N input tokens, so that a long run stopped midway "
             "resumes from its last save (--load-state; the file holds the position)");
     cli_add(&s, "bf16", OPT_FLAG, &bf16, "load the matrices in bf16 only (half the memory, faster decode; ~1e-2 logit error)");
+    const char *quant = NULL;
+    cli_add_quant_opt(&s, &quant);
     cli_add(&s, "threads", OPT_INT, &threads, "threads (default: all cores)");
     cli_device dev;
     cli_add_device_opts(&s, &dev, "");
@@ -99,8 +101,8 @@ int cmd_stream(int argc, char **argv) {
     int32_t *ids = NULL, *out = NULL;
     unsigned char *buf = NULL;
     int rc = 0;
-    if (cli_device_check("stream", &dev)) return 2;
-    hydra_status st = cli_model_load(model, bf16, &dev, &m);
+    if (cli_device_check("stream", &dev) || cli_quant_check("stream", quant, bf16)) return 2;
+    hydra_status st = cli_model_load(model, bf16, quant, &dev, &m);
     if (st) return cli_fail("stream", model, st);
     if (hydra_model_config(m)->vocab_size < 256) {
         fprintf(stderr, "hydra stream: %s has a vocabulary of %d tokens; byte-level input needs at least 256\n", model,

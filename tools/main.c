@@ -13,6 +13,7 @@ static const struct {
     {"init", cmd_init, "create a new model with seeded weights and save it"},
     {"generate", cmd_generate, "stream generated text from a model"},
     {"sample", cmd_sample, "write a corpus sampled from a model, many sequences at once (e.g. to distil a draft)"},
+    {"quantize", cmd_quantize, "write an int8 / int4 quantised checkpoint for CPU decode"},
     {"info", cmd_info, "print a checkpoint's config, parameter count and state size"},
     {"stream", cmd_stream, "feed a long input at constant memory; continue, save or resume a session"},
     {"train", cmd_train, "train a model on a text file (AdamW or Muon), with exact resume"},

@@ -233,6 +233,8 @@ _SIGS = {
     "hydra_model_load": (_S, [C.c_char_p, C.POINTER(P)]),
     "hydra_model_load_bf16": (_S, [C.c_char_p, C.POINTER(P)]),
     "hydra_model_is_bf16": (C.c_int, [P]),
+    "hydra_model_load_quant": (_S, [C.c_char_p, C.c_int, C.POINTER(P)]),
+    "hydra_model_quant": (C.c_int, [P]),
     "hydra_model_weight_bytes": (sz, [P]),
     "hydra_model_state_bytes": (sz, [P]),
     "hydra_forward": (_S, [P, I32P, C.c_int, C.c_int, C.POINTER(P), C.c_int, F32P]),

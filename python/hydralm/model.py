@@ -61,12 +61,16 @@ class HydraLM(Owner):
     @classmethod
     def load(cls, path, dtype="f32", device="cpu"):
         """Load a checkpoint. dtype "bf16" keeps the matrices in bf16 only (half
-        the memory; inference only, ~1e-2 relative logit error)."""
+        the memory; inference only, ~1e-2 relative logit error); "int8" / "int4"
+        quantises them for CPU decode (docs/quantization.md; inference only);
+        a quantised checkpoint loads with its own dtype."""
         device = check_device(device)
         loaders = {"f32": lib.hydra_model_load, "float32": lib.hydra_model_load, "bf16": lib.hydra_model_load_bf16,
-                   "bfloat16": lib.hydra_model_load_bf16}
+                   "bfloat16": lib.hydra_model_load_bf16,
+                   "int8": lambda p, h: lib.hydra_model_load_quant(p, 1, h),
+                   "int4": lambda p, h: lib.hydra_model_load_quant(p, 2, h)}
         if dtype not in loaders:
-            raise ValueError("dtype must be 'f32' or 'bf16', got %r" % (dtype,))
+            raise ValueError("dtype must be 'f32', 'bf16', 'int8' or 'int4', got %r" % (dtype,))
         h = C.c_void_p()
         check(loaders[dtype](fspath(path, "HydraLM.load"), C.byref(h)))
         return cls(_handle=h.value, device=device)
@@ -88,6 +92,9 @@ class HydraLM(Owner):
         device = check_device(device)
         if precision not in _lib.PRECISIONS:
             raise ValueError("precision must be 'bf16' or 'f32', got %r" % (precision,))
+        if device != "cpu" and self.quant:
+            raise ValueError("a %s-quantised model runs on the CPU only; load the f32 checkpoint for %s"
+                             % (self.quant, device))
         with self._use() as h:
             check(lib.hydra_model_to_device(h, device.encode(), _lib.PRECISIONS[precision]))
             self.device = lib.hydra_model_device(h).decode()
@@ -103,6 +110,7 @@ class HydraLM(Owner):
     fingerprint = c_property(lib.hydra_model_fingerprint,
                              "64-bit FNV-1a hash of the config and every weight (state and bank files carry it).")
     is_bf16 = c_property(lib.hydra_model_is_bf16, convert=bool)
+    quant = c_property(lib.hydra_model_quant, convert=lambda q: {0: None, 1: "int8", 2: "int4"}[q])
     weight_bytes = c_property(lib.hydra_model_weight_bytes)
     state_bytes = c_property(lib.hydra_model_state_bytes, "Bytes of one sequence's state (constant, whatever the length).")
     vocab_size = c_property(lambda h: lib.hydra_model_config(h).contents.vocab_size)

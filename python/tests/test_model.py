@@ -91,6 +91,14 @@ def test_save_load_and_cli_checkpoints(tmp_path, model, model_file):
     assert b.is_bf16 and b.fingerprint == model.fingerprint
     with pytest.raises(ValueError):
         b.save(tmp_path / "x.safetensors")  # bf16-only models cannot be saved
+    q = hydralm.HydraLM.load(model_file, dtype="int8")  # quantised at load; saves its own format
+    assert q.quant == "int8" and model.quant is None and q.fingerprint == model.fingerprint
+    q.save(tmp_path / "q.safetensors")
+    assert hydralm.HydraLM.load(tmp_path / "q.safetensors", dtype="int8").fingerprint == model.fingerprint
+    with pytest.raises(hydralm.HydraError):
+        hydralm.HydraLM.load(tmp_path / "q.safetensors")  # the f32 loader refuses it
+    with pytest.raises(ValueError):
+        q.to("cuda")  # quantised matrices have no GPU kernels
     # a checkpoint written by `hydra init` loads and equals the same seeded model
     cli_file = tmp_path / "cli.safetensors"
     hydra("init", "--d-model", 64, "--n-layers", 3, "--n-heads", 2, "--head-dim", 32, "--pattern", "DSD",

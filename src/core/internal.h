@@ -40,6 +40,13 @@ uint64_t hydra_fnv1a(uint64_t h, const void *data, size_t n);
 
 
 /* ------------------------------------------------------------ parameters */
+/* A quantised matrix (hydra_model_load_quant): rows of hydra_quant_row_bytes
+ * values and hydra_quant_row_blocks bf16 scales; NULL when not quantised. */
+typedef struct {
+    const uint8_t *q;
+    const uint16_t *d;
+} hydra_qmat;
+
 /* Per-layer weight pointers into the model's parameter arena. Projections
  * that read the same input are adjacent in the arena so one GEMM computes
  * them all: for DeltaNet q|k|v|g|a|b rows, for attention q|k|v, for the MLP
@@ -62,6 +69,8 @@ typedef struct {
     /* bf16 copies of the four matrices (a bf16 view model only; else NULL):
      * the forward uses them instead of the f32 ones when set */
     const uint16_t *in_proj_h, *o_proj_h, *gate_up_h, *down_h;
+    /* quantised copies (a quantised model only; its f32 pointers are NULL) */
+    hydra_qmat in_proj_q, o_proj_q, gate_up_q, down_q;
 } hydra_layer_weights;
 
 typedef struct {
@@ -71,7 +80,9 @@ typedef struct {
     size_t offset; /* in floats, into the logical f32 arena (file and fingerprint order) */
     size_t numel;
     int bf16;      /* held in the bf16 arena (a bf16-only model's matrices) */
-    size_t store;  /* where it lives: float offset into params, or bf16 offset into bf16 */
+    int quant;     /* held quantised (hydra_quant) in qdata / qscale */
+    size_t store;  /* where it lives: float offset into params, bf16 offset into bf16, or byte offset into qdata */
+    size_t qscale; /* quantised: offset of its scales in qscale */
 } hydra_param_info;
 
 /* Device mirrors (src/backend/backend.h); NULL on the CPU. */
@@ -100,11 +111,23 @@ struct hydra_model {
     /* bf16-only model (hydra_model_load_bf16): the matrices exist only in
      * bf16 (their f32 pointers are NULL); fingerprint is the f32 file's. */
     int bf16_only;
+    /* quantised model (hydra_model_load_quant): the matrices exist only as
+     * hydra_quant values + scales; fingerprint is the f32 model's. */
+    int quant;                 /* hydra_quant */
+    uint8_t *qdata;            /* quantised rows of every matrix, arena order */
+    uint16_t *qscale;          /* their bf16 block scales */
+    size_t n_qbytes, n_qscales;
+    hydra_qmat lm_head_q;      /* the head (its own copy of a tied embedding) */
     uint64_t fingerprint;
 };
 
+/* How a model holds its matrices (hydra_model_plan's mode). */
+enum { HYDRA_STORE_F32 = 0, HYDRA_STORE_BF16 = 1, HYDRA_STORE_INT8 = 2, HYDRA_STORE_INT4 = 3 };
+static inline int hydra_store_of_quant(int q) { return q == HYDRA_QUANT_INT8 ? HYDRA_STORE_INT8 : HYDRA_STORE_INT4; }
+
 /* HYDRA_OK, or a clear error when `what` needs f32 weights that a bf16-only
- * model does not hold (training, saving, the reference forward). */
+ * or quantised model does not hold (training, the reference forward; saving
+ * a bf16-only model). */
 hydra_status hydra_require_f32(const hydra_model *m, const char *what);
 /* HYDRA_OK, or a clear error when `what` would change the host weights of a
  * model that lives on a GPU (its device copy would silently go stale):
@@ -123,16 +146,17 @@ uint64_t hydra_fingerprint_begin(const hydra_config *cfg);
  * hydra_model_free; m must outlive it. For inference only. */
 hydra_status hydra_model_bf16_view(const hydra_model *m, hydra_model **out);
 
-/* Build the parameter table for cfg and allocate the (zeroed) arena; with
- * bf16_only, the matrices get a bf16 arena instead (hydra_model_load_bf16). */
+/* Build the parameter table for cfg and allocate the (zeroed) arena; mode
+ * HYDRA_STORE_*: the matrices get a bf16 arena (hydra_model_load_bf16) or
+ * quantised ones (hydra_model_load_quant) instead. */
 hydra_status hydra_model_alloc(const hydra_config *cfg, hydra_model **out);
-hydra_status hydra_model_alloc_ex(const hydra_config *cfg, int bf16_only, hydra_model **out);
+hydra_status hydra_model_alloc_ex(const hydra_config *cfg, int mode, hydra_model **out);
 /* The two halves of hydra_model_alloc_ex. plan: the validated parameter
  * table (names, shapes, offsets) and no arenas, so a loader can check a
  * file's tensor table against the config before allocating any weights.
  * alloc_arenas: the arenas (zeroed when `zero`; a loader that overwrites
  * every byte passes 0) and the layers' weight pointers into them. */
-hydra_status hydra_model_plan(const hydra_config *cfg, int bf16_only, hydra_model **out);
+hydra_status hydra_model_plan(const hydra_config *cfg, int mode, hydra_model **out);
 hydra_status hydra_model_alloc_arenas(hydra_model *m, int zero);
 /* Deterministic init of all parameters (DESIGN §2). */
 void hydra_model_init_params(hydra_model *m, uint64_t seed);

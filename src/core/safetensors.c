@@ -29,8 +29,61 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
                "safetensors.c assumes a little-endian host (data is written as LE f32)");
 _Static_assert(sizeof(float) == 4, "float must be IEEE-754 binary32");
 
-#define ST_FORMAT_VERSION "1"
+#define ST_FORMAT_VERSION "1"       /* f32 tensors */
+#define ST_FORMAT_VERSION_QUANT "2" /* quantised matrices + scales (docs/formats.md) */
 #define ST_MAX_HEADER 100000000ULL /* 100 MB, the safetensors reference limit */
+
+/* ------------------------------------------------------- file tensors */
+/* One tensor of a file: a parameter in f32, or a quantised matrix's values
+ * (I8 for int8, U8 nibble pairs for int4: [rows, row bytes]) and its scales
+ * (BF16 [rows, blocks], named "<matrix>.scale"). */
+typedef struct {
+    char name[80];
+    const char *dtype;
+    int ndim;
+    int64_t shape[2];
+    uint64_t nbytes;
+    int info; /* parameter index */
+    int part; /* 0: the tensor (f32 data or quantised values), 1: a quantised tensor's scales */
+} st_entry;
+
+/* The tensors of m's file, in arena order: quantised matrices as two entries
+ * when `quant_file`, else every parameter as F32. Returns the count; out may
+ * be NULL to count only. */
+static int file_entries(const hydra_model *m, int quant_file, st_entry *out) {
+    int n = 0;
+    for (int i = 0; i < m->n_info; i++) {
+        const hydra_param_info *p = &m->info[i];
+        int q = quant_file && p->quant;
+        for (int part = 0; part <= q; part++, n++) {
+            if (!out) continue;
+            st_entry *e = &out[n];
+            snprintf(e->name, sizeof e->name, "%s%s", p->name, part ? ".scale" : "");
+            e->info = i;
+            e->part = part;
+            e->ndim = p->ndim;
+            e->shape[0] = p->shape[0];
+            e->shape[1] = p->shape[1];
+            if (!q) {
+                e->dtype = "F32";
+                e->nbytes = (uint64_t)p->numel * 4u;
+                continue;
+            }
+            int K = (int)p->shape[1];
+            e->dtype = part ? "BF16" : p->quant == HYDRA_QUANT_INT8 ? "I8" : "U8";
+            e->shape[1] = part ? hydra_quant_row_blocks(K) : (int64_t)hydra_quant_row_bytes((hydra_quant)p->quant, K);
+            e->nbytes = (uint64_t)e->shape[0] * (uint64_t)e->shape[1] * (part ? 2u : 1u);
+        }
+    }
+    return n;
+}
+
+/* Where an entry's bytes live in the model. */
+static void *entry_data(const hydra_model *m, const st_entry *e) {
+    const hydra_param_info *p = &m->info[e->info];
+    if (e->part) return m->qscale + p->qscale;
+    return p->quant ? (void *)(m->qdata + p->store) : (void *)(m->params + p->store);
+}
 
 /* ------------------------------------------------------------------ save */
 
@@ -50,7 +103,7 @@ static size_t find_nonfinite(const float *x, size_t n, int *is_nan) {
 
 /* Build the padded header text for model m. On success *out is malloc'd and
  * *len (a multiple of 8) is its length; the text is not NUL-terminated. */
-static hydra_status build_header(const hydra_model *m, char **out, size_t *len) {
+static hydra_status build_header(const hydra_model *m, const st_entry *ents, int n_ent, char **out, size_t *len) {
     *out = NULL;
     char *cfg_json = NULL;
     HYDRA_CHECK(hydra_config_to_json(&m->cfg, &cfg_json));
@@ -59,24 +112,31 @@ static hydra_status build_header(const hydra_model *m, char **out, size_t *len) 
     int bad = !root || !meta;
     if (!bad) {
         bad |= json_object_set_new(meta, "hydralm.config", json_string(cfg_json));
-        bad |= json_object_set_new(meta, "hydralm.format_version", json_string(ST_FORMAT_VERSION));
+        bad |= json_object_set_new(meta, "hydralm.format_version",
+                                   json_string(m->quant ? ST_FORMAT_VERSION_QUANT : ST_FORMAT_VERSION));
+        if (m->quant) { /* the f32 model's fingerprint: state files stay interchangeable */
+            char fp[24];
+            snprintf(fp, sizeof fp, "%016llx", (unsigned long long)m->fingerprint);
+            bad |= json_object_set_new(meta, "hydralm.quant", json_string(hydra_quant_name((hydra_quant)m->quant)));
+            bad |= json_object_set_new(meta, "hydralm.fingerprint", json_string(fp));
+        }
         bad |= json_object_set(root, "__metadata__", meta);
     }
     hydra_free(cfg_json);
     uint64_t off = 0; /* bytes */
-    for (int t = 0; !bad && t < m->n_info; t++) {
-        const hydra_param_info *p = &m->info[t];
+    for (int t = 0; !bad && t < n_ent; t++) {
+        const st_entry *en = &ents[t];
         json_t *e = json_object(), *shape = json_array(), *offs = json_array();
         bad |= !e || !shape || !offs;
         if (!bad) {
-            for (int d = 0; d < p->ndim; d++) bad |= json_array_append_new(shape, json_integer(p->shape[d]));
-            uint64_t end = off + (uint64_t)p->numel * 4u;
+            for (int d = 0; d < en->ndim; d++) bad |= json_array_append_new(shape, json_integer(en->shape[d]));
+            uint64_t end = off + en->nbytes;
             bad |= json_array_append_new(offs, json_integer((json_int_t)off));
             bad |= json_array_append_new(offs, json_integer((json_int_t)end));
-            bad |= json_object_set_new(e, "dtype", json_string("F32"));
+            bad |= json_object_set_new(e, "dtype", json_string(en->dtype));
             bad |= json_object_set(e, "shape", shape);
             bad |= json_object_set(e, "data_offsets", offs);
-            bad |= json_object_set(root, p->name, e);
+            bad |= json_object_set(root, en->name, e);
             off = end;
         }
         json_decref(e);
@@ -105,14 +165,15 @@ static hydra_status build_header(const hydra_model *m, char **out, size_t *len) 
 hydra_status hydra_model_save(const hydra_model *m, const char *path) {
     if (!m || !path) return hydra_set_error(HYDRA_ERR_ARG, "model_save: NULL argument");
     if (!path[0]) return hydra_set_error(HYDRA_ERR_ARG, "model_save: empty path");
-    HYDRA_CHECK(hydra_require_f32(m, "model_save"));
+    if (!m->quant) HYDRA_CHECK(hydra_require_f32(m, "model_save")); /* a quantised model saves its own format */
 
     /* A checkpoint with NaN/Inf could never be loaded back: refuse it here
      * rather than atomically replacing a good file with an unloadable one. */
     for (int t = 0; t < m->n_info; t++) {
         const hydra_param_info *p = &m->info[t];
+        if (p->quant) continue; /* finite by construction */
         int is_nan = 0;
-        size_t i = find_nonfinite(m->params + p->offset, p->numel, &is_nan);
+        size_t i = find_nonfinite(m->params + p->store, p->numel, &is_nan);
         if (i < p->numel)
             return hydra_set_error(HYDRA_ERR_ARG,
                                    "model_save %s: tensor \"%s\" element %zu is %s; refusing to "
@@ -120,14 +181,18 @@ hydra_status hydra_model_save(const hydra_model *m, const char *path) {
                                    path, p->name, i, is_nan ? "NaN" : "Inf");
     }
 
+    int n_ent = file_entries(m, 1, NULL);
+    st_entry *ents = malloc((size_t)n_ent * sizeof *ents);
+    if (!ents) return hydra_set_error(HYDRA_ERR_NOMEM, "model_save: out of memory");
+    file_entries(m, 1, ents);
     char *header = NULL;
     size_t hlen = 0;
-    HYDRA_CHECK(build_header(m, &header, &hlen));
-
+    hydra_status st = build_header(m, ents, n_ent, &header, &hlen);
     hydra_afile f;
-    hydra_status st = hydra_afile_open(&f, path);
+    if (st == HYDRA_OK) st = hydra_afile_open(&f, path);
     if (st != HYDRA_OK) {
         free(header);
+        free(ents);
         return st;
     }
     f.hashing = 0; /* safetensors has no checksum field */
@@ -135,11 +200,9 @@ hydra_status hydra_model_save(const hydra_model *m, const char *path) {
     for (int i = 0; i < 8; i++) prefix[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
     hydra_afile_write(&f, prefix, 8);
     hydra_afile_write(&f, header, hlen);
-    for (int t = 0; t < m->n_info; t++) {
-        const hydra_param_info *p = &m->info[t];
-        hydra_afile_write(&f, m->params + p->offset, p->numel * sizeof(float));
-    }
+    for (int t = 0; t < n_ent; t++) hydra_afile_write(&f, entry_data(m, &ents[t]), (size_t)ents[t].nbytes);
     free(header);
+    free(ents);
     return hydra_afile_commit(&f);
 }
 
@@ -191,25 +254,31 @@ static void fmt_json_shape(char *buf, size_t cap, const json_t *shape) {
         goto done;                                        \
     } while (0)
 
-/* Read the tensors of a bf16-only model in arena order (seeking when the file
- * orders them differently): f32 tensors straight into the arena, matrices
- * through a bounce buffer into bf16, hashing the f32 bytes on the way so the
- * fingerprint is the f32 file's. Peak memory: the bf16 model + 256 KiB. */
+/* Read the tensors of a bf16-only or quantised model from an f32 file in
+ * arena order (seeking when the file orders them differently): f32 tensors
+ * straight into the arena, matrices through a bounce buffer into bf16 or
+ * their quantised rows (whole rows per chunk, since a block never spans two),
+ * hashing the f32 bytes on the way so the fingerprint is the f32 file's.
+ * Peak memory: the reduced model + a bounce buffer of max(64K floats, 1 row). */
 #define BOUNCE_FLOATS 65536
-static hydra_status read_bf16_only(FILE *f, const char *P, uint64_t data_start, const file_entry *ent, hydra_model *m) {
-    float *bounce = malloc(BOUNCE_FLOATS * sizeof(float));
+static hydra_status read_reduced(FILE *f, const char *P, uint64_t data_start, const file_entry *ent, hydra_model *m) {
+    size_t cap = BOUNCE_FLOATS;
+    for (int i = 0; i < m->n_info; i++)
+        if (m->info[i].quant && (size_t)m->info[i].shape[1] > cap) cap = (size_t)m->info[i].shape[1];
+    float *bounce = malloc(cap * sizeof(float));
     if (!bounce) return hydra_set_error(HYDRA_ERR_NOMEM, "checkpoint %s: out of memory", P);
     uint64_t h = hydra_fingerprint_begin(&m->cfg);
     hydra_status st = HYDRA_OK;
     for (int i = 0; i < m->n_info && !st; i++) {
         const hydra_param_info *p = &m->info[i];
+        const size_t K = p->quant ? (size_t)p->shape[1] : 1, chunk = cap / K * K;
         if (fseeko(f, (off_t)(data_start + ent[i].begin), SEEK_SET) != 0) {
             st = hydra_set_error(HYDRA_ERR_IO, "checkpoint %s: seek error in tensor \"%s\"", P, p->name);
             break;
         }
         for (size_t done = 0; done < p->numel && !st;) {
-            size_t n = p->numel - done < BOUNCE_FLOATS ? p->numel - done : BOUNCE_FLOATS;
-            float *dst = p->bf16 ? bounce : m->params + p->store + done;
+            size_t n = p->numel - done < chunk ? p->numel - done : chunk;
+            float *dst = p->bf16 || p->quant ? bounce : m->params + p->store + done;
             int is_nan = 0;
             size_t bad;
             if (fread(dst, sizeof(float), n, f) != n)
@@ -222,22 +291,57 @@ static hydra_status read_bf16_only(FILE *f, const char *P, uint64_t data_start, 
                 h = hydra_fnv1a(h, dst, n * sizeof(float));
                 if (p->bf16)
                     for (size_t j = 0; j < n; j++) m->bf16[p->store + done + j] = hydra_f32_to_bf16(bounce[j]);
+                if (p->quant) {
+                    size_t r0 = done / K;
+                    hydra_quantize_rows((hydra_quant)p->quant, (int)(n / K), (int)K, bounce,
+                                        m->qdata + p->store + r0 * hydra_quant_row_bytes((hydra_quant)p->quant, (int)K),
+                                        m->qscale + p->qscale + r0 * (size_t)hydra_quant_row_blocks((int)K));
+                }
                 done += n;
             }
         }
     }
     free(bounce);
     if (st) return st;
-    if (m->cfg.tie_embeddings) { /* the head's own bf16 copy of the embedding */
-        size_t VC = (size_t)m->cfg.vocab_size * (size_t)m->cfg.d_model;
-        uint16_t *head = (uint16_t *)m->lm_head_h;
-        for (size_t j = 0; j < VC; j++) head[j] = hydra_f32_to_bf16(m->embed[j]);
-    }
     m->fingerprint = h;
     return HYDRA_OK;
 }
 
-static hydra_status load_impl(const char *path, int bf16_only, hydra_model **out) {
+/* A tied head's own bf16 or quantised copy of the (f32) embedding. */
+static void tied_head_copy(hydra_model *m) {
+    if (!m->cfg.tie_embeddings) return;
+    const int V = m->cfg.vocab_size, C = m->cfg.d_model;
+    if (m->bf16_only) {
+        uint16_t *head = (uint16_t *)m->lm_head_h;
+        for (size_t j = 0; j < (size_t)V * C; j++) head[j] = hydra_f32_to_bf16(m->embed[j]);
+    }
+    if (m->quant)
+        hydra_quantize_rows((hydra_quant)m->quant, V, C, m->embed, (void *)m->lm_head_q.q, (uint16_t *)m->lm_head_q.d);
+}
+
+/* Check the bytes of one tensor as read: f32 finite, int8 values in
+ * [-127, 127] (the AVX2 kernel negates them), bf16 scales finite. */
+static hydra_status check_entry_data(const char *P, const st_entry *e, const void *data) {
+    size_t n = (size_t)e->nbytes, i = 0;
+    const char *what = NULL;
+    int is_nan = 0;
+    if (!strcmp(e->dtype, "F32")) {
+        if ((i = find_nonfinite(data, n / 4, &is_nan)) < n / 4) what = is_nan ? "NaN" : "Inf";
+    } else if (!strcmp(e->dtype, "I8")) {
+        for (i = 0; i < n && !what; i++)
+            if (((const int8_t *)data)[i] == -128) what = "-128 (int8 values are in [-127, 127])";
+        i--;
+    } else if (!strcmp(e->dtype, "BF16")) {
+        for (i = 0; i < n / 2 && !what; i++)
+            if ((((const uint16_t *)data)[i] & 0x7f80u) == 0x7f80u) what = "NaN or Inf";
+        i--;
+    }
+    if (!what) return HYDRA_OK;
+    return hydra_set_error(HYDRA_ERR_FORMAT, "checkpoint %s: tensor \"%s\" element %zu is %s", P, e->name, i, what);
+}
+
+/* want: HYDRA_STORE_* for the matrices, or -1: as the file holds them. */
+static hydra_status load_impl(const char *path, int want, hydra_model **out) {
     if (!out) return hydra_set_error(HYDRA_ERR_ARG, "model_load: out pointer is NULL");
     *out = NULL;
     if (!path) return hydra_set_error(HYDRA_ERR_ARG, "model_load: path is NULL");
@@ -248,6 +352,7 @@ static hydra_status load_impl(const char *path, int bf16_only, hydra_model **out
     json_t *root = NULL;
     hydra_model *m = NULL;
     file_entry *ent = NULL;
+    st_entry *fe = NULL;
     name_rec *names = NULL;
     off_rec *order = NULL;
     int n_order = 0;
@@ -290,9 +395,37 @@ static hydra_status load_impl(const char *path, int bf16_only, hydra_model **out
     json_t *ver = json_object_get(meta, "hydralm.format_version");
     if (!ver || !json_is_string(ver))
         LOAD_FAIL(HYDRA_ERR_FORMAT, "checkpoint %s: __metadata__ has no string \"hydralm.format_version\"", P);
-    if (strcmp(json_string_value(ver), ST_FORMAT_VERSION) != 0)
-        LOAD_FAIL(HYDRA_ERR_FORMAT, "checkpoint %s: unsupported hydralm.format_version \"%.32s\" (this build reads \"%s\")",
-                  P, json_string_value(ver), ST_FORMAT_VERSION);
+    int file_quant = HYDRA_QUANT_NONE;
+    uint64_t file_fp = 0;
+    if (strcmp(json_string_value(ver), ST_FORMAT_VERSION_QUANT) == 0) {
+        json_t *qj = json_object_get(meta, "hydralm.quant"), *fj = json_object_get(meta, "hydralm.fingerprint");
+        hydra_quant q = HYDRA_QUANT_NONE;
+        if (!qj || !json_is_string(qj))
+            LOAD_FAIL(HYDRA_ERR_FORMAT, "checkpoint %s: format_version 2 without a string \"hydralm.quant\"", P);
+        if (hydra_quant_parse(json_string_value(qj), &q) != HYDRA_OK || q == HYDRA_QUANT_NONE)
+            LOAD_FAIL(HYDRA_ERR_FORMAT, "checkpoint %s: unknown quantisation \"%.32s\" (this build reads int8 and int4)",
+                      P, json_string_value(qj));
+        char *end = NULL;
+        const char *fs = fj && json_is_string(fj) ? json_string_value(fj) : "";
+        file_fp = strtoull(fs, &end, 16);
+        if (strlen(fs) != 16 || *end)
+            LOAD_FAIL(HYDRA_ERR_FORMAT, "checkpoint %s: a quantised checkpoint needs \"hydralm.fingerprint\" "
+                      "(16 hex digits: the f32 model's)", P);
+        file_quant = q;
+    } else if (strcmp(json_string_value(ver), ST_FORMAT_VERSION) != 0) {
+        LOAD_FAIL(HYDRA_ERR_FORMAT, "checkpoint %s: unsupported hydralm.format_version \"%.32s\" (this build reads "
+                  "\"%s\" and \"%s\" (quantised))", P, json_string_value(ver), ST_FORMAT_VERSION, ST_FORMAT_VERSION_QUANT);
+    }
+    int mode = want < 0 ? HYDRA_STORE_F32 : want;
+    if (file_quant) {
+        mode = hydra_store_of_quant(file_quant);
+        if (want >= 0 && want != mode)
+            LOAD_FAIL(HYDRA_ERR_MISMATCH,
+                      "checkpoint %s holds %s-quantised matrices: it loads only as it is, for inference "
+                      "(hydra_model_load_quant with HYDRA_QUANT_%s or NONE; hydra --quant %s); train, convert or "
+                      "requantise from the f32 checkpoint", P, hydra_quant_name((hydra_quant)file_quant),
+                      file_quant == HYDRA_QUANT_INT8 ? "INT8" : "INT4", hydra_quant_name((hydra_quant)file_quant));
+    }
     json_t *cj = json_object_get(meta, "hydralm.config");
     if (!cj || !json_is_string(cj))
         LOAD_FAIL(HYDRA_ERR_FORMAT, "checkpoint %s: __metadata__ has no string \"hydralm.config\"", P);
@@ -302,11 +435,16 @@ static hydra_status load_impl(const char *path, int bf16_only, hydra_model **out
     /* The parameter table only: no weights are allocated until the file's
      * whole tensor table has been checked against it and found to tile the
      * data region exactly, so a weight allocation never exceeds the file. */
-    st = hydra_model_plan(&cfg, bf16_only, &m);
+    st = hydra_model_plan(&cfg, mode, &m);
     if (st != HYDRA_OK) LOAD_FAIL(st, "checkpoint %s: %s", P, hydra_last_error());
+    int n = file_entries(m, file_quant != HYDRA_QUANT_NONE, NULL);
+    fe = malloc((size_t)n * sizeof *fe);
+    if (!fe) LOAD_FAIL(HYDRA_ERR_NOMEM, "checkpoint %s: out of memory", P);
+    file_entries(m, file_quant != HYDRA_QUANT_NONE, fe);
     /* A config far larger than the file gets one clear message up front;
      * smaller disagreements get the per-tensor diagnostics below. */
-    uint64_t described = (uint64_t)m->n_params * sizeof(float); /* n_params <= 2^38 */
+    uint64_t described = 0; /* <= 4 * n_params <= 2^40 */
+    for (int i = 0; i < n; i++) described += fe[i].nbytes;
     if (described > data_avail && described > ((uint64_t)64 << 20))
         LOAD_FAIL(HYDRA_ERR_FORMAT,
                   "checkpoint %s: hydralm.config describes %llu bytes of weights but only %llu bytes follow "
@@ -314,12 +452,11 @@ static hydra_status load_impl(const char *path, int bf16_only, hydra_model **out
                   (unsigned long long)described, (unsigned long long)data_avail);
 
     /* ---- tensor entries */
-    int n = m->n_info;
     ent = calloc((size_t)n, sizeof *ent);
     names = malloc((size_t)n * sizeof *names);
     order = malloc((size_t)n * sizeof *order);
     if (!ent || !names || !order) LOAD_FAIL(HYDRA_ERR_NOMEM, "checkpoint %s: out of memory", P);
-    for (int i = 0; i < n; i++) names[i] = (name_rec){m->info[i].name, i};
+    for (int i = 0; i < n; i++) names[i] = (name_rec){fe[i].name, i};
     qsort(names, (size_t)n, sizeof *names, cmp_name);
 
     const char *key;
@@ -333,29 +470,31 @@ static hydra_status load_impl(const char *path, int bf16_only, hydra_model **out
                           "checkpoint %s: unknown tensor \"lm_head.weight\" (the config has tied "
                           "embeddings, tie_embeddings = 1)", P);
             LOAD_FAIL(HYDRA_ERR_MISMATCH, "checkpoint %s: unknown tensor \"%.100s\" (not in the model "
-                      "described by hydralm.config)", P, key);
+                      "described by hydralm.config%s)", P, key,
+                      file_quant ? "" : "; a quantised checkpoint's scales need hydralm.format_version 2");
         }
-        const hydra_param_info *p = &m->info[hit->idx];
+        const st_entry *x = &fe[hit->idx];
         if (!json_is_object(e)) LOAD_FAIL(HYDRA_ERR_FORMAT, "checkpoint %s: entry for tensor \"%s\" is not an object", P, key);
         json_t *dt = json_object_get(e, "dtype");
         if (!dt || !json_is_string(dt))
             LOAD_FAIL(HYDRA_ERR_FORMAT, "checkpoint %s: tensor \"%s\" has no string dtype", P, key);
-        if (strcmp(json_string_value(dt), "F32") != 0)
-            LOAD_FAIL(HYDRA_ERR_FORMAT, "checkpoint %s: tensor \"%s\" has dtype %.16s; only F32 is supported", P,
-                      key, json_string_value(dt));
+        if (strcmp(json_string_value(dt), x->dtype) != 0)
+            LOAD_FAIL(HYDRA_ERR_FORMAT, "checkpoint %s: tensor \"%s\" has dtype %.16s; this build reads only %s here%s",
+                      P, key, json_string_value(dt), x->dtype,
+                      file_quant ? "" : " (quantised checkpoints say hydralm.format_version 2)");
         json_t *shape = json_object_get(e, "shape");
-        int shape_ok = json_is_array(shape) && json_array_size(shape) == (size_t)p->ndim;
-        for (int d = 0; shape_ok && d < p->ndim; d++) {
+        int shape_ok = json_is_array(shape) && json_array_size(shape) == (size_t)x->ndim;
+        for (int d = 0; shape_ok && d < x->ndim; d++) {
             json_t *v = json_array_get(shape, (size_t)d);
-            shape_ok = json_is_integer(v) && json_integer_value(v) == p->shape[d];
+            shape_ok = json_is_integer(v) && json_integer_value(v) == x->shape[d];
         }
         if (!shape_ok) {
-            char want[64], got[96];
-            fmt_shape(want, sizeof want, p->shape, p->ndim);
+            char want_s[64], got[96];
+            fmt_shape(want_s, sizeof want_s, x->shape, x->ndim);
             fmt_json_shape(got, sizeof got, shape);
             LOAD_FAIL(HYDRA_ERR_MISMATCH,
                       "checkpoint %s: tensor \"%s\" has shape %s but the config expects %s "
-                      "(hydralm.config disagrees with the tensors?)", P, key, got, want);
+                      "(hydralm.config disagrees with the tensors?)", P, key, got, want_s);
         }
         json_t *offs = json_object_get(e, "data_offsets");
         json_t *jb = json_array_get(offs, 0), *je = json_array_get(offs, 1);
@@ -366,20 +505,17 @@ static hydra_status load_impl(const char *path, int bf16_only, hydra_model **out
         if (b > en)
             LOAD_FAIL(HYDRA_ERR_FORMAT, "checkpoint %s: tensor \"%s\": data_offsets [%llu, %llu] end before they begin",
                       P, key, (unsigned long long)b, (unsigned long long)en);
-        size_t nbytes;
-        if (!hydra_mul_ok(p->numel, sizeof(float), &nbytes))
-            LOAD_FAIL(HYDRA_ERR_FORMAT, "checkpoint %s: tensor \"%s\" is too large", P, key);
-        if (en - b != (uint64_t)nbytes)
+        if (en - b != x->nbytes)
             LOAD_FAIL(HYDRA_ERR_FORMAT,
                       "checkpoint %s: tensor \"%s\": byte length %llu (data_offsets [%llu, %llu]) does "
-                      "not match 4 x %zu elements = %zu bytes", P, key, (unsigned long long)(en - b),
-                      (unsigned long long)b, (unsigned long long)en, p->numel, nbytes);
+                      "not match its %s shape: %llu bytes", P, key, (unsigned long long)(en - b),
+                      (unsigned long long)b, (unsigned long long)en, x->dtype, (unsigned long long)x->nbytes);
         ent[hit->idx] = (file_entry){b, en, 1};
     }
     for (int i = 0; i < n; i++)
         if (!ent[i].seen)
             LOAD_FAIL(HYDRA_ERR_MISMATCH, "checkpoint %s: missing tensor \"%s\" (required by hydralm.config)", P,
-                      m->info[i].name);
+                      fe[i].name);
 
     /* ---- the tensors must tile the data region exactly */
     uint64_t total = 0; /* sum of byte lengths; <= 4 * n_params, cannot overflow */
@@ -396,17 +532,17 @@ static hydra_status load_impl(const char *path, int bf16_only, hydra_model **out
         if (ent[i].end > data_avail)
             LOAD_FAIL(HYDRA_ERR_FORMAT,
                       "checkpoint %s: tensor \"%s\": data_offsets [%llu, %llu] point past the end of "
-                      "the data (%llu bytes)", P, m->info[i].name, (unsigned long long)ent[i].begin,
+                      "the data (%llu bytes)", P, fe[i].name, (unsigned long long)ent[i].begin,
                       (unsigned long long)ent[i].end, (unsigned long long)data_avail);
     qsort(order, (size_t)n_order, sizeof *order, cmp_off);
     uint64_t pos = 0;
     for (int k = 0; k < n_order; k++) {
-        const char *cur = m->info[order[k].idx].name;
+        const char *cur = fe[order[k].idx].name;
         if (order[k].begin != pos) {
             if (k == 0)
                 LOAD_FAIL(HYDRA_ERR_FORMAT, "checkpoint %s: gap before the first tensor \"%s\" (it begins at byte %llu, not 0)",
                           P, cur, (unsigned long long)order[k].begin);
-            const char *prev = m->info[order[k - 1].idx].name;
+            const char *prev = fe[order[k - 1].idx].name;
             if (order[k].begin < pos)
                 LOAD_FAIL(HYDRA_ERR_FORMAT,
                           "checkpoint %s: tensors \"%s\" and \"%s\" overlap (\"%s\" ends at byte %llu, "
@@ -429,27 +565,27 @@ static hydra_status load_impl(const char *path, int bf16_only, hydra_model **out
     /* ---- data: one sequential read per tensor, straight into the arena.
      * The tensors tile the file, so every arena byte is written: no zeroing. */
     if ((st = hydra_model_alloc_arenas(m, 0)) != HYDRA_OK) LOAD_FAIL(st, "checkpoint %s: %s", P, hydra_last_error());
-    if (bf16_only) {
-        st = read_bf16_only(f, P, 8 + hlen, ent, m);
-        goto done;
+    if (mode != HYDRA_STORE_F32 && !file_quant) {
+        st = read_reduced(f, P, 8 + hlen, ent, m);
+    } else {
+        for (int k = 0; k < n_order && !st; k++) {
+            const st_entry *x = &fe[order[k].idx];
+            void *dst = entry_data(m, x);
+            if (x->nbytes && fread(dst, 1, (size_t)x->nbytes, f) != x->nbytes)
+                LOAD_FAIL(HYDRA_ERR_IO, "checkpoint %s: read error in tensor \"%s\"%s", P, x->name,
+                          feof(f) ? " (file shrank while reading?)" : "");
+            st = check_entry_data(P, x, dst);
+        }
+        m->fingerprint = file_fp;
     }
-    for (int k = 0; k < n_order; k++) {
-        const hydra_param_info *p = &m->info[order[k].idx];
-        if (p->numel && fread(m->params + p->offset, sizeof(float), p->numel, f) != p->numel)
-            LOAD_FAIL(HYDRA_ERR_IO, "checkpoint %s: read error in tensor \"%s\"%s", P, p->name,
-                      feof(f) ? " (file shrank while reading?)" : "");
-        int is_nan = 0;
-        size_t bad = find_nonfinite(m->params + p->offset, p->numel, &is_nan);
-        if (bad < p->numel)
-            LOAD_FAIL(HYDRA_ERR_FORMAT, "checkpoint %s: tensor \"%s\" element %zu is %s", P, p->name, bad,
-                      is_nan ? "NaN" : "Inf");
-    }
+    if (!st) tied_head_copy(m);
 
 done:
     if (f) fclose(f);
     free(header);
     json_decref(root);
     free(ent);
+    free(fe);
     free(names);
     free(order);
     if (st != HYDRA_OK) {
@@ -460,5 +596,12 @@ done:
     return HYDRA_OK;
 }
 
-hydra_status hydra_model_load(const char *path, hydra_model **out) { return load_impl(path, 0, out); }
-hydra_status hydra_model_load_bf16(const char *path, hydra_model **out) { return load_impl(path, 1, out); }
+hydra_status hydra_model_load(const char *path, hydra_model **out) { return load_impl(path, HYDRA_STORE_F32, out); }
+hydra_status hydra_model_load_bf16(const char *path, hydra_model **out) { return load_impl(path, HYDRA_STORE_BF16, out); }
+hydra_status hydra_model_load_quant(const char *path, hydra_quant q, hydra_model **out) {
+    if (q != HYDRA_QUANT_NONE && q != HYDRA_QUANT_INT8 && q != HYDRA_QUANT_INT4) {
+        if (out) *out = NULL;
+        return hydra_set_error(HYDRA_ERR_ARG, "model_load_quant: unknown quantisation %d", (int)q);
+    }
+    return load_impl(path, q == HYDRA_QUANT_NONE ? -1 : hydra_store_of_quant(q), out);
+}

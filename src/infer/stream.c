@@ -43,6 +43,10 @@ hydra_status hydra_stream_create(const hydra_model *m, const hydra_stream_opts *
         return hydra_set_error(HYDRA_ERR_ARG, "stream_create: chunk must be >= 1 (got %d)", o.chunk);
     if (o.weights != HYDRA_WEIGHTS_F32 && o.weights != HYDRA_WEIGHTS_BF16)
         return hydra_set_error(HYDRA_ERR_ARG, "stream_create: unknown weights precision %d", (int)o.weights);
+    if (m->quant && o.weights != HYDRA_WEIGHTS_F32)
+        return hydra_set_error(HYDRA_ERR_ARG, "stream_create: the model holds %s-quantised matrices "
+                               "(hydra_model_load_quant) and runs with them as loaded; ask for HYDRA_WEIGHTS_F32 "
+                               "(no conversion)", hydra_quant_name((hydra_quant)m->quant));
     if (m->bf16_only && o.weights != HYDRA_WEIGHTS_BF16)
         return hydra_set_error(HYDRA_ERR_ARG, "stream_create: the model holds bf16 matrices only "
                                "(hydra_model_load_bf16); ask for HYDRA_WEIGHTS_BF16");

@@ -56,8 +56,11 @@ static hydra_status ws_alloc(const hydra_model *m, size_t BT, size_t B, workspac
     return HYDRA_OK;
 }
 
-/* y = x . W^T with W's bf16 copy when the model is a bf16 view. */
-static hydra_status mm(int M, int N, int K, const float *x, const float *W, const uint16_t *Wh, float *y, int acc) {
+/* y = x . W^T with W's bf16 copy when the model is a bf16 view, or its
+ * quantised one in a quantised model. */
+static hydra_status mm(const hydra_model *m, int M, int N, int K, const float *x, const float *W, const uint16_t *Wh,
+                       hydra_qmat Wq, float *y, int acc) {
+    if (Wq.q) return hydra_op_matmul_q((hydra_quant)m->quant, M, N, K, x, Wq.q, Wq.d, y, acc);
     return Wh ? hydra_op_matmul_bf16(M, N, K, x, Wh, y, acc) : hydra_op_matmul(M, N, K, x, W, y, acc);
 }
 
@@ -80,7 +83,7 @@ static hydra_status gdn_mixer(const hydra_model *m, const hydra_layer_weights *l
     const hydra_config *c = &m->cfg;
     const int C = c->d_model, H = c->n_heads, d = m->dk, K = c->conv_width;
     const size_t BT = (size_t)B * T, Hd = (size_t)H * d, P = (size_t)hydra_gdn_in_width(m);
-    HYDRA_CHECK(mm((int)BT, (int)P, C, w->h, lw->in_proj, lw->in_proj_h, w->proj, 0));
+    HYDRA_CHECK(mm(m, (int)BT, (int)P, C, w->h, lw->in_proj, lw->in_proj_h, lw->in_proj_q, w->proj, 0));
     /* proj row = q | k | v | gate | a | b. */
 #pragma omp parallel for schedule(static) if (BT >= 16)
     for (size_t r = 0; r < BT; r++) {
@@ -145,7 +148,7 @@ static hydra_status attn_mixer(const hydra_model *m, const hydra_layer_weights *
     const int C = c->d_model, H = c->n_heads, d = m->dk;
     const size_t BT = (size_t)B * T, Hd = (size_t)H * d;
     int window = hydra_config_layer_kind(c, li) == HYDRA_LAYER_ATTN ? 0 : c->window;
-    HYDRA_CHECK(mm((int)BT, (int)(3 * Hd), C, w->h, lw->in_proj, lw->in_proj_h, w->proj, 0));
+    HYDRA_CHECK(mm(m, (int)BT, (int)(3 * Hd), C, w->h, lw->in_proj, lw->in_proj_h, lw->in_proj_q, w->proj, 0));
 #pragma omp parallel for schedule(static) if (BT >= 16)
     for (size_t r = 0; r < BT; r++) {
         const float *pr = w->proj + r * 3 * Hd;
@@ -213,28 +216,28 @@ static hydra_status forward_impl(const hydra_model *m, const int32_t *tokens, in
         } else {
             if ((st = attn_mixer(m, lw, li, states, B, T, &w, jr))) break;
         }
-        if ((st = mm((int)BT, C, (int)Hd, w.o, lw->o_proj, lw->o_proj_h, w.x, 1))) break;
+        if ((st = mm(m, (int)BT, C, (int)Hd, w.o, lw->o_proj, lw->o_proj_h, lw->o_proj_q, w.x, 1))) break;
         /* SwiGLU MLP. */
         if ((st = hydra_op_rmsnorm((int)BT, C, w.x, lw->norm2, c->norm_eps, w.h))) break;
-        if ((st = mm((int)BT, 2 * F, C, w.h, lw->gate_up, lw->gate_up_h, w.proj, 0))) break;
+        if ((st = mm(m, (int)BT, 2 * F, C, w.h, lw->gate_up, lw->gate_up_h, lw->gate_up_q, w.proj, 0))) break;
 #pragma omp parallel for schedule(static) if (BT >= 16)
         for (size_t r = 0; r < BT; r++) {
             const float *g = w.proj + r * 2 * F;
             hydra_vec_swiglu(w.act + r * F, g, g + F, (size_t)F);
         }
-        if ((st = mm((int)BT, C, F, w.act, lw->down, lw->down_h, w.x, 1))) break;
+        if ((st = mm(m, (int)BT, C, F, w.act, lw->down, lw->down_h, lw->down_q, w.x, 1))) break;
     }
     if (st == HYDRA_OK) {
         if (jr) jr->n += T;
         for (int b = 0; b < B; b++) states[b]->pos += (uint64_t)T;
         if (mode == HYDRA_LOGITS_ALL) {
             st = hydra_op_rmsnorm((int)BT, C, w.x, m->norm_f, c->norm_eps, w.h);
-            if (!st) st = mm((int)BT, V, C, w.h, m->lm_head, m->lm_head_h, logits, 0);
+            if (!st) st = mm(m, (int)BT, V, C, w.h, m->lm_head, m->lm_head_h, m->lm_head_q, logits, 0);
         } else if (mode == HYDRA_LOGITS_LAST) {
             for (int b = 0; b < B; b++)
                 memcpy(w.last + (size_t)b * C, w.x + ((size_t)b * T + T - 1) * C, C * sizeof(float));
             st = hydra_op_rmsnorm(B, C, w.last, m->norm_f, c->norm_eps, w.h);
-            if (!st) st = mm(B, V, C, w.h, m->lm_head, m->lm_head_h, logits, 0);
+            if (!st) st = mm(m, B, V, C, w.h, m->lm_head, m->lm_head_h, m->lm_head_q, logits, 0);
         }
     }
     if (!ws) hydra_aligned_free(w.block);

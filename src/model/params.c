@@ -9,9 +9,11 @@ typedef struct {
     hydra_model *m;
     size_t off;      /* logical f32 offset (file and fingerprint order) */
     size_t n32, n16; /* elements stored in the f32 / bf16 arenas */
+    size_t nq, nqs;  /* bytes / scales in the quantised arenas */
     int n;
     int fill;        /* 0: count only, 1: fill the table, 2: also point the weights into the arenas */
     int bf16_only;   /* matrices go to the bf16 arena */
+    int quant;       /* matrices go to the quantised arenas (hydra_quant) */
 } table_builder;
 
 int hydra_param_is_matrix(const char *name) {
@@ -31,6 +33,7 @@ int hydra_param_is_matrix(const char *name) {
 static int add(table_builder *b, const char *name, int64_t d0, int64_t d1) {
     size_t numel = (size_t)d0 * (size_t)(d1 > 0 ? d1 : 1);
     int h = b->bf16_only && hydra_param_is_matrix(name);
+    int q = b->quant && d1 > 0 && hydra_param_is_matrix(name);
     if (b->fill) {
         hydra_param_info *p = &b->m->info[b->n];
         snprintf(p->name, sizeof p->name, "%s", name);
@@ -40,10 +43,17 @@ static int add(table_builder *b, const char *name, int64_t d0, int64_t d1) {
         p->offset = b->off;
         p->numel = numel;
         p->bf16 = h;
-        p->store = h ? b->n16 : b->n32;
+        p->quant = q ? b->quant : HYDRA_QUANT_NONE;
+        p->store = h ? b->n16 : q ? b->nq : b->n32;
+        p->qscale = q ? b->nqs : 0;
     }
     b->off += numel;
-    *(h ? &b->n16 : &b->n32) += numel;
+    if (q) {
+        b->nq += (size_t)d0 * hydra_quant_row_bytes(b->quant, (int)d1);
+        b->nqs += (size_t)d0 * (size_t)hydra_quant_row_blocks((int)d1);
+    } else {
+        *(h ? &b->n16 : &b->n32) += numel;
+    }
     return b->n++;
 }
 
@@ -51,7 +61,11 @@ static int add(table_builder *b, const char *name, int64_t d0, int64_t d1) {
  * bf16 data (NULL unless held in bf16). Fill mode 2 only. */
 static float *f32_of(const table_builder *b, int i) {
     const hydra_param_info *p = &b->m->info[i];
-    return p->bf16 ? NULL : b->m->params + p->store;
+    return p->bf16 || p->quant ? NULL : b->m->params + p->store;
+}
+static hydra_qmat q_of(const table_builder *b, int i) {
+    const hydra_param_info *p = &b->m->info[i];
+    return p->quant ? (hydra_qmat){b->m->qdata + p->store, b->m->qscale + p->qscale} : (hydra_qmat){NULL, NULL};
 }
 static uint16_t *bf16_of(const table_builder *b, int i) {
     const hydra_param_info *p = &b->m->info[i];
@@ -108,6 +122,10 @@ static void build_table(table_builder *b) {
             w->o_proj_h = bf16_of(b, i_out);
             w->gate_up_h = bf16_of(b, i_gu);
             w->down_h = bf16_of(b, i_down);
+            w->in_proj_q = q_of(b, i_in);
+            w->o_proj_q = q_of(b, i_out);
+            w->gate_up_q = q_of(b, i_gu);
+            w->down_q = q_of(b, i_down);
             if (kind == HYDRA_LAYER_DELTANET) {
                 w->A_log = f32_of(b, i_alog);
                 w->dt_bias = f32_of(b, i_dtb);
@@ -122,21 +140,28 @@ static void build_table(table_builder *b) {
     int i_head = c->tie_embeddings ? i_embed : add(b, "lm_head.weight", V, C);
     /* A tied head in a bf16-only model: the embedding lookup stays f32, the
      * head product gets its own bf16 copy after the weights are loaded. */
-    size_t head16 = b->n16;
+    size_t head16 = b->n16, headq = b->nq, headqs = b->nqs; /* the same for a quantised model */
     if (b->bf16_only && c->tie_embeddings) b->n16 += (size_t)V * (size_t)C;
+    if (b->quant && c->tie_embeddings) {
+        b->nq += (size_t)V * hydra_quant_row_bytes(b->quant, (int)C);
+        b->nqs += (size_t)V * (size_t)hydra_quant_row_blocks((int)C);
+    }
     if (b->fill == 2) {
         m->embed = f32_of(b, i_embed);
         m->norm_f = f32_of(b, i_nf);
         m->lm_head = f32_of(b, i_head);
         m->lm_head_h = b->bf16_only ? (c->tie_embeddings ? m->bf16 + head16 : bf16_of(b, i_head)) : NULL;
+        m->lm_head_q = !b->quant ? (hydra_qmat){NULL, NULL}
+                       : c->tie_embeddings ? (hydra_qmat){m->qdata + headq, m->qscale + headqs}
+                                           : q_of(b, i_head);
     }
 #undef P
 }
 
 hydra_status hydra_model_alloc(const hydra_config *cfg, hydra_model **out) { return hydra_model_alloc_ex(cfg, 0, out); }
 
-hydra_status hydra_model_alloc_ex(const hydra_config *cfg, int bf16_only, hydra_model **out) {
-    HYDRA_CHECK(hydra_model_plan(cfg, bf16_only, out));
+hydra_status hydra_model_alloc_ex(const hydra_config *cfg, int mode, hydra_model **out) {
+    HYDRA_CHECK(hydra_model_plan(cfg, mode, out));
     hydra_status st = hydra_model_alloc_arenas(*out, 1);
     if (st != HYDRA_OK) {
         hydra_model_free(*out);
@@ -145,7 +170,7 @@ hydra_status hydra_model_alloc_ex(const hydra_config *cfg, int bf16_only, hydra_
     return st;
 }
 
-hydra_status hydra_model_plan(const hydra_config *cfg, int bf16_only, hydra_model **out) {
+hydra_status hydra_model_plan(const hydra_config *cfg, int mode, hydra_model **out) {
     if (!out) return hydra_set_error(HYDRA_ERR_ARG, "model: out pointer is NULL");
     *out = NULL;
     HYDRA_CHECK(hydra_config_validate(cfg));
@@ -154,12 +179,15 @@ hydra_status hydra_model_plan(const hydra_config *cfg, int bf16_only, hydra_mode
     m->cfg = *cfg;
     m->dk = m->dv = hydra_config_head_dim(cfg);
     m->F = hydra_config_mlp_hidden(cfg);
-    m->bf16_only = bf16_only;
-    table_builder b = {.m = m, .bf16_only = bf16_only};
+    m->bf16_only = mode == HYDRA_STORE_BF16;
+    m->quant = mode == HYDRA_STORE_INT8 ? HYDRA_QUANT_INT8 : mode == HYDRA_STORE_INT4 ? HYDRA_QUANT_INT4 : HYDRA_QUANT_NONE;
+    table_builder b = {.m = m, .bf16_only = m->bf16_only, .quant = m->quant};
     build_table(&b);
     m->n_params = b.off;
     m->n_f32 = b.n32;
     m->n_bf16 = b.n16;
+    m->n_qbytes = b.nq;
+    m->n_qscales = b.nqs;
     m->n_info = b.n;
     size_t bytes;
     if (!hydra_mul_ok(m->n_params, sizeof(float), &bytes) || bytes > ((size_t)1 << 40)) {
@@ -173,7 +201,7 @@ hydra_status hydra_model_plan(const hydra_config *cfg, int bf16_only, hydra_mode
         hydra_model_free(m);
         return hydra_set_error(HYDRA_ERR_NOMEM, "out of memory for the parameter table");
     }
-    b = (table_builder){.m = m, .fill = 1, .bf16_only = bf16_only};
+    b = (table_builder){.m = m, .fill = 1, .bf16_only = m->bf16_only, .quant = m->quant};
     build_table(&b);
     *out = m;
     return HYDRA_OK;
@@ -183,14 +211,21 @@ hydra_status hydra_model_alloc_arenas(hydra_model *m, int zero) {
     size_t bytes32 = m->n_f32 * sizeof(float); /* n_params <= 2^38: no overflow */
     m->params = zero ? hydra_aligned_calloc(bytes32) : hydra_aligned_alloc(bytes32);
     if (m->n_bf16) m->bf16 = hydra_aligned_alloc(m->n_bf16 * sizeof(uint16_t));
-    if (!m->params || (m->n_bf16 && !m->bf16))
+    if (m->n_qbytes) m->qdata = hydra_aligned_alloc(m->n_qbytes);
+    if (m->n_qscales) m->qscale = hydra_aligned_alloc(m->n_qscales * sizeof(uint16_t));
+    if (!m->params || (m->n_bf16 && !m->bf16) || (m->n_qbytes && !m->qdata) || (m->n_qscales && !m->qscale))
         return hydra_set_error(HYDRA_ERR_NOMEM, "out of memory allocating %zu parameters", m->n_params);
-    table_builder b = {.m = m, .fill = 2, .bf16_only = m->bf16_only};
+    table_builder b = {.m = m, .fill = 2, .bf16_only = m->bf16_only, .quant = m->quant};
     build_table(&b);
     return HYDRA_OK;
 }
 
 hydra_status hydra_require_f32(const hydra_model *m, const char *what) {
+    if (m && m->quant)
+        return hydra_set_error(HYDRA_ERR_ARG,
+                               "%s needs the f32 weights, but this model holds its matrices quantised to %s only "
+                               "(hydra_model_load_quant, for inference); load the f32 checkpoint with hydra_model_load",
+                               what, hydra_quant_name((hydra_quant)m->quant));
     if (m && m->bf16_only)
         return hydra_set_error(HYDRA_ERR_ARG,
                                "%s needs the f32 weights, but this model was loaded with bf16 matrices only "
@@ -202,6 +237,8 @@ void hydra_model_free(hydra_model *m) {
     if (!m) return;
     hydra_dev_model_free(m->dev);
     hydra_aligned_free(m->bf16);
+    hydra_aligned_free(m->qdata);
+    hydra_aligned_free(m->qscale);
     if (!m->is_view) hydra_aligned_free(m->params), free(m->info);
     free(m->layers);
     free(m);
@@ -313,8 +350,9 @@ hydra_status hydra_model_create(const hydra_config *cfg, uint64_t seed, hydra_mo
 const hydra_config *hydra_model_config(const hydra_model *m) { return m ? &m->cfg : NULL; }
 size_t hydra_model_n_params(const hydra_model *m) { return m ? m->n_params : 0; }
 int hydra_model_is_bf16(const hydra_model *m) { return m && m->bf16_only; }
+hydra_quant hydra_model_quant(const hydra_model *m) { return m ? (hydra_quant)m->quant : HYDRA_QUANT_NONE; }
 size_t hydra_model_weight_bytes(const hydra_model *m) {
-    return m ? m->n_f32 * sizeof(float) + m->n_bf16 * sizeof(uint16_t) : 0;
+    return m ? m->n_f32 * sizeof(float) + (m->n_bf16 + m->n_qscales) * sizeof(uint16_t) + m->n_qbytes : 0;
 }
 int hydra_model_n_tensors(const hydra_model *m) { return m ? m->n_info : 0; }
 
@@ -323,9 +361,10 @@ hydra_status hydra_model_tensor(const hydra_model *m, int i, hydra_tensor *out) 
     if (i < 0 || i >= m->n_info)
         return hydra_set_error(HYDRA_ERR_ARG, "model_tensor: index %d out of range 0..%d", i, m->n_info - 1);
     const hydra_param_info *p = &m->info[i];
-    if (p->bf16)
-        return hydra_set_error(HYDRA_ERR_ARG, "model_tensor: \"%s\" is held in bf16 only (a model loaded with "
-                               "hydra_model_load_bf16); load the checkpoint with hydra_model_load to read it", p->name);
+    if (p->bf16 || p->quant)
+        return hydra_set_error(HYDRA_ERR_ARG, "model_tensor: \"%s\" is held in %s only (a model loaded with "
+                               "hydra_model_load_%s); load the f32 checkpoint with hydra_model_load to read it", p->name,
+                               p->bf16 ? "bf16" : hydra_quant_name((hydra_quant)p->quant), p->bf16 ? "bf16" : "quant");
     out->name = p->name;
     out->ndim = p->ndim;
     out->shape[0] = p->shape[0];
@@ -354,6 +393,6 @@ uint64_t hydra_fingerprint_begin(const hydra_config *cfg) {
 
 uint64_t hydra_model_fingerprint(const hydra_model *m) {
     if (!m) return 0;
-    if (m->bf16_only) return m->fingerprint; /* computed from the f32 file at load */
+    if (m->bf16_only || m->quant) return m->fingerprint; /* the f32 file's, from the load */
     return hydra_fnv1a(hydra_fingerprint_begin(&m->cfg), m->params, m->n_params * sizeof(float));
 }

@@ -46,6 +46,19 @@ static void checkpoints(void) {
     ok(hydra_model_create(&c, FZ_MODEL_SEED, &m), "create untied");
     ok(hydra_model_save(m, out("corpus", "checkpoint", "ds-untied.safetensors")), "save untied");
     hydra_model_free(m);
+    /* quantised checkpoints (format_version 2): untied int8, tied int4 */
+    static const struct {
+        const char *src, *dst;
+        hydra_quant q;
+    } qs[] = {{"ds-untied.safetensors", "ds-untied-int8.safetensors", HYDRA_QUANT_INT8},
+              {"ds.safetensors", "ds-int4.safetensors", HYDRA_QUANT_INT4}};
+    for (int i = 0; i < 2; i++) {
+        char src[1024];
+        snprintf(src, sizeof src, "%s", out("corpus", "checkpoint", qs[i].src));
+        ok(hydra_model_load_quant(src, qs[i].q, &m), "quantise");
+        ok(hydra_model_save(m, out("corpus", "checkpoint", qs[i].dst)), "save quantised");
+        hydra_model_free(m);
+    }
     /* defect 2: a small file whose config describes 830 MB of (conv-heavy) weights */
     if (fz_conv_heavy_checkpoint(out("crashes", "checkpoint", "conv-heavy-830MB.safetensors"), 256))
         fz_fail("cannot write the conv-heavy checkpoint");
