@@ -351,6 +351,9 @@ static void test_refusals(void **st) {
     hydra_tensor t;
     assert_int_equal(hydra_model_find_tensor(q, "blocks.0.mlp.down_proj.weight", &t), HYDRA_ERR_ARG);
     HY_OK(hydra_model_find_tensor(q, "blocks.0.norm1.weight", &t)); /* vectors stay f32 */
+    /* no GPU upload: the f32 matrices it would copy do not exist (refused before any device is looked for) */
+    assert_int_equal(hydra_model_to_device(q, "cuda", HYDRA_PRECISION_DEFAULT), HYDRA_ERR_ARG);
+    assert_non_null(strstr(hydra_last_error(), "quantised model runs on the CPU only"));
     hydra_stream *s = NULL;
     hydra_stream_opts so = hydra_stream_opts_default();
     so.weights = HYDRA_WEIGHTS_BF16;

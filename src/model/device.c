@@ -29,6 +29,10 @@ hydra_status hydra_model_to_device(hydra_model *m, const char *device, hydra_pre
         return hydra_set_error(HYDRA_ERR_ARG, "model_to_device: unknown device \"%s\" (use cpu, cuda or cuda:N)", device);
     if (m->is_view && dev >= 0)
         return hydra_set_error(HYDRA_ERR_ARG, "model_to_device: move the f32 model, not its bf16 view");
+    if (m->quant && dev >= 0) /* its f32 matrices do not exist: the upload would read what is not there */
+        return hydra_set_error(HYDRA_ERR_ARG,
+                               "model_to_device: a quantised model runs on the CPU only; load the f32 checkpoint for "
+                               "the GPU (it has its own bf16 precision)");
     hydra_dev_model *d = NULL;
     if (dev >= 0) HYDRA_CHECK(hydra_dev_model_create(m, dev, precision, &d));
     hydra_dev_model_free(m->dev);
