@@ -1,7 +1,8 @@
 /* claims_train.c — the claims that train models from scratch inside the gate:
  *
  *   claim_1_length_generalisation  trained at T = 256 on a recurring-segment
- *                                  stream, evaluated on 32,768-token streams
+ *                                  stream with planted facts, evaluated on
+ *                                  32,768-token streams (recall by distance)
  *   claim_2_lossless_mqar          hybrid vs full attention on MQAR
  *   claim_5_muon_speedup           steps to a target loss, AdamW vs Muon
  *   claim_7_spec_decoding_speedup  a trained target/draft pair, decode speed
