@@ -79,6 +79,56 @@ hydra_status hydra_segstream_generate(const hydra_segstream_opts *o, hydra_rng *
 /* Trainer task over independent streams of T+1 tokens; o must outlive it. */
 hydra_task hydra_segstream_task(hydra_segstream_opts *o);
 
+/* ------------------------------------------ planted long-range facts
+ * A segstream background (seg_len 2: emissions "0 k v") with facts planted at
+ * chosen token distances, to measure recall beyond the training length
+ * (claim 1). Planted emissions use ids after the background's vocabulary:
+ * a write "W k v" or a query "Q k v" (W = base.vocab, Q = base.vocab + 1, k one
+ * of n_keys reserved ids from base.vocab + 2), v from the background's value
+ * band. The background continues around them as if they were not there.
+ * Every reserved key carries its own chain of facts (a write, then one query
+ * whose answer is the written value, then the next fact): one fact per key is
+ * alive at a time, so a query's answer is the value of its key's last write.
+ * A fact's distance is the token distance from the write's key to the
+ * query's key (a multiple of 3) and falls in bucket b = (hi[b-1], hi[b]]
+ * (bucket 0: [3, hi[0]]). Each chain starts in the largest bucket that fits
+ * the stream (odd keys one bucket lower), then walks down the buckets and
+ * wraps to the largest that still fits, resting gap_max/2 emissions on
+ * average between facts: long streams get facts in every bucket, a stream of
+ * the training length only its short ones. */
+#define HYDRA_PLANT_MAX_BUCKETS 8
+typedef struct {
+    hydra_segstream_opts base; /* the background; seg_len must be 2 */
+    int n_keys;                /* reserved keys, 1..256, every one used in every stream */
+    int n_buckets;             /* 1..HYDRA_PLANT_MAX_BUCKETS */
+    int bucket_hi[HYDRA_PLANT_MAX_BUCKETS]; /* strictly increasing upper bounds (tokens), hi[0] >= 3 */
+    int gap_max;               /* emissions resting between a key's facts: uniform in [0, gap_max] */
+} hydra_plant_opts;
+
+typedef struct {
+    int32_t key, value;            /* token ids */
+    int64_t write_pos, query_pos;  /* positions of the key token of the write / of the query */
+    int bucket;                    /* of query_pos - write_pos */
+} hydra_plant_fact;
+
+/* Vocabulary of the stream: base.vocab + 2 + n_keys. */
+int hydra_plant_vocab(const hydra_plant_opts *o);
+/* The bucket of a distance in tokens, -1 outside every bucket. */
+int hydra_plant_bucket(const hydra_plant_opts *o, int64_t distance);
+/* n tokens of one stream from rng; facts (optional, cap entries) receives the
+ * facts whose query lies inside the n tokens, in query order; *n_facts (optional)
+ * their number (refused with HYDRA_ERR_ARG if more than cap). */
+hydra_status hydra_plant_generate(const hydra_plant_opts *o, hydra_rng *rng, int32_t *out, size_t n,
+                                  hydra_plant_fact *facts, int cap, int *n_facts);
+/* What predicting tok[t + 1] from position t is (seg_len-2 background):
+ * 1 a background recall (tok[t] a background key), 2 the answer of a planted
+ * query (tok[t] a reserved key after Q), 0 anything else (delimiters, markers,
+ * the unpredictable value of a planted write). */
+int hydra_plant_position_kind(const hydra_plant_opts *o, const int32_t *tok, size_t t);
+/* Trainer task over independent streams of T+1 tokens, scoring the
+ * background recalls and the planted answers; o must outlive it. */
+hydra_task hydra_plant_task(hydra_plant_opts *o);
+
 /* ------------------------------------------------------ Markov-2 text
  * A stationary order-2 Markov source over [0, vocab): every context (a, b)
  * has one preferred next token (drawn from `seed`), emitted with probability

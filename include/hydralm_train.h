@@ -178,6 +178,10 @@ const hydra_train_opts *hydra_trainer_opts(const hydra_trainer *t);
  * prefix [0..i] into pos_loss[i], i = 0 .. n-2. */
 hydra_status hydra_eval_stream_loss(const hydra_model *m, const int32_t *tokens, size_t n, int chunk,
                                     float *pos_loss);
+/* The same, and pos_top1[i] (optional) = 1 if token i+1 has the largest logit
+ * at position i (ties count as a hit). */
+hydra_status hydra_eval_stream_scores(const hydra_model *m, const int32_t *tokens, size_t n, int chunk,
+                                      float *pos_loss, uint8_t *pos_top1);
 
 #ifdef __cplusplus
 }

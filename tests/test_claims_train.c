@@ -32,6 +32,15 @@ static void test_training_claims_tiny(void **st) {
     double ratio = hydra_claim_value_get(&r, "hybrid_ratio");
     assert_true(isfinite(ratio) && ratio > 0.5 && ratio < 2);
     assert_true(isnan(hydra_claim_value_get(&r, "attention_ratio")));
+    /* finding 6: planted facts scored by distance bucket; a 1,400-token stream
+     * reaches the buckets up to (1K, 4K] only, and the thresholds say so */
+    assert_int_equal(r.n_curves, 3);
+    assert_string_equal(r.curves[2].name, "hybrid_recall_answers_vs_distance");
+    assert_true(r.curves[2].y[0] > 0 && r.curves[2].y[1] > 0 && r.curves[2].y[5] == 0);
+    double acc8 = hydra_claim_value_get(&r, "hybrid_recall_acc_le8");
+    assert_true(acc8 >= 0 && acc8 <= 1);
+    assert_true(isnan(hydra_claim_value_get(&r, "hybrid_recall_rel_le16k")));
+    assert_true(hydra_claim_value_get(&r, "hybrid_recall_loss_at_train_len") > 0);
     /* finding 6 (part): the baseline's ratio is printed only if it learned the task */
     o.lengen_baseline = 1;
     HY_OK(hydra_claim_run(hydra_claim_find("claim_1"), &o, &r));

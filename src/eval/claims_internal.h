@@ -18,6 +18,24 @@ void hydra_claims_decide(hydra_claim_result *r, const char *pass_summary);
 void hydra_claims_set_error(hydra_claim_result *r, const char *what, hydra_status st);
 
 /* claims_train.c */
+/* Claim 1's measurement per arm. Facts are planted at distances in
+ * HYDRA_LENGEN_BUCKETS buckets (tokens): (0, 8] within the SWA window,
+ * (8, 256] beyond it within the training length (bucket HYDRA_LENGEN_AT_T),
+ * then (256, 1K], (1K, 4K], (4K, 16K], (16K, 32K]. */
+#define HYDRA_LENGEN_BUCKETS 6
+#define HYDRA_LENGEN_AT_T 1
+typedef struct {
+    double bg_short, bg_long;            /* background recall loss: at T, and over the last 1,024 of N */
+    double rc_short_loss, rc_short_acc;  /* planted answers at distances (8, T] in T-token streams */
+    long rc_short_n;
+    double loss[HYDRA_LENGEN_BUCKETS], acc[HYDRA_LENGEN_BUCKETS]; /* planted answers of the N-token streams */
+    long n[HYDRA_LENGEN_BUCKETS];                                   /* answers per bucket (NaN above when 0) */
+} hydra_lengen_scores;
+/* Values, thresholds, curves, status and line of claim 1 from the arms'
+ * scores (sc[0] hybrid, sc[1] attention if n_arms == 2); lnv = ln(value
+ * band), pn = the background's renewal fraction. */
+void hydra_claims_lengen_report(hydra_claim_result *r, const hydra_lengen_scores *sc, int n_arms, int N, int T,
+                                double lnv, double pn);
 void hydra_claim_length_generalisation(const hydra_claims_opts *o, hydra_claim_result *r);
 void hydra_claim_mqar(const hydra_claims_opts *o, hydra_claim_result *r);
 void hydra_claim_muon_speedup(const hydra_claims_opts *o, hydra_claim_result *r);

@@ -380,6 +380,11 @@ done:
 /* ------------------------------------------------------------------ eval */
 hydra_status hydra_eval_stream_loss(const hydra_model *m, const int32_t *tokens, size_t n, int chunk,
                                     float *pos_loss) {
+    return hydra_eval_stream_scores(m, tokens, n, chunk, pos_loss, NULL);
+}
+
+hydra_status hydra_eval_stream_scores(const hydra_model *m, const int32_t *tokens, size_t n, int chunk,
+                                      float *pos_loss, uint8_t *pos_top1) {
     if (!m || !tokens || !pos_loss) return hydra_set_error(HYDRA_ERR_ARG, "eval_stream_loss: NULL argument");
     if (n < 2) return hydra_set_error(HYDRA_ERR_ARG, "eval_stream_loss: need at least 2 tokens");
     if (chunk < 1) return hydra_set_error(HYDRA_ERR_ARG, "eval_stream_loss: chunk must be >= 1");
@@ -401,6 +406,7 @@ hydra_status hydra_eval_stream_loss(const hydra_model *m, const int32_t *tokens,
             for (int v = 1; v < V; v++) if (row[v] > mx) mx = row[v];
             for (int v = 0; v < V; v++) z += exp((double)row[v] - mx);
             pos_loss[t0 + (size_t)i] = (float)(log(z) + mx - row[y]);
+            if (pos_top1) pos_top1[t0 + (size_t)i] = row[y] >= mx; /* the target is an argmax */
         }
     }
     hydra_state_free(s);
