@@ -35,9 +35,10 @@ void hydra_bench_train(FILE *out, int quick, const int *threads, int n_threads, 
 
 /* Threads under contention (bench_threads.c): train, prefill and decode at
  * quiet 1 / 2 threads and with a CPU hog pinned to the second of `cpus`
- * ("A,B"; NULL = the first two this process may use). Returns 0, 1 on a
+ * ("A,B"; NULL = the first two this process may use); only: the workloads
+ * whose name starts with it (NULL = all). Returns 0, 1 on a
  * failed run, 2 on bad --cpus. */
-int hydra_bench_contention(FILE *out, const char *cpus, int quick);
+int hydra_bench_contention(FILE *out, const char *cpus, const char *only, int quick);
 
 /* GPU (bench_cuda.c): the card's GEMM and copy ceilings, the delta-rule
  * kernels, the default model's prefill / decode / batched decode in bf16 and

@@ -175,7 +175,7 @@ static int pick_cpus(const char *spec, int cpu[2]) {
     return n == 2 ? 0 : -1;
 }
 
-int hydra_bench_contention(FILE *out, const char *cpus, int quick) {
+int hydra_bench_contention(FILE *out, const char *cpus, const char *only, int quick) {
     int cpu[2];
     if (pick_cpus(cpus, cpu))
         return fprintf(stderr, "hydra bench --contention: --cpus wants two distinct CPUs this process may use, "
@@ -209,6 +209,7 @@ int hydra_bench_contention(FILE *out, const char *cpus, int quick) {
     double worst = 1e9;
     int rc = 0;
     for (int i = 0; i < nw && !rc; i++) {
+        if (only && strncmp(ws[i].name, only, strlen(only))) continue;
         work_ctx x;
         double r[4] = {0, 0, 0, 0};
         if (ctx_open(&ws[i], &x)) {

@@ -131,7 +131,7 @@ int cmd_bench(int argc, char **argv) {
     cli_add(&s, "threads", OPT_STR, &threads_s,
             "threads (default: the CPUs this process may use); with --train a list, e.g. 1,2,4,8,16: one table");
     cli_add(&s, "quick", OPT_FLAG, &quick, "fewer repetitions (smoke test, noisier figures)");
-    cli_add(&s, "only", OPT_STR, &only, "run one part: gemm, model or delta");
+    cli_add(&s, "only", OPT_STR, &only, "run one part: gemm, model or delta (with --contention: train, prefill, decode, ...)");
     uint64_t stream_tokens = 0;
     cli_add(&s, "stream-tokens", OPT_U64, &stream_tokens, "run only the streaming benchmark over N tokens (small + default model)");
     const char *spec_target = NULL, *spec_draft = NULL;
@@ -175,7 +175,7 @@ int cmd_bench(int argc, char **argv) {
     }
     if (ntl > 1 && !train)
         return fprintf(stderr, "hydra bench: a --threads list goes with --train only\n"), 2;
-    if (contention) return hydra_bench_contention(stdout, cpus, quick);
+    if (contention) return hydra_bench_contention(stdout, cpus, only, quick);
     if (ntl == 1) threads = tl[0], hydra_set_num_threads(threads);
     if (strcmp(device, "cpu") && !stream_tokens) return hydra_bench_cuda(stdout, device, quick);
     if (train) {

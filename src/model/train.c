@@ -54,11 +54,10 @@ typedef struct {
     float *dact;     /* [BT, F] its gradient */
     float *y;        /* [BT, Hd] mixer output before o_proj */
     float *dy;       /* [BT, Hd] its gradient */
-    float *t3;       /* [BT, 3Hd] conv input (forward) / dconv (backward) */
+    float *t3;       /* [BT, 3Hd] dconv (backward) */
     float *dqkv;     /* [3, BT, Hd] gradients of the delta-rule / attention q, k, v */
     float *dgb;      /* [2, BT, H] gradients of g and beta */
     float *S;        /* [B, H, dv, dk] delta-rule states (forward) */
-    float *xc, *dxc; /* [T, 3Hd] each: one sequence's conv input / input gradient */
     float *block;    /* the one allocation everything above lives in */
 } train_acts;
 
@@ -115,8 +114,6 @@ static size_t acts_layout(const hydra_model *m, size_t B, size_t T, float *base,
     AT(dqkv, 3 * BT * Hd);
     AT(dgb, 2 * BT * H);
     AT(S, B * H * d * d);
-    AT(xc, T * 3 * Hd);
-    AT(dxc, T * 3 * Hd);
 #undef AT
 #undef TAKE
     return off;
@@ -176,7 +173,7 @@ static inline float silu_grad(float x) { /* d/dx x sigmoid(x) */
 
 /* act = SiLU(gate) * up from gu [BT, 2F]. */
 static void swiglu_rows(size_t BT, int F, const float *gu, float *act) {
-#pragma omp parallel for schedule(static) if (BT >= 16)
+#pragma omp parallel for schedule(dynamic, 16) if (BT >= 16)
     for (size_t r = 0; r < BT; r++) {
         const float *g = gu + r * 2 * F;
         hydra_vec_swiglu(act + r * F, g, g + F, (size_t)F);
@@ -306,7 +303,7 @@ static void gated_norm(const hydra_model *m, const hydra_layer_weights *lw, size
     const int H = m->cfg.n_heads, d = m->dk;
     const size_t Hd = (size_t)H * d, P = (size_t)hydra_gdn_in_width(m);
     const float eps = m->cfg.norm_eps;
-#pragma omp parallel for schedule(static) if (BT >= 16)
+#pragma omp parallel for schedule(dynamic, 16) if (BT >= 16)
     for (size_t rh = 0; rh < BT * (size_t)H; rh++) {
         size_t r = rh / (size_t)H, h = rh % (size_t)H;
         const float *oh = o + rh * d, *gh = proj + r * P + 3 * Hd + h * d;
@@ -321,23 +318,18 @@ static hydra_status gdn_forward(const hydra_model *m, const hydra_layer_weights 
     const int C = c->d_model, H = c->n_heads, d = m->dk, K = c->conv_width;
     const size_t BT = (size_t)B * T, Hd = (size_t)H * d, P = (size_t)hydra_gdn_in_width(m);
     HYDRA_CHECK(fwd_matmul((int)BT, (int)P, C, a->h, lw->in_proj, la->proj, 0));
-#pragma omp parallel for schedule(static) if (BT >= 16)
+#pragma omp parallel for schedule(dynamic, 64) if (BT >= 256)
     for (size_t r = 0; r < BT; r++) {
-        const float *pr = la->proj + r * P;
-        memcpy(a->t3 + r * 3 * Hd, pr, 3 * Hd * sizeof(float));
-        const float *ap = pr + 4 * Hd, *bp = ap + H;
+        const float *ap = la->proj + r * P + 4 * Hd, *bp = ap + H;
         for (int h = 0; h < H; h++) {
             la->beta[r * H + h] = hydra_sigmoid(bp[h]);
             la->gdec[r * H + h] = -expf(lw->A_log[h]) * hydra_softplus(ap[h] + lw->dt_bias[h]);
         }
     }
-    for (int b = 0; b < B; b++) {
-        size_t off = (size_t)b * T * 3 * Hd;
-        HYDRA_CHECK(hydra_op_conv_causal(T, (int)(3 * Hd), K, a->t3 + off, lw->q_conv, NULL, la->conv + off));
-    }
+    HYDRA_CHECK(hydra_conv_batch(B, T, (int)(3 * Hd), K, la->proj, P, lw->q_conv, la->conv));
     /* SiLU, split, L2-normalise q (and scale by d^-1/2) and k per head. */
     const float qscale = 1.0f / sqrtf((float)d), l2eps = c->l2_eps;
-#pragma omp parallel for schedule(static) if (BT >= 16)
+#pragma omp parallel for schedule(dynamic, 16) if (BT >= 16)
     for (size_t r = 0; r < BT; r++) {
         const float *cr = la->conv + r * 3 * Hd;
         for (int part = 0; part < 3; part++) {
@@ -352,18 +344,9 @@ static hydra_status gdn_forward(const hydra_model *m, const hydra_layer_weights 
             }
         }
     }
-    /* Delta rule per sequence from S = 0: parallel over sequences when there
-     * are enough of them, else over heads inside the op. */
-    const size_t SN = (size_t)H * d * d;
-    memset(a->S, 0, (size_t)B * SN * sizeof(float));
-    int err = 0;
-#pragma omp parallel for schedule(static) if (B >= omp_get_max_threads() && B > 1) reduction(| : err)
-    for (int b = 0; b < B; b++) {
-        size_t r0 = (size_t)b * T;
-        err |= hydra_op_delta_rule(T, H, d, d, la->q + r0 * Hd, la->k + r0 * Hd, la->v + r0 * Hd,
-                                   la->gdec + r0 * H, la->beta + r0 * H, a->S + b * SN, la->o + r0 * Hd) != HYDRA_OK;
-    }
-    if (err) return hydra_set_error(HYDRA_ERR_NOMEM, "loss_grad: delta rule forward failed");
+    /* Delta rule per (sequence, head) from S = 0. */
+    memset(a->S, 0, (size_t)B * H * d * d * sizeof(float));
+    HYDRA_CHECK(hydra_delta_rule_batch(B, T, H, d, d, la->q, la->k, la->v, la->gdec, la->beta, a->S, la->o));
     gated_norm(m, lw, BT, la->o, la->proj, a->y);
     return HYDRA_OK;
 }
@@ -375,7 +358,7 @@ static hydra_status attn_forward(const hydra_model *m, const hydra_layer_weights
     const size_t BT = (size_t)B * T, Hd = (size_t)H * d;
     const int window = hydra_config_layer_kind(c, li) == HYDRA_LAYER_ATTN ? 0 : c->window;
     HYDRA_CHECK(fwd_matmul((int)BT, (int)(3 * Hd), C, a->h, lw->in_proj, a->big, 0));
-#pragma omp parallel for schedule(static) if (BT >= 16)
+#pragma omp parallel for schedule(dynamic, 16) if (BT >= 16)
     for (size_t r = 0; r < BT; r++) {
         const float *pr = a->big + r * 3 * Hd;
         memcpy(la->q + r * Hd, pr, Hd * sizeof(float));
@@ -438,7 +421,7 @@ static hydra_status gdn_backward(const hydra_model *m, const hydra_layer_weights
     const size_t NR = BT * (size_t)H, RB = 256, nblk = (NR + RB - 1) / RB;
     float *part = calloc(nblk * (size_t)d, sizeof(float)); /* [nblk, d] */
     if (!part) return hydra_set_error(HYDRA_ERR_NOMEM, "loss_grad: out of memory");
-#pragma omp parallel for schedule(static) if (NR >= 64)
+#pragma omp parallel for schedule(dynamic, 1) if (NR >= 64)
     for (size_t blk = 0; blk < nblk; blk++) {
         float *pw = part + blk * d;
         for (size_t rh = blk * RB; rh < NR && rh < (blk + 1) * RB; rh++) {
@@ -453,20 +436,12 @@ static hydra_status gdn_backward(const hydra_model *m, const hydra_layer_weights
     free(part);
     /* 2. delta rule backward per sequence (S_0 = 0, no final-state gradient). */
     float *dq = a->dqkv, *dk = dq + BT * Hd, *dv = dk + BT * Hd, *dg = a->dgb, *db = dg + BT * H;
-    int err = 0;
-#pragma omp parallel for schedule(static) if (B >= omp_get_max_threads() && B > 1) reduction(| : err)
-    for (int b = 0; b < B; b++) {
-        size_t r0 = (size_t)b * T;
-        err |= hydra_op_delta_rule_backward(T, H, d, d, la->q + r0 * Hd, la->k + r0 * Hd, la->v + r0 * Hd,
-                                            la->gdec + r0 * H, la->beta + r0 * H, NULL, dO + r0 * Hd, NULL,
-                                            dq + r0 * Hd, dk + r0 * Hd, dv + r0 * Hd, dg + r0 * H, db + r0 * H,
-                                            NULL) != HYDRA_OK;
-    }
-    if (err) return hydra_set_error(HYDRA_ERR_NOMEM, "loss_grad: delta rule backward failed");
+    HYDRA_CHECK(hydra_delta_rule_backward_batch(B, T, H, d, d, la->q, la->k, la->v, la->gdec, la->beta, dO, dq, dk,
+                                                dv, dg, db));
     /* 3. gates: beta = sigmoid(b_pre); g = -exp(A_log) softplus(a_pre + dt_bias).
      *    dA_log += dg g;  da_pre = dg (-exp(A_log)) sigmoid(a_pre + dt_bias);  ddt_bias += da_pre. */
     float *gA = GRAD(lw->A_log), *gdt = GRAD(lw->dt_bias);
-#pragma omp parallel for schedule(static) if (BT >= 256)
+#pragma omp parallel for schedule(dynamic, 64) if (BT >= 256)
     for (size_t r = 0; r < BT; r++) {
         const float *ap = la->proj + r * P + 4 * Hd;
         float *dap = dproj + r * P + 4 * Hd;
@@ -485,7 +460,7 @@ static hydra_status gdn_backward(const hydra_model *m, const hydra_layer_weights
      *    x = s r_n, r_n = 1/sqrt(|s|^2 + eps): ds = scale r_n (dy - n (n . dy)), n = s r_n. */
     const float qscale = 1.0f / sqrtf((float)d), l2eps = c->l2_eps;
     float *dconv = a->t3;
-#pragma omp parallel for schedule(static) if (BT >= 16)
+#pragma omp parallel for schedule(dynamic, 16) if (BT >= 16)
     for (size_t r = 0; r < BT; r++) {
         const float *cr = la->conv + r * 3 * Hd;
         float *dc = dconv + r * 3 * Hd;
@@ -502,16 +477,10 @@ static hydra_status gdn_backward(const hydra_model *m, const hydra_layer_weights
                 l2silu_bwd_head(d, cp + (size_t)h * d, gsrc + (size_t)h * d, scale, l2eps, dcp + (size_t)h * d);
         }
     }
-    /* 5. conv backward per sequence (weight grads summed in b order). */
-    float *gconv = GRAD(lw->q_conv);
-    for (int b = 0; b < B; b++) {
-        const size_t r0 = (size_t)b * T;
-        for (int t = 0; t < T; t++) memcpy(a->xc + (size_t)t * 3 * Hd, la->proj + (r0 + t) * P, 3 * Hd * sizeof(float));
-        HYDRA_CHECK(hydra_op_conv_causal_backward(T, (int)(3 * Hd), K, a->xc, lw->q_conv, dconv + r0 * 3 * Hd,
-                                                  a->dxc, gconv));
-        for (int t = 0; t < T; t++) memcpy(dproj + (r0 + t) * P, a->dxc + (size_t)t * 3 * Hd, 3 * Hd * sizeof(float));
-    }
-    return HYDRA_OK;
+    /* 5. conv backward per (sequence, channel block), input read from and its
+     *    gradient written into the fused projection rows; weight grads summed in b order. */
+    return hydra_conv_backward_batch(B, T, (int)(3 * Hd), K, la->proj, P, lw->q_conv, dconv, dproj, P,
+                                     GRAD(lw->q_conv));
 }
 
 /* Attention backward: a->dy (grad of the attention output) -> a->big = dproj [BT, 3Hd]. */
@@ -522,17 +491,13 @@ static hydra_status attn_backward(const hydra_model *m, int li, int B, int T, tr
     const size_t BT = (size_t)B * T, Hd = (size_t)H * d;
     const int window = hydra_config_layer_kind(c, li) == HYDRA_LAYER_ATTN ? 0 : c->window;
     float *dq = a->dqkv, *dk = dq + BT * Hd, *dv = dk + BT * Hd;
+    HYDRA_CHECK(hydra_attention_backward_batch(B, T, H, d, window, la->q, la->k, la->v, la->o, a->dy, dq, dk, dv));
     int err = 0;
-#pragma omp parallel for schedule(static) if (B >= omp_get_max_threads() && B > 1) reduction(| : err)
-    for (int b = 0; b < B; b++) {
-        size_t o0 = (size_t)b * T * Hd;
-        err |= hydra_op_attention_backward(T, H, d, window, la->q + o0, la->k + o0, la->v + o0, la->o + o0,
-                                           a->dy + o0, dq + o0, dk + o0, dv + o0) != HYDRA_OK;
-        err |= hydra_op_rope_backward(T, H, d, 0, c->rope_base, dq + o0) != HYDRA_OK;
-        err |= hydra_op_rope_backward(T, H, d, 0, c->rope_base, dk + o0) != HYDRA_OK;
-    }
-    if (err) return hydra_set_error(HYDRA_ERR_NOMEM, "loss_grad: attention backward failed");
-#pragma omp parallel for schedule(static) if (BT >= 16)
+#pragma omp parallel for schedule(dynamic, 1) if (B > 1) reduction(| : err)
+    for (int b = 0; b < 2 * B; b++) /* RoPE backward of dq and dk, one sequence each */
+        err |= hydra_op_rope_backward(T, H, d, 0, c->rope_base, (b % 2 ? dk : dq) + (size_t)(b / 2) * T * Hd) != HYDRA_OK;
+    if (err) return hydra_set_error(HYDRA_ERR_NOMEM, "loss_grad: RoPE backward failed");
+#pragma omp parallel for schedule(dynamic, 16) if (BT >= 16)
     for (size_t r = 0; r < BT; r++) {
         float *pr = a->big + r * 3 * Hd;
         memcpy(pr, dq + r * Hd, Hd * sizeof(float));
@@ -560,7 +525,7 @@ static hydra_status train_backward(const hydra_model *m, const int32_t *inputs, 
         swiglu_rows(BT, F, la->gu, a->act);
         HYDRA_CHECK(hydra_op_matmul_ex(1, 0, C, F, (int)BT, a->dx, C, a->act, F, GRAD(lw->down), F, 1));
         HYDRA_CHECK(hydra_op_matmul_ex(0, 0, (int)BT, F, C, a->dx, C, lw->down, F, a->dact, F, 0));
-#pragma omp parallel for schedule(static) if (BT >= 16)
+#pragma omp parallel for schedule(dynamic, 16) if (BT >= 16)
         for (size_t r = 0; r < BT; r++) {
             const float *g = la->gu + r * 2 * F, *u = g + F, *da = a->dact + r * F;
             float *dg = a->big + r * 2 * F;

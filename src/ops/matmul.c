@@ -31,17 +31,17 @@ static void runtime_init_once(void) {
         g_arch = "skx";
     }
     g_threads = omp_get_max_threads();
-    bli_thread_set_num_threads(g_threads);
-    snprintf(g_blas_info, sizeof g_blas_info, "BLIS %s (arch %s, %d threads)", bli_info_get_version_str(),
-             g_arch, g_threads);
+    bli_thread_set_num_threads(1); /* our threads split the products (sgemm below) */
+    snprintf(g_blas_info, sizeof g_blas_info, "BLIS %s (arch %s, %d threads over 1-thread BLIS)",
+             bli_info_get_version_str(), g_arch, g_threads);
 }
 
 void hydra_runtime_init(void) { pthread_once(&g_once, runtime_init_once); }
 
 const char *hydra_blas_info(void) {
     hydra_runtime_init();
-    snprintf(g_blas_info, sizeof g_blas_info, "BLIS %s (arch %s, %d threads)", bli_info_get_version_str(),
-             g_arch, g_threads);
+    snprintf(g_blas_info, sizeof g_blas_info, "BLIS %s (arch %s, %d threads over 1-thread BLIS)",
+             bli_info_get_version_str(), g_arch, g_threads);
     return g_blas_info;
 }
 
@@ -49,7 +49,6 @@ void hydra_set_num_threads(int n) {
     hydra_runtime_init();
     if (n < 1) n = 1;
     omp_set_num_threads(n);
-    bli_thread_set_num_threads(n);
     g_threads = n;
 }
 
@@ -180,6 +179,7 @@ static void gemv_block_bf16(int M, int N, int K, int n0, int n1, const float *re
 }
 
 /* W is f32, or bf16 when Wh is set (then W is NULL). */
+#define GEMV_ROWS 32 /* a multiple of the 4-row tiles */
 static void gemv_rows(int M, int N, int K, const float *x, const float *W, const uint16_t *Wh, float *y,
                       int accumulate) {
     /* Below ~64K multiply-adds a parallel region costs more than it saves. */
@@ -188,30 +188,63 @@ static void gemv_rows(int M, int N, int K, const float *x, const float *W, const
         else gemv_block(M, N, K, 0, N, x, W, y, accumulate);
         return;
     }
-#pragma omp parallel
-    {
-        int nt = omp_get_num_threads(), id = omp_get_thread_num();
-        /* split on multiples of 4 rows so that every thread runs full tiles */
-        int blocks = (N + 3) / 4;
-        int n0 = 4 * (int)((long long)blocks * id / nt), n1 = 4 * (int)((long long)blocks * (id + 1) / nt);
-        if (n1 > N) n1 = N;
+    /* Blocks of GEMV_ROWS rows taken dynamically: a thread slowed by another
+     * program on its core then holds up one block, not a static half. Blocks
+     * start on multiples of 4 rows, so every row sees the same tiles as in a
+     * single-threaded call (bit-identical results). */
+    const int nblk = (N + GEMV_ROWS - 1) / GEMV_ROWS;
+#pragma omp parallel for schedule(dynamic, 1) if (nblk > 1)
+    for (int bi = 0; bi < nblk; bi++) {
+        int n0 = bi * GEMV_ROWS, n1 = n0 + GEMV_ROWS < N ? n0 + GEMV_ROWS : N;
         if (Wh) gemv_block_bf16(M, N, K, n0, n1, x, Wh, y, accumulate);
         else gemv_block(M, N, K, n0, n1, x, W, y, accumulate);
     }
 }
 
-/* Below this many multiply-adds, multi-threaded BLIS loses to one thread:
- * thread hand-off costs tens of microseconds, and on a busy host its
- * spin-waiting threads stall for milliseconds. */
+/* One threading layer: BLIS always runs single-threaded and we split large
+ * products into tiles of C that our OpenMP threads take dynamically. BLIS's
+ * own threads partition a product statically and meet at spinning barriers
+ * inside it, so one descheduled thread (another program on its core) stalls
+ * the others for a scheduler slice at every barrier (measured: train at 0.04x
+ * on a 2-core machine with one core busy, docs/threads.md). Tiles split M and
+ * N only, never K, so every element of C is the same single-threaded BLIS
+ * dot-product order whatever the tiling or thread count: results are
+ * bit-identical across thread counts. Below this many multiply-adds one call
+ * on the calling thread beats any split. */
 #define BLAS_ONE_THREAD_MACS 2097152.0
+#define TILE_MIN 128 /* smallest tile side: BLIS's packing stays a few % of the work */
+
+static void sgemm_one(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
+                      int ldb, float *C, int ldc, int accumulate) {
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, M, N,
+                K, 1.0f, A, lda, B, ldb, accumulate ? 1.0f : 0.0f, C, ldc);
+}
 
 static void sgemm(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
                   int ldb, float *C, int ldc, int accumulate) {
-    int one = (double)M * N * K < BLAS_ONE_THREAD_MACS && g_threads > 1;
-    if (one) bli_thread_set_num_threads(1);
-    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, M, N,
-                K, 1.0f, A, lda, B, ldb, accumulate ? 1.0f : 0.0f, C, ldc);
-    if (one) bli_thread_set_num_threads(g_threads);
+    const int nt = omp_in_parallel() ? 1 : g_threads;
+    if (nt <= 1 || (double)M * N * K < BLAS_ONE_THREAD_MACS) {
+        sgemm_one(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+        return;
+    }
+    /* Halve the longer tile side until there are >= 4 tiles per thread (a
+     * thread slowed by another program then costs at most a few tiles) or
+     * the sides reach TILE_MIN; sides are multiples of 16 (BLIS micro-tiles). */
+    int bm = M, bn = N;
+    while ((long long)((M + bm - 1) / bm) * ((N + bn - 1) / bn) < 4LL * nt) {
+        if (bm >= bn && bm >= 2 * TILE_MIN) bm = (bm / 2 + 15) & ~15;
+        else if (bn >= 2 * TILE_MIN) bn = (bn / 2 + 15) & ~15;
+        else break;
+    }
+    const int tm = (M + bm - 1) / bm, tn = (N + bn - 1) / bn;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+    for (int t = 0; t < tm * tn; t++) {
+        const int i0 = (t / tn) * bm, j0 = (t % tn) * bn;
+        const int mb = M - i0 < bm ? M - i0 : bm, nb = N - j0 < bn ? N - j0 : bn;
+        const float *a = transA ? A + i0 : A + (size_t)i0 * lda;
+        const float *b = transB ? B + (size_t)j0 * ldb : B + j0;
+        sgemm_one(transA, transB, mb, nb, K, a, lda, b, ldb, C + (size_t)i0 * ldc + j0, ldc, accumulate);
+    }
 }
 
 static void stats_add(double t0, int M, int N, int K) {
