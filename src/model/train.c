@@ -548,13 +548,15 @@ static hydra_status train_backward(const hydra_model *m, const int32_t *inputs, 
         HYDRA_CHECK(hydra_op_matmul_ex(0, 0, (int)BT, C, P, a->big, P, lw->in_proj, C, a->dh, C, 0));
         HYDRA_CHECK(hydra_op_rmsnorm_backward((int)BT, C, la->x_in, lw->norm1, eps, a->dh, a->dx, GRAD(lw->norm1), 1));
     }
-    /* embedding lookup: rows added in token order */
+    /* embedding lookup: rows added in token order, column blocks in parallel */
     float *gE = GRAD(m->embed);
-    for (size_t r = 0; r < BT; r++) {
-        float *dst = gE + (size_t)inputs[r] * C;
-        const float *src = a->dx + r * C;
-        for (int i = 0; i < C; i++) dst[i] += src[i];
-    }
+#pragma omp parallel for schedule(dynamic, 1) if (BT * C >= 65536)
+    for (int c0 = 0; c0 < C; c0 += 16)
+        for (size_t r = 0; r < BT; r++) {
+            float *dst = gE + (size_t)inputs[r] * C;
+            const float *src = a->dx + r * C;
+            for (int i = c0; i < c0 + 16 && i < C; i++) dst[i] += src[i];
+        }
     return HYDRA_OK;
 }
 
