@@ -202,7 +202,9 @@ int hydra_bench_contention(FILE *out, const char *cpus, const char *only, int qu
     const int nw = (int)(sizeof ws / sizeof ws[0]);
     fprintf(out, "hydra bench --contention — %s; CPUs %d,%d; hog: a busy loop pinned to CPU %d during 'loaded'\n",
             hydra_blas_info(), cpu[0], cpu[1], cpu[1]);
-    fprintf(out, "tokens/s over >= %.1f s per cell (after one warm-up run); ratios vs quiet 1 thread\n\n", budget);
+    const char *wp = getenv("OMP_WAIT_POLICY"), *sc = getenv("GOMP_SPINCOUNT");
+    fprintf(out, "OpenMP waits: OMP_WAIT_POLICY=%s GOMP_SPINCOUNT=%s; tokens/s over >= %.1f s per cell (after one\n"
+                 "warm-up run); ratios vs quiet 1 thread\n\n", wp ? wp : "(unset)", sc ? sc : "(unset)", budget);
     fprintf(out, "%-23s %10s %10s %10s %10s   %7s %7s %7s\n", "workload", "quiet 1T", "quiet 2T", "loaded 1T",
             "loaded 2T", "q2/q1", "l1/q1", "l2/q1");
     fflush(out);

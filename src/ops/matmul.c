@@ -2,6 +2,9 @@
  * library. Large M goes to BLIS; small M (decode, speculative verify) to a
  * threaded GEMV-style kernel, because BLIS is slow there and single-threaded
  * for level-2 shapes (measured: M=4 at 1024x1024 ~9 GFLOP/s in BLIS). */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
+#include <sched.h>
+
 #include <blis.h>
 #include <cblas.h>
 #include <omp.h>
@@ -17,6 +20,27 @@ static char g_blas_info[160];
 static const char *g_arch = "auto";
 static int g_threads = 0;
 
+/* Default thread count: OMP_NUM_THREADS if set, else the CPUs this process
+ * may run on (sched_getaffinity: taskset, cpusets), capped by a cgroup v2 CPU
+ * quota (containers started with --cpus N), never the host's core count:
+ * more threads than usable CPUs wait on each other's time slices. */
+static int default_threads(void) {
+    const char *env = getenv("OMP_NUM_THREADS");
+    if (env && *env) return omp_get_max_threads();
+    cpu_set_t set;
+    int n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : omp_get_num_procs();
+    FILE *f = fopen("/sys/fs/cgroup/cpu.max", "r");
+    if (f) {
+        long long quota, period;
+        if (fscanf(f, "%lld %lld", &quota, &period) == 2 && quota > 0 && period > 0) {
+            long long q = (quota + period - 1) / period;
+            if (q < n) n = (int)q;
+        }
+        fclose(f); /* "max 100000": no quota (fscanf stops at "max") */
+    }
+    return n > 0 ? n : 1;
+}
+
 /* BLIS picks its kernel set at its first call from BLIS_ARCH_TYPE. Debian's
  * build misdetects Sapphire Rapids-class CPUs and falls back to slow generic
  * kernels (DESIGN §7), so on AVX-512 CPUs we select "skx" ourselves — unless
@@ -30,7 +54,8 @@ static void runtime_init_once(void) {
         setenv("BLIS_ARCH_TYPE", "skx", 0);
         g_arch = "skx";
     }
-    g_threads = omp_get_max_threads();
+    g_threads = default_threads();
+    omp_set_num_threads(g_threads);
     bli_thread_set_num_threads(1); /* our threads split the products (sgemm below) */
     snprintf(g_blas_info, sizeof g_blas_info, "BLIS %s (arch %s, %d threads over 1-thread BLIS)",
              bli_info_get_version_str(), g_arch, g_threads);
