@@ -135,8 +135,12 @@ typedef struct {
 } train_cfg;
 
 /* One config's median step at the current thread count: tokens/s etc. into *r. */
+#define N_PH 8
 typedef struct {
     double sec, share, loss, flops, n_mm;
+    double ph[N_PH]; /* seconds per timed step: loss_grad phases, then the optimizer */
+    const char *ph_names[N_PH];
+    int n_ph;
     size_t np;
 } step_result;
 
@@ -163,20 +167,29 @@ static int time_steps(const hydra_config *c, int B, int T, int warm, int reps, s
                 tg[(size_t)b * T + t] = tok[(size_t)b * (T + 1) + t + 1];
             }
     }
-    double ts[16], sh[16];
+    double ts[16], sh[16], t_opt = 0;
     for (int i = 0; i < warm + reps && ok; i++) {
+        if (i == warm) hydra_train_profile_reset();
         hydra_matmul_stats_reset();
         hydra_matmul_stats_enable(1);
+        hydra_train_profile_enable(1);
         double t0 = hydra_now_seconds();
-        ok = !hydra_model_loss_grad(m, in, tg, NULL, B, T, grads, &r->loss, NULL) &&
-             !hydra_optimizer_step(opt, m, grads, NULL, NULL);
+        ok = !hydra_model_loss_grad(m, in, tg, NULL, B, T, grads, &r->loss, NULL);
+        hydra_train_profile_enable(0);
+        double t1 = hydra_now_seconds();
+        ok = ok && !hydra_optimizer_step(opt, m, grads, NULL, NULL);
         double dt = hydra_now_seconds() - t0;
+        if (i >= warm) t_opt += hydra_now_seconds() - t1;
         hydra_matmul_stats_enable(0);
         hydra_matmul_stats ms;
         hydra_matmul_stats_get(&ms);
         if (i >= warm) ts[i - warm] = dt, sh[i - warm] = ms.seconds / dt;
     }
     if (ok) {
+        r->n_ph = hydra_train_profile_get(r->ph, r->ph_names, N_PH - 1);
+        if (r->n_ph > N_PH - 1) r->n_ph = N_PH - 1;
+        for (int k = 0; k < r->n_ph; k++) r->ph[k] /= reps;
+        r->ph[r->n_ph] = t_opt / reps, r->ph_names[r->n_ph++] = "optimizer";
         r->sec = hydra_median(ts, reps), r->share = hydra_median(sh, reps), r->np = np;
         r->flops = step_flops(c, B, T, &r->n_mm);
     }
@@ -244,6 +257,11 @@ void hydra_bench_train(FILE *out, int quick, const int *threads, int n_threads, 
             if (n_threads == 1)
                 fprintf(out, "%-10s   (model FLOPs/step %.1f G, matmul params %.2f M, final loss %.3f)\n", "",
                         r.flops / 1e9, r.n_mm / 1e6, r.loss);
+            double tot = 0;
+            for (int k = 0; k < r.n_ph; k++) tot += r.ph[k];
+            fprintf(out, "%-10s   ms/step by phase:", "");
+            for (int k = 0; k < r.n_ph; k++) fprintf(out, " %s %.1f (%.0f%%)%s", r.ph_names[k], 1e3 * r.ph[k],
+                                                     100 * r.ph[k] / tot, k + 1 < r.n_ph ? "," : "\n");
             fflush(out);
         }
         const double peak2 = 1e9 * cli_gemm_peak_gflops(1024, 5);
@@ -263,7 +281,9 @@ void hydra_bench_train(FILE *out, int quick, const int *threads, int n_threads, 
             "  + per DeltaNet layer and head 3 x 6*dk*dv x B*T; elementwise work not counted.\n"
             "GFLOP/s = model FLOPs / median step time; MFU = that / the sgemm peak at the same thread count;\n"
             "xfirst = tokens/s vs the first thread count of the list; %%matmul = share of step time inside\n"
-            "hydra matmuls; peer = python/train_peer.py (PyTorch %s, same model, same step incl. clip + AdamW,\n"
+            "hydra matmuls (all callers); ms/step by phase: mean wall time of each phase of a step\n"
+            "(hydra_train_profile_*: loss_grad split at phase boundaries, then the optimizer step);\n"
+            "peer = python/train_peer.py (PyTorch %s, same model, same step incl. clip + AdamW,\n"
             "chunked delta rule, same B, T, W, threads), xpeer = C tokens/s / peer tokens/s.\n"
             "Targets: MFU >= 35%% at d512 (>= 40%% at 16 threads), >= 2x peer; d256 at 16 threads >= 3x 2 threads.\n",
             w_eff_of(TR_T, TR_W), "via /usr/bin/python3");

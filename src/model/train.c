@@ -159,11 +159,53 @@ static void acts_free(train_acts *a) {
     free(a->L); /* the block stays cached for the next call */
 }
 
+/* ---- profile: wall time of loss_grad by phase (hydra_train_profile_*).
+ * One clock switches between phases at their boundaries, so the phases sum
+ * to the whole call; off, a switch costs one branch. */
+enum { PH_MATMUL, PH_DELTA, PH_ATTN, PH_CONV, PH_NORM, PH_LOSS, PH_OTHER, PH_N };
+static const char *const k_phase_names[PH_N] = {"matmul", "delta rule", "attention", "conv+gates+l2",
+                                                "norms+act", "loss", "other"};
+static int g_prof, g_ph_cur = PH_OTHER;
+static double g_ph[PH_N], g_ph_t;
+
+static int ph(int next) { /* switch the clock to `next`; returns the phase it left */
+    const int prev = g_ph_cur;
+    if (g_prof) {
+        const double t = hydra_now_seconds();
+        g_ph[prev] += t - g_ph_t;
+        g_ph_t = t;
+    }
+    g_ph_cur = next;
+    return prev;
+}
+
+void hydra_train_profile_enable(int on) {
+    g_prof = on;
+    g_ph_t = hydra_now_seconds();
+}
+void hydra_train_profile_reset(void) { memset(g_ph, 0, sizeof g_ph); }
+int hydra_train_profile_get(double *seconds, const char **names, int cap) {
+    for (int i = 0; i < PH_N && i < cap; i++) {
+        if (seconds) seconds[i] = g_ph[i];
+        if (names) names[i] = k_phase_names[i];
+    }
+    return PH_N;
+}
+
+/* C (+)= op(A) . op(B) (hydra_op_matmul_ex), timed as the matmul phase. */
+static hydra_status mm_ex(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                          float *C, int ldc, int acc) {
+    const int prev = ph(PH_MATMUL);
+    hydra_status st = hydra_op_matmul_ex(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, acc);
+    ph(prev);
+    return st;
+}
+
 /* y[M,N] (+)= x[M,K] . W[N,K]^T: hydra_op_matmul's product through
  * hydra_op_matmul_ex, which also takes the tiny shapes of test models
  * without a BLAS call. */
 static hydra_status fwd_matmul(int M, int N, int K, const float *x, const float *W, float *y, int acc) {
-    return hydra_op_matmul_ex(0, 1, M, N, K, x, K, W, K, y, N, acc);
+    return mm_ex(0, 1, M, N, K, x, K, W, K, y, N, acc);
 }
 
 static inline float silu_grad(float x) { /* d/dx x sigmoid(x) */
@@ -318,6 +360,7 @@ static hydra_status gdn_forward(const hydra_model *m, const hydra_layer_weights 
     const int C = c->d_model, H = c->n_heads, d = m->dk, K = c->conv_width;
     const size_t BT = (size_t)B * T, Hd = (size_t)H * d, P = (size_t)hydra_gdn_in_width(m);
     HYDRA_CHECK(fwd_matmul((int)BT, (int)P, C, a->h, lw->in_proj, la->proj, 0));
+    ph(PH_CONV);
 #pragma omp parallel for schedule(dynamic, 64) if (BT >= 256)
     for (size_t r = 0; r < BT; r++) {
         const float *ap = la->proj + r * P + 4 * Hd, *bp = ap + H;
@@ -345,8 +388,10 @@ static hydra_status gdn_forward(const hydra_model *m, const hydra_layer_weights 
         }
     }
     /* Delta rule per (sequence, head) from S = 0. */
+    ph(PH_DELTA);
     memset(a->S, 0, (size_t)B * H * d * d * sizeof(float));
     HYDRA_CHECK(hydra_delta_rule_batch(B, T, H, d, d, la->q, la->k, la->v, la->gdec, la->beta, a->S, la->o));
+    ph(PH_NORM);
     gated_norm(m, lw, BT, la->o, la->proj, a->y);
     return HYDRA_OK;
 }
@@ -358,6 +403,7 @@ static hydra_status attn_forward(const hydra_model *m, const hydra_layer_weights
     const size_t BT = (size_t)B * T, Hd = (size_t)H * d;
     const int window = hydra_config_layer_kind(c, li) == HYDRA_LAYER_ATTN ? 0 : c->window;
     HYDRA_CHECK(fwd_matmul((int)BT, (int)(3 * Hd), C, a->h, lw->in_proj, a->big, 0));
+    ph(PH_ATTN);
 #pragma omp parallel for schedule(dynamic, 16) if (BT >= 16)
     for (size_t r = 0; r < BT; r++) {
         const float *pr = a->big + r * 3 * Hd;
@@ -381,23 +427,29 @@ static hydra_status train_forward(const hydra_model *m, const int32_t *inputs, i
     const hydra_config *c = &m->cfg;
     const int C = c->d_model, V = c->vocab_size, F = m->F, L = c->n_layers;
     const size_t BT = (size_t)B * T, Hd = (size_t)c->n_heads * m->dk;
+    ph(PH_OTHER);
     for (size_t r = 0; r < BT; r++)
         memcpy(a->L[0].x_in + r * C, m->embed + (size_t)inputs[r] * C, C * sizeof(float));
     for (int li = 0; li < L; li++) {
         const hydra_layer_weights *lw = &m->layers[li];
         layer_acts *la = &a->L[li];
         float *x_out = li + 1 < L ? a->L[li + 1].x_in : a->x_final;
+        ph(PH_NORM);
         HYDRA_CHECK(hydra_op_rmsnorm((int)BT, C, la->x_in, lw->norm1, c->norm_eps, a->h));
         if (lw->kind == HYDRA_LAYER_DELTANET) HYDRA_CHECK(gdn_forward(m, lw, B, T, a, la));
         else HYDRA_CHECK(attn_forward(m, lw, li, B, T, a, la));
+        ph(PH_OTHER);
         memcpy(la->x_mid, la->x_in, BT * C * sizeof(float));
         HYDRA_CHECK(fwd_matmul((int)BT, C, (int)Hd, a->y, lw->o_proj, la->x_mid, 1));
+        ph(PH_NORM);
         HYDRA_CHECK(hydra_op_rmsnorm((int)BT, C, la->x_mid, lw->norm2, c->norm_eps, a->h));
         HYDRA_CHECK(fwd_matmul((int)BT, 2 * F, C, a->h, lw->gate_up, la->gu, 0));
         swiglu_rows(BT, F, la->gu, a->act);
+        ph(PH_OTHER);
         memcpy(x_out, la->x_mid, BT * C * sizeof(float));
         HYDRA_CHECK(fwd_matmul((int)BT, C, F, a->act, lw->down, x_out, 1));
     }
+    ph(PH_NORM);
     HYDRA_CHECK(hydra_op_rmsnorm((int)BT, C, a->x_final, m->norm_f, c->norm_eps, a->hf));
     HYDRA_CHECK(fwd_matmul((int)BT, V, C, a->hf, m->lm_head, a->logits, 0));
     return HYDRA_OK;
@@ -419,6 +471,7 @@ static hydra_status gdn_backward(const hydra_model *m, const hydra_layer_weights
      *    dz = dy n w s'(z)/...;  dn = dy w s;  do = r (dn - n mean(dn n));  dw += dy n s.
      *    o_norm grads: partials per block of 256 (row, head) pairs, summed in block order. */
     const size_t NR = BT * (size_t)H, RB = 256, nblk = (NR + RB - 1) / RB;
+    ph(PH_NORM);
     float *part = calloc(nblk * (size_t)d, sizeof(float)); /* [nblk, d] */
     if (!part) return hydra_set_error(HYDRA_ERR_NOMEM, "loss_grad: out of memory");
 #pragma omp parallel for schedule(dynamic, 1) if (NR >= 64)
@@ -436,10 +489,12 @@ static hydra_status gdn_backward(const hydra_model *m, const hydra_layer_weights
     free(part);
     /* 2. delta rule backward per sequence (S_0 = 0, no final-state gradient). */
     float *dq = a->dqkv, *dk = dq + BT * Hd, *dv = dk + BT * Hd, *dg = a->dgb, *db = dg + BT * H;
+    ph(PH_DELTA);
     HYDRA_CHECK(hydra_delta_rule_backward_batch(B, T, H, d, d, la->q, la->k, la->v, la->gdec, la->beta, dO, dq, dk,
                                                 dv, dg, db));
     /* 3. gates: beta = sigmoid(b_pre); g = -exp(A_log) softplus(a_pre + dt_bias).
      *    dA_log += dg g;  da_pre = dg (-exp(A_log)) sigmoid(a_pre + dt_bias);  ddt_bias += da_pre. */
+    ph(PH_CONV);
     float *gA = GRAD(lw->A_log), *gdt = GRAD(lw->dt_bias);
 #pragma omp parallel for schedule(dynamic, 64) if (BT >= 256)
     for (size_t r = 0; r < BT; r++) {
@@ -491,6 +546,7 @@ static hydra_status attn_backward(const hydra_model *m, int li, int B, int T, tr
     const size_t BT = (size_t)B * T, Hd = (size_t)H * d;
     const int window = hydra_config_layer_kind(c, li) == HYDRA_LAYER_ATTN ? 0 : c->window;
     float *dq = a->dqkv, *dk = dq + BT * Hd, *dv = dk + BT * Hd;
+    ph(PH_ATTN);
     HYDRA_CHECK(hydra_attention_backward_batch(B, T, H, d, window, la->q, la->k, la->v, la->o, a->dy, dq, dk, dv));
     int err = 0;
 #pragma omp parallel for schedule(dynamic, 1) if (B > 1) reduction(| : err)
@@ -514,40 +570,46 @@ static hydra_status train_backward(const hydra_model *m, const int32_t *inputs, 
     const size_t BT = (size_t)B * T, Hd = (size_t)c->n_heads * m->dk;
     const float eps = c->norm_eps;
     /* head: logits = hf . head^T (tied: head == embed, same gradient slot) */
-    HYDRA_CHECK(hydra_op_matmul_ex(1, 0, V, C, (int)BT, a->logits, V, a->hf, C, GRAD(m->lm_head), C, 1));
-    HYDRA_CHECK(hydra_op_matmul_ex(0, 0, (int)BT, C, V, a->logits, V, m->lm_head, C, a->dh, C, 0));
+    HYDRA_CHECK(mm_ex(1, 0, V, C, (int)BT, a->logits, V, a->hf, C, GRAD(m->lm_head), C, 1));
+    HYDRA_CHECK(mm_ex(0, 0, (int)BT, C, V, a->logits, V, m->lm_head, C, a->dh, C, 0));
+    ph(PH_NORM);
     HYDRA_CHECK(hydra_op_rmsnorm_backward((int)BT, C, a->x_final, m->norm_f, eps, a->dh, a->dx, GRAD(m->norm_f), 0));
     for (int li = L - 1; li >= 0; li--) {
         const hydra_layer_weights *lw = &m->layers[li];
         const layer_acts *la = &a->L[li];
         /* MLP: x_out = x_mid + down(SiLU(gate) * up), gate|up = gate_up . RMSNorm2(x_mid) */
+        ph(PH_NORM);
         HYDRA_CHECK(hydra_op_rmsnorm((int)BT, C, la->x_mid, lw->norm2, eps, a->h));
         swiglu_rows(BT, F, la->gu, a->act);
-        HYDRA_CHECK(hydra_op_matmul_ex(1, 0, C, F, (int)BT, a->dx, C, a->act, F, GRAD(lw->down), F, 1));
-        HYDRA_CHECK(hydra_op_matmul_ex(0, 0, (int)BT, F, C, a->dx, C, lw->down, F, a->dact, F, 0));
+        HYDRA_CHECK(mm_ex(1, 0, C, F, (int)BT, a->dx, C, a->act, F, GRAD(lw->down), F, 1));
+        HYDRA_CHECK(mm_ex(0, 0, (int)BT, F, C, a->dx, C, lw->down, F, a->dact, F, 0));
 #pragma omp parallel for schedule(dynamic, 16) if (BT >= 16)
         for (size_t r = 0; r < BT; r++) {
             const float *g = la->gu + r * 2 * F, *u = g + F, *da = a->dact + r * F;
             float *dg = a->big + r * 2 * F;
             swiglu_bwd_row(F, g, u, da, dg, dg + F);
         }
-        HYDRA_CHECK(hydra_op_matmul_ex(1, 0, 2 * F, C, (int)BT, a->big, 2 * F, a->h, C, GRAD(lw->gate_up), C, 1));
-        HYDRA_CHECK(hydra_op_matmul_ex(0, 0, (int)BT, C, 2 * F, a->big, 2 * F, lw->gate_up, C, a->dh, C, 0));
-        HYDRA_CHECK(hydra_op_rmsnorm_backward((int)BT, C, la->x_mid, lw->norm2, eps, a->dh, a->dx, GRAD(lw->norm2), 1));
+        HYDRA_CHECK(mm_ex(1, 0, 2 * F, C, (int)BT, a->big, 2 * F, a->h, C, GRAD(lw->gate_up), C, 1));
+        HYDRA_CHECK(mm_ex(0, 0, (int)BT, C, 2 * F, a->big, 2 * F, lw->gate_up, C, a->dh, C, 0));
+        ph(PH_NORM);
+    HYDRA_CHECK(hydra_op_rmsnorm_backward((int)BT, C, la->x_mid, lw->norm2, eps, a->dh, a->dx, GRAD(lw->norm2), 1));
         /* mixer: x_mid = x_in + o_proj . y(RMSNorm1(x_in)) */
         const int gdn = lw->kind == HYDRA_LAYER_DELTANET;
         const int P = gdn ? hydra_gdn_in_width(m) : (int)(3 * Hd);
+        ph(PH_NORM);
         HYDRA_CHECK(hydra_op_rmsnorm((int)BT, C, la->x_in, lw->norm1, eps, a->h));
         if (gdn) gated_norm(m, lw, BT, la->o, la->proj, a->y);
         const float *y = gdn ? a->y : la->o;
-        HYDRA_CHECK(hydra_op_matmul_ex(1, 0, C, (int)Hd, (int)BT, a->dx, C, y, (int)Hd, GRAD(lw->o_proj), (int)Hd, 1));
-        HYDRA_CHECK(hydra_op_matmul_ex(0, 0, (int)BT, (int)Hd, C, a->dx, C, lw->o_proj, (int)Hd, a->dy, (int)Hd, 0));
+        HYDRA_CHECK(mm_ex(1, 0, C, (int)Hd, (int)BT, a->dx, C, y, (int)Hd, GRAD(lw->o_proj), (int)Hd, 1));
+        HYDRA_CHECK(mm_ex(0, 0, (int)BT, (int)Hd, C, a->dx, C, lw->o_proj, (int)Hd, a->dy, (int)Hd, 0));
         if (gdn) HYDRA_CHECK(gdn_backward(m, lw, B, T, a, la, grads));
         else HYDRA_CHECK(attn_backward(m, li, B, T, a, la));
-        HYDRA_CHECK(hydra_op_matmul_ex(1, 0, P, C, (int)BT, a->big, P, a->h, C, GRAD(lw->in_proj), C, 1));
-        HYDRA_CHECK(hydra_op_matmul_ex(0, 0, (int)BT, C, P, a->big, P, lw->in_proj, C, a->dh, C, 0));
-        HYDRA_CHECK(hydra_op_rmsnorm_backward((int)BT, C, la->x_in, lw->norm1, eps, a->dh, a->dx, GRAD(lw->norm1), 1));
+        HYDRA_CHECK(mm_ex(1, 0, P, C, (int)BT, a->big, P, a->h, C, GRAD(lw->in_proj), C, 1));
+        HYDRA_CHECK(mm_ex(0, 0, (int)BT, C, P, a->big, P, lw->in_proj, C, a->dh, C, 0));
+        ph(PH_NORM);
+    HYDRA_CHECK(hydra_op_rmsnorm_backward((int)BT, C, la->x_in, lw->norm1, eps, a->dh, a->dx, GRAD(lw->norm1), 1));
     }
+    ph(PH_OTHER);
     /* embedding lookup: rows added in token order, column blocks in parallel */
     float *gE = GRAD(m->embed);
 #pragma omp parallel for schedule(dynamic, 1) if (BT * C >= 65536)
@@ -596,10 +658,12 @@ hydra_status hydra_model_loss_grad(const hydra_model *m, const int32_t *inputs, 
     hydra_status st = train_forward(m, inputs, B, T, &a);
     double lsum = 0.0;
     const size_t BT = (size_t)B * T;
+    ph(PH_LOSS);
     if (!st)
         st = hydra_op_cross_entropy((int)BT, m->cfg.vocab_size, a.logits, targets, mask, (float)(1.0 / (double)ns),
                                     &lsum, a.logits);
     if (!st) st = train_backward(m, inputs, B, T, &a, grads);
+    ph(PH_OTHER);
     acts_free(&a);
     if (st) return st;
     if (loss) *loss = lsum / (double)ns;
