@@ -354,6 +354,14 @@ static void gated_norm(const hydra_model *m, const hydra_layer_weights *lw, size
 }
 
 /* ------------------------------------------------------------ forward */
+/* dst = src over n floats, in 64K-float pieces across the threads (the
+ * residual copies: 4 MB per layer at d512, B*T 2048). */
+static void copy_par(float *dst, const float *src, size_t n) {
+    const size_t P = 65536;
+#pragma omp parallel for schedule(dynamic, 1) if (n >= 4 * P)
+    for (size_t i = 0; i < n; i += P) memcpy(dst + i, src + i, (n - i < P ? n - i : P) * sizeof(float));
+}
+
 static hydra_status gdn_forward(const hydra_model *m, const hydra_layer_weights *lw, int B, int T,
                                 train_acts *a, layer_acts *la) {
     const hydra_config *c = &m->cfg;
@@ -418,7 +426,7 @@ static hydra_status attn_forward(const hydra_model *m, const hydra_layer_weights
         HYDRA_CHECK(hydra_op_attention(T, H, d, 0, window, la->q + o0, la->k + o0, la->v + o0, NULL, NULL,
                                        la->o + o0));
     }
-    memcpy(a->y, la->o, BT * Hd * sizeof(float));
+    copy_par(a->y, la->o, BT * Hd);
     return HYDRA_OK;
 }
 
@@ -439,14 +447,14 @@ static hydra_status train_forward(const hydra_model *m, const int32_t *inputs, i
         if (lw->kind == HYDRA_LAYER_DELTANET) HYDRA_CHECK(gdn_forward(m, lw, B, T, a, la));
         else HYDRA_CHECK(attn_forward(m, lw, li, B, T, a, la));
         ph(PH_OTHER);
-        memcpy(la->x_mid, la->x_in, BT * C * sizeof(float));
+        copy_par(la->x_mid, la->x_in, BT * C);
         HYDRA_CHECK(fwd_matmul((int)BT, C, (int)Hd, a->y, lw->o_proj, la->x_mid, 1));
         ph(PH_NORM);
         HYDRA_CHECK(hydra_op_rmsnorm((int)BT, C, la->x_mid, lw->norm2, c->norm_eps, a->h));
         HYDRA_CHECK(fwd_matmul((int)BT, 2 * F, C, a->h, lw->gate_up, la->gu, 0));
         swiglu_rows(BT, F, la->gu, a->act);
         ph(PH_OTHER);
-        memcpy(x_out, la->x_mid, BT * C * sizeof(float));
+        copy_par(x_out, la->x_mid, BT * C);
         HYDRA_CHECK(fwd_matmul((int)BT, C, F, a->act, lw->down, x_out, 1));
     }
     ph(PH_NORM);
