@@ -628,7 +628,7 @@ int cmd_claims(int argc, char **argv) {
     cli_add(&s, "md", OPT_STR, &md_path, "write results as a markdown report (RESULTS.md)");
     cli_add(&s, "merge", OPT_STR, &merge,
             "combine earlier --json files into one report (F1,F2:claim_1+claim_3,...; no claim runs)");
-    cli_add(&s, "threads", OPT_INT, &threads, "threads (default: all cores)");
+    cli_add(&s, "threads", OPT_INT, &threads, "threads (default: the CPUs this process may use)");
     cli_add(&s, "quiet", OPT_FLAG, &quiet, "no progress lines on stderr");
     cli_add(&s, "stream-tokens", OPT_U64, &stream_tokens, "claim 3: tokens to stream (default 1048576; for quick runs)");
     cli_add(&s, "lengen-steps", OPT_INT, &lengen_steps, "claim 1: training steps per arm (default 400 ci, 1200 paper)");

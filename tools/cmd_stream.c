@@ -60,7 +60,7 @@ int cmd_stream(int argc, char **argv) {
             "with --save-state: also save after every N input tokens, so that a long run stopped midway "
             "resumes from its last save (--load-state; the file holds the position)");
     cli_add(&s, "bf16", OPT_FLAG, &bf16, "load the matrices in bf16 only (half the memory, faster decode; ~1e-2 logit error)");
-    cli_add(&s, "threads", OPT_INT, &threads, "threads (default: all cores)");
+    cli_add(&s, "threads", OPT_INT, &threads, "threads (default: the CPUs this process may use)");
     cli_device dev;
     cli_add_device_opts(&s, &dev, "");
     cli_add(&s, "quiet", OPT_FLAG, &quiet, "no progress or summary line");
