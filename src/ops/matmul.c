@@ -237,7 +237,7 @@ static void gemv_rows(int M, int N, int K, const float *x, const float *W, const
  * bit-identical across thread counts. Below this many multiply-adds one call
  * on the calling thread beats any split. */
 #define BLAS_ONE_THREAD_MACS 2097152.0
-#define TILE_MIN 128 /* smallest tile side: BLIS's packing stays a few % of the work */
+#define TILE_MIN 64 /* smallest tile side (reached only with many threads): packing stays a few % of the work */
 
 static void sgemm_one(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
                       int ldb, float *C, int ldc, int accumulate) {
