@@ -155,7 +155,7 @@ hydra_status hydra_op_attention_backward(int T, int H, int d, int window, const 
 #pragma omp atomic write
             err = 1;
         }
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
         for (int h = 0; h < H; h++) {
             if (!sc) continue;
             size_t off = (size_t)h * d;

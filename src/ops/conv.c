@@ -150,7 +150,7 @@ hydra_status hydra_conv_backward_batch(int B, int T, int C, int K, const float *
             conv_bwd_block(T, K, x + (size_t)b * T * ldx, ldx, wt, dy + (size_t)b * T * C, (size_t)C, c0, c1,
                            dx + (size_t)b * T * lddx, lddx, part + (size_t)it * CB * K);
         }
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 64)
         for (int c = 0; c < C; c++)
             for (int b = 0; b < B; b++) {
                 const float *a = part + ((size_t)b * nb + c / CB) * CB * K;

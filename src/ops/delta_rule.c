@@ -410,7 +410,7 @@ hydra_status hydra_op_delta_rule(int T, int H, int dk, int dv, const float *q, c
         nomem = nscratch && !scratch;
         /* every thread takes part in the worksharing loop (it must); without
          * scratch it skips its heads and the call reports NOMEM */
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
         for (int h = 0; h < H; h++)
             if (!nomem)
                 dr_head(T, H, dk, dv, ld, q + (size_t)h * dk, k + (size_t)h * dk,
@@ -645,7 +645,7 @@ hydra_status hydra_op_delta_rule_backward(int T, int H, int dk, int dv, const fl
     {
         float *scratch = hydra_aligned_alloc(nscr * sizeof(float));
         nomem = !scratch;
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
         for (int h = 0; h < H; h++)
             if (scratch)
                 drb_head(T, H, dk, dv, q + (size_t)h * dk, k + (size_t)h * dk, v + (size_t)h * dv, g + h,
