@@ -204,7 +204,7 @@ static void gemv_block_bf16(int M, int N, int K, int n0, int n1, const float *re
 }
 
 /* W is f32, or bf16 when Wh is set (then W is NULL). */
-#define GEMV_ROWS 32 /* a multiple of the 4-row tiles */
+#define GEMV_ROWS 16 /* fewest rows per block: a multiple of the 4-row tiles */
 static void gemv_rows(int M, int N, int K, const float *x, const float *W, const uint16_t *Wh, float *y,
                       int accumulate) {
     /* Below ~64K multiply-adds a parallel region costs more than it saves. */
@@ -213,14 +213,18 @@ static void gemv_rows(int M, int N, int K, const float *x, const float *W, const
         else gemv_block(M, N, K, 0, N, x, W, y, accumulate);
         return;
     }
-    /* Blocks of GEMV_ROWS rows taken dynamically: a thread slowed by another
-     * program on its core then holds up one block, not a static half. Blocks
-     * start on multiples of 4 rows, so every row sees the same tiles as in a
-     * single-threaded call (bit-identical results). */
-    const int nblk = (N + GEMV_ROWS - 1) / GEMV_ROWS;
+    /* About 4 blocks per thread (at least GEMV_ROWS rows each), taken
+     * dynamically: a thread slowed by another program on its core then holds
+     * up one block, not a static share, and 16 threads still get equal work
+     * at N = 768. Blocks start on multiples of 4 rows, so every row sees the
+     * same tiles as in a single-threaded call (bit-identical results). */
+    const int nt = omp_get_max_threads();
+    int rows = (N / (4 * nt) + 3) & ~3;
+    if (rows < GEMV_ROWS) rows = GEMV_ROWS;
+    const int nblk = (N + rows - 1) / rows;
 #pragma omp parallel for schedule(dynamic, 1) if (nblk > 1)
     for (int bi = 0; bi < nblk; bi++) {
-        int n0 = bi * GEMV_ROWS, n1 = n0 + GEMV_ROWS < N ? n0 + GEMV_ROWS : N;
+        int n0 = bi * rows, n1 = n0 + rows < N ? n0 + rows : N;
         if (Wh) gemv_block_bf16(M, N, K, n0, n1, x, Wh, y, accumulate);
         else gemv_block(M, N, K, n0, n1, x, W, y, accumulate);
     }
