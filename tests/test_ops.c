@@ -46,7 +46,7 @@ static void test_matmul(void **st) {
  * threads, for every transpose combination and ragged edges, and correct. */
 static void test_matmul_threads(void **st) {
     (void)st;
-    const int M = 333, N = 517, K = 48, Ms[] = {333, 3}; /* 8.3M multiply-adds: the tiled path; M = 3: GEMV blocks */
+    const int M = 333, N = 517, K = 48; /* 8.3M multiply-adds: the tiled path */
     float *A = randv((size_t)M * K, 4), *Bm = randv((size_t)N * K, 5), *C0 = randv((size_t)M * N, 6);
     float *ref = malloc((size_t)M * N * sizeof(float)), *got = malloc((size_t)M * N * sizeof(float));
     float *want = malloc((size_t)M * N * sizeof(float));
@@ -72,15 +72,20 @@ static void test_matmul_threads(void **st) {
             }
         ASSERT_REL(ref, want, (size_t)M * N, 1e-5);
     }
-    for (int mi = 0; mi < 2; mi++) /* hydra_op_matmul: BLAS tiles and the GEMV row blocks */
+    /* hydra_op_matmul: BLAS tiles (M = 333), and GEMV row blocks (M = 3 with
+     * K = 200: 310K multiply-adds, above the one-thread cutoff) */
+    float *xg = randv((size_t)3 * 200, 7), *Wg = randv((size_t)N * 200, 8);
+    for (int mi = 0; mi < 2; mi++)
         for (int nt = 1; nt <= 3; nt++) {
             hydra_set_num_threads(nt);
-            HY_OK(hydra_op_matmul(Ms[mi], N, K, A, Bm, got, 0));
-            if (nt == 1) memcpy(ref, got, (size_t)Ms[mi] * N * sizeof(float));
-            else assert_memory_equal(got, ref, (size_t)Ms[mi] * N * sizeof(float));
+            if (mi == 0) HY_OK(hydra_op_matmul(M, N, K, A, Bm, got, 0));
+            else HY_OK(hydra_op_matmul(3, N, 200, xg, Wg, got, 0));
+            const size_t n = (size_t)(mi == 0 ? M : 3) * N * sizeof(float);
+            if (nt == 1) memcpy(ref, got, n);
+            else assert_memory_equal(got, ref, n);
         }
     hydra_set_num_threads(nt0);
-    free(A), free(Bm), free(C0), free(ref), free(got), free(want);
+    free(A), free(Bm), free(C0), free(ref), free(got), free(want), free(xg), free(Wg);
 }
 
 /* bf16 weights: the same products with W rounded to bf16 (every small-M tile

@@ -207,8 +207,11 @@ static void gemv_block_bf16(int M, int N, int K, int n0, int n1, const float *re
 #define GEMV_ROWS 16 /* fewest rows per block: a multiple of the 4-row tiles */
 static void gemv_rows(int M, int N, int K, const float *x, const float *W, const uint16_t *Wh, float *y,
                       int accumulate) {
-    /* Below ~64K multiply-adds a parallel region costs more than it saves. */
-    if ((size_t)M * N * K < 65536) {
+    /* Below 256K multiply-adds (1 MB of f32 weights, ~50-100 us on one core)
+     * one thread: a parallel region costs ~1 us on a quiet machine but up to a
+     * scheduler slice when another program holds one of our cores (decode of
+     * the small model ran at 0.1-0.2x with 2 threads on the busy VM). */
+    if ((size_t)M * N * K < 262144) {
         if (Wh) gemv_block_bf16(M, N, K, 0, N, x, Wh, y, accumulate);
         else gemv_block(M, N, K, 0, N, x, W, y, accumulate);
         return;
