@@ -73,13 +73,13 @@ static void test_matmul_threads(void **st) {
         ASSERT_REL(ref, want, (size_t)M * N, 1e-5);
     }
     /* hydra_op_matmul: BLAS tiles (M = 333), and GEMV row blocks (M = 3 with
-     * K = 200: 310K multiply-adds, above the one-thread cutoff) */
-    float *xg = randv((size_t)3 * 200, 7), *Wg = randv((size_t)N * 200, 8);
+     * K = 400: 620K multiply-adds, above the one-thread cutoff at 2 and 3 threads) */
+    float *xg = randv((size_t)3 * 400, 7), *Wg = randv((size_t)N * 400, 8);
     for (int mi = 0; mi < 2; mi++)
         for (int nt = 1; nt <= 3; nt++) {
             hydra_set_num_threads(nt);
             if (mi == 0) HY_OK(hydra_op_matmul(M, N, K, A, Bm, got, 0));
-            else HY_OK(hydra_op_matmul(3, N, 200, xg, Wg, got, 0));
+            else HY_OK(hydra_op_matmul(3, N, 400, xg, Wg, got, 0));
             const size_t n = (size_t)(mi == 0 ? M : 3) * N * sizeof(float);
             if (nt == 1) memcpy(ref, got, n);
             else assert_memory_equal(got, ref, n);

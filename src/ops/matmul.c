@@ -207,11 +207,16 @@ static void gemv_block_bf16(int M, int N, int K, int n0, int n1, const float *re
 #define GEMV_ROWS 16 /* fewest rows per block: a multiple of the 4-row tiles */
 static void gemv_rows(int M, int N, int K, const float *x, const float *W, const uint16_t *Wh, float *y,
                       int accumulate) {
-    /* Below 256K multiply-adds (1 MB of f32 weights, ~50-100 us on one core)
-     * one thread: a parallel region costs ~1 us on a quiet machine but up to a
-     * scheduler slice when another program holds one of our cores (decode of
-     * the small model ran at 0.1-0.2x with 2 threads on the busy VM). */
-    if ((size_t)M * N * K < 262144) {
+    /* One thread unless the time a split saves, work * (1 - 1/nt), beats a
+     * region's cost: ~1 us with spinning partners, but a futex wake-up
+     * (tens of us, more on a VM) once they sleep between the regions of a
+     * decode step, and up to a scheduler slice when another program holds
+     * one of our cores. Taken as the time of 256K multiply-adds (~50-100 us):
+     * products under ~280K run on one thread at 16 threads, under 512K at 2
+     * (the small model's whole decode: it ran at 0.2-0.3x with 2 threads on
+     * the VM). */
+    const int nthr = omp_get_max_threads();
+    if (nthr < 2 || (double)M * N * K * (1.0 - 1.0 / nthr) < 262144.0) {
         if (Wh) gemv_block_bf16(M, N, K, 0, N, x, Wh, y, accumulate);
         else gemv_block(M, N, K, 0, N, x, W, y, accumulate);
         return;
