@@ -314,7 +314,9 @@ hydra_status hydra_tokenize_bytes(const char *text, size_t len, int32_t *ids, si
                                   size_t *n);
 
 /* ------------------------------------------------------------- runtime */
-/* Number of threads used by OpenMP regions and BLAS (default: all cores). */
+/* Number of threads used by OpenMP regions and the GEMM tiles (BLIS itself
+ * runs single-threaded inside them). Default: OMP_NUM_THREADS if set, else
+ * the CPUs this process may use (affinity mask, cgroup CPU quota). */
 void hydra_set_num_threads(int n);
 int hydra_get_num_threads(void);
 /* Description of the BLAS backend in use, e.g. "BLIS 0.9.0 (arch skx, 2 threads)". */

@@ -36,6 +36,15 @@ hydra_status hydra_model_loss_grad(const hydra_model *m, const int32_t *inputs,
  * the next call; this frees it. */
 void hydra_train_free_cache(void);
 
+/* Profile of hydra_model_loss_grad (benchmarks): while enabled, the wall time
+ * of each call is split into phases (matmul, delta rule, attention,
+ * conv+gates+l2, norms+act, loss, other) that sum to the call's time, added
+ * up over calls. _get fills up to cap seconds / names and returns the number
+ * of phases. Process-wide: not for concurrent loss_grad calls. */
+void hydra_train_profile_enable(int on);
+void hydra_train_profile_reset(void);
+int hydra_train_profile_get(double *seconds, const char **names, int cap);
+
 /* ------------------------------------------------------------ optimizers */
 typedef enum { HYDRA_OPT_ADAMW = 0, HYDRA_OPT_MUON = 1 } hydra_optimizer_kind;
 typedef enum { HYDRA_DECAY_COSINE = 0, HYDRA_DECAY_LINEAR = 1, HYDRA_DECAY_CONSTANT = 2 } hydra_lr_decay;

@@ -41,6 +41,53 @@ static void test_matmul(void **st) {
     assert_int_equal(hydra_op_matmul(-1, 1, 1, &a, &a, &a, 0), HYDRA_ERR_ARG);
 }
 
+/* Threads split large products into tiles of C (1-thread BLIS each) and
+ * decode GEMVs into row blocks: the result is bit-identical for 1, 2 and 3
+ * threads, for every transpose combination and ragged edges, and correct. */
+static void test_matmul_threads(void **st) {
+    (void)st;
+    const int M = 333, N = 517, K = 48; /* 8.3M multiply-adds: the tiled path */
+    float *A = randv((size_t)M * K, 4), *Bm = randv((size_t)N * K, 5), *C0 = randv((size_t)M * N, 6);
+    float *ref = malloc((size_t)M * N * sizeof(float)), *got = malloc((size_t)M * N * sizeof(float));
+    float *want = malloc((size_t)M * N * sizeof(float));
+    const int nt0 = hydra_get_num_threads();
+    for (int tr = 0; tr < 4; tr++) {
+        const int ta = tr & 1, tb = tr >> 1;
+        /* A is [M,K] (or [K,M] read transposed), B is [K,N] (or [N,K] transposed): the same buffers */
+        const int lda = ta ? M : K, ldb = tb ? K : N;
+        for (int nt = 1; nt <= 3; nt++) {
+            hydra_set_num_threads(nt);
+            memcpy(got, C0, (size_t)M * N * sizeof(float));
+            HY_OK(hydra_op_matmul_ex(ta, tb, M, N, K, A, lda, Bm, ldb, got, N, 1));
+            if (nt == 1) memcpy(ref, got, (size_t)M * N * sizeof(float));
+            else assert_memory_equal(got, ref, (size_t)M * N * sizeof(float));
+        }
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                double s = C0[(size_t)i * N + j];
+                for (int l = 0; l < K; l++)
+                    s += (double)(ta ? A[(size_t)l * lda + i] : A[(size_t)i * lda + l]) *
+                         (tb ? Bm[(size_t)j * ldb + l] : Bm[(size_t)l * ldb + j]);
+                want[(size_t)i * N + j] = (float)s;
+            }
+        ASSERT_REL(ref, want, (size_t)M * N, 1e-5);
+    }
+    /* hydra_op_matmul: BLAS tiles (M = 333), and GEMV row blocks (M = 3 with
+     * K = 400: 620K multiply-adds, above the one-thread cutoff at 2 and 3 threads) */
+    float *xg = randv((size_t)3 * 400, 7), *Wg = randv((size_t)N * 400, 8);
+    for (int mi = 0; mi < 2; mi++)
+        for (int nt = 1; nt <= 3; nt++) {
+            hydra_set_num_threads(nt);
+            if (mi == 0) HY_OK(hydra_op_matmul(M, N, K, A, Bm, got, 0));
+            else HY_OK(hydra_op_matmul(3, N, 400, xg, Wg, got, 0));
+            const size_t n = (size_t)(mi == 0 ? M : 3) * N * sizeof(float);
+            if (nt == 1) memcpy(ref, got, n);
+            else assert_memory_equal(got, ref, n);
+        }
+    hydra_set_num_threads(nt0);
+    free(A), free(Bm), free(C0), free(ref), free(got), free(want), free(xg), free(Wg);
+}
+
 /* bf16 weights: the same products with W rounded to bf16 (every small-M tile
  * shape, tail rows and columns, the blocked large-M path); the rounding. */
 static void test_matmul_bf16(void **st) {
@@ -214,7 +261,7 @@ static void test_vec_activations(void **st) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_matmul), cmocka_unit_test(test_matmul_bf16),    cmocka_unit_test(test_rmsnorm),   cmocka_unit_test(test_conv_chunks),
+        cmocka_unit_test(test_matmul), cmocka_unit_test(test_matmul_threads), cmocka_unit_test(test_matmul_bf16),    cmocka_unit_test(test_rmsnorm),   cmocka_unit_test(test_conv_chunks),
         cmocka_unit_test(test_rope),      cmocka_unit_test(test_attention), cmocka_unit_test(test_activations), cmocka_unit_test(test_vec_activations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -28,9 +28,17 @@ void hydra_bench_factbank(FILE *out);
 int hydra_bench_factbank_model(FILE *out, const char *model_path, int n_pairs, int n_trials, unsigned long long seed);
 
 /* Training step (bench_train.c): tokens/s, model GFLOP/s, MFU vs the sgemm peak
- * measured in the same run, matmul share, and the PyTorch peer
- * (python/train_peer.py) at d256x4L and d512x8L, T = 256. quick: fewer steps. */
-void hydra_bench_train(FILE *out, int quick);
+ * measured in the same run at the same thread count, matmul share, and the
+ * PyTorch peer (python/train_peer.py, when peer is set) at d256x4L and
+ * d512x8L, T = 256, one row per config and thread count. quick: fewer steps. */
+void hydra_bench_train(FILE *out, int quick, const int *threads, int n_threads, int peer);
+
+/* Threads under contention (bench_threads.c): train, prefill and decode at
+ * quiet 1 / 2 threads and with a CPU hog pinned to the second of `cpus`
+ * ("A,B"; NULL = the first two this process may use); only: the workloads
+ * whose name starts with it (NULL = all). Returns 0, 1 on a
+ * failed run, 2 on bad --cpus. */
+int hydra_bench_contention(FILE *out, const char *cpus, const char *only, int quick);
 
 /* GPU (bench_cuda.c): the card's GEMM and copy ceilings, the delta-rule
  * kernels, the default model's prefill / decode / batched decode in bf16 and

@@ -134,56 +134,28 @@ typedef struct {
     int C, L, H;
 } train_cfg;
 
-void hydra_bench_train(FILE *out, int quick) {
-    const int B = TR_B, T = TR_T, threads = hydra_get_num_threads();
-    const int warm = quick ? 1 : 2, reps = quick ? 3 : 5, peer_steps = quick ? 2 : 3;
-    const train_cfg cfgs[2] = {{"d256 x 4L", 256, 4, 4}, {"d512 x 8L", 512, 8, 8}};
-    double loadavg[3] = {0, 0, 0};
-    FILE *la = fopen("/proc/loadavg", "r");
-    if (la) {
-        if (fscanf(la, "%lf %lf %lf", &loadavg[0], &loadavg[1], &loadavg[2]) != 3) loadavg[0] = -1;
-        fclose(la);
-    }
-    /* The peak is measured here and again after the configs as a check: a
-     * burst of load during the 5 runs deflates it (and inflates the MFU). */
-    double peak = (1e9 * cli_gemm_peak_gflops(1024, 5));
-    fprintf(out, "hydra bench --train — %s, %d threads, load average %.2f %.2f %.2f\n", hydra_blas_info(), threads,
-            loadavg[0], loadavg[1], loadavg[2]);
-    fprintf(out, "sgemm 1024^3 peak (hydra_op_matmul, median of 5): %.1f GFLOP/s\n", peak / 1e9);
-    fprintf(out, "step = hydra_model_loss_grad + hydra_optimizer_step (AdamW), B=%d, T=%d, SWA window %d, vocab 256;\n"
-                 "median of %d steps after %d warm-up\n\n", B, T, TR_W, reps, warm);
-    fprintf(out, "%-10s %9s %10s %9s %6s %8s %11s %7s %9s\n", "config", "params", "tokens/s", "GFLOP/s", "MFU",
-            "%matmul", "peer tok/s", "xpeer", "s/step");
-    fflush(out);
-    char peer_notes[2][512] = {"", ""};
-    for (int ci = 0; ci < 2; ci++) {
-        hydra_config c = hydra_config_default();
-        c.d_model = cfgs[ci].C;
-        c.n_layers = cfgs[ci].L;
-        c.n_heads = cfgs[ci].H;
-        c.head_dim = 64;
-        c.vocab_size = 256;
-        c.window = TR_W;
-        c.swa_every = 4;
-        c.pattern[0] = 0;
-        hydra_model *m = NULL;
-        hydra_optimizer *opt = NULL;
-        hydra_status st = hydra_model_create(&c, 1, &m);
-        hydra_optim_opts oo = hydra_optim_opts_default(HYDRA_OPT_ADAMW);
-        if (!st) st = hydra_optimizer_create(m, &oo, &opt);
-        if (st) {
-            fprintf(out, "%-10s error: %s\n", cfgs[ci].name, hydra_last_error());
-            hydra_model_free(m);
-            continue;
-        }
-        const size_t np = hydra_model_n_params(m), BT = (size_t)B * T;
-        float *grads = malloc(np * sizeof(float));
-        int32_t *tok = malloc((BT + B) * sizeof(int32_t)), *in = malloc(BT * sizeof(int32_t)),
-                *tg = malloc(BT * sizeof(int32_t));
-        if (!grads || !tok || !in || !tg) {
-            fprintf(out, "%-10s error: out of memory\n", cfgs[ci].name);
-            goto next;
-        }
+/* One config's median step at the current thread count: tokens/s etc. into *r. */
+#define N_PH 8
+typedef struct {
+    double sec, share, loss, flops, n_mm;
+    double ph[N_PH]; /* seconds per timed step: loss_grad phases, then the optimizer */
+    const char *ph_names[N_PH];
+    int n_ph;
+    size_t np;
+} step_result;
+
+static int time_steps(const hydra_config *c, int B, int T, int warm, int reps, step_result *r) {
+    hydra_model *m = NULL;
+    hydra_optimizer *opt = NULL;
+    hydra_status st = hydra_model_create(c, 1, &m);
+    hydra_optim_opts oo = hydra_optim_opts_default(HYDRA_OPT_ADAMW);
+    if (!st) st = hydra_optimizer_create(m, &oo, &opt);
+    const size_t np = m ? hydra_model_n_params(m) : 0, BT = (size_t)B * T;
+    float *grads = st ? NULL : malloc(np * sizeof(float));
+    int32_t *tok = malloc((BT + B) * sizeof(int32_t)), *in = malloc(BT * sizeof(int32_t)),
+            *tg = malloc(BT * sizeof(int32_t));
+    int ok = !st && grads && tok && in && tg;
+    if (ok) {
         uint64_t s = 0x243F6A8885A308D3ULL;
         for (size_t i = 0; i < BT + B; i++) {
             s = s * 6364136223846793005ULL + 1442695040888963407ULL;
@@ -194,62 +166,125 @@ void hydra_bench_train(FILE *out, int quick) {
                 in[(size_t)b * T + t] = tok[(size_t)b * (T + 1) + t];
                 tg[(size_t)b * T + t] = tok[(size_t)b * (T + 1) + t + 1];
             }
-        double ts[16], sh[16], loss = 0;
-        int ok = 1;
-        for (int r = 0; r < warm + reps && ok; r++) {
-            hydra_matmul_stats_reset();
-            hydra_matmul_stats_enable(1);
-            double t0 = hydra_now_seconds();
-            ok = !hydra_model_loss_grad(m, in, tg, NULL, B, T, grads, &loss, NULL) &&
-                 !hydra_optimizer_step(opt, m, grads, NULL, NULL);
-            double dt = hydra_now_seconds() - t0;
-            hydra_matmul_stats_enable(0);
-            hydra_matmul_stats ms;
-            hydra_matmul_stats_get(&ms);
-            if (r >= warm) ts[r - warm] = dt, sh[r - warm] = ms.seconds / dt;
+    }
+    double ts[16], sh[16], t_opt = 0;
+    for (int i = 0; i < warm + reps && ok; i++) {
+        if (i == warm) hydra_train_profile_reset();
+        hydra_matmul_stats_reset();
+        hydra_matmul_stats_enable(1);
+        hydra_train_profile_enable(1);
+        double t0 = hydra_now_seconds();
+        ok = !hydra_model_loss_grad(m, in, tg, NULL, B, T, grads, &r->loss, NULL);
+        hydra_train_profile_enable(0);
+        double t1 = hydra_now_seconds();
+        ok = ok && !hydra_optimizer_step(opt, m, grads, NULL, NULL);
+        double dt = hydra_now_seconds() - t0;
+        if (i >= warm) t_opt += hydra_now_seconds() - t1;
+        hydra_matmul_stats_enable(0);
+        hydra_matmul_stats ms;
+        hydra_matmul_stats_get(&ms);
+        if (i >= warm) ts[i - warm] = dt, sh[i - warm] = ms.seconds / dt;
+    }
+    if (ok) {
+        r->n_ph = hydra_train_profile_get(r->ph, r->ph_names, N_PH - 1);
+        if (r->n_ph > N_PH - 1) r->n_ph = N_PH - 1;
+        for (int k = 0; k < r->n_ph; k++) r->ph[k] /= reps;
+        r->ph[r->n_ph] = t_opt / reps, r->ph_names[r->n_ph++] = "optimizer";
+        r->sec = hydra_median(ts, reps), r->share = hydra_median(sh, reps), r->np = np;
+        r->flops = step_flops(c, B, T, &r->n_mm);
+    }
+    free(grads), free(tok), free(in), free(tg);
+    hydra_optimizer_free(opt);
+    hydra_model_free(m);
+    hydra_train_free_cache();
+    return ok ? 0 : -1;
+}
+
+void hydra_bench_train(FILE *out, int quick, const int *threads, int n_threads, int peer_on) {
+    const int B = TR_B, T = TR_T;
+    const int warm = quick ? 1 : 2, reps = quick ? 3 : 5, peer_steps = quick ? 2 : 3;
+    const train_cfg cfgs[2] = {{"d256 x 4L", 256, 4, 4}, {"d512 x 8L", 512, 8, 8}};
+    double loadavg[3] = {0, 0, 0};
+    FILE *la = fopen("/proc/loadavg", "r");
+    if (la) {
+        if (fscanf(la, "%lf %lf %lf", &loadavg[0], &loadavg[1], &loadavg[2]) != 3) loadavg[0] = -1;
+        fclose(la);
+    }
+    fprintf(out, "hydra bench --train — %s, load average %.2f %.2f %.2f\n", hydra_blas_info(), loadavg[0], loadavg[1],
+            loadavg[2]);
+    fprintf(out, "step = hydra_model_loss_grad + hydra_optimizer_step (AdamW), B=%d, T=%d, SWA window %d, vocab 256;\n"
+                 "median of %d steps after %d warm-up; the sgemm peak (1024^3 through hydra_op_matmul, median of 5)\n"
+                 "is measured at each thread count before its rows and again after them\n\n", B, T, TR_W, reps, warm);
+    fprintf(out, "%-10s %7s %9s %10s %7s %9s %8s %6s %8s %11s %7s %9s\n", "config", "threads", "params", "tokens/s",
+            "xfirst", "GFLOP/s", "peak GF", "MFU", "%matmul", "peer tok/s", "xpeer", "s/step");
+    fflush(out);
+    char peer_notes[2][512] = {"", ""}, peak_notes[512] = "";
+    double first[2] = {0, 0};
+    for (int ti = 0; ti < n_threads; ti++) {
+        hydra_set_num_threads(threads[ti]);
+        const int nt = hydra_get_num_threads();
+        /* A burst of load during the runs deflates the peak (and inflates the MFU): measured twice. */
+        const double peak = 1e9 * cli_gemm_peak_gflops(1024, 5);
+        for (int ci = 0; ci < 2; ci++) {
+            hydra_config c = hydra_config_default();
+            c.d_model = cfgs[ci].C;
+            c.n_layers = cfgs[ci].L;
+            c.n_heads = cfgs[ci].H;
+            c.head_dim = 64;
+            c.vocab_size = 256;
+            c.window = TR_W;
+            c.swa_every = 4;
+            c.pattern[0] = 0;
+            step_result r;
+            if (time_steps(&c, B, T, warm, reps, &r)) {
+                fprintf(out, "%-10s %7d error: %s\n", cfgs[ci].name, nt, hydra_last_error());
+                continue;
+            }
+            const double tps = (double)B * T / r.sec, gfs = r.flops / r.sec;
+            if (ti == 0) first[ci] = tps;
+            char why[256], peer_s[32] = "-", ratio_s[32] = "-";
+            const double peer = peer_on ? run_peer(&c, B, T, nt, peer_steps, why, sizeof why) : 0;
+            if (peer > 0) {
+                snprintf(peer_s, sizeof peer_s, "%.0f", peer);
+                snprintf(ratio_s, sizeof ratio_s, "%.2fx", tps / peer);
+            } else if (peer_on) {
+                snprintf(peer_s, sizeof peer_s, "unavail.");
+                snprintf(peer_notes[ci], sizeof peer_notes[ci], "peer: unavailable for %s (%s)", cfgs[ci].name, why);
+            }
+            fprintf(out, "%-10s %7d %9zu %10.0f %6.2fx %9.1f %8.1f %5.1f%% %7.1f%% %11s %7s %9.3f\n", cfgs[ci].name,
+                    nt, r.np, tps, first[ci] > 0 ? tps / first[ci] : 0, gfs / 1e9, peak / 1e9, 100 * gfs / peak,
+                    100 * r.share, peer_s, ratio_s, r.sec);
+            if (n_threads == 1)
+                fprintf(out, "%-10s   (model FLOPs/step %.1f G, matmul params %.2f M, final loss %.3f)\n", "",
+                        r.flops / 1e9, r.n_mm / 1e6, r.loss);
+            double tot = 0;
+            for (int k = 0; k < r.n_ph; k++) tot += r.ph[k];
+            fprintf(out, "%-10s   ms/step by phase:", "");
+            for (int k = 0; k < r.n_ph; k++) fprintf(out, " %s %.1f (%.0f%%)%s", r.ph_names[k], 1e3 * r.ph[k],
+                                                     100 * r.ph[k] / tot, k + 1 < r.n_ph ? "," : "\n");
+            fflush(out);
         }
-        if (!ok) {
-            fprintf(out, "%-10s error: %s\n", cfgs[ci].name, hydra_last_error());
-            goto next;
+        const double peak2 = 1e9 * cli_gemm_peak_gflops(1024, 5);
+        if (peak2 > 1.1 * peak) {
+            size_t l = strlen(peak_notes);
+            snprintf(peak_notes + l, sizeof peak_notes - l,
+                     "%d threads: sgemm peak %.1f before, %.1f GFLOP/s after the rows -- the machine was busy, MFU "
+                     "inflated\n", nt, peak / 1e9, peak2 / 1e9);
         }
-        double n_mm, fl = step_flops(&c, B, T, &n_mm);
-        const double sec = hydra_median(ts, reps), tps = (double)BT / sec, gfs = fl / sec;
-        const double share = hydra_median(sh, reps);
-        char why[256];
-        const double peer = run_peer(&c, B, T, threads, peer_steps, why, sizeof why);
-        char peer_s[32], ratio_s[32];
-        if (peer > 0) {
-            snprintf(peer_s, sizeof peer_s, "%.0f", peer);
-            snprintf(ratio_s, sizeof ratio_s, "%.2fx", tps / peer);
-        } else {
-            snprintf(peer_s, sizeof peer_s, "unavail.");
-            snprintf(ratio_s, sizeof ratio_s, "-");
-            snprintf(peer_notes[ci], sizeof peer_notes[ci], "peer: unavailable for %s (%s)", cfgs[ci].name, why);
-        }
-        fprintf(out, "%-10s %9zu %10.0f %9.1f %5.1f%% %7.1f%% %11s %7s %9.3f\n", cfgs[ci].name, np, tps, gfs / 1e9,
-                100 * gfs / peak, 100 * share, peer_s, ratio_s, sec);
-        fprintf(out, "%-10s   (model FLOPs/step %.1f G, matmul params %.2f M, final loss %.3f)\n", "", fl / 1e9,
-                n_mm / 1e6, loss);
-        fflush(out);
-    next:
-        free(grads), free(tok), free(in), free(tg);
-        hydra_optimizer_free(opt);
-        hydra_model_free(m);
-        hydra_train_free_cache();
     }
     for (int ci = 0; ci < 2; ci++)
         if (peer_notes[ci][0]) fprintf(out, "%s\n", peer_notes[ci]);
-    const double peak2 = (1e9 * cli_gemm_peak_gflops(1024, 5));
-    fprintf(out, "sgemm peak again after the runs: %.1f GFLOP/s%s\n", peak2 / 1e9,
-            peak2 > 1.1 * peak ? " -- more than 10% above the first: the machine was busy, MFU above is inflated"
-                               : "");
+    fputs(peak_notes, out);
     fprintf(out,
             "\nmodel FLOPs/step = 6 x (matmul params incl. the tied head's V x C) x B*T\n"
             "  + per SWA layer and head 3 x 4*T*W_eff*d x B (W_eff = mean keys per query, %.1f here)\n"
             "  + per DeltaNet layer and head 3 x 6*dk*dv x B*T; elementwise work not counted.\n"
-            "GFLOP/s = model FLOPs / median step time; MFU = that / the sgemm peak above;\n"
-            "%%matmul = share of step time inside hydra matmuls; peer = python/train_peer.py (PyTorch %s,\n"
-            "same model, same step incl. clip + AdamW, chunked delta rule, same B, T, W, threads),\n"
-            "xpeer = C tokens/s / peer tokens/s. Targets: MFU >= 35%% at d512, >= 2x peer.\n",
+            "GFLOP/s = model FLOPs / median step time; MFU = that / the sgemm peak at the same thread count;\n"
+            "xfirst = tokens/s vs the first thread count of the list; %%matmul = share of step time inside\n"
+            "hydra matmuls (all callers); ms/step by phase: mean wall time of each phase of a step\n"
+            "(hydra_train_profile_*: loss_grad split at phase boundaries, then the optimizer step);\n"
+            "peer = python/train_peer.py (PyTorch %s, same model, same step incl. clip + AdamW,\n"
+            "chunked delta rule, same B, T, W, threads), xpeer = C tokens/s / peer tokens/s.\n"
+            "Targets: MFU >= 35%% at d512 (>= 40%% at 16 threads), >= 2x peer; d256 at 16 threads >= 3x 2 threads.\n",
             w_eff_of(TR_T, TR_W), "via /usr/bin/python3");
 }

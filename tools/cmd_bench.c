@@ -119,7 +119,7 @@ static int bench_model_run(const bench_model *bm, int T, int decode_steps, int r
 }
 
 int cmd_bench(int argc, char **argv) {
-    cli_spec s = {.usage = "hydra bench [--threads N] [--quick] [--only gemm|model|delta]",
+    cli_spec s = {.usage = "hydra bench [--threads N] [--quick] [--only gemm|model|delta] | --train [--threads 1,2,4] | --contention [--cpus A,B]",
                   .summary = "Measures, in one run: the sgemm peak and memory read bandwidth of this machine;\n"
                              "prefill (512 tokens) and decode speed of the default and a small model, with\n"
                              "GEMM GFLOP/s achieved inside the model's matmuls and decode GB/s against the\n"
@@ -127,10 +127,13 @@ int cmd_bench(int argc, char **argv) {
                              "gated delta-rule kernel. Reference ceilings (DESIGN §7, 2 threads): sgemm\n"
                              "~300 GFLOP/s, DRAM ~28 GB/s. Results go to stdout as a table."};
     int threads = 0, quick = 0;
-    const char *only = NULL;
-    cli_add(&s, "threads", OPT_INT, &threads, "threads (default: all cores)");
+    const char *only = NULL, *threads_s = NULL;
+    cli_add(&s, "threads", OPT_STR, &threads_s,
+            "threads (default: the CPUs this process may use); with --train a list, e.g. 1,2,4,8,16: one table");
     cli_add(&s, "quick", OPT_FLAG, &quick, "fewer repetitions (smoke test, noisier figures)");
-    cli_add(&s, "only", OPT_STR, &only, "run one part: gemm, model or delta (with --quant: quality, the table of --quant-model alone)");
+    cli_add(&s, "only", OPT_STR, &only,
+            "run one part: gemm, model or delta (with --device cuda: delta or model; with --quant: quality, the table "
+            "of --quant-model alone; with --contention: train, prefill, decode, ...)");
     uint64_t stream_tokens = 0;
     cli_add(&s, "stream-tokens", OPT_U64, &stream_tokens, "run only the streaming benchmark over N tokens (small + default model)");
     const char *spec_target = NULL, *spec_draft = NULL;
@@ -158,11 +161,34 @@ int cmd_bench(int argc, char **argv) {
     cli_add(&s, "quant", OPT_FLAG, &quant, "run only the quantised-decode benchmark (f32 / bf16 / int8 / int4)");
     cli_add(&s, "quant-model", OPT_STR, &quant_model, "with --quant: also the quality of this trained checkpoint vs f32");
     cli_add(&s, "quant-data", OPT_STR, &quant_data, "text for --quant-model's validation split (default data/tinyshakespeare.txt)");
+    int no_peer = 0;
+    cli_add(&s, "no-peer", OPT_FLAG, &no_peer, "with --train: skip the PyTorch peer");
+    int contention = 0;
+    const char *cpus = NULL;
+    cli_add(&s, "contention", OPT_FLAG, &contention,
+            "run only the contention benchmark: train / prefill / decode at 1 and 2 threads, quiet and with a CPU hog "
+            "on one of two CPUs (docs/threads.md)");
+    cli_add(&s, "cpus", OPT_STR, &cpus, "with --contention: the two CPUs to pin to, A,B (hog on B; default: the first two)");
     int r = cli_parse(&s, argc, argv);
     if (r) return r > 0 ? 0 : 2;
-    if (threads > 0) hydra_set_num_threads(threads);
+    int tl[16], ntl = 0;
+    for (const char *p = threads_s; p && *p;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 1 || v > 4096 || ntl == 16 || (*end && *end != ','))
+            return fprintf(stderr, "hydra bench: --threads wants N or a list N1,N2,... of up to 16 counts >= 1\n"), 2;
+        tl[ntl++] = (int)v;
+        p = *end ? end + 1 : end;
+    }
+    if (ntl > 1 && !train)
+        return fprintf(stderr, "hydra bench: a --threads list goes with --train only\n"), 2;
+    if (contention) return hydra_bench_contention(stdout, cpus, only, quick);
+    if (ntl == 1) threads = tl[0], hydra_set_num_threads(threads);
     if (strcmp(device, "cpu") && !stream_tokens) return hydra_bench_cuda(stdout, device, quick, only);
-    if (train) return hydra_bench_train(stdout, quick), 0;
+    if (train) {
+        if (!ntl) tl[ntl++] = hydra_get_num_threads();
+        return hydra_bench_train(stdout, quick, tl, ntl, !no_peer), 0;
+    }
     if (quant || quant_model)
         return hydra_bench_quant(stdout, quick, !(only && !strcmp(only, "quality")), quant_model, quant_data);
     if (spec_target || spec_draft) {

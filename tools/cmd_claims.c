@@ -652,7 +652,7 @@ int cmd_claims(int argc, char **argv) {
     cli_add(&s, "md", OPT_STR, &md_path, "write results as a markdown report (RESULTS.md)");
     cli_add(&s, "merge", OPT_STR, &merge,
             "combine earlier --json files into one report (F1,F2:claim_1+claim_3,...; no claim runs)");
-    cli_add(&s, "threads", OPT_INT, &threads, "threads (default: all cores)");
+    cli_add(&s, "threads", OPT_INT, &threads, "threads (default: the CPUs this process may use)");
     cli_add(&s, "quiet", OPT_FLAG, &quiet, "no progress lines on stderr");
     cli_add(&s, "expect-fail", OPT_STR, &expect_fail,
             "exit 0 only if these claims FAIL (known failures) and every other one PASSes; the lines are unchanged");

@@ -20,7 +20,7 @@ int cmd_eval(int argc, char **argv) {
     cli_add(&s, "data", OPT_STR, &data, "text file (required)");
     cli_add(&s, "max-tokens", OPT_INT, &max_tokens, "evaluate only the first N bytes (default: whole file)");
     cli_add(&s, "chunk", OPT_INT, &chunk, "tokens per forward call (default 512; does not change the result)");
-    cli_add(&s, "threads", OPT_INT, &threads, "threads (default: all cores)");
+    cli_add(&s, "threads", OPT_INT, &threads, "threads (default: the CPUs this process may use)");
     cli_add_quant_opt(&s, &quant);
     cli_device dev;
     cli_add_device_opts(&s, &dev, "");

@@ -69,7 +69,7 @@ static int fb_write(int argc, char **argv) {
     cli_add(&s, "quiet", OPT_FLAG, &quiet, "no summary line");
     cli_add(&s, "out", OPT_STR, &out, "bank file to write (required)");
     cli_add(&s, "append", OPT_STR, &append, "start from this bank's facts instead of an empty bank");
-    cli_add(&s, "threads", OPT_INT, &threads, "threads (default: all cores)");
+    cli_add(&s, "threads", OPT_INT, &threads, "threads (default: the CPUs this process may use)");
     cli_device dev;
     cli_add_device_opts(&s, &dev, "");
     int r = cli_parse(&s, argc, argv);
@@ -155,7 +155,7 @@ static int fb_ask(int argc, char **argv) {
     cli_add(&s, "n", OPT_INT, &n, "tokens to generate (default 64)");
     cli_add(&s, "mode", OPT_STR, &mode_s, "restore (default), replace or add");
     cli_add_sampling_opts(&s, &smp, 0.0f);
-    cli_add(&s, "threads", OPT_INT, &threads, "threads (default: all cores)");
+    cli_add(&s, "threads", OPT_INT, &threads, "threads (default: the CPUs this process may use)");
     cli_device dev;
     cli_add_device_opts(&s, &dev, "");
     cli_alias_n(argc, argv);

@@ -17,7 +17,7 @@ int cmd_generate(int argc, char **argv) {
     cli_add(&s, "prompt", OPT_STR, &prompt, "prompt text (required, at least one byte)");
     cli_add(&s, "n", OPT_INT, &n, "number of tokens to generate (default 128)");
     cli_add_sampling_opts(&s, &smp, 1.0f);
-    cli_add(&s, "threads", OPT_INT, &threads, "threads (default: all cores)");
+    cli_add(&s, "threads", OPT_INT, &threads, "threads (default: the CPUs this process may use)");
     cli_add(&s, "stats", OPT_FLAG, &stats, "print prefill/decode speed to stderr");
     cli_add(&s, "draft", OPT_STR, &draft_path, "speculative decoding with this draft model (same vocabulary); stats on stderr");
     cli_add(&s, "k", OPT_INT, &spec_k, "draft tokens per speculative round (default 4; the most, with --min-draft-prob)");

@@ -73,7 +73,7 @@ int cmd_mqar(int argc, char **argv) {
             "easier tasks first: L:PAIRS:STEPS[:BATCH],... (fresh optimizer each)");
     cli_add(&s, "csv", OPT_STR, &csv_path, "write the accuracy curve as CSV");
     cli_add(&s, "out", OPT_STR, &out, "save the trained model (safetensors)");
-    cli_add(&s, "threads", OPT_INT, &threads, "threads (default: all cores)");
+    cli_add(&s, "threads", OPT_INT, &threads, "threads (default: the CPUs this process may use)");
     cli_add(&s, "quiet", OPT_FLAG, &quiet, "only the final line");
     /* small-model defaults (flags override) */
     cli_small_recall_config(&cc.cfg, 2, 16, "DS");

@@ -62,7 +62,7 @@ int cmd_stream(int argc, char **argv) {
     cli_add(&s, "bf16", OPT_FLAG, &bf16, "load the matrices in bf16 only (half the memory, faster decode; ~1e-2 logit error)");
     const char *quant = NULL;
     cli_add_quant_opt(&s, &quant);
-    cli_add(&s, "threads", OPT_INT, &threads, "threads (default: all cores)");
+    cli_add(&s, "threads", OPT_INT, &threads, "threads (default: the CPUs this process may use)");
     cli_device dev;
     cli_add_device_opts(&s, &dev, "");
     cli_add(&s, "quiet", OPT_FLAG, &quiet, "no progress or summary line");

@@ -178,7 +178,7 @@ int cmd_train(int argc, char **argv) {
     cli_add(&s, "sample-len", OPT_INT, &sample_len, "length of the generated samples, 0 = none (default 200)");
     cli_add(&s, "log-every", OPT_INT, &log_every, "progress line every N steps when not on a terminal (default 10)");
     cli_add(&s, "resume", OPT_STR, &resume, "continue the checkpoint in this directory");
-    cli_add(&s, "threads", OPT_INT, &threads, "threads per rank (default: cores / ranks on this host)");
+    cli_add(&s, "threads", OPT_INT, &threads, "threads per rank (default: usable CPUs / ranks on this host)");
     cli_add(&s, "shard-optimizer", OPT_FLAG, &shard, "under mpirun: shard the optimizer state across ranks (ZeRO-1)");
     cli_add(&s, "comm-timeout", OPT_FLOAT, &comm_timeout,
             "under mpirun: end the job if a collective waits longer than this many seconds, 0 = never (default 600)");
@@ -197,7 +197,7 @@ int cmd_train(int argc, char **argv) {
     const char *who = dist.who;
     const int rank0 = dist.rank == 0;
     if (threads <= 0 && dist.local > 1) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        long cpus = hydra_get_num_threads(); /* the CPUs this process may use (docs/threads.md) */
         threads = cpus / dist.local > 1 ? (int)(cpus / dist.local) : 1;
     }
     if (threads > 0) hydra_set_num_threads(threads);

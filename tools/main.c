@@ -1,7 +1,9 @@
 /* main.c — the `hydra` command-line program: dispatches to one file per
  * subcommand. The CLI is the only part of the project that prints. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -33,7 +35,25 @@ static void usage(FILE *f) {
     for (size_t i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-10s %s\n", k_commands[i].name, k_commands[i].help);
 }
 
+/* OpenMP threads that finish a parallel region spin before they sleep:
+ * libgomp's default is ~300,000 spins (milliseconds). When another program
+ * is busy on one of our cores, a spinning thread burns the time slice its
+ * partner needs and the whole team waits a slice per region (measured on the
+ * 2-vCPU VM: train at 0.15-0.3x of one thread; docs/threads.md). A short spin
+ * (HYDRA_SPINCOUNT, ~0.1 ms) keeps back-to-back regions fast on a quiet
+ * machine and lets a waiting thread yield its core on a busy one. libgomp
+ * reads the setting once, when it is loaded, so the program re-executes
+ * itself with it unless the user chose a wait policy. */
+#define HYDRA_SPINCOUNT "2000"
+static void tune_openmp_waits(char **argv) {
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+    if (setenv("GOMP_SPINCOUNT", HYDRA_SPINCOUNT, 1)) return;
+    execv("/proc/self/exe", argv); /* returns only on failure: run on with the default */
+    unsetenv("GOMP_SPINCOUNT");
+}
+
 int main(int argc, char **argv) {
+    tune_openmp_waits(argv);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

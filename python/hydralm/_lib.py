@@ -30,6 +30,13 @@ def _candidates():
     yield os.path.join(root, "build", "libhydralm.so")
 
 
+# OpenMP waits (docs/threads.md): a short spin before a waiting thread sleeps,
+# as the hydra CLI sets it, unless the user chose; libgomp reads it once, when
+# the library loads it.
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    os.environ["GOMP_SPINCOUNT"] = "2000"
+
+
 def _load():
     tried = []
     for path in _candidates():

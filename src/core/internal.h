@@ -225,6 +225,25 @@ void hydra_conv_tail_advance(float *tail, const float *x, int n, int K, size_t C
 /* Called before the first BLAS call: picks the BLIS kernel set for this CPU. */
 void hydra_runtime_init(void);
 
+/* Training ops over B sequences of T tokens (rows [B, T, H*d]), one work
+ * item per (sequence, head) taken dynamically by the threads; results do not
+ * depend on the thread count (src/ops/delta_rule.c, src/ops/attention.c).
+ * The delta rule starts from S = 0: forward states end in S [B, H, dv, dk];
+ * the backward has no final-state gradient. */
+hydra_status hydra_delta_rule_batch(int B, int T, int H, int dk, int dv, const float *q, const float *k,
+                                    const float *v, const float *g, const float *beta, float *S, float *o);
+hydra_status hydra_delta_rule_backward_batch(int B, int T, int H, int dk, int dv, const float *q, const float *k,
+                                             const float *v, const float *g, const float *beta, const float *dO,
+                                             float *dq, float *dk_, float *dv_, float *dg, float *dbeta);
+hydra_status hydra_attention_backward_batch(int B, int T, int H, int d, int window, const float *q, const float *k,
+                                            const float *v, const float *o, const float *dO, float *dq, float *dk,
+                                            float *dv);
+/* Causal depthwise conv over B sequences from zero tails (src/ops/conv.c):
+ * x rows ldx apart, y / dy rows C apart, dx rows lddx; dw += the weight grads. */
+hydra_status hydra_conv_batch(int B, int T, int C, int K, const float *x, size_t ldx, const float *w, float *y);
+hydra_status hydra_conv_backward_batch(int B, int T, int C, int K, const float *x, size_t ldx, const float *w,
+                                       const float *dy, float *dx, size_t lddx, float *dw);
+
 /* ------------------------------------------ rollback journal (spec) */
 /* Records what journaled forwards of one sequence change, so that its state
  * can return to "the base + the first n recorded tokens" touching only what

@@ -119,7 +119,7 @@ static void rotation_apply(const rotation *r, int d, const float *x, float *y) {
 static int features(const hydra_vecmem *vm, const float *keys, size_t n, float *phi) {
     const int H = vm->o.n_heads, dk = vm->o.d_key;
     int bad = 0;
-#pragma omp parallel for schedule(static) reduction(| : bad) if (n * (size_t)H * dk > 65536)
+#pragma omp parallel for schedule(dynamic, 16) reduction(| : bad) if (n * (size_t)H * dk > 65536)
     for (size_t r = 0; r < n * (size_t)H; r++) {
         size_t i = r / (size_t)H, h = r % (size_t)H;
         float *y = phi + r * (size_t)dk;

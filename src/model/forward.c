@@ -66,7 +66,7 @@ static hydra_status mm(const hydra_model *m, int M, int N, int K, const float *x
 
 /* q,k of one token-row set: per head L2-normalise (q also scaled by d^-1/2). */
 static void l2norm_heads(float *x, size_t rows, int H, int d, float eps, float scale) {
-#pragma omp parallel for schedule(static) if (rows * H * d > 32768)
+#pragma omp parallel for schedule(dynamic, 16) if (rows * H * d > 32768)
     for (size_t r = 0; r < rows * (size_t)H; r++) {
         float *xh = x + r * (size_t)d;
         float ss = 0.0f;
@@ -85,7 +85,7 @@ static hydra_status gdn_mixer(const hydra_model *m, const hydra_layer_weights *l
     const size_t BT = (size_t)B * T, Hd = (size_t)H * d, P = (size_t)hydra_gdn_in_width(m);
     HYDRA_CHECK(mm(m, (int)BT, (int)P, C, w->h, lw->in_proj, lw->in_proj_h, lw->in_proj_q, w->proj, 0));
     /* proj row = q | k | v | gate | a | b. */
-#pragma omp parallel for schedule(static) if (BT >= 16)
+#pragma omp parallel for schedule(dynamic, 16) if (BT >= 16)
     for (size_t r = 0; r < BT; r++) {
         const float *pr = w->proj + r * P;
         memcpy(w->qkv + r * 3 * Hd, pr, 3 * Hd * sizeof(float));
@@ -104,7 +104,7 @@ static hydra_status gdn_mixer(const hydra_model *m, const hydra_layer_weights *l
                                          states[b]->layers[li].conv, w->conv + off));
     }
     /* SiLU, split into q, k, v. */
-#pragma omp parallel for schedule(static) if (BT >= 16)
+#pragma omp parallel for schedule(dynamic, 16) if (BT >= 16)
     for (size_t r = 0; r < BT; r++) {
         const float *cr = w->conv + r * 3 * Hd;
         hydra_vec_silu(w->q + r * Hd, cr, Hd);
@@ -127,7 +127,7 @@ static hydra_status gdn_mixer(const hydra_model *m, const hydra_layer_weights *l
                                         w->o + o0 * Hd));
     }
     /* y = RMSNorm_head(o) * o_norm * SiLU(gate), in place on o; gate = proj[:, 3Hd:4Hd]. */
-#pragma omp parallel for schedule(static) if (BT >= 16)
+#pragma omp parallel for schedule(dynamic, 16) if (BT >= 16)
     for (size_t r = 0; r < BT * (size_t)H; r++) {
         size_t row = r / (size_t)H, h = r % (size_t)H;
         float *oh = w->o + r * d;
@@ -149,7 +149,7 @@ static hydra_status attn_mixer(const hydra_model *m, const hydra_layer_weights *
     const size_t BT = (size_t)B * T, Hd = (size_t)H * d;
     int window = hydra_config_layer_kind(c, li) == HYDRA_LAYER_ATTN ? 0 : c->window;
     HYDRA_CHECK(mm(m, (int)BT, (int)(3 * Hd), C, w->h, lw->in_proj, lw->in_proj_h, lw->in_proj_q, w->proj, 0));
-#pragma omp parallel for schedule(static) if (BT >= 16)
+#pragma omp parallel for schedule(dynamic, 16) if (BT >= 16)
     for (size_t r = 0; r < BT; r++) {
         const float *pr = w->proj + r * 3 * Hd;
         memcpy(w->q + r * Hd, pr, Hd * sizeof(float));
@@ -220,7 +220,7 @@ static hydra_status forward_impl(const hydra_model *m, const int32_t *tokens, in
         /* SwiGLU MLP. */
         if ((st = hydra_op_rmsnorm((int)BT, C, w.x, lw->norm2, c->norm_eps, w.h))) break;
         if ((st = mm(m, (int)BT, 2 * F, C, w.h, lw->gate_up, lw->gate_up_h, lw->gate_up_q, w.proj, 0))) break;
-#pragma omp parallel for schedule(static) if (BT >= 16)
+#pragma omp parallel for schedule(dynamic, 16) if (BT >= 16)
         for (size_t r = 0; r < BT; r++) {
             const float *g = w.proj + r * 2 * F;
             hydra_vec_swiglu(w.act + r * F, g, g + F, (size_t)F);

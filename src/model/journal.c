@@ -91,7 +91,7 @@ hydra_status hydra_journal_begin(hydra_journal *j, const hydra_state *s) {
     const size_t sbytes = Hd * (size_t)j->dk * sizeof(float);
     /* one copy per DeltaNet layer; the threads split the layers once there is
      * enough to copy (the d512 target: 6 x 128 KiB per speculative round) */
-#pragma omp parallel for schedule(static) if (sbytes * (size_t)j->cfg.n_layers >= JOURNAL_PAR_BYTES)
+#pragma omp parallel for schedule(dynamic, 1) if (sbytes * (size_t)j->cfg.n_layers >= JOURNAL_PAR_BYTES)
     for (int i = 0; i < j->cfg.n_layers; i++) {
         hydra_journal_layer *l = &j->layers[i];
         if (!l->S0) continue;
@@ -122,7 +122,7 @@ hydra_status hydra_journal_rollback(hydra_journal *j, hydra_state *s, int n_keep
     const int H = c->n_heads, d = j->dk, K = c->conv_width, W = c->window;
     const size_t Hd = (size_t)H * d;
     const size_t sbytes = Hd * (size_t)d * sizeof(float);
-#pragma omp parallel for schedule(static) if (sbytes * (size_t)c->n_layers >= JOURNAL_PAR_BYTES)
+#pragma omp parallel for schedule(dynamic, 1) if (sbytes * (size_t)c->n_layers >= JOURNAL_PAR_BYTES)
     for (int i = 0; i < c->n_layers; i++) { /* restore the DeltaNet bases (threads split the layers) */
         hydra_journal_layer *l = &j->layers[i];
         if (!l->S0) continue;

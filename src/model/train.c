@@ -54,11 +54,10 @@ typedef struct {
     float *dact;     /* [BT, F] its gradient */
     float *y;        /* [BT, Hd] mixer output before o_proj */
     float *dy;       /* [BT, Hd] its gradient */
-    float *t3;       /* [BT, 3Hd] conv input (forward) / dconv (backward) */
+    float *t3;       /* [BT, 3Hd] dconv (backward) */
     float *dqkv;     /* [3, BT, Hd] gradients of the delta-rule / attention q, k, v */
     float *dgb;      /* [2, BT, H] gradients of g and beta */
     float *S;        /* [B, H, dv, dk] delta-rule states (forward) */
-    float *xc, *dxc; /* [T, 3Hd] each: one sequence's conv input / input gradient */
     float *block;    /* the one allocation everything above lives in */
 } train_acts;
 
@@ -115,8 +114,6 @@ static size_t acts_layout(const hydra_model *m, size_t B, size_t T, float *base,
     AT(dqkv, 3 * BT * Hd);
     AT(dgb, 2 * BT * H);
     AT(S, B * H * d * d);
-    AT(xc, T * 3 * Hd);
-    AT(dxc, T * 3 * Hd);
 #undef AT
 #undef TAKE
     return off;
@@ -162,11 +159,53 @@ static void acts_free(train_acts *a) {
     free(a->L); /* the block stays cached for the next call */
 }
 
+/* ---- profile: wall time of loss_grad by phase (hydra_train_profile_*).
+ * One clock switches between phases at their boundaries, so the phases sum
+ * to the whole call; off, a switch costs one branch. */
+enum { PH_MATMUL, PH_DELTA, PH_ATTN, PH_CONV, PH_NORM, PH_LOSS, PH_OTHER, PH_N };
+static const char *const k_phase_names[PH_N] = {"matmul", "delta rule", "attention", "conv+gates+l2",
+                                                "norms+act", "loss", "other"};
+static int g_prof, g_ph_cur = PH_OTHER;
+static double g_ph[PH_N], g_ph_t;
+
+static int ph(int next) { /* switch the clock to `next`; returns the phase it left */
+    const int prev = g_ph_cur;
+    if (g_prof) {
+        const double t = hydra_now_seconds();
+        g_ph[prev] += t - g_ph_t;
+        g_ph_t = t;
+    }
+    g_ph_cur = next;
+    return prev;
+}
+
+void hydra_train_profile_enable(int on) {
+    g_prof = on;
+    g_ph_t = hydra_now_seconds();
+}
+void hydra_train_profile_reset(void) { memset(g_ph, 0, sizeof g_ph); }
+int hydra_train_profile_get(double *seconds, const char **names, int cap) {
+    for (int i = 0; i < PH_N && i < cap; i++) {
+        if (seconds) seconds[i] = g_ph[i];
+        if (names) names[i] = k_phase_names[i];
+    }
+    return PH_N;
+}
+
+/* C (+)= op(A) . op(B) (hydra_op_matmul_ex), timed as the matmul phase. */
+static hydra_status mm_ex(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                          float *C, int ldc, int acc) {
+    const int prev = ph(PH_MATMUL);
+    hydra_status st = hydra_op_matmul_ex(ta, tb, M, N, K, A, lda, B, ldb, C, ldc, acc);
+    ph(prev);
+    return st;
+}
+
 /* y[M,N] (+)= x[M,K] . W[N,K]^T: hydra_op_matmul's product through
  * hydra_op_matmul_ex, which also takes the tiny shapes of test models
  * without a BLAS call. */
 static hydra_status fwd_matmul(int M, int N, int K, const float *x, const float *W, float *y, int acc) {
-    return hydra_op_matmul_ex(0, 1, M, N, K, x, K, W, K, y, N, acc);
+    return mm_ex(0, 1, M, N, K, x, K, W, K, y, N, acc);
 }
 
 static inline float silu_grad(float x) { /* d/dx x sigmoid(x) */
@@ -176,7 +215,7 @@ static inline float silu_grad(float x) { /* d/dx x sigmoid(x) */
 
 /* act = SiLU(gate) * up from gu [BT, 2F]. */
 static void swiglu_rows(size_t BT, int F, const float *gu, float *act) {
-#pragma omp parallel for schedule(static) if (BT >= 16)
+#pragma omp parallel for schedule(dynamic, 16) if (BT >= 16)
     for (size_t r = 0; r < BT; r++) {
         const float *g = gu + r * 2 * F;
         hydra_vec_swiglu(act + r * F, g, g + F, (size_t)F);
@@ -306,7 +345,7 @@ static void gated_norm(const hydra_model *m, const hydra_layer_weights *lw, size
     const int H = m->cfg.n_heads, d = m->dk;
     const size_t Hd = (size_t)H * d, P = (size_t)hydra_gdn_in_width(m);
     const float eps = m->cfg.norm_eps;
-#pragma omp parallel for schedule(static) if (BT >= 16)
+#pragma omp parallel for schedule(dynamic, 16) if (BT >= 16)
     for (size_t rh = 0; rh < BT * (size_t)H; rh++) {
         size_t r = rh / (size_t)H, h = rh % (size_t)H;
         const float *oh = o + rh * d, *gh = proj + r * P + 3 * Hd + h * d;
@@ -315,29 +354,33 @@ static void gated_norm(const hydra_model *m, const hydra_layer_weights *lw, size
 }
 
 /* ------------------------------------------------------------ forward */
+/* dst = src over n floats, in 64K-float pieces across the threads (the
+ * residual copies: 4 MB per layer at d512, B*T 2048). */
+static void copy_par(float *dst, const float *src, size_t n) {
+    const size_t P = 65536;
+#pragma omp parallel for schedule(dynamic, 1) if (n >= 4 * P)
+    for (size_t i = 0; i < n; i += P) memcpy(dst + i, src + i, (n - i < P ? n - i : P) * sizeof(float));
+}
+
 static hydra_status gdn_forward(const hydra_model *m, const hydra_layer_weights *lw, int B, int T,
                                 train_acts *a, layer_acts *la) {
     const hydra_config *c = &m->cfg;
     const int C = c->d_model, H = c->n_heads, d = m->dk, K = c->conv_width;
     const size_t BT = (size_t)B * T, Hd = (size_t)H * d, P = (size_t)hydra_gdn_in_width(m);
     HYDRA_CHECK(fwd_matmul((int)BT, (int)P, C, a->h, lw->in_proj, la->proj, 0));
-#pragma omp parallel for schedule(static) if (BT >= 16)
+    ph(PH_CONV);
+#pragma omp parallel for schedule(dynamic, 64) if (BT >= 256)
     for (size_t r = 0; r < BT; r++) {
-        const float *pr = la->proj + r * P;
-        memcpy(a->t3 + r * 3 * Hd, pr, 3 * Hd * sizeof(float));
-        const float *ap = pr + 4 * Hd, *bp = ap + H;
+        const float *ap = la->proj + r * P + 4 * Hd, *bp = ap + H;
         for (int h = 0; h < H; h++) {
             la->beta[r * H + h] = hydra_sigmoid(bp[h]);
             la->gdec[r * H + h] = -expf(lw->A_log[h]) * hydra_softplus(ap[h] + lw->dt_bias[h]);
         }
     }
-    for (int b = 0; b < B; b++) {
-        size_t off = (size_t)b * T * 3 * Hd;
-        HYDRA_CHECK(hydra_op_conv_causal(T, (int)(3 * Hd), K, a->t3 + off, lw->q_conv, NULL, la->conv + off));
-    }
+    HYDRA_CHECK(hydra_conv_batch(B, T, (int)(3 * Hd), K, la->proj, P, lw->q_conv, la->conv));
     /* SiLU, split, L2-normalise q (and scale by d^-1/2) and k per head. */
     const float qscale = 1.0f / sqrtf((float)d), l2eps = c->l2_eps;
-#pragma omp parallel for schedule(static) if (BT >= 16)
+#pragma omp parallel for schedule(dynamic, 16) if (BT >= 16)
     for (size_t r = 0; r < BT; r++) {
         const float *cr = la->conv + r * 3 * Hd;
         for (int part = 0; part < 3; part++) {
@@ -352,18 +395,11 @@ static hydra_status gdn_forward(const hydra_model *m, const hydra_layer_weights 
             }
         }
     }
-    /* Delta rule per sequence from S = 0: parallel over sequences when there
-     * are enough of them, else over heads inside the op. */
-    const size_t SN = (size_t)H * d * d;
-    memset(a->S, 0, (size_t)B * SN * sizeof(float));
-    int err = 0;
-#pragma omp parallel for schedule(static) if (B >= omp_get_max_threads() && B > 1) reduction(| : err)
-    for (int b = 0; b < B; b++) {
-        size_t r0 = (size_t)b * T;
-        err |= hydra_op_delta_rule(T, H, d, d, la->q + r0 * Hd, la->k + r0 * Hd, la->v + r0 * Hd,
-                                   la->gdec + r0 * H, la->beta + r0 * H, a->S + b * SN, la->o + r0 * Hd) != HYDRA_OK;
-    }
-    if (err) return hydra_set_error(HYDRA_ERR_NOMEM, "loss_grad: delta rule forward failed");
+    /* Delta rule per (sequence, head) from S = 0. */
+    ph(PH_DELTA);
+    memset(a->S, 0, (size_t)B * H * d * d * sizeof(float));
+    HYDRA_CHECK(hydra_delta_rule_batch(B, T, H, d, d, la->q, la->k, la->v, la->gdec, la->beta, a->S, la->o));
+    ph(PH_NORM);
     gated_norm(m, lw, BT, la->o, la->proj, a->y);
     return HYDRA_OK;
 }
@@ -375,7 +411,8 @@ static hydra_status attn_forward(const hydra_model *m, const hydra_layer_weights
     const size_t BT = (size_t)B * T, Hd = (size_t)H * d;
     const int window = hydra_config_layer_kind(c, li) == HYDRA_LAYER_ATTN ? 0 : c->window;
     HYDRA_CHECK(fwd_matmul((int)BT, (int)(3 * Hd), C, a->h, lw->in_proj, a->big, 0));
-#pragma omp parallel for schedule(static) if (BT >= 16)
+    ph(PH_ATTN);
+#pragma omp parallel for schedule(dynamic, 16) if (BT >= 16)
     for (size_t r = 0; r < BT; r++) {
         const float *pr = a->big + r * 3 * Hd;
         memcpy(la->q + r * Hd, pr, Hd * sizeof(float));
@@ -389,7 +426,7 @@ static hydra_status attn_forward(const hydra_model *m, const hydra_layer_weights
         HYDRA_CHECK(hydra_op_attention(T, H, d, 0, window, la->q + o0, la->k + o0, la->v + o0, NULL, NULL,
                                        la->o + o0));
     }
-    memcpy(a->y, la->o, BT * Hd * sizeof(float));
+    copy_par(a->y, la->o, BT * Hd);
     return HYDRA_OK;
 }
 
@@ -398,23 +435,29 @@ static hydra_status train_forward(const hydra_model *m, const int32_t *inputs, i
     const hydra_config *c = &m->cfg;
     const int C = c->d_model, V = c->vocab_size, F = m->F, L = c->n_layers;
     const size_t BT = (size_t)B * T, Hd = (size_t)c->n_heads * m->dk;
+    ph(PH_OTHER);
     for (size_t r = 0; r < BT; r++)
         memcpy(a->L[0].x_in + r * C, m->embed + (size_t)inputs[r] * C, C * sizeof(float));
     for (int li = 0; li < L; li++) {
         const hydra_layer_weights *lw = &m->layers[li];
         layer_acts *la = &a->L[li];
         float *x_out = li + 1 < L ? a->L[li + 1].x_in : a->x_final;
+        ph(PH_NORM);
         HYDRA_CHECK(hydra_op_rmsnorm((int)BT, C, la->x_in, lw->norm1, c->norm_eps, a->h));
         if (lw->kind == HYDRA_LAYER_DELTANET) HYDRA_CHECK(gdn_forward(m, lw, B, T, a, la));
         else HYDRA_CHECK(attn_forward(m, lw, li, B, T, a, la));
-        memcpy(la->x_mid, la->x_in, BT * C * sizeof(float));
+        ph(PH_OTHER);
+        copy_par(la->x_mid, la->x_in, BT * C);
         HYDRA_CHECK(fwd_matmul((int)BT, C, (int)Hd, a->y, lw->o_proj, la->x_mid, 1));
+        ph(PH_NORM);
         HYDRA_CHECK(hydra_op_rmsnorm((int)BT, C, la->x_mid, lw->norm2, c->norm_eps, a->h));
         HYDRA_CHECK(fwd_matmul((int)BT, 2 * F, C, a->h, lw->gate_up, la->gu, 0));
         swiglu_rows(BT, F, la->gu, a->act);
-        memcpy(x_out, la->x_mid, BT * C * sizeof(float));
+        ph(PH_OTHER);
+        copy_par(x_out, la->x_mid, BT * C);
         HYDRA_CHECK(fwd_matmul((int)BT, C, F, a->act, lw->down, x_out, 1));
     }
+    ph(PH_NORM);
     HYDRA_CHECK(hydra_op_rmsnorm((int)BT, C, a->x_final, m->norm_f, c->norm_eps, a->hf));
     HYDRA_CHECK(fwd_matmul((int)BT, V, C, a->hf, m->lm_head, a->logits, 0));
     return HYDRA_OK;
@@ -436,9 +479,10 @@ static hydra_status gdn_backward(const hydra_model *m, const hydra_layer_weights
      *    dz = dy n w s'(z)/...;  dn = dy w s;  do = r (dn - n mean(dn n));  dw += dy n s.
      *    o_norm grads: partials per block of 256 (row, head) pairs, summed in block order. */
     const size_t NR = BT * (size_t)H, RB = 256, nblk = (NR + RB - 1) / RB;
+    ph(PH_NORM);
     float *part = calloc(nblk * (size_t)d, sizeof(float)); /* [nblk, d] */
     if (!part) return hydra_set_error(HYDRA_ERR_NOMEM, "loss_grad: out of memory");
-#pragma omp parallel for schedule(static) if (NR >= 64)
+#pragma omp parallel for schedule(dynamic, 1) if (NR >= 64)
     for (size_t blk = 0; blk < nblk; blk++) {
         float *pw = part + blk * d;
         for (size_t rh = blk * RB; rh < NR && rh < (blk + 1) * RB; rh++) {
@@ -453,20 +497,14 @@ static hydra_status gdn_backward(const hydra_model *m, const hydra_layer_weights
     free(part);
     /* 2. delta rule backward per sequence (S_0 = 0, no final-state gradient). */
     float *dq = a->dqkv, *dk = dq + BT * Hd, *dv = dk + BT * Hd, *dg = a->dgb, *db = dg + BT * H;
-    int err = 0;
-#pragma omp parallel for schedule(static) if (B >= omp_get_max_threads() && B > 1) reduction(| : err)
-    for (int b = 0; b < B; b++) {
-        size_t r0 = (size_t)b * T;
-        err |= hydra_op_delta_rule_backward(T, H, d, d, la->q + r0 * Hd, la->k + r0 * Hd, la->v + r0 * Hd,
-                                            la->gdec + r0 * H, la->beta + r0 * H, NULL, dO + r0 * Hd, NULL,
-                                            dq + r0 * Hd, dk + r0 * Hd, dv + r0 * Hd, dg + r0 * H, db + r0 * H,
-                                            NULL) != HYDRA_OK;
-    }
-    if (err) return hydra_set_error(HYDRA_ERR_NOMEM, "loss_grad: delta rule backward failed");
+    ph(PH_DELTA);
+    HYDRA_CHECK(hydra_delta_rule_backward_batch(B, T, H, d, d, la->q, la->k, la->v, la->gdec, la->beta, dO, dq, dk,
+                                                dv, dg, db));
     /* 3. gates: beta = sigmoid(b_pre); g = -exp(A_log) softplus(a_pre + dt_bias).
      *    dA_log += dg g;  da_pre = dg (-exp(A_log)) sigmoid(a_pre + dt_bias);  ddt_bias += da_pre. */
+    ph(PH_CONV);
     float *gA = GRAD(lw->A_log), *gdt = GRAD(lw->dt_bias);
-#pragma omp parallel for schedule(static) if (BT >= 256)
+#pragma omp parallel for schedule(dynamic, 64) if (BT >= 256)
     for (size_t r = 0; r < BT; r++) {
         const float *ap = la->proj + r * P + 4 * Hd;
         float *dap = dproj + r * P + 4 * Hd;
@@ -485,7 +523,7 @@ static hydra_status gdn_backward(const hydra_model *m, const hydra_layer_weights
      *    x = s r_n, r_n = 1/sqrt(|s|^2 + eps): ds = scale r_n (dy - n (n . dy)), n = s r_n. */
     const float qscale = 1.0f / sqrtf((float)d), l2eps = c->l2_eps;
     float *dconv = a->t3;
-#pragma omp parallel for schedule(static) if (BT >= 16)
+#pragma omp parallel for schedule(dynamic, 16) if (BT >= 16)
     for (size_t r = 0; r < BT; r++) {
         const float *cr = la->conv + r * 3 * Hd;
         float *dc = dconv + r * 3 * Hd;
@@ -502,16 +540,10 @@ static hydra_status gdn_backward(const hydra_model *m, const hydra_layer_weights
                 l2silu_bwd_head(d, cp + (size_t)h * d, gsrc + (size_t)h * d, scale, l2eps, dcp + (size_t)h * d);
         }
     }
-    /* 5. conv backward per sequence (weight grads summed in b order). */
-    float *gconv = GRAD(lw->q_conv);
-    for (int b = 0; b < B; b++) {
-        const size_t r0 = (size_t)b * T;
-        for (int t = 0; t < T; t++) memcpy(a->xc + (size_t)t * 3 * Hd, la->proj + (r0 + t) * P, 3 * Hd * sizeof(float));
-        HYDRA_CHECK(hydra_op_conv_causal_backward(T, (int)(3 * Hd), K, a->xc, lw->q_conv, dconv + r0 * 3 * Hd,
-                                                  a->dxc, gconv));
-        for (int t = 0; t < T; t++) memcpy(dproj + (r0 + t) * P, a->dxc + (size_t)t * 3 * Hd, 3 * Hd * sizeof(float));
-    }
-    return HYDRA_OK;
+    /* 5. conv backward per (sequence, channel block), input read from and its
+     *    gradient written into the fused projection rows; weight grads summed in b order. */
+    return hydra_conv_backward_batch(B, T, (int)(3 * Hd), K, la->proj, P, lw->q_conv, dconv, dproj, P,
+                                     GRAD(lw->q_conv));
 }
 
 /* Attention backward: a->dy (grad of the attention output) -> a->big = dproj [BT, 3Hd]. */
@@ -522,17 +554,14 @@ static hydra_status attn_backward(const hydra_model *m, int li, int B, int T, tr
     const size_t BT = (size_t)B * T, Hd = (size_t)H * d;
     const int window = hydra_config_layer_kind(c, li) == HYDRA_LAYER_ATTN ? 0 : c->window;
     float *dq = a->dqkv, *dk = dq + BT * Hd, *dv = dk + BT * Hd;
+    ph(PH_ATTN);
+    HYDRA_CHECK(hydra_attention_backward_batch(B, T, H, d, window, la->q, la->k, la->v, la->o, a->dy, dq, dk, dv));
     int err = 0;
-#pragma omp parallel for schedule(static) if (B >= omp_get_max_threads() && B > 1) reduction(| : err)
-    for (int b = 0; b < B; b++) {
-        size_t o0 = (size_t)b * T * Hd;
-        err |= hydra_op_attention_backward(T, H, d, window, la->q + o0, la->k + o0, la->v + o0, la->o + o0,
-                                           a->dy + o0, dq + o0, dk + o0, dv + o0) != HYDRA_OK;
-        err |= hydra_op_rope_backward(T, H, d, 0, c->rope_base, dq + o0) != HYDRA_OK;
-        err |= hydra_op_rope_backward(T, H, d, 0, c->rope_base, dk + o0) != HYDRA_OK;
-    }
-    if (err) return hydra_set_error(HYDRA_ERR_NOMEM, "loss_grad: attention backward failed");
-#pragma omp parallel for schedule(static) if (BT >= 16)
+#pragma omp parallel for schedule(dynamic, 1) if (B > 1) reduction(| : err)
+    for (int b = 0; b < 2 * B; b++) /* RoPE backward of dq and dk, one sequence each */
+        err |= hydra_op_rope_backward(T, H, d, 0, c->rope_base, (b % 2 ? dk : dq) + (size_t)(b / 2) * T * Hd) != HYDRA_OK;
+    if (err) return hydra_set_error(HYDRA_ERR_NOMEM, "loss_grad: RoPE backward failed");
+#pragma omp parallel for schedule(dynamic, 16) if (BT >= 16)
     for (size_t r = 0; r < BT; r++) {
         float *pr = a->big + r * 3 * Hd;
         memcpy(pr, dq + r * Hd, Hd * sizeof(float));
@@ -549,47 +578,55 @@ static hydra_status train_backward(const hydra_model *m, const int32_t *inputs, 
     const size_t BT = (size_t)B * T, Hd = (size_t)c->n_heads * m->dk;
     const float eps = c->norm_eps;
     /* head: logits = hf . head^T (tied: head == embed, same gradient slot) */
-    HYDRA_CHECK(hydra_op_matmul_ex(1, 0, V, C, (int)BT, a->logits, V, a->hf, C, GRAD(m->lm_head), C, 1));
-    HYDRA_CHECK(hydra_op_matmul_ex(0, 0, (int)BT, C, V, a->logits, V, m->lm_head, C, a->dh, C, 0));
+    HYDRA_CHECK(mm_ex(1, 0, V, C, (int)BT, a->logits, V, a->hf, C, GRAD(m->lm_head), C, 1));
+    HYDRA_CHECK(mm_ex(0, 0, (int)BT, C, V, a->logits, V, m->lm_head, C, a->dh, C, 0));
+    ph(PH_NORM);
     HYDRA_CHECK(hydra_op_rmsnorm_backward((int)BT, C, a->x_final, m->norm_f, eps, a->dh, a->dx, GRAD(m->norm_f), 0));
     for (int li = L - 1; li >= 0; li--) {
         const hydra_layer_weights *lw = &m->layers[li];
         const layer_acts *la = &a->L[li];
         /* MLP: x_out = x_mid + down(SiLU(gate) * up), gate|up = gate_up . RMSNorm2(x_mid) */
+        ph(PH_NORM);
         HYDRA_CHECK(hydra_op_rmsnorm((int)BT, C, la->x_mid, lw->norm2, eps, a->h));
         swiglu_rows(BT, F, la->gu, a->act);
-        HYDRA_CHECK(hydra_op_matmul_ex(1, 0, C, F, (int)BT, a->dx, C, a->act, F, GRAD(lw->down), F, 1));
-        HYDRA_CHECK(hydra_op_matmul_ex(0, 0, (int)BT, F, C, a->dx, C, lw->down, F, a->dact, F, 0));
-#pragma omp parallel for schedule(static) if (BT >= 16)
+        HYDRA_CHECK(mm_ex(1, 0, C, F, (int)BT, a->dx, C, a->act, F, GRAD(lw->down), F, 1));
+        HYDRA_CHECK(mm_ex(0, 0, (int)BT, F, C, a->dx, C, lw->down, F, a->dact, F, 0));
+#pragma omp parallel for schedule(dynamic, 16) if (BT >= 16)
         for (size_t r = 0; r < BT; r++) {
             const float *g = la->gu + r * 2 * F, *u = g + F, *da = a->dact + r * F;
             float *dg = a->big + r * 2 * F;
             swiglu_bwd_row(F, g, u, da, dg, dg + F);
         }
-        HYDRA_CHECK(hydra_op_matmul_ex(1, 0, 2 * F, C, (int)BT, a->big, 2 * F, a->h, C, GRAD(lw->gate_up), C, 1));
-        HYDRA_CHECK(hydra_op_matmul_ex(0, 0, (int)BT, C, 2 * F, a->big, 2 * F, lw->gate_up, C, a->dh, C, 0));
-        HYDRA_CHECK(hydra_op_rmsnorm_backward((int)BT, C, la->x_mid, lw->norm2, eps, a->dh, a->dx, GRAD(lw->norm2), 1));
+        HYDRA_CHECK(mm_ex(1, 0, 2 * F, C, (int)BT, a->big, 2 * F, a->h, C, GRAD(lw->gate_up), C, 1));
+        HYDRA_CHECK(mm_ex(0, 0, (int)BT, C, 2 * F, a->big, 2 * F, lw->gate_up, C, a->dh, C, 0));
+        ph(PH_NORM);
+    HYDRA_CHECK(hydra_op_rmsnorm_backward((int)BT, C, la->x_mid, lw->norm2, eps, a->dh, a->dx, GRAD(lw->norm2), 1));
         /* mixer: x_mid = x_in + o_proj . y(RMSNorm1(x_in)) */
         const int gdn = lw->kind == HYDRA_LAYER_DELTANET;
         const int P = gdn ? hydra_gdn_in_width(m) : (int)(3 * Hd);
+        ph(PH_NORM);
         HYDRA_CHECK(hydra_op_rmsnorm((int)BT, C, la->x_in, lw->norm1, eps, a->h));
         if (gdn) gated_norm(m, lw, BT, la->o, la->proj, a->y);
         const float *y = gdn ? a->y : la->o;
-        HYDRA_CHECK(hydra_op_matmul_ex(1, 0, C, (int)Hd, (int)BT, a->dx, C, y, (int)Hd, GRAD(lw->o_proj), (int)Hd, 1));
-        HYDRA_CHECK(hydra_op_matmul_ex(0, 0, (int)BT, (int)Hd, C, a->dx, C, lw->o_proj, (int)Hd, a->dy, (int)Hd, 0));
+        HYDRA_CHECK(mm_ex(1, 0, C, (int)Hd, (int)BT, a->dx, C, y, (int)Hd, GRAD(lw->o_proj), (int)Hd, 1));
+        HYDRA_CHECK(mm_ex(0, 0, (int)BT, (int)Hd, C, a->dx, C, lw->o_proj, (int)Hd, a->dy, (int)Hd, 0));
         if (gdn) HYDRA_CHECK(gdn_backward(m, lw, B, T, a, la, grads));
         else HYDRA_CHECK(attn_backward(m, li, B, T, a, la));
-        HYDRA_CHECK(hydra_op_matmul_ex(1, 0, P, C, (int)BT, a->big, P, a->h, C, GRAD(lw->in_proj), C, 1));
-        HYDRA_CHECK(hydra_op_matmul_ex(0, 0, (int)BT, C, P, a->big, P, lw->in_proj, C, a->dh, C, 0));
-        HYDRA_CHECK(hydra_op_rmsnorm_backward((int)BT, C, la->x_in, lw->norm1, eps, a->dh, a->dx, GRAD(lw->norm1), 1));
+        HYDRA_CHECK(mm_ex(1, 0, P, C, (int)BT, a->big, P, a->h, C, GRAD(lw->in_proj), C, 1));
+        HYDRA_CHECK(mm_ex(0, 0, (int)BT, C, P, a->big, P, lw->in_proj, C, a->dh, C, 0));
+        ph(PH_NORM);
+    HYDRA_CHECK(hydra_op_rmsnorm_backward((int)BT, C, la->x_in, lw->norm1, eps, a->dh, a->dx, GRAD(lw->norm1), 1));
     }
-    /* embedding lookup: rows added in token order */
+    ph(PH_OTHER);
+    /* embedding lookup: rows added in token order, column blocks in parallel */
     float *gE = GRAD(m->embed);
-    for (size_t r = 0; r < BT; r++) {
-        float *dst = gE + (size_t)inputs[r] * C;
-        const float *src = a->dx + r * C;
-        for (int i = 0; i < C; i++) dst[i] += src[i];
-    }
+#pragma omp parallel for schedule(dynamic, 1) if (BT * C >= 65536)
+    for (int c0 = 0; c0 < C; c0 += 16)
+        for (size_t r = 0; r < BT; r++) {
+            float *dst = gE + (size_t)inputs[r] * C;
+            const float *src = a->dx + r * C;
+            for (int i = c0; i < c0 + 16 && i < C; i++) dst[i] += src[i];
+        }
     return HYDRA_OK;
 }
 
@@ -629,10 +666,12 @@ hydra_status hydra_model_loss_grad(const hydra_model *m, const int32_t *inputs, 
     hydra_status st = train_forward(m, inputs, B, T, &a);
     double lsum = 0.0;
     const size_t BT = (size_t)B * T;
+    ph(PH_LOSS);
     if (!st)
         st = hydra_op_cross_entropy((int)BT, m->cfg.vocab_size, a.logits, targets, mask, (float)(1.0 / (double)ns),
                                     &lsum, a.logits);
     if (!st) st = train_backward(m, inputs, B, T, &a, grads);
+    ph(PH_OTHER);
     acts_free(&a);
     if (st) return st;
     if (loss) *loss = lsum / (double)ns;

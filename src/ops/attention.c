@@ -74,7 +74,7 @@ hydra_status hydra_op_attention(int T, int H, int d, int64_t pos0, int window, c
 #pragma omp atomic write
             err = 1;
         }
-#pragma omp for collapse(2) schedule(static)
+#pragma omp for collapse(2) schedule(dynamic, 4)
         for (int t = 0; t < T; t++)
             for (int h = 0; h < H; h++) {
                 if (!sc) continue;
@@ -155,7 +155,7 @@ hydra_status hydra_op_attention_backward(int T, int H, int d, int window, const 
 #pragma omp atomic write
             err = 1;
         }
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
         for (int h = 0; h < H; h++) {
             if (!sc) continue;
             size_t off = (size_t)h * d;
@@ -166,4 +166,33 @@ hydra_status hydra_op_attention_backward(int T, int H, int d, int window, const 
     }
     if (err) return hydra_set_error(HYDRA_ERR_NOMEM, "attention_backward: out of memory");
     return HYDRA_OK;
+}
+
+/* B sequences of T tokens ([B, T, H*d] rows, no cache): one work item per
+ * (sequence, head), taken dynamically (training; see hydra_delta_rule_batch). */
+hydra_status hydra_attention_backward_batch(int B, int T, int H, int d, int window, const float *q, const float *k,
+                                            const float *v, const float *o, const float *dO, float *dq, float *dk,
+                                            float *dv) {
+    if (!q || !k || !v || !o || !dO || !dq || !dk || !dv)
+        return hydra_set_error(HYDRA_ERR_ARG, "attention_backward_batch: NULL pointer");
+    if (B < 0 || T < 0 || H <= 0 || d <= 0 || window < 0)
+        return hydra_set_error(HYDRA_ERR_ARG, "attention_backward_batch: bad shape");
+    if (T == 0 || B == 0) return HYDRA_OK;
+    const float scale = 1.0f / sqrtf((float)d);
+    const size_t Hd = (size_t)H * d, span = window && window < T ? (size_t)window : (size_t)T;
+    int err = 0;
+#pragma omp parallel if ((size_t)B * T * H * span * d > 200000 && B * H > 1) reduction(| : err)
+    {
+        float *sc = malloc(span * sizeof(float));
+        err = !sc;
+#pragma omp for schedule(dynamic, 1)
+        for (int bh = 0; bh < B * H; bh++) {
+            const size_t off = (size_t)(bh / H) * T * Hd + (size_t)(bh % H) * d;
+            if (sc)
+                attn_bwd_head(T, d, Hd, window, scale, q + off, k + off, v + off, o + off, dO + off, dq + off,
+                              dk + off, dv + off, sc);
+        }
+        free(sc);
+    }
+    return err ? hydra_set_error(HYDRA_ERR_NOMEM, "attention_backward_batch: out of memory") : HYDRA_OK;
 }

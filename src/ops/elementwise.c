@@ -11,7 +11,7 @@ float hydra_softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
 hydra_status hydra_op_rmsnorm(int M, int C, const float *x, const float *w, float eps, float *y) {
     if (!x || !w || !y) return hydra_set_error(HYDRA_ERR_ARG, "rmsnorm: NULL pointer");
     if (M < 0 || C <= 0) return hydra_set_error(HYDRA_ERR_ARG, "rmsnorm: bad shape [%d, %d]", M, C);
-#pragma omp parallel for schedule(static) if (M >= 8)
+#pragma omp parallel for schedule(dynamic, 8) if (M >= 8)
     for (int i = 0; i < M; i++) {
         const float *xi = x + (size_t)i * C;
         float *yi = y + (size_t)i * C;
@@ -61,7 +61,7 @@ hydra_status hydra_op_rmsnorm_backward(int M, int C, const float *x, const float
     if (M == 0) return HYDRA_OK;
     float *rs = malloc((size_t)M * sizeof(float)); /* [M] r per row */
     if (!rs) return hydra_set_error(HYDRA_ERR_NOMEM, "rmsnorm_backward: out of memory");
-#pragma omp parallel for schedule(static) if ((size_t)M * C >= 16384)
+#pragma omp parallel for schedule(dynamic, 8) if ((size_t)M * C >= 16384)
     for (int i = 0; i < M; i++) {
         const float *xi = x + (size_t)i * C, *gi = dy + (size_t)i * C;
         float *di = dx + (size_t)i * C;
@@ -82,9 +82,9 @@ hydra_status hydra_op_rmsnorm_backward(int M, int C, const float *x, const float
             for (int c = 0; c < C; c++) di[c] = r * (gi[c] * w[c] - xi[c] * m);
         }
     }
-    if (dw) {
-        const int CB = 64, nb = (C + CB - 1) / CB;
-#pragma omp parallel for schedule(static) if ((size_t)M * C >= 65536)
+    if (dw) { /* column blocks of 16 (enough blocks for 16+ threads), rows summed in order */
+        const int CB = 16, nb = (C + CB - 1) / CB;
+#pragma omp parallel for schedule(dynamic, 1) if ((size_t)M * C >= 65536)
         for (int b = 0; b < nb; b++) {
             int c0 = b * CB, c1 = c0 + CB < C ? c0 + CB : C;
             float acc[64];

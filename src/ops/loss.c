@@ -20,7 +20,7 @@ hydra_status hydra_op_cross_entropy(int M, int V, const float *logits, const int
     if (M == 0) return HYDRA_OK;
     double *rl = malloc((size_t)M * sizeof(double)); /* [M] row losses */
     if (!rl) return hydra_set_error(HYDRA_ERR_NOMEM, "cross_entropy: out of memory");
-#pragma omp parallel for schedule(static) if ((size_t)M * V >= 32768)
+#pragma omp parallel for schedule(dynamic, 8) if ((size_t)M * V >= 32768)
     for (int r = 0; r < M; r++) {
         const float *x = logits + (size_t)r * V;
         float *dx = dlogits ? dlogits + (size_t)r * V : NULL;

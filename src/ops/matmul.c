@@ -2,6 +2,9 @@
  * library. Large M goes to BLIS; small M (decode, speculative verify) to a
  * threaded GEMV-style kernel, because BLIS is slow there and single-threaded
  * for level-2 shapes (measured: M=4 at 1024x1024 ~9 GFLOP/s in BLIS). */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
+#include <sched.h>
+
 #include <blis.h>
 #include <cblas.h>
 #include <omp.h>
@@ -17,6 +20,27 @@ static char g_blas_info[160];
 static const char *g_arch = "auto";
 static int g_threads = 0;
 
+/* Default thread count: OMP_NUM_THREADS if set, else the CPUs this process
+ * may run on (sched_getaffinity: taskset, cpusets), capped by a cgroup v2 CPU
+ * quota (containers started with --cpus N), never the host's core count:
+ * more threads than usable CPUs wait on each other's time slices. */
+static int default_threads(void) {
+    const char *env = getenv("OMP_NUM_THREADS");
+    if (env && *env) return omp_get_max_threads();
+    cpu_set_t set;
+    int n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : omp_get_num_procs();
+    FILE *f = fopen("/sys/fs/cgroup/cpu.max", "r");
+    if (f) {
+        long long quota, period;
+        if (fscanf(f, "%lld %lld", &quota, &period) == 2 && quota > 0 && period > 0) {
+            long long q = (quota + period - 1) / period;
+            if (q < n) n = (int)q;
+        }
+        fclose(f); /* "max 100000": no quota (fscanf stops at "max") */
+    }
+    return n > 0 ? n : 1;
+}
+
 /* BLIS picks its kernel set at its first call from BLIS_ARCH_TYPE. Debian's
  * build misdetects Sapphire Rapids-class CPUs and falls back to slow generic
  * kernels (DESIGN §7), so on AVX-512 CPUs we select "skx" ourselves — unless
@@ -30,18 +54,19 @@ static void runtime_init_once(void) {
         setenv("BLIS_ARCH_TYPE", "skx", 0);
         g_arch = "skx";
     }
-    g_threads = omp_get_max_threads();
-    bli_thread_set_num_threads(g_threads);
-    snprintf(g_blas_info, sizeof g_blas_info, "BLIS %s (arch %s, %d threads)", bli_info_get_version_str(),
-             g_arch, g_threads);
+    g_threads = default_threads();
+    omp_set_num_threads(g_threads);
+    bli_thread_set_num_threads(1); /* our threads split the products (sgemm below) */
+    snprintf(g_blas_info, sizeof g_blas_info, "BLIS %s (arch %s, %d threads over 1-thread BLIS)",
+             bli_info_get_version_str(), g_arch, g_threads);
 }
 
 void hydra_runtime_init(void) { pthread_once(&g_once, runtime_init_once); }
 
 const char *hydra_blas_info(void) {
     hydra_runtime_init();
-    snprintf(g_blas_info, sizeof g_blas_info, "BLIS %s (arch %s, %d threads)", bli_info_get_version_str(),
-             g_arch, g_threads);
+    snprintf(g_blas_info, sizeof g_blas_info, "BLIS %s (arch %s, %d threads over 1-thread BLIS)",
+             bli_info_get_version_str(), g_arch, g_threads);
     return g_blas_info;
 }
 
@@ -49,7 +74,6 @@ void hydra_set_num_threads(int n) {
     hydra_runtime_init();
     if (n < 1) n = 1;
     omp_set_num_threads(n);
-    bli_thread_set_num_threads(n);
     g_threads = n;
 }
 
@@ -180,38 +204,84 @@ static void gemv_block_bf16(int M, int N, int K, int n0, int n1, const float *re
 }
 
 /* W is f32, or bf16 when Wh is set (then W is NULL). */
+#define GEMV_ROWS 16 /* fewest rows per block: a multiple of the 4-row tiles */
 static void gemv_rows(int M, int N, int K, const float *x, const float *W, const uint16_t *Wh, float *y,
                       int accumulate) {
-    /* Below ~64K multiply-adds a parallel region costs more than it saves. */
-    if ((size_t)M * N * K < 65536) {
+    /* One thread unless the time a split saves, work * (1 - 1/nt), beats a
+     * region's cost: ~1 us with spinning partners, but a futex wake-up
+     * (tens of us, more on a VM) once they sleep between the regions of a
+     * decode step, and up to a scheduler slice when another program holds
+     * one of our cores. Taken as the time of 256K multiply-adds (~50-100 us):
+     * products under ~280K run on one thread at 16 threads, under 512K at 2
+     * (the small model's whole decode: it ran at 0.2-0.3x with 2 threads on
+     * the VM). */
+    const int nthr = omp_get_max_threads();
+    if (nthr < 2 || (double)M * N * K * (1.0 - 1.0 / nthr) < 262144.0) {
         if (Wh) gemv_block_bf16(M, N, K, 0, N, x, Wh, y, accumulate);
         else gemv_block(M, N, K, 0, N, x, W, y, accumulate);
         return;
     }
-#pragma omp parallel
-    {
-        int nt = omp_get_num_threads(), id = omp_get_thread_num();
-        /* split on multiples of 4 rows so that every thread runs full tiles */
-        int blocks = (N + 3) / 4;
-        int n0 = 4 * (int)((long long)blocks * id / nt), n1 = 4 * (int)((long long)blocks * (id + 1) / nt);
-        if (n1 > N) n1 = N;
+    /* About 4 blocks per thread (at least GEMV_ROWS rows each), taken
+     * dynamically: a thread slowed by another program on its core then holds
+     * up one block, not a static share, and 16 threads still get equal work
+     * at N = 768. Blocks start on multiples of 4 rows, so every row sees the
+     * same tiles as in a single-threaded call (bit-identical results). */
+    const int nt = omp_get_max_threads();
+    int rows = (N / (4 * nt) + 3) & ~3;
+    if (rows < GEMV_ROWS) rows = GEMV_ROWS;
+    const int nblk = (N + rows - 1) / rows;
+#pragma omp parallel for schedule(dynamic, 1) if (nblk > 1)
+    for (int bi = 0; bi < nblk; bi++) {
+        int n0 = bi * rows, n1 = n0 + rows < N ? n0 + rows : N;
         if (Wh) gemv_block_bf16(M, N, K, n0, n1, x, Wh, y, accumulate);
         else gemv_block(M, N, K, n0, n1, x, W, y, accumulate);
     }
 }
 
-/* Below this many multiply-adds, multi-threaded BLIS loses to one thread:
- * thread hand-off costs tens of microseconds, and on a busy host its
- * spin-waiting threads stall for milliseconds. */
+/* One threading layer: BLIS always runs single-threaded and we split large
+ * products into tiles of C that our OpenMP threads take dynamically. BLIS's
+ * own threads partition a product statically and meet at spinning barriers
+ * inside it, so one descheduled thread (another program on its core) stalls
+ * the others for a scheduler slice at every barrier (measured: train at 0.04x
+ * on a 2-core machine with one core busy, docs/threads.md). Tiles split M and
+ * N only, never K, so every element of C is the same single-threaded BLIS
+ * dot-product order whatever the tiling or thread count: results are
+ * bit-identical across thread counts. Below this many multiply-adds one call
+ * on the calling thread beats any split. */
 #define BLAS_ONE_THREAD_MACS 2097152.0
+#define TILE_MIN 64 /* smallest tile side (reached only with many threads): packing stays a few % of the work */
+
+static void sgemm_one(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
+                      int ldb, float *C, int ldc, int accumulate) {
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, M, N,
+                K, 1.0f, A, lda, B, ldb, accumulate ? 1.0f : 0.0f, C, ldc);
+}
 
 static void sgemm(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
                   int ldb, float *C, int ldc, int accumulate) {
-    int one = (double)M * N * K < BLAS_ONE_THREAD_MACS && g_threads > 1;
-    if (one) bli_thread_set_num_threads(1);
-    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, M, N,
-                K, 1.0f, A, lda, B, ldb, accumulate ? 1.0f : 0.0f, C, ldc);
-    if (one) bli_thread_set_num_threads(g_threads);
+    const int nt = omp_in_parallel() ? 1 : g_threads;
+    if (nt <= 1 || (double)M * N * K < BLAS_ONE_THREAD_MACS) {
+        sgemm_one(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+        return;
+    }
+    /* Halve the longer tile side until there are >= 4 tiles per thread (a
+     * thread slowed by another program then costs at most a few tiles) or
+     * the sides reach TILE_MIN; sides are multiples of 16 (BLIS micro-tiles). */
+    int bm = M, bn = N;
+    while ((long long)((M + bm - 1) / bm) * ((N + bn - 1) / bn) < 4LL * nt) {
+        if (bm >= bn && bm >= 2 * TILE_MIN) bm = (bm / 2 + 15) & ~15;
+        else if (bn >= 2 * TILE_MIN) bn = (bn / 2 + 15) & ~15;
+        else break;
+    }
+    const int tm = (M + bm - 1) / bm, tn = (N + bn - 1) / bn;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+    for (int t = 0; t < tm * tn; t++) {
+        const int i0 = (t / tn) * bm, j0 = (t % tn) * bn;
+        const int mb = M - i0 < bm ? M - i0 : bm, nb = N - j0 < bn ? N - j0 : bn;
+        const float *a = transA ? A + i0 : A + (size_t)i0 * lda;
+        const float *b = transB ? B + (size_t)j0 * ldb : B + j0;
+        sgemm_one(transA, transB, mb, nb, K, a, lda, b, ldb, C + (size_t)i0 * ldc + j0, ldc, accumulate);
+    }
 }
 
 static void stats_add(double t0, int M, int N, int K) {

@@ -94,7 +94,7 @@ hydra_status hydra_dp_step(hydra_dp *dp, hydra_optimizer *opt, hydra_model *m, f
     const float w = tot[1] > 0 ? (float)((double)*scored / tot[1]) : 0.0f;
     *loss = tot[1] > 0 ? tot[0] / tot[1] : 0.0;
     *scored = (int64_t)tot[1];
-#pragma omp parallel for schedule(static) if (N > 32768)
+#pragma omp parallel for schedule(dynamic, 8192) if (N > 32768)
     for (size_t i = 0; i < N; i++) grads[i] *= w;
     if (!dp->shard) {
         COMM(dp, "allreduce of the gradients", dp->c.allreduce_f32(dp->c.ctx, grads, N));

@@ -58,7 +58,7 @@ static double sumsq_det(const float *x, size_t n) {
         }
         return tot;
     }
-#pragma omp parallel for schedule(static) if (nb > 4)
+#pragma omp parallel for schedule(dynamic, 1) if (nb > 4)
     for (size_t b = 0; b < nb; b++) {
         size_t lo = b * SUMSQ_BLOCK, hi = lo + SUMSQ_BLOCK < n ? lo + SUMSQ_BLOCK : n;
         double s = 0;
@@ -74,7 +74,7 @@ static double sumsq_det(const float *x, size_t n) {
 /* dst[c, r] = src[r, c]ᵀ (blocked for cache). */
 static void transpose(const float *src, int r, int c, float *dst) {
     const int BS = 32;
-#pragma omp parallel for schedule(static) if ((size_t)r * c > 65536)
+#pragma omp parallel for schedule(dynamic, 1) if ((size_t)r * c > 65536)
     for (int i0 = 0; i0 < r; i0 += BS)
         for (int j0 = 0; j0 < c; j0 += BS) {
             int i1 = i0 + BS < r ? i0 + BS : r, j1 = j0 + BS < c ? j0 + BS : c;
@@ -102,16 +102,16 @@ static hydra_status ns_with_work(const float *G, int rows, int cols, int steps, 
     if (tall) transpose(G, rows, cols, X);
     else memcpy(X, G, rc * sizeof *X);
     float inv = (float)(1.0 / (sqrt(sumsq_det(X, rc)) + NS_EPS));
-#pragma omp parallel for schedule(static) if (rc > 65536)
+#pragma omp parallel for schedule(dynamic, 8192) if (rc > 65536)
     for (size_t i = 0; i < rc; i++) X[i] *= inv;
 
     for (int s = 0; s < steps; s++) {
         HYDRA_CHECK(hydra_op_matmul(r, r, c, X, X, A, 0));   /* A = X Xᵀ */
         HYDRA_CHECK(hydra_op_matmul(r, r, r, A, A, AA, 0));  /* AA = A A (A symmetric) */
-#pragma omp parallel for schedule(static) if (rr > 65536)
+#pragma omp parallel for schedule(dynamic, 8192) if (rr > 65536)
         for (size_t i = 0; i < rr; i++) A[i] = NS_B * A[i] + NS_C * AA[i]; /* B */
         transpose(X, r, c, Xt);
-#pragma omp parallel for schedule(static) if (rc > 65536)
+#pragma omp parallel for schedule(dynamic, 8192) if (rc > 65536)
         for (size_t i = 0; i < rc; i++) Y[i] = NS_A * X[i];
         HYDRA_CHECK(hydra_op_matmul(r, c, r, A, Xt, Y, 1));  /* Y += B X */
         float *t = X;
@@ -422,7 +422,7 @@ static void adamw_tensor(float *restrict p, const float *restrict g, float *rest
                          size_t n, float decay_mul, float b1, float b2, float step_size, float bc2_sqrt,
                          float eps) {
     const float c1 = 1.0f - b1, c2 = 1.0f - b2;
-#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 8192) if (n > PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float gi = g[i];
         float mi = b1 * mm[i] + c1 * gi;
@@ -442,7 +442,7 @@ static hydra_status muon_tensor(hydra_optimizer *opt, const opt_entry *e, float 
     const float mu = o->muon_momentum;
     float *restrict d = opt->dir; /* [rows, cols] */
     const int nest = o->muon_nesterov;
-#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 8192) if (n > PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float b = mu * buf[i] + g[i];
         buf[i] = b;
@@ -453,7 +453,7 @@ static hydra_status muon_tensor(hydra_optimizer *opt, const opt_entry *e, float 
     double scale = o->muon_rms_match ? 0.2 * sqrt(rows > cols ? rows : cols)
                                      : sqrt(rows > cols ? rows / cols : 1.0);
     const float step = (float)((double)lr * scale);
-#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 8192) if (n > PAR_MIN)
     for (size_t i = 0; i < n; i++) p[i] = p[i] * decay_mul - step * d[i];
     return HYDRA_OK;
 }
@@ -512,7 +512,7 @@ hydra_status hydra_optimizer_apply(hydra_optimizer *opt, hydra_model *m, float *
     /* 2. clip in place (this optimizer's range only) */
     if (o->grad_clip > 0.0f && norm > (double)o->grad_clip) {
         const float s = (float)((double)o->grad_clip / (norm + 1e-6));
-#pragma omp parallel for schedule(static) if (hi - lo > PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 8192) if (hi - lo > PAR_MIN)
         for (size_t i = lo; i < hi; i++) grads[i] *= s;
     }
 
