@@ -20,7 +20,7 @@ engine.feed's wall time against the engine's own C time for the same calls
 (hydra_stream_get_stats seconds).
 
   bench/python_overhead.py [--reps 3] [--feed-reps 1] [--feed-tokens 1048576] [--default-feed-tokens 16384]
-                           [--threads 1] [--out out/bench_py]
+                           [--threads 1] [--out out/bench_py] [--models small,default]
 """
 import argparse
 import os
@@ -108,6 +108,7 @@ def main():
     ap.add_argument("--feed-tokens", type=int, default=1 << 20)
     ap.add_argument("--default-feed-tokens", type=int, default=1 << 14)
     ap.add_argument("--out", default=os.path.join(ROOT, "out", "bench_py"))
+    ap.add_argument("--models", default="small,default", help="which models to run: small, default or both")
     ap.add_argument("--threads", type=int, default=1, help="threads on both sides (default 1: on a shared "
                     "machine, OpenMP barriers under load would swamp the binding's cost)")
     a = ap.parse_args()
@@ -117,7 +118,11 @@ def main():
     text = open(os.path.join(ROOT, "data", "tinyshakespeare.txt"), "rb").read()
     lines = ["| measurement | reference tok/s (hydra CLI unless named) | Python tok/s | Python / reference (range) |",
              "|---|---:|---:|---:|"]
-    for name, flags in MODELS.items():
+    wanted = [m for m in a.models.split(",") if m]
+    for m in wanted:
+        if m not in MODELS:
+            sys.exit(f"python_overhead.py: --models takes small and/or default, not {m!r}")
+    for name, flags in ((n, MODELS[n]) for n in wanted):
         path = os.path.join(a.out, name + ".safetensors")
         if not os.path.exists(path):
             subprocess.run([CLI, "init", "--seed", "0", "--out", path] + flags, capture_output=True, check=True)
