@@ -167,6 +167,17 @@ __global__ void __launch_bounds__(WARPS * 32) gemm_small_k(int N, int K, const v
     }
 }
 
+/* The current device's multiprocessor count, looked up once per device
+ * (this runs on the decode path). */
+int multiprocessors() {
+    static int cached[64];
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 132;
+    if (!cached[dev] && cudaDeviceGetAttribute(&cached[dev], cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+        cached[dev] = 132;
+    return cached[dev];
+}
+
 template <typename T, int IN>
 cudaError_t launch(cudaStream_t s, int M, int N, int K, const void *x, const float *nw, float eps, const void *W,
                    float *y, int acc) {
@@ -174,8 +185,7 @@ cudaError_t launch(cudaStream_t s, int M, int N, int K, const void *x, const flo
     const size_t xe = IN == HK_IN_PLAIN ? sizeof(T) : sizeof(float); /* x's element size */
     int vec = ((uintptr_t)x % 16 == 0) && ((uintptr_t)W % 16 == 0) && (K * sizeof(T)) % 16 == 0 && (K * xe) % 16 == 0 &&
               (!nw || (uintptr_t)nw % 16 == 0);
-    static int sms = 0; /* the card's multiprocessors (one device per process in practice) */
-    if (!sms && cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) sms = 132;
+    const int sms = multiprocessors();
     const int blocks = (N + WARPS * COLS - 1) / (WARPS * COLS);
     const int split = blocks < sms && K >= WARPS * 64; /* too few blocks to draw the bandwidth: split K */
     dim3 grid((unsigned)(split ? (N + COLS - 1) / COLS : blocks));

@@ -72,6 +72,10 @@ hydra_status hydra_dev_op_delta_rule(int chunked, int T, int H, int dk, int dv, 
     OP_TRY(dput(&b, &dp, &dS, sizeof(void *)));
     if (chunked == 3) { /* bf16 q, k, v in and o out: round on the device, widen o here */
         void *hq, *hk, *hv, *hO;
+        if (dk != dv) {
+            st = hydra_set_error(HYDRA_ERR_ARG, "delta rule (chunked-tc-bf16): needs dk == dv (got %d, %d)", dk, dv);
+            goto done;
+        }
         OP_TRY(dput(&b, &work, NULL, hk_delta_rule_chunked_scratch(1, T, H, dk)));
         OP_TRY(dput(&b, &hq, NULL, nk / 2));
         OP_TRY(dput(&b, &hk, NULL, nk / 2));
@@ -80,10 +84,6 @@ hydra_status hydra_dev_op_delta_rule(int chunked, int T, int H, int dk, int dv, 
         OP_RUN(hk_f32_to_bf16(0, dq, hq, nk / 4));
         OP_RUN(hk_f32_to_bf16(0, dk_, hk, nk / 4));
         OP_RUN(hk_f32_to_bf16(0, dv_, hv, nv / 4));
-        if (dk != dv) {
-            st = hydra_set_error(HYDRA_ERR_ARG, "chunked-tc: dk == dv");
-            goto done;
-        }
         OP_RUN(hk_delta_rule_tc(0, 1, T, H, dk, hq, hk, hv, dg, db, dp, hO, work, 1));
         OP_TRY(dget(o, hO, nv / 2)); /* bf16 into the first half of o, widened from the back */
         const uint16_t *o16 = (const uint16_t *)o;
