@@ -10,6 +10,7 @@
 #define HYDRA_BACKEND_H
 
 #include "core/internal.h"
+#include "hydralm_train.h"
 
 typedef struct hydra_dev_model hydra_dev_model; /* weights, workspace, stream, GEMM plans */
 typedef struct hydra_dev_state hydra_dev_state; /* device copy of one state's arena and caches */
@@ -63,5 +64,77 @@ hydra_status hydra_dev_op_rmsnorm(int M, int C, const float *x, const float *w, 
 hydra_status hydra_dev_op_rope(int T, int H, int d, int64_t pos0, double base, float *x);
 /* y[M,N] (+)= x W^T with f32 inputs, or both rounded to bf16 first (bf16 = 1). */
 hydra_status hydra_dev_op_matmul(int M, int N, int K, const float *x, const float *W, float *y, int acc, int bf16);
+
+/* ---- training on a device (src/cuda/train.c, src/cuda/optim.c; docs/gpu.md
+ * "Training"). The device model keeps an f32 master copy of the parameters
+ * in the host arena's layout (n_params floats, tensor i at m->info[i].store),
+ * a gradient arena of the same layout, and refreshes the forward's weights
+ * (bf16 matrices in BF16 mode) from the master copy after each update. */
+/* Loss and gradients of hydra_model_loss_grad on the device: grads_dev is a
+ * device arena of n_params floats (overwritten); grads_host, if not NULL,
+ * receives a copy. */
+hydra_status hydra_dev_loss_grad(const hydra_model *m, const int32_t *inputs, const int32_t *targets,
+                                 const uint8_t *mask, int B, int T, float *grads_host, double *loss);
+/* The device master parameters and gradient arena (created on first use from
+ * the host arena). */
+hydra_status hydra_dev_train_arenas(const hydra_model *m, float **params, float **grads);
+/* After the master copy changed: refresh the forward's weights from it. */
+hydra_status hydra_dev_train_sync(const hydra_model *m);
+/* Master copy -> host arena (m->params), e.g. before a checkpoint. */
+hydra_status hydra_dev_train_download(hydra_model *m);
+/* The device's stream of m (a cudaStream_t). */
+void *hydra_dev_stream(const hydra_model *m);
+
+/* Optimizers on the device (src/cuda/optim.c): the math of src/train/optim.c
+ * (hydra_optimizer_step) on device arenas. bf16_ns: Muon's Newton-Schulz
+ * products in bf16 on tensor cores (else f32, for tests). */
+typedef struct hydra_dev_optim hydra_dev_optim;
+hydra_status hydra_dev_optim_create(const hydra_model *m, const hydra_optim_opts *o, int device, int bf16_ns,
+                                    hydra_dev_optim **out);
+void hydra_dev_optim_free(hydra_dev_optim *op);
+/* One update of params from grads (device arrays of n_params floats; grads
+ * clipped in place) at 0-based step `step`, on `stream` (a cudaStream_t, or
+ * NULL for the default stream). Optional outputs as hydra_optimizer_step. */
+hydra_status hydra_dev_optim_step(hydra_dev_optim *op, void *stream, float *params, float *grads, int64_t step,
+                                  float *grad_norm, float *lr_used);
+/* Moment buffers (same order and names as the CPU optimizer's), n_params
+ * floats each, copied to / from the host. */
+int hydra_dev_optim_n_buffers(const hydra_dev_optim *op);
+hydra_status hydra_dev_optim_buffer_get(hydra_dev_optim *op, int i, float *host);
+hydra_status hydra_dev_optim_buffer_set(hydra_dev_optim *op, int i, const float *host);
+
+/* ---- single backward ops on host arrays (copy in, run, copy out), for the
+ * tests against the CPU backward (tests/test_cuda_train.c). Sequences of T
+ * tokens start at position 0 from empty states; rows r = b*T + t. */
+/* hydra_op_rmsnorm_backward on the device (dw += ordered over rows). */
+hydra_status hydra_dev_op_rmsnorm_backward(int M, int C, const float *x, const float *w, float eps, const float *dy,
+                                           float *dx, float *dw, int accumulate);
+/* B sequences: x, dy [B*T, C], w [C, K]: dx written, dw += . */
+hydra_status hydra_dev_op_conv_causal_backward(int B, int T, int C, int K, const float *x, const float *w,
+                                               const float *dy, float *dx, float *dw);
+/* dx [B*T, H, d] in place, positions 0..T-1 of each sequence. */
+hydra_status hydra_dev_op_rope_backward(int B, int T, int H, int d, double base, float *dx);
+/* act = SiLU(gate) * up backward: gu [M, 2F], dact [M, F] -> dgu [M, 2F]. */
+hydra_status hydra_dev_op_swiglu_backward(int M, int F, const float *gu, const float *dact, float *dgu);
+/* Gated output norm y = RMSNorm_head(o) * w * SiLU(z) backward: o, z, dy
+ * [BT, H, d] -> dz, dO written; dw [d] += . */
+hydra_status hydra_dev_op_gated_onorm_backward(int BT, int H, int d, const float *o, const float *z, const float *w,
+                                               float eps, const float *dy, float *dz, float *dO, float *dw);
+/* dE [V, C] += rows of dx [BT, C] at their tokens, in row order. */
+hydra_status hydra_dev_op_embed_backward(int BT, int V, int C, const int32_t *tok, const float *dx, float *dE);
+/* hydra_op_cross_entropy on the device (dlogits may alias logits). */
+hydra_status hydra_dev_op_cross_entropy(int M, int V, const float *logits, const int32_t *targets,
+                                        const uint8_t *mask, float scale, double *loss_sum, float *dlogits);
+/* Attention backward, B sequences, window W (0 = full): q, k (rotated), v, o,
+ * dO [B*T, H, d] -> dq, dk, dv written. */
+hydra_status hydra_dev_op_attention_backward(int B, int T, int H, int d, int window, const float *q, const float *k,
+                                             const float *v, const float *o, const float *dO, float *dq, float *dk,
+                                             float *dv);
+/* Delta rule backward, B sequences from S0 = 0, dk = dv = d, no final-state
+ * gradient: tc = 0 f32, 1 bf16 tensor cores. dq, dk, dv [B*T, H, d], dg,
+ * dbeta [B*T, H] written. */
+hydra_status hydra_dev_op_delta_rule_backward(int tc, int B, int T, int H, int d, const float *q, const float *k,
+                                              const float *v, const float *g, const float *beta, const float *dO,
+                                              float *dq, float *dk, float *dv, float *dg, float *dbeta);
 
 #endif /* HYDRA_BACKEND_H */

@@ -50,6 +50,64 @@ hydra_status hydra_dev_op_matmul(int M, int N, int K, const float *x, const floa
     return NO_CUDA("matmul");
 }
 
+/* ---- training */
+hydra_status hydra_dev_loss_grad(const hydra_model *m, const int32_t *inputs, const int32_t *targets,
+                                 const uint8_t *mask, int B, int T, float *grads_host, double *loss) {
+    return NO_CUDA("loss_grad");
+}
+hydra_status hydra_dev_train_arenas(const hydra_model *m, float **params, float **grads) { return NO_CUDA("train"); }
+hydra_status hydra_dev_train_sync(const hydra_model *m) { return NO_CUDA("train"); }
+hydra_status hydra_dev_train_download(hydra_model *m) { return NO_CUDA("train"); }
+void *hydra_dev_stream(const hydra_model *m) { return NULL; }
+hydra_status hydra_dev_optim_create(const hydra_model *m, const hydra_optim_opts *o, int device, int bf16_ns,
+                                    hydra_dev_optim **out) {
+    *out = NULL;
+    return NO_CUDA("optimizer");
+}
+void hydra_dev_optim_free(hydra_dev_optim *op) {}
+hydra_status hydra_dev_optim_step(hydra_dev_optim *op, void *stream, float *params, float *grads, int64_t step,
+                                  float *grad_norm, float *lr_used) {
+    return NO_CUDA("optimizer");
+}
+int hydra_dev_optim_n_buffers(const hydra_dev_optim *op) { return 0; }
+hydra_status hydra_dev_optim_buffer_get(hydra_dev_optim *op, int i, float *host) { return NO_CUDA("optimizer"); }
+hydra_status hydra_dev_optim_buffer_set(hydra_dev_optim *op, int i, const float *host) { return NO_CUDA("optimizer"); }
+hydra_status hydra_dev_op_rmsnorm_backward(int M, int C, const float *x, const float *w, float eps, const float *dy,
+                                           float *dx, float *dw, int accumulate) {
+    return NO_CUDA("rmsnorm_backward");
+}
+hydra_status hydra_dev_op_conv_causal_backward(int B, int T, int C, int K, const float *x, const float *w,
+                                               const float *dy, float *dx, float *dw) {
+    return NO_CUDA("conv_backward");
+}
+hydra_status hydra_dev_op_rope_backward(int B, int T, int H, int d, double base, float *dx) {
+    return NO_CUDA("rope_backward");
+}
+hydra_status hydra_dev_op_swiglu_backward(int M, int F, const float *gu, const float *dact, float *dgu) {
+    return NO_CUDA("swiglu_backward");
+}
+hydra_status hydra_dev_op_gated_onorm_backward(int BT, int H, int d, const float *o, const float *z, const float *w,
+                                               float eps, const float *dy, float *dz, float *dO, float *dw) {
+    return NO_CUDA("gated_onorm_backward");
+}
+hydra_status hydra_dev_op_embed_backward(int BT, int V, int C, const int32_t *tok, const float *dx, float *dE) {
+    return NO_CUDA("embed_backward");
+}
+hydra_status hydra_dev_op_cross_entropy(int M, int V, const float *logits, const int32_t *targets,
+                                        const uint8_t *mask, float scale, double *loss_sum, float *dlogits) {
+    return NO_CUDA("cross_entropy");
+}
+hydra_status hydra_dev_op_attention_backward(int B, int T, int H, int d, int window, const float *q, const float *k,
+                                             const float *v, const float *o, const float *dO, float *dq, float *dk,
+                                             float *dv) {
+    return NO_CUDA("attention_backward");
+}
+hydra_status hydra_dev_op_delta_rule_backward(int tc, int B, int T, int H, int d, const float *q, const float *k,
+                                              const float *v, const float *g, const float *beta, const float *dO,
+                                              float *dq, float *dk, float *dv, float *dg, float *dbeta) {
+    return NO_CUDA("delta_rule_backward");
+}
+
 hydra_status hydra_cuda_bench_gemm(int device, int M, int N, int K, int bf16, int reps, double *tflops) {
     return NO_CUDA("bench_gemm");
 }

@@ -112,6 +112,69 @@ enum { HK_IN_PLAIN = 0, HK_IN_RMSNORM = 1, HK_IN_SWIGLU = 2 };
 cudaError_t hk_gemm_small_in(cudaStream_t s, int M, int N, int K, int in, const void *x, const float *nw, float eps,
                              const void *W, float *y, int bf16, int acc);
 
+/* ---- backward (training). Sequences start at position 0 from empty states
+ * (zero conv tails, zero recurrent state). Parameter gradients (dw, dA_log,
+ * ...) are accumulated (+=) in a fixed order, never with float atomics, so a
+ * run repeats bit for bit on the same card. Kernels that reduce over rows
+ * take a scratch buffer of hk_bwd_scratch_bytes(rows, width) bytes. */
+size_t hk_bwd_scratch_bytes(size_t rows, size_t width);
+/* RMSNorm: dx (written, or added to with acc) and dw [C] += over rows. */
+cudaError_t hk_rmsnorm_bwd(cudaStream_t s, int M, int C, const float *x, const float *w, float eps, const float *dy,
+                           float *dx, int acc, float *dw, void *scratch);
+/* Gated output norm y = RMSNorm_head(o) * w * SiLU(z), z = proj[r, gate_off
+ * + h*d ..]: dz written to dproj at the same columns (row stride P), dO
+ * [BT, Hd] written, dw [d] += . */
+cudaError_t hk_gated_onorm_bwd(cudaStream_t s, int BT, int H, int d, const float *o, const float *proj, int P,
+                               int gate_off, const float *w, float eps, const float *dy, float *dproj, float *dO,
+                               float *dw, void *scratch);
+/* The DeltaNet input stage backward (hk_gdn_prep's): recomputes the conv
+ * output from proj and convw (zero tails), then from dq, dk, dv [BT, Hd] and
+ * dg, dbeta [BT, H]: dconv [BT, 3Hd] (the gradient of the conv output, through
+ * SiLU and the L2 norms, q scaled by d^-1/2); the gate pre-activations'
+ * gradients into dproj columns 4Hd + h (a) and 4Hd + H + h (b); dA_log,
+ * ddt_bias [H] += . g, beta are the forward's [BT, H]. */
+cudaError_t hk_gdn_prep_bwd(cudaStream_t s, int B, int T, int H, int d, int K, const float *proj, int P,
+                            const float *convw, const float *A_log, const float *dt_bias, const float *g,
+                            const float *beta, float l2_eps, const float *dq, const float *dk, const float *dv,
+                            const float *dg, const float *dbeta, float *dconv, float *dproj, float *dA_log,
+                            float *ddt_bias, void *scratch);
+/* Causal depthwise conv (width K, zero tails) backward: x [BT, Cc] at row
+ * stride ldx, w [Cc, K], dy [BT, Cc] (stride Cc): dx written at row stride
+ * lddx (may be the fused dproj), dw [Cc, K] += . */
+cudaError_t hk_conv_bwd(cudaStream_t s, int B, int T, int Cc, int K, const float *x, int ldx, const float *w,
+                        const float *dy, float *dx, int lddx, float *dw, void *scratch);
+/* SwiGLU: gu [BT, 2F], dact [BT, F] -> dgu [BT, 2F]. */
+cudaError_t hk_swiglu_bwd(cudaStream_t s, int BT, int F, const float *gu, const float *dact, float *dgu);
+/* RoPE backward in place on dx [B*T, H, d] at positions 0..T-1 (inv_freq [d/2]). */
+cudaError_t hk_rope_bwd(cudaStream_t s, int B, int T, int H, int d, const double *inv_freq, float *dx);
+/* dE[V, C] += dx rows grouped by token: rows of token v are
+ * rows[row_start[v] .. row_start[v+1]) in increasing order (CSR built on the
+ * host from the token ids). */
+cudaError_t hk_embed_bwd(cudaStream_t s, int V, int C, const int32_t *row_start, const int32_t *rows, const float *dx,
+                         float *dE);
+/* Masked cross-entropy: logits [M, V] are overwritten by dlogits =
+ * (softmax - onehot) * scale on scored rows (mask NULL = all; 0 elsewhere);
+ * *loss_sum (device double) = sum over scored rows of -log p(target), summed
+ * in a fixed order. */
+cudaError_t hk_cross_entropy(cudaStream_t s, int M, int V, float *logits, const int32_t *targets, const uint8_t *mask,
+                             float scale, double *loss_sum, void *scratch);
+/* Attention backward (attention_bwd.cu), B sequences from position 0 without
+ * a cache, window W (0 = full): q, k (rotated), v, o, dO [BT, H, d] -> dq, dk,
+ * dv written; probabilities recomputed. scratch: hk_attention_bwd_scratch. */
+size_t hk_attention_bwd_scratch(int B, int T, int H);
+cudaError_t hk_attention_bwd(cudaStream_t s, int B, int T, int H, int d, int window, const float *q, const float *k,
+                             const float *v, const float *o, const float *dO, float *dq, float *dk, float *dv,
+                             void *scratch);
+/* Gated delta rule backward (delta_bwd.cu), B sequences from S0 = 0, no
+ * final-state gradient, dk = dv = d: q, k, v, dO [BT, H, d]; g, beta [BT, H]
+ * -> dq, dk, dv [BT, H, d], dg, dbeta [BT, H] written. tc = 1: products on
+ * bf16 tensor cores with f32 accumulation; 0: f32. scratch:
+ * hk_delta_rule_bwd_scratch bytes. */
+size_t hk_delta_rule_bwd_scratch(int B, int T, int H, int d);
+cudaError_t hk_delta_rule_bwd(cudaStream_t s, int B, int T, int H, int d, const float *q, const float *k,
+                              const float *v, const float *g, const float *beta, const float *dO, float *dq,
+                              float *dk, float *dv, float *dg, float *dbeta, void *scratch, int tc);
+
 /* ---- benchmarks */
 /* x[i] = lo + (hi - lo) * u_i, u_i uniform in [0, 1) from a hash of (seed, i). */
 cudaError_t hk_fill_uniform(cudaStream_t s, float *x, size_t n, uint64_t seed, float lo, float hi);
