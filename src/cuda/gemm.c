@@ -2,9 +2,11 @@
  * y[M, N] (+)= x[M, K] . W[N, K]^T with y in f32 and x, W both f32 (all-f32
  * mode: CUBLAS_COMPUTE_32F, no TF32, tensor cores off) or both bf16 (tensor
  * cores, f32 accumulation). Row-major y = x W^T is column-major
- * y^T = W x^T, so W is cuBLAS's "A" (transposed) and x its "B".
+ * y^T = W x^T, so W is cuBLAS's "A" (transposed) and x its "B";
+ * hydra_gemm_ex takes any transposes and leading dimensions (the training
+ * backward's dX = dY W and dW += dY^T X).
  * The layouts and the chosen algorithm are cached per (M, N, K, dtype,
- * accumulate): the first product of a shape times cuBLASLt's top heuristic
+ * accumulate, transposes, leading dims): the first product of a shape times cuBLASLt's top heuristic
  * candidates on scratch buffers and keeps the fastest (the heuristic's first
  * choice leaves most of the card idle for narrow products, e.g. 64 rows);
  * later products reuse it. Products of <= 8 rows go to gemm_small.cu. */
@@ -16,7 +18,8 @@
 #include <string.h>
 
 struct plan {
-    int M, N, K, bf16, acc;
+    int M, N, K, bf16, acc, ta, tb, lda, ldb, ldc;
+    size_t na, nb;          /* elements the two operands span (cuBLAS's A = our B, and B = our A) */
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t a, b, c;
     cublasLtMatmulAlgo_t algo;
@@ -71,12 +74,12 @@ static int pick_fastest(hydra_gemm_ctx *g, cudaStream_t s, const struct plan *p,
     cudaEvent_t a = NULL, b = NULL;
     int best = 0;
     float best_ms = 1e30f;
-    if (cudaMalloc(&x, (size_t)p->M * p->K * esz) != cudaSuccess || cudaMalloc(&W, (size_t)p->N * p->K * esz) != cudaSuccess ||
-        cudaMalloc(&y, (size_t)p->M * p->N * 4) != cudaSuccess || cudaEventCreate(&a) != cudaSuccess ||
+    if (cudaMalloc(&x, p->nb * esz) != cudaSuccess || cudaMalloc(&W, p->na * esz) != cudaSuccess ||
+        cudaMalloc(&y, (size_t)p->M * p->ldc * 4) != cudaSuccess || cudaEventCreate(&a) != cudaSuccess ||
         cudaEventCreate(&b) != cudaSuccess)
         goto done;
-    cudaMemset(x, 0x3c, (size_t)p->M * p->K * esz); /* 0.0115 in both f32 and bf16: finite, timing only */
-    cudaMemset(W, 0x3c, (size_t)p->N * p->K * esz);
+    cudaMemset(x, 0x3c, p->nb * esz); /* 0.0115 in both f32 and bf16: finite, timing only */
+    cudaMemset(W, 0x3c, p->na * esz);
     cudaDeviceSynchronize();
     const float one = 1.0f, zero = 0.0f;
     for (int i = 0; i < n; i++) {
@@ -104,18 +107,26 @@ done:
     return best;
 }
 
-static hydra_status make_plan(hydra_gemm_ctx *g, cudaStream_t s, int M, int N, int K, int bf16, int acc, struct plan **out) {
+/* Row-major C[M, N] = op(A) op(B) is column-major C^T = op(B)^T op(A)^T:
+ * cuBLAS's first operand is our B (stored [K, N] when tb = 0: column-major
+ * N x K, no transpose; stored [N, K] when tb = 1: column-major K x N,
+ * transposed), its second our A likewise. */
+static hydra_status make_plan(hydra_gemm_ctx *g, cudaStream_t s, int ta, int tb, int M, int N, int K, int lda, int ldb,
+                              int ldc, int bf16, int acc, struct plan **out) {
     struct plan *p = calloc(1, sizeof *p);
     if (!p) return hydra_set_error(HYDRA_ERR_NOMEM, "out of memory");
     p->M = M, p->N = N, p->K = K, p->bf16 = bf16, p->acc = acc;
+    p->ta = ta, p->tb = tb, p->lda = lda, p->ldb = ldb, p->ldc = ldc;
     cudaDataType_t in = bf16 ? CUDA_R_16BF : CUDA_R_32F;
-    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    cublasOperation_t opa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const int ar = tb ? K : N, ac = tb ? N : K, br = ta ? M : K, bc = ta ? K : M;
+    p->na = (size_t)ldb * ac, p->nb = (size_t)lda * bc;
     int ok = cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F) == CUBLAS_STATUS_SUCCESS &&
-             cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta) == CUBLAS_STATUS_SUCCESS &&
-             cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb) == CUBLAS_STATUS_SUCCESS &&
-             cublasLtMatrixLayoutCreate(&p->a, in, K, N, K) == CUBLAS_STATUS_SUCCESS &&  /* W: col-major K x N */
-             cublasLtMatrixLayoutCreate(&p->b, in, K, M, K) == CUBLAS_STATUS_SUCCESS &&  /* x: col-major K x M */
-             cublasLtMatrixLayoutCreate(&p->c, CUDA_R_32F, N, M, N) == CUBLAS_STATUS_SUCCESS; /* y: N x M */
+             cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa) == CUBLAS_STATUS_SUCCESS &&
+             cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb) == CUBLAS_STATUS_SUCCESS &&
+             cublasLtMatrixLayoutCreate(&p->a, in, ar, ac, ldb) == CUBLAS_STATUS_SUCCESS &&
+             cublasLtMatrixLayoutCreate(&p->b, in, br, bc, lda) == CUBLAS_STATUS_SUCCESS &&
+             cublasLtMatrixLayoutCreate(&p->c, CUDA_R_32F, N, M, ldc) == CUBLAS_STATUS_SUCCESS;
     cublasLtMatmulPreference_t pref = NULL;
     cublasLtMatmulHeuristicResult_t res[32]; /* small M: the fitting tiles are often far down the list */
     int found = 0;
@@ -138,6 +149,23 @@ static hydra_status make_plan(hydra_gemm_ctx *g, cudaStream_t s, int M, int N, i
     return HYDRA_OK;
 }
 
+hydra_status hydra_gemm_ex(hydra_gemm_ctx *g, cudaStream_t s, int ta, int tb, int M, int N, int K, const void *A, int lda,
+                           const void *B, int ldb, float *C, int ldc, int bf16, int acc) {
+    if (M <= 0 || N <= 0 || K <= 0) return HYDRA_OK;
+    struct plan *p = g->plans;
+    while (p && !(p->M == M && p->N == N && p->K == K && p->bf16 == bf16 && p->acc == acc && p->ta == ta &&
+                  p->tb == tb && p->lda == lda && p->ldb == ldb && p->ldc == ldc))
+        p = p->next;
+    if (!p) HYDRA_CHECK(make_plan(g, s, ta, tb, M, N, K, lda, ldb, ldc, bf16, acc, &p));
+    const float one = 1.0f, beta = acc ? 1.0f : 0.0f;
+    cublasStatus_t st = cublasLtMatmul(g->lt, p->op, &one, B, p->a, A, p->b, &beta, C, p->c, C, p->c, &p->algo,
+                                       g->ws, g->ws_bytes, s);
+    if (st != CUBLAS_STATUS_SUCCESS)
+        return hydra_set_error(HYDRA_ERR_DEVICE, "cuda: cublasLtMatmul %dx%dx%d (trans %d%d) failed (status %d)", M, N,
+                               K, ta, tb, (int)st);
+    return HYDRA_OK;
+}
+
 hydra_status hydra_gemm(hydra_gemm_ctx *g, cudaStream_t s, int M, int N, int K, const void *x, const void *W, float *y,
                         int bf16, int acc) {
     if (M <= 0 || N <= 0 || K <= 0) return HYDRA_OK;
@@ -146,15 +174,7 @@ hydra_status hydra_gemm(hydra_gemm_ctx *g, cudaStream_t s, int M, int N, int K, 
         if (e != cudaSuccess) return hydra_set_error(HYDRA_ERR_DEVICE, "cuda: small GEMM %dx%dx%d: %s", M, N, K, cudaGetErrorString(e));
         return HYDRA_OK;
     }
-    struct plan *p = g->plans;
-    while (p && !(p->M == M && p->N == N && p->K == K && p->bf16 == bf16 && p->acc == acc)) p = p->next;
-    if (!p) HYDRA_CHECK(make_plan(g, s, M, N, K, bf16, acc, &p));
-    const float one = 1.0f, beta = acc ? 1.0f : 0.0f;
-    cublasStatus_t st = cublasLtMatmul(g->lt, p->op, &one, W, p->a, x, p->b, &beta, y, p->c, y, p->c, &p->algo,
-                                       g->ws, g->ws_bytes, s);
-    if (st != CUBLAS_STATUS_SUCCESS)
-        return hydra_set_error(HYDRA_ERR_DEVICE, "cuda: cublasLtMatmul %dx%dx%d failed (status %d)", M, N, K, (int)st);
-    return HYDRA_OK;
+    return hydra_gemm_ex(g, s, 0, 1, M, N, K, x, K, W, K, y, N, bf16, acc);
 }
 
 hydra_status hydra_gemm_in(hydra_gemm_ctx *g, cudaStream_t s, int M, int N, int K, int in, const float *x,

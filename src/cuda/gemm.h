@@ -22,6 +22,11 @@ void hydra_gemm_free(hydra_gemm_ctx *g);
  * (bf16 = 1); y f32 on the device; runs on stream s. */
 hydra_status hydra_gemm(hydra_gemm_ctx *g, cudaStream_t s, int M, int N, int K, const void *x, const void *W, float *y,
                         int bf16, int acc);
+/* C[M, N] (+ C if acc) = op(A)[M, K] . op(B)[K, N], row-major with leading
+ * dimensions lda, ldb, ldc; op = transpose when ta / tb; A and B both f32
+ * or both bf16, C f32. Always cuBLASLt (no small-M kernel). */
+hydra_status hydra_gemm_ex(hydra_gemm_ctx *g, cudaStream_t s, int ta, int tb, int M, int N, int K, const void *A, int lda,
+                           const void *B, int ldb, float *C, int ldc, int bf16, int acc);
 /* The same with its input formed from x by `in` (HK_IN_RMSNORM with weights
  * nw and eps, HK_IN_SWIGLU; kernels.h): fused into the small-M kernel, or
  * written to tmp (rows of K in the GEMM dtype) by hk_rmsnorm / hk_swiglu
