@@ -27,7 +27,9 @@ hydra_status hydra_model_loss(const hydra_model *m, const int32_t *inputs, const
                               const uint8_t *mask, int B, int T, double *loss, int64_t *n_scored);
 
 /* Same loss, plus its gradient with respect to every parameter written to
- * grads [n_params] (overwritten, not accumulated). */
+ * grads [n_params] (overwritten, not accumulated). A model on a GPU
+ * (hydra_model_to_device) computes there and keeps the gradients on the
+ * device for hydra_optimizer_step; grads may then be NULL (no host copy). */
 hydra_status hydra_model_loss_grad(const hydra_model *m, const int32_t *inputs,
                                    const int32_t *targets, const uint8_t *mask, int B, int T,
                                    float *grads, double *loss, int64_t *n_scored);
@@ -94,7 +96,11 @@ hydra_status hydra_optimizer_create(const hydra_model *m, const hydra_optim_opts
 void hydra_optimizer_free(hydra_optimizer *opt);
 /* One update: global-norm clip of grads (in place), schedule, AdamW/Muon
  * updates of m's parameters, step += 1. Optional outputs: pre-clip global
- * grad norm and the learning rate used (AdamW's). */
+ * grad norm and the learning rate used (AdamW's). A model on a GPU is
+ * updated there (f32 master weights on the device; grads NULL = the
+ * gradients the last hydra_model_loss_grad left there); the moments follow
+ * the model between devices, and hydra_optimizer_buffer / hydra_model_save
+ * see the device's current values. */
 hydra_status hydra_optimizer_step(hydra_optimizer *opt, hydra_model *m, float *grads,
                                   float *grad_norm, float *lr_used);
 int64_t hydra_optimizer_steps(const hydra_optimizer *opt);

@@ -421,21 +421,6 @@ static void test_spec_on_gpu(void **unused) {
     hydra_model_free(tcpu), hydra_model_free(tgpu), hydra_model_free(dcpu), hydra_model_free(dgpu);
 }
 
-/* Training changes host weights: a model on the GPU is refused (its device
- * copy would go stale) until it moves back to the CPU. */
-static void test_training_refused_on_gpu(void **unused) {
-    hydra_model *cpu, *gpu;
-    model_pair("DS", HYDRA_PRECISION_F32, &cpu, &gpu);
-    hydra_optim_opts o = hydra_optim_opts_default(HYDRA_OPT_ADAMW);
-    hydra_optimizer *opt = NULL;
-    assert_int_equal(hydra_optimizer_create(gpu, &o, &opt), HYDRA_ERR_DEVICE);
-    assert_non_null(strstr(hydra_last_error(), "cuda:0"));
-    HY_OK(hydra_model_to_device(gpu, "cpu", HYDRA_PRECISION_DEFAULT));
-    HY_OK(hydra_optimizer_create(gpu, &o, &opt));
-    hydra_optimizer_free(opt);
-    pair_free(cpu, gpu);
-}
-
 /* A bank written on one device mounts on the other. */
 static void test_factbank_cross_device(void **unused) {
     hydra_model *cpu, *gpu;
@@ -502,7 +487,6 @@ int main(void) {
         cmocka_unit_test(test_chunking_and_step),   cmocka_unit_test(test_batched_rows),
         cmocka_unit_test(test_state_files_cross_device), cmocka_unit_test(test_generate_and_stream),
         cmocka_unit_test(test_factbank_cross_device), cmocka_unit_test(test_spec_on_gpu),
-        cmocka_unit_test(test_training_refused_on_gpu),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

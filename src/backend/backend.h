@@ -64,6 +64,9 @@ hydra_status hydra_dev_op_rmsnorm(int M, int C, const float *x, const float *w, 
 hydra_status hydra_dev_op_rope(int T, int H, int d, int64_t pos0, double base, float *x);
 /* y[M,N] (+)= x W^T with f32 inputs, or both rounded to bf16 first (bf16 = 1). */
 hydra_status hydra_dev_op_matmul(int M, int N, int K, const float *x, const float *W, float *y, int acc, int bf16);
+/* C (+)= op(A) op(B) through hydra_gemm_ex (any transposes, leading dims). */
+hydra_status hydra_dev_op_matmul_ex(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                                    float *C, int ldc, int acc, int bf16);
 
 /* ---- training on a device (src/cuda/train.c, src/cuda/optim.c; docs/gpu.md
  * "Training"). The device model keeps an f32 master copy of the parameters
@@ -78,6 +81,8 @@ hydra_status hydra_dev_loss_grad(const hydra_model *m, const int32_t *inputs, co
 /* The device master parameters and gradient arena (created on first use from
  * the host arena). */
 hydra_status hydra_dev_train_arenas(const hydra_model *m, float **params, float **grads);
+/* Host gradients (n_params floats) -> the device gradient arena. */
+hydra_status hydra_dev_train_upload_grads(const hydra_model *m, const float *host);
 /* After the master copy changed: refresh the forward's weights from it. */
 hydra_status hydra_dev_train_sync(const hydra_model *m);
 /* Master copy -> host arena (m->params), e.g. before a checkpoint. */

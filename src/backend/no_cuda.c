@@ -49,6 +49,10 @@ hydra_status hydra_dev_op_rope(int T, int H, int d, int64_t pos0, double base, f
 hydra_status hydra_dev_op_matmul(int M, int N, int K, const float *x, const float *W, float *y, int acc, int bf16) {
     return NO_CUDA("matmul");
 }
+hydra_status hydra_dev_op_matmul_ex(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                                    float *C, int ldc, int acc, int bf16) {
+    return NO_CUDA("matmul_ex");
+}
 
 /* ---- training */
 hydra_status hydra_dev_loss_grad(const hydra_model *m, const int32_t *inputs, const int32_t *targets,
@@ -57,6 +61,7 @@ hydra_status hydra_dev_loss_grad(const hydra_model *m, const int32_t *inputs, co
 }
 hydra_status hydra_dev_train_arenas(const hydra_model *m, float **params, float **grads) { return NO_CUDA("train"); }
 hydra_status hydra_dev_train_sync(const hydra_model *m) { return NO_CUDA("train"); }
+hydra_status hydra_dev_train_upload_grads(const hydra_model *m, const float *host) { return NO_CUDA("train"); }
 hydra_status hydra_dev_train_download(hydra_model *m) { return NO_CUDA("train"); }
 void *hydra_dev_stream(const hydra_model *m) { return NULL; }
 hydra_status hydra_dev_optim_create(const hydra_model *m, const hydra_optim_opts *o, int device, int bf16_ns,

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "core/fileio.h"
+#include "backend/backend.h"
 #include "core/internal.h"
 
 /* Tensor data is copied between the arena and the file byte for byte, which
@@ -166,6 +167,9 @@ hydra_status hydra_model_save(const hydra_model *m, const char *path) {
     if (!m || !path) return hydra_set_error(HYDRA_ERR_ARG, "model_save: NULL argument");
     if (!path[0]) return hydra_set_error(HYDRA_ERR_ARG, "model_save: empty path");
     if (!m->quant) HYDRA_CHECK(hydra_require_f32(m, "model_save")); /* a quantised model saves its own format */
+    /* A model trained on a GPU holds its current weights there: the host
+     * arena (a mirror, not the model's meaning) is refreshed first. */
+    if (m->dev) HYDRA_CHECK(hydra_dev_train_download((hydra_model *)m));
 
     /* A checkpoint with NaN/Inf could never be loaded back: refuse it here
      * rather than atomically replacing a good file with an unloadable one. */

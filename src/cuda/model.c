@@ -15,6 +15,7 @@
 #include "cuda/common.h"
 #include "cuda/gemm.h"
 #include "cuda/kernels.h"
+#include "cuda/model_internal.h"
 
 hydra_status hydra_cu_alloc(void **p, size_t bytes, const char *what) {
     *p = NULL;
@@ -28,13 +29,6 @@ hydra_status hydra_cu_alloc(void **p, size_t bytes, const char *what) {
     }
     return HYDRA_OK;
 }
-
-#define K_CHECK(expr)                                                                                        \
-    do {                                                                                                     \
-        cudaError_t e__ = (expr);                                                                            \
-        if (e__ != cudaSuccess)                                                                              \
-            return hydra_set_error(HYDRA_ERR_DEVICE, "cuda kernel %s: %s", #expr, cudaGetErrorString(e__)); \
-    } while (0)
 
 /* ---------------------------------------------------------------- devices */
 int hydra_dev_compiled(void) { return 1; }
@@ -59,58 +53,6 @@ hydra_status hydra_dev_name(int device, char *buf, size_t cap) {
 }
 
 /* ------------------------------------------------------------------ model */
-typedef struct {
-    char kind;
-    const float *norm1, *norm2, *A_log, *dt_bias, *conv, *o_norm; /* f32 */
-    const void *in_proj, *o_proj, *gate_up, *down;              /* f32 or bf16 */
-} dev_layer;
-
-struct hydra_dev_model {
-    int device, bf16;
-    hydra_precision precision;
-    cudaStream_t stream;
-    hydra_gemm_ctx gemm;
-    float *vec;        /* every non-matrix tensor, f32, in arena order */
-    void *mat;         /* every matrix, f32 or bf16, in arena order (fused projections stay adjacent) */
-    void *head16;      /* bf16 copy of a tied embedding for the head product (BF16 mode) */
-    size_t weight_bytes;
-    dev_layer *layers; /* [L] */
-    const float *embed, *norm_f;
-    const void *lm_head;
-    double *inv_freq;  /* [d/2] RoPE frequencies */
-    /* workspace for up to ws_rows rows and ws_b sequences (grown on demand) */
-    size_t ws_rows, ws_b, ws_bytes;
-    void *ws;
-    float *x, *proj, *q, *k, *v, *o, *g, *beta, *last, *logits;
-    void *gin;         /* GEMM input [rows, max(C, Hd, F)] in the GEMM dtype */
-    void *dscratch;    /* the chunked delta rule's scratch (U, W, V_new, G, chunk states) */
-    int32_t *tok;      /* [rows] */
-    int64_t *pos;      /* [B] */
-    float **ptrs;      /* [L][2][B] per-sequence state pointers */
-    /* pinned host staging for the per-call uploads and the logits */
-    int32_t *h_tok;
-    int64_t *h_pos;
-    float **h_ptrs;
-    float *h_logits;
-    size_t h_rows, h_b;
-    /* decode graphs: one captured forward per (B, T, mode), replayed with the
-     * staging buffers refilled (their addresses are baked into the graph) */
-    int use_graphs;
-    int chunk_min;     /* forwards of >= chunk_min tokens use the chunked delta rule (0: never) */
-    struct {
-        int B, T, mode;
-        cudaGraphExec_t exec; /* NULL: seen once, runs eagerly (GEMM plans are made and timed then) */
-    } graphs[8];
-    int n_graphs;
-};
-
-struct hydra_dev_state {
-    int device, n_layers;
-    float *arena;     /* the host arena's layout, on the device */
-    float **kc, **vc; /* [L] growing caches of full-attention layers (NULL for others) */
-    size_t *cap;      /* [L] their capacity in positions */
-};
-
 int hydra_dev_model_device(const hydra_dev_model *d) { return d->device; }
 hydra_precision hydra_dev_model_precision(const hydra_dev_model *d) { return d->precision; }
 size_t hydra_dev_model_bytes(const hydra_dev_model *d) { return d ? d->weight_bytes + d->ws_bytes + d->gemm.ws_bytes : 0; }
@@ -143,7 +85,9 @@ void hydra_dev_model_free(hydra_dev_model *d) {
     if (d->mat) cudaFree(d->mat);
     if (d->head16) cudaFree(d->head16);
     if (d->inv_freq) cudaFree(d->inv_freq);
+    hydra_dev_train_free(d);
     if (d->stream) cudaStreamDestroy(d->stream);
+    free(d->tensor);
     free(d->layers);
     free(d);
 }
@@ -290,7 +234,7 @@ hydra_status hydra_dev_model_create(const hydra_model *m, int device, hydra_prec
     if (!st) st = hydra_gemm_init(&d->gemm);
     if (!st) st = upload_weights(m, d, dev);
     if (!st) st = bind_layers(m, d, dev);
-    free(dev);
+    d->tensor = dev; /* kept: training refreshes these copies from its master weights */
     if (st) {
         hydra_dev_model_free(d);
         return st;

@@ -125,30 +125,41 @@ done:
     return st;
 }
 
-hydra_status hydra_dev_op_matmul(int M, int N, int K, const float *x, const float *W, float *y, int acc, int bf16) {
+/* Device copies of an f32 operand and, for bf16, its rounded copy. */
+static hydra_status operand_put(dbufs *b, const float *host, size_t n, int bf16, void **out) {
+    void *f, *h;
+    HYDRA_CHECK(dput(b, &f, host, n * 4));
+    *out = f;
+    if (!bf16) return HYDRA_OK;
+    HYDRA_CHECK(dput(b, &h, NULL, n * 2));
+    CU_CHECK(hk_f32_to_bf16(0, f, h, n));
+    *out = h;
+    return HYDRA_OK;
+}
+
+hydra_status hydra_dev_op_matmul_ex(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                                    float *C, int ldc, int acc, int bf16) {
     HYDRA_CHECK(need_device());
     dbufs b = {0};
     hydra_status st = HYDRA_OK;
-    size_t nx = (size_t)M * K, nw = (size_t)N * K, ny = (size_t)M * N;
+    size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb, nc = (size_t)M * ldc;
     hydra_gemm_ctx g;
     int have_gemm = 0;
-    void *dx, *dw, *dy, *hx = NULL, *hw = NULL;
-    OP_TRY(dput(&b, &dx, x, nx * 4));
-    OP_TRY(dput(&b, &dw, W, nw * 4));
-    OP_TRY(dput(&b, &dy, y, ny * 4));
-    if (bf16) {
-        OP_TRY(dput(&b, &hx, NULL, nx * 2));
-        OP_TRY(dput(&b, &hw, NULL, nw * 2));
-        OP_RUN(hk_f32_to_bf16(0, dx, hx, nx));
-        OP_RUN(hk_f32_to_bf16(0, dw, hw, nw));
-    }
+    void *da, *db, *dc;
+    OP_TRY(operand_put(&b, A, na, bf16, &da));
+    OP_TRY(operand_put(&b, B, nb, bf16, &db));
+    OP_TRY(dput(&b, &dc, C, nc * 4));
     OP_TRY(hydra_gemm_init(&g));
     have_gemm = 1;
-    OP_TRY(hydra_gemm(&g, 0, M, N, K, bf16 ? hx : dx, bf16 ? hw : dw, dy, bf16, acc));
+    OP_TRY(hydra_gemm_ex(&g, 0, ta, tb, M, N, K, da, lda, db, ldb, dc, ldc, bf16, acc));
     OP_RUN(cudaGetLastError());
-    OP_TRY(dget(y, dy, ny * 4));
+    OP_TRY(dget(C, dc, nc * 4));
 done:
     if (have_gemm) hydra_gemm_free(&g);
     dbufs_free(&b);
     return st;
+}
+
+hydra_status hydra_dev_op_matmul(int M, int N, int K, const float *x, const float *W, float *y, int acc, int bf16) {
+    return hydra_dev_op_matmul_ex(0, 1, M, N, K, x, K, W, K, y, N, acc, bf16);
 }

@@ -92,13 +92,3 @@ hydra_status hydra_dev_optim_buffer_set(hydra_dev_optim *op, int i, const float 
 }
 /* ==== end block: optim ==== */
 
-/* ==== block: model (train.c) ==== */
-hydra_status hydra_dev_loss_grad(const hydra_model *m, const int32_t *inputs, const int32_t *targets,
-                                 const uint8_t *mask, int B, int T, float *grads_host, double *loss) {
-    return PENDING("loss_grad");
-}
-hydra_status hydra_dev_train_arenas(const hydra_model *m, float **params, float **grads) { return PENDING("train"); }
-hydra_status hydra_dev_train_sync(const hydra_model *m) { return PENDING("train"); }
-hydra_status hydra_dev_train_download(hydra_model *m) { return PENDING("train"); }
-void *hydra_dev_stream(const hydra_model *m) { return NULL; }
-/* ==== end block: model ==== */

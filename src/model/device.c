@@ -33,6 +33,8 @@ hydra_status hydra_model_to_device(hydra_model *m, const char *device, hydra_pre
         return hydra_set_error(HYDRA_ERR_ARG,
                                "model_to_device: a quantised model runs on the CPU only; load the f32 checkpoint for "
                                "the GPU (it has its own bf16 precision)");
+    /* weights trained on the device come home before its copy goes */
+    if (m->dev) HYDRA_CHECK(hydra_dev_train_download(m));
     hydra_dev_model *d = NULL;
     if (dev >= 0) HYDRA_CHECK(hydra_dev_model_create(m, dev, precision, &d));
     hydra_dev_model_free(m->dev);

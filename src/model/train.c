@@ -24,6 +24,7 @@
 #include <math.h>
 #include <omp.h>
 
+#include "backend/backend.h"
 #include "core/internal.h"
 #include "hydralm_train.h"
 #include "ops/simd.h"
@@ -654,9 +655,11 @@ static hydra_status check_batch(const char *fn, const hydra_model *m, const int3
 hydra_status hydra_model_loss_grad(const hydra_model *m, const int32_t *inputs, const int32_t *targets,
                                    const uint8_t *mask, int B, int T, float *grads, double *loss,
                                    int64_t *n_scored) {
-    if (!grads) return hydra_set_error(HYDRA_ERR_ARG, "loss_grad: grads is NULL");
+    if (!grads && !(m && m->dev)) return hydra_set_error(HYDRA_ERR_ARG, "loss_grad: grads is NULL");
     int64_t ns;
     HYDRA_CHECK(check_batch("loss_grad", m, inputs, targets, mask, B, T, &ns));
+    if (n_scored) *n_scored = ns;
+    if (m->dev) return hydra_dev_loss_grad(m, inputs, targets, mask, B, T, grads, loss);
     memset(grads, 0, m->n_params * sizeof(float));
     if (n_scored) *n_scored = ns;
     if (loss) *loss = 0.0;

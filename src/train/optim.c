@@ -15,6 +15,7 @@
  * blocks serially in double and combine the block sums serially. */
 #include <math.h>
 
+#include "backend/backend.h"
 #include "core/internal.h"
 #include "hydralm_train.h"
 #include "train/optim_internal.h"
@@ -301,10 +302,17 @@ struct hydra_optimizer {
     int n_buffers;
     const char *buf_name[MAX_BUFFERS];
     float *buf_data[MAX_BUFFERS];
+    /* A model on a GPU is updated there (src/cuda/optim.c): `dev` holds the
+     * moments on that device, made at the first step that finds the model
+     * there (from the host buffers, so a resumed run carries on). dev_newer:
+     * the device moments are ahead of the host buffers. */
+    hydra_dev_optim *dev;
+    int dev_newer;
 };
 
 void hydra_optimizer_free(hydra_optimizer *opt) {
     if (!opt) return;
+    hydra_dev_optim_free(opt->dev);
     hydra_aligned_free(opt->adam_m);
     hydra_aligned_free(opt->adam_v);
     hydra_aligned_free(opt->muon_buf);
@@ -331,7 +339,9 @@ hydra_status hydra_optimizer_create_range(const hydra_model *m, const hydra_opti
     *out = NULL;
     if (!m) return hydra_set_error(HYDRA_ERR_ARG, "optimizer_create: model is NULL");
     HYDRA_CHECK(hydra_require_f32(m, "optimizer_create"));
-    HYDRA_CHECK(hydra_require_cpu(m, "optimizer_create"));
+    if (m->dev && (lo != 0 || hi != m->n_params))
+        return hydra_set_error(HYDRA_ERR_DEVICE, "optimizer_create: a sharded optimizer (data parallel) runs on the CPU "
+                                                 "only; the model lives on %s", m->device_name);
     HYDRA_CHECK(hydra_optim_opts_validate(o));
     if (lo > hi || hi > m->n_params)
         return hydra_set_error(HYDRA_ERR_ARG, "optimizer_create: range [%zu, %zu) outside the %zu parameters", lo, hi,
@@ -402,6 +412,10 @@ hydra_status hydra_optimizer_buffer(hydra_optimizer *opt, int i, const char **na
     if (!opt) return hydra_set_error(HYDRA_ERR_ARG, "optimizer_buffer: optimizer is NULL");
     if (i < 0 || i >= opt->n_buffers)
         return hydra_set_error(HYDRA_ERR_ARG, "optimizer_buffer: index %d out of range 0..%d", i, opt->n_buffers - 1);
+    if (opt->dev && opt->dev_newer) { /* the host buffers catch up first */
+        for (int j = 0; j < opt->n_buffers; j++) HYDRA_CHECK(hydra_dev_optim_buffer_get(opt->dev, j, opt->buf_data[j]));
+        opt->dev_newer = 0;
+    }
     if (name) *name = opt->buf_name[i];
     if (data) *data = opt->buf_data[i];
     if (numel) *numel = opt->hi - opt->lo;
@@ -412,6 +426,9 @@ hydra_status hydra_optimizer_set_steps(hydra_optimizer *opt, int64_t steps) {
     if (!opt) return hydra_set_error(HYDRA_ERR_ARG, "optimizer_set_steps: optimizer is NULL");
     if (steps < 0) return hydra_set_error(HYDRA_ERR_ARG, "optimizer_set_steps: steps %lld < 0", (long long)steps);
     opt->steps = steps;
+    if (opt->dev) /* the caller may have rewritten the host buffers (a resume): the device takes them */
+        for (int j = 0; j < opt->n_buffers; j++) HYDRA_CHECK(hydra_dev_optim_buffer_set(opt->dev, j, opt->buf_data[j]));
+    opt->dev_newer = 0;
     return HYDRA_OK;
 }
 
@@ -483,9 +500,42 @@ double hydra_optimizer_grad_sumsq(const hydra_optimizer *opt, const float *grads
     return sumsq_det(grads + opt->lo, opt->hi - opt->lo);
 }
 
+/* The step of a model on a GPU: its master weights and gradients live there
+ * (grads NULL: the ones hydra_model_loss_grad left on the device; else
+ * uploaded from the host). The forward's weights are refreshed after. */
+static hydra_status step_on_device(hydra_optimizer *opt, hydra_model *m, const float *grads, float *grad_norm,
+                                   float *lr_used) {
+    if (!opt->dev) {
+        HYDRA_CHECK(hydra_dev_optim_create(m, &opt->o, hydra_dev_model_device(m->dev),
+                                           hydra_dev_model_precision(m->dev) == HYDRA_PRECISION_BF16, &opt->dev));
+        for (int j = 0; j < opt->n_buffers; j++) HYDRA_CHECK(hydra_dev_optim_buffer_set(opt->dev, j, opt->buf_data[j]));
+    }
+    float *P, *G;
+    HYDRA_CHECK(hydra_dev_train_arenas(m, &P, &G));
+    if (grads) HYDRA_CHECK(hydra_dev_train_upload_grads(m, grads));
+    HYDRA_CHECK(hydra_dev_optim_step(opt->dev, hydra_dev_stream(m), P, G, opt->steps, grad_norm, lr_used));
+    HYDRA_CHECK(hydra_dev_train_sync(m));
+    opt->dev_newer = 1;
+    opt->steps++;
+    return HYDRA_OK;
+}
+
 hydra_status hydra_optimizer_step(hydra_optimizer *opt, hydra_model *m, float *grads, float *grad_norm,
                                   float *lr_used) {
-    if (!opt || !m || !grads) return hydra_set_error(HYDRA_ERR_ARG, "optimizer_step: NULL argument");
+    if (!opt || !m) return hydra_set_error(HYDRA_ERR_ARG, "optimizer_step: NULL argument");
+    if (m->dev) {
+        if (!model_matches(opt, m)) return hydra_set_error(HYDRA_ERR_ARG, "optimizer_step: the model does not match the optimizer");
+        if (opt->lo != 0 || opt->hi != opt->n_params)
+            return hydra_set_error(HYDRA_ERR_DEVICE, "optimizer_step: a sharded optimizer runs on the CPU only");
+        return step_on_device(opt, m, grads, grad_norm, lr_used);
+    }
+    if (!grads) return hydra_set_error(HYDRA_ERR_ARG, "optimizer_step: NULL gradients (only a model on a GPU keeps them there)");
+    if (opt->dev) { /* the model came back from the GPU: its moments come too */
+        for (int j = 0; j < opt->n_buffers; j++)
+            if (opt->dev_newer) HYDRA_CHECK(hydra_dev_optim_buffer_get(opt->dev, j, opt->buf_data[j]));
+        hydra_dev_optim_free(opt->dev);
+        opt->dev = NULL, opt->dev_newer = 0;
+    }
     if (opt->lo != 0 || opt->hi != opt->n_params)
         return hydra_set_error(HYDRA_ERR_ARG, "optimizer_step: a sharded optimizer needs the global gradient norm "
                                               "(the data-parallel trainer applies it)");

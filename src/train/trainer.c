@@ -57,6 +57,9 @@ static hydra_status create(hydra_model *m, hydra_task task, const hydra_train_op
     hydra_status st = (!t->grads || !t->inputs || !t->targets || !t->mask)
                           ? hydra_set_error(HYDRA_ERR_NOMEM, "trainer: out of memory")
                           : HYDRA_OK;
+    if (st == HYDRA_OK && d && d->comm && m->dev)
+        st = hydra_set_error(HYDRA_ERR_DEVICE, "trainer: data-parallel training runs on CPU ranks for now; the model "
+                                               "lives on %s", hydra_model_device(m));
     if (st == HYDRA_OK && d && d->comm) st = hydra_dp_create(d, m, o, &t->dp);
     if (st == HYDRA_OK && t->dp && t->dp->shard)
         st = hydra_optimizer_create_range(m, &o->optim, t->dp->bounds[t->dp->c.rank],
@@ -137,10 +140,11 @@ hydra_status hydra_trainer_step(hydra_trainer *t, hydra_step_info *info) {
     if (t->dp) hydra_dp_rows(t->dp, B, &row0, &b);
     const size_t off = (size_t)row0 * (size_t)T;
     HYDRA_CHECK(t->task.sample(t->task.ctx, 0, &t->rng, B, T, t->inputs, t->targets, t->mask));
-    HYDRA_CHECK(hydra_model_loss_grad(t->m, t->inputs + off, t->targets + off, t->mask + off, b, T, t->grads,
-                                      &loss, &scored));
+    float *grads = t->m->dev ? NULL : t->grads; /* on a GPU the gradients stay there */
+    HYDRA_CHECK(hydra_model_loss_grad(t->m, t->inputs + off, t->targets + off, t->mask + off, b, T, grads, &loss,
+                                      &scored));
     if (t->dp) HYDRA_CHECK(hydra_dp_step(t->dp, t->opt, t->m, t->grads, &loss, &scored, &gnorm, &lr));
-    else HYDRA_CHECK(hydra_optimizer_step(t->opt, t->m, t->grads, &gnorm, &lr));
+    else HYDRA_CHECK(hydra_optimizer_step(t->opt, t->m, grads, &gnorm, &lr));
     if (info) {
         info->step = hydra_optimizer_steps(t->opt);
         info->loss = loss;

@@ -1,0 +1,525 @@
+/* train.c — loss and gradients of the whole model on the device: the CUDA
+ * twin of src/model/train.c (same stored activations, same recomputations,
+ * same order of products), plus the master weights the optimizers update.
+ *
+ * Precision (docs/gpu.md "Training"). F32 mode: everything f32, tensor cores
+ * off — the GPU-vs-CPU gradient tests run here. BF16 mode: every GEMM takes
+ * bf16 operands (weights from the forward's bf16 copies, activations and
+ * gradients rounded into two staging buffers just before the product) with
+ * f32 accumulation and f32 outputs; stored activations, the residual stream,
+ * every gradient and the master weights stay f32.
+ *
+ * Memory: per layer the rows' residual in and mid, the mixer's inputs and
+ * output, and the MLP pre-activation are kept (as on the CPU); the conv
+ * output, norms, the gated output norm and SwiGLU are recomputed in the
+ * backward. A batch larger than the card holds runs as micro-batches whose
+ * gradients accumulate in the gradient arena (same total, different
+ * rounding), so `hydra train` takes any batch the host can sample.
+ *
+ * Determinism: no float atomics anywhere on this path (the kernels reduce in
+ * a fixed order), so a run repeats bit for bit on the same card. */
+#include <math.h>
+#include <stdio.h>
+
+#include "backend/backend.h"
+#include "cuda/common.h"
+#include "cuda/kernels.h"
+#include "cuda/model_internal.h"
+
+typedef struct {
+    float *x_in, *x_mid;   /* [rows, C] */
+    float *proj;           /* GDN: [rows, P] */
+    float *q, *k, *v, *o;  /* [rows, Hd] */
+    float *g, *beta;       /* GDN: [rows, H] */
+    float *gu;             /* [rows, 2F] */
+} tlayer;
+
+struct dev_train {
+    float *params, *grads; /* master weights and gradients, n_params each (host arena layout) */
+    size_t n_params;
+    /* activations and workspace for up to `rows` rows of `B` sequences */
+    size_t rows, B, T, bytes;
+    void *block;
+    tlayer *L;
+    float *x_final, *hf, *logits, *dh, *dx, *big, *dact, *y, *dy, *dconv, *dqkv, *dgb;
+    void *ga, *gb;         /* GEMM staging (bf16 copies of operands; f32 recomputes in F32 mode) */
+    void *scratch;         /* the kernels' scratch (reductions, attention, delta rule) */
+    size_t scratch_bytes;
+    float *S, *tails;      /* zero initial states for the forward delta rule / conv */
+    float **ptrs;          /* [2B]: S[b], tails[b] */
+    int64_t *pos;          /* [B] zeros */
+    int32_t *tok, *tgt, *csr;  /* [rows], [rows], [V + 1 + rows] */
+    uint8_t *mask;         /* [rows] */
+    double *loss;          /* one double */
+    int32_t *h_csr;        /* host staging for the embedding CSR */
+};
+
+#define GRAD(t, m, p) ((t)->grads + ((p) - (m)->params))
+#define MASTER(t, m, p) ((t)->params + ((p) - (m)->params))
+
+static size_t r256(size_t n) { return (n + 255) & ~(size_t)255; }
+
+static void acts_release(struct dev_train *t) {
+    if (t->block) cudaFree(t->block);
+    free(t->L);
+    free(t->h_csr);
+    t->block = NULL, t->L = NULL, t->h_csr = NULL;
+    t->rows = t->B = t->T = t->bytes = 0;
+}
+
+void hydra_dev_train_free(hydra_dev_model *d) {
+    struct dev_train *t = d ? d->train : NULL;
+    if (!t) return;
+    acts_release(t);
+    if (t->params) cudaFree(t->params);
+    if (t->grads) cudaFree(t->grads);
+    free(t);
+    d->train = NULL;
+}
+
+/* Widths the workspace must hold. */
+typedef struct {
+    size_t C, H, d, Hd, F, V, P, L, K, wmax;
+} dims;
+
+static dims dims_of(const hydra_model *m) {
+    dims z;
+    const hydra_config *c = &m->cfg;
+    z.C = (size_t)c->d_model, z.H = (size_t)c->n_heads, z.d = (size_t)m->dk, z.Hd = z.H * z.d;
+    z.F = (size_t)m->F, z.V = (size_t)c->vocab_size, z.P = (size_t)hydra_gdn_in_width(m), z.L = (size_t)c->n_layers;
+    z.K = (size_t)c->conv_width;
+    size_t w = z.P > 3 * z.Hd ? z.P : 3 * z.Hd;
+    if (2 * z.F > w) w = 2 * z.F;
+    if (z.V > w) w = z.V;
+    if (z.C > w) w = z.C;
+    z.wmax = w;
+    return z;
+}
+
+/* Walks the activation layout for B sequences of T tokens; with base NULL
+ * only counts bytes. Returns the total. */
+static size_t acts_layout(const hydra_model *m, size_t B, size_t T, char *base, struct dev_train *t) {
+    const dims z = dims_of(m);
+    const size_t R = B * T;
+    size_t off = 0;
+#define TAKE(slot, bytes)                                \
+    do {                                                 \
+        if (base) *(void **)(slot) = base + off;         \
+        off += r256(bytes);                              \
+    } while (0)
+    for (size_t li = 0; li < z.L; li++) {
+        tlayer *la = base ? &t->L[li] : NULL;
+        const int gdn = m->layers[li].kind == HYDRA_LAYER_DELTANET;
+#define LT(f, n) TAKE(la ? (void *)&la->f : NULL, (n) * 4)
+        LT(x_in, R * z.C);
+        LT(x_mid, R * z.C);
+        if (gdn) {
+            LT(proj, R * z.P);
+            LT(g, R * z.H);
+            LT(beta, R * z.H);
+        }
+        LT(q, R * z.Hd);
+        LT(k, R * z.Hd);
+        LT(v, R * z.Hd);
+        LT(o, R * z.Hd);
+        LT(gu, R * 2 * z.F);
+#undef LT
+    }
+#define AT(f, n) TAKE(base ? (void *)&t->f : NULL, (n) * 4)
+    AT(x_final, R * z.C);
+    AT(hf, R * z.C);
+    AT(logits, R * z.V);
+    AT(dh, R * z.C);
+    AT(dx, R * z.C);
+    AT(big, R * z.wmax);
+    AT(dact, R * z.F);
+    AT(y, R * z.Hd);
+    AT(dy, R * z.Hd);
+    AT(dconv, R * 3 * z.Hd);
+    AT(dqkv, R * 3 * z.Hd);
+    AT(dgb, R * 2 * z.H);
+    AT(ga, R * z.wmax);
+    AT(gb, R * z.wmax);
+    AT(S, B * z.H * z.d * z.d);
+    AT(tails, B * (z.K - 1) * 3 * z.Hd);
+    TAKE(base ? (void *)&t->ptrs : NULL, 2 * B * sizeof(float *));
+    TAKE(base ? (void *)&t->pos : NULL, B * 8);
+    TAKE(base ? (void *)&t->tok : NULL, R * 4);
+    TAKE(base ? (void *)&t->tgt : NULL, R * 4);
+    TAKE(base ? (void *)&t->csr : NULL, (z.V + 1 + R) * 4);
+    TAKE(base ? (void *)&t->mask : NULL, R);
+    TAKE(base ? (void *)&t->loss : NULL, 8);
+    /* kernel scratch: the largest of the reductions', attention's and the delta rule's */
+    size_t sc = hk_bwd_scratch_bytes(R, z.wmax), a = hk_attention_bwd_scratch((int)B, (int)T, (int)z.H),
+           dr = hk_delta_rule_bwd_scratch((int)B, (int)T, (int)z.H, (int)z.d),
+           df = hk_delta_rule_chunked_scratch((int)B, (int)T, (int)z.H, (int)z.d);
+    if (a > sc) sc = a;
+    if (dr > sc) sc = dr;
+    if (df > sc) sc = df;
+    if (base) t->scratch_bytes = sc;
+    TAKE(base ? (void *)&t->scratch : NULL, sc);
+#undef AT
+#undef TAKE
+    return off;
+}
+
+/* Master weights and gradients on the device, from the host arena. */
+static hydra_status train_init(const hydra_model *m, hydra_dev_model *d) {
+    if (d->train) return HYDRA_OK;
+    HYDRA_CHECK(hydra_require_f32(m, "training on the GPU"));
+    struct dev_train *t = calloc(1, sizeof *t);
+    if (!t) return hydra_set_error(HYDRA_ERR_NOMEM, "out of memory");
+    t->n_params = m->n_params;
+    hydra_status st = hydra_cu_alloc((void **)&t->params, m->n_params * 4, "the master weights");
+    if (!st) st = hydra_cu_alloc((void **)&t->grads, m->n_params * 4, "the gradients");
+    if (!st && cudaMemcpy(t->params, m->params, m->n_params * 4, cudaMemcpyHostToDevice) != cudaSuccess)
+        st = hydra_set_error(HYDRA_ERR_DEVICE, "cuda: uploading the master weights failed");
+    if (!st && cudaMemset(t->grads, 0, m->n_params * 4) != cudaSuccess)
+        st = hydra_set_error(HYDRA_ERR_DEVICE, "cuda: clearing the gradients failed");
+    d->train = t;
+    if (st) hydra_dev_train_free(d);
+    return st;
+}
+
+/* Activation arena for B sequences of T tokens; a clear error with the
+ * bytes it needs when the card cannot hold it. */
+static hydra_status acts_reserve(const hydra_model *m, hydra_dev_model *d, size_t B, size_t T) {
+    struct dev_train *t = d->train;
+    if (t->block && t->B >= B && t->T == T) return HYDRA_OK; /* a last, smaller micro-batch fits */
+    CU_CHECK(cudaStreamSynchronize(d->stream));
+    acts_release(t);
+    size_t need = acts_layout(m, B, T, NULL, t);
+    t->L = calloc((size_t)m->cfg.n_layers, sizeof *t->L);
+    t->h_csr = malloc((dims_of(m).V + 1 + B * T) * 4);
+    if (!t->L || !t->h_csr) return hydra_set_error(HYDRA_ERR_NOMEM, "out of memory");
+    if (cudaMalloc(&t->block, need) != cudaSuccess) {
+        cudaGetLastError();
+        t->block = NULL;
+        size_t fr = 0, tot = 0;
+        cudaMemGetInfo(&fr, &tot);
+        return hydra_set_error(HYDRA_ERR_DEVICE,
+                               "cuda: training %zu x %zu tokens needs %.2f GiB of activations and workspace, but "
+                               "cuda:%d has %.2f GiB free of %.2f GiB (use a smaller --micro-batch or --seq)",
+                               B, T, need / 1073741824.0, d->device, fr / 1073741824.0, tot / 1073741824.0);
+    }
+    acts_layout(m, B, T, t->block, t);
+    t->rows = B * T, t->B = B, t->T = T, t->bytes = need;
+    /* per-sequence zero states: pointer table S[b], tails[b] */
+    const dims z = dims_of(m);
+    float *hp[512];
+    float **h = B * 2 <= 512 ? hp : malloc(2 * B * sizeof *h);
+    if (!h) return hydra_set_error(HYDRA_ERR_NOMEM, "out of memory");
+    for (size_t b = 0; b < B; b++) {
+        h[b] = t->S + b * z.H * z.d * z.d;
+        h[B + b] = t->tails + b * (z.K - 1) * 3 * z.Hd;
+    }
+    cudaError_t e = cudaMemcpy(t->ptrs, h, 2 * B * sizeof *h, cudaMemcpyHostToDevice);
+    if (h != hp) free(h);
+    CU_CHECK(e);
+    CU_CHECK(cudaMemset(t->pos, 0, B * 8));
+    CU_CHECK(cudaMemset(t->tails, 0, B * (z.K - 1) * 3 * z.Hd * 4));
+    return HYDRA_OK;
+}
+
+/* Bytes one micro-batch of B sequences of T tokens needs. */
+static size_t acts_bytes(const hydra_model *m, size_t B, size_t T) {
+    struct dev_train tmp = {0};
+    return acts_layout(m, B, T, NULL, &tmp);
+}
+
+/* ------------------------------------------------------------------ GEMMs */
+/* The operand of a product, rows x cols packed: src itself in F32 mode,
+ * else its bf16 copy in `stage`. */
+static hydra_status operand(hydra_dev_model *d, const float *src, size_t rows, size_t cols, void *stage,
+                            const void **out) {
+    if (!d->bf16) {
+        *out = src;
+        return HYDRA_OK;
+    }
+    K_CHECK(hk_f32_to_bf16(d->stream, src, stage, rows * cols));
+    *out = stage;
+    return HYDRA_OK;
+}
+
+/* dW[N, K] += dY[R, N]^T X[R, K]: both operands f32 on the device. */
+static hydra_status grad_w(hydra_dev_model *d, int R, int N, int K, const float *dY, const float *X, float *dW) {
+    struct dev_train *t = d->train;
+    const void *a = NULL, *b = NULL;
+    HYDRA_CHECK(operand(d, dY, (size_t)R, (size_t)N, t->ga, &a));
+    HYDRA_CHECK(operand(d, X, (size_t)R, (size_t)K, t->gb, &b));
+    return hydra_gemm_ex(&d->gemm, d->stream, 1, 0, N, K, R, a, N, b, K, dW, K, d->bf16, 1);
+}
+
+/* dX[R, K] (+)= dY[R, N] W[N, K] with W the forward's copy (bf16 or f32). */
+static hydra_status grad_x(hydra_dev_model *d, int R, int N, int K, const float *dY, const void *W, float *dX,
+                           int acc) {
+    struct dev_train *t = d->train;
+    const void *a = NULL;
+    HYDRA_CHECK(operand(d, dY, (size_t)R, (size_t)N, t->ga, &a));
+    return hydra_gemm_ex(&d->gemm, d->stream, 0, 0, R, K, N, a, N, W, K, dX, K, d->bf16, acc);
+}
+
+/* y[R, N] (+)= X[R, K] W[N, K]^T with X f32 (rounded to bf16 in BF16 mode). */
+static hydra_status fwd(hydra_dev_model *d, int R, int N, int K, const float *X, const void *W, float *y, int acc) {
+    const void *a = NULL;
+    HYDRA_CHECK(operand(d, X, (size_t)R, (size_t)K, d->train->ga, &a));
+    return hydra_gemm_ex(&d->gemm, d->stream, 0, 1, R, N, K, a, K, W, K, y, N, d->bf16, acc);
+}
+
+/* ---------------------------------------------------------------- forward */
+static hydra_status rmsnorm_to(hydra_dev_model *d, int R, int C, const float *x, const float *w, float eps, float *y) {
+    K_CHECK(hk_rmsnorm(d->stream, R, C, x, w, eps, y, 0));
+    return HYDRA_OK;
+}
+
+static hydra_status train_forward(const hydra_model *m, hydra_dev_model *d, int B, int T) {
+    struct dev_train *t = d->train;
+    const hydra_config *c = &m->cfg;
+    const dims z = dims_of(m);
+    const int R = B * T, C = (int)z.C, H = (int)z.H, dd = (int)z.d, Hd = (int)z.Hd, F = (int)z.F, P = (int)z.P;
+    const float eps = c->norm_eps;
+    cudaStream_t s = d->stream;
+    float *const *S = t->ptrs, *const *tails = t->ptrs + t->B; /* the table was built for t->B >= B sequences */
+    K_CHECK(hk_embed(s, t->tok, R, d->embed, C, t->L[0].x_in));
+    for (int li = 0; li < c->n_layers; li++) {
+        const dev_layer *l = &d->layers[li];
+        tlayer *la = &t->L[li];
+        float *x_out = li + 1 < c->n_layers ? t->L[li + 1].x_in : t->x_final;
+        float *h = t->dh; /* dh is free during the forward: the normed input */
+        HYDRA_CHECK(rmsnorm_to(d, R, C, la->x_in, l->norm1, eps, h));
+        if (l->kind == HYDRA_LAYER_DELTANET) {
+            HYDRA_CHECK(fwd(d, R, P, C, h, l->in_proj, la->proj, 0));
+            K_CHECK(hk_gdn_prep(s, B, T, H, dd, (int)z.K, la->proj, P, l->conv, tails, l->A_log, l->dt_bias, c->l2_eps,
+                                la->q, la->k, la->v, la->g, la->beta));
+            CU_CHECK(cudaMemsetAsync(t->S, 0, (size_t)B * H * dd * dd * 4, s));
+            if (T == 1) CU_CHECK(cudaMemsetAsync(t->tails, 0, (size_t)B * (z.K - 1) * 3 * z.Hd * 4, s)); /* prep shifted them */
+            if (dd == 64 || dd == 128)
+                K_CHECK(hk_delta_rule_chunked(s, B, T, H, dd, dd, la->q, la->k, la->v, la->g, la->beta, S, la->o,
+                                              t->scratch, d->bf16));
+            else K_CHECK(hk_delta_rule_recurrent(s, B, T, H, dd, dd, la->q, la->k, la->v, la->g, la->beta, S, la->o));
+            K_CHECK(hk_gated_onorm(s, R, H, dd, la->o, la->proj, P, 3 * Hd, l->o_norm, eps, t->y, 0));
+        } else {
+            const int window = l->kind == HYDRA_LAYER_ATTN ? 0 : c->window;
+            HYDRA_CHECK(fwd(d, R, 3 * Hd, C, h, l->in_proj, t->big, 0));
+            K_CHECK(hk_rope_qkv(s, B, T, H, dd, t->big, t->pos, d->inv_freq, la->q, la->k, la->v, 0, NULL, NULL));
+            K_CHECK(hk_attention(s, B, T, H, dd, window, t->pos, la->q, la->k, la->v, NULL, NULL, la->o, 0));
+            CU_CHECK(cudaMemcpyAsync(t->y, la->o, (size_t)R * Hd * 4, cudaMemcpyDeviceToDevice, s));
+        }
+        CU_CHECK(cudaMemcpyAsync(la->x_mid, la->x_in, (size_t)R * C * 4, cudaMemcpyDeviceToDevice, s));
+        HYDRA_CHECK(fwd(d, R, C, Hd, t->y, l->o_proj, la->x_mid, 1));
+        HYDRA_CHECK(rmsnorm_to(d, R, C, la->x_mid, l->norm2, eps, h));
+        HYDRA_CHECK(fwd(d, R, 2 * F, C, h, l->gate_up, la->gu, 0));
+        K_CHECK(hk_swiglu(s, R, F, la->gu, t->dact, 0)); /* dact holds the activation until the backward */
+        CU_CHECK(cudaMemcpyAsync(x_out, la->x_mid, (size_t)R * C * 4, cudaMemcpyDeviceToDevice, s));
+        HYDRA_CHECK(fwd(d, R, C, F, t->dact, l->down, x_out, 1));
+    }
+    HYDRA_CHECK(rmsnorm_to(d, R, C, t->x_final, d->norm_f, eps, t->hf));
+    return fwd(d, R, (int)z.V, C, t->hf, d->lm_head, t->logits, 0);
+}
+
+/* --------------------------------------------------------------- backward */
+static hydra_status gdn_backward(const hydra_model *m, hydra_dev_model *d, int li, int B, int T) {
+    struct dev_train *t = d->train;
+    const hydra_config *c = &m->cfg;
+    const dims z = dims_of(m);
+    const dev_layer *l = &d->layers[li];
+    const hydra_layer_weights *lw = &m->layers[li];
+    const tlayer *la = &t->L[li];
+    const int R = B * T, H = (int)z.H, dd = (int)z.d, Hd = (int)z.Hd, P = (int)z.P;
+    cudaStream_t s = d->stream;
+    float *dproj = t->big, *dO = t->y; /* y is dead after the o_proj gradients */
+    float *dq = t->dqkv, *dk = dq + (size_t)R * Hd, *dv = dk + (size_t)R * Hd, *dg = t->dgb, *db = dg + (size_t)R * H;
+    K_CHECK(hk_gated_onorm_bwd(s, R, H, dd, la->o, la->proj, P, 3 * Hd, l->o_norm, c->norm_eps, t->dy, dproj, dO,
+                               GRAD(t, m, lw->o_norm), t->scratch));
+    K_CHECK(hk_delta_rule_bwd(s, B, T, H, dd, la->q, la->k, la->v, la->g, la->beta, dO, dq, dk, dv, dg, db, t->scratch,
+                              0));
+    K_CHECK(hk_gdn_prep_bwd(s, B, T, H, dd, (int)z.K, la->proj, P, l->conv, l->A_log, l->dt_bias, la->g, la->beta,
+                            c->l2_eps, dq, dk, dv, dg, db, t->dconv, dproj, GRAD(t, m, lw->A_log),
+                            GRAD(t, m, lw->dt_bias), t->scratch));
+    K_CHECK(hk_conv_bwd(s, B, T, 3 * Hd, (int)z.K, la->proj, P, l->conv, t->dconv, dproj, P, GRAD(t, m, lw->q_conv),
+                        t->scratch));
+    return HYDRA_OK;
+}
+
+static hydra_status attn_backward(const hydra_model *m, hydra_dev_model *d, int li, int B, int T) {
+    struct dev_train *t = d->train;
+    const dims z = dims_of(m);
+    const dev_layer *l = &d->layers[li];
+    const tlayer *la = &t->L[li];
+    const int R = B * T, H = (int)z.H, dd = (int)z.d, Hd = (int)z.Hd;
+    const int window = l->kind == HYDRA_LAYER_ATTN ? 0 : m->cfg.window;
+    cudaStream_t s = d->stream;
+    float *dq = t->dqkv, *dk = dq + (size_t)R * Hd, *dv = dk + (size_t)R * Hd;
+    K_CHECK(hk_attention_bwd(s, B, T, H, dd, window, la->q, la->k, la->v, la->o, t->dy, dq, dk, dv, t->scratch));
+    K_CHECK(hk_rope_bwd(s, B, T, H, dd, d->inv_freq, dq));
+    K_CHECK(hk_rope_bwd(s, B, T, H, dd, d->inv_freq, dk));
+    /* dproj [R, 3Hd] = dq | dk | dv */
+    for (int part = 0; part < 3; part++)
+        CU_CHECK(cudaMemcpy2DAsync(t->big + (size_t)part * Hd, (size_t)3 * Hd * 4, t->dqkv + (size_t)part * R * Hd,
+                                   (size_t)Hd * 4, (size_t)Hd * 4, (size_t)R, cudaMemcpyDeviceToDevice, s));
+    return HYDRA_OK;
+}
+
+static hydra_status train_backward(const hydra_model *m, hydra_dev_model *d, int B, int T) {
+    struct dev_train *t = d->train;
+    const hydra_config *c = &m->cfg;
+    const dims z = dims_of(m);
+    const int R = B * T, C = (int)z.C, V = (int)z.V, F = (int)z.F, Hd = (int)z.Hd;
+    const float eps = c->norm_eps;
+    cudaStream_t s = d->stream;
+    /* head (tied: lm_head is the embedding, same gradient slot) */
+    HYDRA_CHECK(grad_w(d, R, V, C, t->logits, t->hf, GRAD(t, m, m->lm_head)));
+    HYDRA_CHECK(grad_x(d, R, V, C, t->logits, d->lm_head, t->dh, 0));
+    K_CHECK(hk_rmsnorm_bwd(s, R, C, t->x_final, d->norm_f, eps, t->dh, t->dx, 0, GRAD(t, m, m->norm_f), t->scratch));
+    for (int li = c->n_layers - 1; li >= 0; li--) {
+        const dev_layer *l = &d->layers[li];
+        const hydra_layer_weights *lw = &m->layers[li];
+        const tlayer *la = &t->L[li];
+        float *h = t->hf; /* hf is dead after the head: the recomputed normed input */
+        /* MLP: x_out = x_mid + down(SiLU(gate) * up), gate|up = gate_up . RMSNorm2(x_mid) */
+        HYDRA_CHECK(rmsnorm_to(d, R, C, la->x_mid, l->norm2, eps, h));
+        K_CHECK(hk_swiglu(s, R, F, la->gu, t->dact, 0));
+        HYDRA_CHECK(grad_w(d, R, C, F, t->dx, t->dact, GRAD(t, m, lw->down)));
+        HYDRA_CHECK(grad_x(d, R, C, F, t->dx, l->down, t->dact, 0));
+        K_CHECK(hk_swiglu_bwd(s, R, F, la->gu, t->dact, t->big));
+        HYDRA_CHECK(grad_w(d, R, 2 * F, C, t->big, h, GRAD(t, m, lw->gate_up)));
+        HYDRA_CHECK(grad_x(d, R, 2 * F, C, t->big, l->gate_up, t->dh, 0));
+        K_CHECK(hk_rmsnorm_bwd(s, R, C, la->x_mid, l->norm2, eps, t->dh, t->dx, 1, GRAD(t, m, lw->norm2), t->scratch));
+        /* mixer: x_mid = x_in + o_proj . y(RMSNorm1(x_in)) */
+        const int gdn = l->kind == HYDRA_LAYER_DELTANET;
+        const int P = gdn ? (int)z.P : 3 * Hd;
+        HYDRA_CHECK(rmsnorm_to(d, R, C, la->x_in, l->norm1, eps, h));
+        if (gdn) K_CHECK(hk_gated_onorm(s, R, (int)z.H, (int)z.d, la->o, la->proj, P, 3 * Hd, l->o_norm, eps, t->y, 0));
+        const float *y = gdn ? t->y : la->o;
+        HYDRA_CHECK(grad_w(d, R, C, Hd, t->dx, y, GRAD(t, m, lw->o_proj)));
+        HYDRA_CHECK(grad_x(d, R, C, Hd, t->dx, l->o_proj, t->dy, 0));
+        if (gdn) HYDRA_CHECK(gdn_backward(m, d, li, B, T));
+        else HYDRA_CHECK(attn_backward(m, d, li, B, T));
+        HYDRA_CHECK(grad_w(d, R, P, C, t->big, h, GRAD(t, m, lw->in_proj)));
+        HYDRA_CHECK(grad_x(d, R, P, C, t->big, l->in_proj, t->dh, 0));
+        K_CHECK(hk_rmsnorm_bwd(s, R, C, la->x_in, l->norm1, eps, t->dh, t->dx, 1, GRAD(t, m, lw->norm1), t->scratch));
+    }
+    K_CHECK(hk_embed_bwd(s, V, C, t->csr, t->csr + V + 1, t->dx, GRAD(t, m, m->embed)));
+    return HYDRA_OK;
+}
+
+/* ----------------------------------------------------------------- public */
+/* Sequences per micro-batch: HYDRA_CUDA_MICRO_BATCH if set, else as many as
+ * the free device memory holds (at most B). 0 when not even one fits. */
+static int micro_batch(const hydra_model *m, hydra_dev_model *d, int B, int T) {
+    const char *e = getenv("HYDRA_CUDA_MICRO_BATCH");
+    if (e && atoi(e) > 0) return atoi(e) < B ? atoi(e) : B;
+    struct dev_train *t = d->train;
+    if (t->block && t->T == (size_t)T && t->B >= (size_t)B) return B;
+    size_t fr = 0, tot = 0;
+    if (cudaMemGetInfo(&fr, &tot) != cudaSuccess) return B;
+    fr += t->bytes; /* the arena in place is given back before a new one is made */
+    const size_t keep = (size_t)1 << 30; /* headroom: cuBLASLt, the optimizer's moments made later */
+    size_t avail = fr > keep ? fr - keep : 0;
+    int mb = B;
+    while (mb > 1 && acts_bytes(m, (size_t)mb, (size_t)T) > avail) mb = (mb + 1) / 2;
+    return mb;
+}
+
+hydra_status hydra_dev_train_arenas(const hydra_model *m, float **params, float **grads) {
+    hydra_dev_model *d = m->dev;
+    CU_CHECK(cudaSetDevice(d->device));
+    HYDRA_CHECK(train_init(m, d));
+    if (params) *params = d->train->params;
+    if (grads) *grads = d->train->grads;
+    return HYDRA_OK;
+}
+
+void *hydra_dev_stream(const hydra_model *m) { return m->dev ? (void *)m->dev->stream : NULL; }
+
+hydra_status hydra_dev_train_sync(const hydra_model *m) {
+    hydra_dev_model *d = m->dev;
+    struct dev_train *t = d->train;
+    if (!t) return HYDRA_OK;
+    for (int i = 0; i < m->n_info; i++) {
+        const hydra_param_info *p = &m->info[i];
+        const float *src = t->params + p->store;
+        if (hydra_param_is_matrix(p->name) && d->bf16) K_CHECK(hk_f32_to_bf16(d->stream, src, d->tensor[i], p->numel));
+        else CU_CHECK(cudaMemcpyAsync(d->tensor[i], src, p->numel * 4, cudaMemcpyDeviceToDevice, d->stream));
+    }
+    if (d->head16) /* the bf16 copy of a tied embedding the head product reads */
+        K_CHECK(hk_f32_to_bf16(d->stream, MASTER(t, m, m->embed), d->head16, (size_t)m->cfg.vocab_size * m->cfg.d_model));
+    return HYDRA_OK;
+}
+
+hydra_status hydra_dev_train_upload_grads(const hydra_model *m, const float *host) {
+    hydra_dev_model *d = m->dev;
+    CU_CHECK(cudaSetDevice(d->device));
+    HYDRA_CHECK(train_init(m, d));
+    CU_CHECK(cudaMemcpyAsync(d->train->grads, host, m->n_params * 4, cudaMemcpyHostToDevice, d->stream));
+    CU_CHECK(cudaStreamSynchronize(d->stream));
+    return HYDRA_OK;
+}
+
+hydra_status hydra_dev_train_download(hydra_model *m) {
+    hydra_dev_model *d = m->dev;
+    if (!d || !d->train) return HYDRA_OK;
+    CU_CHECK(cudaSetDevice(d->device));
+    CU_CHECK(cudaStreamSynchronize(d->stream));
+    CU_CHECK(cudaMemcpy(m->params, d->train->params, m->n_params * 4, cudaMemcpyDeviceToHost));
+    return HYDRA_OK;
+}
+
+/* One micro-batch: forward, loss (scale 1/n_total), backward accumulating
+ * into the gradient arena; *lsum += its loss sum. */
+static hydra_status micro_step(const hydra_model *m, hydra_dev_model *d, const int32_t *inputs, const int32_t *targets,
+                               const uint8_t *mask, int B, int T, float scale, double *lsum) {
+    struct dev_train *t = d->train;
+    const size_t R = (size_t)B * T;
+    const int V = m->cfg.vocab_size;
+    cudaStream_t s = d->stream;
+    /* the embedding gradient's CSR: rows of each token in increasing order */
+    int32_t *start = t->h_csr, *rows = t->h_csr + V + 1;
+    memset(start, 0, (size_t)(V + 1) * 4);
+    for (size_t r = 0; r < R; r++) start[inputs[r] + 1]++;
+    for (int v = 0; v < V; v++) start[v + 1] += start[v];
+    for (size_t r = 0; r < R; r++) rows[start[inputs[r]]++] = (int32_t)r;
+    for (int v = V; v > 0; v--) start[v] = start[v - 1];
+    start[0] = 0;
+    CU_CHECK(cudaMemcpyAsync(t->tok, inputs, R * 4, cudaMemcpyHostToDevice, s));
+    CU_CHECK(cudaMemcpyAsync(t->tgt, targets, R * 4, cudaMemcpyHostToDevice, s));
+    CU_CHECK(cudaMemcpyAsync(t->csr, t->h_csr, ((size_t)V + 1 + R) * 4, cudaMemcpyHostToDevice, s));
+    if (mask) CU_CHECK(cudaMemcpyAsync(t->mask, mask, R, cudaMemcpyHostToDevice, s));
+    HYDRA_CHECK(train_forward(m, d, B, T));
+    K_CHECK(hk_cross_entropy(s, (int)R, V, t->logits, t->tgt, mask ? t->mask : NULL, scale, t->loss, t->scratch));
+    double part = 0;
+    CU_CHECK(cudaMemcpyAsync(&part, t->loss, 8, cudaMemcpyDeviceToHost, s));
+    HYDRA_CHECK(train_backward(m, d, B, T));
+    CU_CHECK(cudaStreamSynchronize(s)); /* also: the host CSR and inputs may be reused after this */
+    *lsum += part;
+    return HYDRA_OK;
+}
+
+hydra_status hydra_dev_loss_grad(const hydra_model *m, const int32_t *inputs, const int32_t *targets,
+                                 const uint8_t *mask, int B, int T, float *grads_host, double *loss) {
+    hydra_dev_model *d = m->dev;
+    CU_CHECK(cudaSetDevice(d->device));
+    HYDRA_CHECK(train_init(m, d));
+    struct dev_train *t = d->train;
+    const size_t n = (size_t)B * T;
+    int64_t ns = 0;
+    for (size_t i = 0; i < n; i++) ns += !mask || mask[i];
+    CU_CHECK(cudaMemsetAsync(t->grads, 0, m->n_params * 4, d->stream));
+    double lsum = 0;
+    if (ns > 0) {
+        const int mb = micro_batch(m, d, B, T);
+        for (int b0 = 0; b0 < B; b0 += mb) {
+            const int nb = B - b0 < mb ? B - b0 : mb;
+            HYDRA_CHECK(acts_reserve(m, d, (size_t)nb, (size_t)T));
+            const size_t off = (size_t)b0 * T;
+            HYDRA_CHECK(micro_step(m, d, inputs + off, targets + off, mask ? mask + off : NULL, nb, T,
+                                   (float)(1.0 / (double)ns), &lsum));
+        }
+    }
+    if (grads_host) {
+        CU_CHECK(cudaStreamSynchronize(d->stream));
+        CU_CHECK(cudaMemcpy(grads_host, t->grads, m->n_params * 4, cudaMemcpyDeviceToHost));
+    }
+    if (loss) *loss = ns ? lsum / (double)ns : 0.0;
+    return HYDRA_OK;
+}
