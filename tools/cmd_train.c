@@ -153,7 +153,11 @@ int cmd_train(int argc, char **argv) {
                              "Several processes: mpirun -np N hydra train ... runs N data-parallel ranks (MPI):\n"
                              "--batch is the global batch (divisible by N); rank 0 prints and writes; add\n"
                              "--shard-optimizer to split the optimizer state across ranks (ZeRO-1). Threads\n"
-                             "default to cores / ranks on the host. docs/distributed.md has the details."};
+                             "default to cores / ranks on the host. docs/distributed.md has the details.\n"
+                             "On a GPU: --device cuda trains there (bf16 tensor cores, f32 master weights\n"
+                             "and moments; --precision f32 for tensor cores off); a batch that does not fit\n"
+                             "runs as micro-batches whose gradients add up (--micro-batch forces a size).\n"
+                             "Checkpoints are the same files on either device. docs/gpu.md \"Training\"."};
     cli_config cc;
     cli_optim co;
     const char *data = NULL, *out = NULL, *resume = NULL;
@@ -161,8 +165,9 @@ int cmd_train(int argc, char **argv) {
     int ckpt_every = 500, sample_len = 200, threads = 0, log_every = 10;
     float val_fraction = 0.1f;
     uint64_t seed = 0;
-    int shard = 0;
+    int shard = 0, micro = 0;
     float comm_timeout = 600;
+    cli_device dev;
     cli_add_config_opts(&s, &cc);
     cli_add(&s, "data", OPT_STR, &data, "training text file (bytes are tokens) (required)");
     cli_add(&s, "out", OPT_STR, &out, "output directory (required)");
@@ -180,6 +185,9 @@ int cmd_train(int argc, char **argv) {
     cli_add(&s, "resume", OPT_STR, &resume, "continue the checkpoint in this directory");
     cli_add(&s, "threads", OPT_INT, &threads, "threads per rank (default: usable CPUs / ranks on this host)");
     cli_add(&s, "shard-optimizer", OPT_FLAG, &shard, "under mpirun: shard the optimizer state across ranks (ZeRO-1)");
+    cli_add_device_opts(&s, &dev, "");
+    cli_add(&s, "micro-batch", OPT_INT, &micro,
+            "on a GPU: sequences per forward/backward pass; the step still uses --batch (default: as many as fit)");
     cli_add(&s, "comm-timeout", OPT_FLOAT, &comm_timeout,
             "under mpirun: end the job if a collective waits longer than this many seconds, 0 = never (default 600)");
     int r = cli_parse(&s, argc, argv);
@@ -191,6 +199,16 @@ int cmd_train(int argc, char **argv) {
     if (steps < 1 || batch < 1 || seq < 1 || eval_every < 1 || ckpt_every < 1 || eval_batches < 1 || log_every < 1) {
         fprintf(stderr, "hydra train: --steps, --batch, --seq, --eval-every, --ckpt-every, --eval-batches and --log-every must be >= 1\n");
         return 2;
+    }
+    if (cli_device_check("train", &dev)) return 2;
+    if (micro < 0) {
+        fprintf(stderr, "hydra train: --micro-batch must be >= 1\n");
+        return 2;
+    }
+    if (micro > 0) { /* read by the GPU trainer (src/cuda/train.c) */
+        char mb[32];
+        snprintf(mb, sizeof mb, "%d", micro);
+        setenv("HYDRA_CUDA_MICRO_BATCH", mb, 1);
     }
     train_dist dist;
     if (dist_setup(&dist, comm_timeout) < 0) return 2;
@@ -238,6 +256,10 @@ int cmd_train(int argc, char **argv) {
             return cli_fail(who, "setting up", st);
         }
     }
+    if ((st = cli_model_place(m, &dev)) != HYDRA_OK) {
+        hydra_trainer_free(tr), hydra_model_free(m), hydra_text_data_free(td);
+        return cli_fail(who, dev.device, st);
+    }
     if (rank0 && cli_mkdir_p(out) != 0) {
         fprintf(stderr, "hydra train: cannot create %s: %s\n", out, strerror(errno));
         hydra_trainer_free(tr), hydra_model_free(m), hydra_text_data_free(td);
@@ -264,6 +286,13 @@ int cmd_train(int argc, char **argv) {
                 hydra_model_n_params(m), cli_bytes(4.0 * (double)hydra_model_n_params(m), b1s, sizeof b1s),
                 hydra_text_data_size(td, 0), hydra_text_data_size(td, 1),
                 to->optim.kind == HYDRA_OPT_MUON ? "Muon+AdamW" : "AdamW", to->batch, to->seq, (long long)steps);
+    if (rank0 && strcmp(hydra_model_device(m), "cpu") != 0) {
+        char name[256] = "";
+        hydra_cuda_device_name(atoi(hydra_model_device(m) + 5), name, sizeof name);
+        fprintf(stderr, "device: %s = %s, %s\n", hydra_model_device(m), name,
+                hydra_model_precision(m) == HYDRA_PRECISION_F32 ? "f32 (tensor cores off)"
+                                                                : "bf16 tensor cores, f32 master weights");
+    }
     if (rank0 && dist.on)
         fprintf(stderr, "data-parallel: %d ranks (MPI), %d sequences per rank, %d threads per rank, optimizer state %s; "
                         "%s per rank (weights, gradients, optimizer, batch)\n",
