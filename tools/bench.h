@@ -4,6 +4,8 @@
 
 #include <stdio.h>
 
+#include "hydralm.h"
+
 /* Delta-rule kernel table (fast vs ref, prefill 512 tokens and single-token
  * decode at dk=dv=64 x 12 heads and 128 x 16 heads). threads <= 0: leave the
  * OpenMP thread count as it is. */
@@ -32,6 +34,17 @@ int hydra_bench_factbank_model(FILE *out, const char *model_path, int n_pairs, i
  * PyTorch peer (python/train_peer.py, when peer is set) at d256x4L and
  * d512x8L, T = 256, one row per config and thread count. quick: fewer steps. */
 void hydra_bench_train(FILE *out, int quick, const int *threads, int n_threads, int peer);
+
+/* Model FLOPs of one training step of config c on B x T tokens (the
+ * definition bench_train.c's comment gives: 6 x matmul params x tokens +
+ * attention + delta-rule terms); *n_mm = the matmul parameters. */
+double hydra_bench_train_flops(const hydra_config *c, int B, int T, double *n_mm);
+
+/* GPU training step (bench_cuda_train.c, `hydra bench --train --device cuda`):
+ * the default 768 x 12 model at B x T = 16 x 2048 and 8 x 4096 (bf16, AdamW
+ * and Muon), tokens/s, model TFLOP/s and MFU against the bf16 cuBLAS GEMM
+ * peak measured in the same run. Returns 0, or 1 after reporting. */
+int hydra_bench_cuda_train(FILE *out, const char *device, int quick);
 
 /* Threads under contention (bench_threads.c): train, prefill and decode at
  * quiet 1 / 2 threads and with a CPU hog pinned to the second of `cpus`

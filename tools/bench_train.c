@@ -47,7 +47,7 @@ static double w_eff_of(int T, int W) {
 }
 
 /* Model FLOPs of one training step (see the file comment). */
-static double step_flops(const hydra_config *c, int B, int T, double *n_mm_out) {
+double hydra_bench_train_flops(const hydra_config *c, int B, int T, double *n_mm_out) {
     const double C = c->d_model, H = c->n_heads, d = c->head_dim > 0 ? c->head_dim : c->d_model / c->n_heads;
     const double Hd = H * d, V = c->vocab_size;
     const int f0 = (8 * c->d_model + 2) / 3, mm = c->mlp_multiple > 0 ? c->mlp_multiple : 1;
@@ -191,7 +191,7 @@ static int time_steps(const hydra_config *c, int B, int T, int warm, int reps, s
         for (int k = 0; k < r->n_ph; k++) r->ph[k] /= reps;
         r->ph[r->n_ph] = t_opt / reps, r->ph_names[r->n_ph++] = "optimizer";
         r->sec = hydra_median(ts, reps), r->share = hydra_median(sh, reps), r->np = np;
-        r->flops = step_flops(c, B, T, &r->n_mm);
+        r->flops = hydra_bench_train_flops(c, B, T, &r->n_mm);
     }
     free(grads), free(tok), free(in), free(tg);
     hydra_optimizer_free(opt);

@@ -119,7 +119,7 @@ static int bench_model_run(const bench_model *bm, int T, int decode_steps, int r
 }
 
 int cmd_bench(int argc, char **argv) {
-    cli_spec s = {.usage = "hydra bench [--threads N] [--quick] [--only gemm|model|delta] | --train [--threads 1,2,4] | --contention [--cpus A,B]",
+    cli_spec s = {.usage = "hydra bench [--threads N] [--quick] [--only gemm|model|delta] | --train [--threads 1,2,4 | --device cuda] | --contention [--cpus A,B]",
                   .summary = "Measures, in one run: the sgemm peak and memory read bandwidth of this machine;\n"
                              "prefill (512 tokens) and decode speed of the default and a small model, with\n"
                              "GEMM GFLOP/s achieved inside the model's matmuls and decode GB/s against the\n"
@@ -184,6 +184,7 @@ int cmd_bench(int argc, char **argv) {
         return fprintf(stderr, "hydra bench: a --threads list goes with --train only\n"), 2;
     if (contention) return hydra_bench_contention(stdout, cpus, only, quick);
     if (ntl == 1) threads = tl[0], hydra_set_num_threads(threads);
+    if (strcmp(device, "cpu") && train) return hydra_bench_cuda_train(stdout, device, quick);
     if (strcmp(device, "cpu") && !stream_tokens) return hydra_bench_cuda(stdout, device, quick, only);
     if (train) {
         if (!ntl) tl[ntl++] = hydra_get_num_threads();

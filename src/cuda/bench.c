@@ -125,11 +125,16 @@ typedef struct {
     float **Sp; /* [B] device pointers into S */
     void *work; /* the chunked kernel's scratch */
     uint16_t *q16, *k16, *v16, *o16; /* bf16 copies for chunked-tc-bf16 */
+    int bwd;                         /* 1: the backward (tc = bwd_tc); dO = o's buffer, grads below */
+    int bwd_tc;
+    float *dq, *dk, *dv, *dg, *db;
 } delta_ctx;
 
 static hydra_status run_delta(void *p, cudaStream_t s) {
     delta_ctx *c = p;
-    cudaError_t e = c->chunked == 3
+    cudaError_t e = c->bwd ? hk_delta_rule_bwd(s, c->B, c->T, c->H, c->d, c->q, c->k, c->v, c->g, c->beta, c->o, c->dq,
+                                               c->dk, c->dv, c->dg, c->db, c->work, c->bwd_tc)
+                    : c->chunked == 3
                         ? hk_delta_rule_tc(s, c->B, c->T, c->H, c->d, c->q16, c->k16, c->v16, c->g, c->beta, c->Sp, c->o16, c->work, 1)
                     : c->chunked
                         ? hk_delta_rule_chunked(s, c->B, c->T, c->H, c->d, c->d, c->q, c->k, c->v, c->g, c->beta, c->Sp, c->o, c->work,
@@ -144,11 +149,13 @@ hydra_status hydra_cuda_bench_delta_rule(int device, const char *kernel, int B, 
     if (!ms || !kernel || B <= 0 || T <= 0 || H <= 0 || d <= 0)
         return hydra_set_error(HYDRA_ERR_ARG, "bench_delta_rule: bad arguments");
     int chunked = !strcmp(kernel, "chunked") ? 1 : !strcmp(kernel, "chunked-tc") ? 2 : !strcmp(kernel, "chunked-tc-bf16") ? 3 : 0;
-    if (!chunked && strcmp(kernel, "recurrent"))
+    const int bwd = !strcmp(kernel, "backward") || !strcmp(kernel, "backward-tc");
+    if (!chunked && !bwd && strcmp(kernel, "recurrent"))
         return hydra_set_error(HYDRA_ERR_ARG,
-                               "bench_delta_rule: kernel is recurrent, chunked, chunked-tc or chunked-tc-bf16, not \"%s\"", kernel);
+                               "bench_delta_rule: kernel is recurrent, chunked, chunked-tc, chunked-tc-bf16, backward or "
+                               "backward-tc, not \"%s\"", kernel);
     HYDRA_CHECK(use_device(device));
-    delta_ctx c = {.B = B, .T = T, .H = H, .d = d, .chunked = chunked};
+    delta_ctx c = {.B = B, .T = T, .H = H, .d = d, .chunked = chunked, .bwd = bwd, .bwd_tc = !strcmp(kernel, "backward-tc")};
     size_t n = (size_t)B * T * H * d, nh = (size_t)B * T * H;
     /* q, k in [-1/sqrt(d), 1/sqrt(d)] per coordinate (norms ~ 0.6), g in [-0.1, 0],
      * beta in [0, 1]: the model's ranges, so the state stays bounded */
@@ -167,6 +174,12 @@ hydra_status hydra_cuda_bench_delta_rule(int device, const char *kernel, int B, 
     for (int b = 0; b < B && !st; b++) hp[b] = c.S + (size_t)b * H * d * d;
     if (!st) st = hydra_cu_alloc((void **)&c.Sp, (size_t)B * sizeof(float *), "benchmark pointers");
     if (!st && chunked) st = hydra_cu_alloc(&c.work, hk_delta_rule_chunked_scratch(B, T, H, d), "the chunked kernel's scratch");
+    if (!st && bwd) { /* dO = the (random) o buffer; gradients; the backward's scratch */
+        st = hk_fill_uniform(0, c.o, n, 17, -1, 1) != cudaSuccess ? hydra_set_error(HYDRA_ERR_DEVICE, "cuda: fill failed")
+                                                                  : hydra_cu_alloc(&c.work, hk_delta_rule_bwd_scratch(B, T, H, d), "the backward's scratch");
+        float **gb[] = {&c.dq, &c.dk, &c.dv, &c.dg, &c.db};
+        for (int i = 0; i < 5 && !st; i++) st = hydra_cu_alloc((void **)gb[i], (i < 3 ? n : nh) * 4, "benchmark gradients");
+    }
     uint16_t **h16[] = {&c.q16, &c.k16, &c.v16, &c.o16};
     const float *f32[] = {c.q, c.k, c.v, NULL};
     for (int i = 0; i < 4 && !st && chunked == 3; i++) {
@@ -181,5 +194,8 @@ hydra_status hydra_cuda_bench_delta_rule(int device, const char *kernel, int B, 
     cudaFree(c.Sp);
     if (c.work) cudaFree(c.work);
     for (int i = 0; i < 4; i++) cudaFree(*h16[i]);
+    float *gb[] = {c.dq, c.dk, c.dv, c.dg, c.db};
+    for (int i = 0; i < 5; i++)
+        if (gb[i]) cudaFree(gb[i]);
     return st;
 }
