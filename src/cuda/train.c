@@ -41,8 +41,9 @@ struct dev_train {
     size_t rows, B, T, bytes;
     void *block;
     tlayer *L;
-    float *x_final, *hf, *logits, *dh, *dx, *big, *dact, *y, *dy, *dconv, *dqkv, *dgb;
-    void *ga, *gb;         /* GEMM staging (bf16 copies of operands; f32 recomputes in F32 mode) */
+    float *x_final, *hf, *logits, *dh, *dx, *big, *dact, *dy, *dconv, *dqkv, *dgb;
+    void *sx, *sy;         /* GEMM operands in the GEMM dtype: inputs X (made there) and gradients dY (rounded there) */
+    float *dO;             /* the delta rule's output gradient */
     void *scratch;         /* the kernels' scratch (reductions, attention, delta rule) */
     size_t scratch_bytes;
     float *S, *tails;      /* zero initial states for the forward delta rule / conv */
@@ -133,13 +134,13 @@ static size_t acts_layout(const hydra_model *m, size_t B, size_t T, char *base, 
     AT(dx, R * z.C);
     AT(big, R * z.wmax);
     AT(dact, R * z.F);
-    AT(y, R * z.Hd);
     AT(dy, R * z.Hd);
+    AT(dO, R * z.Hd);
     AT(dconv, R * 3 * z.Hd);
     AT(dqkv, R * 3 * z.Hd);
     AT(dgb, R * 2 * z.H);
-    AT(ga, R * z.wmax);
-    AT(gb, R * z.wmax);
+    AT(sx, R * z.wmax);
+    AT(sy, R * z.wmax);
     AT(S, B * z.H * z.d * z.d);
     AT(tails, B * (z.K - 1) * 3 * z.Hd);
     TAKE(base ? (void *)&t->ptrs : NULL, 2 * B * sizeof(float *));
@@ -228,93 +229,86 @@ static size_t acts_bytes(const hydra_model *m, size_t B, size_t T) {
 }
 
 /* ------------------------------------------------------------------ GEMMs */
-/* The operand of a product, rows x cols packed: src itself in F32 mode,
- * else its bf16 copy in `stage`. */
-static hydra_status operand(hydra_dev_model *d, const float *src, size_t rows, size_t cols, void *stage,
-                            const void **out) {
+/* GEMM operands. In F32 mode every operand is f32; in BF16 mode bf16. The
+ * kernels that make a product's input (norms, SwiGLU, the gated output norm)
+ * write it straight into the staging buffer sx in the GEMM dtype; gradients
+ * (f32, needed by the elementwise backward) are rounded once into sy and feed
+ * both of their products. */
+static hydra_status to_gemm(hydra_dev_model *d, const float *src, size_t n, void *stage, const void **out) {
     if (!d->bf16) {
         *out = src;
         return HYDRA_OK;
     }
-    K_CHECK(hk_f32_to_bf16(d->stream, src, stage, rows * cols));
+    K_CHECK(hk_f32_to_bf16(d->stream, src, stage, n));
     *out = stage;
     return HYDRA_OK;
 }
 
-/* dW[N, K] += dY[R, N]^T X[R, K]: both operands f32 on the device. */
-static hydra_status grad_w(hydra_dev_model *d, int R, int N, int K, const float *dY, const float *X, float *dW) {
-    struct dev_train *t = d->train;
-    const void *a = NULL, *b = NULL;
-    HYDRA_CHECK(operand(d, dY, (size_t)R, (size_t)N, t->ga, &a));
-    HYDRA_CHECK(operand(d, X, (size_t)R, (size_t)K, t->gb, &b));
-    return hydra_gemm_ex(&d->gemm, d->stream, 1, 0, N, K, R, a, N, b, K, dW, K, d->bf16, 1);
+/* y[R, N] (+)= X[R, K] W[N, K]^T, X in the GEMM dtype. */
+static hydra_status fwd(hydra_dev_model *d, int R, int N, int K, const void *X, const void *W, float *y, int acc) {
+    return hydra_gemm_ex(&d->gemm, d->stream, 0, 1, R, N, K, X, K, W, K, y, N, d->bf16, acc);
 }
 
-/* dX[R, K] (+)= dY[R, N] W[N, K] with W the forward's copy (bf16 or f32). */
-static hydra_status grad_x(hydra_dev_model *d, int R, int N, int K, const float *dY, const void *W, float *dX,
-                           int acc) {
-    struct dev_train *t = d->train;
-    const void *a = NULL;
-    HYDRA_CHECK(operand(d, dY, (size_t)R, (size_t)N, t->ga, &a));
-    return hydra_gemm_ex(&d->gemm, d->stream, 0, 0, R, K, N, a, N, W, K, dX, K, d->bf16, acc);
-}
-
-/* y[R, N] (+)= X[R, K] W[N, K]^T with X f32 (rounded to bf16 in BF16 mode). */
-static hydra_status fwd(hydra_dev_model *d, int R, int N, int K, const float *X, const void *W, float *y, int acc) {
-    const void *a = NULL;
-    HYDRA_CHECK(operand(d, X, (size_t)R, (size_t)K, d->train->ga, &a));
-    return hydra_gemm_ex(&d->gemm, d->stream, 0, 1, R, N, K, a, K, W, K, y, N, d->bf16, acc);
+/* The two products of a projection's backward, y = X W^T: dW[N, K] += dY^T X
+ * and dX[R, K] = dY W (dX NULL: not wanted). dY f32 [R, N]; X in the GEMM
+ * dtype; W the forward's copy. */
+static hydra_status grads(hydra_dev_model *d, int R, int N, int K, const float *dY, const void *X, const void *W,
+                          float *dW, float *dX) {
+    const void *g = NULL;
+    HYDRA_CHECK(to_gemm(d, dY, (size_t)R * N, d->train->sy, &g));
+    HYDRA_CHECK(hydra_gemm_ex(&d->gemm, d->stream, 1, 0, N, K, R, g, N, X, K, dW, K, d->bf16, 1));
+    if (!dX) return HYDRA_OK;
+    return hydra_gemm_ex(&d->gemm, d->stream, 0, 0, R, K, N, g, N, W, K, dX, K, d->bf16, 0);
 }
 
 /* ---------------------------------------------------------------- forward */
-static hydra_status rmsnorm_to(hydra_dev_model *d, int R, int C, const float *x, const float *w, float eps, float *y) {
-    K_CHECK(hk_rmsnorm(d->stream, R, C, x, w, eps, y, 0));
-    return HYDRA_OK;
-}
-
 static hydra_status train_forward(const hydra_model *m, hydra_dev_model *d, int B, int T) {
     struct dev_train *t = d->train;
     const hydra_config *c = &m->cfg;
     const dims z = dims_of(m);
     const int R = B * T, C = (int)z.C, H = (int)z.H, dd = (int)z.d, Hd = (int)z.Hd, F = (int)z.F, P = (int)z.P;
     const float eps = c->norm_eps;
+    const int bf = d->bf16;
     cudaStream_t s = d->stream;
+    void *sx = t->sx;
+    const void *op = NULL;
     float *const *S = t->ptrs, *const *tails = t->ptrs + t->B; /* the table was built for t->B >= B sequences */
     K_CHECK(hk_embed(s, t->tok, R, d->embed, C, t->L[0].x_in));
     for (int li = 0; li < c->n_layers; li++) {
         const dev_layer *l = &d->layers[li];
         tlayer *la = &t->L[li];
         float *x_out = li + 1 < c->n_layers ? t->L[li + 1].x_in : t->x_final;
-        float *h = t->dh; /* dh is free during the forward: the normed input */
-        HYDRA_CHECK(rmsnorm_to(d, R, C, la->x_in, l->norm1, eps, h));
+        K_CHECK(hk_rmsnorm(s, R, C, la->x_in, l->norm1, eps, sx, bf));
         if (l->kind == HYDRA_LAYER_DELTANET) {
-            HYDRA_CHECK(fwd(d, R, P, C, h, l->in_proj, la->proj, 0));
+            HYDRA_CHECK(fwd(d, R, P, C, sx, l->in_proj, la->proj, 0));
             K_CHECK(hk_gdn_prep(s, B, T, H, dd, (int)z.K, la->proj, P, l->conv, tails, l->A_log, l->dt_bias, c->l2_eps,
                                 la->q, la->k, la->v, la->g, la->beta));
             CU_CHECK(cudaMemsetAsync(t->S, 0, (size_t)B * H * dd * dd * 4, s));
             if (T == 1) CU_CHECK(cudaMemsetAsync(t->tails, 0, (size_t)B * (z.K - 1) * 3 * z.Hd * 4, s)); /* prep shifted them */
             if (dd == 64 || dd == 128)
                 K_CHECK(hk_delta_rule_chunked(s, B, T, H, dd, dd, la->q, la->k, la->v, la->g, la->beta, S, la->o,
-                                              t->scratch, d->bf16));
+                                              t->scratch, bf));
             else K_CHECK(hk_delta_rule_recurrent(s, B, T, H, dd, dd, la->q, la->k, la->v, la->g, la->beta, S, la->o));
-            K_CHECK(hk_gated_onorm(s, R, H, dd, la->o, la->proj, P, 3 * Hd, l->o_norm, eps, t->y, 0));
+            K_CHECK(hk_gated_onorm(s, R, H, dd, la->o, la->proj, P, 3 * Hd, l->o_norm, eps, sx, bf));
+            op = sx;
         } else {
             const int window = l->kind == HYDRA_LAYER_ATTN ? 0 : c->window;
-            HYDRA_CHECK(fwd(d, R, 3 * Hd, C, h, l->in_proj, t->big, 0));
+            HYDRA_CHECK(fwd(d, R, 3 * Hd, C, sx, l->in_proj, t->big, 0));
             K_CHECK(hk_rope_qkv(s, B, T, H, dd, t->big, t->pos, d->inv_freq, la->q, la->k, la->v, 0, NULL, NULL));
             K_CHECK(hk_attention(s, B, T, H, dd, window, t->pos, la->q, la->k, la->v, NULL, NULL, la->o, 0));
-            CU_CHECK(cudaMemcpyAsync(t->y, la->o, (size_t)R * Hd * 4, cudaMemcpyDeviceToDevice, s));
+            HYDRA_CHECK(to_gemm(d, la->o, (size_t)R * Hd, sx, &op));
         }
         CU_CHECK(cudaMemcpyAsync(la->x_mid, la->x_in, (size_t)R * C * 4, cudaMemcpyDeviceToDevice, s));
-        HYDRA_CHECK(fwd(d, R, C, Hd, t->y, l->o_proj, la->x_mid, 1));
-        HYDRA_CHECK(rmsnorm_to(d, R, C, la->x_mid, l->norm2, eps, h));
-        HYDRA_CHECK(fwd(d, R, 2 * F, C, h, l->gate_up, la->gu, 0));
-        K_CHECK(hk_swiglu(s, R, F, la->gu, t->dact, 0)); /* dact holds the activation until the backward */
+        HYDRA_CHECK(fwd(d, R, C, Hd, op, l->o_proj, la->x_mid, 1));
+        K_CHECK(hk_rmsnorm(s, R, C, la->x_mid, l->norm2, eps, sx, bf));
+        HYDRA_CHECK(fwd(d, R, 2 * F, C, sx, l->gate_up, la->gu, 0));
+        K_CHECK(hk_swiglu(s, R, F, la->gu, sx, bf));
         CU_CHECK(cudaMemcpyAsync(x_out, la->x_mid, (size_t)R * C * 4, cudaMemcpyDeviceToDevice, s));
-        HYDRA_CHECK(fwd(d, R, C, F, t->dact, l->down, x_out, 1));
+        HYDRA_CHECK(fwd(d, R, C, F, sx, l->down, x_out, 1));
     }
-    HYDRA_CHECK(rmsnorm_to(d, R, C, t->x_final, d->norm_f, eps, t->hf));
-    return fwd(d, R, (int)z.V, C, t->hf, d->lm_head, t->logits, 0);
+    K_CHECK(hk_rmsnorm(s, R, C, t->x_final, d->norm_f, eps, t->hf, 0)); /* f32: the head's input, kept for its backward */
+    HYDRA_CHECK(to_gemm(d, t->hf, (size_t)R * C, sx, &op));
+    return fwd(d, R, (int)z.V, C, op, d->lm_head, t->logits, 0);
 }
 
 /* --------------------------------------------------------------- backward */
@@ -327,7 +321,7 @@ static hydra_status gdn_backward(const hydra_model *m, hydra_dev_model *d, int l
     const tlayer *la = &t->L[li];
     const int R = B * T, H = (int)z.H, dd = (int)z.d, Hd = (int)z.Hd, P = (int)z.P;
     cudaStream_t s = d->stream;
-    float *dproj = t->big, *dO = t->y; /* y is dead after the o_proj gradients */
+    float *dproj = t->big, *dO = t->dO;
     float *dq = t->dqkv, *dk = dq + (size_t)R * Hd, *dv = dk + (size_t)R * Hd, *dg = t->dgb, *db = dg + (size_t)R * H;
     K_CHECK(hk_gated_onorm_bwd(s, R, H, dd, la->o, la->proj, P, 3 * Hd, l->o_norm, c->norm_eps, t->dy, dproj, dO,
                                GRAD(t, m, lw->o_norm), t->scratch));
@@ -366,37 +360,37 @@ static hydra_status train_backward(const hydra_model *m, hydra_dev_model *d, int
     const dims z = dims_of(m);
     const int R = B * T, C = (int)z.C, V = (int)z.V, F = (int)z.F, Hd = (int)z.Hd;
     const float eps = c->norm_eps;
+    const int bf = d->bf16;
     cudaStream_t s = d->stream;
+    void *sx = t->sx;
+    const void *op = NULL;
     /* head (tied: lm_head is the embedding, same gradient slot) */
-    HYDRA_CHECK(grad_w(d, R, V, C, t->logits, t->hf, GRAD(t, m, m->lm_head)));
-    HYDRA_CHECK(grad_x(d, R, V, C, t->logits, d->lm_head, t->dh, 0));
+    HYDRA_CHECK(to_gemm(d, t->hf, (size_t)R * C, sx, &op));
+    HYDRA_CHECK(grads(d, R, V, C, t->logits, op, d->lm_head, GRAD(t, m, m->lm_head), t->dh));
     K_CHECK(hk_rmsnorm_bwd(s, R, C, t->x_final, d->norm_f, eps, t->dh, t->dx, 0, GRAD(t, m, m->norm_f), t->scratch));
     for (int li = c->n_layers - 1; li >= 0; li--) {
         const dev_layer *l = &d->layers[li];
         const hydra_layer_weights *lw = &m->layers[li];
         const tlayer *la = &t->L[li];
-        float *h = t->hf; /* hf is dead after the head: the recomputed normed input */
         /* MLP: x_out = x_mid + down(SiLU(gate) * up), gate|up = gate_up . RMSNorm2(x_mid) */
-        HYDRA_CHECK(rmsnorm_to(d, R, C, la->x_mid, l->norm2, eps, h));
-        K_CHECK(hk_swiglu(s, R, F, la->gu, t->dact, 0));
-        HYDRA_CHECK(grad_w(d, R, C, F, t->dx, t->dact, GRAD(t, m, lw->down)));
-        HYDRA_CHECK(grad_x(d, R, C, F, t->dx, l->down, t->dact, 0));
+        K_CHECK(hk_swiglu(s, R, F, la->gu, sx, bf));
+        HYDRA_CHECK(grads(d, R, C, F, t->dx, sx, l->down, GRAD(t, m, lw->down), t->dact));
         K_CHECK(hk_swiglu_bwd(s, R, F, la->gu, t->dact, t->big));
-        HYDRA_CHECK(grad_w(d, R, 2 * F, C, t->big, h, GRAD(t, m, lw->gate_up)));
-        HYDRA_CHECK(grad_x(d, R, 2 * F, C, t->big, l->gate_up, t->dh, 0));
+        K_CHECK(hk_rmsnorm(s, R, C, la->x_mid, l->norm2, eps, sx, bf));
+        HYDRA_CHECK(grads(d, R, 2 * F, C, t->big, sx, l->gate_up, GRAD(t, m, lw->gate_up), t->dh));
         K_CHECK(hk_rmsnorm_bwd(s, R, C, la->x_mid, l->norm2, eps, t->dh, t->dx, 1, GRAD(t, m, lw->norm2), t->scratch));
         /* mixer: x_mid = x_in + o_proj . y(RMSNorm1(x_in)) */
         const int gdn = l->kind == HYDRA_LAYER_DELTANET;
         const int P = gdn ? (int)z.P : 3 * Hd;
-        HYDRA_CHECK(rmsnorm_to(d, R, C, la->x_in, l->norm1, eps, h));
-        if (gdn) K_CHECK(hk_gated_onorm(s, R, (int)z.H, (int)z.d, la->o, la->proj, P, 3 * Hd, l->o_norm, eps, t->y, 0));
-        const float *y = gdn ? t->y : la->o;
-        HYDRA_CHECK(grad_w(d, R, C, Hd, t->dx, y, GRAD(t, m, lw->o_proj)));
-        HYDRA_CHECK(grad_x(d, R, C, Hd, t->dx, l->o_proj, t->dy, 0));
+        if (gdn) {
+            K_CHECK(hk_gated_onorm(s, R, (int)z.H, (int)z.d, la->o, la->proj, P, 3 * Hd, l->o_norm, eps, sx, bf));
+            op = sx;
+        } else HYDRA_CHECK(to_gemm(d, la->o, (size_t)R * Hd, sx, &op));
+        HYDRA_CHECK(grads(d, R, C, Hd, t->dx, op, l->o_proj, GRAD(t, m, lw->o_proj), t->dy));
         if (gdn) HYDRA_CHECK(gdn_backward(m, d, li, B, T));
         else HYDRA_CHECK(attn_backward(m, d, li, B, T));
-        HYDRA_CHECK(grad_w(d, R, P, C, t->big, h, GRAD(t, m, lw->in_proj)));
-        HYDRA_CHECK(grad_x(d, R, P, C, t->big, l->in_proj, t->dh, 0));
+        K_CHECK(hk_rmsnorm(s, R, C, la->x_in, l->norm1, eps, sx, bf));
+        HYDRA_CHECK(grads(d, R, P, C, t->big, sx, l->in_proj, GRAD(t, m, lw->in_proj), t->dh));
         K_CHECK(hk_rmsnorm_bwd(s, R, C, la->x_in, l->norm1, eps, t->dh, t->dx, 1, GRAD(t, m, lw->norm1), t->scratch));
     }
     K_CHECK(hk_embed_bwd(s, V, C, t->csr, t->csr + V + 1, t->dx, GRAD(t, m, m->embed)));
