@@ -1,8 +1,8 @@
 /* bench_threads.c — `hydra bench --contention`: threads on a machine where one
  * core is busy (issue 20, docs/threads.md).
  *
- * The process pins itself to two CPUs (--cpus A,B; default the first two it
- * may use), then measures train, prefill and decode at small and default
+ * The process pins itself to two CPUs (--cpus A,B; default the first it may
+ * use and the next one on another physical core), then measures train, prefill and decode at small and default
  * sizes four ways: quiet 1 thread, quiet 2 threads, and the same while a
  * CPU hog (a forked busy loop pinned to CPU B) runs. The hog is started
  * before each loaded pair and killed right after it; it also dies with this
@@ -156,7 +156,29 @@ static void ctx_close(work_ctx *x) {
     hydra_train_free_cache();
 }
 
-/* Parses "A,B" into two CPU ids the process may use; default: the first two. */
+/* 1 if CPUs a and b are hardware threads of one core (sysfs
+ * thread_siblings_list of a, e.g. "0,8" or "0-1"); 0 if not or unknown. */
+static int smt_siblings(int a, int b) {
+    char path[96], buf[256];
+    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu%d/topology/thread_siblings_list", a);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    int ok = fgets(buf, sizeof buf, f) != NULL;
+    fclose(f);
+    for (char *p = buf; ok && *p && *p != '\n';) {
+        char *end;
+        long lo = strtol(p, &end, 10), hi = lo;
+        if (end == p) break;
+        if (*end == '-') hi = strtol(end + 1, &end, 10);
+        if (b >= lo && b <= hi) return 1;
+        p = *end == ',' ? end + 1 : end;
+        if (*end != ',') break;
+    }
+    return 0;
+}
+
+/* Parses "A,B" into two CPU ids the process may use; default: the first one
+ * and the next one on a different core. */
 static int pick_cpus(const char *spec, int cpu[2]) {
     cpu_set_t mine;
     if (sched_getaffinity(0, sizeof mine, &mine)) return -1;
@@ -169,9 +191,13 @@ static int pick_cpus(const char *spec, int cpu[2]) {
         cpu[0] = (int)a, cpu[1] = (int)b;
         return 0;
     }
+    /* Default: the first CPU, and the next one on another core (two SMT
+     * siblings share one core's units, which measures something else). */
     int n = 0;
     for (int i = 0; i < CPU_SETSIZE && n < 2; i++)
-        if (CPU_ISSET(i, &mine)) cpu[n++] = i;
+        if (CPU_ISSET(i, &mine) && !(n == 1 && smt_siblings(cpu[0], i))) cpu[n++] = i;
+    for (int i = 0; i < CPU_SETSIZE && n < 2; i++) /* one core only: its siblings it is */
+        if (CPU_ISSET(i, &mine) && i != cpu[0]) cpu[n++] = i;
     return n == 2 ? 0 : -1;
 }
 
@@ -200,8 +226,9 @@ int hydra_bench_contention(FILE *out, const char *cpus, const char *only, int qu
         {"decode default", W_DECODE, 0, 0, 0, 1, 512},
     };
     const int nw = (int)(sizeof ws / sizeof ws[0]);
-    fprintf(out, "hydra bench --contention — %s; CPUs %d,%d; hog: a busy loop pinned to CPU %d during 'loaded'\n",
-            hydra_blas_info(), cpu[0], cpu[1], cpu[1]);
+    fprintf(out, "hydra bench --contention — %s; CPUs %d,%d (%s); hog: a busy loop pinned to CPU %d during 'loaded'\n",
+            hydra_blas_info(), cpu[0], cpu[1], smt_siblings(cpu[0], cpu[1]) ? "SMT siblings of one core" : "two cores",
+            cpu[1]);
     const char *wp = getenv("OMP_WAIT_POLICY"), *sc = getenv("GOMP_SPINCOUNT");
     fprintf(out, "OpenMP waits: OMP_WAIT_POLICY=%s GOMP_SPINCOUNT=%s; tokens/s over >= %.1f s per cell (after one\n"
                  "warm-up run); ratios vs quiet 1 thread\n\n", wp ? wp : "(unset)", sc ? sc : "(unset)", budget);
