@@ -107,6 +107,18 @@ hydra_status hydra_dev_optim_step(hydra_dev_optim *op, void *stream, float *para
 int hydra_dev_optim_n_buffers(const hydra_dev_optim *op);
 hydra_status hydra_dev_optim_buffer_get(hydra_dev_optim *op, int i, float *host);
 hydra_status hydra_dev_optim_buffer_set(hydra_dev_optim *op, int i, const float *host);
+/* For the tests (tests/cuda_train/optim.c): n_steps device steps (0-based
+ * steps 0..n_steps-1, default stream, device 0) on host arrays: params
+ * [n_params] in/out, grads [n_steps, n_params] (copied in, one row a step);
+ * grad_norms, lrs [n_steps] and buffers_out [n_buffers, n_params] may be
+ * NULL. A fresh optimizer (zero moments) each call. */
+hydra_status hydra_dev_op_optim_steps(const hydra_model *m, const hydra_optim_opts *o, int bf16_ns, int n_steps,
+                                      float *params, const float *grads, float *grad_norms, float *lrs,
+                                      float *buffers_out);
+/* Median milliseconds of one device step (CUDA events, `reps` steps after a
+ * warm-up) on m's parameters with uniform random gradients; no checks. */
+hydra_status hydra_dev_op_optim_time(const hydra_model *m, const hydra_optim_opts *o, int bf16_ns, int reps,
+                                     double *ms);
 
 /* ---- single backward ops on host arrays (copy in, run, copy out), for the
  * tests against the CPU backward (tests/test_cuda_train.c). Sequences of T

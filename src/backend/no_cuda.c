@@ -77,6 +77,15 @@ hydra_status hydra_dev_optim_step(hydra_dev_optim *op, void *stream, float *para
 int hydra_dev_optim_n_buffers(const hydra_dev_optim *op) { return 0; }
 hydra_status hydra_dev_optim_buffer_get(hydra_dev_optim *op, int i, float *host) { return NO_CUDA("optimizer"); }
 hydra_status hydra_dev_optim_buffer_set(hydra_dev_optim *op, int i, const float *host) { return NO_CUDA("optimizer"); }
+hydra_status hydra_dev_op_optim_steps(const hydra_model *m, const hydra_optim_opts *o, int bf16_ns, int n_steps,
+                                      float *params, const float *grads, float *grad_norms, float *lrs,
+                                      float *buffers_out) {
+    return NO_CUDA("optimizer");
+}
+hydra_status hydra_dev_op_optim_time(const hydra_model *m, const hydra_optim_opts *o, int bf16_ns, int reps,
+                                     double *ms) {
+    return NO_CUDA("optimizer");
+}
 hydra_status hydra_dev_op_rmsnorm_backward(int M, int C, const float *x, const float *w, float eps, const float *dy,
                                            float *dx, float *dw, int accumulate) {
     return NO_CUDA("rmsnorm_backward");

@@ -8,8 +8,9 @@
  * The layouts and the chosen algorithm are cached per (M, N, K, dtype,
  * accumulate, transposes, leading dims): the first product of a shape times cuBLASLt's top heuristic
  * candidates on scratch buffers and keeps the fastest (the heuristic's first
- * choice leaves most of the card idle for narrow products, e.g. 64 rows);
- * later products reuse it. Products of <= 8 rows go to gemm_small.cu. */
+ * choice leaves most of the card idle for narrow products, e.g. 64 rows),
+ * or with fixed_algo takes the heuristic's first choice (reproducible across
+ * processes); later products reuse it. Products of <= 8 rows go to gemm_small.cu. */
 #include "cuda/gemm.h"
 
 #include "cuda/kernels.h"
@@ -142,7 +143,7 @@ static hydra_status make_plan(hydra_gemm_ctx *g, cudaStream_t s, int ta, int tb,
         return hydra_set_error(HYDRA_ERR_DEVICE, "cuda: cuBLASLt has no algorithm for a %s GEMM %dx%dx%d",
                                bf16 ? "bf16" : "f32", M, N, K);
     }
-    p->algo = res[pick_fastest(g, s, p, res, found)].algo;
+    p->algo = res[g->fixed_algo ? 0 : pick_fastest(g, s, p, res, found)].algo;
     p->next = g->plans;
     g->plans = p;
     *out = p;

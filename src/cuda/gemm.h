@@ -14,6 +14,8 @@ typedef struct {
     size_t ws_bytes;
     struct plan *plans; /* cached layouts + algorithms, one per shape */
     int small_m;        /* products with M <= small_m rows use gemm_small.cu (0: cuBLASLt only) */
+    int fixed_algo;     /* 1: new plans take cuBLASLt's first heuristic choice, not the fastest timed one, so
+                           a shape gets the same algorithm (the same bits) in every process: bit-exact resume */
 } hydra_gemm_ctx;
 
 hydra_status hydra_gemm_init(hydra_gemm_ctx *g);

@@ -76,19 +76,3 @@ hydra_status hydra_dev_op_delta_rule_backward(int tc, int B, int T, int H, int d
 }
 /* ==== end block: delta_bwd ==== */
 
-/* ==== block: optim ==== */
-hydra_status hydra_dev_optim_create(const hydra_model *m, const hydra_optim_opts *o, int device, int bf16_ns,
-                                    hydra_dev_optim **out) {
-    *out = NULL;
-    return PENDING("the device optimizer");
-}
-void hydra_dev_optim_free(hydra_dev_optim *op) {}
-hydra_status hydra_dev_optim_step(hydra_dev_optim *op, void *stream, float *params, float *grads, int64_t step,
-                                  float *grad_norm, float *lr_used) { return PENDING("the device optimizer"); }
-int hydra_dev_optim_n_buffers(const hydra_dev_optim *op) { return 0; }
-hydra_status hydra_dev_optim_buffer_get(hydra_dev_optim *op, int i, float *host) { return PENDING("the device optimizer"); }
-hydra_status hydra_dev_optim_buffer_set(hydra_dev_optim *op, int i, const float *host) {
-    return PENDING("the device optimizer");
-}
-/* ==== end block: optim ==== */
-
