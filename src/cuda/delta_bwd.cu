@@ -15,13 +15,14 @@
  *     another runs dS in reverse and stores it after every chunk. No
  *     reductions, two independent sequential sweeps running side by side.
  *  2. chunk_k, one block per (sequence, head, chunk): all chunks in
- *     parallel. It walks its chunk forward from the stored S, keeps S at
- *     every SC-th token in shared memory, then goes back token by token:
- *     S_{t-1} is recomputed from the nearest sub-checkpoint (at most SC - 1
- *     forward steps: the chunk's C states would not fit on chip), dS comes
- *     from the stored chunk-end value and is carried down. The cross-row
- *     sums go through warp shuffles and a fixed-order sum over warps in
- *     shared memory: no atomics, so results are bit-identical run to run.
+ *     parallel. It walks its chunk forward from the stored S and keeps S at
+ *     every SC-th token in shared memory (the chunk's 64 states would not
+ *     fit on chip), then goes back in groups of RS tokens: the group's
+ *     states are recomputed from the nearest sub-checkpoint into registers,
+ *     dS comes from the stored chunk-end value and is carried down token by
+ *     token. The cross-row sums go through warp shuffles and, once a group,
+ *     a fixed-order sum over warps in shared memory: no atomics, so results
+ *     are bit-identical run to run.
  *
  * Scratch: the two checkpoint sets, 2 B H ceil(T/64) D^2 floats. */
 #include "kernels.h"
@@ -151,25 +152,30 @@ __global__ void __launch_bounds__(128) bounds_k(int B, int T, int H, const float
 }
 
 /* 2. Per-chunk backward. L lanes a row (E = D/L columns each), R rows per
- * thread (rows rb, rb + NR, ...), NT threads, sub-checkpoints every SC tokens. */
-template <int D, int L, int R, int SC> struct cfg {
+ * thread (rows rb, rb + NR, ...), NT threads. S is kept in shared memory at
+ * every SC-th token of the chunk; a sub-chunk is done in groups of RS tokens
+ * from its end: the group's RS states are recomputed once into registers
+ * (not once a token), and the cross-warp sums of the group are done
+ * together after it, behind one barrier. */
+template <int D, int L, int R, int SC, int RS> struct cfg {
     static constexpr int E = D / L, NR = D / R, NT = NR * L, NW = NT / 32, NSUB = CK / SC, RPW = 32 / L;
-    static constexpr int RED = 2 * D + 2; /* per warp: dq[D], dk[D], dg, dbeta partial sums */
-    static constexpr size_t SMEM = (size_t)(NSUB - 1) * D * D * 4 + 2 * (size_t)NW * RED * 4;
+    static constexpr int RED = 2 * D + 2;    /* per warp and token: dq[D], dk[D], a dg, dbeta partial sums */
+    static constexpr int M = 2 * E * L / 32; /* dq/dk partial sums a lane holds after the in-warp sum */
+    static constexpr size_t SMEM = (size_t)(NSUB - 1) * D * D * 4 + 2 * (size_t)RS * NW * RED * 4;
 };
 
-template <int D, int L, int R, int SC>
-__global__ void __launch_bounds__(cfg<D, L, R, SC>::NT, 1)
+template <int D, int L, int R, int SC, int RS>
+__global__ void __launch_bounds__(cfg<D, L, R, SC, RS>::NT, 1)
     chunk_k(int T, int H, const float *__restrict__ q, const float *__restrict__ k, const float *__restrict__ v,
             const float *__restrict__ g, const float *__restrict__ beta, const float *__restrict__ dO,
             const float *__restrict__ ckS, const float *__restrict__ ckD, float *__restrict__ dq,
             float *__restrict__ dk, float *__restrict__ dv, float *__restrict__ dg, float *__restrict__ dbeta) {
     hk_pdl_entry();
-    using C = cfg<D, L, R, SC>;
-    constexpr int E = C::E, NR = C::NR, NT = C::NT, NW = C::NW, RED = C::RED;
+    using C = cfg<D, L, R, SC, RS>;
+    constexpr int E = C::E, NR = C::NR, NT = C::NT, NW = C::NW, RED = C::RED, M = C::M;
     extern __shared__ float4 sm4[];
     float4 *sub = sm4;                                               /* [NSUB-1][R][E/4][NT] S at sub-chunk starts */
-    float *red = (float *)(sm4 + (size_t)(C::NSUB - 1) * D * D / 4); /* [2][NW][RED] */
+    float *red = (float *)(sm4 + (size_t)(C::NSUB - 1) * D * D / 4); /* [2][RS][NW][RED] */
 
     const int c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, nch = (T + CK - 1) / CK;
     const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
@@ -182,10 +188,15 @@ __global__ void __launch_bounds__(cfg<D, L, R, SC>::NT, 1)
     const float *kp = k + r0 * HD + (size_t)h * D + c0, *qp = q + r0 * HD + (size_t)h * D + c0;
     const float *vp = v + r0 * HD + (size_t)h * D + rb, *op = dO + r0 * HD + (size_t)h * D + rb;
     const float *gp = g + r0 * H + h, *bp = beta + r0 * H + h;
+    /* where this lane's dq/dk partial sums land in a RED row after the halving sum */
+    int off = 0;
+#pragma unroll
+    for (int o = 16, N = 2 * E; o >= L; o >>= 1, N >>= 1)
+        if (lane & o) off += N / 2;
+    const int roff = off < E ? c0 + off : D + c0 + off - E;
 
-    float S[R][E], dS[R][E];
     auto sub_at = [&](int m, int r, int e) -> float4 & { return sub[(((size_t)m * R + r) * (E / 4) + e / 4) * NT + tid]; };
-    auto load_S = [&](int m) { /* S before token t0 + m SC */
+    auto load_S = [&](int m, float(&S)[R][E]) { /* S before token t0 + m SC */
 #pragma unroll
         for (int r = 0; r < R; r++) {
             if (m == 0) load_vec<E>(S[r], Sc + (size_t)r * NR * D);
@@ -199,7 +210,7 @@ __global__ void __launch_bounds__(cfg<D, L, R, SC>::NT, 1)
         }
     };
     /* forward steps over tokens ta .. tb - 1, the next token's inputs prefetched */
-    auto fwd_run = [&](int ta, int tb) {
+    auto fwd_run = [&](int ta, int tb, float(&S)[R][E]) {
         if (ta >= tb) return;
         fwd_tok<E, R> nx, cur;
         nx.load(kp, vp, gp, bp, ta, HD, H, NR);
@@ -209,16 +220,78 @@ __global__ void __launch_bounds__(cfg<D, L, R, SC>::NT, 1)
             fwd_step<L, E, R>(S, cur);
         }
     };
+    float dS[R][E];
+    /* token t given S = S_{t-1}; dS: in the gradient of S_t, out that of S_{t-1}; this warp's
+     * partial sums to rw[RED] */
+    auto bwd_token = [&](const float(&S)[R][E], size_t tt, float *rw) {
+        float kt[E], qt[E], vt[R], ot[R];
+        load_vec<E>(kt, kp + tt * HD);
+        load_vec<E>(qt, qp + tt * HD);
+#pragma unroll
+        for (int r = 0; r < R; r++) vt[r] = vp[tt * HD + r * NR], ot[r] = op[tt * HD + r * NR];
+        const float a = expf(gp[tt * H]), bt = bp[tt * H];
+        float dot[R], ddot[R]; /* S_{t-1} k and D k, D = dS + dO q^T */
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            dot[r] = ddot[r] = 0.0f;
+#pragma unroll
+            for (int e = 0; e < E; e++) {
+                dot[r] += S[r][e] * kt[e];
+                ddot[r] += (dS[r][e] + ot[r] * qt[e]) * kt[e];
+            }
+        }
+        float x[2 * E], pg = 0.0f, pb = 0.0f; /* x: dq then dk partial sums of this thread's columns */
+#pragma unroll
+        for (int e = 0; e < 2 * E; e++) x[e] = 0.0f;
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            const float p = a * row_sum<L>(dot[r]), u = bt * (vt[r] - p);
+            const float du = row_sum<L>(ddot[r]), dp = -bt * du;
+#pragma unroll
+            for (int e = 0; e < E; e++) {
+                const float Dm = dS[r][e] + ot[r] * qt[e], sp = a * S[r][e], dsp = Dm + dp * kt[e];
+                x[e] += (sp + u * kt[e]) * ot[r]; /* S_t^T dO */
+                x[E + e] += Dm * u + sp * dp;     /* D^T u + S'^T dp */
+                pg += dsp * S[r][e];              /* <dS', S_{t-1}> */
+                dS[r][e] = a * dsp;
+            }
+            if (seg == 0) {
+                dv[(r0 + tt) * HD + (size_t)h * D + rb + r * NR] = bt * du;
+                pb += du * (vt[r] - p);
+            }
+        }
+        pg *= a;
+        /* sum over the warp's rows (lanes L, 2L, ... apart share columns), halving the vector
+         * at each level: a lane keeps one half and sends the other */
+#pragma unroll
+        for (int o = 16, N = 2 * E; o >= L; o >>= 1, N >>= 1) {
+            const bool hi = lane & o;
+#pragma unroll
+            for (int i = 0; i < N / 2; i++) {
+                const float send = hi ? x[i] : x[i + N / 2], keep = hi ? x[i + N / 2] : x[i];
+                x[i] = keep + __shfl_xor_sync(0xffffffffu, send, o);
+            }
+        }
+        /* dg and dbeta the same way: lanes 0-15 keep dg, 16-31 dbeta */
+        float y = ((lane & 16) ? pb : pg) + __shfl_xor_sync(0xffffffffu, (lane & 16) ? pg : pb, 16);
+#pragma unroll
+        for (int o = 1; o < 16; o <<= 1) y += __shfl_xor_sync(0xffffffffu, y, o);
+#pragma unroll
+        for (int i = 0; i < M; i++) rw[roff + i] = x[i];
+        if ((lane & 15) == 0) rw[2 * D + (lane >> 4)] = y;
+    };
 
     /* forward over the chunk: S at each later sub-chunk start into shared memory (each thread
      * writes and later reads only its own elements: no barrier needed) */
-    load_S(0);
+    float st[RS][R][E]; /* st[j]: S before token tg + j of the current group */
+    load_S(0, st[0]);
     for (int m = 1; m < nsub; m++) {
-        fwd_run(t0 + (m - 1) * SC, t0 + m * SC);
+        fwd_run(t0 + (m - 1) * SC, t0 + m * SC, st[0]);
 #pragma unroll
         for (int r = 0; r < R; r++)
 #pragma unroll
-            for (int e = 0; e < E; e += 4) sub_at(m - 1, r, e) = make_float4(S[r][e], S[r][e + 1], S[r][e + 2], S[r][e + 3]);
+            for (int e = 0; e < E; e += 4)
+                sub_at(m - 1, r, e) = make_float4(st[0][r][e], st[0][r][e + 1], st[0][r][e + 2], st[0][r][e + 3]);
     }
 #pragma unroll
     for (int r = 0; r < R; r++) load_vec<E>(dS[r], dSc + (size_t)r * NR * D);
@@ -226,97 +299,58 @@ __global__ void __launch_bounds__(cfg<D, L, R, SC>::NT, 1)
     int parity = 0;
     for (int m = nsub - 1; m >= 0; m--) {
         const int ts = t0 + m * SC, te = min(ts + SC, t0 + n);
-        for (int t = te - 1; t >= ts; t--, parity ^= 1) {
-            load_S(m);
-            fwd_run(ts, t); /* S = S_{t-1}, the state before token t */
-            const size_t tt = (size_t)t;
-            float kt[E], qt[E], vt[R], ot[R];
-            load_vec<E>(kt, kp + tt * HD);
-            load_vec<E>(qt, qp + tt * HD);
+        for (int tg = ts + (te - 1 - ts) / RS * RS; tg >= ts; tg -= RS, parity ^= 1) {
+            const int nv = min(RS, te - tg); /* tokens tg .. tg + nv - 1 */
+            load_S(m, st[0]);
+            fwd_run(ts, tg, st[0]);
 #pragma unroll
-            for (int r = 0; r < R; r++) vt[r] = vp[tt * HD + r * NR], ot[r] = op[tt * HD + r * NR];
-            const float a = expf(gp[tt * H]), bt = bp[tt * H];
-
-            float dot[R], ddot[R]; /* S_{t-1} k and D k, D = dS + dO q^T */
+            for (int j = 1; j < RS; j++)
+                if (j < nv) {
+                    fwd_tok<E, R> x;
+                    x.load(kp, vp, gp, bp, tg + j - 1, HD, H, NR);
 #pragma unroll
-            for (int r = 0; r < R; r++) {
-                dot[r] = ddot[r] = 0.0f;
+                    for (int r = 0; r < R; r++)
 #pragma unroll
-                for (int e = 0; e < E; e++) {
-                    dot[r] += S[r][e] * kt[e];
-                    ddot[r] += (dS[r][e] + ot[r] * qt[e]) * kt[e];
+                        for (int e = 0; e < E; e++) st[j][r][e] = st[j - 1][r][e];
+                    fwd_step<L, E, R>(st[j], x);
                 }
-            }
-            float aq[E], ak[E], pg = 0.0f, pb = 0.0f;
+            float *buf = red + (size_t)parity * RS * NW * RED;
 #pragma unroll
-            for (int e = 0; e < E; e++) aq[e] = ak[e] = 0.0f;
-#pragma unroll
-            for (int r = 0; r < R; r++) {
-                const float p = a * row_sum<L>(dot[r]), u = bt * (vt[r] - p);
-                const float du = row_sum<L>(ddot[r]), dp = -bt * du;
-#pragma unroll
-                for (int e = 0; e < E; e++) {
-                    const float Dm = dS[r][e] + ot[r] * qt[e], sp = a * S[r][e], dsp = Dm + dp * kt[e];
-                    aq[e] += (sp + u * kt[e]) * ot[r]; /* S_t^T dO */
-                    ak[e] += Dm * u + sp * dp;         /* D^T u + S'^T dp */
-                    pg += dsp * S[r][e];               /* <dS', S_{t-1}> */
-                    dS[r][e] = a * dsp;
-                }
-                if (seg == 0) {
-                    dv[(r0 + tt) * HD + (size_t)h * D + rb + r * NR] = bt * du;
-                    pb += du * (vt[r] - p);
-                }
-            }
-            /* sum over the warp's rows (lanes L, 2L, ... apart share columns), then over warps */
-#pragma unroll
-            for (int o = L; o < 32; o <<= 1)
-#pragma unroll
-                for (int e = 0; e < E; e++) {
-                    aq[e] += __shfl_xor_sync(0xffffffffu, aq[e], o);
-                    ak[e] += __shfl_xor_sync(0xffffffffu, ak[e], o);
-                }
-#pragma unroll
-            for (int o = 1; o < 32; o <<= 1) {
-                pg += __shfl_xor_sync(0xffffffffu, pg, o);
-                pb += __shfl_xor_sync(0xffffffffu, pb, o);
-            }
-            /* two buffers by token parity: a buffer is rewritten only two tokens later, after
-             * a barrier every reader of it has passed, so one barrier per token suffices */
-            float *rw = red + ((size_t)parity * NW + w) * RED;
-            if (lane < L) {
-#pragma unroll
-                for (int e = 0; e < E; e++) rw[c0 + e] = aq[e], rw[D + c0 + e] = ak[e];
-            }
-            if (lane == 0) rw[2 * D] = pg, rw[2 * D + 1] = pb;
+            for (int j = RS - 1; j >= 0; j--)
+                if (j < nv) bwd_token(st[j], (size_t)(tg + j), buf + ((size_t)j * NW + w) * RED);
+            /* two buffers by group parity: a buffer is rewritten only two groups later, after a
+             * barrier every reader of it has passed, so one barrier a group suffices */
             __syncthreads();
-            for (int j = tid; j < RED; j += NT) {
-                const float *rr = red + (size_t)parity * NW * RED + j;
+            for (int i = tid; i < nv * RED; i += NT) {
+                const int j = i / RED, col = i - j * RED;
+                const float *rr = buf + (size_t)j * NW * RED + col;
                 float s = 0.0f;
-#pragma unroll 4
+#pragma unroll
                 for (int x = 0; x < NW; x++) s += rr[(size_t)x * RED];
-                if (j < D) dq[(r0 + tt) * HD + (size_t)h * D + j] = s;
-                else if (j < 2 * D) dk[(r0 + tt) * HD + (size_t)h * D + j - D] = s;
-                else if (j == 2 * D) dg[(r0 + tt) * H + h] = a * s;
-                else dbeta[(r0 + tt) * H + h] = s;
+                const size_t row = r0 + tg + j;
+                if (col < D) dq[row * HD + (size_t)h * D + col] = s;
+                else if (col < 2 * D) dk[row * HD + (size_t)h * D + col - D] = s;
+                else if (col == 2 * D) dg[row * H + h] = s;
+                else dbeta[row * H + h] = s;
             }
         }
     }
 }
 
-template <int D, int L, int R, int SC>
+template <int D, int L, int R, int SC, int RS>
 cudaError_t launch(cudaStream_t s, int B, int T, int H, const float *q, const float *k, const float *v,
                    const float *g, const float *beta, const float *dO, float *dq, float *dk, float *dv, float *dg,
                    float *dbeta, void *scratch) {
-    using C = cfg<D, L, R, SC>;
+    using C = cfg<D, L, R, SC, RS>;
     static_assert(C::SMEM <= 227 * 1024, "chunk_k shared memory");
     const int nch = (T + CK - 1) / CK;
     float *ckS = (float *)scratch, *ckD = ckS + (size_t)B * H * nch * D * D;
     cudaError_t e = hk_launch(bounds_k<D>, dim3(D / 16, (unsigned)H, 2u * (unsigned)B), dim3(128), 0, s, B, T, H,
                               q, k, v, g, beta, dO, ckS, ckD);
     if (e != cudaSuccess) return e;
-    e = cudaFuncSetAttribute(chunk_k<D, L, R, SC>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM);
+    e = cudaFuncSetAttribute(chunk_k<D, L, R, SC, RS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM);
     if (e != cudaSuccess) return e;
-    return hk_launch(chunk_k<D, L, R, SC>, dim3((unsigned)nch, (unsigned)H, (unsigned)B), dim3(C::NT), C::SMEM, s, T,
+    return hk_launch(chunk_k<D, L, R, SC, RS>, dim3((unsigned)nch, (unsigned)H, (unsigned)B), dim3(C::NT), C::SMEM, s, T,
                      H, q, k, v, g, beta, dO, (const float *)ckS, (const float *)ckD, dq, dk, dv, dg, dbeta);
 }
 
@@ -335,13 +369,14 @@ extern "C" cudaError_t hk_delta_rule_bwd(cudaStream_t s, int B, int T, int H, in
     if (B <= 0 || T < 0 || H <= 0 || B > 32767) return cudaErrorInvalidValue;
     if (T == 0) return cudaSuccess;
     if (!scratch) return cudaErrorInvalidValue;
-    /* sub-checkpoints: (64/SC - 1) D^2 floats of shared memory; SC trades it against recomputation,
-     * (SC - 1)/2 forward steps a token on average. 512 threads hold the state of D 64 and 128 (8
-     * and 32 elements a thread, S and dS in registers within the 128 registers a thread gets). */
+    /* sub-checkpoints take (64/SC - 1) D^2 floats of shared memory, a group's states RS R E
+     * registers a thread: with SC 8, RS 4 (D 64) a sub-chunk costs 10 forward steps for 8 tokens.
+     * 512 threads hold the state of D 64 and 128 (8 and 32 floats a thread); D 128 has room for
+     * neither more sub-checkpoints nor a register group (RS 1: 7.5 steps a token on average). */
     switch (d) {
-    case 32: return launch<32, 8, 1, 4>(s, B, T, H, q, k, v, g, beta, dO, dq, dk, dv, dg, dbeta, scratch);
-    case 64: return launch<64, 8, 1, 8>(s, B, T, H, q, k, v, g, beta, dO, dq, dk, dv, dg, dbeta, scratch);
-    case 128: return launch<128, 16, 4, 16>(s, B, T, H, q, k, v, g, beta, dO, dq, dk, dv, dg, dbeta, scratch);
+    case 32: return launch<32, 8, 1, 4, 4>(s, B, T, H, q, k, v, g, beta, dO, dq, dk, dv, dg, dbeta, scratch);
+    case 64: return launch<64, 8, 1, 8, 4>(s, B, T, H, q, k, v, g, beta, dO, dq, dk, dv, dg, dbeta, scratch);
+    case 128: return launch<128, 16, 4, 16, 1>(s, B, T, H, q, k, v, g, beta, dO, dq, dk, dv, dg, dbeta, scratch);
     default: return cudaErrorInvalidValue;
     }
 }
