@@ -62,17 +62,3 @@ hydra_status hydra_dev_op_attention_backward(int B, int T, int H, int d, int win
                                              float *dv) { return PENDING("attention_backward"); }
 /* ==== end block: attn_bwd ==== */
 
-/* ==== block: delta_bwd ==== */
-size_t hk_delta_rule_bwd_scratch(int B, int T, int H, int d) { return 0; }
-cudaError_t hk_delta_rule_bwd(cudaStream_t s, int B, int T, int H, int d, const float *q, const float *k,
-                              const float *v, const float *g, const float *beta, const float *dO, float *dq,
-                              float *dk, float *dv, float *dg, float *dbeta, void *scratch, int tc) {
-    return cudaErrorNotSupported;
-}
-hydra_status hydra_dev_op_delta_rule_backward(int tc, int B, int T, int H, int d, const float *q, const float *k,
-                                              const float *v, const float *g, const float *beta, const float *dO,
-                                              float *dq, float *dk, float *dv, float *dg, float *dbeta) {
-    return PENDING("delta_rule_backward");
-}
-/* ==== end block: delta_bwd ==== */
-
