@@ -36,6 +36,8 @@ typedef struct {
 
 struct dev_train {
     float *params, *grads; /* master weights and gradients, n_params each (host arena layout) */
+    hydra_gemm_ctx gemm;   /* the training products: fixed cuBLASLt algorithms (fixed_algo), since timed choices
+                              differ between processes and a resumed run must repeat the same bits */
     size_t n_params;
     /* activations and workspace for up to `rows` rows of `B` sequences */
     size_t rows, B, T, bytes;
@@ -72,6 +74,7 @@ void hydra_dev_train_free(hydra_dev_model *d) {
     struct dev_train *t = d ? d->train : NULL;
     if (!t) return;
     acts_release(t);
+    hydra_gemm_free(&t->gemm);
     if (t->params) cudaFree(t->params);
     if (t->grads) cudaFree(t->grads);
     free(t);
@@ -171,13 +174,16 @@ static hydra_status train_init(const hydra_model *m, hydra_dev_model *d) {
     struct dev_train *t = calloc(1, sizeof *t);
     if (!t) return hydra_set_error(HYDRA_ERR_NOMEM, "out of memory");
     t->n_params = m->n_params;
-    hydra_status st = hydra_cu_alloc((void **)&t->params, m->n_params * 4, "the master weights");
+    d->train = t;
+    hydra_status st = hydra_gemm_init(&t->gemm);
+    t->gemm.fixed_algo = 1;
+    t->gemm.small_m = 0;
+    if (!st) st = hydra_cu_alloc((void **)&t->params, m->n_params * 4, "the master weights");
     if (!st) st = hydra_cu_alloc((void **)&t->grads, m->n_params * 4, "the gradients");
     if (!st && cudaMemcpy(t->params, m->params, m->n_params * 4, cudaMemcpyHostToDevice) != cudaSuccess)
         st = hydra_set_error(HYDRA_ERR_DEVICE, "cuda: uploading the master weights failed");
     if (!st && cudaMemset(t->grads, 0, m->n_params * 4) != cudaSuccess)
         st = hydra_set_error(HYDRA_ERR_DEVICE, "cuda: clearing the gradients failed");
-    d->train = t;
     if (st) hydra_dev_train_free(d);
     return st;
 }
@@ -246,7 +252,7 @@ static hydra_status to_gemm(hydra_dev_model *d, const float *src, size_t n, void
 
 /* y[R, N] (+)= X[R, K] W[N, K]^T, X in the GEMM dtype. */
 static hydra_status fwd(hydra_dev_model *d, int R, int N, int K, const void *X, const void *W, float *y, int acc) {
-    return hydra_gemm_ex(&d->gemm, d->stream, 0, 1, R, N, K, X, K, W, K, y, N, d->bf16, acc);
+    return hydra_gemm_ex(&d->train->gemm, d->stream, 0, 1, R, N, K, X, K, W, K, y, N, d->bf16, acc);
 }
 
 /* The two products of a projection's backward, y = X W^T: dW[N, K] += dY^T X
@@ -256,9 +262,9 @@ static hydra_status grads(hydra_dev_model *d, int R, int N, int K, const float *
                           float *dW, float *dX) {
     const void *g = NULL;
     HYDRA_CHECK(to_gemm(d, dY, (size_t)R * N, d->train->sy, &g));
-    HYDRA_CHECK(hydra_gemm_ex(&d->gemm, d->stream, 1, 0, N, K, R, g, N, X, K, dW, K, d->bf16, 1));
+    HYDRA_CHECK(hydra_gemm_ex(&d->train->gemm, d->stream, 1, 0, N, K, R, g, N, X, K, dW, K, d->bf16, 1));
     if (!dX) return HYDRA_OK;
-    return hydra_gemm_ex(&d->gemm, d->stream, 0, 0, R, K, N, g, N, W, K, dX, K, d->bf16, 0);
+    return hydra_gemm_ex(&d->train->gemm, d->stream, 0, 0, R, K, N, g, N, W, K, dX, K, d->bf16, 0);
 }
 
 /* ---------------------------------------------------------------- forward */
