@@ -15,10 +15,11 @@
  * atomics), so a run repeats bit for bit.
  *
  * Threads form a 16 x 16 grid (ty = tid / 16, tx = tid % 16). A thread owns
- * tile rows ty + 16a and columns tx + 16b (interleaved), so the 16 lanes of
- * a row sit in one half warp (row reductions are 4 shuffles) and, with rows
- * padded to D + 1 floats, a warp's shared-memory reads hit distinct banks or
- * broadcast. */
+ * tile rows ty + 16a and score columns tx + 16b (interleaved), so the 16
+ * lanes of a row sit in one half warp (row reductions are 4 shuffles). Inner
+ * products read shared memory as float4 along the summed index (rows padded
+ * so a warp's reads are conflict-free or broadcast): shared-memory bandwidth,
+ * not the FMAs, bounds f32 SIMT tiles, and vector reads halve it or better. */
 #include <math.h>
 
 #include "kernels.h"
@@ -29,19 +30,34 @@ namespace {
 constexpr int NT = 256;      /* threads per block */
 constexpr int BT = 64;       /* queries / keys per tile */
 constexpr int R = BT / 16;   /* tile rows (and score columns) per thread */
-constexpr int LS = BT + 1;   /* row stride of a score tile in shared memory */
-
-template <int D> constexpr int ld() { return D + 1; } /* row stride of a [BT, D] tile */
+/* Row strides of shared tiles, in floats: multiples of 4 for float4 reads,
+ * and 4 more than a multiple of 32 so that 8 consecutive rows' float4s at
+ * the same column land in 8 distinct bank groups. */
+constexpr int LS = BT + 4;   /* a [BT, BT] score tile */
+template <int D> constexpr int ld() { return D + 4; } /* a [BT, D] tile */
 template <int D> constexpr size_t dq_smem() { return (4 * BT * ld<D>() + BT * LS) * sizeof(float); }
 template <int D> constexpr size_t dkv_smem() { return (4 * BT * ld<D>() + 2 * BT * LS + 2 * BT) * sizeof(float); }
+
+/* In [BT, D] results a thread owns D / 16 columns in runs of CW contiguous
+ * ones (one vector read per run), runs 16 * CW apart: e -> col<D>(tx, e). */
+template <int D> constexpr int cw() { return D >= 64 ? 4 : 2; }
+template <int D> __device__ __forceinline__ int col(int tx, int e) {
+    return cw<D>() * tx + 16 * cw<D>() * (e / cw<D>()) + e % cw<D>();
+}
 
 /* Query t (any tile row, maybe past T) sees key j (j <= t < T then). */
 __device__ __forceinline__ bool visible(int t, int j, int T, int window) {
     return t < T && j <= t && (!window || j > t - window);
 }
 
-/* s[i][c] (stride D + 1) = row t0 + i of one head (base: token 0 of that
- * head, rows Hd apart); rows at or past T are zeros. */
+/* P and ds of a visible pair from its raw score s = q.k and dp = dO.v. */
+__device__ __forceinline__ float2 prob_grad(float s, float dp, float lse, float delta, float scale) {
+    const float p = expf(s * scale - lse);
+    return make_float2(p, p * (dp - delta) * scale);
+}
+
+/* s[i][c] (stride ld) = row t0 + i of one head (base: token 0 of that head,
+ * rows Hd apart); rows at or past T are zeros. */
 template <int D>
 __device__ __forceinline__ void load_tile(float *s, const float *base, size_t Hd, int t0, int T) {
     for (int idx = threadIdx.x; idx < BT * D; idx += NT) {
@@ -50,42 +66,66 @@ __device__ __forceinline__ void load_tile(float *s, const float *base, size_t Hd
     }
 }
 
-/* acc[a][b] = A[ty + 16a] . Bm[tx + 16b] over D (two [BT, D] tiles). */
+/* acc[a][b] = A[ty + 16a] . Bm[tx + 16b] over D (two [BT, D] tiles), summed
+ * in column order. */
 template <int D>
 __device__ __forceinline__ void dot_tile(float (&acc)[R][R], const float *A, const float *Bm, int ty, int tx) {
 #pragma unroll
     for (int a = 0; a < R; a++)
 #pragma unroll
         for (int b = 0; b < R; b++) acc[a][b] = 0.0f;
-#pragma unroll 8
-    for (int c = 0; c < D; c++) {
-        float x[R], y[R];
+#pragma unroll 1
+    for (int c = 0; c < D; c += 4) {
+        float4 x[R];
 #pragma unroll
-        for (int a = 0; a < R; a++) x[a] = A[(ty + 16 * a) * ld<D>() + c];
+        for (int a = 0; a < R; a++) x[a] = *(const float4 *)&A[(ty + 16 * a) * ld<D>() + c];
 #pragma unroll
-        for (int b = 0; b < R; b++) y[b] = Bm[(tx + 16 * b) * ld<D>() + c];
+        for (int b = 0; b < R; b++) {
+            const float4 y = *(const float4 *)&Bm[(tx + 16 * b) * ld<D>() + c];
 #pragma unroll
-        for (int a = 0; a < R; a++)
-#pragma unroll
-            for (int b = 0; b < R; b++) acc[a][b] += x[a] * y[b];
+            for (int a = 0; a < R; a++) {
+                float r = acc[a][b];
+                r += x[a].x * y.x;
+                r += x[a].y * y.y;
+                r += x[a].z * y.z;
+                r += x[a].w * y.w;
+                acc[a][b] = r;
+            }
+        }
     }
 }
 
-/* acc[a][b] += sum_i P[ty + 16a][i] M[i][tx + 16b]: a score tile [BT, BT]
- * (stride LS) times a [BT, D] tile. */
+/* acc[a][e] += sum_i P[ty + 16a][i] M[i][col(tx, e)]: a score tile [BT, BT]
+ * (stride LS) times a [BT, D] tile, summed in i order. */
 template <int D>
 __device__ __forceinline__ void mul_tile(float (&acc)[R][D / 16], const float *P, const float *M, int ty, int tx) {
-#pragma unroll 8
-    for (int i = 0; i < BT; i++) {
-        float x[R], y[D / 16];
+    constexpr int W = cw<D>(), G = D / 16 / W; /* run width, runs per thread */
+#pragma unroll 2
+    for (int i = 0; i < BT; i += 4) {
+        float4 x[R];
 #pragma unroll
-        for (int a = 0; a < R; a++) x[a] = P[(ty + 16 * a) * LS + i];
+        for (int a = 0; a < R; a++) x[a] = *(const float4 *)&P[(ty + 16 * a) * LS + i];
 #pragma unroll
-        for (int b = 0; b < D / 16; b++) y[b] = M[i * ld<D>() + tx + 16 * b];
+        for (int ii = 0; ii < 4; ii++) {
+            float y[D / 16];
+            const float *row = M + (i + ii) * ld<D>() + W * tx;
 #pragma unroll
-        for (int a = 0; a < R; a++)
+            for (int g = 0; g < G; g++) {
+                if constexpr (W == 4) {
+                    const float4 u = *(const float4 *)(row + 16 * W * g);
+                    y[4 * g] = u.x, y[4 * g + 1] = u.y, y[4 * g + 2] = u.z, y[4 * g + 3] = u.w;
+                } else {
+                    const float2 u = *(const float2 *)(row + 16 * W * g);
+                    y[2 * g] = u.x, y[2 * g + 1] = u.y;
+                }
+            }
 #pragma unroll
-            for (int b = 0; b < D / 16; b++) acc[a][b] += x[a] * y[b];
+            for (int a = 0; a < R; a++) {
+                const float xa = ii == 0 ? x[a].x : ii == 1 ? x[a].y : ii == 2 ? x[a].z : x[a].w;
+#pragma unroll
+                for (int e = 0; e < D / 16; e++) acc[a][e] += xa * y[e];
+            }
+        }
     }
 }
 
@@ -109,7 +149,7 @@ __global__ void __launch_bounds__(NT, D <= 64 ? 2 : 1)
          const float *__restrict__ v, const float *__restrict__ o, const float *__restrict__ dO,
          float *__restrict__ dq, float *__restrict__ lse_out, float *__restrict__ delta_out) {
     hk_pdl_entry();
-    extern __shared__ float sm[];
+    extern __shared__ __align__(16) float sm[];
     float *Qs = sm, *Gs = Qs + BT * ld<D>(), *Ks = Gs + BT * ld<D>(), *Vs = Ks + BT * ld<D>();
     float *Ss = Vs + BT * ld<D>();
     const int b = blockIdx.z, h = blockIdx.y, t0 = blockIdx.x * BT;
@@ -197,10 +237,9 @@ __global__ void __launch_bounds__(NT, D <= 64 ? 2 : 1)
 #pragma unroll
             for (int bb = 0; bb < R; bb++) {
                 const int jj = tx + 16 * bb;
-                float ds = 0.0f;
-                if (visible(t0 + i, k0 + jj, T, window))
-                    ds = expf(s[a][bb] * scale - lse[a]) * (dp[a][bb] - delta[a]) * scale;
-                Ss[i * LS + jj] = ds;
+                Ss[i * LS + jj] = visible(t0 + i, k0 + jj, T, window)
+                                      ? prob_grad(s[a][bb], dp[a][bb], lse[a], delta[a], scale).y
+                                      : 0.0f;
             }
         }
         __syncthreads();
@@ -211,7 +250,7 @@ __global__ void __launch_bounds__(NT, D <= 64 ? 2 : 1)
         const int t = t0 + ty + 16 * a;
         if (t < T) {
 #pragma unroll
-            for (int c = 0; c < D / 16; c++) dq[base + (size_t)t * Hd + tx + 16 * c] = acc[a][c];
+            for (int e = 0; e < D / 16; e++) dq[base + (size_t)t * Hd + col<D>(tx, e)] = acc[a][e];
         }
     }
 }
@@ -224,7 +263,7 @@ __global__ void __launch_bounds__(NT, D <= 64 ? 2 : 1)
           const float *__restrict__ v, const float *__restrict__ dO, const float *__restrict__ lse_in,
           const float *__restrict__ delta_in, float *__restrict__ dk, float *__restrict__ dv) {
     hk_pdl_entry();
-    extern __shared__ float sm[];
+    extern __shared__ __align__(16) float sm[];
     float *Ks = sm, *Vs = Ks + BT * ld<D>(), *Qs = Vs + BT * ld<D>(), *Gs = Qs + BT * ld<D>();
     float *Ps = Gs + BT * ld<D>(), *Ss = Ps + BT * LS, *lse_s = Ss + BT * LS, *del_s = lse_s + BT;
     const int b = blockIdx.z, h = blockIdx.y, k0 = blockIdx.x * BT;
@@ -261,13 +300,11 @@ __global__ void __launch_bounds__(NT, D <= 64 ? 2 : 1)
 #pragma unroll
             for (int bb = 0; bb < R; bb++) {
                 const int i = tx + 16 * bb;
-                float p = 0.0f, ds = 0.0f;
-                if (visible(q0 + i, k0 + jj, T, window)) {
-                    p = expf(s[a][bb] * scale - lse_s[i]);
-                    ds = p * (dp[a][bb] - del_s[i]) * scale;
-                }
-                Ps[jj * LS + i] = p;
-                Ss[jj * LS + i] = ds;
+                const float2 pg = visible(q0 + i, k0 + jj, T, window)
+                                      ? prob_grad(s[a][bb], dp[a][bb], lse_s[i], del_s[i], scale)
+                                      : make_float2(0.0f, 0.0f);
+                Ps[jj * LS + i] = pg.x;
+                Ss[jj * LS + i] = pg.y;
             }
         }
         __syncthreads();
@@ -279,10 +316,10 @@ __global__ void __launch_bounds__(NT, D <= 64 ? 2 : 1)
         const int j = k0 + ty + 16 * a;
         if (j < T) {
 #pragma unroll
-            for (int c = 0; c < D / 16; c++) {
-                const size_t idx = base + (size_t)j * Hd + tx + 16 * c;
-                dk[idx] = dka[a][c];
-                dv[idx] = dva[a][c];
+            for (int e = 0; e < D / 16; e++) {
+                const size_t idx = base + (size_t)j * Hd + col<D>(tx, e);
+                dk[idx] = dka[a][e];
+                dv[idx] = dva[a][e];
             }
         }
     }
