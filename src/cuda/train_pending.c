@@ -52,13 +52,3 @@ hydra_status hydra_dev_op_cross_entropy(int M, int V, const float *logits, const
 }
 /* ==== end block: bwd_ops ==== */
 
-/* ==== block: attn_bwd ==== */
-size_t hk_attention_bwd_scratch(int B, int T, int H) { return 0; }
-cudaError_t hk_attention_bwd(cudaStream_t s, int B, int T, int H, int d, int window, const float *q, const float *k,
-                             const float *v, const float *o, const float *dO, float *dq, float *dk, float *dv,
-                             void *scratch) { return cudaErrorNotSupported; }
-hydra_status hydra_dev_op_attention_backward(int B, int T, int H, int d, int window, const float *q, const float *k,
-                                             const float *v, const float *o, const float *dO, float *dq, float *dk,
-                                             float *dv) { return PENDING("attention_backward"); }
-/* ==== end block: attn_bwd ==== */
-
