@@ -68,23 +68,28 @@ __device__ int block_minmax(int x, int want_max, int *sh) {
     return t;
 }
 
+/* Passes that only sum or count stride over the row (coalesced loads: one
+ * block works on a row alone, so the ~65 passes of the searches are bound
+ * by its loads); passes that need index order (tie ranks, the draw) walk a
+ * contiguous slice per thread, in thread order. */
 struct row {
     float *p;   /* the row: logits in, probabilities after the softmax */
+    int V;
     int lo, hi; /* this thread's contiguous slice [lo, hi) */
 };
+#define STRIDED(i, r) for (int i = threadIdx.x; i < (r).V; i += blockDim.x)
 
 __device__ __forceinline__ unsigned key(float p) { return __float_as_uint(p); }
 
 /* #{i : key_i >= t} and sum of p_i over them. */
 __device__ int count_ge(const row &r, unsigned t, int *shi) {
     int c = 0;
-    for (int i = r.lo; i < r.hi; i++) c += key(r.p[i]) >= t;
+    STRIDED(i, r) c += key(r.p[i]) >= t;
     return block_sum(c, shi);
 }
 __device__ double mass_ge(const row &r, unsigned t, double *shd) {
     double m = 0.0;
-    for (int i = r.lo; i < r.hi; i++)
-        if (key(r.p[i]) >= t) m += r.p[i];
+    STRIDED(i, r) if (key(r.p[i]) >= t) m += r.p[i];
     return block_sum(m, shd);
 }
 
@@ -125,6 +130,7 @@ __global__ void sample_k(int V, float *logits, const hk_sample_params *par, cons
     const int per = (V + nt - 1) / nt;
     row r;
     r.p = logits + (size_t)b * V;
+    r.V = V;
     r.lo = min(V, (int)threadIdx.x * per);
     r.hi = min(V, r.lo + per);
     const hk_sample_params P = *par;
@@ -132,7 +138,7 @@ __global__ void sample_k(int V, float *logits, const hk_sample_params *par, cons
     /* max logit and its first index (the CPU's strict '>' scan); NaN check */
     float mx = -INFINITY;
     int best = INT_MAX, nan = 0;
-    for (int i = r.lo; i < r.hi; i++) {
+    STRIDED(i, r) {
         float x = r.p[i];
         if (isnan(x)) nan = 1;
         else if (best == INT_MAX || x > mx) mx = x, best = i;
@@ -159,14 +165,14 @@ __global__ void sample_k(int V, float *logits, const hk_sample_params *par, cons
 
     /* softmax as the CPU: float exp terms, a double sum, float quotients */
     double sum = 0.0;
-    for (int i = r.lo; i < r.hi; i++) {
+    STRIDED(i, r) {
         double e = exp(((double)r.p[i] - (double)mx) / (double)P.temperature);
         r.p[i] = (float)e;
         sum += e;
     }
     sum = block_sum(sum, shd);
-    for (int i = r.lo; i < r.hi; i++) r.p[i] = (float)((double)r.p[i] / sum);
-    __syncthreads(); /* p[best] below may lie in another thread's slice */
+    STRIDED(i, r) r.p[i] = (float)((double)r.p[i] / sum);
+    __syncthreads(); /* the slices below were written by other threads */
 
     /* the cut: keep the first `keep` of the sorted order */
     const int k = (P.top_k > 0 && P.top_k < V) ? P.top_k : V;
