@@ -7,9 +7,9 @@
  * keeps a prefix of that order. The kept set is the same as "every key above
  * a cut key, plus the first few ties at the cut in index order", where a
  * key is the probability's bit pattern (monotone for floats >= 0). The cut
- * is found by binary search over keys on counts (top-k) and masses (top-p),
- * ~31 passes over the row each, with no sort and no extra memory: the same
- * code for V = 256 and V = 128K. Sums are in double like the CPU's, in a
+ * is found by an 8-ary search over keys on counts (top-k) and masses
+ * (top-p), 11 passes over the row each, with no sort and no extra memory:
+ * the same code for V = 256 and V = 128K. Sums are in double like the CPU's, in a
  * fixed order (deterministic run to run); they differ from the CPU's
  * sequential sums only in rounding (~1e-16 relative), so the token differs
  * only if a uniform or the top-p target falls within that of a boundary. */
@@ -93,24 +93,52 @@ __device__ double mass_ge(const row &r, unsigned t, double *shd) {
     return block_sum(m, shd);
 }
 
-/* Largest key t with count_ge(t) >= k (1 <= k <= V): the k-th largest key. */
-__device__ unsigned kth_key(const row &r, int k, int *shi) {
-    unsigned lo = 0, hi = KEY_INF; /* count_ge(lo) = V >= k > 0 = count_ge(hi) */
-    while (hi - lo > 1) {
-        unsigned mid = lo + (hi - lo) / 2;
-        if (count_ge(r, mid, shi) >= k) lo = mid;
-        else hi = mid;
+/* The searches below test NQ thresholds per pass over the row (an
+ * (NQ+1)-ary search: 11 passes for 31 key bits instead of 31). */
+constexpr int NQ = 7;
+
+/* block_sum of each x[j], one pair of barriers for all; sh holds 32 * NQ. */
+template <typename V> __device__ void block_sum_nq(V (&x)[NQ], V *sh) {
+    for (int j = 0; j < NQ; j++)
+        for (int o = 16; o > 0; o >>= 1) x[j] += __shfl_xor_sync(FULL, x[j], o);
+    __syncthreads();
+    if ((threadIdx.x & 31) == 0)
+        for (int j = 0; j < NQ; j++) sh[j * 32 + (threadIdx.x >> 5)] = x[j];
+    __syncthreads();
+    for (int j = 0; j < NQ; j++) {
+        V t = 0;
+        for (int w = 0; w < (int)(blockDim.x >> 5); w++) t += sh[j * 32 + w];
+        x[j] = t;
     }
-    return lo;
 }
 
-/* Largest key t with mass_ge(t) >= tau, given mass_ge(0) >= tau > 0. */
-__device__ unsigned mass_key(const row &r, double tau, double *shd) {
-    unsigned lo = 0, hi = KEY_INF;
+/* Largest key t with f(t) >= target, f = count_ge (MASS false, target k in
+ * 1..V: the k-th largest key) or mass_ge (MASS true, given mass_ge(0) >=
+ * target > 0). f is non-increasing in t (a subset's sum of non-negative
+ * terms, in the same order, rounds no higher), and f(KEY_INF) = 0. */
+template <bool MASS, typename V> __device__ unsigned search_key(const row &r, V target, V *sh) {
+    unsigned lo = 0, hi = KEY_INF; /* f(lo) >= target > f(hi) */
     while (hi - lo > 1) {
-        unsigned mid = lo + (hi - lo) / 2;
-        if (mass_ge(r, mid, shd) >= tau) lo = mid;
-        else hi = mid;
+        const unsigned step = (hi - lo) / (NQ + 1) ? (hi - lo) / (NQ + 1) : 1;
+        unsigned t[NQ];
+        V f[NQ];
+        for (int j = 0; j < NQ; j++) t[j] = min(lo + step * (j + 1), hi - 1), f[j] = 0;
+        STRIDED(i, r) {
+            const unsigned kk = key(r.p[i]);
+            const V v = MASS ? (V)r.p[i] : (V)1;
+            for (int j = 0; j < NQ; j++)
+                if (kk >= t[j]) f[j] += v;
+        }
+        block_sum_nq(f, sh);
+        unsigned nlo = lo, nhi = hi;
+        for (int j = 0; j < NQ; j++) {
+            if (f[j] < target) {
+                nhi = t[j];
+                break;
+            }
+            nlo = t[j];
+        }
+        lo = nlo, hi = nhi;
     }
     return lo;
 }
@@ -122,10 +150,13 @@ __device__ __forceinline__ bool kept(unsigned kk, unsigned cut, int ties, int &r
     return rank++ < ties;
 }
 
-__global__ void sample_k(int V, float *logits, const hk_sample_params *par, const double *u, int32_t *tok) {
+__global__ void __launch_bounds__(1024)
+    sample_k(int V, float *logits, const hk_sample_params *par, const double *u, int32_t *tok) {
     __shared__ double shd[32];
     __shared__ int shi[32];
     __shared__ float shf[32];
+    __shared__ double shd_nq[32 * NQ];
+    __shared__ int shi_nq[32 * NQ];
     const int b = blockIdx.x, nt = blockDim.x;
     const int per = (V + nt - 1) / nt;
     row r;
@@ -182,7 +213,7 @@ __global__ void sample_k(int V, float *logits, const hk_sample_params *par, cons
     double kept_mass = 1.0;
     if (renorm) {
         int keep = k;
-        unsigned keep_key = k < V ? kth_key(r, k, shi) : 0u;
+        unsigned keep_key = k < V ? search_key<false>(r, k, shi_nq) : 0u;
         if (P.top_p < 1.0f) {
             const double tau = (double)P.top_p - 1e-6; /* the CPU's tolerance */
             int keep_p = V;
@@ -193,7 +224,7 @@ __global__ void sample_k(int V, float *logits, const hk_sample_params *par, cons
             } else if (mass_ge(r, 0u, shd) >= tau) {
                 /* the crossing element's key; then the ties at it, in index
                  * order, add one p each until the running mass reaches tau */
-                pk = mass_key(r, tau, shd);
+                pk = search_key<true>(r, tau, shd_nq);
                 const int c_gt = count_ge(r, pk + 1, shi), n_tie = count_ge(r, pk, shi) - c_gt;
                 double cum = mass_ge(r, pk + 1, shd);
                 const float pv = __uint_as_float(pk);
