@@ -454,6 +454,127 @@ static void test_factbank_cross_device(void **unused) {
     pair_free(cpu, gpu);
 }
 
+/* --------------------------------------------------------------- sampling */
+/* The device sampler (src/cuda/sample.cu) against hydra_sample on the same
+ * logits and the same uniforms (the CPU draws from a copy of the RNG state
+ * the device's uniform was taken from): rows of three kinds (spread, peaked,
+ * and quantised so that many probabilities tie exactly, exercising the
+ * index order of ties at the top-k / top-p cut), every setting of the grid,
+ * V = 256, 5000 and 40000 (the wide-block path). Sums differ from the CPU's
+ * only in rounding (~1e-16), so no token may differ. A NaN row gives -1. */
+static void test_dev_sampler(void **unused) {
+    const int Vs[] = {256, 5000, 40000}, Bs[] = {48, 48, 12};
+    const float temps[] = {0.7f, 1.0f};
+    const float ps[] = {0.5f, 0.9f, 1.0f};
+    hydra_rng rng;
+    hydra_rng_seed(&rng, 11);
+    for (int vi = 0; vi < 3; vi++) {
+        const int V = Vs[vi], B = Bs[vi];
+        const int ks[] = {0, 1, 5, 50, V};
+        float *lg = malloc((size_t)B * V * 4);
+        double *u = malloc((size_t)B * sizeof *u);
+        int32_t *tg = malloc((size_t)B * 4);
+        hydra_rng *saved = malloc((size_t)B * sizeof *saved);
+        for (int b = 0; b < B; b++) {
+            float *row = lg + (size_t)b * V;
+            fill_normal(row, (size_t)V, b % 3 == 1 ? 6.0f : 2.0f, 100 + (uint64_t)(vi * 64 + b));
+            if (b % 3 == 2)
+                for (int i = 0; i < V; i++) row[i] = roundf(row[i] * 2.0f) / 2.0f;
+        }
+        long n = 0, differ = 0;
+        for (int s = 0; s < 2 * 5 * 3 + 1; s++) {
+            hydra_sample_opts o = hydra_sample_opts_default();
+            if (s == 30) o.temperature = 0.0f; /* greedy */
+            else o.temperature = temps[s / 15], o.top_k = ks[(s / 3) % 5], o.top_p = ps[s % 3];
+            for (int b = 0; b < B; b++) {
+                saved[b] = rng;
+                u[b] = hydra_rng_uniform(&rng);
+            }
+            HY_OK(hydra_dev_op_sample(B, V, lg, &o, u, tg));
+            for (int b = 0; b < B; b++) {
+                int32_t tc;
+                HY_OK(hydra_sample(lg + (size_t)b * V, V, &o, &saved[b], &tc));
+                n++;
+                if (tc != tg[b]) {
+                    differ++;
+                    print_message("    differ: V=%d row %d T=%.1f k=%d p=%.1f u=%.17g: cpu %d, gpu %d\n", V, b,
+                                  o.temperature, o.top_k, o.top_p, u[b], tc, tg[b]);
+                }
+            }
+        }
+        print_message("  sampler V=%-5d: %ld draws (%d rows x 31 settings), %ld differ from hydra_sample\n", V, n, B,
+                      differ);
+        assert_int_equal(differ, 0);
+        lg[3] = NAN; /* row 0 */
+        hydra_sample_opts o = hydra_sample_opts_default();
+        HY_OK(hydra_dev_op_sample(B, V, lg, &o, u, tg));
+        assert_int_equal(tg[0], -1);
+        assert_true(tg[1] >= 0 && tg[1] < V);
+        free(lg), free(u), free(tg), free(saved);
+    }
+}
+
+/* Generation on a GPU model (f32) that samples on the device: the same
+ * tokens as the CPU model's generation with the same seed (the f32 logits
+ * agree to ~1e-6, so a flip needs a uniform within that of a CDF boundary:
+ * with the fixed seeds below none is), and the same tokens as the same GPU
+ * model sampling on the host (HYDRA_CUDA_SAMPLE=0: identical logits, the
+ * robust check); single rows with stop tokens, and batches. */
+static void test_dev_sampler_generate(void **unused) {
+    hydra_model *cpu, *gpu, *host_s;
+    hydra_config c = model_pair("DDSD", HYDRA_PRECISION_F32, &cpu, &gpu);
+    HY_OK(hydra_model_create(&c, 7, &host_s));
+    setenv("HYDRA_CUDA_SAMPLE", "0", 1);
+    HY_OK(hydra_model_to_device(host_s, "cuda", HYDRA_PRECISION_F32));
+    unsetenv("HYDRA_CUDA_SAMPLE");
+    const int NP = 40, NT = 40, B = 3;
+    int32_t *prompt = tokens((size_t)B * NP, c.vocab_size, 31);
+    const hydra_sample_opts settings[] = {{0.8f, 0, 0.9f}, {1.0f, 10, 1.0f}, {0.7f, 5, 0.5f}, {1.0f, 0, 1.0f}, {0.0f, 0, 1.0f}};
+    for (int si = 0; si < 5; si++) {
+        hydra_gen_opts g = hydra_gen_opts_default();
+        g.sample = settings[si];
+        g.max_new_tokens = NT;
+        g.seed = 40 + (uint64_t)si;
+        int32_t oc[40], og[40], oh[40];
+        size_t nc, ng, nh;
+        hydra_state *sc, *sg;
+        HY_OK(hydra_state_create(cpu, &sc));
+        HY_OK(hydra_state_create(gpu, &sg));
+        HY_OK(hydra_generate(cpu, sc, prompt, NP, &g, oc, NT, &nc));
+        HY_OK(hydra_generate(gpu, sg, prompt, NP, &g, og, NT, &ng));
+        HY_OK(hydra_generate(host_s, NULL, prompt, NP, &g, oh, NT, &nh));
+        int same_c = 0, same_h = 0;
+        for (int i = 0; i < NT; i++) same_c += oc[i] == og[i], same_h += oh[i] == og[i];
+        print_message("  generate T=%.1f k=%d p=%.1f: device sampling = CPU model %d/%d, = host sampling %d/%d\n",
+                      g.sample.temperature, g.sample.top_k, g.sample.top_p, same_c, NT, same_h, NT);
+        assert_int_equal(nc, NT), assert_int_equal(ng, NT), assert_int_equal(nh, NT);
+        assert_memory_equal(oh, og, sizeof og);
+        assert_memory_equal(oc, og, sizeof og);
+        assert_int_equal(hydra_state_position(sc), hydra_state_position(sg));
+        assert_int_equal(hydra_state_position(sg), NP + NT);
+        /* a stop token ends both at its first occurrence */
+        g.n_stop_tokens = 1;
+        g.stop_tokens[0] = oc[NT / 2];
+        HY_OK(hydra_generate(cpu, NULL, prompt, NP, &g, oc, NT, &nc));
+        HY_OK(hydra_generate(gpu, NULL, prompt, NP, &g, og, NT, &ng));
+        assert_int_equal(nc, ng);
+        assert_memory_equal(oc, og, nc * sizeof *oc);
+        hydra_state_free(sc);
+        hydra_state_free(sg);
+        /* batches: row b seeded with seed + b on both */
+        g.n_stop_tokens = 0;
+        int32_t bc[3 * 40], bg[3 * 40], bh[3 * 40];
+        HY_OK(hydra_generate_batch(cpu, prompt, B, NP, &g, bc));
+        HY_OK(hydra_generate_batch(gpu, prompt, B, NP, &g, bg));
+        HY_OK(hydra_generate_batch(host_s, prompt, B, NP, &g, bh));
+        assert_memory_equal(bh, bg, sizeof bg);
+        assert_memory_equal(bc, bg, sizeof bg);
+    }
+    free(prompt);
+    hydra_model_free(host_s);
+    pair_free(cpu, gpu);
+}
+
 /* Without a device every device call fails with a message, never a crash. */
 static int check_no_device(void) {
     hydra_config c = cfg_of("DDSD");
@@ -487,6 +608,9 @@ int main(void) {
         cmocka_unit_test(test_chunking_and_step),   cmocka_unit_test(test_batched_rows),
         cmocka_unit_test(test_state_files_cross_device), cmocka_unit_test(test_generate_and_stream),
         cmocka_unit_test(test_factbank_cross_device), cmocka_unit_test(test_spec_on_gpu),
+        cmocka_unit_test(test_dev_sampler),         cmocka_unit_test(test_dev_sampler_generate),
     };
+    /* HYDRA_TEST_FILTER: run only the tests whose names match (cmocka's wildcards) */
+    if (getenv("HYDRA_TEST_FILTER")) cmocka_set_test_filter(getenv("HYDRA_TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -133,13 +133,78 @@ static int bench_delta(FILE *out, int dev, int reps) {
     return 0;
 }
 
+/* Sampled generation (temperature 0.8, top-k 50, top-p 0.9) of the default
+ * model shape in bf16 with vocabularies of 256 and 32768: the device sampler
+ * (the decode graph returns B token ids) against the same model sampling on
+ * the host (HYDRA_CUDA_SAMPLE=0 when it is placed: B x V logits copied back,
+ * hydra_sample per row). Batch 1 (hydra_generate, median of 3) and batch 64
+ * (hydra_generate_batch, one run), after a warm-up; tokens/s include the
+ * 16-token prompts' prefill. "same" counts batch-1 tokens equal in both. */
+static int bench_sampling(FILE *out, const char *device, int quick) {
+    const int vocabs[] = {256, 32768}, NP = 16, N1 = quick ? 32 : 64, N64 = quick ? 8 : 16, BB = 64;
+    fprintf(out, "sampled generation (T 0.8, top-k 50, top-p 0.9), default model 768x12, bf16\n");
+    fprintf(out, "%6s  %12s  %14s  %6s  %13s  %15s  %6s  %s\n", "vocab", "b1 host t/s", "b1 device t/s", "ratio",
+            "b64 host t/s", "b64 device t/s", "ratio", "same");
+    int32_t *prompts = malloc((size_t)BB * NP * sizeof *prompts), *outb = malloc((size_t)BB * N64 * sizeof *outb);
+    int32_t o1[2][64];
+    for (int vi = 0; vi < 2; vi++) {
+        double tps[2][2]; /* [host, device][b1, b64] */
+        for (int dv = 0; dv < 2; dv++) {
+            hydra_config cfg = hydra_config_default();
+            cfg.vocab_size = vocabs[vi];
+            hydra_model *m = NULL;
+            hydra_status st = hydra_model_create(&cfg, 1, &m);
+            if (!dv) setenv("HYDRA_CUDA_SAMPLE", "0", 1);
+            if (!st) st = hydra_model_to_device(m, device, HYDRA_PRECISION_BF16);
+            unsetenv("HYDRA_CUDA_SAMPLE");
+            for (int i = 0; i < BB * NP; i++) prompts[i] = (int32_t)((i * 7919u + 13u) % (unsigned)cfg.vocab_size);
+            hydra_gen_opts g = hydra_gen_opts_default();
+            g.sample.temperature = 0.8f, g.sample.top_k = 50, g.sample.top_p = 0.9f;
+            g.seed = 1;
+            double t[4];
+            size_t n = 0;
+            for (int r = -1; !st && r < 3; r++) { /* r = -1: warm-up (plans, graphs) */
+                g.max_new_tokens = N1;
+                double t0 = hydra_now_seconds();
+                st = hydra_generate(m, NULL, prompts, NP, &g, o1[dv], 64, &n);
+                if (r >= 0) t[r] = hydra_now_seconds() - t0;
+            }
+            if (!st) tps[dv][0] = (double)n / hydra_median(t, 3);
+            for (int r = -1; !st && r < 1; r++) {
+                g.max_new_tokens = N64;
+                double t0 = hydra_now_seconds();
+                st = hydra_generate_batch(m, prompts, BB, NP, &g, outb);
+                t[0] = hydra_now_seconds() - t0;
+            }
+            if (!st) tps[dv][1] = (double)BB * N64 / t[0];
+            hydra_model_free(m);
+            if (st) {
+                free(prompts), free(outb);
+                return cli_fail("bench", "sampled generation on the GPU", st);
+            }
+        }
+        int same = 0;
+        for (int i = 0; i < N1; i++) same += o1[0][i] == o1[1][i];
+        fprintf(out, "%6d  %12.0f  %14.0f  %5.2fx  %13.0f  %15.0f  %5.2fx  %d/%d\n", vocabs[vi], tps[0][0], tps[1][0],
+                tps[1][0] / tps[0][0], tps[0][1], tps[1][1], tps[1][1] / tps[0][1], same, N1);
+    }
+    free(prompts), free(outb);
+    return 0;
+}
+
 int hydra_bench_cuda(FILE *out, const char *device, int quick, const char *only) {
     const int kernels = !only || !strcmp(only, "delta"), model = !only || !strcmp(only, "model");
-    if (!kernels && !model) return fprintf(stderr, "hydra bench: --only is delta or model with --device cuda\n"), 2;
+    const int sampling = only && !strcmp(only, "sample");
+    if (!kernels && !model && !sampling)
+        return fprintf(stderr, "hydra bench: --only is delta, model or sample with --device cuda\n"), 2;
     int dev = strncmp(device, "cuda:", 5) == 0 ? atoi(device + 5) : 0;
     char name[256];
     hydra_status st = hydra_cuda_device_name(dev, name, sizeof name);
     if (st) return cli_fail("bench", device, st);
+    if (sampling) {
+        fprintf(out, "hydra bench --device %s --only sample — %s\n\n", device, name);
+        return bench_sampling(out, device, quick);
+    }
     const int reps = quick ? 5 : 15;
     ceilings cl = {0};
     if ((st = hydra_cuda_bench_gemm(dev, 8192, 8192, 8192, 1, reps, &cl.gemm16)) ||

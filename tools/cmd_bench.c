@@ -132,7 +132,7 @@ int cmd_bench(int argc, char **argv) {
             "threads (default: the CPUs this process may use); with --train a list, e.g. 1,2,4,8,16: one table");
     cli_add(&s, "quick", OPT_FLAG, &quick, "fewer repetitions (smoke test, noisier figures)");
     cli_add(&s, "only", OPT_STR, &only,
-            "run one part: gemm, model or delta (with --device cuda: delta or model; with --quant: quality, the table "
+            "run one part: gemm, model or delta (with --device cuda: delta, model or sample; with --quant: quality, the table "
             "of --quant-model alone; with --contention: train, prefill, decode, ...)");
     uint64_t stream_tokens = 0;
     cli_add(&s, "stream-tokens", OPT_U64, &stream_tokens, "run only the streaming benchmark over N tokens (small + default model)");

@@ -154,4 +154,20 @@ hydra_status hydra_dev_op_delta_rule_backward(int tc, int B, int T, int H, int d
                                               const float *v, const float *g, const float *beta, const float *dO,
                                               float *dq, float *dk, float *dv, float *dg, float *dbeta);
 
+/* ---- sampling on the device (src/cuda/sample.cu; docs/gpu.md "Sampling").
+ * A forward like hydra_dev_forward whose last-position logits stay on the
+ * device: each row b is sampled there as hydra_sample would (temperature,
+ * top-k, top-p, greedy) with the uniform u[b] in place of the RNG's draw,
+ * and only next[B] comes back. States advance as with hydra_dev_forward. */
+hydra_status hydra_dev_forward_sample(const hydra_model *m, const int32_t *tokens, int B, int T,
+                                      hydra_state *const *states, const hydra_sample_opts *o, const double *u,
+                                      int32_t *next);
+/* Whether generation on this device model samples on the device (1), or
+ * copies the logits and samples on the host (0: HYDRA_CUDA_SAMPLE=0). */
+int hydra_dev_sampling(const hydra_dev_model *d);
+/* The sampler on host logits [B, V] (copy in, run, copy out), for the tests:
+ * tokens[b] as above, -1 for a row holding a NaN. */
+hydra_status hydra_dev_op_sample(int B, int V, const float *logits, const hydra_sample_opts *o, const double *u,
+                                 int32_t *tokens);
+
 #endif /* HYDRA_BACKEND_H */

@@ -130,3 +130,15 @@ hydra_status hydra_cuda_bench_delta_rule(int device, const char *kernel, int B, 
                                          double *ms) {
     return NO_CUDA("bench_delta_rule");
 }
+
+/* ---- sampling */
+hydra_status hydra_dev_forward_sample(const hydra_model *m, const int32_t *tokens, int B, int T,
+                                      hydra_state *const *states, const hydra_sample_opts *o, const double *u,
+                                      int32_t *next) {
+    return NO_CUDA("forward_sample");
+}
+int hydra_dev_sampling(const hydra_dev_model *d) { return 0; }
+hydra_status hydra_dev_op_sample(int B, int V, const float *logits, const hydra_sample_opts *o, const double *u,
+                                 int32_t *tokens) {
+    return NO_CUDA("sample");
+}

@@ -306,4 +306,11 @@ void hydra_fwd_scratch_free(hydra_fwd_scratch *ws);
 hydra_status hydra_forward_scratch(const hydra_model *m, const int32_t *tokens, int T, hydra_state *s,
                                    hydra_logits_mode mode, float *logits, hydra_fwd_scratch *ws);
 
+/* Forward tokens [B, T] into states (all given) on a model that lives on a
+ * device, and sample one next token per row from the last position's logits
+ * on the device (row b with one uniform from rng[b], as hydra_sample would
+ * draw): next[B] (may alias tokens) is all that comes back. */
+hydra_status hydra_forward_sample(const hydra_model *m, const int32_t *tokens, int B, int T, hydra_state *const *states,
+                                  const hydra_sample_opts *o, hydra_rng *rng, int32_t *next);
+
 #endif /* HYDRA_INTERNAL_H */

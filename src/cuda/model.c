@@ -16,6 +16,7 @@
 #include "cuda/gemm.h"
 #include "cuda/kernels.h"
 #include "cuda/model_internal.h"
+#include "cuda/sample.h"
 
 hydra_status hydra_cu_alloc(void **p, size_t bytes, const char *what) {
     *p = NULL;
@@ -75,11 +76,20 @@ static void workspace_free(hydra_dev_model *d) {
     d->ws_rows = d->ws_b = d->ws_bytes = d->h_rows = d->h_b = 0;
 }
 
+static void sample_free(hydra_dev_model *d) {
+    graphs_free(d); /* they point into the buffers */
+    if (d->samp) cudaFree(d->samp);
+    if (d->h_samp) cudaFreeHost(d->h_samp);
+    d->samp = d->h_samp = NULL;
+    d->samp_b = 0;
+}
+
 void hydra_dev_model_free(hydra_dev_model *d) {
     if (!d) return;
     cudaSetDevice(d->device);
     if (d->stream) cudaStreamSynchronize(d->stream);
     workspace_free(d);
+    sample_free(d);
     hydra_gemm_free(&d->gemm);
     if (d->vec) cudaFree(d->vec);
     if (d->mat) cudaFree(d->mat);
@@ -226,6 +236,8 @@ hydra_status hydra_dev_model_create(const hydra_model *m, int device, hydra_prec
     d->bf16 = d->precision == HYDRA_PRECISION_BF16;
     const char *g = getenv("HYDRA_CUDA_GRAPHS"); /* "0": launch every kernel (measuring what graphs save) */
     d->use_graphs = !(g && strcmp(g, "0") == 0);
+    const char *sm = getenv("HYDRA_CUDA_SAMPLE"); /* "0": generation copies the logits and samples on the host */
+    d->sample_on = !(sm && strcmp(sm, "0") == 0);
     const char *ch = getenv("HYDRA_CUDA_CHUNKED"); /* "0": token-by-token kernel at every length */
     d->chunk_min = (ch && strcmp(ch, "0") == 0) || (m->dk != 64 && m->dk != 128) ? 0 : 64;
     hydra_status st = HYDRA_OK;
@@ -448,8 +460,29 @@ static hydra_status attn_layer(const hydra_model *m, hydra_dev_model *d, const d
 static hydra_status enqueue(const hydra_model *m, hydra_dev_model *d, int B, int T, hydra_logits_mode mode);
 static hydra_status replay(const hydra_model *m, hydra_dev_model *d, int B, int T, hydra_logits_mode mode);
 
-hydra_status hydra_dev_forward(const hydra_model *m, const int32_t *tokens, int B, int T, hydra_state *const *states,
-                               hydra_logits_mode mode, float *logits) {
+/* A forward whose last logits stay on the device and are sampled there
+ * (hydra_dev_forward_sample); a graph key of its own. */
+#define MODE_SAMPLE ((hydra_logits_mode)3)
+
+/* The sampler's block: settings, then u[samp_b], then tok[samp_b]. */
+static double *samp_u(void *base) { return (double *)((char *)base + sizeof(hk_sample_params)); }
+static int32_t *samp_tok(const hydra_dev_model *d, void *base) { return (int32_t *)(samp_u(base) + d->samp_b); }
+
+static hydra_status sample_reserve(hydra_dev_model *d, size_t B) {
+    if (B <= d->samp_b) return HYDRA_OK;
+    CU_CHECK(cudaStreamSynchronize(d->stream));
+    sample_free(d);
+    size_t bytes = sizeof(hk_sample_params) + B * (sizeof(double) + sizeof(int32_t));
+    HYDRA_CHECK(hydra_cu_alloc(&d->samp, bytes, "the sampler's buffers"));
+    CU_CHECK(cudaMallocHost(&d->h_samp, bytes));
+    d->samp_b = B;
+    return HYDRA_OK;
+}
+
+/* hydra_dev_forward, or with o (mode MODE_SAMPLE) hydra_dev_forward_sample. */
+static hydra_status dev_forward(const hydra_model *m, const int32_t *tokens, int B, int T, hydra_state *const *states,
+                                hydra_logits_mode mode, float *logits, const hydra_sample_opts *o, const double *u,
+                                int32_t *next) {
     hydra_dev_model *d = m->dev;
     const hydra_config *c = &m->cfg;
     const int C = c->d_model, V = c->vocab_size, L = c->n_layers;
@@ -462,6 +495,12 @@ hydra_status hydra_dev_forward(const hydra_model *m, const int32_t *tokens, int 
         HYDRA_CHECK(dev_state_reserve(states[b], (size_t)states[b]->pos + (size_t)T, (size_t)states[b]->pos));
     }
     HYDRA_CHECK(workspace_reserve(m, d, BT, (size_t)B));
+    if (o) {
+        HYDRA_CHECK(sample_reserve(d, (size_t)B));
+        hk_sample_params *par = d->h_samp;
+        par->temperature = o->temperature, par->top_k = o->top_k, par->top_p = o->top_p, par->unused = 0;
+        memcpy(samp_u(d->h_samp), u, (size_t)B * sizeof *u);
+    }
     /* stage tokens, positions and the state pointer table; one upload each */
     memcpy(d->h_tok, tokens, BT * 4);
     for (int b = 0; b < B; b++) {
@@ -487,12 +526,32 @@ hydra_status hydra_dev_forward(const hydra_model *m, const int32_t *tokens, int 
     else st = enqueue(m, d, B, T, mode);
     HYDRA_CHECK(st);
     CU_CHECK(cudaStreamSynchronize(d->stream));
-    if (mode != HYDRA_LOGITS_NONE)
+    if (mode == MODE_SAMPLE) memcpy(next, samp_tok(d, d->h_samp), (size_t)B * sizeof *next);
+    else if (mode != HYDRA_LOGITS_NONE)
         memcpy(logits, d->h_logits, (mode == HYDRA_LOGITS_ALL ? BT : (size_t)B) * (size_t)V * 4);
     for (int b = 0; b < B; b++) {
         states[b]->pos += (uint64_t)T;
         states[b]->where = HYDRA_STATE_DEVICE;
     }
+    for (int b = 0; mode == MODE_SAMPLE && b < B; b++)
+        if (next[b] < 0) return hydra_set_error(HYDRA_ERR_ARG, "sample: row %d of the logits holds a NaN", b);
+    return HYDRA_OK;
+}
+
+hydra_status hydra_dev_forward(const hydra_model *m, const int32_t *tokens, int B, int T, hydra_state *const *states,
+                               hydra_logits_mode mode, float *logits) {
+    return dev_forward(m, tokens, B, T, states, mode, logits, NULL, NULL, NULL);
+}
+
+/* The sampler after the head GEMM, inside the forward's stream (and graph):
+ * settings and uniforms in, B token ids out. */
+static hydra_status enqueue_sample(hydra_dev_model *d, int B, int V) {
+    cudaStream_t s = d->stream;
+    CU_CHECK(cudaMemcpyAsync(d->samp, d->h_samp, sizeof(hk_sample_params) + (size_t)B * sizeof(double),
+                             cudaMemcpyHostToDevice, s));
+    K_CHECK(hk_sample(s, B, V, d->logits, d->samp, samp_u(d->samp), samp_tok(d, d->samp)));
+    CU_CHECK(cudaMemcpyAsync(samp_tok(d, d->h_samp), samp_tok(d, d->samp), (size_t)B * sizeof(int32_t),
+                             cudaMemcpyDeviceToHost, s));
     return HYDRA_OK;
 }
 
@@ -524,7 +583,7 @@ static hydra_status enqueue(const hydra_model *m, hydra_dev_model *d, int B, int
     const float *last = d->x;
     if (mode == HYDRA_LOGITS_ALL) {
         out_rows = BT;
-    } else if (mode == HYDRA_LOGITS_LAST) {
+    } else if (mode == HYDRA_LOGITS_LAST || mode == MODE_SAMPLE) {
         if (T > 1) { /* with T = 1 the rows of x already are the last positions */
             K_CHECK(hk_gather_last(s, B, T, C, d->x, d->last));
             last = d->last;
@@ -534,7 +593,8 @@ static hydra_status enqueue(const hydra_model *m, hydra_dev_model *d, int B, int
     if (out_rows) {
         HYDRA_CHECK(hydra_gemm_in(&d->gemm, s, (int)out_rows, V, C, HK_IN_RMSNORM, last, d->norm_f, c->norm_eps, d->gin,
                                   d->lm_head, d->logits, d->bf16, 0));
-        CU_CHECK(cudaMemcpyAsync(d->h_logits, d->logits, out_rows * (size_t)V * 4, cudaMemcpyDeviceToHost, s));
+        if (mode == MODE_SAMPLE) HYDRA_CHECK(enqueue_sample(d, B, V));
+        else CU_CHECK(cudaMemcpyAsync(d->h_logits, d->logits, out_rows * (size_t)V * 4, cudaMemcpyDeviceToHost, s));
     }
     return HYDRA_OK;
 }
@@ -574,3 +634,12 @@ static hydra_status replay(const hydra_model *m, hydra_dev_model *d, int B, int 
     d->use_graphs = 0;
     return enqueue(m, d, B, T, mode);
 }
+
+/* ---------------------------------------------------------------- sampling */
+hydra_status hydra_dev_forward_sample(const hydra_model *m, const int32_t *tokens, int B, int T,
+                                      hydra_state *const *states, const hydra_sample_opts *o, const double *u,
+                                      int32_t *next) {
+    return dev_forward(m, tokens, B, T, states, MODE_SAMPLE, NULL, o, u, next);
+}
+
+int hydra_dev_sampling(const hydra_dev_model *d) { return d && d->sample_on; }

@@ -49,6 +49,13 @@ struct hydra_dev_model {
         cudaGraphExec_t exec; /* NULL: seen once, runs eagerly (GEMM plans are made and timed then) */
     } graphs[8];
     int n_graphs;
+    /* sampling on the device (hydra_dev_forward_sample): one block
+     * [hk_sample_params | double u[B] | int32 tok[B]] on the device and
+     * pinned on the host, so a decode graph uploads the settings and
+     * uniforms and downloads only the tokens */
+    int sample_on; /* HYDRA_CUDA_SAMPLE=0: generation samples on the host */
+    void *samp, *h_samp;
+    size_t samp_b;
     void **tensor;     /* [n_info] device address of each tensor's forward copy (vec or mat) */
     struct dev_train *train; /* training arenas and workspace (train.c), NULL until the first loss_grad */
 };

@@ -10,6 +10,7 @@
 #include "cuda/gemm.h"
 #include "cuda/kernels.h"
 #include "cuda/ops_util.h"
+#include "cuda/sample.h"
 
 hydra_status hydra_dev_op_delta_rule(int chunked, int T, int H, int dk, int dv, const float *q, const float *k,
                                      const float *v, const float *g, const float *beta, float *S, float *o) {
@@ -162,4 +163,24 @@ done:
 
 hydra_status hydra_dev_op_matmul(int M, int N, int K, const float *x, const float *W, float *y, int acc, int bf16) {
     return hydra_dev_op_matmul_ex(0, 1, M, N, K, x, K, W, K, y, N, acc, bf16);
+}
+
+hydra_status hydra_dev_op_sample(int B, int V, const float *logits, const hydra_sample_opts *o, const double *u,
+                                 int32_t *tokens) {
+    HYDRA_CHECK(need_device());
+    HYDRA_CHECK(hydra_sample_opts_validate(o));
+    if (B < 1 || V < 1) return hydra_set_error(HYDRA_ERR_ARG, "sample: B and V must be >= 1 (got %d, %d)", B, V);
+    dbufs b = {0};
+    hydra_status st = HYDRA_OK;
+    hk_sample_params par = {o->temperature, o->top_k, o->top_p, 0};
+    void *dl, *dp, *du, *dt;
+    OP_TRY(dput(&b, &dl, logits, (size_t)B * V * 4));
+    OP_TRY(dput(&b, &dp, &par, sizeof par));
+    OP_TRY(dput(&b, &du, u, (size_t)B * sizeof *u));
+    OP_TRY(dput(&b, &dt, NULL, (size_t)B * sizeof *tokens));
+    OP_RUN(hk_sample(0, B, V, dl, dp, du, dt));
+    OP_TRY(dget(tokens, dt, (size_t)B * sizeof *tokens));
+done:
+    dbufs_free(&b);
+    return st;
 }

@@ -1,8 +1,23 @@
 /* generate.c — prompt prefill + autoregressive sampling with streaming
  * callback and stop tokens; byte-level tokenizer. */
+#include "backend/backend.h"
 #include "core/internal.h"
 
 #define HYDRA_PREFILL_CHUNK ((size_t)512)
+
+/* Feed tokens [B, T] and sample each row's next token (row b from rng[b]).
+ * A model that samples on its device keeps the logits there and returns
+ * only the B ids (docs/gpu.md, "Sampling"); otherwise the logits come back
+ * into logits [B, V] and hydra_sample draws here. Both take one uniform per
+ * row, so they choose the same tokens. next may alias tokens. */
+static hydra_status feed_and_sample(const hydra_model *m, const int32_t *tokens, int B, int T, hydra_state **st,
+                                    const hydra_sample_opts *o, hydra_rng *rng, float *logits, int32_t *next) {
+    if (m->dev && hydra_dev_sampling(m->dev)) return hydra_forward_sample(m, tokens, B, T, st, o, rng, next);
+    const int V = m->cfg.vocab_size;
+    HYDRA_CHECK(hydra_forward(m, tokens, B, T, st, HYDRA_LOGITS_LAST, logits));
+    for (int b = 0; b < B; b++) HYDRA_CHECK(hydra_sample(logits + (size_t)b * V, V, o, &rng[b], &next[b]));
+    return HYDRA_OK;
+}
 
 hydra_gen_opts hydra_gen_opts_default(void) {
     hydra_gen_opts g;
@@ -31,21 +46,26 @@ hydra_status hydra_generate(const hydra_model *m, hydra_state *st, const int32_t
     }
     float *logits = malloc((size_t)V * sizeof(float));
     hydra_status s = logits ? HYDRA_OK : hydra_set_error(HYDRA_ERR_NOMEM, "generate: out of memory");
-    /* Prefill in bounded chunks: the workspace stays small for long prompts. */
-    for (size_t i = 0; s == HYDRA_OK && i < n_prompt; i += HYDRA_PREFILL_CHUNK) {
-        size_t n = n_prompt - i < HYDRA_PREFILL_CHUNK ? n_prompt - i : HYDRA_PREFILL_CHUNK;
-        int last = i + n == n_prompt;
-        if ((s = hydra_check_cancel("generate"))) break;
-        s = hydra_forward(m, prompt + i, 1, (int)n, &st, last ? HYDRA_LOGITS_LAST : HYDRA_LOGITS_NONE, logits);
-    }
     hydra_rng rng;
     hydra_rng_seed(&rng, opts->seed);
+    int32_t next = 0;
+    /* Prefill in bounded chunks: the workspace stays small for long prompts.
+     * The last chunk also samples the first token. */
+    for (size_t i = 0; s == HYDRA_OK && i < n_prompt; i += HYDRA_PREFILL_CHUNK) {
+        size_t n = n_prompt - i < HYDRA_PREFILL_CHUNK ? n_prompt - i : HYDRA_PREFILL_CHUNK;
+        if ((s = hydra_check_cancel("generate"))) break;
+        if (i + n == n_prompt) s = feed_and_sample(m, prompt + i, 1, (int)n, &st, &opts->sample, &rng, logits, &next);
+        else s = hydra_forward(m, prompt + i, 1, (int)n, &st, HYDRA_LOGITS_NONE, NULL);
+    }
     for (int i = 0; s == HYDRA_OK && i < opts->max_new_tokens; i++) {
-        int32_t tok;
-        if ((s = hydra_check_cancel("generate")) || (s = hydra_sample(logits, V, &opts->sample, &rng, &tok))) break;
+        const int32_t tok = next;
+        if ((s = hydra_check_cancel("generate"))) break;
         out[(*n_out)++] = tok;
-        /* Feed the token so the state holds prompt + everything generated. */
-        if ((s = hydra_step(m, st, tok, logits))) break;
+        /* Feed the token so the state holds prompt + everything generated,
+         * sampling the next one unless this was the last. */
+        if (i + 1 < opts->max_new_tokens) s = feed_and_sample(m, &tok, 1, 1, &st, &opts->sample, &rng, logits, &next);
+        else s = hydra_step(m, st, tok, NULL);
+        if (s) break;
         int stop = opts->on_token ? opts->on_token(tok, opts->user) : 0;
         for (int j = 0; j < opts->n_stop_tokens; j++) stop |= tok == opts->stop_tokens[j];
         if (stop) break;
@@ -76,18 +96,18 @@ hydra_status hydra_generate_batch(const hydra_model *m, const int32_t *prompts, 
         s = hydra_state_create(m, &st[b]);
         hydra_rng_seed(&rng[b], opts->seed + (uint64_t)b);
     }
-    /* Prefill in the same chunks as hydra_generate, all rows per forward. */
+    /* Prefill in the same chunks as hydra_generate, all rows per forward;
+     * the last chunk also samples each row's first token into chunk[0..B). */
     const int CH = (int)HYDRA_PREFILL_CHUNK;
     for (int i = 0; s == HYDRA_OK && i < n_prompt; i += CH) {
         int n = n_prompt - i < CH ? n_prompt - i : CH;
         for (int b = 0; b < B; b++) memcpy(chunk + (size_t)b * n, prompts + (size_t)b * n_prompt + i, (size_t)n * sizeof *chunk);
-        s = hydra_forward(m, chunk, B, n, st, i + n == n_prompt ? HYDRA_LOGITS_LAST : HYDRA_LOGITS_NONE, logits);
+        if (i + n == n_prompt) s = feed_and_sample(m, chunk, B, n, st, &opts->sample, rng, logits, chunk);
+        else s = hydra_forward(m, chunk, B, n, st, HYDRA_LOGITS_NONE, NULL);
     }
     for (size_t t = 0; s == HYDRA_OK && t < T; t++) {
-        for (int b = 0; s == HYDRA_OK && b < B; b++)
-            s = hydra_sample(logits + (size_t)b * V, V, &opts->sample, &rng[b], &chunk[b]);
-        for (int b = 0; s == HYDRA_OK && b < B; b++) out[(size_t)b * T + t] = chunk[b];
-        if (s == HYDRA_OK && t + 1 < T) s = hydra_forward(m, chunk, B, 1, st, HYDRA_LOGITS_LAST, logits);
+        for (int b = 0; b < B; b++) out[(size_t)b * T + t] = chunk[b];
+        if (t + 1 < T) s = feed_and_sample(m, chunk, B, 1, st, &opts->sample, rng, logits, chunk);
     }
     for (int b = 0; st && b < B; b++) hydra_state_free(st[b]);
     free(st), free(rng), free(logits), free(chunk);

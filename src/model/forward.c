@@ -327,3 +327,19 @@ hydra_status hydra_step(const hydra_model *m, hydra_state *st, int32_t token, fl
     if (!st) return hydra_set_error(HYDRA_ERR_ARG, "step: state is NULL");
     return hydra_forward(m, &token, 1, 1, &st, logits ? HYDRA_LOGITS_LAST : HYDRA_LOGITS_NONE, logits);
 }
+
+hydra_status hydra_forward_sample(const hydra_model *m, const int32_t *tokens, int B, int T, hydra_state *const *states,
+                                  const hydra_sample_opts *o, hydra_rng *rng, int32_t *next) {
+    HYDRA_CHECK(check_forward_args(m, tokens, B, T, HYDRA_LOGITS_NONE, NULL));
+    if (!states || !o || !rng || !next) return hydra_set_error(HYDRA_ERR_ARG, "forward_sample: NULL argument");
+    if (!m->dev) return hydra_set_error(HYDRA_ERR_ARG, "forward_sample: the model is not on a device");
+    HYDRA_CHECK(hydra_sample_opts_validate(o));
+    HYDRA_CHECK(check_states(m, states, B));
+    for (int b = 0; b < B; b++) HYDRA_CHECK(hydra_position_check("forward", states[b]->pos, T));
+    double *u = malloc((size_t)B * sizeof *u);
+    if (!u) return hydra_set_error(HYDRA_ERR_NOMEM, "out of memory");
+    for (int b = 0; b < B; b++) u[b] = hydra_rng_uniform(&rng[b]);
+    hydra_status st = hydra_dev_forward_sample(m, tokens, B, T, states, o, u, next);
+    free(u);
+    return st;
+}
