@@ -7,38 +7,14 @@
 
 #include "kernels.h"
 #include "launch.cuh"
+#include "device_util.cuh"
 
 namespace {
-
-__device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
-__device__ __forceinline__ float softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
 
 /* Store v as f32 or bf16 at element i. */
 __device__ __forceinline__ void store(void *y, size_t i, float v, int bf16) {
     if (bf16) ((__nv_bfloat16 *)y)[i] = __float2bfloat16_rn(v);
     else ((float *)y)[i] = v;
-}
-
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
-/* Sum over the block (blockDim.x a multiple of 32, <= 1024). */
-__device__ float block_sum(float v) {
-    __shared__ float part[32];
-    __shared__ float total;
-    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    v = warp_sum(v);
-    if (lane == 0) part[w] = v;
-    __syncthreads();
-    if (w == 0) {
-        float x = lane < (int)(blockDim.x >> 5) ? part[lane] : 0.0f;
-        x = warp_sum(x);
-        if (lane == 0) total = x;
-    }
-    __syncthreads();
-    return total;
 }
 
 __global__ void embed_k(const int32_t *tok, int rows, const float *E, int C, float *x) {
@@ -245,8 +221,6 @@ __global__ void fill_k(float *x, size_t n, uint64_t seed, float lo, float hi) {
         x[i] = lo + (hi - lo) * (float)(z >> 40) * (1.0f / 16777216.0f);
     }
 }
-
-unsigned blocks_for(size_t n, unsigned threads) { return (unsigned)((n + threads - 1) / threads); }
 
 } // namespace
 

@@ -116,7 +116,10 @@ cudaError_t hk_gemm_small_in(cudaStream_t s, int M, int N, int K, int in, const 
  * (zero conv tails, zero recurrent state). Parameter gradients (dw, dA_log,
  * ...) are accumulated (+=) in a fixed order, never with float atomics, so a
  * run repeats bit for bit on the same card. Kernels that reduce over rows
- * take a scratch buffer of hk_bwd_scratch_bytes(rows, width) bytes. */
+ * take a scratch buffer of hk_bwd_scratch_bytes(rows, width) bytes, with
+ * (rows, width) = (M, C) for the RMSNorm, (BT*H, d) the gated norm, (BT, 2H)
+ * the input stage, (BT, Cc*K) the conv, (M, 1) the cross-entropy; one buffer
+ * of the largest of these sizes serves them all (they run one at a time). */
 size_t hk_bwd_scratch_bytes(size_t rows, size_t width);
 /* RMSNorm: dx (written, or added to with acc) and dw [C] += over rows. */
 cudaError_t hk_rmsnorm_bwd(cudaStream_t s, int M, int C, const float *x, const float *w, float eps, const float *dy,

@@ -1,0 +1,495 @@
+/* train_kernels.cu — the backward kernels of the memory-bound ops for GPU
+ * training: RMSNorm, the gated output norm, the DeltaNet input stage (conv
+ * recomputed, SiLU, L2 norms, gates), the causal conv, SwiGLU, RoPE, the
+ * embedding and the masked cross-entropy. Each mirrors one piece of the CPU
+ * backward (src/model/train.c, src/ops/); tests/cuda_train/bwd_ops.c holds
+ * them against it.
+ *
+ * Determinism: no float atomics anywhere. A parameter gradient is summed per
+ * fixed chunk of rows into scratch partials [chunks, width], then
+ * reduce_cols_k adds the chunks in a fixed order to the gradient, so a run
+ * repeats bit for bit on the same card. */
+#include <math.h>
+
+#include "device_util.cuh"
+#include "kernels.h"
+#include "launch.cuh"
+
+namespace {
+
+/* The smallest chunk of rows behind one partial; hk_bwd_scratch_bytes sizes
+ * for it, and every kernel's chunk is at least this long. */
+constexpr int kMinChunk = 32;
+constexpr int kRmsRows = 32;      /* rows per block of the RMSNorm backward */
+constexpr int kNormItems = 256;   /* (row, head) items per block of the gated norm backward */
+constexpr int kGateRows = 32;     /* rows per thread of the gates backward */
+constexpr int kConvRows = 64;     /* rows per block of the conv backward */
+constexpr int kConvTile = 32;     /* channels per block of the conv backward */
+
+__device__ __forceinline__ float silu_grad(float x) { /* d/dx x sigmoid(x) */
+    const float s = sigmoid(x);
+    return s * (1.0f + x * (1.0f - s));
+}
+
+/* out[c] += sum over i < n of part[i * width + c]: thread row y sums
+ * i = y, y + 32, ... in order, then row 0 adds the 32 sums in y order. */
+__global__ void reduce_cols_k(int n, int width, const float *part, float *out) {
+    hk_pdl_entry();
+    __shared__ float s[32][33];
+    const int c = blockIdx.x * 32 + threadIdx.x;
+    float acc = 0.0f;
+    if (c < width) {
+#pragma unroll 4
+        for (int i = threadIdx.y; i < n; i += 32) acc += part[(size_t)i * width + c];
+    }
+    s[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < width) {
+        float t = 0.0f;
+        for (int y = 0; y < 32; y++) t += s[y][threadIdx.x];
+        out[c] += t;
+    }
+}
+
+cudaError_t reduce_cols(cudaStream_t s, int n, int width, const float *part, float *out) {
+    if (n > 0 && width > 0) hk_launch(reduce_cols_k, blocks_for(width, 32), dim3(32, 32), 0, s, n, width, part, out);
+    return cudaGetLastError();
+}
+
+/* One block per kRmsRows rows; a thread keeps its NPT columns (c = tid + i *
+ * blockDim) in registers, so x and dy are read once. Per row:
+ * r = 1/sqrt(mean(x^2) + eps), m = (dy w . x) r^2 / C, dx = r (dy w - x m);
+ * the dw partial of the chunk sums dy x r over its rows in order. */
+template <int NPT>
+__global__ void rmsnorm_bwd_k(int M, int C, const float *x, const float *w, float eps, const float *dy, float *dx,
+                              int acc, float *part) {
+    hk_pdl_entry();
+    const int nt = blockDim.x;
+    float wv[NPT], pw[NPT];
+#pragma unroll
+    for (int i = 0; i < NPT; i++) {
+        const int c = threadIdx.x + i * nt;
+        wv[i] = c < C ? w[c] : 0.0f;
+        pw[i] = 0.0f;
+    }
+    const int r0 = blockIdx.x * kRmsRows, r1 = min(M, r0 + kRmsRows);
+    for (int r = r0; r < r1; r++) {
+        const float *xr = x + (size_t)r * C, *gr = dy + (size_t)r * C;
+        float xv[NPT], gv[NPT], ss = 0.0f, dot = 0.0f;
+#pragma unroll
+        for (int i = 0; i < NPT; i++) {
+            const int c = threadIdx.x + i * nt;
+            xv[i] = c < C ? xr[c] : 0.0f;
+            gv[i] = c < C ? gr[c] : 0.0f;
+            ss += xv[i] * xv[i];
+            dot += gv[i] * wv[i] * xv[i];
+        }
+        ss = block_sum(ss);
+        dot = block_sum(dot);
+        const float rr = 1.0f / sqrtf(ss / (float)C + eps), m = dot * rr * rr / (float)C;
+        float *dr = dx + (size_t)r * C;
+#pragma unroll
+        for (int i = 0; i < NPT; i++) {
+            const int c = threadIdx.x + i * nt;
+            if (c >= C) continue;
+            const float v = rr * (gv[i] * wv[i] - xv[i] * m);
+            dr[c] = acc ? dr[c] + v : v;
+            pw[i] += gv[i] * xv[i] * rr;
+        }
+    }
+    if (!part) return;
+#pragma unroll
+    for (int i = 0; i < NPT; i++) {
+        const int c = threadIdx.x + i * nt;
+        if (c < C) part[(size_t)blockIdx.x * C + c] = pw[i];
+    }
+}
+
+/* Gated output norm backward, one warp per (row, head) item, 8 warps per
+ * block, kNormItems items per block (warp w takes items w, w + 8, ...); lane
+ * holds channels lane + 32 i (d <= 256). With n = o rr, s = SiLU(z):
+ * dz = dy n w SiLU'(z); dn = dy w s; dO = rr (dn - o rr mean(dn n));
+ * the o_norm partial of the block sums dy n s (warps added in order). */
+__global__ void gated_onorm_bwd_k(size_t items, int H, int d, const float *o, const float *proj, int P, int gate_off,
+                                  const float *w, float eps, const float *dy, float *dproj, float *dO, float *part) {
+    hk_pdl_entry();
+    __shared__ float pws[8][256];
+    const int lane = threadIdx.x & 31, wp = threadIdx.x >> 5;
+    float pw[8], wv[8];
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        const int c = lane + 32 * i;
+        wv[i] = c < d ? w[c] : 0.0f;
+        pw[i] = 0.0f;
+    }
+    const size_t i0 = (size_t)blockIdx.x * kNormItems;
+    for (size_t it = i0 + wp; it < items && it < i0 + kNormItems; it += 8) {
+        const size_t r = it / H, zoff = r * P + gate_off + (it % H) * d;
+        const float *oh = o + it * d, *gy = dy + it * d, *zh = proj + zoff;
+        float ov[8], zv[8], gv[8], dn[8], ss = 0.0f, dot = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const int c = lane + 32 * i;
+            ov[i] = c < d ? oh[c] : 0.0f;
+            zv[i] = c < d ? zh[c] : 0.0f;
+            gv[i] = c < d ? gy[c] : 0.0f;
+            ss += ov[i] * ov[i];
+        }
+        const float rr = 1.0f / sqrtf(warp_sum(ss) / (float)d + eps);
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const int c = lane + 32 * i;
+            const float n = ov[i] * rr, sg = sigmoid(zv[i]), s = zv[i] * sg;
+            dn[i] = gv[i] * wv[i] * s;
+            dot += dn[i] * n;
+            if (c >= d) continue;
+            dproj[zoff + c] = gv[i] * n * wv[i] * (sg * (1.0f + zv[i] * (1.0f - sg)));
+            pw[i] += gv[i] * n * s;
+        }
+        const float mean = warp_sum(dot) / (float)d;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const int c = lane + 32 * i;
+            if (c < d) dO[it * d + c] = rr * (dn[i] - ov[i] * (rr * mean));
+        }
+    }
+    if (!part) return; /* uniform over the block: no __syncthreads is skipped by some threads only */
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        const int c = lane + 32 * i;
+        if (c < d) pws[wp][c] = pw[i];
+    }
+    __syncthreads();
+    for (int c = threadIdx.x; c < d; c += blockDim.x) {
+        float t = 0.0f;
+        for (int k = 0; k < 8; k++) t += pws[k][c];
+        part[(size_t)blockIdx.x * d + c] = t;
+    }
+}
+
+/* DeltaNet input stage backward, one warp per (row, head, part) as in
+ * gdn_prep_k: recompute the conv output c (zero tails), then
+ * v: dc = dv SiLU'(c); q, k: s = SiLU(c), rn = 1/sqrt(|s|^2 + eps),
+ * dc = scale rn (dy - s (s . dy) rn^2) SiLU'(c). */
+__global__ void gdn_prep_bwd_k(size_t items, int T, int H, int d, int K, const float *proj, int P, const float *convw,
+                               float l2_eps, float qscale, const float *dq, const float *dk, const float *dv,
+                               float *dconv) {
+    hk_pdl_entry();
+    const int lane = threadIdx.x & 31;
+    const size_t item = (size_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (item >= items) return; /* whole warps only: the shuffles below stay full-warp */
+    const size_t Hd = (size_t)H * d;
+    const size_t r = item / (3 * (size_t)H);
+    const int hp = (int)(item % (3 * (size_t)H)), part = hp / H, h = hp % H;
+    const int t = (int)(r % T);
+    const float *gsrc = (part == 0 ? dq : part == 1 ? dk : dv) + r * Hd + (size_t)h * d;
+    float cv[8], gv[8], ss = 0.0f, dot = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        const int c = lane + 32 * i;
+        cv[i] = gv[i] = 0.0f;
+        if (c >= d) continue;
+        const size_t ch = (size_t)part * Hd + (size_t)h * d + c;
+        float acc = 0.0f;
+        for (int j = 0; j < K; j++) {
+            const int src = t + j - (K - 1); /* row of tap j within the sequence; < 0: the zero tail */
+            if (src >= 0) acc += convw[ch * K + j] * proj[(r - t + src) * P + ch];
+        }
+        cv[i] = acc;
+        gv[i] = gsrc[c];
+        const float s = silu(acc);
+        ss += s * s;
+        dot += s * gv[i];
+    }
+    float *out = dconv + r * 3 * Hd + (size_t)part * Hd + (size_t)h * d;
+    if (part == 2) {
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const int c = lane + 32 * i;
+            if (c < d) out[c] = gv[i] * silu_grad(cv[i]);
+        }
+        return;
+    }
+    const float rn = 1.0f / sqrtf(warp_sum(ss) + l2_eps), nd = warp_sum(dot) * rn * rn;
+    const float scale = part == 0 ? qscale : 1.0f;
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        const int c = lane + 32 * i;
+        if (c < d) out[c] = scale * rn * (gv[i] - silu(cv[i]) * nd) * silu_grad(cv[i]);
+    }
+}
+
+/* Gates backward, one thread per (chunk of kGateRows rows, head):
+ * beta = sigmoid(b): db = dbeta beta (1 - beta);
+ * g = -exp(A_log) softplus(a + dt_bias): da = dg (-exp(A_log)) sigmoid(a + dt_bias);
+ * partials of dA_log (sum dg g) at part[chunk, h] and of ddt_bias (sum da)
+ * at part[nchunk + chunk, h], rows in order. */
+__global__ void gdn_gates_bwd_k(int BT, int H, int nchunk, const float *proj, int P, int a_off, const float *A_log,
+                                const float *dt_bias, const float *g, const float *beta, const float *dg,
+                                const float *dbeta, float *dproj, float *part) {
+    hk_pdl_entry();
+    const size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (i >= (size_t)nchunk * H) return;
+    const int chunk = (int)(i / H), h = (int)(i % H);
+    const float ea = -expf(A_log[h]), bias = dt_bias[h];
+    float sA = 0.0f, sdt = 0.0f;
+    const int r1 = min(BT, (chunk + 1) * kGateRows);
+    for (int r = chunk * kGateRows; r < r1; r++) {
+        const size_t rh = (size_t)r * H + h;
+        const float *pr = proj + (size_t)r * P + a_off;
+        float *dp = dproj + (size_t)r * P + a_off;
+        const float be = beta[rh], da = dg[rh] * ea * sigmoid(pr[h] + bias);
+        dp[H + h] = dbeta[rh] * be * (1.0f - be);
+        dp[h] = da;
+        sA += dg[rh] * g[rh];
+        sdt += da;
+    }
+    part[i] = sA;
+    part[(size_t)nchunk * H + i] = sdt;
+}
+
+/* Causal depthwise conv backward from zero tails. Block (32, 8): kConvTile
+ * channels x kConvRows rows of the flattened [BT] (a chunk may span
+ * sequences: the taps are masked by the position t within the sequence).
+ * dy rows [r0, r0 + rows + K - 1) and x rows [r0 - K + 1, r0 + rows) are
+ * staged in shared memory, then
+ *   dx[s, c] = sum_j w[c, j] dy[s + K - 1 - j, c]   (t_s + K - 1 - j < T)
+ *   part[chunk, c K + j] = sum_s dy[s, c] x[s - K + 1 + j, c]  (t_s - K + 1 + j >= 0), s in order. */
+__global__ void conv_bwd_k(int BT, int T, int Cc, int K, const float *x, int ldx, const float *w, const float *dy,
+                           float *dx, int lddx, float *part) {
+    hk_pdl_entry();
+    extern __shared__ float sm[];
+    const int span = kConvRows + K - 1;
+    float *dys = sm, *xs = sm + span * kConvTile, *ws = xs + span * kConvTile; /* [span][32], [span][32], [K][32] */
+    const int tx = threadIdx.x, ty = threadIdx.y, ny = blockDim.y;
+    const int c = blockIdx.y * kConvTile + tx, r0 = blockIdx.x * kConvRows;
+    const bool on = c < Cc;
+    for (int i = ty; i < span; i += ny) {
+        const int rd = r0 + i, rx = r0 - (K - 1) + i;
+        dys[i * kConvTile + tx] = on && rd < BT ? dy[(size_t)rd * Cc + c] : 0.0f;
+        xs[i * kConvTile + tx] = on && rx >= 0 && rx < BT ? x[(size_t)rx * ldx + c] : 0.0f;
+    }
+    for (int j = ty; j < K; j += ny) ws[j * kConvTile + tx] = on ? w[(size_t)c * K + j] : 0.0f;
+    __syncthreads();
+    if (!on) return;
+    const int rows = min(kConvRows, BT - r0);
+    for (int i = ty; i < rows; i += ny) {
+        const int t = (r0 + i) % T;
+        float acc = 0.0f;
+        for (int j = 0; j < K; j++)
+            if (t + K - 1 - j < T) acc += ws[j * kConvTile + tx] * dys[(i + K - 1 - j) * kConvTile + tx];
+        dx[(size_t)(r0 + i) * lddx + c] = acc;
+    }
+    if (!part) return;
+    for (int j = ty; j < K; j += ny) {
+        float acc = 0.0f;
+        for (int i = 0; i < rows; i++)
+            if ((r0 + i) % T - (K - 1) + j >= 0) acc += dys[i * kConvTile + tx] * xs[(i + j) * kConvTile + tx];
+        part[(size_t)blockIdx.x * Cc * K + (size_t)c * K + j] = acc;
+    }
+}
+
+/* SwiGLU backward, one thread per (row, i < F): act = SiLU(g) u:
+ * dg = da u SiLU'(g), du = da SiLU(g). */
+__global__ void swiglu_bwd_k(size_t n, int F, const float *gu, const float *dact, float *dgu) {
+    hk_pdl_entry();
+    const size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const size_t r = i / F;
+    const int c = (int)(i % F);
+    const float *row = gu + r * 2 * F;
+    float *drow = dgu + r * 2 * F;
+    const float g = row[c], u = row[F + c], a = dact[i], sg = sigmoid(g);
+    drow[c] = a * u * (sg * (1.0f + g * (1.0f - sg)));
+    drow[F + c] = a * g * sg;
+}
+
+/* RoPE backward = the rotation by minus the angle, one thread per (row,
+ * i < d/2), all heads: the angle (double, position t in the sequence) is
+ * computed once per H values. */
+__global__ void rope_bwd_k(size_t n, int T, int H, int d, const double *inv_freq, float *dx) {
+    hk_pdl_entry();
+    const size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const int half = d / 2, f = (int)(i % half);
+    const size_t r = i / half;
+    double sd, cd;
+    sincos((double)(r % T) * inv_freq[f], &sd, &cd);
+    const float c = (float)cd, sn = (float)sd;
+    for (int h = 0; h < H; h++) {
+        float *xh = dx + (r * H + h) * d;
+        const float a = xh[f], b = xh[f + half];
+        xh[f] = a * c + b * sn;
+        xh[f + half] = b * c - a * sn;
+    }
+}
+
+/* Embedding backward, block (32, 16) per (token, 32 columns): warp row y
+ * sums the token's rows y, y + 16, ... (CSR order), then row 0 adds the 16
+ * sums in y order to dE. */
+__global__ void embed_bwd_k(int C, const int32_t *row_start, const int32_t *rows, const float *dx, float *dE) {
+    hk_pdl_entry();
+    __shared__ float s[16][33];
+    const int v = blockIdx.x, c = blockIdx.y * 32 + threadIdx.x;
+    const int k0 = row_start[v], k1 = row_start[v + 1];
+    if (k0 == k1) return; /* the whole block: no __syncthreads is split */
+    float acc = 0.0f;
+    if (c < C) {
+#pragma unroll 4
+        for (int k = k0 + threadIdx.y; k < k1; k += 16) acc += dx[(size_t)rows[k] * C + c];
+    }
+    s[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < C) {
+        float t = 0.0f;
+        for (int y = 0; y < 16; y++) t += s[y][threadIdx.x];
+        dE[(size_t)v * C + c] += t;
+    }
+}
+
+/* Cross-entropy, one block per row, in place: loss = logsumexp - x[target]
+ * (max-shifted, the exponentials summed in double as the CPU op does);
+ * x <- (softmax - onehot) * scale on scored rows, 0 elsewhere. An
+ * out-of-range target on a scored row gives a NaN loss (the host wrappers
+ * refuse it before). */
+__global__ void xent_k(int V, float *logits, const int32_t *targets, const uint8_t *mask, float scale, double *rl) {
+    hk_pdl_entry();
+    const size_t r = blockIdx.x;
+    float *x = logits + r * V;
+    if (mask && !mask[r]) {
+        for (int c = threadIdx.x; c < V; c += blockDim.x) x[c] = 0.0f;
+        if (threadIdx.x == 0) rl[r] = 0.0;
+        return;
+    }
+    float mx = -INFINITY;
+    for (int c = threadIdx.x; c < V; c += blockDim.x) mx = fmaxf(mx, x[c]);
+    mx = block_reduce(mx, OpMax(), -INFINITY);
+    double sum = 0.0;
+    for (int c = threadIdx.x; c < V; c += blockDim.x) sum += exp((double)x[c] - mx);
+    const int tg = targets[r];
+    const bool ok = tg >= 0 && tg < V;
+    const float xt = ok ? x[tg] : 0.0f; /* read before block_sum's barrier: x is overwritten after it */
+    sum = block_sum(sum);
+    const double inv = 1.0 / sum;
+    for (int c = threadIdx.x; c < V; c += blockDim.x) x[c] = (float)(exp((double)x[c] - mx) * inv) * scale;
+    if (ok && tg % (int)blockDim.x == (int)threadIdx.x) x[tg] -= scale; /* the thread that wrote x[tg] */
+    if (threadIdx.x == 0) rl[r] = ok ? (double)mx + log(sum) - (double)xt : (double)NAN;
+}
+
+/* *out = sum of rl[M]: thread i sums rows i, i + blockDim, ... in order, then a fixed tree. */
+__global__ void sum_rows_k(int M, const double *rl, double *out) {
+    hk_pdl_entry();
+    double s = 0.0;
+    for (int i = threadIdx.x; i < M; i += blockDim.x) s += rl[i];
+    s = block_sum(s);
+    if (threadIdx.x == 0) *out = s;
+}
+
+} // namespace
+
+extern "C" {
+
+size_t hk_bwd_scratch_bytes(size_t rows, size_t width) {
+    const size_t part = (rows + kMinChunk - 1) / kMinChunk * width * sizeof(float), loss = rows * sizeof(double);
+    const size_t n = part > loss ? part : loss;
+    return (n + 255) & ~(size_t)255;
+}
+
+cudaError_t hk_rmsnorm_bwd(cudaStream_t s, int M, int C, const float *x, const float *w, float eps, const float *dy,
+                           float *dx, int acc, float *dw, void *scratch) {
+    if (M <= 0) return cudaSuccess;
+    if (C <= 0 || C > 16 * 1024 || (dw && !scratch)) return cudaErrorInvalidValue;
+    float *part = dw ? (float *)scratch : nullptr;
+    const unsigned nb = blocks_for((size_t)M, kRmsRows);
+    /* the fewest columns per thread (1..16) that fit in 256 threads; past C = 4096, 16 per thread
+     * and up to 1024 threads */
+    const int npt = C <= 256 ? 1 : C <= 512 ? 2 : C <= 1024 ? 4 : C <= 2048 ? 8 : 16;
+    const unsigned threads = (blocks_for((size_t)C, npt) + 31) / 32 * 32;
+    switch (npt) {
+    case 1: hk_launch(rmsnorm_bwd_k<1>, nb, threads, 0, s, M, C, x, w, eps, dy, dx, acc, part); break;
+    case 2: hk_launch(rmsnorm_bwd_k<2>, nb, threads, 0, s, M, C, x, w, eps, dy, dx, acc, part); break;
+    case 4: hk_launch(rmsnorm_bwd_k<4>, nb, threads, 0, s, M, C, x, w, eps, dy, dx, acc, part); break;
+    case 8: hk_launch(rmsnorm_bwd_k<8>, nb, threads, 0, s, M, C, x, w, eps, dy, dx, acc, part); break;
+    default: hk_launch(rmsnorm_bwd_k<16>, nb, threads, 0, s, M, C, x, w, eps, dy, dx, acc, part); break;
+    }
+    if (dw) return reduce_cols(s, (int)nb, C, part, dw);
+    return cudaGetLastError();
+}
+
+cudaError_t hk_gated_onorm_bwd(cudaStream_t s, int BT, int H, int d, const float *o, const float *proj, int P,
+                               int gate_off, const float *w, float eps, const float *dy, float *dproj, float *dO,
+                               float *dw, void *scratch) {
+    const size_t items = (size_t)BT * H;
+    if (!items) return cudaSuccess;
+    if (d <= 0 || d > 256 || (dw && !scratch)) return cudaErrorInvalidValue;
+    float *part = dw ? (float *)scratch : nullptr;
+    const unsigned nb = blocks_for(items, kNormItems);
+    hk_launch(gated_onorm_bwd_k, nb, 256, 0, s, items, H, d, o, proj, P, gate_off, w, eps, dy, dproj, dO, part);
+    if (dw) return reduce_cols(s, (int)nb, d, part, dw);
+    return cudaGetLastError();
+}
+
+cudaError_t hk_gdn_prep_bwd(cudaStream_t s, int B, int T, int H, int d, int K, const float *proj, int P,
+                            const float *convw, const float *A_log, const float *dt_bias, const float *g,
+                            const float *beta, float l2_eps, const float *dq, const float *dk, const float *dv,
+                            const float *dg, const float *dbeta, float *dconv, float *dproj, float *dA_log,
+                            float *ddt_bias, void *scratch) {
+    const size_t BT = (size_t)B * T, warps = BT * 3 * H;
+    if (!warps) return cudaSuccess;
+    if (d <= 0 || d > 256 || K < 1 || !scratch) return cudaErrorInvalidValue;
+    hk_launch(gdn_prep_bwd_k, blocks_for(warps, 8), 256, 0, s, warps, T, H, d, K, proj, P, convw, l2_eps,
+              1.0f / sqrtf((float)d), dq, dk, dv, dconv);
+    const int nchunk = (int)blocks_for(BT, kGateRows);
+    float *part = (float *)scratch; /* [2][nchunk][H] */
+    hk_launch(gdn_gates_bwd_k, blocks_for((size_t)nchunk * H, 256), 256, 0, s, (int)BT, H, nchunk, proj, P, 4 * H * d,
+              A_log, dt_bias, g, beta, dg, dbeta, dproj, part);
+    cudaError_t e = reduce_cols(s, nchunk, H, part, dA_log);
+    if (e == cudaSuccess) e = reduce_cols(s, nchunk, H, part + (size_t)nchunk * H, ddt_bias);
+    return e;
+}
+
+cudaError_t hk_conv_bwd(cudaStream_t s, int B, int T, int Cc, int K, const float *x, int ldx, const float *w,
+                        const float *dy, float *dx, int lddx, float *dw, void *scratch) {
+    const size_t BT = (size_t)B * T;
+    if (!BT || Cc <= 0) return cudaSuccess;
+    if (K < 1 || K > 64 || (dw && !scratch)) return cudaErrorInvalidValue;
+    float *part = dw ? (float *)scratch : nullptr; /* [nchunk][Cc K] */
+    const unsigned nchunk = blocks_for(BT, kConvRows);
+    const size_t smem = (size_t)(2 * (kConvRows + K - 1) + K) * kConvTile * sizeof(float); /* <= 41 KB at K = 64 */
+    hk_launch(conv_bwd_k, dim3(nchunk, blocks_for((size_t)Cc, kConvTile)), dim3(kConvTile, 8), smem, s, (int)BT, T,
+              Cc, K, x, ldx, w, dy, dx, lddx, part);
+    if (dw) return reduce_cols(s, (int)nchunk, Cc * K, part, dw);
+    return cudaGetLastError();
+}
+
+cudaError_t hk_swiglu_bwd(cudaStream_t s, int BT, int F, const float *gu, const float *dact, float *dgu) {
+    const size_t n = (size_t)BT * F;
+    if (n) hk_launch(swiglu_bwd_k, blocks_for(n, 256), 256, 0, s, n, F, gu, dact, dgu);
+    return cudaGetLastError();
+}
+
+cudaError_t hk_rope_bwd(cudaStream_t s, int B, int T, int H, int d, const double *inv_freq, float *dx) {
+    if (d & 1) return cudaErrorInvalidValue;
+    const size_t n = (size_t)B * T * (d / 2);
+    if (n && H > 0) hk_launch(rope_bwd_k, blocks_for(n, 256), 256, 0, s, n, T, H, d, inv_freq, dx);
+    return cudaGetLastError();
+}
+
+cudaError_t hk_embed_bwd(cudaStream_t s, int V, int C, const int32_t *row_start, const int32_t *rows, const float *dx,
+                         float *dE) {
+    if (V > 0 && C > 0)
+        hk_launch(embed_bwd_k, dim3((unsigned)V, blocks_for((size_t)C, 32)), dim3(32, 16), 0, s, C, row_start, rows, dx,
+                  dE);
+    return cudaGetLastError();
+}
+
+cudaError_t hk_cross_entropy(cudaStream_t s, int M, int V, float *logits, const int32_t *targets, const uint8_t *mask,
+                             float scale, double *loss_sum, void *scratch) {
+    if (M < 0 || V <= 0 || (M > 0 && !scratch)) return cudaErrorInvalidValue;
+    double *rl = (double *)scratch; /* [M] row losses */
+    if (M > 0) hk_launch(xent_k, (unsigned)M, 256, 0, s, V, logits, targets, mask, scale, rl);
+    hk_launch(sum_rows_k, 1, 1024, 0, s, M, (const double *)rl, loss_sum);
+    return cudaGetLastError();
+}
+
+} // extern "C"
