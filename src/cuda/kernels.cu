@@ -53,22 +53,18 @@ __device__ __forceinline__ void gdn_gate(const float *pr, int H, int h, const fl
     *g = -expf(A_log[h]) * softplus(pr[h] + dt_bias[h]);
 }
 
-/* One warp per (row, head, part): part 0 = q, 1 = k, 2 = v. A lane holds the
- * channels lane, lane + 32, ... of the head (d <= 256 -> 8 per lane). With
- * T = 1 (a decode step) the warp also shifts its channels' conv tails (no
- * other thread reads them) and the q warp computes its head's gates: one
- * kernel instead of three. */
+/* One warp per (row, head, part) (gdn_item). With T = 1 (a decode step) the
+ * warp also shifts its channels' conv tails (no other thread reads them) and
+ * the q warp computes its head's gates: one kernel instead of three. */
 __global__ void gdn_prep_k(size_t items, int T, int H, int d, int K, const float *proj, int P, const float *convw,
                            float *const *tails, float l2_eps, float *q, float *k, float *v, const float *A_log,
                            const float *dt_bias, float *g, float *beta) {
     hk_pdl_entry();
     const int lane = threadIdx.x & 31;
-    const size_t item = (size_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    if (item >= items) return; /* whole warps only: the shuffles below stay full-warp */
-    const size_t Hd = (size_t)H * d;
-    const size_t r = item / (3 * (size_t)H);
-    const int hp = (int)(item % (3 * (size_t)H)), part = hp / H, h = hp % H;
-    const int b = (int)(r / T), t = (int)(r % T);
+    GdnItem it;
+    if (!gdn_item(items, T, H, &it)) return;
+    const size_t Hd = (size_t)H * d, r = it.r;
+    const int part = it.part, h = it.h, b = (int)(r / T);
     const float *tail = tails[b];
     float y[8];
     float ss = 0.0f;
@@ -78,13 +74,7 @@ __global__ void gdn_prep_k(size_t items, int T, int H, int d, int K, const float
         y[i] = 0.0f;
         if (c >= d) continue;
         size_t ch = (size_t)part * Hd + (size_t)h * d + c;
-        float acc = 0.0f;
-        for (int j = 0; j < K; j++) {
-            int src = t + j - (K - 1); /* input row of tap j, relative to this chunk */
-            float xin = src >= 0 ? proj[((size_t)b * T + src) * P + ch] : tail[(size_t)(K - 1 + src) * 3 * Hd + ch];
-            acc += convw[ch * K + j] * xin;
-        }
-        y[i] = silu(acc);
+        y[i] = silu(gdn_conv_at(proj, P, convw, K, r, it.t, ch, tail, 3 * Hd));
         ss += y[i] * y[i];
     }
     float scale = 1.0f;

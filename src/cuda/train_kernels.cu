@@ -167,8 +167,8 @@ __global__ void gated_onorm_bwd_k(size_t items, int H, int d, const float *o, co
     }
 }
 
-/* DeltaNet input stage backward, one warp per (row, head, part) as in
- * gdn_prep_k: recompute the conv output c (zero tails), then
+/* DeltaNet input stage backward, one warp per (row, head, part) (gdn_item):
+ * recompute the conv output c (zero tails), then
  * v: dc = dv SiLU'(c); q, k: s = SiLU(c), rn = 1/sqrt(|s|^2 + eps),
  * dc = scale rn (dy - s (s . dy) rn^2) SiLU'(c). */
 __global__ void gdn_prep_bwd_k(size_t items, int T, int H, int d, int K, const float *proj, int P, const float *convw,
@@ -176,12 +176,10 @@ __global__ void gdn_prep_bwd_k(size_t items, int T, int H, int d, int K, const f
                                float *dconv) {
     hk_pdl_entry();
     const int lane = threadIdx.x & 31;
-    const size_t item = (size_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    if (item >= items) return; /* whole warps only: the shuffles below stay full-warp */
-    const size_t Hd = (size_t)H * d;
-    const size_t r = item / (3 * (size_t)H);
-    const int hp = (int)(item % (3 * (size_t)H)), part = hp / H, h = hp % H;
-    const int t = (int)(r % T);
+    GdnItem it;
+    if (!gdn_item(items, T, H, &it)) return;
+    const size_t Hd = (size_t)H * d, r = it.r;
+    const int part = it.part, h = it.h;
     const float *gsrc = (part == 0 ? dq : part == 1 ? dk : dv) + r * Hd + (size_t)h * d;
     float cv[8], gv[8], ss = 0.0f, dot = 0.0f;
 #pragma unroll
@@ -189,15 +187,9 @@ __global__ void gdn_prep_bwd_k(size_t items, int T, int H, int d, int K, const f
         const int c = lane + 32 * i;
         cv[i] = gv[i] = 0.0f;
         if (c >= d) continue;
-        const size_t ch = (size_t)part * Hd + (size_t)h * d + c;
-        float acc = 0.0f;
-        for (int j = 0; j < K; j++) {
-            const int src = t + j - (K - 1); /* row of tap j within the sequence; < 0: the zero tail */
-            if (src >= 0) acc += convw[ch * K + j] * proj[(r - t + src) * P + ch];
-        }
-        cv[i] = acc;
+        cv[i] = gdn_conv_at(proj, P, convw, K, r, it.t, (size_t)part * Hd + (size_t)h * d + c, nullptr, 0);
         gv[i] = gsrc[c];
-        const float s = silu(acc);
+        const float s = silu(cv[i]);
         ss += s * s;
         dot += s * gv[i];
     }
