@@ -70,7 +70,8 @@ __device__ __forceinline__ bool gdn_item(size_t items, int T, int H, GdnItem *it
 __device__ __forceinline__ float gdn_conv_at(const float *proj, int P, const float *convw, int K, size_t r, int t,
                                              size_t ch, const float *tail, size_t Cc) {
     float acc = 0.0f;
-    for (int j = 0; j < K; j++) {
+#pragma unroll 4
+    for (int j = 0; j < K; j++) { /* unrolled: the taps' loads go out together */
         const int src = t + j - (K - 1);
         if (src >= 0) acc += convw[ch * K + j] * proj[(r - t + src) * P + ch];
         else if (tail) acc += convw[ch * K + j] * tail[(size_t)(K - 1 + src) * Cc + ch];

@@ -14,7 +14,8 @@
 hydra_status hydra_dev_op_rmsnorm_backward(int M, int C, const float *x, const float *w, float eps, const float *dy,
                                            float *dx, float *dw, int accumulate) {
     HYDRA_CHECK(need_device());
-    if (M < 0 || C <= 0) return hydra_set_error(HYDRA_ERR_ARG, "rmsnorm_backward: bad shape [%d, %d]", M, C);
+    if (M < 0 || C <= 0 || C > 8192)
+        return hydra_set_error(HYDRA_ERR_ARG, "rmsnorm_backward: bad shape [%d, %d] (C <= 8192)", M, C);
     dbufs b = {0};
     hydra_status st = HYDRA_OK;
     const size_t n = (size_t)M * C * 4;

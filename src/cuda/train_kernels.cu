@@ -11,6 +11,8 @@
  * repeats bit for bit on the same card. */
 #include <math.h>
 
+#include <type_traits>
+
 #include "device_util.cuh"
 #include "kernels.h"
 #include "launch.cuh"
@@ -25,6 +27,16 @@ constexpr int kNormItems = 256;   /* (row, head) items per block of the gated no
 constexpr int kGateRows = 32;     /* rows per thread of the gates backward */
 constexpr int kConvRows = 64;     /* rows per block of the conv backward */
 constexpr int kConvTile = 32;     /* channels per block of the conv backward */
+
+/* f(std::integral_constant<int, M>()) for the smallest power of two M in
+ * [N, Max] with M >= n (Max when none is): kernels templated on their values
+ * per thread keep exactly that many registers (a runtime bound would hold
+ * the maximum). */
+template <int N, int Max, class F> void with_pow2(int n, F f) {
+    if constexpr (N >= Max) f(std::integral_constant<int, N>());
+    else if (n <= N) f(std::integral_constant<int, N>());
+    else with_pow2<2 * N, Max>(n, f);
+}
 
 __device__ __forceinline__ float silu_grad(float x) { /* d/dx x sigmoid(x) */
     const float s = sigmoid(x);
@@ -56,12 +68,42 @@ cudaError_t reduce_cols(cudaStream_t s, int n, int width, const float *part, flo
     return cudaGetLastError();
 }
 
+/* Two block sums with one pair of barriers, each added in block_sum's order. */
+__device__ float2 block_sum2(float a, float b) {
+    __shared__ float2 part[32];
+    __shared__ float2 total;
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    a = warp_sum(a);
+    b = warp_sum(b);
+    if (lane == 0) part[w] = make_float2(a, b);
+    __syncthreads();
+    if (w == 0) {
+        float2 p = lane < (int)(blockDim.x >> 5) ? part[lane] : make_float2(0.0f, 0.0f);
+        p.x = warp_sum(p.x);
+        p.y = warp_sum(p.y);
+        if (lane == 0) total = p;
+    }
+    __syncthreads();
+    return total;
+}
+
 /* One block per kRmsRows rows; a thread keeps its NPT columns (c = tid + i *
- * blockDim) in registers, so x and dy are read once. Per row:
+ * blockDim) in registers, so x and dy are read once, and loads the next row
+ * before reducing this one (the loads overlap the barriers). Per row:
  * r = 1/sqrt(mean(x^2) + eps), m = (dy w . x) r^2 / C, dx = r (dy w - x m);
  * the dw partial of the chunk sums dy x r over its rows in order. */
 template <int NPT>
-__global__ void rmsnorm_bwd_k(int M, int C, const float *x, const float *w, float eps, const float *dy, float *dx,
+__device__ __forceinline__ void load_row(int C, const float *xr, const float *gr, float *xv, float *gv) {
+#pragma unroll
+    for (int i = 0; i < NPT; i++) {
+        const int c = threadIdx.x + i * blockDim.x;
+        xv[i] = c < C ? xr[c] : 0.0f;
+        gv[i] = c < C ? gr[c] : 0.0f;
+    }
+}
+
+template <int NPT>
+__global__ void __launch_bounds__(512) rmsnorm_bwd_k(int M, int C, const float *x, const float *w, float eps, const float *dy, float *dx,
                               int acc, float *part) {
     hk_pdl_entry();
     const int nt = blockDim.x;
@@ -73,28 +115,28 @@ __global__ void rmsnorm_bwd_k(int M, int C, const float *x, const float *w, floa
         pw[i] = 0.0f;
     }
     const int r0 = blockIdx.x * kRmsRows, r1 = min(M, r0 + kRmsRows);
+    float xv[NPT], gv[NPT], xn[NPT] = {}, gn[NPT] = {};
+    load_row<NPT>(C, x + (size_t)r0 * C, dy + (size_t)r0 * C, xv, gv);
     for (int r = r0; r < r1; r++) {
-        const float *xr = x + (size_t)r * C, *gr = dy + (size_t)r * C;
-        float xv[NPT], gv[NPT], ss = 0.0f, dot = 0.0f;
+        if (r + 1 < r1) load_row<NPT>(C, x + (size_t)(r + 1) * C, dy + (size_t)(r + 1) * C, xn, gn);
+        float ss = 0.0f, dot = 0.0f;
 #pragma unroll
         for (int i = 0; i < NPT; i++) {
-            const int c = threadIdx.x + i * nt;
-            xv[i] = c < C ? xr[c] : 0.0f;
-            gv[i] = c < C ? gr[c] : 0.0f;
             ss += xv[i] * xv[i];
             dot += gv[i] * wv[i] * xv[i];
         }
-        ss = block_sum(ss);
-        dot = block_sum(dot);
-        const float rr = 1.0f / sqrtf(ss / (float)C + eps), m = dot * rr * rr / (float)C;
+        const float2 sd = block_sum2(ss, dot);
+        const float rr = 1.0f / sqrtf(sd.x / (float)C + eps), m = sd.y * rr * rr / (float)C;
         float *dr = dx + (size_t)r * C;
 #pragma unroll
         for (int i = 0; i < NPT; i++) {
             const int c = threadIdx.x + i * nt;
-            if (c >= C) continue;
-            const float v = rr * (gv[i] * wv[i] - xv[i] * m);
-            dr[c] = acc ? dr[c] + v : v;
-            pw[i] += gv[i] * xv[i] * rr;
+            if (c < C) {
+                const float v = rr * (gv[i] * wv[i] - xv[i] * m);
+                dr[c] = acc ? dr[c] + v : v;
+                pw[i] += gv[i] * xv[i] * rr;
+            }
+            xv[i] = xn[i], gv[i] = gn[i];
         }
     }
     if (!part) return;
@@ -107,17 +149,18 @@ __global__ void rmsnorm_bwd_k(int M, int C, const float *x, const float *w, floa
 
 /* Gated output norm backward, one warp per (row, head) item, 8 warps per
  * block, kNormItems items per block (warp w takes items w, w + 8, ...); lane
- * holds channels lane + 32 i (d <= 256). With n = o rr, s = SiLU(z):
+ * holds channels lane + 32 i, i < NPL (d <= 32 NPL <= 256). With n = o rr, s = SiLU(z):
  * dz = dy n w SiLU'(z); dn = dy w s; dO = rr (dn - o rr mean(dn n));
  * the o_norm partial of the block sums dy n s (warps added in order). */
+template <int NPL>
 __global__ void gated_onorm_bwd_k(size_t items, int H, int d, const float *o, const float *proj, int P, int gate_off,
                                   const float *w, float eps, const float *dy, float *dproj, float *dO, float *part) {
     hk_pdl_entry();
     __shared__ float pws[8][256];
     const int lane = threadIdx.x & 31, wp = threadIdx.x >> 5;
-    float pw[8], wv[8];
+    float pw[NPL], wv[NPL];
 #pragma unroll
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < NPL; i++) {
         const int c = lane + 32 * i;
         wv[i] = c < d ? w[c] : 0.0f;
         pw[i] = 0.0f;
@@ -126,9 +169,9 @@ __global__ void gated_onorm_bwd_k(size_t items, int H, int d, const float *o, co
     for (size_t it = i0 + wp; it < items && it < i0 + kNormItems; it += 8) {
         const size_t r = it / H, zoff = r * P + gate_off + (it % H) * d;
         const float *oh = o + it * d, *gy = dy + it * d, *zh = proj + zoff;
-        float ov[8], zv[8], gv[8], dn[8], ss = 0.0f, dot = 0.0f;
+        float ov[NPL], zv[NPL], gv[NPL], dn[NPL], ss = 0.0f, dot = 0.0f;
 #pragma unroll
-        for (int i = 0; i < 8; i++) {
+        for (int i = 0; i < NPL; i++) {
             const int c = lane + 32 * i;
             ov[i] = c < d ? oh[c] : 0.0f;
             zv[i] = c < d ? zh[c] : 0.0f;
@@ -137,7 +180,7 @@ __global__ void gated_onorm_bwd_k(size_t items, int H, int d, const float *o, co
         }
         const float rr = 1.0f / sqrtf(warp_sum(ss) / (float)d + eps);
 #pragma unroll
-        for (int i = 0; i < 8; i++) {
+        for (int i = 0; i < NPL; i++) {
             const int c = lane + 32 * i;
             const float n = ov[i] * rr, sg = sigmoid(zv[i]), s = zv[i] * sg;
             dn[i] = gv[i] * wv[i] * s;
@@ -148,14 +191,14 @@ __global__ void gated_onorm_bwd_k(size_t items, int H, int d, const float *o, co
         }
         const float mean = warp_sum(dot) / (float)d;
 #pragma unroll
-        for (int i = 0; i < 8; i++) {
+        for (int i = 0; i < NPL; i++) {
             const int c = lane + 32 * i;
             if (c < d) dO[it * d + c] = rr * (dn[i] - ov[i] * (rr * mean));
         }
     }
     if (!part) return; /* uniform over the block: no __syncthreads is skipped by some threads only */
 #pragma unroll
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < NPL; i++) {
         const int c = lane + 32 * i;
         if (c < d) pws[wp][c] = pw[i];
     }
@@ -171,6 +214,7 @@ __global__ void gated_onorm_bwd_k(size_t items, int H, int d, const float *o, co
  * recompute the conv output c (zero tails), then
  * v: dc = dv SiLU'(c); q, k: s = SiLU(c), rn = 1/sqrt(|s|^2 + eps),
  * dc = scale rn (dy - s (s . dy) rn^2) SiLU'(c). */
+template <int NPL>
 __global__ void gdn_prep_bwd_k(size_t items, int T, int H, int d, int K, const float *proj, int P, const float *convw,
                                float l2_eps, float qscale, const float *dq, const float *dk, const float *dv,
                                float *dconv) {
@@ -181,9 +225,9 @@ __global__ void gdn_prep_bwd_k(size_t items, int T, int H, int d, int K, const f
     const size_t Hd = (size_t)H * d, r = it.r;
     const int part = it.part, h = it.h;
     const float *gsrc = (part == 0 ? dq : part == 1 ? dk : dv) + r * Hd + (size_t)h * d;
-    float cv[8], gv[8], ss = 0.0f, dot = 0.0f;
+    float cv[NPL], gv[NPL], ss = 0.0f, dot = 0.0f;
 #pragma unroll
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < NPL; i++) {
         const int c = lane + 32 * i;
         cv[i] = gv[i] = 0.0f;
         if (c >= d) continue;
@@ -196,7 +240,7 @@ __global__ void gdn_prep_bwd_k(size_t items, int T, int H, int d, int K, const f
     float *out = dconv + r * 3 * Hd + (size_t)part * Hd + (size_t)h * d;
     if (part == 2) {
 #pragma unroll
-        for (int i = 0; i < 8; i++) {
+        for (int i = 0; i < NPL; i++) {
             const int c = lane + 32 * i;
             if (c < d) out[c] = gv[i] * silu_grad(cv[i]);
         }
@@ -205,7 +249,7 @@ __global__ void gdn_prep_bwd_k(size_t items, int T, int H, int d, int K, const f
     const float rn = 1.0f / sqrtf(warp_sum(ss) + l2_eps), nd = warp_sum(dot) * rn * rn;
     const float scale = part == 0 ? qscale : 1.0f;
 #pragma unroll
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < NPL; i++) {
         const int c = lane + 32 * i;
         if (c < d) out[c] = scale * rn * (gv[i] - silu(cv[i]) * nd) * silu_grad(cv[i]);
     }
@@ -226,6 +270,7 @@ __global__ void gdn_gates_bwd_k(int BT, int H, int nchunk, const float *proj, in
     const float ea = -expf(A_log[h]), bias = dt_bias[h];
     float sA = 0.0f, sdt = 0.0f;
     const int r1 = min(BT, (chunk + 1) * kGateRows);
+#pragma unroll 4
     for (int r = chunk * kGateRows; r < r1; r++) {
         const size_t rh = (size_t)r * H + h;
         const float *pr = proj + (size_t)r * P + a_off;
@@ -254,7 +299,7 @@ __global__ void conv_bwd_k(int BT, int T, int Cc, int K, const float *x, int ldx
     const int span = kConvRows + K - 1;
     float *dys = sm, *xs = sm + span * kConvTile, *ws = xs + span * kConvTile; /* [span][32], [span][32], [K][32] */
     const int tx = threadIdx.x, ty = threadIdx.y, ny = blockDim.y;
-    const int c = blockIdx.y * kConvTile + tx, r0 = blockIdx.x * kConvRows;
+    const int c = blockIdx.x * kConvTile + tx, r0 = blockIdx.y * kConvRows;
     const bool on = c < Cc;
     for (int i = ty; i < span; i += ny) {
         const int rd = r0 + i, rx = r0 - (K - 1) + i;
@@ -275,9 +320,9 @@ __global__ void conv_bwd_k(int BT, int T, int Cc, int K, const float *x, int ldx
     if (!part) return;
     for (int j = ty; j < K; j += ny) {
         float acc = 0.0f;
-        for (int i = 0; i < rows; i++)
-            if ((r0 + i) % T - (K - 1) + j >= 0) acc += dys[i * kConvTile + tx] * xs[(i + j) * kConvTile + tx];
-        part[(size_t)blockIdx.x * Cc * K + (size_t)c * K + j] = acc;
+        for (int i = 0, t = r0 % T; i < rows; i++, t = t + 1 == T ? 0 : t + 1) /* t: row r0 + i's position */
+            if (t - (K - 1) + j >= 0) acc += dys[i * kConvTile + tx] * xs[(i + j) * kConvTile + tx];
+        part[(size_t)blockIdx.y * Cc * K + (size_t)c * K + j] = acc;
     }
 }
 
@@ -339,33 +384,37 @@ __global__ void embed_bwd_k(int C, const int32_t *row_start, const int32_t *rows
     }
 }
 
-/* Cross-entropy, one block per row, in place: loss = logsumexp - x[target]
- * (max-shifted, the exponentials summed in double as the CPU op does);
- * x <- (softmax - onehot) * scale on scored rows, 0 elsewhere. An
- * out-of-range target on a scored row gives a NaN loss (the host wrappers
- * refuse it before). */
-__global__ void xent_k(int V, float *logits, const int32_t *targets, const uint8_t *mask, float scale, double *rl) {
+/* Cross-entropy, one warp per row (8 rows per block), in place: loss =
+ * logsumexp - x[target] (max-shifted, the exponentials summed in double as
+ * the CPU op does); x <- (softmax - onehot) * scale on scored rows, 0
+ * elsewhere. An out-of-range target on a scored row gives a NaN loss (the
+ * host wrappers refuse it before). */
+__global__ void xent_k(int M, int V, float *logits, const int32_t *targets, const uint8_t *mask, float scale,
+                       double *rl) {
     hk_pdl_entry();
-    const size_t r = blockIdx.x;
+    const int lane = threadIdx.x & 31;
+    const size_t r = (size_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (r >= (size_t)M) return; /* whole warps only */
     float *x = logits + r * V;
     if (mask && !mask[r]) {
-        for (int c = threadIdx.x; c < V; c += blockDim.x) x[c] = 0.0f;
-        if (threadIdx.x == 0) rl[r] = 0.0;
+        for (int c = lane; c < V; c += 32) x[c] = 0.0f;
+        if (lane == 0) rl[r] = 0.0;
         return;
     }
-    float mx = -INFINITY;
-    for (int c = threadIdx.x; c < V; c += blockDim.x) mx = fmaxf(mx, x[c]);
-    mx = block_reduce(mx, OpMax(), -INFINITY);
-    double sum = 0.0;
-    for (int c = threadIdx.x; c < V; c += blockDim.x) sum += exp((double)x[c] - mx);
     const int tg = targets[r];
     const bool ok = tg >= 0 && tg < V;
-    const float xt = ok ? x[tg] : 0.0f; /* read before block_sum's barrier: x is overwritten after it */
-    sum = block_sum(sum);
+    const float xt = ok ? x[tg] : 0.0f;
+    float mx = -INFINITY;
+    for (int c = lane; c < V; c += 32) mx = fmaxf(mx, x[c]);
+    mx = warp_reduce(mx, OpMax());
+    double sum = 0.0;
+    for (int c = lane; c < V; c += 32) sum += exp((double)x[c] - mx);
+    sum = warp_sum(sum);
+    __syncwarp(); /* every lane has read x[tg] before any lane overwrites x */
     const double inv = 1.0 / sum;
-    for (int c = threadIdx.x; c < V; c += blockDim.x) x[c] = (float)(exp((double)x[c] - mx) * inv) * scale;
-    if (ok && tg % (int)blockDim.x == (int)threadIdx.x) x[tg] -= scale; /* the thread that wrote x[tg] */
-    if (threadIdx.x == 0) rl[r] = ok ? (double)mx + log(sum) - (double)xt : (double)NAN;
+    for (int c = lane; c < V; c += 32) x[c] = (float)(exp((double)x[c] - mx) * inv) * scale;
+    if (ok && tg % 32 == lane) x[tg] -= scale; /* the lane that wrote x[tg] */
+    if (lane == 0) rl[r] = ok ? (double)mx + log(sum) - (double)xt : (double)NAN;
 }
 
 /* *out = sum of rl[M]: thread i sums rows i, i + blockDim, ... in order, then a fixed tree. */
@@ -390,20 +439,15 @@ size_t hk_bwd_scratch_bytes(size_t rows, size_t width) {
 cudaError_t hk_rmsnorm_bwd(cudaStream_t s, int M, int C, const float *x, const float *w, float eps, const float *dy,
                            float *dx, int acc, float *dw, void *scratch) {
     if (M <= 0) return cudaSuccess;
-    if (C <= 0 || C > 16 * 1024 || (dw && !scratch)) return cudaErrorInvalidValue;
+    if (C <= 0 || C > 16 * 512 || (dw && !scratch)) return cudaErrorInvalidValue;
     float *part = dw ? (float *)scratch : nullptr;
     const unsigned nb = blocks_for((size_t)M, kRmsRows);
     /* the fewest columns per thread (1..16) that fit in 256 threads; past C = 4096, 16 per thread
-     * and up to 1024 threads */
-    const int npt = C <= 256 ? 1 : C <= 512 ? 2 : C <= 1024 ? 4 : C <= 2048 ? 8 : 16;
-    const unsigned threads = (blocks_for((size_t)C, npt) + 31) / 32 * 32;
-    switch (npt) {
-    case 1: hk_launch(rmsnorm_bwd_k<1>, nb, threads, 0, s, M, C, x, w, eps, dy, dx, acc, part); break;
-    case 2: hk_launch(rmsnorm_bwd_k<2>, nb, threads, 0, s, M, C, x, w, eps, dy, dx, acc, part); break;
-    case 4: hk_launch(rmsnorm_bwd_k<4>, nb, threads, 0, s, M, C, x, w, eps, dy, dx, acc, part); break;
-    case 8: hk_launch(rmsnorm_bwd_k<8>, nb, threads, 0, s, M, C, x, w, eps, dy, dx, acc, part); break;
-    default: hk_launch(rmsnorm_bwd_k<16>, nb, threads, 0, s, M, C, x, w, eps, dy, dx, acc, part); break;
-    }
+     * and up to 512 threads (the register file's bound at 16) */
+    with_pow2<1, 16>((C + 255) / 256, [&](auto npt) {
+        const unsigned threads = (blocks_for((size_t)C, decltype(npt)::value) + 31) / 32 * 32;
+        hk_launch(rmsnorm_bwd_k<decltype(npt)::value>, nb, threads, 0, s, M, C, x, w, eps, dy, dx, acc, part);
+    });
     if (dw) return reduce_cols(s, (int)nb, C, part, dw);
     return cudaGetLastError();
 }
@@ -416,7 +460,10 @@ cudaError_t hk_gated_onorm_bwd(cudaStream_t s, int BT, int H, int d, const float
     if (d <= 0 || d > 256 || (dw && !scratch)) return cudaErrorInvalidValue;
     float *part = dw ? (float *)scratch : nullptr;
     const unsigned nb = blocks_for(items, kNormItems);
-    hk_launch(gated_onorm_bwd_k, nb, 256, 0, s, items, H, d, o, proj, P, gate_off, w, eps, dy, dproj, dO, part);
+    with_pow2<1, 8>((d + 31) / 32, [&](auto npl) {
+        hk_launch(gated_onorm_bwd_k<decltype(npl)::value>, nb, 256, 0, s, items, H, d, o, proj, P, gate_off, w, eps, dy, dproj,
+                  dO, part);
+    });
     if (dw) return reduce_cols(s, (int)nb, d, part, dw);
     return cudaGetLastError();
 }
@@ -429,8 +476,10 @@ cudaError_t hk_gdn_prep_bwd(cudaStream_t s, int B, int T, int H, int d, int K, c
     const size_t BT = (size_t)B * T, warps = BT * 3 * H;
     if (!warps) return cudaSuccess;
     if (d <= 0 || d > 256 || K < 1 || !scratch) return cudaErrorInvalidValue;
-    hk_launch(gdn_prep_bwd_k, blocks_for(warps, 8), 256, 0, s, warps, T, H, d, K, proj, P, convw, l2_eps,
-              1.0f / sqrtf((float)d), dq, dk, dv, dconv);
+    with_pow2<1, 8>((d + 31) / 32, [&](auto npl) {
+        hk_launch(gdn_prep_bwd_k<decltype(npl)::value>, blocks_for(warps, 8), 256, 0, s, warps, T, H, d, K, proj, P, convw, l2_eps,
+                  1.0f / sqrtf((float)d), dq, dk, dv, dconv);
+    });
     const int nchunk = (int)blocks_for(BT, kGateRows);
     float *part = (float *)scratch; /* [2][nchunk][H] */
     hk_launch(gdn_gates_bwd_k, blocks_for((size_t)nchunk * H, 256), 256, 0, s, (int)BT, H, nchunk, proj, P, 4 * H * d,
@@ -444,11 +493,12 @@ cudaError_t hk_conv_bwd(cudaStream_t s, int B, int T, int Cc, int K, const float
                         const float *dy, float *dx, int lddx, float *dw, void *scratch) {
     const size_t BT = (size_t)B * T;
     if (!BT || Cc <= 0) return cudaSuccess;
-    if (K < 1 || K > 64 || (dw && !scratch)) return cudaErrorInvalidValue;
+    if (K < 1 || K > 64 || (dw && !scratch) || BT > (size_t)65535 * kConvRows) return cudaErrorInvalidValue;
     float *part = dw ? (float *)scratch : nullptr; /* [nchunk][Cc K] */
     const unsigned nchunk = blocks_for(BT, kConvRows);
     const size_t smem = (size_t)(2 * (kConvRows + K - 1) + K) * kConvTile * sizeof(float); /* <= 41 KB at K = 64 */
-    hk_launch(conv_bwd_k, dim3(nchunk, blocks_for((size_t)Cc, kConvTile)), dim3(kConvTile, 8), smem, s, (int)BT, T,
+    /* channel tiles fastest: blocks running together read whole rows */
+    hk_launch(conv_bwd_k, dim3(blocks_for((size_t)Cc, kConvTile), nchunk), dim3(kConvTile, 8), smem, s, (int)BT, T,
               Cc, K, x, ldx, w, dy, dx, lddx, part);
     if (dw) return reduce_cols(s, (int)nchunk, Cc * K, part, dw);
     return cudaGetLastError();
@@ -479,7 +529,7 @@ cudaError_t hk_cross_entropy(cudaStream_t s, int M, int V, float *logits, const 
                              float scale, double *loss_sum, void *scratch) {
     if (M < 0 || V <= 0 || (M > 0 && !scratch)) return cudaErrorInvalidValue;
     double *rl = (double *)scratch; /* [M] row losses */
-    if (M > 0) hk_launch(xent_k, (unsigned)M, 256, 0, s, V, logits, targets, mask, scale, rl);
+    if (M > 0) hk_launch(xent_k, blocks_for((size_t)M, 8), 256, 0, s, M, V, logits, targets, mask, scale, rl);
     hk_launch(sum_rows_k, 1, 1024, 0, s, M, (const double *)rl, loss_sum);
     return cudaGetLastError();
 }

@@ -92,6 +92,7 @@ static void test_rmsnorm(void **unused) {
     rmsnorm_case(300, 768, 1, 15);
     rmsnorm_case(33, 3000, 0, 16); /* 16 columns per thread */
     rmsnorm_case(5, 5000, 1, 17);  /* more than 256 threads */
+    rmsnorm_case(3, 8192, 1, 18);  /* the widest: 512 threads of 16 columns */
 }
 
 /* ------------------------------------------------------------- conv */
