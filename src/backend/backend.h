@@ -137,6 +137,16 @@ hydra_status hydra_dev_op_swiglu_backward(int M, int F, const float *gu, const f
  * [BT, H, d] -> dz, dO written; dw [d] += . */
 hydra_status hydra_dev_op_gated_onorm_backward(int BT, int H, int d, const float *o, const float *z, const float *w,
                                                float eps, const float *dy, float *dz, float *dO, float *dw);
+/* DeltaNet input stage backward (hk_gdn_prep_bwd), B sequences from zero
+ * conv tails, P = 4Hd + 2H: proj [B*T, P], convw [3Hd, K], g, beta, dg, dbeta
+ * [B*T, H], dq, dk, dv [B*T, Hd] -> dconv [B*T, 3Hd] written; dproj [B*T, P]
+ * columns 4Hd.. (a) and 4Hd + H.. (b) written, the others left as given;
+ * dA_log, ddt_bias [H] += . */
+hydra_status hydra_dev_op_gdn_prep_backward(int B, int T, int H, int d, int K, const float *proj, const float *convw,
+                                            const float *A_log, const float *dt_bias, const float *g, const float *beta,
+                                            float l2_eps, const float *dq, const float *dk, const float *dv,
+                                            const float *dg, const float *dbeta, float *dconv, float *dproj,
+                                            float *dA_log, float *ddt_bias);
 /* dE [V, C] += rows of dx [BT, C] at their tokens, in row order. */
 hydra_status hydra_dev_op_embed_backward(int BT, int V, int C, const int32_t *tok, const float *dx, float *dE);
 /* hydra_op_cross_entropy on the device (dlogits may alias logits). */

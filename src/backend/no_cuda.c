@@ -104,6 +104,13 @@ hydra_status hydra_dev_op_gated_onorm_backward(int BT, int H, int d, const float
                                                float eps, const float *dy, float *dz, float *dO, float *dw) {
     return NO_CUDA("gated_onorm_backward");
 }
+hydra_status hydra_dev_op_gdn_prep_backward(int B, int T, int H, int d, int K, const float *proj, const float *convw,
+                                            const float *A_log, const float *dt_bias, const float *g, const float *beta,
+                                            float l2_eps, const float *dq, const float *dk, const float *dv,
+                                            const float *dg, const float *dbeta, float *dconv, float *dproj,
+                                            float *dA_log, float *ddt_bias) {
+    return NO_CUDA("gdn_prep_backward");
+}
 hydra_status hydra_dev_op_embed_backward(int BT, int V, int C, const int32_t *tok, const float *dx, float *dE) {
     return NO_CUDA("embed_backward");
 }

@@ -7,38 +7,14 @@
 
 #include "kernels.h"
 #include "launch.cuh"
+#include "device_util.cuh"
 
 namespace {
-
-__device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
-__device__ __forceinline__ float softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
 
 /* Store v as f32 or bf16 at element i. */
 __device__ __forceinline__ void store(void *y, size_t i, float v, int bf16) {
     if (bf16) ((__nv_bfloat16 *)y)[i] = __float2bfloat16_rn(v);
     else ((float *)y)[i] = v;
-}
-
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
-/* Sum over the block (blockDim.x a multiple of 32, <= 1024). */
-__device__ float block_sum(float v) {
-    __shared__ float part[32];
-    __shared__ float total;
-    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    v = warp_sum(v);
-    if (lane == 0) part[w] = v;
-    __syncthreads();
-    if (w == 0) {
-        float x = lane < (int)(blockDim.x >> 5) ? part[lane] : 0.0f;
-        x = warp_sum(x);
-        if (lane == 0) total = x;
-    }
-    __syncthreads();
-    return total;
 }
 
 __global__ void embed_k(const int32_t *tok, int rows, const float *E, int C, float *x) {
@@ -77,22 +53,18 @@ __device__ __forceinline__ void gdn_gate(const float *pr, int H, int h, const fl
     *g = -expf(A_log[h]) * softplus(pr[h] + dt_bias[h]);
 }
 
-/* One warp per (row, head, part): part 0 = q, 1 = k, 2 = v. A lane holds the
- * channels lane, lane + 32, ... of the head (d <= 256 -> 8 per lane). With
- * T = 1 (a decode step) the warp also shifts its channels' conv tails (no
- * other thread reads them) and the q warp computes its head's gates: one
- * kernel instead of three. */
+/* One warp per (row, head, part) (gdn_item). With T = 1 (a decode step) the
+ * warp also shifts its channels' conv tails (no other thread reads them) and
+ * the q warp computes its head's gates: one kernel instead of three. */
 __global__ void gdn_prep_k(size_t items, int T, int H, int d, int K, const float *proj, int P, const float *convw,
                            float *const *tails, float l2_eps, float *q, float *k, float *v, const float *A_log,
                            const float *dt_bias, float *g, float *beta) {
     hk_pdl_entry();
     const int lane = threadIdx.x & 31;
-    const size_t item = (size_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    if (item >= items) return; /* whole warps only: the shuffles below stay full-warp */
-    const size_t Hd = (size_t)H * d;
-    const size_t r = item / (3 * (size_t)H);
-    const int hp = (int)(item % (3 * (size_t)H)), part = hp / H, h = hp % H;
-    const int b = (int)(r / T), t = (int)(r % T);
+    GdnItem it;
+    if (!gdn_item(items, T, H, &it)) return;
+    const size_t Hd = (size_t)H * d, r = it.r;
+    const int part = it.part, h = it.h, b = (int)(r / T);
     const float *tail = tails[b];
     float y[8];
     float ss = 0.0f;
@@ -102,13 +74,7 @@ __global__ void gdn_prep_k(size_t items, int T, int H, int d, int K, const float
         y[i] = 0.0f;
         if (c >= d) continue;
         size_t ch = (size_t)part * Hd + (size_t)h * d + c;
-        float acc = 0.0f;
-        for (int j = 0; j < K; j++) {
-            int src = t + j - (K - 1); /* input row of tap j, relative to this chunk */
-            float xin = src >= 0 ? proj[((size_t)b * T + src) * P + ch] : tail[(size_t)(K - 1 + src) * 3 * Hd + ch];
-            acc += convw[ch * K + j] * xin;
-        }
-        y[i] = silu(acc);
+        y[i] = silu(gdn_conv_at(proj, P, convw, K, r, it.t, ch, tail, 3 * Hd));
         ss += y[i] * y[i];
     }
     float scale = 1.0f;
@@ -245,8 +211,6 @@ __global__ void fill_k(float *x, size_t n, uint64_t seed, float lo, float hi) {
         x[i] = lo + (hi - lo) * (float)(z >> 40) * (1.0f / 16777216.0f);
     }
 }
-
-unsigned blocks_for(size_t n, unsigned threads) { return (unsigned)((n + threads - 1) / threads); }
 
 } // namespace
 

@@ -116,14 +116,18 @@ cudaError_t hk_gemm_small_in(cudaStream_t s, int M, int N, int K, int in, const 
  * (zero conv tails, zero recurrent state). Parameter gradients (dw, dA_log,
  * ...) are accumulated (+=) in a fixed order, never with float atomics, so a
  * run repeats bit for bit on the same card. Kernels that reduce over rows
- * take a scratch buffer of hk_bwd_scratch_bytes(rows, width) bytes. */
+ * take a scratch buffer of hk_bwd_scratch_bytes(rows, width) bytes, with
+ * (rows, width) = (M, C) for the RMSNorm, (BT*H, d) the gated norm, (BT, 2H)
+ * the input stage, (BT, Cc*K) the conv, (M, 1) the cross-entropy; one buffer
+ * of the largest of these sizes serves them all (they run one at a time). */
 size_t hk_bwd_scratch_bytes(size_t rows, size_t width);
-/* RMSNorm: dx (written, or added to with acc) and dw [C] += over rows. */
+/* RMSNorm: dx (written, or added to with acc) and dw [C] += over rows
+ * (NULL = skip). C <= 8192. */
 cudaError_t hk_rmsnorm_bwd(cudaStream_t s, int M, int C, const float *x, const float *w, float eps, const float *dy,
                            float *dx, int acc, float *dw, void *scratch);
 /* Gated output norm y = RMSNorm_head(o) * w * SiLU(z), z = proj[r, gate_off
  * + h*d ..]: dz written to dproj at the same columns (row stride P), dO
- * [BT, Hd] written, dw [d] += . */
+ * [BT, Hd] written, dw [d] += (NULL = skip). d <= 256. */
 cudaError_t hk_gated_onorm_bwd(cudaStream_t s, int BT, int H, int d, const float *o, const float *proj, int P,
                                int gate_off, const float *w, float eps, const float *dy, float *dproj, float *dO,
                                float *dw, void *scratch);
@@ -132,7 +136,7 @@ cudaError_t hk_gated_onorm_bwd(cudaStream_t s, int BT, int H, int d, const float
  * dg, dbeta [BT, H]: dconv [BT, 3Hd] (the gradient of the conv output, through
  * SiLU and the L2 norms, q scaled by d^-1/2); the gate pre-activations'
  * gradients into dproj columns 4Hd + h (a) and 4Hd + H + h (b); dA_log,
- * ddt_bias [H] += . g, beta are the forward's [BT, H]. */
+ * ddt_bias [H] += . g, beta are the forward's [BT, H]. d <= 256. */
 cudaError_t hk_gdn_prep_bwd(cudaStream_t s, int B, int T, int H, int d, int K, const float *proj, int P,
                             const float *convw, const float *A_log, const float *dt_bias, const float *g,
                             const float *beta, float l2_eps, const float *dq, const float *dk, const float *dv,
@@ -140,7 +144,7 @@ cudaError_t hk_gdn_prep_bwd(cudaStream_t s, int B, int T, int H, int d, int K, c
                             float *ddt_bias, void *scratch);
 /* Causal depthwise conv (width K, zero tails) backward: x [BT, Cc] at row
  * stride ldx, w [Cc, K], dy [BT, Cc] (stride Cc): dx written at row stride
- * lddx (may be the fused dproj), dw [Cc, K] += . */
+ * lddx (may be the fused dproj), dw [Cc, K] += (NULL = skip). K <= 64. */
 cudaError_t hk_conv_bwd(cudaStream_t s, int B, int T, int Cc, int K, const float *x, int ldx, const float *w,
                         const float *dy, float *dx, int lddx, float *dw, void *scratch);
 /* SwiGLU: gu [BT, 2F], dact [BT, F] -> dgu [BT, 2F]. */

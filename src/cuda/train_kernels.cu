@@ -1,0 +1,537 @@
+/* train_kernels.cu — the backward kernels of the memory-bound ops for GPU
+ * training: RMSNorm, the gated output norm, the DeltaNet input stage (conv
+ * recomputed, SiLU, L2 norms, gates), the causal conv, SwiGLU, RoPE, the
+ * embedding and the masked cross-entropy. Each mirrors one piece of the CPU
+ * backward (src/model/train.c, src/ops/); tests/cuda_train/bwd_ops.c holds
+ * them against it.
+ *
+ * Determinism: no float atomics anywhere. A parameter gradient is summed per
+ * fixed chunk of rows into scratch partials [chunks, width], then
+ * reduce_cols_k adds the chunks in a fixed order to the gradient, so a run
+ * repeats bit for bit on the same card. */
+#include <math.h>
+
+#include <type_traits>
+
+#include "device_util.cuh"
+#include "kernels.h"
+#include "launch.cuh"
+
+namespace {
+
+/* The smallest chunk of rows behind one partial; hk_bwd_scratch_bytes sizes
+ * for it, and every kernel's chunk is at least this long. */
+constexpr int kMinChunk = 32;
+constexpr int kRmsRows = 32;      /* rows per block of the RMSNorm backward */
+constexpr int kNormItems = 256;   /* (row, head) items per block of the gated norm backward */
+constexpr int kGateRows = 32;     /* rows per thread of the gates backward */
+constexpr int kConvRows = 64;     /* rows per block of the conv backward */
+constexpr int kConvTile = 32;     /* channels per block of the conv backward */
+
+/* f(std::integral_constant<int, M>()) for the smallest power of two M in
+ * [N, Max] with M >= n (Max when none is): kernels templated on their values
+ * per thread keep exactly that many registers (a runtime bound would hold
+ * the maximum). */
+template <int N, int Max, class F> void with_pow2(int n, F f) {
+    if constexpr (N >= Max) f(std::integral_constant<int, N>());
+    else if (n <= N) f(std::integral_constant<int, N>());
+    else with_pow2<2 * N, Max>(n, f);
+}
+
+__device__ __forceinline__ float silu_grad(float x) { /* d/dx x sigmoid(x) */
+    const float s = sigmoid(x);
+    return s * (1.0f + x * (1.0f - s));
+}
+
+/* out[c] += sum over i < n of part[i * width + c]: thread row y sums
+ * i = y, y + 32, ... in order, then row 0 adds the 32 sums in y order. */
+__global__ void reduce_cols_k(int n, int width, const float *part, float *out) {
+    hk_pdl_entry();
+    __shared__ float s[32][33];
+    const int c = blockIdx.x * 32 + threadIdx.x;
+    float acc = 0.0f;
+    if (c < width) {
+#pragma unroll 4
+        for (int i = threadIdx.y; i < n; i += 32) acc += part[(size_t)i * width + c];
+    }
+    s[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < width) {
+        float t = 0.0f;
+        for (int y = 0; y < 32; y++) t += s[y][threadIdx.x];
+        out[c] += t;
+    }
+}
+
+cudaError_t reduce_cols(cudaStream_t s, int n, int width, const float *part, float *out) {
+    if (n > 0 && width > 0) hk_launch(reduce_cols_k, blocks_for(width, 32), dim3(32, 32), 0, s, n, width, part, out);
+    return cudaGetLastError();
+}
+
+/* Two block sums with one pair of barriers, each added in block_sum's order. */
+__device__ float2 block_sum2(float a, float b) {
+    __shared__ float2 part[32];
+    __shared__ float2 total;
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    a = warp_sum(a);
+    b = warp_sum(b);
+    if (lane == 0) part[w] = make_float2(a, b);
+    __syncthreads();
+    if (w == 0) {
+        float2 p = lane < (int)(blockDim.x >> 5) ? part[lane] : make_float2(0.0f, 0.0f);
+        p.x = warp_sum(p.x);
+        p.y = warp_sum(p.y);
+        if (lane == 0) total = p;
+    }
+    __syncthreads();
+    return total;
+}
+
+/* One block per kRmsRows rows; a thread keeps its NPT columns (c = tid + i *
+ * blockDim) in registers, so x and dy are read once, and loads the next row
+ * before reducing this one (the loads overlap the barriers). Per row:
+ * r = 1/sqrt(mean(x^2) + eps), m = (dy w . x) r^2 / C, dx = r (dy w - x m);
+ * the dw partial of the chunk sums dy x r over its rows in order. */
+template <int NPT>
+__device__ __forceinline__ void load_row(int C, const float *xr, const float *gr, float *xv, float *gv) {
+#pragma unroll
+    for (int i = 0; i < NPT; i++) {
+        const int c = threadIdx.x + i * blockDim.x;
+        xv[i] = c < C ? xr[c] : 0.0f;
+        gv[i] = c < C ? gr[c] : 0.0f;
+    }
+}
+
+template <int NPT>
+__global__ void __launch_bounds__(512) rmsnorm_bwd_k(int M, int C, const float *x, const float *w, float eps, const float *dy, float *dx,
+                              int acc, float *part) {
+    hk_pdl_entry();
+    const int nt = blockDim.x;
+    float wv[NPT], pw[NPT];
+#pragma unroll
+    for (int i = 0; i < NPT; i++) {
+        const int c = threadIdx.x + i * nt;
+        wv[i] = c < C ? w[c] : 0.0f;
+        pw[i] = 0.0f;
+    }
+    const int r0 = blockIdx.x * kRmsRows, r1 = min(M, r0 + kRmsRows);
+    float xv[NPT], gv[NPT], xn[NPT] = {}, gn[NPT] = {};
+    load_row<NPT>(C, x + (size_t)r0 * C, dy + (size_t)r0 * C, xv, gv);
+    for (int r = r0; r < r1; r++) {
+        if (r + 1 < r1) load_row<NPT>(C, x + (size_t)(r + 1) * C, dy + (size_t)(r + 1) * C, xn, gn);
+        float ss = 0.0f, dot = 0.0f;
+#pragma unroll
+        for (int i = 0; i < NPT; i++) {
+            ss += xv[i] * xv[i];
+            dot += gv[i] * wv[i] * xv[i];
+        }
+        const float2 sd = block_sum2(ss, dot);
+        const float rr = 1.0f / sqrtf(sd.x / (float)C + eps), m = sd.y * rr * rr / (float)C;
+        float *dr = dx + (size_t)r * C;
+#pragma unroll
+        for (int i = 0; i < NPT; i++) {
+            const int c = threadIdx.x + i * nt;
+            if (c < C) {
+                const float v = rr * (gv[i] * wv[i] - xv[i] * m);
+                dr[c] = acc ? dr[c] + v : v;
+                pw[i] += gv[i] * xv[i] * rr;
+            }
+            xv[i] = xn[i], gv[i] = gn[i];
+        }
+    }
+    if (!part) return;
+#pragma unroll
+    for (int i = 0; i < NPT; i++) {
+        const int c = threadIdx.x + i * nt;
+        if (c < C) part[(size_t)blockIdx.x * C + c] = pw[i];
+    }
+}
+
+/* Gated output norm backward, one warp per (row, head) item, 8 warps per
+ * block, kNormItems items per block (warp w takes items w, w + 8, ...); lane
+ * holds channels lane + 32 i, i < NPL (d <= 32 NPL <= 256). With n = o rr, s = SiLU(z):
+ * dz = dy n w SiLU'(z); dn = dy w s; dO = rr (dn - o rr mean(dn n));
+ * the o_norm partial of the block sums dy n s (warps added in order). */
+template <int NPL>
+__global__ void gated_onorm_bwd_k(size_t items, int H, int d, const float *o, const float *proj, int P, int gate_off,
+                                  const float *w, float eps, const float *dy, float *dproj, float *dO, float *part) {
+    hk_pdl_entry();
+    __shared__ float pws[8][256];
+    const int lane = threadIdx.x & 31, wp = threadIdx.x >> 5;
+    float pw[NPL], wv[NPL];
+#pragma unroll
+    for (int i = 0; i < NPL; i++) {
+        const int c = lane + 32 * i;
+        wv[i] = c < d ? w[c] : 0.0f;
+        pw[i] = 0.0f;
+    }
+    const size_t i0 = (size_t)blockIdx.x * kNormItems;
+    for (size_t it = i0 + wp; it < items && it < i0 + kNormItems; it += 8) {
+        const size_t r = it / H, zoff = r * P + gate_off + (it % H) * d;
+        const float *oh = o + it * d, *gy = dy + it * d, *zh = proj + zoff;
+        float ov[NPL], zv[NPL], gv[NPL], dn[NPL], ss = 0.0f, dot = 0.0f;
+#pragma unroll
+        for (int i = 0; i < NPL; i++) {
+            const int c = lane + 32 * i;
+            ov[i] = c < d ? oh[c] : 0.0f;
+            zv[i] = c < d ? zh[c] : 0.0f;
+            gv[i] = c < d ? gy[c] : 0.0f;
+            ss += ov[i] * ov[i];
+        }
+        const float rr = 1.0f / sqrtf(warp_sum(ss) / (float)d + eps);
+#pragma unroll
+        for (int i = 0; i < NPL; i++) {
+            const int c = lane + 32 * i;
+            const float n = ov[i] * rr, sg = sigmoid(zv[i]), s = zv[i] * sg;
+            dn[i] = gv[i] * wv[i] * s;
+            dot += dn[i] * n;
+            if (c >= d) continue;
+            dproj[zoff + c] = gv[i] * n * wv[i] * (sg * (1.0f + zv[i] * (1.0f - sg)));
+            pw[i] += gv[i] * n * s;
+        }
+        const float mean = warp_sum(dot) / (float)d;
+#pragma unroll
+        for (int i = 0; i < NPL; i++) {
+            const int c = lane + 32 * i;
+            if (c < d) dO[it * d + c] = rr * (dn[i] - ov[i] * (rr * mean));
+        }
+    }
+    if (!part) return; /* uniform over the block: no __syncthreads is skipped by some threads only */
+#pragma unroll
+    for (int i = 0; i < NPL; i++) {
+        const int c = lane + 32 * i;
+        if (c < d) pws[wp][c] = pw[i];
+    }
+    __syncthreads();
+    for (int c = threadIdx.x; c < d; c += blockDim.x) {
+        float t = 0.0f;
+        for (int k = 0; k < 8; k++) t += pws[k][c];
+        part[(size_t)blockIdx.x * d + c] = t;
+    }
+}
+
+/* DeltaNet input stage backward, one warp per (row, head, part) (gdn_item):
+ * recompute the conv output c (zero tails), then
+ * v: dc = dv SiLU'(c); q, k: s = SiLU(c), rn = 1/sqrt(|s|^2 + eps),
+ * dc = scale rn (dy - s (s . dy) rn^2) SiLU'(c). */
+template <int NPL>
+__global__ void gdn_prep_bwd_k(size_t items, int T, int H, int d, int K, const float *proj, int P, const float *convw,
+                               float l2_eps, float qscale, const float *dq, const float *dk, const float *dv,
+                               float *dconv) {
+    hk_pdl_entry();
+    const int lane = threadIdx.x & 31;
+    GdnItem it;
+    if (!gdn_item(items, T, H, &it)) return;
+    const size_t Hd = (size_t)H * d, r = it.r;
+    const int part = it.part, h = it.h;
+    const float *gsrc = (part == 0 ? dq : part == 1 ? dk : dv) + r * Hd + (size_t)h * d;
+    float cv[NPL], gv[NPL], ss = 0.0f, dot = 0.0f;
+#pragma unroll
+    for (int i = 0; i < NPL; i++) {
+        const int c = lane + 32 * i;
+        cv[i] = gv[i] = 0.0f;
+        if (c >= d) continue;
+        cv[i] = gdn_conv_at(proj, P, convw, K, r, it.t, (size_t)part * Hd + (size_t)h * d + c, nullptr, 0);
+        gv[i] = gsrc[c];
+        const float s = silu(cv[i]);
+        ss += s * s;
+        dot += s * gv[i];
+    }
+    float *out = dconv + r * 3 * Hd + (size_t)part * Hd + (size_t)h * d;
+    if (part == 2) {
+#pragma unroll
+        for (int i = 0; i < NPL; i++) {
+            const int c = lane + 32 * i;
+            if (c < d) out[c] = gv[i] * silu_grad(cv[i]);
+        }
+        return;
+    }
+    const float rn = 1.0f / sqrtf(warp_sum(ss) + l2_eps), nd = warp_sum(dot) * rn * rn;
+    const float scale = part == 0 ? qscale : 1.0f;
+#pragma unroll
+    for (int i = 0; i < NPL; i++) {
+        const int c = lane + 32 * i;
+        if (c < d) out[c] = scale * rn * (gv[i] - silu(cv[i]) * nd) * silu_grad(cv[i]);
+    }
+}
+
+/* Gates backward, one thread per (chunk of kGateRows rows, head):
+ * beta = sigmoid(b): db = dbeta beta (1 - beta);
+ * g = -exp(A_log) softplus(a + dt_bias): da = dg (-exp(A_log)) sigmoid(a + dt_bias);
+ * partials of dA_log (sum dg g) at part[chunk, h] and of ddt_bias (sum da)
+ * at part[nchunk + chunk, h], rows in order. */
+__global__ void gdn_gates_bwd_k(int BT, int H, int nchunk, const float *proj, int P, int a_off, const float *A_log,
+                                const float *dt_bias, const float *g, const float *beta, const float *dg,
+                                const float *dbeta, float *dproj, float *part) {
+    hk_pdl_entry();
+    const size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (i >= (size_t)nchunk * H) return;
+    const int chunk = (int)(i / H), h = (int)(i % H);
+    const float ea = -expf(A_log[h]), bias = dt_bias[h];
+    float sA = 0.0f, sdt = 0.0f;
+    const int r1 = min(BT, (chunk + 1) * kGateRows);
+#pragma unroll 4
+    for (int r = chunk * kGateRows; r < r1; r++) {
+        const size_t rh = (size_t)r * H + h;
+        const float *pr = proj + (size_t)r * P + a_off;
+        float *dp = dproj + (size_t)r * P + a_off;
+        const float be = beta[rh], da = dg[rh] * ea * sigmoid(pr[h] + bias);
+        dp[H + h] = dbeta[rh] * be * (1.0f - be);
+        dp[h] = da;
+        sA += dg[rh] * g[rh];
+        sdt += da;
+    }
+    part[i] = sA;
+    part[(size_t)nchunk * H + i] = sdt;
+}
+
+/* Causal depthwise conv backward from zero tails. Block (32, 8): kConvTile
+ * channels x kConvRows rows of the flattened [BT] (a chunk may span
+ * sequences: the taps are masked by the position t within the sequence).
+ * dy rows [r0, r0 + rows + K - 1) and x rows [r0 - K + 1, r0 + rows) are
+ * staged in shared memory, then
+ *   dx[s, c] = sum_j w[c, j] dy[s + K - 1 - j, c]   (t_s + K - 1 - j < T)
+ *   part[chunk, c K + j] = sum_s dy[s, c] x[s - K + 1 + j, c]  (t_s - K + 1 + j >= 0), s in order. */
+__global__ void conv_bwd_k(int BT, int T, int Cc, int K, const float *x, int ldx, const float *w, const float *dy,
+                           float *dx, int lddx, float *part) {
+    hk_pdl_entry();
+    extern __shared__ float sm[];
+    const int span = kConvRows + K - 1;
+    float *dys = sm, *xs = sm + span * kConvTile, *ws = xs + span * kConvTile; /* [span][32], [span][32], [K][32] */
+    const int tx = threadIdx.x, ty = threadIdx.y, ny = blockDim.y;
+    const int c = blockIdx.x * kConvTile + tx, r0 = blockIdx.y * kConvRows;
+    const bool on = c < Cc;
+    for (int i = ty; i < span; i += ny) {
+        const int rd = r0 + i, rx = r0 - (K - 1) + i;
+        dys[i * kConvTile + tx] = on && rd < BT ? dy[(size_t)rd * Cc + c] : 0.0f;
+        xs[i * kConvTile + tx] = on && rx >= 0 && rx < BT ? x[(size_t)rx * ldx + c] : 0.0f;
+    }
+    for (int j = ty; j < K; j += ny) ws[j * kConvTile + tx] = on ? w[(size_t)c * K + j] : 0.0f;
+    __syncthreads();
+    if (!on) return;
+    const int rows = min(kConvRows, BT - r0);
+    for (int i = ty; i < rows; i += ny) {
+        const int t = (r0 + i) % T;
+        float acc = 0.0f;
+        for (int j = 0; j < K; j++)
+            if (t + K - 1 - j < T) acc += ws[j * kConvTile + tx] * dys[(i + K - 1 - j) * kConvTile + tx];
+        dx[(size_t)(r0 + i) * lddx + c] = acc;
+    }
+    if (!part) return;
+    for (int j = ty; j < K; j += ny) {
+        float acc = 0.0f;
+        for (int i = 0, t = r0 % T; i < rows; i++, t = t + 1 == T ? 0 : t + 1) /* t: row r0 + i's position */
+            if (t - (K - 1) + j >= 0) acc += dys[i * kConvTile + tx] * xs[(i + j) * kConvTile + tx];
+        part[(size_t)blockIdx.y * Cc * K + (size_t)c * K + j] = acc;
+    }
+}
+
+/* SwiGLU backward, one thread per (row, i < F): act = SiLU(g) u:
+ * dg = da u SiLU'(g), du = da SiLU(g). */
+__global__ void swiglu_bwd_k(size_t n, int F, const float *gu, const float *dact, float *dgu) {
+    hk_pdl_entry();
+    const size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const size_t r = i / F;
+    const int c = (int)(i % F);
+    const float *row = gu + r * 2 * F;
+    float *drow = dgu + r * 2 * F;
+    const float g = row[c], u = row[F + c], a = dact[i], sg = sigmoid(g);
+    drow[c] = a * u * (sg * (1.0f + g * (1.0f - sg)));
+    drow[F + c] = a * g * sg;
+}
+
+/* RoPE backward = the rotation by minus the angle, one thread per (row,
+ * i < d/2), all heads: the angle (double, position t in the sequence) is
+ * computed once per H values. */
+__global__ void rope_bwd_k(size_t n, int T, int H, int d, const double *inv_freq, float *dx) {
+    hk_pdl_entry();
+    const size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const int half = d / 2, f = (int)(i % half);
+    const size_t r = i / half;
+    double sd, cd;
+    sincos((double)(r % T) * inv_freq[f], &sd, &cd);
+    const float c = (float)cd, sn = (float)sd;
+    for (int h = 0; h < H; h++) {
+        float *xh = dx + (r * H + h) * d;
+        const float a = xh[f], b = xh[f + half];
+        xh[f] = a * c + b * sn;
+        xh[f + half] = b * c - a * sn;
+    }
+}
+
+/* Embedding backward, block (32, 16) per (token, 32 columns): warp row y
+ * sums the token's rows y, y + 16, ... (CSR order), then row 0 adds the 16
+ * sums in y order to dE. */
+__global__ void embed_bwd_k(int C, const int32_t *row_start, const int32_t *rows, const float *dx, float *dE) {
+    hk_pdl_entry();
+    __shared__ float s[16][33];
+    const int v = blockIdx.x, c = blockIdx.y * 32 + threadIdx.x;
+    const int k0 = row_start[v], k1 = row_start[v + 1];
+    if (k0 == k1) return; /* the whole block: no __syncthreads is split */
+    float acc = 0.0f;
+    if (c < C) {
+#pragma unroll 4
+        for (int k = k0 + threadIdx.y; k < k1; k += 16) acc += dx[(size_t)rows[k] * C + c];
+    }
+    s[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < C) {
+        float t = 0.0f;
+        for (int y = 0; y < 16; y++) t += s[y][threadIdx.x];
+        dE[(size_t)v * C + c] += t;
+    }
+}
+
+/* Cross-entropy, one warp per row (8 rows per block), in place: loss =
+ * logsumexp - x[target] (max-shifted, the exponentials summed in double as
+ * the CPU op does); x <- (softmax - onehot) * scale on scored rows, 0
+ * elsewhere. An out-of-range target on a scored row gives a NaN loss (the
+ * host wrappers refuse it before). */
+__global__ void xent_k(int M, int V, float *logits, const int32_t *targets, const uint8_t *mask, float scale,
+                       double *rl) {
+    hk_pdl_entry();
+    const int lane = threadIdx.x & 31;
+    const size_t r = (size_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (r >= (size_t)M) return; /* whole warps only */
+    float *x = logits + r * V;
+    if (mask && !mask[r]) {
+        for (int c = lane; c < V; c += 32) x[c] = 0.0f;
+        if (lane == 0) rl[r] = 0.0;
+        return;
+    }
+    const int tg = targets[r];
+    const bool ok = tg >= 0 && tg < V;
+    const float xt = ok ? x[tg] : 0.0f;
+    float mx = -INFINITY;
+    for (int c = lane; c < V; c += 32) mx = fmaxf(mx, x[c]);
+    mx = warp_reduce(mx, OpMax());
+    double sum = 0.0;
+    for (int c = lane; c < V; c += 32) sum += exp((double)x[c] - mx);
+    sum = warp_sum(sum);
+    __syncwarp(); /* every lane has read x[tg] before any lane overwrites x */
+    const double inv = 1.0 / sum;
+    for (int c = lane; c < V; c += 32) x[c] = (float)(exp((double)x[c] - mx) * inv) * scale;
+    if (ok && tg % 32 == lane) x[tg] -= scale; /* the lane that wrote x[tg] */
+    if (lane == 0) rl[r] = ok ? (double)mx + log(sum) - (double)xt : (double)NAN;
+}
+
+/* *out = sum of rl[M]: thread i sums rows i, i + blockDim, ... in order, then a fixed tree. */
+__global__ void sum_rows_k(int M, const double *rl, double *out) {
+    hk_pdl_entry();
+    double s = 0.0;
+    for (int i = threadIdx.x; i < M; i += blockDim.x) s += rl[i];
+    s = block_sum(s);
+    if (threadIdx.x == 0) *out = s;
+}
+
+} // namespace
+
+extern "C" {
+
+size_t hk_bwd_scratch_bytes(size_t rows, size_t width) {
+    const size_t part = (rows + kMinChunk - 1) / kMinChunk * width * sizeof(float), loss = rows * sizeof(double);
+    const size_t n = part > loss ? part : loss;
+    return (n + 255) & ~(size_t)255;
+}
+
+cudaError_t hk_rmsnorm_bwd(cudaStream_t s, int M, int C, const float *x, const float *w, float eps, const float *dy,
+                           float *dx, int acc, float *dw, void *scratch) {
+    if (M <= 0) return cudaSuccess;
+    if (C <= 0 || C > 16 * 512 || (dw && !scratch)) return cudaErrorInvalidValue;
+    float *part = dw ? (float *)scratch : nullptr;
+    const unsigned nb = blocks_for((size_t)M, kRmsRows);
+    /* the fewest columns per thread (1..16) that fit in 256 threads; past C = 4096, 16 per thread
+     * and up to 512 threads (the register file's bound at 16) */
+    with_pow2<1, 16>((C + 255) / 256, [&](auto npt) {
+        const unsigned threads = (blocks_for((size_t)C, decltype(npt)::value) + 31) / 32 * 32;
+        hk_launch(rmsnorm_bwd_k<decltype(npt)::value>, nb, threads, 0, s, M, C, x, w, eps, dy, dx, acc, part);
+    });
+    if (dw) return reduce_cols(s, (int)nb, C, part, dw);
+    return cudaGetLastError();
+}
+
+cudaError_t hk_gated_onorm_bwd(cudaStream_t s, int BT, int H, int d, const float *o, const float *proj, int P,
+                               int gate_off, const float *w, float eps, const float *dy, float *dproj, float *dO,
+                               float *dw, void *scratch) {
+    const size_t items = (size_t)BT * H;
+    if (!items) return cudaSuccess;
+    if (d <= 0 || d > 256 || (dw && !scratch)) return cudaErrorInvalidValue;
+    float *part = dw ? (float *)scratch : nullptr;
+    const unsigned nb = blocks_for(items, kNormItems);
+    with_pow2<1, 8>((d + 31) / 32, [&](auto npl) {
+        hk_launch(gated_onorm_bwd_k<decltype(npl)::value>, nb, 256, 0, s, items, H, d, o, proj, P, gate_off, w, eps, dy, dproj,
+                  dO, part);
+    });
+    if (dw) return reduce_cols(s, (int)nb, d, part, dw);
+    return cudaGetLastError();
+}
+
+cudaError_t hk_gdn_prep_bwd(cudaStream_t s, int B, int T, int H, int d, int K, const float *proj, int P,
+                            const float *convw, const float *A_log, const float *dt_bias, const float *g,
+                            const float *beta, float l2_eps, const float *dq, const float *dk, const float *dv,
+                            const float *dg, const float *dbeta, float *dconv, float *dproj, float *dA_log,
+                            float *ddt_bias, void *scratch) {
+    const size_t BT = (size_t)B * T, warps = BT * 3 * H;
+    if (!warps) return cudaSuccess;
+    if (d <= 0 || d > 256 || K < 1 || !scratch) return cudaErrorInvalidValue;
+    with_pow2<1, 8>((d + 31) / 32, [&](auto npl) {
+        hk_launch(gdn_prep_bwd_k<decltype(npl)::value>, blocks_for(warps, 8), 256, 0, s, warps, T, H, d, K, proj, P, convw, l2_eps,
+                  1.0f / sqrtf((float)d), dq, dk, dv, dconv);
+    });
+    const int nchunk = (int)blocks_for(BT, kGateRows);
+    float *part = (float *)scratch; /* [2][nchunk][H] */
+    hk_launch(gdn_gates_bwd_k, blocks_for((size_t)nchunk * H, 256), 256, 0, s, (int)BT, H, nchunk, proj, P, 4 * H * d,
+              A_log, dt_bias, g, beta, dg, dbeta, dproj, part);
+    cudaError_t e = reduce_cols(s, nchunk, H, part, dA_log);
+    if (e == cudaSuccess) e = reduce_cols(s, nchunk, H, part + (size_t)nchunk * H, ddt_bias);
+    return e;
+}
+
+cudaError_t hk_conv_bwd(cudaStream_t s, int B, int T, int Cc, int K, const float *x, int ldx, const float *w,
+                        const float *dy, float *dx, int lddx, float *dw, void *scratch) {
+    const size_t BT = (size_t)B * T;
+    if (!BT || Cc <= 0) return cudaSuccess;
+    if (K < 1 || K > 64 || (dw && !scratch) || BT > (size_t)65535 * kConvRows) return cudaErrorInvalidValue;
+    float *part = dw ? (float *)scratch : nullptr; /* [nchunk][Cc K] */
+    const unsigned nchunk = blocks_for(BT, kConvRows);
+    const size_t smem = (size_t)(2 * (kConvRows + K - 1) + K) * kConvTile * sizeof(float); /* <= 41 KB at K = 64 */
+    /* channel tiles fastest: blocks running together read whole rows */
+    hk_launch(conv_bwd_k, dim3(blocks_for((size_t)Cc, kConvTile), nchunk), dim3(kConvTile, 8), smem, s, (int)BT, T,
+              Cc, K, x, ldx, w, dy, dx, lddx, part);
+    if (dw) return reduce_cols(s, (int)nchunk, Cc * K, part, dw);
+    return cudaGetLastError();
+}
+
+cudaError_t hk_swiglu_bwd(cudaStream_t s, int BT, int F, const float *gu, const float *dact, float *dgu) {
+    const size_t n = (size_t)BT * F;
+    if (n) hk_launch(swiglu_bwd_k, blocks_for(n, 256), 256, 0, s, n, F, gu, dact, dgu);
+    return cudaGetLastError();
+}
+
+cudaError_t hk_rope_bwd(cudaStream_t s, int B, int T, int H, int d, const double *inv_freq, float *dx) {
+    if (d & 1) return cudaErrorInvalidValue;
+    const size_t n = (size_t)B * T * (d / 2);
+    if (n && H > 0) hk_launch(rope_bwd_k, blocks_for(n, 256), 256, 0, s, n, T, H, d, inv_freq, dx);
+    return cudaGetLastError();
+}
+
+cudaError_t hk_embed_bwd(cudaStream_t s, int V, int C, const int32_t *row_start, const int32_t *rows, const float *dx,
+                         float *dE) {
+    if (V > 0 && C > 0)
+        hk_launch(embed_bwd_k, dim3((unsigned)V, blocks_for((size_t)C, 32)), dim3(32, 16), 0, s, C, row_start, rows, dx,
+                  dE);
+    return cudaGetLastError();
+}
+
+cudaError_t hk_cross_entropy(cudaStream_t s, int M, int V, float *logits, const int32_t *targets, const uint8_t *mask,
+                             float scale, double *loss_sum, void *scratch) {
+    if (M < 0 || V <= 0 || (M > 0 && !scratch)) return cudaErrorInvalidValue;
+    double *rl = (double *)scratch; /* [M] row losses */
+    if (M > 0) hk_launch(xent_k, blocks_for((size_t)M, 8), 256, 0, s, M, V, logits, targets, mask, scale, rl);
+    hk_launch(sum_rows_k, 1, 1024, 0, s, M, (const double *)rl, loss_sum);
+    return cudaGetLastError();
+}
+
+} // extern "C"
