@@ -154,7 +154,13 @@ static size_t acts_layout(const hydra_model *m, size_t B, size_t T, char *base, 
     TAKE(base ? (void *)&t->mask : NULL, R);
     TAKE(base ? (void *)&t->loss : NULL, 8);
     /* kernel scratch: the largest of the reductions', attention's and the delta rule's */
-    size_t sc = hk_bwd_scratch_bytes(R, z.wmax), a = hk_attention_bwd_scratch((int)B, (int)T, (int)z.H),
+    /* the (rows, width) each reduction asks for (kernels.h): norms (R, C), the gated norm (R H, d), the
+     * input stage (R, 2H), the conv (R, 3Hd K), the loss (R, 1) */
+    const size_t red[][2] = {{R, z.C}, {R * z.H, z.d}, {R, 2 * z.H}, {R, 3 * z.Hd * z.K}, {R, 1}};
+    size_t sc = 0;
+    for (size_t i = 0; i < sizeof red / sizeof red[0]; i++)
+        if (hk_bwd_scratch_bytes(red[i][0], red[i][1]) > sc) sc = hk_bwd_scratch_bytes(red[i][0], red[i][1]);
+    size_t a = hk_attention_bwd_scratch((int)B, (int)T, (int)z.H),
            dr = hk_delta_rule_bwd_scratch((int)B, (int)T, (int)z.H, (int)z.d),
            df = hk_delta_rule_chunked_scratch((int)B, (int)T, (int)z.H, (int)z.d);
     if (a > sc) sc = a;
