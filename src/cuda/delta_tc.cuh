@@ -32,13 +32,14 @@ tc_work carve(void *base, int B, int T, int H, int D); /* A = null */
 cudaError_t states(cudaStream_t s, int B, int T, int H, int D, const float *k, const float *v, const float *g,
                    const float *beta, const tc_work &w);
 
-/* q, k rows of one chunk into bf16 shared tiles: bf16 inputs by cp.async,
- * f32 ones through registers (every load issued before the first store) *//* The backward (delta_bwd_tc.cu): hk_delta_rule_bwd's contract, D in {64, 128}. */
+/* The backward (delta_bwd_tc.cu): hk_delta_rule_bwd's contract, D in {64, 128}. */
 size_t bwd_scratch(int B, int T, int H, int D);
 cudaError_t bwd(cudaStream_t s, int B, int T, int H, int D, const float *q, const float *k, const float *v,
                 const float *g, const float *beta, const float *dO, float *dq, float *dk, float *dv, float *dg,
                 float *dbeta, void *scratch);
 
+/* q, k rows of one chunk into bf16 shared tiles: bf16 inputs by cp.async,
+ * f32 ones through registers (every load issued before the first store) */
 template <int D, int THREADS>
 __device__ __forceinline__ void stage_rows(bf *dst, int ld, const bf *src, size_t stride, int Lc) {
     for (int i = threadIdx.x; i < CH * D / 8; i += THREADS) {

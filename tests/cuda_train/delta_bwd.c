@@ -197,8 +197,10 @@ static void bench_shape(int B, int T, int H, int d) {
     cudaEventCreate(&e0);
     cudaEventCreate(&e1);
     if (ok) {
-        float tb = time_ms(1, B, T, H, d, buf, Sp, scratch, e0, e1), tt = time_ms(2, B, T, H, d, buf, Sp, scratch, e0, e1),
-              tf = time_ms(0, B, T, H, d, buf, Sp, scratch, e0, e1), tcf = time_ms(3, B, T, H, d, buf, Sp, scratch, e0, e1);
+        float tb = time_ms(1, B, T, H, d, buf, Sp, scratch, e0, e1);
+        float tt = time_ms(2, B, T, H, d, buf, Sp, scratch, e0, e1);
+        float tf = time_ms(0, B, T, H, d, buf, Sp, scratch, e0, e1);
+        float tcf = time_ms(3, B, T, H, d, buf, Sp, scratch, e0, e1);
         cudaError_t e = cudaDeviceSynchronize();
         struct cudaDeviceProp prop;
         cudaGetDeviceProperties(&prop, 0);
