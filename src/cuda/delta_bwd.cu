@@ -33,8 +33,9 @@
  * token moved the first by only 2%, so the time is not in that arithmetic;
  * not profiled yet (the per-token loads of k, q, v, dO miss L1, which shared
  * memory mostly takes, and sit on the dependency chain: a suspect, not a
- * finding). The tensor-core chunked backward (tc = 1) is the fast path to
- * come; this one is the f32 reference mode. */
+ * finding). This is the f32 reference mode (tc = 0, d 32, 64, 128); tc = 1
+ * runs the tensor-core chunked backward of delta_bwd_tc.cu (d 64, 128):
+ * 1.31 ms and 4.0 ms at those two shapes on the same card. */
 #include "delta_tc.cuh"
 #include "kernels.h"
 #include "launch.cuh"

@@ -35,7 +35,22 @@
  *     chunks ahead, as in the forward scan.
  *  3. local (chunks in parallel): everything else from the formulas above;
  *     the row and column sums of dG and dbeta by shuffles and a fixed-order
- *     sum over warps in shared memory: no atomics, bit-identical runs. */
+ *     sum over warps in shared memory: no atomics, bit-identical runs.
+ *
+ * Scratch: the forward's plus A, P^T dO, gamma q, dO (bf16), dS' and dV_new
+ * per chunk (bf16): 555 MB at B 16 x T 2048 x H 12 x d 64.
+ *
+ * Measured (H100 SXM, CUDA events, medians; tests/cuda_train/delta_bwd.c
+ * with HYDRA_BENCH_DELTA_BWD=1, the split from events between the kernels):
+ *   B 16 x T 2048 x H 12 x d 64:  1.31 ms = prep + scan 0.40, dvloc 0.16,
+ *     rscan 0.17, local 0.56 (the f32 backward: 10.8 ms; the tensor-core
+ *     forward: 0.54 ms);
+ *   B 4 x T 8192 x H 16 x d 128: 4.0 ms = 1.08 + 0.43 + 0.56 + 1.94 (f32: 58 ms;
+ *     forward 1.50 ms).
+ * local holds 209 KiB of shared memory at d 128 (one block of 4 warps an
+ * SM) and 101 KiB at d 64 (two): it is the largest part and the first place
+ * to look (splitting it in two kernels, or 8 warps a chunk, would raise
+ * the occupancy); not tried yet. */
 #include "delta_tc.cuh"
 #include "kernels.h"
 
