@@ -28,26 +28,10 @@
  * io_bf16); g, beta [BT, H]; S[b] [H, D (value), D (key)] f32; D in
  * {64, 128}. A short last chunk is zero-padded (k = v = g = beta = 0), which
  * changes nothing. */
-#include <cuda_bf16.h>
-
+#include "delta_tc.cuh"
 #include "kernels.h"
 
-namespace {
-
-typedef __nv_bfloat16 bf;
-
-constexpr int CH = 64;  /* chunk length */
-constexpr int NT = 128; /* 4 warps per block */
-
-/* Scratch (carved from the caller's work buffer; 16-byte aligned pieces). */
-struct tc_work {
-    bf *U, *W, *Kt;      /* [BT, H, D] */
-    bf *Vn;              /* [B, H, NC, D, CH] V_new^T per chunk (the scan's register layout) */
-    bf *Sc;              /* [B, H, NC, D, D] chunk-start states */
-    float *G;            /* [BT, H] cumulative log decay within the chunk */
-};
-
-__host__ __device__ inline int n_chunks(int T) { return (T + CH - 1) / CH; }
+namespace hk_tc {
 
 tc_work carve(void *base, int B, int T, int H, int D) {
     bf *p = (bf *)base;
@@ -59,108 +43,17 @@ tc_work carve(void *base, int B, int T, int H, int D) {
     w.Vn = p, p += (size_t)B * H * n_chunks(T) * CH * D;
     w.Sc = p, p += (size_t)B * H * n_chunks(T) * D * D;
     w.G = (float *)p;
+    w.A = nullptr;
     return w;
 }
 
-/* 4 f32 -> 4 bf16 (8-byte store), each scaled by s */
-__device__ __forceinline__ void store4(bf *dst, float4 x, float s) {
-    __nv_bfloat162 h[2] = {__floats2bfloat162_rn(x.x * s, x.y * s), __floats2bfloat162_rn(x.z * s, x.w * s)};
-    *(uint2 *)dst = *(const uint2 *)h;
+size_t fwd_scratch(int B, int T, int H, int D) {
+    size_t BT = (size_t)B * T;
+    size_t NCH = (size_t)B * H * n_chunks(T);
+    return (3 * BT * H * D + NCH * CH * D + NCH * D * D) * sizeof(bf) + BT * H * sizeof(float);
 }
 
-/* 4 consecutive inputs as f32 (zeros where !valid): f32 or bf16 activations */
-__device__ __forceinline__ float4 load4(const float *p, bool valid) {
-    return valid ? *(const float4 *)p : make_float4(0.f, 0.f, 0.f, 0.f);
-}
-__device__ __forceinline__ float4 load4(const bf *p, bool valid) {
-    if (!valid) return make_float4(0.f, 0.f, 0.f, 0.f);
-    uint2 u = *(const uint2 *)p;
-    float2 a = __bfloat1622float2(*(const __nv_bfloat162 *)&u.x), b = __bfloat1622float2(*(const __nv_bfloat162 *)&u.y);
-    return make_float4(a.x, a.y, b.x, b.y);
-}
-
-/* 16-byte global -> shared copy that bypasses registers; valid = 0 writes zeros */
-__device__ __forceinline__ void cp16(void *smem, const void *gmem, bool valid) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-    int n = valid ? 16 : 0;
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(n));
-}
-__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
-
-/* Raw m16n8k16 tensor-core products (PTX), whose fragment layouts are
- * documented: with g = lane / 4 and t = lane % 4, an f32 accumulator tile
- * (16 x 8) holds rows g and g + 8 at columns 2t, 2t + 1; an A fragment
- * (16 x 16) holds the same rows at columns 2t, 2t + 1, 2t + 8, 2t + 9. Two
- * adjacent accumulator tiles are therefore one A fragment once rounded to
- * bf16: the scan chains its products in registers without touching shared
- * memory (the flash-attention trick). */
-__device__ __forceinline__ unsigned pack2(float lo, float hi) {
-    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
-    return *(const unsigned *)&h;
-}
-__device__ __forceinline__ void mma16816(float c[4], const unsigned a[4], unsigned b0, unsigned b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-                 "{%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-/* four 8x8 bf16 matrices from shared memory; lanes 8i..8i+7 give matrix i's row addresses */
-__device__ __forceinline__ void ldsm4(unsigned r[4], const bf *p) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(s));
-}
-__device__ __forceinline__ void ldsm4t(unsigned r[4], const bf *p) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(s));
-}
-/* A fragment for k-block kb from accumulator tiles 2kb and 2kb + 1 (times s) */
-__device__ __forceinline__ void acc_to_a(unsigned a[4], const float c0[4], const float c1[4], float s) {
-    a[0] = pack2(s * c0[0], s * c0[1]);
-    a[1] = pack2(s * c0[2], s * c0[3]);
-    a[2] = pack2(s * c1[0], s * c1[1]);
-    a[3] = pack2(s * c1[2], s * c1[3]);
-}
-
-/* acc[j] (j < NJ accumulator tiles of 8 columns) += A (16 rows; k-blocks
- * kb0 .. kb0 + KB - 1 of a[]) times B with B(k, n) = R[n][k]: column n of B
- * is row n of the bf16 matrix R (ld elements apart), so one non-transposing
- * ldmatrix gives two tiles' B fragments. Tile pairs past jmax are skipped
- * (causal masks); the bounds are compile-time so acc stays in registers. */
-template <int KB, int NJ>
-__device__ __forceinline__ void mma_rowsT(float (*acc)[4], const unsigned (*a)[4], const bf *R, int ld, int kb0,
-                                          int jmax) {
-    const int lane = threadIdx.x & 31, mi = lane >> 3, rr = lane & 7;
-#pragma unroll
-    for (int kb = 0; kb < KB; kb++)
-#pragma unroll
-        for (int j = 0; j < NJ; j += 2) {
-            if (j > jmax) break;
-            unsigned b[4];
-            ldsm4(b, R + (8 * (j + (mi >> 1)) + rr) * ld + 16 * (kb0 + kb) + 8 * (mi & 1));
-            mma16816(acc[j], a[kb], b[0], b[1]);
-            mma16816(acc[j + 1], a[kb], b[2], b[3]);
-        }
-}
-
-template <int NJ>
-__device__ __forceinline__ void zero_acc(float (*acc)[4]) {
-#pragma unroll
-    for (int j = 0; j < NJ; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
-}
-
-/* A fragments of 16 rows (row0..) of a bf16 row-major matrix, k-blocks 0 .. KB - 1 */
-template <int KB>
-__device__ __forceinline__ void load_a(unsigned (*a)[4], const bf *M, int ld, int row0) {
-    const int lane = threadIdx.x & 31;
-#pragma unroll
-    for (int kb = 0; kb < KB; kb++) ldsm4(a[kb], M + (row0 + (lane & 15)) * ld + 16 * kb + 8 * (lane >> 4));
-}
+namespace {
 
 /* ---------------------------------------------------------------- 1: prep */
 template <int D>
@@ -300,6 +193,13 @@ __global__ void __launch_bounds__(NT) prep_k(int T, int H, const Tin *__restrict
         }
     }
     __syncthreads();
+    if (w.A) { /* the backward's copy of T (whole 64 x 64, padded rows included) */
+        bf *Ag = w.A + (((size_t)b * H + h) * gridDim.x + c) * CH * CH;
+        for (int i = tid; i < CH * CH / 8; i += NT) {
+            const int r = i / (CH / 8), c8 = (i % (CH / 8)) * 8;
+            *(uint4 *)(Ag + r * CH + c8) = *(const uint4 *)(Tb + r * LT + c8);
+        }
+    }
 
     /* U = T (beta v), W = T (beta e^G k), this warp's 16 rows (T is lower
      * triangular: token blocks up to the diagonal) */
@@ -335,7 +235,7 @@ __global__ void __launch_bounds__(NT) scan_k(int T, int H, float *const *S, tc_w
               lane = tid & 31, g = lane >> 2, t = lane & 3, mi = lane >> 3, rr = lane & 7;
     const int NC = n_chunks(T), m0 = rs0 + warp * 16; /* this warp's first row of S */
     const size_t HD = (size_t)H * D;
-    float *Sg = S[b] + (size_t)h * D * D;
+    float *Sg = S ? S[b] + (size_t)h * D * D : nullptr; /* null: S_0 = 0, final state not kept */
 
     auto load_chunk = [&](int c) { /* an empty group past the end keeps the counting uniform */
         if (c >= NC) return cp_commit();
@@ -359,8 +259,9 @@ __global__ void __launch_bounds__(NT) scan_k(int T, int H, float *const *S, tc_w
     float Sa[NK][4]; /* S rows m0 + g, m0 + g + 8; keys 8j + 2t, 8j + 2t + 1 */
 #pragma unroll
     for (int j = 0; j < NK; j++) {
-        float2 lo = *(const float2 *)(Sg + (size_t)(m0 + g) * D + 8 * j + 2 * t);
-        float2 hi = *(const float2 *)(Sg + (size_t)(m0 + g + 8) * D + 8 * j + 2 * t);
+        const float2 z = make_float2(0.0f, 0.0f);
+        float2 lo = Sg ? *(const float2 *)(Sg + (size_t)(m0 + g) * D + 8 * j + 2 * t) : z;
+        float2 hi = Sg ? *(const float2 *)(Sg + (size_t)(m0 + g + 8) * D + 8 * j + 2 * t) : z;
         Sa[j][0] = lo.x, Sa[j][1] = lo.y, Sa[j][2] = hi.x, Sa[j][3] = hi.y;
     }
 
@@ -389,17 +290,7 @@ __global__ void __launch_bounds__(NT) scan_k(int T, int H, float *const *S, tc_w
         /* V_new^T = U^T - S W^T: 8 tiles of 8 tokens; U^T's tiles come
          * straight from U's rows by a transposing ldmatrix */
         float Vt[CH / 8][4];
-#pragma unroll
-        for (int j = 0; j < CH / 8; j += 2) {
-            unsigned u4[4]; /* matrices (tokens 8j.., rows 16 warp + {0, 8}) and tokens 8j + 8.. */
-            ldsm4t(u4, Uc + (8 * (j + (mi >> 1)) + rr) * LU + warp * 16 + 8 * (mi & 1));
-#pragma unroll
-            for (int x = 0; x < 2; x++) {
-                float2 lo = __bfloat1622float2(*(const __nv_bfloat162 *)&u4[2 * x]);
-                float2 hi = __bfloat1622float2(*(const __nv_bfloat162 *)&u4[2 * x + 1]);
-                Vt[j + x][0] = lo.x, Vt[j + x][1] = lo.y, Vt[j + x][2] = hi.x, Vt[j + x][3] = hi.y;
-            }
-        }
+        load_acc_T<CH / 8>(Vt, Uc + warp * 16, LU);
         mma_rowsT<D / 16, CH / 8>(Vt, Sneg, Wc, LD, 0, CH); /* B(k = key, n = token) = W[token][key] */
         /* V_new^T (bf16, [value][token] per chunk) for the output kernel;
          * padded tokens hold zeros (U = W = 0 there) */
@@ -430,6 +321,7 @@ __global__ void __launch_bounds__(NT) scan_k(int T, int H, float *const *S, tc_w
             }
         }
     }
+    if (!Sg) return;
 #pragma unroll
     for (int j = 0; j < NK; j++) {
         *(float2 *)(Sg + (size_t)(m0 + g) * D + 8 * j + 2 * t) = make_float2(Sa[j][0], Sa[j][1]);
@@ -441,35 +333,6 @@ __global__ void __launch_bounds__(NT) scan_k(int T, int H, float *const *S, tc_w
 template <int D>
 constexpr size_t out_smem() {
     return (size_t)(2 * CH + D) * (D + 8) * 2 + (size_t)D * (CH + 8) * 2 + CH * 4;
-}
-
-/* two adjacent outputs (columns 2t, 2t + 1 of a row) to f32 or bf16 memory */
-__device__ __forceinline__ void put2(float *dst, float a, float b) { *(float2 *)dst = make_float2(a, b); }
-__device__ __forceinline__ void put2(bf *dst, float a, float b) { *(unsigned *)dst = pack2(a, b); }
-
-/* q, k rows of one chunk into bf16 shared tiles: bf16 inputs by cp.async,
- * f32 ones through registers (every load issued before the first store) */
-template <int D, int THREADS>
-__device__ __forceinline__ void stage_rows(bf *dst, int ld, const bf *src, size_t stride, int Lc) {
-    for (int i = threadIdx.x; i < CH * D / 8; i += THREADS) {
-        int r = i / (D / 8), c8 = (i % (D / 8)) * 8;
-        cp16(dst + r * ld + c8, src + (size_t)(r < Lc ? r : 0) * stride + c8, r < Lc);
-    }
-}
-template <int D, int THREADS>
-__device__ __forceinline__ void stage_rows(bf *dst, int ld, const float *src, size_t stride, int Lc) {
-    constexpr int N = CH * D / 4 / THREADS;
-    float4 x[N];
-#pragma unroll
-    for (int u = 0; u < N; u++) {
-        int i = threadIdx.x + u * THREADS, r = i / (D / 4), c4 = (i % (D / 4)) * 4;
-        x[u] = load4(src + (size_t)r * stride + c4, r < Lc);
-    }
-#pragma unroll
-    for (int u = 0; u < N; u++) {
-        int i = threadIdx.x + u * THREADS, r = i / (D / 4), c4 = (i % (D / 4)) * 4;
-        store4(dst + r * ld + c4, x[u], 1.0f);
-    }
 }
 
 /* One chunk of one head, a warp per 16 rows (tokens), everything chained in
@@ -546,18 +409,25 @@ __global__ void __launch_bounds__(NT) out_k(int T, int H, const Tin *__restrict_
     }
 }
 
-template <int D, typename Tin, typename Tout>
-cudaError_t launch(cudaStream_t s, int B, int T, int H, const Tin *q, const Tin *k, const Tin *v, const float *g,
-                   const float *beta, float *const *S, Tout *o, void *scratch) {
-    tc_work w = carve(scratch, B, T, H, D);
+/* kernels 1 and 2; S null: from S_0 = 0, final state not kept */
+template <int D, typename Tin>
+void prep_scan(cudaStream_t s, int B, int T, int H, const Tin *k, const Tin *v, const float *g, const float *beta,
+               float *const *S, const tc_work &w) {
     const unsigned NC = (unsigned)n_chunks(T);
     /* above 48 KiB a kernel must ask for its shared memory (per device, so every time) */
     cudaFuncSetAttribute(prep_k<D, Tin>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)prep_smem<D>());
     cudaFuncSetAttribute(scan_k<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)scan_smem<D>());
-    cudaFuncSetAttribute(out_k<D, Tin, Tout>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)out_smem<D>());
     prep_k<D, Tin><<<dim3(NC, H, B), NT, prep_smem<D>(), s>>>(T, H, k, v, g, beta, w);
     scan_k<D><<<dim3(D / SR, H, B), NT, scan_smem<D>(), s>>>(T, H, S, w);
-    out_k<D, Tin, Tout><<<dim3(NC, H, B), NT, out_smem<D>(), s>>>(T, H, q, k, w, o);
+}
+
+template <int D, typename Tin, typename Tout>
+cudaError_t launch(cudaStream_t s, int B, int T, int H, const Tin *q, const Tin *k, const Tin *v, const float *g,
+                   const float *beta, float *const *S, Tout *o, void *scratch) {
+    tc_work w = carve(scratch, B, T, H, D);
+    prep_scan<D, Tin>(s, B, T, H, k, v, g, beta, S, w);
+    cudaFuncSetAttribute(out_k<D, Tin, Tout>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)out_smem<D>());
+    out_k<D, Tin, Tout><<<dim3((unsigned)n_chunks(T), H, B), NT, out_smem<D>(), s>>>(T, H, q, k, w, o);
     return cudaGetLastError();
 }
 
@@ -574,16 +444,24 @@ cudaError_t launch_d(cudaStream_t s, int B, int T, int H, int d, const void *q, 
 
 } // namespace
 
-extern "C" size_t hk_delta_rule_tc_scratch(int B, int T, int H, int d) {
-    size_t BT = (size_t)B * T;
-    size_t NCH = (size_t)B * H * n_chunks(T);
-    return (3 * BT * H * d + NCH * CH * d + NCH * d * d) * sizeof(bf) + BT * H * sizeof(float);
+cudaError_t states(cudaStream_t s, int B, int T, int H, int D, const float *k, const float *v, const float *g,
+                   const float *beta, const tc_work &w) {
+    switch (D) {
+    case 64: prep_scan<64, float>(s, B, T, H, k, v, g, beta, nullptr, w); break;
+    case 128: prep_scan<128, float>(s, B, T, H, k, v, g, beta, nullptr, w); break;
+    default: return cudaErrorNotSupported;
+    }
+    return cudaGetLastError();
 }
+
+} // namespace hk_tc
+
+extern "C" size_t hk_delta_rule_tc_scratch(int B, int T, int H, int d) { return hk_tc::fwd_scratch(B, T, H, d); }
 
 extern "C" cudaError_t hk_delta_rule_tc(cudaStream_t s, int B, int T, int H, int d, const void *q, const void *k,
                                         const void *v, const float *g, const float *beta, float *const *S, void *o,
                                         void *scratch, int io_bf16) {
     if (B <= 0 || T <= 0 || H <= 0 || !scratch) return cudaErrorInvalidValue;
-    return io_bf16 ? launch_d<bf, bf>(s, B, T, H, d, q, k, v, g, beta, S, o, scratch)
-                   : launch_d<float, float>(s, B, T, H, d, q, k, v, g, beta, S, o, scratch);
+    return io_bf16 ? hk_tc::launch_d<bf, bf>(s, B, T, H, d, q, k, v, g, beta, S, o, scratch)
+                   : hk_tc::launch_d<float, float>(s, B, T, H, d, q, k, v, g, beta, S, o, scratch);
 }

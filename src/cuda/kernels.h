@@ -171,9 +171,10 @@ cudaError_t hk_attention_bwd(cudaStream_t s, int B, int T, int H, int d, int win
                              void *scratch);
 /* Gated delta rule backward (delta_bwd.cu), B sequences from S0 = 0, no
  * final-state gradient, dk = dv = d: q, k, v, dO [BT, H, d]; g, beta [BT, H]
- * -> dq, dk, dv [BT, H, d], dg, dbeta [BT, H] written. tc = 1: products on
- * bf16 tensor cores with f32 accumulation; 0: f32. scratch:
- * hk_delta_rule_bwd_scratch bytes. */
+ * -> dq, dk, dv [BT, H, d], dg, dbeta [BT, H] written. tc = 1: chunked (WY
+ * form), products on bf16 tensor cores with f32 accumulation, d 64 and 128
+ * only (delta_bwd_tc.cu; d 32: cudaErrorNotSupported); 0: f32, d 32, 64,
+ * 128. scratch: hk_delta_rule_bwd_scratch bytes (enough for either). */
 size_t hk_delta_rule_bwd_scratch(int B, int T, int H, int d);
 cudaError_t hk_delta_rule_bwd(cudaStream_t s, int B, int T, int H, int d, const float *q, const float *k,
                               const float *v, const float *g, const float *beta, const float *dO, float *dq,

@@ -13,7 +13,8 @@ hydra_status hydra_dev_op_delta_rule_backward(int tc, int B, int T, int H, int d
     if (B <= 0 || T < 0 || H <= 0 || (d != 32 && d != 64 && d != 128))
         return hydra_set_error(HYDRA_ERR_ARG, "delta rule backward: B %d, T %d, H %d, d %d (d must be 32, 64 or 128)",
                                B, T, H, d);
-    if (tc) return hydra_set_error(HYDRA_ERR_DEVICE, "delta rule backward: the tensor-core path is not written yet");
+    if (tc && d == 32)
+        return hydra_set_error(HYDRA_ERR_ARG, "delta rule backward: the tensor-core path needs d 64 or 128 (d 32: tc = 0)");
     if (T == 0) return HYDRA_OK;
     dbufs b = {0};
     hydra_status st = HYDRA_OK;
