@@ -337,8 +337,10 @@ static hydra_status gdn_backward(const hydra_model *m, hydra_dev_model *d, int l
     float *dq = t->dqkv, *dk = dq + (size_t)R * Hd, *dv = dk + (size_t)R * Hd, *dg = t->dgb, *db = dg + (size_t)R * H;
     K_CHECK(hk_gated_onorm_bwd(s, R, H, dd, la->o, la->proj, P, 3 * Hd, l->o_norm, c->norm_eps, t->dy, dproj, dO,
                                GRAD(t, m, lw->o_norm), t->scratch));
+    /* BF16 mode: the chunked backward on tensor cores (d 64, 128); otherwise the f32 kernel */
+    const int tc = d->bf16 && (dd == 64 || dd == 128);
     K_CHECK(hk_delta_rule_bwd(s, B, T, H, dd, la->q, la->k, la->v, la->g, la->beta, dO, dq, dk, dv, dg, db, t->scratch,
-                              0));
+                              tc));
     K_CHECK(hk_gdn_prep_bwd(s, B, T, H, dd, (int)z.K, la->proj, P, l->conv, l->A_log, l->dt_bias, la->g, la->beta,
                             c->l2_eps, dq, dk, dv, dg, db, t->dconv, dproj, GRAD(t, m, lw->A_log),
                             GRAD(t, m, lw->dt_bias), t->scratch));
