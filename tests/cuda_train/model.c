@@ -111,9 +111,11 @@ static void check_grads(const char *pattern, int tied, hydra_precision prec, dou
     const int bf = prec != HYDRA_PRECISION_F32;
     double e = grad_err(cpu, g1, g0, bf, worst, sizeof worst), el = fabs(l1 - l0) / l0;
     double eall = grad_err(cpu, g1, g0, 0, wall, sizeof wall), eglob = rel_err(g1, g0, cpu->n_params);
-    print_message("    %s %s %s T=%d: loss %.6f vs %.6f (rel %.2e), whole gradient %.2e, worst %s %.2e (%s)%s%s\n",
+    char extra[96] = "";
+    if (bf) snprintf(extra, sizeof extra, "; worst tensor %.2e (%s)", eall, wall);
+    print_message("    %s %s %s T=%d: loss %.6f vs %.6f (rel %.2e), whole gradient %.2e, worst %s %.2e (%s)%s\n",
                   pattern, tied ? "tied" : "untied", bf ? "bf16" : "f32", T, l1, l0, el, eglob,
-                  bf ? "matrix" : "tensor", e, worst, bf ? "; worst tensor " : "", bf ? wall : "");
+                  bf ? "matrix" : "tensor", e, worst, extra);
     assert_int_equal(n0, n1);
     if (!(el <= tol && e <= tol && eglob <= tol))
         fail_msg("%s: loss err %.3g, gradient err %.3g (whole %.3g) in %s (tol %.1g)", pattern, el, e, eglob, worst, tol);
