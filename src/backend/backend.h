@@ -157,6 +157,12 @@ hydra_status hydra_dev_op_cross_entropy(int M, int V, const float *logits, const
 hydra_status hydra_dev_op_attention_backward(int B, int T, int H, int d, int window, const float *q, const float *k,
                                              const float *v, const float *o, const float *dO, float *dq, float *dk,
                                              float *dv);
+/* The bf16 tensor-core attention (hk_attention_tc_fwd / _bwd), B sequences,
+ * window W (0 = full), d 64 or 128: q, k (rotated), v [B*T, H, d] -> o
+ * written; with dO (else NULL) also the backward from that forward: dq, dk,
+ * dv written. */
+hydra_status hydra_dev_op_attention_tc(int B, int T, int H, int d, int window, const float *q, const float *k,
+                                       const float *v, float *o, const float *dO, float *dq, float *dk, float *dv);
 /* Delta rule backward, B sequences from S0 = 0, dk = dv = d, no final-state
  * gradient: tc = 0 f32, 1 bf16 tensor cores. dq, dk, dv [B*T, H, d], dg,
  * dbeta [B*T, H] written. */

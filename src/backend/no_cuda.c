@@ -123,6 +123,10 @@ hydra_status hydra_dev_op_attention_backward(int B, int T, int H, int d, int win
                                              float *dv) {
     return NO_CUDA("attention_backward");
 }
+hydra_status hydra_dev_op_attention_tc(int B, int T, int H, int d, int window, const float *q, const float *k,
+                                       const float *v, float *o, const float *dO, float *dq, float *dk, float *dv) {
+    return NO_CUDA("attention_tc");
+}
 hydra_status hydra_dev_op_delta_rule_backward(int tc, int B, int T, int H, int d, const float *q, const float *k,
                                               const float *v, const float *g, const float *beta, const float *dO,
                                               float *dq, float *dk, float *dv, float *dg, float *dbeta) {

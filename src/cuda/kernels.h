@@ -169,6 +169,18 @@ size_t hk_attention_bwd_scratch(int B, int T, int H);
 cudaError_t hk_attention_bwd(cudaStream_t s, int B, int T, int H, int d, int window, const float *q, const float *k,
                              const float *v, const float *o, const float *dO, float *dq, float *dk, float *dv,
                              void *scratch);
+/* Attention for training on bf16 tensor cores (attention_tc.cu), B sequences
+ * from position 0 without a cache, window W (0 = full), d 64 or 128 (else
+ * cudaErrorNotSupported): q, k (rotated), v, o, dO, dq, dk, dv f32 [BT, H, d].
+ * The forward writes o and leaves each query's log-sum-exp in scratch
+ * (hk_attention_tc_scratch bytes); the backward reads it there (run it with
+ * the same scratch and the o of that forward) and writes dq, dk, dv. */
+size_t hk_attention_tc_scratch(int B, int T, int H);
+cudaError_t hk_attention_tc_fwd(cudaStream_t s, int B, int T, int H, int d, int window, const float *q,
+                                const float *k, const float *v, float *o, void *scratch);
+cudaError_t hk_attention_tc_bwd(cudaStream_t s, int B, int T, int H, int d, int window, const float *q,
+                                const float *k, const float *v, const float *o, const float *dO, float *dq, float *dk,
+                                float *dv, void *scratch);
 /* Gated delta rule backward (delta_bwd.cu), B sequences from S0 = 0, no
  * final-state gradient, dk = dv = d: q, k, v, dO [BT, H, d]; g, beta [BT, H]
  * -> dq, dk, dv [BT, H, d], dg, dbeta [BT, H] written. tc = 1: chunked (WY
