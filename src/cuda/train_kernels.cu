@@ -87,41 +87,52 @@ __device__ float2 block_sum2(float a, float b) {
     return total;
 }
 
-/* One block per kRmsRows rows; a thread keeps its NPT columns (c = tid + i *
- * blockDim) in registers, so x and dy are read once, and loads the next row
+/* One block per kRmsRows rows; a thread keeps its NPT slots of V
+ * consecutive columns (c = (tid + i * blockDim) V + e) in registers, so x
+ * and dy are read once (16-byte accesses with V = 4), and loads the next row
  * before reducing this one (the loads overlap the barriers). Per row:
  * r = 1/sqrt(mean(x^2) + eps), m = (dy w . x) r^2 / C, dx = r (dy w - x m);
  * the dw partial of the chunk sums dy x r over its rows in order. */
-template <int NPT>
+template <int V> __device__ __forceinline__ void load_v(const float *p, int c, bool on, float *out) {
+    if constexpr (V == 4) {
+        const float4 a = on ? load4(p, (size_t)c) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        out[0] = a.x, out[1] = a.y, out[2] = a.z, out[3] = a.w;
+    } else out[0] = on ? p[c] : 0.0f;
+}
+template <int V> __device__ __forceinline__ void store_v(void *p, size_t i, const float *v, int bf16) {
+    if constexpr (V == 4) store4(p, i, make_float4(v[0], v[1], v[2], v[3]), bf16);
+    else store(p, i, v[0], bf16);
+}
+template <int NPT, int V>
 __device__ __forceinline__ void load_row(int C, const float *xr, const float *gr, float *xv, float *gv) {
 #pragma unroll
     for (int i = 0; i < NPT; i++) {
-        const int c = threadIdx.x + i * blockDim.x;
-        xv[i] = c < C ? xr[c] : 0.0f;
-        gv[i] = c < C ? gr[c] : 0.0f;
+        const int c = (threadIdx.x + i * blockDim.x) * V;
+        load_v<V>(xr, c, c < C, xv + i * V);
+        load_v<V>(gr, c, c < C, gv + i * V);
     }
 }
 
-template <int NPT>
+template <int NPT, int V>
 __global__ void __launch_bounds__(512) rmsnorm_bwd_k(int M, int C, const float *x, const float *w, float eps, const float *dy, float *dx,
                               __nv_bfloat16 *dx16, int acc, float *part) {
     hk_pdl_entry();
+    constexpr int N = NPT * V;
     const int nt = blockDim.x;
-    float wv[NPT], pw[NPT];
+    float wv[N], pw[N] = {};
 #pragma unroll
     for (int i = 0; i < NPT; i++) {
-        const int c = threadIdx.x + i * nt;
-        wv[i] = c < C ? w[c] : 0.0f;
-        pw[i] = 0.0f;
+        const int c = (threadIdx.x + i * nt) * V;
+        load_v<V>(w, c, c < C, wv + i * V);
     }
     const int r0 = blockIdx.x * kRmsRows, r1 = min(M, r0 + kRmsRows);
-    float xv[NPT], gv[NPT], xn[NPT] = {}, gn[NPT] = {};
-    load_row<NPT>(C, x + (size_t)r0 * C, dy + (size_t)r0 * C, xv, gv);
+    float xv[N], gv[N], xn[N] = {}, gn[N] = {};
+    load_row<NPT, V>(C, x + (size_t)r0 * C, dy + (size_t)r0 * C, xv, gv);
     for (int r = r0; r < r1; r++) {
-        if (r + 1 < r1) load_row<NPT>(C, x + (size_t)(r + 1) * C, dy + (size_t)(r + 1) * C, xn, gn);
+        if (r + 1 < r1) load_row<NPT, V>(C, x + (size_t)(r + 1) * C, dy + (size_t)(r + 1) * C, xn, gn);
         float ss = 0.0f, dot = 0.0f;
 #pragma unroll
-        for (int i = 0; i < NPT; i++) {
+        for (int i = 0; i < N; i++) {
             ss += xv[i] * xv[i];
             dot += gv[i] * wv[i] * xv[i];
         }
@@ -130,21 +141,29 @@ __global__ void __launch_bounds__(512) rmsnorm_bwd_k(int M, int C, const float *
         float *dr = dx + (size_t)r * C;
 #pragma unroll
         for (int i = 0; i < NPT; i++) {
-            const int c = threadIdx.x + i * nt;
+            const int c = (threadIdx.x + i * nt) * V;
             if (c < C) {
-                const float v = rr * (gv[i] * wv[i] - xv[i] * m), o = acc ? dr[c] + v : v;
-                dr[c] = o;
-                if (dx16) dx16[(size_t)r * C + c] = __float2bfloat16_rn(o);
-                pw[i] += gv[i] * xv[i] * rr;
+                float o[V] = {};
+                if (acc) load_v<V>(dr, c, true, o);
+#pragma unroll
+                for (int e = 0; e < V; e++) {
+                    const int k = i * V + e;
+                    const float v = rr * (gv[k] * wv[k] - xv[k] * m);
+                    o[e] = acc ? o[e] + v : v;
+                    pw[k] += gv[k] * xv[k] * rr;
+                }
+                store_v<V>(dr, (size_t)c, o, 0);
+                if (dx16) store_v<V>(dx16, (size_t)r * C + c, o, 1);
             }
-            xv[i] = xn[i], gv[i] = gn[i];
         }
+#pragma unroll
+        for (int k = 0; k < N; k++) xv[k] = xn[k], gv[k] = gn[k];
     }
     if (!part) return;
 #pragma unroll
     for (int i = 0; i < NPT; i++) {
-        const int c = threadIdx.x + i * nt;
-        if (c < C) part[(size_t)blockIdx.x * C + c] = pw[i];
+        const int c = (threadIdx.x + i * nt) * V;
+        if (c < C) store_v<V>(part, (size_t)blockIdx.x * C + c, pw + i * V, 0);
     }
 }
 
@@ -516,13 +535,18 @@ cudaError_t hk_rmsnorm_bwd(cudaStream_t s, int M, int C, const float *x, const f
     if (C <= 0 || C > 16 * 512 || (dw && !scratch)) return cudaErrorInvalidValue;
     float *part = dw ? (float *)scratch : nullptr;
     const unsigned nb = blocks_for((size_t)M, kRmsRows);
-    /* the fewest columns per thread (1..16) that fit in 256 threads; past C = 4096, 16 per thread
+    /* 16-byte slots where rows allow them, up to C = 2048 (2 slots per thread: the registers of 8 columns);
+     * else the fewest columns per thread (1..16) that fit in 256 threads; past C = 4096, 16 per thread
      * and up to 512 threads (the register file's bound at 16) */
-    with_pow2<1, 16>((C + 255) / 256, [&](auto npt) {
-        const unsigned threads = (blocks_for((size_t)C, decltype(npt)::value) + 31) / 32 * 32;
-        hk_launch(rmsnorm_bwd_k<decltype(npt)::value>, nb, threads, 0, s, M, C, x, w, eps, dy, dx,
-                  (__nv_bfloat16 *)dx16, acc, part);
-    });
+    const bool v4 = C % 4 == 0 && C <= 2048 && aligned16(x) && aligned16(w) && aligned16(dy) && aligned16(dx) &&
+                    ((size_t)dx16 & 7) == 0 && ((size_t)part & 15) == 0;
+    auto go = [&](auto npt, auto vw) {
+        constexpr int NPT = decltype(npt)::value, V = decltype(vw)::value;
+        const unsigned threads = (blocks_for((size_t)C, NPT * V) + 31) / 32 * 32;
+        hk_launch(rmsnorm_bwd_k<NPT, V>, nb, threads, 0, s, M, C, x, w, eps, dy, dx, (__nv_bfloat16 *)dx16, acc, part);
+    };
+    if (v4) with_pow2<1, 2>((C / 4 + 255) / 256, [&](auto npt) { go(npt, std::integral_constant<int, 4>()); });
+    else with_pow2<1, 16>((C + 255) / 256, [&](auto npt) { go(npt, std::integral_constant<int, 1>()); });
     if (dw) return reduce_cols(s, (int)nb, C, part, dw);
     return cudaGetLastError();
 }
