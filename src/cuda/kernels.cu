@@ -11,12 +11,6 @@
 
 namespace {
 
-/* Store v as f32 or bf16 at element i. */
-__device__ __forceinline__ void store(void *y, size_t i, float v, int bf16) {
-    if (bf16) ((__nv_bfloat16 *)y)[i] = __float2bfloat16_rn(v);
-    else ((float *)y)[i] = v;
-}
-
 __global__ void embed_k(const int32_t *tok, int rows, const float *E, int C, float *x) {
     hk_pdl_entry();
     size_t r = blockIdx.x;
@@ -35,10 +29,49 @@ __global__ void rmsnorm_k(int C, const float *x, const float *w, float eps, void
     for (int c = threadIdx.x; c < C; c += blockDim.x) store(y, r * C + c, xr[c] * inv * w[c], bf16);
 }
 
-__global__ void to_bf16_k(const float *x, __nv_bfloat16 *y, size_t n) {
+/* C % 4 == 0, 16-byte rows: one warp per row, lane holds float4s c4 = lane +
+ * 32 i (i < NV) in registers, so x is read once and no barrier is needed. */
+template <int NV>
+__global__ void rmsnorm4_k(int M, int C, const float *x, const float *w, float eps, void *y, int bf16) {
     hk_pdl_entry();
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        y[i] = __float2bfloat16_rn(x[i]);
+    const int lane = threadIdx.x & 31, C4 = C / 4;
+    const size_t r = (size_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (r >= (size_t)M) return; /* whole warps only */
+    const float *xr = x + r * C;
+    float4 xv[NV];
+    float ss = 0.0f;
+#pragma unroll
+    for (int i = 0; i < NV; i++) {
+        const int c4 = lane + 32 * i;
+        xv[i] = c4 < C4 ? load4(xr, (size_t)c4 * 4) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        ss += xv[i].x * xv[i].x + xv[i].y * xv[i].y + xv[i].z * xv[i].z + xv[i].w * xv[i].w;
+    }
+    const float inv = 1.0f / sqrtf(warp_sum(ss) / (float)C + eps);
+#pragma unroll
+    for (int i = 0; i < NV; i++) {
+        const int c4 = lane + 32 * i;
+        if (c4 >= C4) continue;
+        const float4 wv = load4(w, (size_t)c4 * 4), a = xv[i];
+        store4(y, r * C + (size_t)c4 * 4,
+               make_float4(a.x * inv * wv.x, a.y * inv * wv.y, a.z * inv * wv.z, a.w * inv * wv.w), bf16);
+    }
+}
+
+__global__ void to_bf16_2d_k(const float *src, size_t lds, __nv_bfloat16 *dst, size_t ldd, int cols) {
+    hk_pdl_entry();
+    const size_t r = blockIdx.x;
+    for (int c = blockIdx.y * blockDim.x + threadIdx.x; c < cols; c += gridDim.y * blockDim.x)
+        dst[r * ldd + c] = __float2bfloat16_rn(src[r * lds + c]);
+}
+
+/* Four elements per step where x and y allow 16- and 8-byte accesses, the
+ * n % 4 tail one by one. */
+__global__ void to_bf16_k(const float *x, __nv_bfloat16 *y, size_t n, int vec) {
+    hk_pdl_entry();
+    const size_t i0 = blockIdx.x * (size_t)blockDim.x + threadIdx.x, step = (size_t)gridDim.x * blockDim.x;
+    const size_t n4 = vec ? n / 4 : 0;
+    for (size_t i = i0; i < n4; i += step) store4(y, 4 * i, load4(x, 4 * i), 1);
+    for (size_t i = 4 * n4 + i0; i < n; i += step) y[i] = __float2bfloat16_rn(x[i]);
 }
 
 __global__ void gather_last_k(int T, int C, const float *x, float *last) {
@@ -101,6 +134,41 @@ __global__ void gdn_prep_k(size_t items, int T, int H, int d, int K, const float
     if (part == 0 && lane == 0) gdn_gate(proj + r * P + 4 * Hd, H, h, A_log, dt_bias, g + r * H + h, beta + r * H + h);
 }
 
+/* The input stage for T > 1 with d/4 a power of two <= 32: a thread takes 4
+ * channels of the q|k|v columns down kPrepRows rows (ConvWalk: one 16-byte
+ * load per proj row instead of K scattered ones), the d/4 lanes of a head
+ * reduce its L2 norm by shuffles (PrepTile). The gates are gdn_gates_k's,
+ * the tails hk_conv_tail's. */
+template <int KW>
+__global__ void gdn_prep_tiled_k(int BT, int T, int H, int d, const float *proj, int P, const float *convw,
+                                 float *const *tails, float l2_eps, float *q, float *k, float *v) {
+    hk_pdl_entry();
+    PrepTile p;
+    if (!prep_tile(BT, H, d, &p)) return;
+    const int ch = p.ch, part = p.part;
+    const bool on = p.on;
+    ConvWalk<KW> cw;
+    if (on) cw.load_weights(convw, (size_t)ch);
+    float *out = part == 0 ? q : part == 1 ? k : v;
+    const float qs = part == 0 ? rsqrtf((float)d) : 1.0f;
+    const int r0 = p.r0, r1 = p.r1;
+    float4 xn = on ? load4(proj, (size_t)r0 * P + ch) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    for (int r = r0; r < r1; r++) {
+        const int t = r % T;
+        const float4 x = xn;
+        if (on && r + 1 < r1) xn = load4(proj, (size_t)(r + 1) * P + ch); /* in flight while this row computes */
+        if (on && (r == r0 || t == 0)) cw.fill(proj, P, (size_t)r, t, (size_t)ch, tails[r / T], (size_t)p.Cc);
+        float4 y = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (on) {
+            y = cw.step(x);
+            y = make_float4(silu(y.x), silu(y.y), silu(y.z), silu(y.w));
+        }
+        const float ss = group_sum(y.x * y.x + y.y * y.y + y.z * y.z + y.w * y.w, d / 4);
+        const float sc = part < 2 ? qs / sqrtf(ss + l2_eps) : 1.0f;
+        if (on) store4(out, (size_t)r * p.Hd + p.hc, make_float4(y.x * sc, y.y * sc, y.z * sc, y.w * sc), 0);
+    }
+}
+
 __global__ void gdn_gates_k(size_t n, int H, const float *proj, int P, int a_off, const float *A_log,
                             const float *dt_bias, float *g, float *beta) {
     hk_pdl_entry();
@@ -139,6 +207,26 @@ __global__ void gated_onorm_k(size_t items, int H, int d, const float *o, const 
     for (int c = lane; c < d; c += 32) ss += oh[c] * oh[c];
     float inv = 1.0f / sqrtf(warp_sum(ss) / (float)d + eps);
     for (int c = lane; c < d; c += 32) store(y, item * d + c, oh[c] * silu(gh[c]) * inv * w[c], bf16);
+}
+
+/* d/4 a power of two <= 32, 16-byte rows: a thread takes 4 channels of a
+ * row's [Hd] (grid (rows, column blocks)), the d/4 lanes of a head reduce by
+ * shuffles: no per-item division, 16-byte loads. */
+__global__ void gated_onorm4_k(int Hd, int d, const float *o, const float *proj, int P, int gate_off, const float *w,
+                               float eps, void *y, int bf16) {
+    hk_pdl_entry();
+    const int c = (blockIdx.y * blockDim.x + threadIdx.x) * 4;
+    const bool on = c < Hd;
+    const size_t r = blockIdx.x, i = r * Hd + c;
+    const float4 z = make_float4(0.0f, 0.0f, 0.0f, 0.0f), ov = on ? load4(o, i) : z,
+                 gv = on ? load4(proj, r * P + gate_off + c) : z, wv = on ? load4(w, (size_t)(c % d)) : z;
+    const float ss = group_sum(ov.x * ov.x + ov.y * ov.y + ov.z * ov.z + ov.w * ov.w, d / 4);
+    const float inv = 1.0f / sqrtf(ss / (float)d + eps);
+    if (on)
+        store4(y, i,
+               make_float4(ov.x * silu(gv.x) * inv * wv.x, ov.y * silu(gv.y) * inv * wv.y,
+                           ov.z * silu(gv.z) * inv * wv.z, ov.w * silu(gv.w) * inv * wv.w),
+               bf16);
 }
 
 /* One thread per (row, head, i < d/2). */
@@ -201,6 +289,17 @@ __global__ void swiglu_k(size_t n, int F, const float *gu, void *act, int bf16) 
     store(act, i, silu(row[c]) * row[F + c], bf16);
 }
 
+/* F % 4 == 0, 16-byte rows: 4 columns per thread, grid (rows, column
+ * blocks): no index division, 16-byte loads. */
+__global__ void swiglu4_k(int F, const float *gu, void *act, int bf16) {
+    hk_pdl_entry();
+    const int c = (blockIdx.y * blockDim.x + threadIdx.x) * 4;
+    if (c >= F) return;
+    const size_t r = blockIdx.x;
+    const float4 g = load4(gu, r * 2 * F + c), u = load4(gu, r * 2 * F + F + c);
+    store4(act, r * F + c, make_float4(silu(g.x) * u.x, silu(g.y) * u.y, silu(g.z) * u.z, silu(g.w) * u.w), bf16);
+}
+
 __global__ void fill_k(float *x, size_t n, uint64_t seed, float lo, float hi) {
     hk_pdl_entry();
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
@@ -223,13 +322,32 @@ cudaError_t hk_embed(cudaStream_t s, const int32_t *tok, int rows, const float *
 
 cudaError_t hk_rmsnorm(cudaStream_t s, int M, int C, const float *x, const float *w, float eps, void *y,
                        int out_bf16) {
-    if (M > 0) hk_launch(rmsnorm_k, M, 256, 0, s, C, x, w, eps, y, out_bf16);
+    if (M <= 0) return cudaSuccess;
+    const int nv = (C / 4 + 31) / 32; /* float4s per lane */
+    if (C % 4 == 0 && nv <= 8 && aligned16(x) && aligned16(w) && aligned16(y)) {
+        const unsigned nb = blocks_for((size_t)M, 8);
+        if (nv <= 1) hk_launch(rmsnorm4_k<1>, nb, 256, 0, s, M, C, x, w, eps, y, out_bf16);
+        else if (nv <= 2) hk_launch(rmsnorm4_k<2>, nb, 256, 0, s, M, C, x, w, eps, y, out_bf16);
+        else if (nv <= 4) hk_launch(rmsnorm4_k<4>, nb, 256, 0, s, M, C, x, w, eps, y, out_bf16);
+        else hk_launch(rmsnorm4_k<8>, nb, 256, 0, s, M, C, x, w, eps, y, out_bf16);
+    } else hk_launch(rmsnorm_k, M, 256, 0, s, C, x, w, eps, y, out_bf16);
     return cudaGetLastError();
 }
 
 cudaError_t hk_f32_to_bf16(cudaStream_t s, const float *x, uint16_t *y, size_t n) {
-    unsigned nb = blocks_for(n, 256);
-    if (n) hk_launch(to_bf16_k, nb > 4096 ? 4096 : nb, 256, 0, s, x, (__nv_bfloat16 *)y, n);
+    const int vec = aligned16(x) && ((size_t)y & 7) == 0;
+    unsigned nb = blocks_for(vec ? (n + 3) / 4 : n, 256);
+    if (n) hk_launch(to_bf16_k, nb > 4096 ? 4096 : nb, 256, 0, s, x, (__nv_bfloat16 *)y, n, vec);
+    return cudaGetLastError();
+}
+
+cudaError_t hk_f32_to_bf16_2d(cudaStream_t s, const float *src, size_t lds, uint16_t *dst, size_t ldd, int rows,
+                              int cols) {
+    if (rows > 0 && cols > 0) {
+        const unsigned ny = blocks_for((size_t)cols, 256);
+        hk_launch(to_bf16_2d_k, dim3((unsigned)rows, ny > 8 ? 8 : ny), 256, 0, s, src, lds, (__nv_bfloat16 *)dst, ldd,
+                  cols);
+    }
     return cudaGetLastError();
 }
 
@@ -243,7 +361,12 @@ cudaError_t hk_gdn_prep(cudaStream_t s, int B, int T, int H, int d, int K, const
                         float l2_eps, float *q, float *k, float *v, float *g, float *beta) {
     size_t BT = (size_t)B * T, warps = BT * 3 * H;
     if (d > 256) return cudaErrorInvalidValue;
-    if (warps)
+    if (warps && prep_tiled_ok(T, d, K, P, proj) && aligned16(q) && aligned16(k) && aligned16(v)) {
+        with_k(K, [&](auto kw) {
+            hk_launch(gdn_prep_tiled_k<decltype(kw)::value>, prep_tiled_grid(BT, H, d), 128, 0, s, (int)BT, T, H, d, proj, P, convw, tails,
+                      l2_eps, q, k, v);
+        });
+    } else if (warps)
         hk_launch(gdn_prep_k, blocks_for(warps, 8), 256, 0, s, warps, T, H, d, K, proj, P, convw, tails, l2_eps, q, k, v,
                   A_log, dt_bias, g, beta);
     size_t n = T == 1 ? 0 : BT * H; /* T = 1: gdn_prep_k did the gates */
@@ -261,7 +384,13 @@ cudaError_t hk_conv_tail(cudaStream_t s, int B, int T, int Cc, int K, const floa
 cudaError_t hk_gated_onorm(cudaStream_t s, int BT, int H, int d, const float *o, const float *proj, int P,
                            int gate_off, const float *w, float eps, void *y, int out_bf16) {
     size_t items = (size_t)BT * H; /* one warp each, 4 warps per block */
-    if (items) hk_launch(gated_onorm_k, blocks_for(items, 4), 128, 0, s, items, H, d, o, proj, P, gate_off, w, eps, y, out_bf16);
+    const int g = d / 4, Hd = H * d;
+    if (items && d % 4 == 0 && g <= 32 && (g & (g - 1)) == 0 && P % 4 == 0 && gate_off % 4 == 0 && aligned16(o) &&
+        aligned16(proj) && aligned16(w) && aligned16(y)) {
+        const unsigned threads = Hd / 4 < 256 ? (unsigned)(Hd / 4 + 31) / 32 * 32 : 256;
+        hk_launch(gated_onorm4_k, dim3((unsigned)BT, blocks_for((size_t)Hd / 4, threads)), threads, 0, s, Hd, d, o,
+                  proj, P, gate_off, w, eps, y, out_bf16);
+    } else if (items) hk_launch(gated_onorm_k, blocks_for(items, 4), 128, 0, s, items, H, d, o, proj, P, gate_off, w, eps, y, out_bf16);
     return cudaGetLastError();
 }
 
@@ -286,7 +415,11 @@ cudaError_t hk_cache_write(cudaStream_t s, int B, int T, int H, int d, int windo
 
 cudaError_t hk_swiglu(cudaStream_t s, int BT, int F, const float *gu, void *act, int out_bf16) {
     size_t n = (size_t)BT * F;
-    if (n) hk_launch(swiglu_k, blocks_for(n, 256), 256, 0, s, n, F, gu, act, out_bf16);
+    if (!n) return cudaSuccess;
+    if (F % 4 == 0 && aligned16(gu) && aligned16(act)) {
+        const unsigned threads = F / 4 < 256 ? (unsigned)(F / 4 + 31) / 32 * 32 : 256;
+        hk_launch(swiglu4_k, dim3((unsigned)BT, blocks_for((size_t)F / 4, threads)), threads, 0, s, F, gu, act, out_bf16);
+    } else hk_launch(swiglu_k, blocks_for(n, 256), 256, 0, s, n, F, gu, act, out_bf16);
     return cudaGetLastError();
 }
 

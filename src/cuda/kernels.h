@@ -122,33 +122,38 @@ cudaError_t hk_gemm_small_in(cudaStream_t s, int M, int N, int K, int in, const 
  * of the largest of these sizes serves them all (they run one at a time). */
 size_t hk_bwd_scratch_bytes(size_t rows, size_t width);
 /* RMSNorm: dx (written, or added to with acc) and dw [C] += over rows
- * (NULL = skip). C <= 8192. */
+ * (NULL = skip); dx16 (NULL = none) gets a bf16 copy of the final dx, the
+ * next products' operand in the BF16 precision. C <= 8192. */
 cudaError_t hk_rmsnorm_bwd(cudaStream_t s, int M, int C, const float *x, const float *w, float eps, const float *dy,
-                           float *dx, int acc, float *dw, void *scratch);
+                           float *dx, void *dx16, int acc, float *dw, void *scratch);
 /* Gated output norm y = RMSNorm_head(o) * w * SiLU(z), z = proj[r, gate_off
- * + h*d ..]: dz written to dproj at the same columns (row stride P), dO
- * [BT, Hd] written, dw [d] += (NULL = skip). d <= 256. */
+ * + h*d ..]: dz written to dproj at the same columns (row stride P; f32,
+ * or bf16 with dproj_bf16: dproj only feeds the in-projection's products),
+ * dO [BT, Hd] written, dw [d] += (NULL = skip). d <= 256. */
 cudaError_t hk_gated_onorm_bwd(cudaStream_t s, int BT, int H, int d, const float *o, const float *proj, int P,
-                               int gate_off, const float *w, float eps, const float *dy, float *dproj, float *dO,
-                               float *dw, void *scratch);
+                               int gate_off, const float *w, float eps, const float *dy, void *dproj, int dproj_bf16,
+                               float *dO, float *dw, void *scratch);
 /* The DeltaNet input stage backward (hk_gdn_prep's): recomputes the conv
  * output from proj and convw (zero tails), then from dq, dk, dv [BT, Hd] and
  * dg, dbeta [BT, H]: dconv [BT, 3Hd] (the gradient of the conv output, through
  * SiLU and the L2 norms, q scaled by d^-1/2); the gate pre-activations'
- * gradients into dproj columns 4Hd + h (a) and 4Hd + H + h (b); dA_log,
- * ddt_bias [H] += . g, beta are the forward's [BT, H]. d <= 256. */
+ * gradients into dproj columns 4Hd + h (a) and 4Hd + H + h (b) (f32, or
+ * bf16 with dproj_bf16); dA_log, ddt_bias [H] += . g, beta are the
+ * forward's [BT, H]. d <= 256. */
 cudaError_t hk_gdn_prep_bwd(cudaStream_t s, int B, int T, int H, int d, int K, const float *proj, int P,
                             const float *convw, const float *A_log, const float *dt_bias, const float *g,
                             const float *beta, float l2_eps, const float *dq, const float *dk, const float *dv,
-                            const float *dg, const float *dbeta, float *dconv, float *dproj, float *dA_log,
-                            float *ddt_bias, void *scratch);
+                            const float *dg, const float *dbeta, float *dconv, void *dproj, int dproj_bf16,
+                            float *dA_log, float *ddt_bias, void *scratch);
 /* Causal depthwise conv (width K, zero tails) backward: x [BT, Cc] at row
  * stride ldx, w [Cc, K], dy [BT, Cc] (stride Cc): dx written at row stride
- * lddx (may be the fused dproj), dw [Cc, K] += (NULL = skip). K <= 64. */
+ * lddx (may be the fused dproj; f32, or bf16 with dx_bf16), dw [Cc, K] +=
+ * (NULL = skip). K <= 64. */
 cudaError_t hk_conv_bwd(cudaStream_t s, int B, int T, int Cc, int K, const float *x, int ldx, const float *w,
-                        const float *dy, float *dx, int lddx, float *dw, void *scratch);
-/* SwiGLU: gu [BT, 2F], dact [BT, F] -> dgu [BT, 2F]. */
-cudaError_t hk_swiglu_bwd(cudaStream_t s, int BT, int F, const float *gu, const float *dact, float *dgu);
+                        const float *dy, void *dx, int lddx, int dx_bf16, float *dw, void *scratch);
+/* SwiGLU: gu [BT, 2F], dact [BT, F] -> dgu [BT, 2F] (f32, or bf16 with
+ * out_bf16: dgu only feeds the gate/up products). */
+cudaError_t hk_swiglu_bwd(cudaStream_t s, int BT, int F, const float *gu, const float *dact, void *dgu, int out_bf16);
 /* RoPE backward in place on dx [B*T, H, d] at positions 0..T-1 (inv_freq [d/2]). */
 cudaError_t hk_rope_bwd(cudaStream_t s, int B, int T, int H, int d, const double *inv_freq, float *dx);
 /* dE[V, C] += dx rows grouped by token: rows of token v are
@@ -157,11 +162,16 @@ cudaError_t hk_rope_bwd(cudaStream_t s, int B, int T, int H, int d, const double
 cudaError_t hk_embed_bwd(cudaStream_t s, int V, int C, const int32_t *row_start, const int32_t *rows, const float *dx,
                          float *dE);
 /* Masked cross-entropy: logits [M, V] are overwritten by dlogits =
- * (softmax - onehot) * scale on scored rows (mask NULL = all; 0 elsewhere);
- * *loss_sum (device double) = sum over scored rows of -log p(target), summed
- * in a fixed order. */
+ * (softmax - onehot) * scale on scored rows (mask NULL = all; 0 elsewhere),
+ * or, with dlogits16, dlogits go there in bf16 (the head products' operand)
+ * and logits are left as they were; *loss_sum (device double) = sum over
+ * scored rows of -log p(target), summed in a fixed order. */
 cudaError_t hk_cross_entropy(cudaStream_t s, int M, int V, float *logits, const int32_t *targets, const uint8_t *mask,
-                             float scale, double *loss_sum, void *scratch);
+                             float scale, double *loss_sum, void *dlogits16, void *scratch);
+/* dst[r, c] = bf16(src[r, c]) for r < rows, c < cols, row strides lds and
+ * ldd (elements): a column block of a gradient rounded into the GEMM operand. */
+cudaError_t hk_f32_to_bf16_2d(cudaStream_t s, const float *src, size_t lds, uint16_t *dst, size_t ldd, int rows,
+                              int cols);
 /* Attention backward (attention_bwd.cu), B sequences from position 0 without
  * a cache, window W (0 = full): q, k (rotated), v, o, dO [BT, H, d] -> dq, dk,
  * dv written; probabilities recomputed. scratch: hk_attention_bwd_scratch. */

@@ -26,7 +26,7 @@ hydra_status hydra_dev_op_rmsnorm_backward(int M, int C, const float *x, const f
     OP_TRY(dput(&b, &pdx, accumulate ? dx : NULL, n));
     if (dw) OP_TRY(dput(&b, &pdw, dw, (size_t)C * 4));
     OP_TRY(dput(&b, &work, NULL, hk_bwd_scratch_bytes((size_t)M, (size_t)C)));
-    OP_RUN(hk_rmsnorm_bwd(0, M, C, px, pw, eps, pdy, pdx, accumulate, pdw, work));
+    OP_RUN(hk_rmsnorm_bwd(0, M, C, px, pw, eps, pdy, pdx, NULL, accumulate, pdw, work));
     OP_TRY(dget(dx, pdx, n));
     if (dw) OP_TRY(dget(dw, pdw, (size_t)C * 4));
 done:
@@ -49,7 +49,7 @@ hydra_status hydra_dev_op_conv_causal_backward(int B, int T, int C, int K, const
     OP_TRY(dput(&b, &pdx, NULL, n));
     if (dw) OP_TRY(dput(&b, &pdw, dw, nw));
     OP_TRY(dput(&b, &work, NULL, hk_bwd_scratch_bytes(BT, (size_t)C * K)));
-    OP_RUN(hk_conv_bwd(0, B, T, C, K, px, C, pw, pdy, pdx, C, pdw, work));
+    OP_RUN(hk_conv_bwd(0, B, T, C, K, px, C, pw, pdy, pdx, C, 0, pdw, work));
     OP_TRY(dget(dx, pdx, n));
     if (dw) OP_TRY(dget(dw, pdw, nw));
 done:
@@ -86,7 +86,7 @@ hydra_status hydra_dev_op_swiglu_backward(int M, int F, const float *gu, const f
     OP_TRY(dput(&b, &pgu, gu, 2 * n));
     OP_TRY(dput(&b, &pda, dact, n));
     OP_TRY(dput(&b, &pdgu, NULL, 2 * n));
-    OP_RUN(hk_swiglu_bwd(0, M, F, pgu, pda, pdgu));
+    OP_RUN(hk_swiglu_bwd(0, M, F, pgu, pda, pdgu, 0));
     OP_TRY(dget(dgu, pdgu, 2 * n));
 done:
     dbufs_free(&b);
@@ -112,7 +112,7 @@ hydra_status hydra_dev_op_gated_onorm_backward(int BT, int H, int d, const float
     if (dw) OP_TRY(dput(&b, &pdw, dw, (size_t)d * 4));
     OP_TRY(dput(&b, &work, NULL, hk_bwd_scratch_bytes((size_t)BT * H, (size_t)d)));
     /* z alone is the "projection": row stride Hd, gate columns from 0 */
-    OP_RUN(hk_gated_onorm_bwd(0, BT, H, d, po, pz, Hd, 0, pw, eps, pdy, pdz, pdO, pdw, work));
+    OP_RUN(hk_gated_onorm_bwd(0, BT, H, d, po, pz, Hd, 0, pw, eps, pdy, pdz, 0, pdO, pdw, work));
     OP_TRY(dget(dz, pdz, n));
     OP_TRY(dget(dO, pdO, n));
     if (dw) OP_TRY(dget(dw, pdw, (size_t)d * 4));
@@ -151,7 +151,7 @@ hydra_status hydra_dev_op_gdn_prep_backward(int B, int T, int H, int d, int K, c
     OP_TRY(dput(&b, &pddt, ddt_bias, nh));
     OP_TRY(dput(&b, &work, NULL, hk_bwd_scratch_bytes(BT, 2 * (size_t)H)));
     OP_RUN(hk_gdn_prep_bwd(0, B, T, H, d, K, pp, (int)P, pcw, pA, pdt, pg, pb, l2_eps, pdq, pdk, pdv, pdg, pdb, pdc,
-                           pdp, pdA, pddt, work));
+                           pdp, 0, pdA, pddt, work));
     OP_TRY(dget(dconv, pdc, 3 * nq));
     OP_TRY(dget(dproj, pdp, BT * P * 4));
     OP_TRY(dget(dA_log, pdA, nh));
@@ -214,7 +214,7 @@ hydra_status hydra_dev_op_cross_entropy(int M, int V, const float *logits, const
     if (mask) OP_TRY(dput(&b, &pm, mask, (size_t)M));
     OP_TRY(dput(&b, &pls, NULL, sizeof(double)));
     OP_TRY(dput(&b, &work, NULL, hk_bwd_scratch_bytes((size_t)M, 1)));
-    OP_RUN(hk_cross_entropy(0, M, V, pl, pt, pm, scale, pls, work));
+    OP_RUN(hk_cross_entropy(0, M, V, pl, pt, pm, scale, pls, NULL, work));
     OP_TRY(dget(loss_sum, pls, sizeof(double)));
     if (dlogits) OP_TRY(dget(dlogits, pl, n)); /* logits were read in above: dlogits may alias them */
 done:

@@ -4,10 +4,11 @@
  *
  * Precision (docs/gpu.md "Training"). F32 mode: everything f32, tensor cores
  * off — the GPU-vs-CPU gradient tests run here. BF16 mode: every GEMM takes
- * bf16 operands (weights from the forward's bf16 copies, activations and
- * gradients rounded into two staging buffers just before the product) with
- * f32 accumulation and f32 outputs; stored activations, the residual stream,
- * every gradient and the master weights stay f32.
+ * bf16 operands (weights from the forward's bf16 copies; activations and
+ * gradients written in bf16 into two staging buffers by the kernels that make
+ * them) with f32 accumulation and f32 outputs; stored activations, the
+ * residual stream, the gradients the elementwise backward reads and the
+ * master weights stay f32.
  *
  * Memory: per layer the rows' residual in and mid, the mixer's inputs and
  * output, and the MLP pre-activation are kept (as on the CPU); the conv
@@ -243,9 +244,12 @@ static size_t acts_bytes(const hydra_model *m, size_t B, size_t T) {
 /* ------------------------------------------------------------------ GEMMs */
 /* GEMM operands. In F32 mode every operand is f32; in BF16 mode bf16. The
  * kernels that make a product's input (norms, SwiGLU, the gated output norm)
- * write it straight into the staging buffer sx in the GEMM dtype; gradients
- * (f32, needed by the elementwise backward) are rounded once into sy and feed
- * both of their products. */
+ * write it straight into the staging buffer sx in the GEMM dtype; those that
+ * make a gradient dY write it into sy in the GEMM dtype (dgu, dproj, dlogits:
+ * only products read them) or, for the residual gradient dx the norms'
+ * backward also reads in f32, a bf16 copy beside the f32 one. dY feeds both
+ * of its products. The few operands left (the attention output, the final
+ * norm's output) are rounded by to_gemm. */
 static hydra_status to_gemm(hydra_dev_model *d, const float *src, size_t n, void *stage, const void **out) {
     if (!d->bf16) {
         *out = src;
@@ -261,13 +265,18 @@ static hydra_status fwd(hydra_dev_model *d, int R, int N, int K, const void *X, 
     return hydra_gemm_ex(&d->train->gemm, d->stream, 0, 1, R, N, K, X, K, W, K, y, N, d->bf16, acc);
 }
 
+/* Where a gradient that only feeds products is written: f32 (F32 mode) or
+ * the bf16 staging buffer sy. gy(d, t->dx) is dx's bf16 copy there (dx16). */
+static void *gy(hydra_dev_model *d, float *f32) { return d->bf16 ? d->train->sy : (void *)f32; }
+/* The bf16 copy of the residual gradient for the next products (NULL in F32
+ * mode, which reads dx itself). */
+static void *dx16(hydra_dev_model *d) { return d->bf16 ? d->train->sy : NULL; }
+
 /* The two products of a projection's backward, y = X W^T: dW[N, K] += dY^T X
- * and dX[R, K] = dY W (dX NULL: not wanted). dY f32 [R, N]; X in the GEMM
- * dtype; W the forward's copy. */
-static hydra_status grads(hydra_dev_model *d, int R, int N, int K, const float *dY, const void *X, const void *W,
+ * and dX[R, K] = dY W (dX NULL: not wanted). dY [R, N] and X in the GEMM
+ * dtype (gy, dx16); W the forward's copy. */
+static hydra_status grads(hydra_dev_model *d, int R, int N, int K, const void *g, const void *X, const void *W,
                           float *dW, float *dX) {
-    const void *g = NULL;
-    HYDRA_CHECK(to_gemm(d, dY, (size_t)R * N, d->train->sy, &g));
     HYDRA_CHECK(hydra_gemm_ex(&d->train->gemm, d->stream, 1, 0, N, K, R, g, N, X, K, dW, K, d->bf16, 1));
     if (!dX) return HYDRA_OK;
     return hydra_gemm_ex(&d->train->gemm, d->stream, 0, 0, R, K, N, g, N, W, K, dX, K, d->bf16, 0);
@@ -333,18 +342,20 @@ static hydra_status gdn_backward(const hydra_model *m, hydra_dev_model *d, int l
     const tlayer *la = &t->L[li];
     const int R = B * T, H = (int)z.H, dd = (int)z.d, Hd = (int)z.Hd, P = (int)z.P;
     cudaStream_t s = d->stream;
-    float *dproj = t->big, *dO = t->dO;
+    void *dproj = gy(d, t->big);
+    float *dO = t->dO;
+    const int bf = d->bf16;
     float *dq = t->dqkv, *dk = dq + (size_t)R * Hd, *dv = dk + (size_t)R * Hd, *dg = t->dgb, *db = dg + (size_t)R * H;
-    K_CHECK(hk_gated_onorm_bwd(s, R, H, dd, la->o, la->proj, P, 3 * Hd, l->o_norm, c->norm_eps, t->dy, dproj, dO,
-                               GRAD(t, m, lw->o_norm), t->scratch));
+    K_CHECK(hk_gated_onorm_bwd(s, R, H, dd, la->o, la->proj, P, 3 * Hd, l->o_norm, c->norm_eps, t->dy, dproj, bf,
+                               dO, GRAD(t, m, lw->o_norm), t->scratch));
     /* BF16 mode: the chunked backward on tensor cores (d 64, 128); otherwise the f32 kernel */
     const int tc = d->bf16 && (dd == 64 || dd == 128);
     K_CHECK(hk_delta_rule_bwd(s, B, T, H, dd, la->q, la->k, la->v, la->g, la->beta, dO, dq, dk, dv, dg, db, t->scratch,
                               tc));
     K_CHECK(hk_gdn_prep_bwd(s, B, T, H, dd, (int)z.K, la->proj, P, l->conv, l->A_log, l->dt_bias, la->g, la->beta,
-                            c->l2_eps, dq, dk, dv, dg, db, t->dconv, dproj, GRAD(t, m, lw->A_log),
+                            c->l2_eps, dq, dk, dv, dg, db, t->dconv, dproj, bf, GRAD(t, m, lw->A_log),
                             GRAD(t, m, lw->dt_bias), t->scratch));
-    K_CHECK(hk_conv_bwd(s, B, T, 3 * Hd, (int)z.K, la->proj, P, l->conv, t->dconv, dproj, P, GRAD(t, m, lw->q_conv),
+    K_CHECK(hk_conv_bwd(s, B, T, 3 * Hd, (int)z.K, la->proj, P, l->conv, t->dconv, dproj, P, bf, GRAD(t, m, lw->q_conv),
                         t->scratch));
     return HYDRA_OK;
 }
@@ -361,10 +372,15 @@ static hydra_status attn_backward(const hydra_model *m, hydra_dev_model *d, int 
     K_CHECK(hk_attention_bwd(s, B, T, H, dd, window, la->q, la->k, la->v, la->o, t->dy, dq, dk, dv, t->scratch));
     K_CHECK(hk_rope_bwd(s, B, T, H, dd, d->inv_freq, dq));
     K_CHECK(hk_rope_bwd(s, B, T, H, dd, d->inv_freq, dk));
-    /* dproj [R, 3Hd] = dq | dk | dv */
-    for (int part = 0; part < 3; part++)
-        CU_CHECK(cudaMemcpy2DAsync(t->big + (size_t)part * Hd, (size_t)3 * Hd * 4, t->dqkv + (size_t)part * R * Hd,
-                                   (size_t)Hd * 4, (size_t)Hd * 4, (size_t)R, cudaMemcpyDeviceToDevice, s));
+    /* dproj [R, 3Hd] = dq | dk | dv, in BF16 mode rounded on the way into sy */
+    for (int part = 0; part < 3; part++) {
+        const float *src = t->dqkv + (size_t)part * R * Hd;
+        if (d->bf16)
+            K_CHECK(hk_f32_to_bf16_2d(s, src, (size_t)Hd, (uint16_t *)t->sy + (size_t)part * Hd, (size_t)3 * Hd, R, Hd));
+        else
+            CU_CHECK(cudaMemcpy2DAsync(t->big + (size_t)part * Hd, (size_t)3 * Hd * 4, src, (size_t)Hd * 4,
+                                       (size_t)Hd * 4, (size_t)R, cudaMemcpyDeviceToDevice, s));
+    }
     return HYDRA_OK;
 }
 
@@ -380,19 +396,21 @@ static hydra_status train_backward(const hydra_model *m, hydra_dev_model *d, int
     const void *op = NULL;
     /* head (tied: lm_head is the embedding, same gradient slot) */
     HYDRA_CHECK(to_gemm(d, t->hf, (size_t)R * C, sx, &op));
-    HYDRA_CHECK(grads(d, R, V, C, t->logits, op, d->lm_head, GRAD(t, m, m->lm_head), t->dh));
-    K_CHECK(hk_rmsnorm_bwd(s, R, C, t->x_final, d->norm_f, eps, t->dh, t->dx, 0, GRAD(t, m, m->norm_f), t->scratch));
+    HYDRA_CHECK(grads(d, R, V, C, gy(d, t->logits), op, d->lm_head, GRAD(t, m, m->lm_head), t->dh));
+    K_CHECK(hk_rmsnorm_bwd(s, R, C, t->x_final, d->norm_f, eps, t->dh, t->dx, dx16(d), 0, GRAD(t, m, m->norm_f),
+                           t->scratch));
     for (int li = c->n_layers - 1; li >= 0; li--) {
         const dev_layer *l = &d->layers[li];
         const hydra_layer_weights *lw = &m->layers[li];
         const tlayer *la = &t->L[li];
         /* MLP: x_out = x_mid + down(SiLU(gate) * up), gate|up = gate_up . RMSNorm2(x_mid) */
         K_CHECK(hk_swiglu(s, R, F, la->gu, sx, bf));
-        HYDRA_CHECK(grads(d, R, C, F, t->dx, sx, l->down, GRAD(t, m, lw->down), t->dact));
-        K_CHECK(hk_swiglu_bwd(s, R, F, la->gu, t->dact, t->big));
+        HYDRA_CHECK(grads(d, R, C, F, gy(d, t->dx), sx, l->down, GRAD(t, m, lw->down), t->dact));
+        K_CHECK(hk_swiglu_bwd(s, R, F, la->gu, t->dact, gy(d, t->big), bf));
         K_CHECK(hk_rmsnorm(s, R, C, la->x_mid, l->norm2, eps, sx, bf));
-        HYDRA_CHECK(grads(d, R, 2 * F, C, t->big, sx, l->gate_up, GRAD(t, m, lw->gate_up), t->dh));
-        K_CHECK(hk_rmsnorm_bwd(s, R, C, la->x_mid, l->norm2, eps, t->dh, t->dx, 1, GRAD(t, m, lw->norm2), t->scratch));
+        HYDRA_CHECK(grads(d, R, 2 * F, C, gy(d, t->big), sx, l->gate_up, GRAD(t, m, lw->gate_up), t->dh));
+        K_CHECK(hk_rmsnorm_bwd(s, R, C, la->x_mid, l->norm2, eps, t->dh, t->dx, dx16(d), 1, GRAD(t, m, lw->norm2),
+                               t->scratch));
         /* mixer: x_mid = x_in + o_proj . y(RMSNorm1(x_in)) */
         const int gdn = l->kind == HYDRA_LAYER_DELTANET;
         const int P = gdn ? (int)z.P : 3 * Hd;
@@ -400,12 +418,14 @@ static hydra_status train_backward(const hydra_model *m, hydra_dev_model *d, int
             K_CHECK(hk_gated_onorm(s, R, (int)z.H, (int)z.d, la->o, la->proj, P, 3 * Hd, l->o_norm, eps, sx, bf));
             op = sx;
         } else HYDRA_CHECK(to_gemm(d, la->o, (size_t)R * Hd, sx, &op));
-        HYDRA_CHECK(grads(d, R, C, Hd, t->dx, op, l->o_proj, GRAD(t, m, lw->o_proj), t->dy));
+        HYDRA_CHECK(grads(d, R, C, Hd, gy(d, t->dx), op, l->o_proj, GRAD(t, m, lw->o_proj), t->dy));
         if (gdn) HYDRA_CHECK(gdn_backward(m, d, li, B, T));
         else HYDRA_CHECK(attn_backward(m, d, li, B, T));
         K_CHECK(hk_rmsnorm(s, R, C, la->x_in, l->norm1, eps, sx, bf));
-        HYDRA_CHECK(grads(d, R, P, C, t->big, sx, l->in_proj, GRAD(t, m, lw->in_proj), t->dh));
-        K_CHECK(hk_rmsnorm_bwd(s, R, C, la->x_in, l->norm1, eps, t->dh, t->dx, 1, GRAD(t, m, lw->norm1), t->scratch));
+        HYDRA_CHECK(grads(d, R, P, C, gy(d, t->big), sx, l->in_proj, GRAD(t, m, lw->in_proj), t->dh));
+        /* the bf16 copy feeds the next layer's down products; the embedding's backward reads f32 */
+        K_CHECK(hk_rmsnorm_bwd(s, R, C, la->x_in, l->norm1, eps, t->dh, t->dx, li > 0 ? dx16(d) : NULL, 1,
+                               GRAD(t, m, lw->norm1), t->scratch));
     }
     K_CHECK(hk_embed_bwd(s, V, C, t->csr, t->csr + V + 1, t->dx, GRAD(t, m, m->embed)));
     return HYDRA_OK;
@@ -494,7 +514,9 @@ static hydra_status micro_step(const hydra_model *m, hydra_dev_model *d, const i
     CU_CHECK(cudaMemcpyAsync(t->csr, t->h_csr, ((size_t)V + 1 + R) * 4, cudaMemcpyHostToDevice, s));
     if (mask) CU_CHECK(cudaMemcpyAsync(t->mask, mask, R, cudaMemcpyHostToDevice, s));
     HYDRA_CHECK(train_forward(m, d, B, T));
-    K_CHECK(hk_cross_entropy(s, (int)R, V, t->logits, t->tgt, mask ? t->mask : NULL, scale, t->loss, t->scratch));
+    /* BF16 mode: dlogits go straight into sy in bf16, the head products' operand */
+    K_CHECK(hk_cross_entropy(s, (int)R, V, t->logits, t->tgt, mask ? t->mask : NULL, scale, t->loss,
+                             d->bf16 ? t->sy : NULL, t->scratch));
     double part = 0;
     CU_CHECK(cudaMemcpyAsync(&part, t->loss, 8, cudaMemcpyDeviceToHost, s));
     HYDRA_CHECK(train_backward(m, d, B, T));

@@ -87,41 +87,52 @@ __device__ float2 block_sum2(float a, float b) {
     return total;
 }
 
-/* One block per kRmsRows rows; a thread keeps its NPT columns (c = tid + i *
- * blockDim) in registers, so x and dy are read once, and loads the next row
+/* One block per kRmsRows rows; a thread keeps its NPT slots of V
+ * consecutive columns (c = (tid + i * blockDim) V + e) in registers, so x
+ * and dy are read once (16-byte accesses with V = 4), and loads the next row
  * before reducing this one (the loads overlap the barriers). Per row:
  * r = 1/sqrt(mean(x^2) + eps), m = (dy w . x) r^2 / C, dx = r (dy w - x m);
  * the dw partial of the chunk sums dy x r over its rows in order. */
-template <int NPT>
+template <int V> __device__ __forceinline__ void load_v(const float *p, int c, bool on, float *out) {
+    if constexpr (V == 4) {
+        const float4 a = on ? load4(p, (size_t)c) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        out[0] = a.x, out[1] = a.y, out[2] = a.z, out[3] = a.w;
+    } else out[0] = on ? p[c] : 0.0f;
+}
+template <int V> __device__ __forceinline__ void store_v(void *p, size_t i, const float *v, int bf16) {
+    if constexpr (V == 4) store4(p, i, make_float4(v[0], v[1], v[2], v[3]), bf16);
+    else store(p, i, v[0], bf16);
+}
+template <int NPT, int V>
 __device__ __forceinline__ void load_row(int C, const float *xr, const float *gr, float *xv, float *gv) {
 #pragma unroll
     for (int i = 0; i < NPT; i++) {
-        const int c = threadIdx.x + i * blockDim.x;
-        xv[i] = c < C ? xr[c] : 0.0f;
-        gv[i] = c < C ? gr[c] : 0.0f;
+        const int c = (threadIdx.x + i * blockDim.x) * V;
+        load_v<V>(xr, c, c < C, xv + i * V);
+        load_v<V>(gr, c, c < C, gv + i * V);
     }
 }
 
-template <int NPT>
+template <int NPT, int V>
 __global__ void __launch_bounds__(512) rmsnorm_bwd_k(int M, int C, const float *x, const float *w, float eps, const float *dy, float *dx,
-                              int acc, float *part) {
+                              __nv_bfloat16 *dx16, int acc, float *part) {
     hk_pdl_entry();
+    constexpr int N = NPT * V;
     const int nt = blockDim.x;
-    float wv[NPT], pw[NPT];
+    float wv[N], pw[N] = {};
 #pragma unroll
     for (int i = 0; i < NPT; i++) {
-        const int c = threadIdx.x + i * nt;
-        wv[i] = c < C ? w[c] : 0.0f;
-        pw[i] = 0.0f;
+        const int c = (threadIdx.x + i * nt) * V;
+        load_v<V>(w, c, c < C, wv + i * V);
     }
     const int r0 = blockIdx.x * kRmsRows, r1 = min(M, r0 + kRmsRows);
-    float xv[NPT], gv[NPT], xn[NPT] = {}, gn[NPT] = {};
-    load_row<NPT>(C, x + (size_t)r0 * C, dy + (size_t)r0 * C, xv, gv);
+    float xv[N], gv[N], xn[N] = {}, gn[N] = {};
+    load_row<NPT, V>(C, x + (size_t)r0 * C, dy + (size_t)r0 * C, xv, gv);
     for (int r = r0; r < r1; r++) {
-        if (r + 1 < r1) load_row<NPT>(C, x + (size_t)(r + 1) * C, dy + (size_t)(r + 1) * C, xn, gn);
+        if (r + 1 < r1) load_row<NPT, V>(C, x + (size_t)(r + 1) * C, dy + (size_t)(r + 1) * C, xn, gn);
         float ss = 0.0f, dot = 0.0f;
 #pragma unroll
-        for (int i = 0; i < NPT; i++) {
+        for (int i = 0; i < N; i++) {
             ss += xv[i] * xv[i];
             dot += gv[i] * wv[i] * xv[i];
         }
@@ -130,20 +141,29 @@ __global__ void __launch_bounds__(512) rmsnorm_bwd_k(int M, int C, const float *
         float *dr = dx + (size_t)r * C;
 #pragma unroll
         for (int i = 0; i < NPT; i++) {
-            const int c = threadIdx.x + i * nt;
+            const int c = (threadIdx.x + i * nt) * V;
             if (c < C) {
-                const float v = rr * (gv[i] * wv[i] - xv[i] * m);
-                dr[c] = acc ? dr[c] + v : v;
-                pw[i] += gv[i] * xv[i] * rr;
+                float o[V] = {};
+                if (acc) load_v<V>(dr, c, true, o);
+#pragma unroll
+                for (int e = 0; e < V; e++) {
+                    const int k = i * V + e;
+                    const float v = rr * (gv[k] * wv[k] - xv[k] * m);
+                    o[e] = acc ? o[e] + v : v;
+                    pw[k] += gv[k] * xv[k] * rr;
+                }
+                store_v<V>(dr, (size_t)c, o, 0);
+                if (dx16) store_v<V>(dx16, (size_t)r * C + c, o, 1);
             }
-            xv[i] = xn[i], gv[i] = gn[i];
         }
+#pragma unroll
+        for (int k = 0; k < N; k++) xv[k] = xn[k], gv[k] = gn[k];
     }
     if (!part) return;
 #pragma unroll
     for (int i = 0; i < NPT; i++) {
-        const int c = threadIdx.x + i * nt;
-        if (c < C) part[(size_t)blockIdx.x * C + c] = pw[i];
+        const int c = (threadIdx.x + i * nt) * V;
+        if (c < C) store_v<V>(part, (size_t)blockIdx.x * C + c, pw + i * V, 0);
     }
 }
 
@@ -154,7 +174,8 @@ __global__ void __launch_bounds__(512) rmsnorm_bwd_k(int M, int C, const float *
  * the o_norm partial of the block sums dy n s (warps added in order). */
 template <int NPL>
 __global__ void gated_onorm_bwd_k(size_t items, int H, int d, const float *o, const float *proj, int P, int gate_off,
-                                  const float *w, float eps, const float *dy, float *dproj, float *dO, float *part) {
+                                  const float *w, float eps, const float *dy, void *dproj, int dproj_bf16, float *dO,
+                                  float *part) {
     hk_pdl_entry();
     __shared__ float pws[8][256];
     const int lane = threadIdx.x & 31, wp = threadIdx.x >> 5;
@@ -186,7 +207,7 @@ __global__ void gated_onorm_bwd_k(size_t items, int H, int d, const float *o, co
             dn[i] = gv[i] * wv[i] * s;
             dot += dn[i] * n;
             if (c >= d) continue;
-            dproj[zoff + c] = gv[i] * n * wv[i] * (sg * (1.0f + zv[i] * (1.0f - sg)));
+            store(dproj, zoff + c, gv[i] * n * wv[i] * (sg * (1.0f + zv[i] * (1.0f - sg))), dproj_bf16);
             pw[i] += gv[i] * n * s;
         }
         const float mean = warp_sum(dot) / (float)d;
@@ -255,6 +276,52 @@ __global__ void gdn_prep_bwd_k(size_t items, int T, int H, int d, int K, const f
     }
 }
 
+/* The same for prep_tiled_ok shapes: a thread takes 4 channels down
+ * kPrepRows rows (ConvWalk from zero tails), the d/4 lanes of a head reduce
+ * by shuffles (PrepTile). */
+template <int KW>
+__global__ void gdn_prep_bwd_tiled_k(int BT, int T, int H, int d, const float *proj, int P, const float *convw,
+                                     float l2_eps, float qscale, const float *dq, const float *dk, const float *dv,
+                                     float *dconv) {
+    hk_pdl_entry();
+    PrepTile p;
+    if (!prep_tile(BT, H, d, &p)) return;
+    const int ch = p.ch, part = p.part, Hd = p.Hd, hc = p.hc;
+    const bool on = p.on;
+    const float *gsrc = part == 0 ? dq : part == 1 ? dk : dv;
+    const float scale = part == 0 ? qscale : 1.0f;
+    ConvWalk<KW> cw;
+    if (on) cw.load_weights(convw, (size_t)ch);
+    const int r0 = p.r0, r1 = p.r1;
+    const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    float4 xn = on ? load4(proj, (size_t)r0 * P + ch) : zero, gn = on ? load4(gsrc, (size_t)r0 * Hd + hc) : zero;
+    for (int r = r0; r < r1; r++) {
+        const int t = r % T;
+        const float4 x = xn, g4 = gn;
+        if (on && r + 1 < r1) { /* in flight while this row computes */
+            xn = load4(proj, (size_t)(r + 1) * P + ch);
+            gn = load4(gsrc, (size_t)(r + 1) * Hd + hc);
+        }
+        if (on && (r == r0 || t == 0)) cw.fill(proj, P, (size_t)r, t, (size_t)ch, nullptr, (size_t)p.Cc);
+        const float4 c4 = on ? cw.step(x) : zero;
+        float cv[4], gv[4], sv[4], ss = 0.0f, dot = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            cv[i] = at(c4, i), gv[i] = at(g4, i), sv[i] = silu(cv[i]);
+            ss += sv[i] * sv[i];
+            dot += sv[i] * gv[i];
+        }
+        ss = group_sum(ss, d / 4);
+        dot = group_sum(dot, d / 4);
+        const float rn = 1.0f / sqrtf(ss + l2_eps), nd = dot * rn * rn;
+        float o[4];
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+            o[i] = part == 2 ? gv[i] * silu_grad(cv[i]) : scale * rn * (gv[i] - sv[i] * nd) * silu_grad(cv[i]);
+        if (on) store4(dconv, (size_t)r * p.Cc + ch, make_float4(o[0], o[1], o[2], o[3]), 0);
+    }
+}
+
 /* Gates backward, one thread per (chunk of kGateRows rows, head):
  * beta = sigmoid(b): db = dbeta beta (1 - beta);
  * g = -exp(A_log) softplus(a + dt_bias): da = dg (-exp(A_log)) sigmoid(a + dt_bias);
@@ -262,7 +329,7 @@ __global__ void gdn_prep_bwd_k(size_t items, int T, int H, int d, int K, const f
  * at part[nchunk + chunk, h], rows in order. */
 __global__ void gdn_gates_bwd_k(int BT, int H, int nchunk, const float *proj, int P, int a_off, const float *A_log,
                                 const float *dt_bias, const float *g, const float *beta, const float *dg,
-                                const float *dbeta, float *dproj, float *part) {
+                                const float *dbeta, void *dproj, int dproj_bf16, float *part) {
     hk_pdl_entry();
     const size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
     if (i >= (size_t)nchunk * H) return;
@@ -274,10 +341,10 @@ __global__ void gdn_gates_bwd_k(int BT, int H, int nchunk, const float *proj, in
     for (int r = chunk * kGateRows; r < r1; r++) {
         const size_t rh = (size_t)r * H + h;
         const float *pr = proj + (size_t)r * P + a_off;
-        float *dp = dproj + (size_t)r * P + a_off;
+        const size_t dp = (size_t)r * P + a_off;
         const float be = beta[rh], da = dg[rh] * ea * sigmoid(pr[h] + bias);
-        dp[H + h] = dbeta[rh] * be * (1.0f - be);
-        dp[h] = da;
+        store(dproj, dp + H + h, dbeta[rh] * be * (1.0f - be), dproj_bf16);
+        store(dproj, dp + h, da, dproj_bf16);
         sA += dg[rh] * g[rh];
         sdt += da;
     }
@@ -293,7 +360,7 @@ __global__ void gdn_gates_bwd_k(int BT, int H, int nchunk, const float *proj, in
  *   dx[s, c] = sum_j w[c, j] dy[s + K - 1 - j, c]   (t_s + K - 1 - j < T)
  *   part[chunk, c K + j] = sum_s dy[s, c] x[s - K + 1 + j, c]  (t_s - K + 1 + j >= 0), s in order. */
 __global__ void conv_bwd_k(int BT, int T, int Cc, int K, const float *x, int ldx, const float *w, const float *dy,
-                           float *dx, int lddx, float *part) {
+                           void *dx, int lddx, int dx_bf16, float *part) {
     hk_pdl_entry();
     extern __shared__ float sm[];
     const int span = kConvRows + K - 1;
@@ -315,7 +382,7 @@ __global__ void conv_bwd_k(int BT, int T, int Cc, int K, const float *x, int ldx
         float acc = 0.0f;
         for (int j = 0; j < K; j++)
             if (t + K - 1 - j < T) acc += ws[j * kConvTile + tx] * dys[(i + K - 1 - j) * kConvTile + tx];
-        dx[(size_t)(r0 + i) * lddx + c] = acc;
+        store(dx, (size_t)(r0 + i) * lddx + c, acc, dx_bf16);
     }
     if (!part) return;
     for (int j = ty; j < K; j += ny) {
@@ -326,19 +393,37 @@ __global__ void conv_bwd_k(int BT, int T, int Cc, int K, const float *x, int ldx
     }
 }
 
-/* SwiGLU backward, one thread per (row, i < F): act = SiLU(g) u:
- * dg = da u SiLU'(g), du = da SiLU(g). */
-__global__ void swiglu_bwd_k(size_t n, int F, const float *gu, const float *dact, float *dgu) {
+/* SwiGLU backward: act = SiLU(g) u: dg = da u SiLU'(g), du = da SiLU(g). */
+__device__ __forceinline__ float2 swiglu_grad(float g, float u, float a) {
+    const float sg = sigmoid(g);
+    return make_float2(a * u * (sg * (1.0f + g * (1.0f - sg))), a * g * sg);
+}
+
+/* One thread per (row, i < F). */
+__global__ void swiglu_bwd_k(size_t n, int F, const float *gu, const float *dact, void *dgu, int bf16) {
     hk_pdl_entry();
     const size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
     if (i >= n) return;
     const size_t r = i / F;
     const int c = (int)(i % F);
     const float *row = gu + r * 2 * F;
-    float *drow = dgu + r * 2 * F;
-    const float g = row[c], u = row[F + c], a = dact[i], sg = sigmoid(g);
-    drow[c] = a * u * (sg * (1.0f + g * (1.0f - sg)));
-    drow[F + c] = a * g * sg;
+    const float2 d = swiglu_grad(row[c], row[F + c], dact[i]);
+    store(dgu, r * 2 * F + c, d.x, bf16);
+    store(dgu, r * 2 * F + F + c, d.y, bf16);
+}
+
+/* F % 4 == 0, 16-byte aligned rows: 4 columns per thread, grid (rows, column
+ * blocks), so no index division and 16-byte loads. */
+__global__ void swiglu_bwd4_k(int F, const float *gu, const float *dact, void *dgu, int bf16) {
+    hk_pdl_entry();
+    const int c = (blockIdx.y * blockDim.x + threadIdx.x) * 4;
+    if (c >= F) return;
+    const size_t r = blockIdx.x, o = r * 2 * F + c;
+    const float4 g = load4(gu, o), u = load4(gu, o + F), a = load4(dact, r * F + c);
+    const float2 d0 = swiglu_grad(g.x, u.x, a.x), d1 = swiglu_grad(g.y, u.y, a.y), d2 = swiglu_grad(g.z, u.z, a.z),
+                 d3 = swiglu_grad(g.w, u.w, a.w);
+    store4(dgu, o, make_float4(d0.x, d1.x, d2.x, d3.x), bf16);
+    store4(dgu, o + F, make_float4(d0.y, d1.y, d2.y, d3.y), bf16);
 }
 
 /* RoPE backward = the rotation by minus the angle, one thread per (row,
@@ -390,14 +475,17 @@ __global__ void embed_bwd_k(int C, const int32_t *row_start, const int32_t *rows
  * elsewhere. An out-of-range target on a scored row gives a NaN loss (the
  * host wrappers refuse it before). */
 __global__ void xent_k(int M, int V, float *logits, const int32_t *targets, const uint8_t *mask, float scale,
-                       double *rl) {
+                       double *rl, __nv_bfloat16 *d16) {
     hk_pdl_entry();
     const int lane = threadIdx.x & 31;
     const size_t r = (size_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     if (r >= (size_t)M) return; /* whole warps only */
     float *x = logits + r * V;
     if (mask && !mask[r]) {
-        for (int c = lane; c < V; c += 32) x[c] = 0.0f;
+        for (int c = lane; c < V; c += 32) {
+            if (d16) d16[r * V + c] = __float2bfloat16_rn(0.0f);
+            else x[c] = 0.0f;
+        }
         if (lane == 0) rl[r] = 0.0;
         return;
     }
@@ -412,8 +500,13 @@ __global__ void xent_k(int M, int V, float *logits, const int32_t *targets, cons
     sum = warp_sum(sum);
     __syncwarp(); /* every lane has read x[tg] before any lane overwrites x */
     const double inv = 1.0 / sum;
-    for (int c = lane; c < V; c += 32) x[c] = (float)(exp((double)x[c] - mx) * inv) * scale;
-    if (ok && tg % 32 == lane) x[tg] -= scale; /* the lane that wrote x[tg] */
+    for (int c = lane; c < V; c += 32) {
+        /* explicit roundings: the one-hot term is subtracted from the rounded product, never fused */
+        float p = __fmul_rn((float)(exp((double)x[c] - mx) * inv), scale);
+        if (ok && c == tg) p = __fsub_rn(p, scale);
+        if (d16) d16[r * V + c] = __float2bfloat16_rn(p);
+        else x[c] = p;
+    }
     if (lane == 0) rl[r] = ok ? (double)mx + log(sum) - (double)xt : (double)NAN;
 }
 
@@ -437,24 +530,30 @@ size_t hk_bwd_scratch_bytes(size_t rows, size_t width) {
 }
 
 cudaError_t hk_rmsnorm_bwd(cudaStream_t s, int M, int C, const float *x, const float *w, float eps, const float *dy,
-                           float *dx, int acc, float *dw, void *scratch) {
+                           float *dx, void *dx16, int acc, float *dw, void *scratch) {
     if (M <= 0) return cudaSuccess;
     if (C <= 0 || C > 16 * 512 || (dw && !scratch)) return cudaErrorInvalidValue;
     float *part = dw ? (float *)scratch : nullptr;
     const unsigned nb = blocks_for((size_t)M, kRmsRows);
-    /* the fewest columns per thread (1..16) that fit in 256 threads; past C = 4096, 16 per thread
+    /* 16-byte slots where rows allow them, up to C = 2048 (2 slots per thread: the registers of 8 columns);
+     * else the fewest columns per thread (1..16) that fit in 256 threads; past C = 4096, 16 per thread
      * and up to 512 threads (the register file's bound at 16) */
-    with_pow2<1, 16>((C + 255) / 256, [&](auto npt) {
-        const unsigned threads = (blocks_for((size_t)C, decltype(npt)::value) + 31) / 32 * 32;
-        hk_launch(rmsnorm_bwd_k<decltype(npt)::value>, nb, threads, 0, s, M, C, x, w, eps, dy, dx, acc, part);
-    });
+    const bool v4 = C % 4 == 0 && C <= 2048 && aligned16(x) && aligned16(w) && aligned16(dy) && aligned16(dx) &&
+                    ((size_t)dx16 & 7) == 0 && ((size_t)part & 15) == 0;
+    auto go = [&](auto npt, auto vw) {
+        constexpr int NPT = decltype(npt)::value, V = decltype(vw)::value;
+        const unsigned threads = (blocks_for((size_t)C, NPT * V) + 31) / 32 * 32;
+        hk_launch(rmsnorm_bwd_k<NPT, V>, nb, threads, 0, s, M, C, x, w, eps, dy, dx, (__nv_bfloat16 *)dx16, acc, part);
+    };
+    if (v4) with_pow2<1, 2>((C / 4 + 255) / 256, [&](auto npt) { go(npt, std::integral_constant<int, 4>()); });
+    else with_pow2<1, 16>((C + 255) / 256, [&](auto npt) { go(npt, std::integral_constant<int, 1>()); });
     if (dw) return reduce_cols(s, (int)nb, C, part, dw);
     return cudaGetLastError();
 }
 
 cudaError_t hk_gated_onorm_bwd(cudaStream_t s, int BT, int H, int d, const float *o, const float *proj, int P,
-                               int gate_off, const float *w, float eps, const float *dy, float *dproj, float *dO,
-                               float *dw, void *scratch) {
+                               int gate_off, const float *w, float eps, const float *dy, void *dproj, int dproj_bf16,
+                               float *dO, float *dw, void *scratch) {
     const size_t items = (size_t)BT * H;
     if (!items) return cudaSuccess;
     if (d <= 0 || d > 256 || (dw && !scratch)) return cudaErrorInvalidValue;
@@ -462,7 +561,7 @@ cudaError_t hk_gated_onorm_bwd(cudaStream_t s, int BT, int H, int d, const float
     const unsigned nb = blocks_for(items, kNormItems);
     with_pow2<1, 8>((d + 31) / 32, [&](auto npl) {
         hk_launch(gated_onorm_bwd_k<decltype(npl)::value>, nb, 256, 0, s, items, H, d, o, proj, P, gate_off, w, eps, dy, dproj,
-                  dO, part);
+                  dproj_bf16, dO, part);
     });
     if (dw) return reduce_cols(s, (int)nb, d, part, dw);
     return cudaGetLastError();
@@ -471,26 +570,33 @@ cudaError_t hk_gated_onorm_bwd(cudaStream_t s, int BT, int H, int d, const float
 cudaError_t hk_gdn_prep_bwd(cudaStream_t s, int B, int T, int H, int d, int K, const float *proj, int P,
                             const float *convw, const float *A_log, const float *dt_bias, const float *g,
                             const float *beta, float l2_eps, const float *dq, const float *dk, const float *dv,
-                            const float *dg, const float *dbeta, float *dconv, float *dproj, float *dA_log,
-                            float *ddt_bias, void *scratch) {
+                            const float *dg, const float *dbeta, float *dconv, void *dproj, int dproj_bf16,
+                            float *dA_log, float *ddt_bias, void *scratch) {
     const size_t BT = (size_t)B * T, warps = BT * 3 * H;
     if (!warps) return cudaSuccess;
     if (d <= 0 || d > 256 || K < 1 || !scratch) return cudaErrorInvalidValue;
-    with_pow2<1, 8>((d + 31) / 32, [&](auto npl) {
-        hk_launch(gdn_prep_bwd_k<decltype(npl)::value>, blocks_for(warps, 8), 256, 0, s, warps, T, H, d, K, proj, P, convw, l2_eps,
-                  1.0f / sqrtf((float)d), dq, dk, dv, dconv);
-    });
+    const float qscale = 1.0f / sqrtf((float)d);
+    if (prep_tiled_ok(T, d, K, P, proj) && aligned16(dq) && aligned16(dk) && aligned16(dv) && aligned16(dconv)) {
+        with_k(K, [&](auto kw) {
+            hk_launch(gdn_prep_bwd_tiled_k<decltype(kw)::value>, prep_tiled_grid(BT, H, d), 128, 0, s, (int)BT, T, H, d, proj, P, convw,
+                      l2_eps, qscale, dq, dk, dv, dconv);
+        });
+    } else
+        with_pow2<1, 8>((d + 31) / 32, [&](auto npl) {
+            hk_launch(gdn_prep_bwd_k<decltype(npl)::value>, blocks_for(warps, 8), 256, 0, s, warps, T, H, d, K, proj, P,
+                      convw, l2_eps, qscale, dq, dk, dv, dconv);
+        });
     const int nchunk = (int)blocks_for(BT, kGateRows);
     float *part = (float *)scratch; /* [2][nchunk][H] */
     hk_launch(gdn_gates_bwd_k, blocks_for((size_t)nchunk * H, 256), 256, 0, s, (int)BT, H, nchunk, proj, P, 4 * H * d,
-              A_log, dt_bias, g, beta, dg, dbeta, dproj, part);
+              A_log, dt_bias, g, beta, dg, dbeta, dproj, dproj_bf16, part);
     cudaError_t e = reduce_cols(s, nchunk, H, part, dA_log);
     if (e == cudaSuccess) e = reduce_cols(s, nchunk, H, part + (size_t)nchunk * H, ddt_bias);
     return e;
 }
 
 cudaError_t hk_conv_bwd(cudaStream_t s, int B, int T, int Cc, int K, const float *x, int ldx, const float *w,
-                        const float *dy, float *dx, int lddx, float *dw, void *scratch) {
+                        const float *dy, void *dx, int lddx, int dx_bf16, float *dw, void *scratch) {
     const size_t BT = (size_t)B * T;
     if (!BT || Cc <= 0) return cudaSuccess;
     if (K < 1 || K > 64 || (dw && !scratch) || BT > (size_t)65535 * kConvRows) return cudaErrorInvalidValue;
@@ -499,14 +605,19 @@ cudaError_t hk_conv_bwd(cudaStream_t s, int B, int T, int Cc, int K, const float
     const size_t smem = (size_t)(2 * (kConvRows + K - 1) + K) * kConvTile * sizeof(float); /* <= 41 KB at K = 64 */
     /* channel tiles fastest: blocks running together read whole rows */
     hk_launch(conv_bwd_k, dim3(blocks_for((size_t)Cc, kConvTile), nchunk), dim3(kConvTile, 8), smem, s, (int)BT, T,
-              Cc, K, x, ldx, w, dy, dx, lddx, part);
+              Cc, K, x, ldx, w, dy, dx, lddx, dx_bf16, part);
     if (dw) return reduce_cols(s, (int)nchunk, Cc * K, part, dw);
     return cudaGetLastError();
 }
 
-cudaError_t hk_swiglu_bwd(cudaStream_t s, int BT, int F, const float *gu, const float *dact, float *dgu) {
+cudaError_t hk_swiglu_bwd(cudaStream_t s, int BT, int F, const float *gu, const float *dact, void *dgu, int out_bf16) {
     const size_t n = (size_t)BT * F;
-    if (n) hk_launch(swiglu_bwd_k, blocks_for(n, 256), 256, 0, s, n, F, gu, dact, dgu);
+    if (!n) return cudaSuccess;
+    if (F % 4 == 0 && aligned16(gu) && aligned16(dact) && aligned16(dgu)) {
+        const unsigned threads = F / 4 < 256 ? (unsigned)(F / 4 + 31) / 32 * 32 : 256;
+        hk_launch(swiglu_bwd4_k, dim3((unsigned)BT, blocks_for((size_t)F / 4, threads)), threads, 0, s, F, gu, dact, dgu,
+                  out_bf16);
+    } else hk_launch(swiglu_bwd_k, blocks_for(n, 256), 256, 0, s, n, F, gu, dact, dgu, out_bf16);
     return cudaGetLastError();
 }
 
@@ -526,10 +637,12 @@ cudaError_t hk_embed_bwd(cudaStream_t s, int V, int C, const int32_t *row_start,
 }
 
 cudaError_t hk_cross_entropy(cudaStream_t s, int M, int V, float *logits, const int32_t *targets, const uint8_t *mask,
-                             float scale, double *loss_sum, void *scratch) {
+                             float scale, double *loss_sum, void *dlogits16, void *scratch) {
     if (M < 0 || V <= 0 || (M > 0 && !scratch)) return cudaErrorInvalidValue;
     double *rl = (double *)scratch; /* [M] row losses */
-    if (M > 0) hk_launch(xent_k, blocks_for((size_t)M, 8), 256, 0, s, M, V, logits, targets, mask, scale, rl);
+    if (M > 0)
+        hk_launch(xent_k, blocks_for((size_t)M, 8), 256, 0, s, M, V, logits, targets, mask, scale, rl,
+                  (__nv_bfloat16 *)dlogits16);
     hk_launch(sum_rows_k, 1, 1024, 0, s, M, (const double *)rl, loss_sum);
     return cudaGetLastError();
 }
