@@ -31,6 +31,7 @@ typedef struct {
     float *x_in, *x_mid;   /* [rows, C] */
     float *proj;           /* GDN: [rows, P] */
     float *q, *k, *v, *o;  /* [rows, Hd] */
+    void *att;             /* attention on tensor cores: its forward's log-sum-exp for the backward */
     float *g, *beta;       /* GDN: [rows, H] */
     float *gu;             /* [rows, 2F] */
 } tlayer;
@@ -122,7 +123,7 @@ static size_t acts_layout(const hydra_model *m, size_t B, size_t T, char *base, 
             LT(proj, R * z.P);
             LT(g, R * z.H);
             LT(beta, R * z.H);
-        }
+        } else TAKE(la ? (void *)&la->att : NULL, hk_attention_tc_scratch((int)B, (int)T, (int)z.H));
         LT(q, R * z.Hd);
         LT(k, R * z.Hd);
         LT(v, R * z.Hd);
@@ -282,6 +283,11 @@ static hydra_status grads(hydra_dev_model *d, int R, int N, int K, const void *g
     return hydra_gemm_ex(&d->train->gemm, d->stream, 0, 0, R, K, N, g, N, W, K, dX, K, d->bf16, 0);
 }
 
+/* BF16 mode, d 64 / 128: attention on tensor cores (attention_tc.cu), its
+ * forward keeping the log-sum-exp per layer for the backward; otherwise the
+ * f32 kernels, the backward recomputing it. */
+static int attn_tc(const hydra_dev_model *d, int dd) { return d->bf16 && (dd == 64 || dd == 128); }
+
 /* ---------------------------------------------------------------- forward */
 static hydra_status train_forward(const hydra_model *m, hydra_dev_model *d, int B, int T) {
     struct dev_train *t = d->train;
@@ -316,7 +322,8 @@ static hydra_status train_forward(const hydra_model *m, hydra_dev_model *d, int 
             const int window = l->kind == HYDRA_LAYER_ATTN ? 0 : c->window;
             HYDRA_CHECK(fwd(d, R, 3 * Hd, C, sx, l->in_proj, t->big, 0));
             K_CHECK(hk_rope_qkv(s, B, T, H, dd, t->big, t->pos, d->inv_freq, la->q, la->k, la->v, 0, NULL, NULL));
-            K_CHECK(hk_attention(s, B, T, H, dd, window, t->pos, la->q, la->k, la->v, NULL, NULL, la->o, 0));
+            if (attn_tc(d, dd)) K_CHECK(hk_attention_tc_fwd(s, B, T, H, dd, window, la->q, la->k, la->v, la->o, la->att));
+            else K_CHECK(hk_attention(s, B, T, H, dd, window, t->pos, la->q, la->k, la->v, NULL, NULL, la->o, 0));
             HYDRA_CHECK(to_gemm(d, la->o, (size_t)R * Hd, sx, &op));
         }
         CU_CHECK(cudaMemcpyAsync(la->x_mid, la->x_in, (size_t)R * C * 4, cudaMemcpyDeviceToDevice, s));
@@ -369,7 +376,9 @@ static hydra_status attn_backward(const hydra_model *m, hydra_dev_model *d, int 
     const int window = l->kind == HYDRA_LAYER_ATTN ? 0 : m->cfg.window;
     cudaStream_t s = d->stream;
     float *dq = t->dqkv, *dk = dq + (size_t)R * Hd, *dv = dk + (size_t)R * Hd;
-    K_CHECK(hk_attention_bwd(s, B, T, H, dd, window, la->q, la->k, la->v, la->o, t->dy, dq, dk, dv, t->scratch));
+    if (attn_tc(d, dd))
+        K_CHECK(hk_attention_tc_bwd(s, B, T, H, dd, window, la->q, la->k, la->v, la->o, t->dy, dq, dk, dv, la->att));
+    else K_CHECK(hk_attention_bwd(s, B, T, H, dd, window, la->q, la->k, la->v, la->o, t->dy, dq, dk, dv, t->scratch));
     K_CHECK(hk_rope_bwd(s, B, T, H, dd, d->inv_freq, dq));
     K_CHECK(hk_rope_bwd(s, B, T, H, dd, d->inv_freq, dk));
     /* dproj [R, 3Hd] = dq | dk | dv, in BF16 mode rounded on the way into sy */
