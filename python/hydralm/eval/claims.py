@@ -14,7 +14,7 @@ import time
 from .. import _lib
 from .._lib import check, lib, run_cancellable
 
-BUDGETS = {"ci": 0, "paper": 1}
+BUDGETS = {"ci": 0, "paper": 1, "gpu": 2}
 
 
 def _child(args):
@@ -39,13 +39,17 @@ def names():
     return [lib.hydra_claim_name(i).decode() for i in range(lib.hydra_claims_count())]
 
 
-def run(claims=None, budget="ci", seed=0, quiet=False, cross_process=True):
+def run(claims=None, budget="ci", seed=0, quiet=False, cross_process=True, device=None):
     """Run the named claims (None = all of the budget) and return a list of
-    dicts (name, status, summary, seconds, measured, thresholds)."""
+    dicts (name, status, summary, seconds, measured, thresholds). device:
+    None / "cpu", or "cuda[:N]" for the training claims (the gpu budget needs it)."""
     if budget not in BUDGETS:
-        raise ValueError("budget must be 'ci' or 'paper'")
+        raise ValueError("budget must be 'ci', 'paper' or 'gpu'")
     o = lib.hydra_claims_opts_default(BUDGETS[budget], seed)
-    keep = []  # the C callbacks must outlive the run
+    keep = []  # the C callbacks (and the device string) must outlive the run
+    if device:
+        keep.append(C.c_char_p(device.encode()))
+        o.device = keep[-1].value
     if not quiet:
         keep.append(_lib.CLAIMS_PROGRESS(_progress))
         o.progress = keep[-1]
