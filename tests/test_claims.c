@@ -4,8 +4,10 @@
  * vector part (and that an in-process write is never passed off as
  * cross-process; with no model given, claim 2's hybrid is trained), only
  * PASS passing, and the CLI's exit status (and --expect-fail), JSON, curves and
- * --seeds; claim 1's bucket report and its "did not learn" branch. The
- * training claims 1, 2, 5 at a few steps: test_claims_train.c (slow). */
+ * --seeds; claim 1's bucket report and its "did not learn" branch; the gpu
+ * budget's registry, its refusal on a CPU device and its claims 1, 2, 5 at
+ * tiny sizes on the CPU (~3 s). The training claims 1, 2, 5 at a few steps:
+ * test_claims_train.c (slow). */
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -592,6 +594,12 @@ static void test_gpu_budget_registry(void **st) {
     assert_true(hi[1] == 256 && hi[5] == 32768);
 }
 
+static void run_quick(const char *claim, const hydra_claims_opts *o, hydra_claim_result *r) {
+    HY_OK(hydra_claim_run(hydra_claim_find(claim), o, r));
+    print_message("%s (gpu budget, tiny): %s in %.1f s\n", claim, hydra_claim_status_str(r->status), r->seconds);
+    assert_true(r->nonstandard[0] != 0); /* a quick run, never the claim */
+}
+
 /* The gpu budget's claim code on the CPU at tiny sizes (device "cpu", quick
  * knobs): each completes, decides (PASS or FAIL, never ERROR), is labelled
  * NON-STANDARD and records the gpu-sized structure (claim 1's buckets from
@@ -606,8 +614,7 @@ static void test_gpu_budget_tiny(void **st) {
     o.lengen_eval_len = 2048;
     o.lengen_steps = 4;
     o.lengen_streams = 1;
-    HY_OK(hydra_claim_run(hydra_claim_find("claim_1"), &o, &r));
-    print_message("claim_1 (gpu budget, tiny): %s in %.1f s\n", hydra_claim_status_str(r.status), r.seconds);
+    run_quick("claim_1", &o, &r);
     assert_true(r.status == HYDRA_CLAIM_PASS || r.status == HYDRA_CLAIM_FAIL);
     assert_non_null(strstr(r.nonstandard, "lengen_train_len=32 (standard 2048)"));
     assert_int_equal((int)hydra_claim_value_get(&r, "train_seq_len"), 32);
@@ -621,8 +628,7 @@ static void test_gpu_budget_tiny(void **st) {
     /* claim 2: the three sizes divided by 32, 2 steps each */
     o.mqar_steps = 2;
     o.mqar_size_div = 32;
-    HY_OK(hydra_claim_run(hydra_claim_find("claim_2"), &o, &r));
-    print_message("claim_2 (gpu budget, tiny): %s in %.1f s\n", hydra_claim_status_str(r.status), r.seconds);
+    run_quick("claim_2", &o, &r);
     assert_true(r.status == HYDRA_CLAIM_PASS || r.status == HYDRA_CLAIM_FAIL);
     assert_non_null(strstr(r.nonstandard, "mqar_size_div=32"));
     const int lens[3] = {16, 32, 64}, pairs[3] = {2, 4, 8}, d[3] = {32, 32, 32}, vocab[3] = {8, 16, 32};
@@ -650,8 +656,7 @@ static void test_gpu_budget_tiny(void **st) {
     o.muon_d_model = 32;
     o.muon_layers = 2;
     o.muon_seq = 32;
-    HY_OK(hydra_claim_run(hydra_claim_find("claim_5"), &o, &r));
-    print_message("claim_5 (gpu budget, tiny): %s in %.1f s\n", hydra_claim_status_str(r.status), r.seconds);
+    run_quick("claim_5", &o, &r);
     remove(path);
     assert_int_equal(r.status, HYDRA_CLAIM_FAIL);
     assert_non_null(strstr(r.nonstandard, "muon_d_model=32 (standard 768)"));
