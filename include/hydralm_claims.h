@@ -65,9 +65,12 @@ hydra_status hydra_spec_exact_eval_adaptive(hydra_spec_exact *e, const hydra_sam
 
 /* ============================================================ the gate */
 #define HYDRA_CLAIMS_MAX 16
-#define HYDRA_CLAIM_MAX_VALUES 40
+#define HYDRA_CLAIM_MAX_VALUES 64 /* claim 2 at the gpu budget: 3 sizes x 16 values */
 
-typedef enum { HYDRA_BUDGET_CI = 0, HYDRA_BUDGET_PAPER = 1 } hydra_claims_budget;
+/* ci: <= 5 min on 2 CPU cores; paper: larger samples (CPU); gpu: claims 1, 2
+ * and 5 at sizes the CPU cannot reach, <= 10 min on one H100 (needs a cuda
+ * device; the other claims are not part of it). */
+typedef enum { HYDRA_BUDGET_CI = 0, HYDRA_BUDGET_PAPER = 1, HYDRA_BUDGET_GPU = 2 } hydra_claims_budget;
 
 /* ERROR is 0: a result that nothing decided (zeroed, or a claim that returned
  * without a status) is an error, never a pass. */
@@ -87,7 +90,7 @@ typedef struct {
 } hydra_claim_value;
 
 /* A recorded curve, e.g. accuracy vs training step. */
-#define HYDRA_CLAIM_MAX_CURVES 8
+#define HYDRA_CLAIM_MAX_CURVES 12
 #define HYDRA_CLAIM_CURVE_POINTS 40
 typedef struct {
     char name[64];
@@ -136,6 +139,12 @@ typedef struct {
     const char *tmp_dir;  /* scratch files (default "/tmp") */
     hydra_claims_progress_fn progress;
     void *progress_user;
+    /* Where the claims that train (1, 2, 5, 7) place every model they train or
+     * evaluate: NULL or "cpu" = the CPU; "cuda" / "cuda:N" = that GPU
+     * (hydra_model_to_device right after creation, default precision; the
+     * trainer follows the model). Claims 3, 4 and 6 always run on the CPU.
+     * HYDRA_BUDGET_GPU at its standard sizes refuses a CPU device. */
+    const char *device;
     /* Size knobs. hydra_claims_opts_default sets every one to the budget's
      * standard value; 0 (or NULL) also means the standard value. Any other
      * value is a quick run: the claim's result is labelled non-standard
@@ -146,10 +155,15 @@ typedef struct {
     int lengen_eval_len;     /* length of the long evaluation streams (default 32,768) */
     int lengen_streams;      /* long streams evaluated for the hybrid (the baseline gets 1) */
     int lengen_baseline;     /* 1 (default): also train and evaluate the full-attention baseline; -1: skip */
+    int lengen_train_len;    /* training length T (default 256 ci/paper, 2,048 gpu) */
     /* claim 2 (0: the budget's recipe) */
     int mqar_steps;          /* training steps per arm */
+    int mqar_size_div;       /* quick runs: every size's length, pairs, window, vocabulary and width divided by this (default 1) */
     /* claim 5 */
-    int muon_steps;          /* steps per run */
+    int muon_steps;          /* steps per run (default 400) */
+    int muon_d_model;        /* gpu budget (text): model width (default 768, the default config) */
+    int muon_layers;         /* gpu budget (text): layers (default 12) */
+    int muon_seq;            /* gpu budget (text): training length (default 512) */
     /* claim 7 */
     int spec_train_steps;    /* training steps of the target and of the draft (default 150) */
     const char *text_path;   /* the text both train on: NULL = "data/tinyshakespeare.txt" (relative to the
@@ -188,6 +202,12 @@ const char *hydra_claim_description(int i);
 /* 1 if claim i runs only under HYDRA_BUDGET_PAPER when every claim is run
  * (names == NULL); it can still be named explicitly. */
 int hydra_claim_paper_only(int i);
+/* 1 if claim i is part of `budget`: run when every claim is run. A claim that
+ * is not part of HYDRA_BUDGET_GPU reports TODO ("not part of the gpu budget")
+ * when named explicitly under it: never a pass. */
+int hydra_claim_in_budget(int i, hydra_claims_budget budget);
+/* "ci", "paper", "gpu" ("?" otherwise). */
+const char *hydra_claims_budget_str(hydra_claims_budget budget);
 /* Index of a claim by full name ("claim_4_spec_decoding_exact") or short
  * prefix ("claim_4"); -1 if none. */
 int hydra_claim_find(const char *name);

@@ -186,6 +186,9 @@ typedef struct {
     /* optional: called at every evaluation point; return non-zero to stop early */
     int (*on_point)(const hydra_mqar_point *p, void *user);
     void *user;
+    /* NULL or "cpu": train on the CPU; "cuda" / "cuda:N": the fresh model is
+     * placed there (hydra_model_to_device, default precision) before training */
+    const char *device;
 } hydra_mqar_train_opts;
 
 /* Sensible defaults for a task (eval 8 x 64 sequences, eval every steps/10). */

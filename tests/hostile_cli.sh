@@ -2,7 +2,8 @@
 # hostile_cli.sh HYDRA SOURCE_DIR — runs the CLI on the hostile files of
 # issue 21 (tests/fuzz/crashes and a FIFO / a directory) and checks each is
 # refused with exit code 1 and a message naming the problem: no crash, no
-# hang, no silent acceptance. ctest runs it in the fast label, so the
+# hang, no silent acceptance; and a few usage refusals (the claims gate's gpu
+# budget without a GPU). ctest runs it in the fast label, so the
 # ASan/UBSan build of scripts/test.sh runs it too.
 set -u
 HYDRA=$1
@@ -60,6 +61,11 @@ expect 2 "--quant is int8 or int4" -- "$HYDRA" generate --model "$MODEL" --quant
 expect 2 "pick one" -- "$HYDRA" stream --model "$MODEL" --quant int8 --bf16 --then a --n 1 --quiet
 expect 1 "loads only as it is" -- "$HYDRA" generate --model "$QMODEL" --quant int8 --prompt a
 expect 1 "loads only as it is" -- "$HYDRA" stream --model "$QMODEL" --bf16 --then a --n 1 --quiet
+# the claims gate's gpu budget (issue 15): its sizes are meant for a GPU, refused without one named
+expect 2 "give --device cuda" -- "$HYDRA" claims --all --budget gpu --quiet
+expect 2 "give --device cuda" -- "$HYDRA" claims --claim claim_2 --budget gpu --device cpu --quiet
+expect 2 "--device must be cpu, cuda or cuda:N" -- "$HYDRA" claims --all --budget gpu --device gpu0 --quiet
+expect 2 "--budget must be ci, paper or gpu" -- "$HYDRA" claims --all --budget h100 --quiet
 
 [ "$failures" -eq 0 ] && echo "all hostile-file CLI checks passed" && exit 0
 echo "$failures hostile-file CLI check(s) failed"

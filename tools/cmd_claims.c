@@ -6,6 +6,7 @@
  * claim 6's vector memory (`hydra claims --internal-vecbank-write ...`) and to
  * write the model-level banks (`hydra factbank write --ids`); claim 6's model
  * is claim 2's hybrid (or --factbank-model). */
+#include <ctype.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
@@ -95,12 +96,26 @@ static char *cpu_model(char *buf, size_t n) {
  * --merge takes it from the first file read. */
 typedef struct {
     char cpu[256], blas[128], kernel[400], date[64], commit[64];
+    char device[256]; /* "cpu", or "cuda:0 (NVIDIA H100 80GB HBM3 (sm_90, ...))": the card named */
     int threads; /* the library's thread count during the run */
     long online_cpus;
 } run_env;
 
-static void env_here(run_env *e) {
+/* "cpu" or "cuda:N (the card's name)" for a --device value. */
+static void device_label(const char *device, char *buf, size_t cap) {
+    if (!device || strncmp(device, "cuda", 4)) {
+        snprintf(buf, cap, "cpu");
+        return;
+    }
+    const int idx = device[4] == ':' ? atoi(device + 5) : 0;
+    char name[200];
+    if (hydra_cuda_device_name(idx, name, sizeof name)) snprintf(name, sizeof name, "unknown card");
+    snprintf(buf, cap, "cuda:%d (%s)", idx, name);
+}
+
+static void env_here(run_env *e, const char *device) {
     memset(e, 0, sizeof *e);
+    device_label(device, e->device, sizeof e->device);
     cpu_model(e->cpu, sizeof e->cpu);
     snprintf(e->blas, sizeof e->blas, "%s", hydra_blas_info());
     struct utsname u;
@@ -171,11 +186,19 @@ static int write_json(const char *path, hydra_claim_result (*r)[HYDRA_CLAIMS_MAX
     json_object_set_new(env, "threads", json_integer(e->threads));
     json_object_set_new(env, "cpu_model", json_string(e->cpu));
     json_object_set_new(env, "online_cpus", json_integer(e->online_cpus));
+    json_object_set_new(env, "device", json_string(e->device[0] ? e->device : "cpu"));
     if (e->kernel[0]) json_object_set_new(env, "kernel", json_string(e->kernel));
     json_object_set_new(env, "date", json_string(e->date));
     json_object_set_new(root, "budget", json_string(budget));
+    json_object_set_new(root, "device", json_string(e->device[0] ? e->device : "cpu"));
     json_object_set_new(root, "commit", json_string(e->commit));
     json_object_set_new(root, "passed", json_boolean(passed));
+    if (!strncmp(budget, "gpu", 3)) { /* the claims this budget does not measure, named */
+        json_t *skip = json_array();
+        for (int i = 0; i < hydra_claims_count(); i++)
+            if (!hydra_claim_in_budget(i, HYDRA_BUDGET_GPU)) json_array_append_new(skip, json_string(hydra_claim_name(i)));
+        json_object_set_new(root, "not_in_budget", skip);
+    }
     json_object_set_new(root, "environment", env);
     if (n_seeds == 1) {
         json_object_set_new(root, "seed", json_integer((json_int_t)seeds[0]));
@@ -247,12 +270,19 @@ static int write_md(const char *path, hydra_claim_result (*r)[HYDRA_CLAIMS_MAX],
         total += secs[k];
     }
     fprintf(f, "# HydraLM-C claims gate results\n\n");
-    fprintf(f, "`hydra claims` — hydra %s, commit `%s`, budget `%s`, seed%s %s, %s, %d threads, %s; %s. Total %.1f s",
-            HYDRA_VERSION_STRING, e->commit, budget, n_seeds > 1 ? "s" : "", seedlist, e->cpu, e->threads, e->blas,
-            e->date, total);
+    fprintf(f, "`hydra claims` — hydra %s, commit `%s`, budget `%s`, seed%s %s, device %s, %s, %d threads, %s; %s. "
+               "Total %.1f s",
+            HYDRA_VERSION_STRING, e->commit, budget, n_seeds > 1 ? "s" : "", seedlist, e->device[0] ? e->device : "cpu",
+            e->cpu, e->threads, e->blas, e->date, total);
     if (n_seeds > 1) fprintf(f, " (%.1f s per seed on average)", total / n_seeds);
     fprintf(f, ".\n\n");
     if (provenance) fprintf(f, "%s\n\n", provenance);
+    if (!strncmp(budget, "gpu", 3)) {
+        fprintf(f, "Not part of the gpu budget (measured by `--budget ci` / `paper` on the CPU):");
+        for (int i = 0; i < hydra_claims_count(); i++)
+            if (!hydra_claim_in_budget(i, HYDRA_BUDGET_GPU)) fprintf(f, " `%s`", hydra_claim_name(i));
+        fprintf(f, ".\n\n");
+    }
     fprintf(f, "| claim | status | result%s | thresholds (measured%s) | seconds |\n|---|---|---|---|---:|\n",
             n_seeds > 1 ? " (first seed)" : "", n_seeds > 1 ? ", mean ± std over seeds" : "");
     for (int i = 0; i < n; i++) {
@@ -549,6 +579,7 @@ static int merge_file(merge_set *m, const char *spec) {
         run_env *e = &m->env;
         snprintf(e->cpu, sizeof e->cpu, "%s", jstr(env, "cpu_model"));
         snprintf(e->blas, sizeof e->blas, "%s", jstr(env, "blas"));
+        snprintf(e->device, sizeof e->device, "%s", jstr(env, "device")[0] ? jstr(env, "device") : "cpu");
         snprintf(e->kernel, sizeof e->kernel, "%s", jstr(env, "kernel"));
         snprintf(e->date, sizeof e->date, "%s", jstr(env, "date"));
         snprintf(e->commit, sizeof e->commit, "%s", commit);
@@ -628,13 +659,18 @@ static int cmd_claims_merge(const char *files, const char *json_path, const char
 }
 
 int cmd_claims(int argc, char **argv) {
-    cli_spec s = {.usage = "hydra claims --all --seed S [--budget ci|paper] [--claim NAME[,NAME..]] [--json F] [--md F]",
+    cli_spec s = {.usage = "hydra claims --all --seed S [--budget ci|paper|gpu] [--device cpu|cuda[:N]] [--claim NAME[,NAME..]]\n"
+                           "       [--json F] [--md F]",
                   .summary = "The claims gate: measures each headline claim against its thresholds, prints one\n"
                              "line per claim ([PASS] / [FAIL] / [TODO] / [ERROR]) and a summary, and exits 1\n"
                              "unless every selected claim passes (TODO = not implemented counts as a failure).\n"
                              "A size option away from the budget's standard value makes a quick run: its lines\n"
                              "say NON-STANDARD and it is not the claim. The JSON records the commit built from.\n"
-                             "No external data. docs/claims.md describes each claim."};
+                             "No external data. docs/claims.md describes each claim.\n"
+                             "--budget gpu (with --device cuda): claims 1, 2 and 5 at sizes the CPU cannot reach,\n"
+                             "estimated <= 10 min on one H100 (MQAR to L = 2,048 / 256 pairs, length generalisation\n"
+                             "trained at 2,048 and evaluated at 131,072 tokens, Muon vs AdamW at 768 x 12 on text);\n"
+                             "claims 3, 4, 6 and 7 are not part of it and are listed as such."};
     int spec_vocab = -1, spec_tokens = -1, lengen_steps = 0, lengen_len = 0, lengen_streams = 0, no_baseline = 0;
     float lengen_lr = 0;
     int muon_steps = 0, spec_steps = 0;
@@ -642,12 +678,15 @@ int cmd_claims(int argc, char **argv) {
     uint64_t seed = 0, stream_tokens = 0;
     const char *seeds_s = NULL, *merge = NULL, *expect_fail = NULL;
     const char *budget_s = "ci", *claim = NULL, *json_path = NULL, *md_path = NULL, *fb_model = NULL,
-               *internal_vec = NULL, *text_path = NULL;
+               *internal_vec = NULL, *text_path = NULL, *device = NULL;
     cli_add(&s, "all", OPT_FLAG, &all, "run every registered claim");
     cli_add(&s, "claim", OPT_STR, &claim, "run only these claims (comma-separated; full name or claim_N)");
     cli_add(&s, "seed", OPT_U64, &seed, "seed of every model, fact and stream (default 0)");
     cli_add(&s, "seeds", OPT_STR, &seeds_s, "run for several seeds, e.g. 0-3 or 0,2,5; --md then reports mean +- std");
-    cli_add(&s, "budget", OPT_STR, &budget_s, "ci (default: <= 5 min on 2 cores) or paper (larger samples)");
+    cli_add(&s, "budget", OPT_STR, &budget_s,
+            "ci (default: <= 5 min on 2 cores), paper (larger samples) or gpu (GPU sizes; needs --device cuda)");
+    cli_add(&s, "device", OPT_STR, &device,
+            "cpu (default) or cuda / cuda:N: where claims 1, 2, 5 and 7 train and evaluate (3, 4, 6: the CPU)");
     cli_add(&s, "json", OPT_STR, &json_path, "write results (thresholds, values, environment) as JSON");
     cli_add(&s, "md", OPT_STR, &md_path, "write results as a markdown report (RESULTS.md)");
     cli_add(&s, "merge", OPT_STR, &merge,
@@ -657,12 +696,12 @@ int cmd_claims(int argc, char **argv) {
     cli_add(&s, "expect-fail", OPT_STR, &expect_fail,
             "exit 0 only if these claims FAIL (known failures) and every other one PASSes; the lines are unchanged");
     cli_add(&s, "stream-tokens", OPT_U64, &stream_tokens, "claim 3: tokens to stream (default 1048576; for quick runs)");
-    cli_add(&s, "lengen-steps", OPT_INT, &lengen_steps, "claim 1: training steps per arm (default 400 ci, 1200 paper)");
+    cli_add(&s, "lengen-steps", OPT_INT, &lengen_steps, "claim 1: training steps per arm (default 400 ci, 1200 paper and gpu)");
     cli_add(&s, "lengen-lr", OPT_FLOAT, &lengen_lr, "claim 1: peak AdamW-part learning rate (default 1e-2)");
-    cli_add(&s, "lengen-len", OPT_INT, &lengen_len, "claim 1: evaluation stream length (default 32768)");
+    cli_add(&s, "lengen-len", OPT_INT, &lengen_len, "claim 1: evaluation stream length (default 32768; 131072 gpu)");
     cli_add(&s, "lengen-streams", OPT_INT, &lengen_streams, "claim 1: long streams for the hybrid (default 16 ci, 32 paper)");
     cli_add(&s, "no-baseline", OPT_FLAG, &no_baseline, "claim 1: skip the full-attention baseline (quick runs)");
-    cli_add(&s, "muon-steps", OPT_INT, &muon_steps, "claim 5: steps per run (default 400)");
+    cli_add(&s, "muon-steps", OPT_INT, &muon_steps, "claim 5: steps per run (default 400; gpu: on text, stopping at the target)");
     cli_add(&s, "spec-train-steps", OPT_INT, &spec_steps, "claim 7: training steps of target and draft (default 150)");
     cli_add(&s, "text", OPT_STR, &text_path, "claim 7: the text both models train on (default data/tinyshakespeare.txt)");
     cli_add(&s, "factbank-model", OPT_STR, &fb_model,
@@ -679,8 +718,19 @@ int cmd_claims(int argc, char **argv) {
     hydra_claims_budget budget;
     if (!strcmp(budget_s, "ci")) budget = HYDRA_BUDGET_CI;
     else if (!strcmp(budget_s, "paper")) budget = HYDRA_BUDGET_PAPER;
+    else if (!strcmp(budget_s, "gpu")) budget = HYDRA_BUDGET_GPU;
     else {
-        fprintf(stderr, "hydra claims: --budget must be ci or paper (got '%s')\n", budget_s);
+        fprintf(stderr, "hydra claims: --budget must be ci, paper or gpu (got '%s')\n", budget_s);
+        return 2;
+    }
+    const int on_gpu = device && (!strcmp(device, "cuda") || (!strncmp(device, "cuda:", 5) && isdigit((unsigned char)device[5])));
+    if (device && !on_gpu && strcmp(device, "cpu")) {
+        fprintf(stderr, "hydra claims: --device must be cpu, cuda or cuda:N (got '%s')\n", device);
+        return 2;
+    }
+    if (budget == HYDRA_BUDGET_GPU && !on_gpu && !merge) {
+        fprintf(stderr, "hydra claims: --budget gpu sizes the claims for a GPU (an H100: <= 10 min; hours on a "
+                        "CPU): give --device cuda (or cuda:N)\n");
         return 2;
     }
     if (threads > 0) hydra_set_num_threads(threads);
@@ -745,6 +795,22 @@ int cmd_claims(int argc, char **argv) {
     o.bank_writer = bank_writer;
     o.factbank_model = fb_model;
     o.text_path = text_path;
+    o.device = on_gpu ? device : NULL;
+    if (on_gpu && hydra_cuda_device_count() < 1) {
+        fprintf(stderr, "hydra claims: --device %s: %s\n", device,
+                hydra_cuda_compiled() ? "no CUDA device is visible" : "this build has no CUDA backend");
+        free(sel);
+        return 2;
+    }
+    char dev_label[256];
+    device_label(o.device, dev_label, sizeof dev_label);
+    if (on_gpu) printf("device %s: claims 1, 2, 5 and 7 train and evaluate there; 3, 4 and 6 run on the CPU\n", dev_label);
+    if (!claim && budget == HYDRA_BUDGET_GPU) { /* said, never a silent pass */
+        printf("not part of the gpu budget (run them with --budget ci or paper):");
+        for (int i = 0; i < hydra_claims_count(); i++)
+            if (!hydra_claim_in_budget(i, budget)) printf(" %s", hydra_claim_name(i));
+        printf("\n");
+    }
     uint64_t seed_list[64];
     int n_seeds = 0;
     if (seeds_s && parse_seeds(seeds_s, seed_list, 64, &n_seeds)) {
@@ -774,7 +840,7 @@ int cmd_claims(int argc, char **argv) {
         printf("%s over seeds %s · budget %s · %.1f s\n", passed ? "CLAIMS PASS" : "CLAIMS FAIL", seeds_s, budget_s,
                hydra_now_seconds() - t_all);
     run_env env;
-    env_here(&env);
+    env_here(&env, o.device);
     char budget_label[64]; /* a quick run never carries the plain budget label */
     snprintf(budget_label, sizeof budget_label, "%s%s", budget_s,
              any_nonstandard(res[0], n) ? " (non-standard sizes)" : "");

@@ -172,7 +172,7 @@ class FactbankInfo(C.Structure):
                 ("window", C.c_int), ("conv_width", C.c_int), ("schedule", C.c_char * (MAX_LAYERS + 1))]
 
 
-CLAIMS_MAX, CLAIM_MAX_VALUES, CLAIM_MAX_CURVES, CLAIM_CURVE_POINTS = 16, 40, 8, 40
+CLAIMS_MAX, CLAIM_MAX_VALUES, CLAIM_MAX_CURVES, CLAIM_CURVE_POINTS = 16, 64, 12, 40
 
 
 class ClaimValue(C.Structure):
@@ -200,9 +200,11 @@ BANK_WRITER = C.CFUNCTYPE(C.c_int, C.c_char_p, C.POINTER(i32), C.c_int, C.c_char
 
 class ClaimsOpts(C.Structure):
     _fields_ = [("budget", C.c_int), ("seed", u64), ("tmp_dir", C.c_char_p), ("progress", CLAIMS_PROGRESS),
-                ("progress_user", P), ("lengen_steps", C.c_int), ("lengen_lr", f32), ("lengen_eval_len", C.c_int),
-                ("lengen_streams", C.c_int), ("lengen_baseline", C.c_int), ("mqar_steps", C.c_int),
-                ("muon_steps", C.c_int), ("spec_train_steps", C.c_int), ("text_path", C.c_char_p),
+                ("progress_user", P), ("device", C.c_char_p), ("lengen_steps", C.c_int), ("lengen_lr", f32),
+                ("lengen_eval_len", C.c_int), ("lengen_streams", C.c_int), ("lengen_baseline", C.c_int),
+                ("lengen_train_len", C.c_int), ("mqar_steps", C.c_int), ("mqar_size_div", C.c_int),
+                ("muon_steps", C.c_int), ("muon_d_model", C.c_int), ("muon_layers", C.c_int), ("muon_seq", C.c_int),
+                ("spec_train_steps", C.c_int), ("text_path", C.c_char_p),
                 ("stream_tokens", i64), ("stream_chunk", C.c_int), ("stream_win", C.c_int),
                 ("stream_test_leak", i64), ("spec_vocab", C.c_int),
                 ("spec_tokens", C.c_int), ("spec_variant", C.c_int), ("vec_facts", C.c_int), ("vec_dim", C.c_int),

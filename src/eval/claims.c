@@ -125,6 +125,12 @@ int hydra_claim_recheck(hydra_claim_result *r) {
     return r->status != was;
 }
 
+int hydra_claims_on_gpu(const hydra_claims_opts *o) { return o->device && !strncmp(o->device, "cuda", 4); }
+
+hydra_status hydra_claims_place(const hydra_claims_opts *o, hydra_model *m) {
+    return hydra_claims_on_gpu(o) ? hydra_model_to_device(m, o->device, HYDRA_PRECISION_DEFAULT) : HYDRA_OK;
+}
+
 void hydra_claims_set_error(hydra_claim_result *r, const char *what, hydra_status st) {
     r->status = HYDRA_CLAIM_ERROR;
     snprintf(r->summary, sizeof r->summary, "%s: %s (%s)", what, hydra_last_error(), hydra_status_str(st));
@@ -805,48 +811,71 @@ static void claim_factbank(const hydra_claims_opts *o, hydra_claim_result *r) {
 }
 
 /* ------------------------------------------------------- registry */
+#define B_CI (1u << HYDRA_BUDGET_CI)
+#define B_PAPER (1u << HYDRA_BUDGET_PAPER)
+#define B_GPU (1u << HYDRA_BUDGET_GPU)
+#define B_CPU (B_CI | B_PAPER)
+#define B_ALL (B_CPU | B_GPU)
 static const struct {
     const char *name, *description;
     void (*run)(const hydra_claims_opts *, hydra_claim_result *);
-    int paper_only; /* not part of --budget ci runs of every claim */
+    unsigned budgets; /* bit b: part of budget b (run when every claim is run) */
+    const char *gpu_description; /* the statement at the gpu budget's sizes (NULL: the same) */
 } k_claims[] = {
     {"claim_1_length_generalisation",
      "trained at T = 256 on a stream whose segments recur beyond the SWA window, with facts planted at distances "
      "up to T, the hybrid's loss over the last 1,024 of 32,768 tokens is <= 1.05 x its loss at the training "
      "length, and its recall of facts planted 256-1K, 1K-4K, 4K-16K and 16K-32K tokens back is >= 0.9 x its "
      "recall at distances 8-256 at the training length",
-     hydra_claim_length_generalisation, 0},
+     hydra_claim_length_generalisation, B_ALL,
+     "trained at T = 2,048 on the same planted-fact stream, the hybrid's loss over the last 1,024 of 131,072 tokens "
+     "is <= 1.05 x its loss at the training length, and its recall of facts planted 2K-8K, 8K-32K, 32K-64K and "
+     "64K-128K tokens back is >= 0.9 x its recall at distances 8-2K at the training length"},
     {"claim_2_lossless_mqar",
      "on MQAR with the SWA window <= L/4, the hybrid reaches >= 0.9 x full attention's accuracy overall and on "
      "answers beyond the window (attention itself >= 0.9), same steps and batch",
-     hydra_claim_mqar, 0},
+     hydra_claim_mqar, B_ALL,
+     "on MQAR at L = 512 / 64 pairs, 1,024 / 128 and 2,048 / 256 with the SWA window L/4, the hybrid reaches "
+     ">= 0.9 x full attention's accuracy overall and on answers beyond the window (attention itself >= 0.9), "
+     "same steps, batch and curriculum"},
     {"claim_3_constant_state",
      "1,048,576 tokens streamed: identical state bytes at 1K, 64K and 1M, peak RSS after the 64K warm-up "
      "(peak reset there) <= 1 MiB above it, per-token latency ratio 1M/4K < 1.10, all logits finite",
-     claim_constant_state, 0},
+     claim_constant_state, B_CPU, NULL},
     {"claim_4_spec_decoding_exact",
      "speculative decoding's output law equals the target's: exact TVD < 1e-4 by enumeration (the sampler's own "
      "accept/residual code), and hydra_spec_generate's sampled sequences pass a chi-square test against it that "
      "a planted bug fails",
-     claim_spec_exact, 0},
+     claim_spec_exact, B_CPU, NULL},
     {"claim_5_muon_speedup",
      "steps to a held-out MQAR loss fixed in advance (ln(P)/4), AdamW / Muon >= 1.3, each at its best learning rate "
      "of the same sweep, 4 seeds, every Muon run reaching the target (paper budget only)",
-     hydra_claim_muon_speedup, 1},
+     hydra_claim_muon_speedup, B_PAPER | B_GPU,
+     "steps to a held-out tinyshakespeare loss fixed in advance (1.70 nats/byte) at the default 768 x 12 "
+     "config, AdamW / Muon >= 1.3, each at its best learning rate of the same 3-rate sweep, 2 seeds, every Muon "
+     "run reaching the target"},
     {"claim_6_factbank_recall",
      "cross-process recall: vector bank top-1 >= 0.99 at 1.5 d = 1,536 facts (d 1,024); a model-level bank "
      "mounted by its DeltaNet state alone (REPLACE) >= 0.95 of in-context accuracy with the pairs beyond the SWA "
      "window",
-     claim_factbank, 0},
+     claim_factbank, B_CPU, NULL},
     {"claim_7_spec_decoding_speedup",
      ">= 2x decode tokens/s at temperature 0, k = 4 fixed, for a target (d_model 512, 8 layers) and a draft "
      "(d_model 128, 2 layers) trained here on tinyshakespeare, on held-out prompts, alpha reported (paper budget only)",
-     hydra_claim_spec_speedup, 1},
+     hydra_claim_spec_speedup, B_PAPER, NULL},
 };
 #define N_CLAIMS ((int)(sizeof k_claims / sizeof k_claims[0]))
 
 int hydra_claims_count(void) { return N_CLAIMS; }
-int hydra_claim_paper_only(int i) { return i >= 0 && i < N_CLAIMS ? k_claims[i].paper_only : 0; }
+int hydra_claim_in_budget(int i, hydra_claims_budget b) {
+    return i >= 0 && i < N_CLAIMS && (unsigned)b <= HYDRA_BUDGET_GPU && (k_claims[i].budgets >> b & 1u);
+}
+int hydra_claim_paper_only(int i) {
+    return hydra_claim_in_budget(i, HYDRA_BUDGET_PAPER) && !hydra_claim_in_budget(i, HYDRA_BUDGET_CI);
+}
+const char *hydra_claims_budget_str(hydra_claims_budget b) {
+    return b == HYDRA_BUDGET_CI ? "ci" : b == HYDRA_BUDGET_PAPER ? "paper" : b == HYDRA_BUDGET_GPU ? "gpu" : "?";
+}
 const char *hydra_claim_name(int i) { return i >= 0 && i < N_CLAIMS ? k_claims[i].name : NULL; }
 const char *hydra_claim_description(int i) { return i >= 0 && i < N_CLAIMS ? k_claims[i].description : NULL; }
 
@@ -875,18 +904,23 @@ const char *hydra_claim_status_str(hydra_claim_status s) {
 }
 
 hydra_claims_opts hydra_claims_opts_default(hydra_claims_budget budget, uint64_t seed) {
-    const int paper = budget == HYDRA_BUDGET_PAPER;
+    const int paper = budget == HYDRA_BUDGET_PAPER, gpu = budget == HYDRA_BUDGET_GPU;
     hydra_claims_opts o;
     memset(&o, 0, sizeof o);
     o.budget = budget;
     o.seed = seed;
     o.tmp_dir = "/tmp";
-    o.lengen_steps = paper ? 1200 : 400;
+    o.lengen_steps = paper || gpu ? 1200 : 400;
     o.lengen_lr = 1e-2f;
-    o.lengen_eval_len = 32768;
+    o.lengen_eval_len = gpu ? 131072 : 32768;
     o.lengen_streams = paper ? 32 : 16;
     o.lengen_baseline = 1;
+    o.lengen_train_len = gpu ? 2048 : 256;
+    o.mqar_size_div = 1;
     o.muon_steps = 400;
+    o.muon_d_model = 768;
+    o.muon_layers = 12;
+    o.muon_seq = 512;
     o.spec_train_steps = 150;
     o.stream_tokens = 1048576;
     o.stream_chunk = 512;
@@ -917,6 +951,9 @@ static const struct {
     KNOB(lengen_steps, KNOB_INT, 1u << 0),     KNOB(lengen_lr, KNOB_FLOAT, 1u << 0),
     KNOB(lengen_eval_len, KNOB_INT, 1u << 0),  KNOB(lengen_streams, KNOB_INT, 1u << 0),
     KNOB(lengen_baseline, KNOB_INT, 1u << 0),  KNOB(mqar_steps, KNOB_INT, 1u << 1 | 1u << 5),
+    KNOB(lengen_train_len, KNOB_INT, 1u << 0), KNOB(mqar_size_div, KNOB_INT, 1u << 1 | 1u << 5),
+    KNOB(muon_d_model, KNOB_INT, 1u << 4),     KNOB(muon_layers, KNOB_INT, 1u << 4),
+    KNOB(muon_seq, KNOB_INT, 1u << 4),
     KNOB(stream_tokens, KNOB_I64, 1u << 2),    KNOB(stream_chunk, KNOB_INT, 1u << 2),
     KNOB(stream_win, KNOB_INT, 1u << 2),       KNOB(stream_test_leak, KNOB_I64, 1u << 2),
     KNOB(spec_vocab, KNOB_INT, 1u << 3),
@@ -968,14 +1005,24 @@ static int in_batch; /* inside hydra_claims_run: models cached by one claim serv
 hydra_status hydra_claim_run(int i, const hydra_claims_opts *o, hydra_claim_result *out) {
     if (!o || !out) return hydra_set_error(HYDRA_ERR_ARG, "claim_run: NULL argument");
     if (i < 0 || i >= N_CLAIMS) return hydra_set_error(HYDRA_ERR_ARG, "claim_run: no claim %d", i);
-    if (o->budget != HYDRA_BUDGET_CI && o->budget != HYDRA_BUDGET_PAPER)
+    if (o->budget != HYDRA_BUDGET_CI && o->budget != HYDRA_BUDGET_PAPER && o->budget != HYDRA_BUDGET_GPU)
         return hydra_set_error(HYDRA_ERR_ARG, "claim_run: unknown budget %d", (int)o->budget);
     memset(out, 0, sizeof *out); /* status ERROR until the claim decides */
     out->name = k_claims[i].name;
-    out->description = k_claims[i].description;
+    const int gpu = o->budget == HYDRA_BUDGET_GPU;
+    out->description = gpu && k_claims[i].gpu_description ? k_claims[i].gpu_description : k_claims[i].description;
     snprintf(out->summary, sizeof out->summary, "the claim returned without deciding a status");
     hydra_claims_opts eff;
     effective_opts(o, i + 1, &eff, out->nonstandard, sizeof out->nonstandard);
+    if (gpu && !hydra_claim_in_budget(i, o->budget)) { /* listed, never a silent pass */
+        out->status = HYDRA_CLAIM_NOT_IMPLEMENTED;
+        snprintf(out->summary, sizeof out->summary, "not part of the gpu budget: run it with --budget ci or paper");
+        return HYDRA_OK;
+    }
+    /* the gpu sizes take hours on a CPU: only quick (non-standard) runs may try */
+    if (gpu && !hydra_claims_on_gpu(o) && !out->nonstandard[0])
+        return hydra_set_error(HYDRA_ERR_ARG, "claim_run: the gpu budget's sizes are meant for a GPU: give device "
+                                              "cuda (or cuda:N)");
     hydra_claims_progress(o, out->name, "start%s%s", out->nonstandard[0] ? ", NON-STANDARD sizes: " : "",
                           out->nonstandard);
     double t0 = hydra_now_seconds();
@@ -994,7 +1041,7 @@ hydra_status hydra_claims_run(const hydra_claims_opts *o, const char *const *nam
     int idx[HYDRA_CLAIMS_MAX], n = 0;
     if (!names) {
         for (int i = 0; i < N_CLAIMS; i++)
-            if (o->budget == HYDRA_BUDGET_PAPER || !k_claims[i].paper_only) idx[n++] = i;
+            if (hydra_claim_in_budget(i, o->budget)) idx[n++] = i;
     } else {
         for (int j = 0; j < n_names; j++) {
             int i = hydra_claim_find(names[j]);

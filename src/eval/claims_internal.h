@@ -16,12 +16,17 @@ int hydra_claims_thresholds_hold(const hydra_claim_result *r, char *first_bad, s
 /* Status from the thresholds; on failure the summary names the first broken one. */
 void hydra_claims_decide(hydra_claim_result *r, const char *pass_summary);
 void hydra_claims_set_error(hydra_claim_result *r, const char *what, hydra_status st);
+/* 1 if o->device names a GPU ("cuda", "cuda:N"). */
+int hydra_claims_on_gpu(const hydra_claims_opts *o);
+/* m onto o->device (default precision); nothing for the CPU. Right after a
+ * model is created or loaded: the trainer and every forward follow it. */
+hydra_status hydra_claims_place(const hydra_claims_opts *o, hydra_model *m);
 
 /* claims_train.c */
 /* Claim 1's measurement per arm. Facts are planted at distances in
  * HYDRA_LENGEN_BUCKETS buckets (tokens): (0, 8] within the SWA window,
- * (8, 256] beyond it within the training length (bucket HYDRA_LENGEN_AT_T),
- * then (256, 1K], (1K, 4K], (4K, 16K], (16K, 32K]. */
+ * (8, T] beyond it within the training length (bucket HYDRA_LENGEN_AT_T),
+ * then four buckets beyond T (hydra_claims_lengen_buckets). */
 #define HYDRA_LENGEN_BUCKETS 6
 #define HYDRA_LENGEN_AT_T 1
 typedef struct {
@@ -35,7 +40,10 @@ typedef struct {
  * scores (sc[0] hybrid, sc[1] attention if n_arms == 2); lnv = ln(value
  * band), pn = the background's renewal fraction. */
 void hydra_claims_lengen_report(hydra_claim_result *r, const hydra_lengen_scores *sc, int n_arms, int N, int T,
-                                double lnv, double pn);
+                                double lnv, double pn, const int *bucket_hi);
+/* Claim 1's distance buckets' upper bounds for o's budget and training length T:
+ * ci/paper {8, 256, 1K, 4K, 16K, 32K}; gpu {8, T, 4T, 16T, 32T, 64T}. */
+void hydra_claims_lengen_buckets(hydra_claims_budget budget, int T, int *bucket_hi);
 void hydra_claim_length_generalisation(const hydra_claims_opts *o, hydra_claim_result *r);
 void hydra_claim_mqar(const hydra_claims_opts *o, hydra_claim_result *r);
 void hydra_claim_muon_speedup(const hydra_claims_opts *o, hydra_claim_result *r);

@@ -221,6 +221,7 @@ hydra_status hydra_mqar_train(const hydra_mqar_train_opts *o, hydra_model **mode
     hydra_model *m = NULL;
     hydra_status st = hydra_mqar_create(&o->task, &task);
     if (!st) st = hydra_model_create(&o->cfg, o->init_seed, &m);
+    if (!st && o->device && strcmp(o->device, "cpu")) st = hydra_model_to_device(m, o->device, HYDRA_PRECISION_DEFAULT);
     p.main_task = task;
     p.t0 = hydra_now_seconds();
     for (int i = 0; !st && !p.stop && i < o->n_stages; i++) {

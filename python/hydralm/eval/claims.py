@@ -14,7 +14,7 @@ import time
 from .. import _lib
 from .._lib import check, lib, run_cancellable
 
-BUDGETS = {"ci": 0, "paper": 1}
+BUDGETS = {"ci": 0, "paper": 1, "gpu": 2}
 
 
 def _child(args):
@@ -39,13 +39,19 @@ def names():
     return [lib.hydra_claim_name(i).decode() for i in range(lib.hydra_claims_count())]
 
 
-def run(claims=None, budget="ci", seed=0, quiet=False, cross_process=True):
+def run(claims=None, budget="ci", seed=0, quiet=False, cross_process=True, device=None):
     """Run the named claims (None = all of the budget) and return a list of
-    dicts (name, status, summary, seconds, measured, thresholds)."""
+    dicts (name, status, summary, seconds, measured, thresholds). device:
+    None / "cpu", or "cuda[:N]" for the training claims (the gpu budget needs it)."""
     if budget not in BUDGETS:
-        raise ValueError("budget must be 'ci' or 'paper'")
+        raise ValueError("budget must be 'ci', 'paper' or 'gpu'")
+    if budget == "gpu" and not (device or "").startswith("cuda"):
+        raise ValueError("the gpu budget sizes the claims for a GPU: give device='cuda' (or 'cuda:N')")
     o = lib.hydra_claims_opts_default(BUDGETS[budget], seed)
-    keep = []  # the C callbacks must outlive the run
+    keep = []  # the C callbacks (and the device string) must outlive the run
+    if device:
+        keep.append(C.c_char_p(device.encode()))
+        o.device = keep[-1].value
     if not quiet:
         keep.append(_lib.CLAIMS_PROGRESS(_progress))
         o.progress = keep[-1]
@@ -78,6 +84,7 @@ def main(argv=None):
     g.add_argument("--claim", help="comma-separated claim names or prefixes, e.g. claim_3,claim_4")
     ap.add_argument("--budget", choices=sorted(BUDGETS), default="ci")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default=None, help="cpu (default) or cuda / cuda:N (the gpu budget needs it)")
     ap.add_argument("--threads", type=int, default=0, help="threads (default: all cores)")
     ap.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     a = ap.parse_args(argv)
@@ -85,7 +92,7 @@ def main(argv=None):
         lib.hydra_set_num_threads(a.threads)
     t0 = time.monotonic()
     try:
-        res = run(a.claim.split(",") if a.claim else None, a.budget, a.seed, a.quiet)
+        res = run(a.claim.split(",") if a.claim else None, a.budget, a.seed, a.quiet, device=a.device)
     except ValueError as e:
         print("hydralm.eval.claims: %s" % e, file=sys.stderr)
         return 2
