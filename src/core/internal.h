@@ -225,6 +225,19 @@ void hydra_conv_tail_advance(float *tail, const float *x, int n, int K, size_t C
 /* Called before the first BLAS call: picks the BLIS kernel set for this CPU. */
 void hydra_runtime_init(void);
 
+/* Contention back-off (docs/threads.md, "A busy core"). The main parallel
+ * regions (GEMM tiles, the decode GEMV, the delta rule's heads) report how
+ * long their leading thread waited at the closing barrier after finishing
+ * its own share. A wait of a scheduler slice means a partner thread sat
+ * descheduled behind another program: after a few such waits the library
+ * runs single-threaded for a while, then tries its threads again. Results
+ * do not depend on the thread count, so this changes speed only.
+ * hydra_par_enter: before a region (ends a back-off that has run out);
+ * hydra_par_report: after one that ran parallel, with the leader's own time
+ * and the region's wall time (seconds). */
+void hydra_par_enter(void);
+void hydra_par_report(double own, double total);
+
 /* Training ops over B sequences of T tokens (rows [B, T, H*d]), one work
  * item per (sequence, head) taken dynamically by the threads; results do not
  * depend on the thread count (src/ops/delta_rule.c, src/ops/attention.c).

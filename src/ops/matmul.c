@@ -70,11 +70,52 @@ const char *hydra_blas_info(void) {
     return g_blas_info;
 }
 
+/* ---------------------------------------------------- contention back-off
+ * A stall is a region whose leader waited > STALL_S after its own share and
+ * longer than that share took: a dynamically scheduled region that runs
+ * evenly ends within about one work item of the leader, while a partner
+ * descheduled mid-item holds the barrier for the rest of another program's
+ * slice (milliseconds). STALLS of them among the last 64 regions start a
+ * back-off of BACKOFF_S (one thread); then the threads come back and the
+ * window starts afresh. Counters are per process; concurrent callers only
+ * make the estimate noisier (relaxed atomics, no locks). */
+#define STALL_S 0.5e-3
+#define STALLS 3
+#define BACKOFF_S 0.5
+static unsigned long long g_par_bits; /* the last 64 regions: 1 = stalled */
+static long long g_backoff_until_us;  /* > 0: single-threaded until then (hydra_now_seconds, microseconds) */
+static unsigned long long g_backoffs; /* how many so far (docs, benchmarks) */
+
+void hydra_par_enter(void) {
+    const long long until = __atomic_load_n(&g_backoff_until_us, __ATOMIC_RELAXED);
+    if (until > 0 && hydra_now_seconds() * 1e6 >= (double)until) {
+        __atomic_store_n(&g_backoff_until_us, 0LL, __ATOMIC_RELAXED);
+        __atomic_store_n(&g_par_bits, 0ULL, __ATOMIC_RELAXED);
+        omp_set_num_threads(g_threads);
+    }
+}
+
+void hydra_par_report(double own, double total) {
+    const double wait = total - own;
+    const unsigned long long stalled = wait > STALL_S && wait > own;
+    unsigned long long bits = (__atomic_load_n(&g_par_bits, __ATOMIC_RELAXED) << 1) | stalled;
+    __atomic_store_n(&g_par_bits, bits, __ATOMIC_RELAXED);
+    if (stalled && __builtin_popcountll(bits) >= STALLS && g_threads > 1) {
+        __atomic_store_n(&g_backoff_until_us, (long long)((hydra_now_seconds() + BACKOFF_S) * 1e6), __ATOMIC_RELAXED);
+        __atomic_add_fetch(&g_backoffs, 1ULL, __ATOMIC_RELAXED);
+        omp_set_num_threads(1);
+    }
+}
+
+unsigned long long hydra_par_backoffs(void) { return __atomic_load_n(&g_backoffs, __ATOMIC_RELAXED); }
+
 void hydra_set_num_threads(int n) {
     hydra_runtime_init();
     if (n < 1) n = 1;
     omp_set_num_threads(n);
     g_threads = n;
+    __atomic_store_n(&g_backoff_until_us, 0LL, __ATOMIC_RELAXED); /* the caller's count holds from here */
+    __atomic_store_n(&g_par_bits, 0ULL, __ATOMIC_RELAXED);
 }
 
 int hydra_get_num_threads(void) {
@@ -215,6 +256,7 @@ static void gemv_rows(int M, int N, int K, const float *x, const float *W, const
      * products under ~280K run on one thread at 16 threads, under 512K at 2
      * (the small model's whole decode: it ran at 0.2-0.3x with 2 threads on
      * the VM). */
+    if (!omp_in_parallel()) hydra_par_enter();
     const int nthr = omp_get_max_threads();
     if (nthr < 2 || (double)M * N * K * (1.0 - 1.0 / nthr) < 262144.0) {
         if (Wh) gemv_block_bf16(M, N, K, 0, N, x, Wh, y, accumulate);
@@ -230,12 +272,19 @@ static void gemv_rows(int M, int N, int K, const float *x, const float *W, const
     int rows = (N / (4 * nt) + 3) & ~3;
     if (rows < GEMV_ROWS) rows = GEMV_ROWS;
     const int nblk = (N + rows - 1) / rows;
-#pragma omp parallel for schedule(dynamic, 1) if (nblk > 1)
-    for (int bi = 0; bi < nblk; bi++) {
-        int n0 = bi * rows, n1 = n0 + rows < N ? n0 + rows : N;
-        if (Wh) gemv_block_bf16(M, N, K, n0, n1, x, Wh, y, accumulate);
-        else gemv_block(M, N, K, n0, n1, x, W, y, accumulate);
+    const double t0 = hydra_now_seconds();
+    double own = 0;
+#pragma omp parallel if (nblk > 1)
+    {
+#pragma omp for schedule(dynamic, 1) nowait
+        for (int bi = 0; bi < nblk; bi++) {
+            int n0 = bi * rows, n1 = n0 + rows < N ? n0 + rows : N;
+            if (Wh) gemv_block_bf16(M, N, K, n0, n1, x, Wh, y, accumulate);
+            else gemv_block(M, N, K, n0, n1, x, W, y, accumulate);
+        }
+        if (omp_get_thread_num() == 0) own = hydra_now_seconds() - t0;
     }
+    if (nblk > 1) hydra_par_report(own, hydra_now_seconds() - t0);
 }
 
 /* One threading layer: BLIS always runs single-threaded and we split large
@@ -259,7 +308,8 @@ static void sgemm_one(int transA, int transB, int M, int N, int K, const float *
 
 static void sgemm(int transA, int transB, int M, int N, int K, const float *A, int lda, const float *B,
                   int ldb, float *C, int ldc, int accumulate) {
-    const int nt = omp_in_parallel() ? 1 : g_threads;
+    if (!omp_in_parallel()) hydra_par_enter();
+    const int nt = omp_in_parallel() ? 1 : omp_get_max_threads(); /* 1 during a contention back-off */
     if (nt <= 1 || (double)M * N * K < BLAS_ONE_THREAD_MACS) {
         sgemm_one(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
         return;
@@ -274,14 +324,21 @@ static void sgemm(int transA, int transB, int M, int N, int K, const float *A, i
         else break;
     }
     const int tm = (M + bm - 1) / bm, tn = (N + bn - 1) / bn;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-    for (int t = 0; t < tm * tn; t++) {
-        const int i0 = (t / tn) * bm, j0 = (t % tn) * bn;
-        const int mb = M - i0 < bm ? M - i0 : bm, nb = N - j0 < bn ? N - j0 : bn;
-        const float *a = transA ? A + i0 : A + (size_t)i0 * lda;
-        const float *b = transB ? B + (size_t)j0 * ldb : B + j0;
-        sgemm_one(transA, transB, mb, nb, K, a, lda, b, ldb, C + (size_t)i0 * ldc + j0, ldc, accumulate);
+    const double t0 = hydra_now_seconds();
+    double own = 0;
+#pragma omp parallel num_threads(nt)
+    {
+#pragma omp for schedule(dynamic, 1) nowait
+        for (int t = 0; t < tm * tn; t++) {
+            const int i0 = (t / tn) * bm, j0 = (t % tn) * bn;
+            const int mb = M - i0 < bm ? M - i0 : bm, nb = N - j0 < bn ? N - j0 : bn;
+            const float *a = transA ? A + i0 : A + (size_t)i0 * lda;
+            const float *b = transB ? B + (size_t)j0 * ldb : B + j0;
+            sgemm_one(transA, transB, mb, nb, K, a, lda, b, ldb, C + (size_t)i0 * ldc + j0, ldc, accumulate);
+        }
+        if (omp_get_thread_num() == 0) own = hydra_now_seconds() - t0;
     }
+    hydra_par_report(own, hydra_now_seconds() - t0);
 }
 
 static void stats_add(double t0, int M, int N, int K) {
