@@ -84,15 +84,19 @@ const char *hydra_blas_info(void) {
 #define BACKOFF_S 0.5
 static unsigned long long g_par_bits; /* the last 64 regions: 1 = stalled */
 static long long g_backoff_until_us;  /* > 0: single-threaded until then (hydra_now_seconds, microseconds) */
-static unsigned long long g_backoffs; /* how many so far (docs, benchmarks) */
 
+/* The thread count lives in each host thread's OpenMP settings, so every
+ * region's caller brings its own in line with the shared back-off state
+ * (a back-off started or ended from another host thread reaches it here). */
 void hydra_par_enter(void) {
-    const long long until = __atomic_load_n(&g_backoff_until_us, __ATOMIC_RELAXED);
+    long long until = __atomic_load_n(&g_backoff_until_us, __ATOMIC_RELAXED);
     if (until > 0 && hydra_now_seconds() * 1e6 >= (double)until) {
         __atomic_store_n(&g_backoff_until_us, 0LL, __ATOMIC_RELAXED);
         __atomic_store_n(&g_par_bits, 0ULL, __ATOMIC_RELAXED);
-        omp_set_num_threads(g_threads);
+        until = 0;
     }
+    const int want = until > 0 || g_threads < 1 ? 1 : g_threads;
+    if (omp_get_max_threads() != want) omp_set_num_threads(want);
 }
 
 void hydra_par_report(double own, double total) {
@@ -102,12 +106,9 @@ void hydra_par_report(double own, double total) {
     __atomic_store_n(&g_par_bits, bits, __ATOMIC_RELAXED);
     if (stalled && __builtin_popcountll(bits) >= STALLS && g_threads > 1) {
         __atomic_store_n(&g_backoff_until_us, (long long)((hydra_now_seconds() + BACKOFF_S) * 1e6), __ATOMIC_RELAXED);
-        __atomic_add_fetch(&g_backoffs, 1ULL, __ATOMIC_RELAXED);
         omp_set_num_threads(1);
     }
 }
-
-unsigned long long hydra_par_backoffs(void) { return __atomic_load_n(&g_backoffs, __ATOMIC_RELAXED); }
 
 void hydra_set_num_threads(int n) {
     hydra_runtime_init();
