@@ -26,7 +26,7 @@ typedef struct {
 } shape;
 
 /* Median seconds of one step; 0 after reporting a failure. */
-static double time_step(FILE *out, const char *device, const hydra_config *c, const shape *sh, int warm, int reps,
+static double time_step(const char *device, const hydra_config *c, const shape *sh, int warm, int reps,
                         double *loss) {
     hydra_model *m = NULL;
     hydra_optimizer *opt = NULL;
@@ -51,7 +51,6 @@ static double time_step(FILE *out, const char *device, const hydra_config *c, co
     }
     if (st) cli_fail("bench", "GPU training step", st);
     else sec = hydra_median(ts, reps);
-    (void)out;
     hydra_optimizer_free(opt);
     hydra_model_free(m);
     free(in), free(tg);
@@ -82,7 +81,7 @@ int hydra_bench_cuda_train(FILE *out, const char *device, int quick) {
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         const shape *sh = &shapes[i];
         double loss = 0, n_mm;
-        double sec = time_step(out, device, &c, sh, warm, reps, &loss);
+        double sec = time_step(device, &c, sh, warm, reps, &loss);
         if (sec <= 0) {
             rc = 1;
             continue;

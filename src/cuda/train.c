@@ -41,8 +41,8 @@ struct dev_train {
     hydra_gemm_ctx gemm;   /* the training products: fixed cuBLASLt algorithms (fixed_algo), since timed choices
                               differ between processes and a resumed run must repeat the same bits */
     size_t n_params;
-    /* activations and workspace for up to `rows` rows of `B` sequences */
-    size_t rows, B, T, bytes;
+    /* activations and workspace for B sequences of T tokens (a smaller last micro-batch reuses them) */
+    size_t B, T, bytes;
     void *block;
     tlayer *L;
     float *x_final, *hf, *logits, *dh, *dx, *big, *dact, *dy, *dconv, *dqkv, *dgb;
@@ -69,7 +69,7 @@ static void acts_release(struct dev_train *t) {
     free(t->L);
     free(t->h_csr);
     t->block = NULL, t->L = NULL, t->h_csr = NULL;
-    t->rows = t->B = t->T = t->bytes = 0;
+    t->B = t->T = t->bytes = 0;
 }
 
 void hydra_dev_train_free(hydra_dev_model *d) {
@@ -218,7 +218,7 @@ static hydra_status acts_reserve(const hydra_model *m, hydra_dev_model *d, size_
                                B, T, need / 1073741824.0, d->device, fr / 1073741824.0, tot / 1073741824.0);
     }
     acts_layout(m, B, T, t->block, t);
-    t->rows = B * T, t->B = B, t->T = T, t->bytes = need;
+    t->B = B, t->T = T, t->bytes = need;
     /* per-sequence zero states: pointer table S[b], tails[b] */
     const dims z = dims_of(m);
     float *hp[512];
