@@ -180,18 +180,7 @@ static void test_small_gemm(void **unused) {
 }
 
 /* ----------------------------------------------------------------- model */
-static hydra_config cfg_of(const char *pattern) {
-    hydra_config c = hydra_config_default();
-    c.d_model = 128;
-    c.n_heads = 2;
-    c.head_dim = 64;
-    c.n_layers = (int)strlen(pattern);
-    snprintf(c.pattern, sizeof c.pattern, "%s", pattern);
-    c.window = 16;
-    c.vocab_size = 64;
-    c.init_std = 0.2f;
-    return c;
-}
+static hydra_config cfg_of(const char *pattern) { return cuda_test_config(pattern); }
 
 #define tokens random_tokens
 

@@ -36,6 +36,19 @@ hydra_config tiny_config(void) {
     return c;
 }
 
+hydra_config cuda_test_config(const char *pattern) {
+    hydra_config c = hydra_config_default();
+    c.d_model = 128;
+    c.n_heads = 2;
+    c.head_dim = 64;
+    c.n_layers = (int)strlen(pattern);
+    snprintf(c.pattern, sizeof c.pattern, "%s", pattern);
+    c.window = 16;
+    c.vocab_size = 64;
+    c.init_std = 0.2f;
+    return c;
+}
+
 const char *tmp_path(const char *name) {
     static char buf[512];
     snprintf(buf, sizeof buf, "/tmp/hydra_test_%d_%s", (int)getpid(), name);

@@ -18,6 +18,10 @@ void fill_normal(float *x, size_t n, float scale, uint64_t seed);
 int32_t *random_tokens(size_t n, int V, uint64_t seed);
 /* A tiny config used across tests (d_model 32, 4 layers "DDSD", window 8, vocab 64). */
 hydra_config tiny_config(void);
+/* The GPU tests' model: d_model 128, 2 heads x 64 (the GPU kernels' head
+ * sizes), one layer per character of pattern ("DSDA"...), window 16, vocab
+ * 64, init std 0.2. */
+hydra_config cuda_test_config(const char *pattern);
 /* Fail the test with hydra_last_error() if st != HYDRA_OK. */
 #define HY_OK(expr)                                                             \
     do {                                                                        \

@@ -27,13 +27,7 @@
 #define F32_TOL 1e-4
 
 static hydra_config cfg_of(const char *pattern, int tied, int vocab) {
-    hydra_config c = hydra_config_default();
-    c.d_model = 128;
-    c.n_heads = 2;
-    c.head_dim = 64;
-    c.n_layers = (int)strlen(pattern);
-    snprintf(c.pattern, sizeof c.pattern, "%s", pattern);
-    c.window = 16;
+    hydra_config c = cuda_test_config(pattern);
     c.vocab_size = vocab;
     c.tie_embeddings = tied;
     c.init_std = 0.1f;
