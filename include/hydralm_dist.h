@@ -48,6 +48,17 @@ typedef struct {
     /* root's n bytes to every rank */
     int (*bcast)(void *ctx, void *buf, size_t n, int root);
     const char *(*error)(void *ctx);
+    /* GPU ranks (optional; a CPU communicator such as MPI's leaves them NULL,
+     * and a data-parallel trainer whose model lives on a GPU then refuses to
+     * start). dbuf is a device array on the GPU of this rank's model; the
+     * sum is queued after the work already on `stream` (the model's CUDA
+     * stream, a cudaStream_t) and may run beside later work on it, so the
+     * backward can go on while earlier layers' gradients are reduced.
+     * dev_wait makes `stream` wait for every sum queued so far and returns
+     * its failure, if any (within the communicator's timeout). The NCCL
+     * communicator of the CLI fills these (tools/comm_nccl.c). */
+    int (*dev_allreduce_f32)(void *ctx, float *dbuf, size_t n, void *stream);
+    int (*dev_wait)(void *ctx, void *stream);
 } hydra_comm;
 
 typedef struct {

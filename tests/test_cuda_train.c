@@ -31,5 +31,6 @@ int main(void) {
     failed += cuda_train_delta_bwd_tests();
     failed += cuda_train_optim_tests();
     failed += cuda_train_model_tests();
+    failed += cuda_train_dist_tests();
     return failed ? 1 : 0;
 }

@@ -16,6 +16,8 @@
 
 #include "bench.h"
 #include "cli.h"
+#include "comm_nccl.h"
+#include "hydralm_dist.h"
 #include "hydralm_cuda.h"
 #include "hydralm_train.h"
 
@@ -57,6 +59,73 @@ static double time_step(const char *device, const hydra_config *c, const shape *
     return sec;
 }
 
+/* ------------------------------------------- data parallel, world size 1 */
+/* Random tokens, every position scored (the rows above use the same). */
+static hydra_status random_batch(void *ctx, int split, hydra_rng *rng, int B, int T, int32_t *in, int32_t *tg,
+                                 uint8_t *mask) {
+    const int V = *(const int *)ctx;
+    (void)split;
+    for (size_t i = 0; i < (size_t)B * T; i++) {
+        in[i] = (int32_t)(hydra_rng_next(rng) % (uint64_t)V);
+        tg[i] = (int32_t)(hydra_rng_next(rng) % (uint64_t)V);
+        mask[i] = 1;
+    }
+    return HYDRA_OK;
+}
+
+/* Median seconds of a trainer step (plain: comm NULL; else data-parallel
+ * over comm), and the median seconds a step spent in collectives. */
+static double time_trainer(const char *device, const hydra_config *c, const shape *sh, const hydra_comm *comm,
+                           int warm, int reps, double *comm_s) {
+    hydra_model *m = NULL;
+    hydra_trainer *t = NULL;
+    hydra_train_opts o;
+    memset(&o, 0, sizeof o);
+    o.optim = hydra_optim_opts_default(sh->opt);
+    o.batch = sh->B, o.seq = sh->T, o.seed = 1;
+    int V = c->vocab_size;
+    hydra_task task = {"random tokens", &V, 1, random_batch};
+    hydra_dist_opts d = {comm, 0, 0};
+    double ts[32], cs[32], sec = 0;
+    hydra_status st = hydra_model_create(c, 1, &m);
+    if (!st) st = hydra_model_to_device(m, device, sh->prec);
+    if (!st) st = hydra_trainer_create_dist(m, task, &o, &d, &t);
+    for (int i = 0; !st && i < warm + reps; i++) {
+        double t0 = hydra_now_seconds(), c0 = hydra_trainer_comm_seconds(t);
+        st = hydra_trainer_step(t, NULL);
+        if (i >= warm) ts[i - warm] = hydra_now_seconds() - t0, cs[i - warm] = hydra_trainer_comm_seconds(t) - c0;
+    }
+    if (st) cli_fail("bench", comm ? "data-parallel GPU step (NCCL)" : "GPU trainer step", st);
+    else sec = hydra_median(ts, reps), *comm_s = hydra_median(cs, reps);
+    hydra_trainer_free(t);
+    hydra_model_free(m);
+    return sec;
+}
+
+/* The NCCL path at world size 1 against the plain trainer, same shape, same
+ * run: what the data-parallel machinery costs before there is anyone to
+ * talk to (the layer-by-layer sums, the wait, the host loss sum). */
+static int bench_nccl_world1(FILE *out, const char *device, int dev, const hydra_config *c, int warm, int reps) {
+    const shape sh = {16, 2048, HYDRA_OPT_ADAMW, HYDRA_PRECISION_BF16};
+    hydra_comm self = cli_comm_self(), nc;
+    char err[400];
+    fprintf(out, "\ndata parallel at world size 1 (bf16 AdamW %d x %d, trainer steps, %d-step medians):\n", sh.B,
+            sh.T, reps);
+    if (cli_nccl_init(&self, dev, 600, &nc, err, sizeof err) != 0) {
+        fprintf(out, "  NCCL path not measured: %s\n", err);
+        return 0;
+    }
+    double cp = 0, cn = 0;
+    double plain = time_trainer(device, c, &sh, NULL, warm, reps, &cp);
+    double nccl = time_trainer(device, c, &sh, &nc, warm, reps, &cn);
+    cli_nccl_free(&nc);
+    if (plain <= 0 || nccl <= 0) return 1;
+    fprintf(out, "  %-34s %9.1f ms\n  %-34s %9.1f ms  (%.3fx the plain step; %.2f ms a step in collectives,\n"
+                 "  %-34s              the wait for the last sums included)\n",
+            "plain trainer", 1e3 * plain, "NCCL path (one rank, layer sums)", 1e3 * nccl, nccl / plain, 1e3 * cn, "");
+    return 0;
+}
+
 int hydra_bench_cuda_train(FILE *out, const char *device, int quick) {
     int dev = strncmp(device, "cuda:", 5) == 0 ? atoi(device + 5) : 0;
     char name[256];
@@ -94,6 +163,7 @@ int hydra_bench_cuda_train(FILE *out, const char *device, int quick) {
                 1e3 * sec, sh->B * (double)sh->T / sec, tf, 100.0 * tf / peak, loss);
         fflush(out);
     }
+    rc |= bench_nccl_world1(out, device, dev, &c, warm, reps);
     fprintf(out, "\n(MFU = model TFLOP/s / the bf16 GEMM peak above, f32 rows too; target: >= 35%% in bf16 at the\n"
                  " largest B x T that fits. Peers: fla-org GatedDeltaNetForCausalLM and the Python original, same card,\n"
                  " same call: bench/peers in docs/gpu.md.)\n");

@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "comm_mpi.h"
+#include "comm_nccl.h"
 #include "hydralm_dist.h"
 #include "hydralm_train.h"
 
@@ -116,10 +117,38 @@ static void test_fault(int rank, int64_t step) {
 /* Data parallelism under mpirun: the communicator, this rank, and the
  * prefix of its messages. */
 typedef struct {
-    hydra_comm comm;
-    int on, rank, size, local;
+    hydra_comm comm, host; /* comm: what the trainer uses (host's MPI, plus NCCL on GPU ranks) */
+    int on, rank, size, local, nccl;
     char who[64]; /* "train" or "train (rank r of N)" */
 } train_dist;
+
+/* This rank's index among the ranks on its host (the launcher's variable,
+ * else rank modulo ranks per host: mpirun fills hosts in rank order). */
+static int local_rank(const train_dist *d) {
+    static const char *const vars[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "PMI_LOCAL_RANK",
+                                       "SLURM_LOCALID"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        if (getenv(vars[i])) return atoi(getenv(vars[i]));
+    return d->local > 0 ? d->rank % d->local : 0;
+}
+
+/* GPU ranks: --device cuda means cuda:<local rank> (one GPU per rank; an
+ * explicit cuda:N is kept), and the gradients are summed by NCCL on the
+ * devices. 0 ready, -1 reported. */
+static int dist_gpu_setup(train_dist *d, cli_device *dev, char *name, size_t n, double timeout) {
+    if (!d->on || !dev->device || strcmp(dev->device, "cpu") == 0) return 0;
+    int idx = strcmp(dev->device, "cuda") == 0 ? local_rank(d) : atoi(dev->device + 5);
+    snprintf(name, n, "cuda:%d", idx);
+    dev->device = name;
+    char err[400];
+    d->host = d->comm;
+    if (cli_nccl_init(&d->host, idx, timeout, &d->comm, err, sizeof err) != 0) {
+        fprintf(stderr, "hydra %s: GPU ranks: %s\n", d->who, err);
+        return -1;
+    }
+    d->nccl = 1;
+    return 0;
+}
 
 /* 0: not under a launcher (or -np 1... with MPI: still data-parallel of
  * size 1); 1: ready; -1: refused with a message. */
@@ -153,7 +182,9 @@ int cmd_train(int argc, char **argv) {
                              "Several processes: mpirun -np N hydra train ... runs N data-parallel ranks (MPI):\n"
                              "--batch is the global batch (divisible by N); rank 0 prints and writes; add\n"
                              "--shard-optimizer to split the optimizer state across ranks (ZeRO-1). Threads\n"
-                             "default to cores / ranks on the host. docs/distributed.md has the details.\n"
+                             "default to cores / ranks on the host. With --device cuda each rank takes\n"
+                             "cuda:<its rank on the host> and NCCL sums the gradients on the GPUs, layer by\n"
+                             "layer while the backward goes on. docs/distributed.md has the details.\n"
                              "On a GPU: --device cuda trains there (bf16 tensor cores, f32 master weights\n"
                              "and moments; --precision f32 for tensor cores off); a batch that does not fit\n"
                              "runs as micro-batches whose gradients add up (--micro-batch forces a size).\n"
@@ -211,7 +242,9 @@ int cmd_train(int argc, char **argv) {
         setenv("HYDRA_CUDA_MICRO_BATCH", mb, 1);
     }
     train_dist dist;
+    char devname[32];
     if (dist_setup(&dist, comm_timeout) < 0) return 2;
+    if (dist_gpu_setup(&dist, &dev, devname, sizeof devname, comm_timeout) < 0) return 2;
     const char *who = dist.who;
     const int rank0 = dist.rank == 0;
     if (threads <= 0 && dist.local > 1) {
@@ -294,9 +327,10 @@ int cmd_train(int argc, char **argv) {
                                                                 : "bf16 tensor cores, f32 master weights");
     }
     if (rank0 && dist.on)
-        fprintf(stderr, "data-parallel: %d ranks (MPI), %d sequences per rank, %d threads per rank, optimizer state %s; "
+        fprintf(stderr, "data-parallel: %d ranks (%s), %d sequences per rank, %d threads per rank, optimizer state %s; "
                         "%s per rank (weights, gradients, optimizer, batch)\n",
-                dist.size, to->batch / dist.size, hydra_get_num_threads(),
+                dist.size, dist.nccl ? "MPI + NCCL, one GPU each" : "MPI", to->batch / dist.size,
+                hydra_get_num_threads(),
                 shard ? "sharded (ZeRO-1)" : "replicated", b2s);
     double t_start = hydra_now_seconds(), tok_window = 0, sec_window = 0, last_val = NAN;
     for (int64_t i = start; st == HYDRA_OK && i < steps; i++) {
@@ -366,6 +400,7 @@ int cmd_train(int argc, char **argv) {
     hydra_text_data_free(td);
     /* On failure, no MPI_Finalize (it would wait for ranks stuck in a
      * collective): the non-zero exit makes mpirun end the job. */
+    if (dist.nccl && st == HYDRA_OK) cli_nccl_free(&dist.comm);
     if (dist.on && st == HYDRA_OK) cli_mpi_finalize();
     return st ? 1 : 0;
 }

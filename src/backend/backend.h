@@ -73,11 +73,26 @@ hydra_status hydra_dev_op_matmul_ex(int ta, int tb, int M, int N, int K, const f
  * in the host arena's layout (n_params floats, tensor i at m->info[i].store),
  * a gradient arena of the same layout, and refreshes the forward's weights
  * (bf16 matrices in BF16 mode) from the master copy after each update. */
-/* Loss and gradients of hydra_model_loss_grad on the device: grads_dev is a
- * device arena of n_params floats (overwritten); grads_host, if not NULL,
- * receives a copy. */
+/* A data-parallel rank's options for a device loss_grad (src/train/dist.c).
+ * n_total > 0: the gradients are of the mean loss over n_total scored
+ * positions (every rank's batch) instead of this batch's own, so summing the
+ * ranks' gradients gives the global mean's. grad_ready (optional) is called
+ * for each range [off, off + n) of the gradient arena as soon as the last
+ * micro-batch's backward has queued that range's final values on the model's
+ * stream: the layers from the last to the first, then everything outside the
+ * layers (embedding, final norm, head); the ranges cover every tensor once.
+ * A failed call ends the backward with its status. */
+typedef struct {
+    int64_t n_total;
+    hydra_status (*grad_ready)(void *ctx, size_t off, size_t n);
+    void *ctx;
+} hydra_dev_grad_opts;
+/* Loss and gradients of hydra_model_loss_grad on the device, into the device
+ * gradient arena (overwritten); grads_host, if not NULL, receives a copy.
+ * dp: NULL, or a data-parallel rank's options (above). */
 hydra_status hydra_dev_loss_grad(const hydra_model *m, const int32_t *inputs, const int32_t *targets,
-                                 const uint8_t *mask, int B, int T, float *grads_host, double *loss);
+                                 const uint8_t *mask, int B, int T, float *grads_host, const hydra_dev_grad_opts *dp,
+                                 double *loss);
 /* The device master parameters and gradient arena (created on first use from
  * the host arena). */
 hydra_status hydra_dev_train_arenas(const hydra_model *m, float **params, float **grads);

@@ -56,7 +56,8 @@ hydra_status hydra_dev_op_matmul_ex(int ta, int tb, int M, int N, int K, const f
 
 /* ---- training */
 hydra_status hydra_dev_loss_grad(const hydra_model *m, const int32_t *inputs, const int32_t *targets,
-                                 const uint8_t *mask, int B, int T, float *grads_host, double *loss) {
+                                 const uint8_t *mask, int B, int T, float *grads_host, const hydra_dev_grad_opts *dp,
+                                 double *loss) {
     return NO_CUDA("loss_grad");
 }
 hydra_status hydra_dev_train_arenas(const hydra_model *m, float **params, float **grads) { return NO_CUDA("train"); }

@@ -57,6 +57,7 @@ struct dev_train {
     uint8_t *mask;         /* [rows] */
     double *loss;          /* one double */
     int32_t *h_csr;        /* host staging for the embedding CSR */
+    const hydra_dev_grad_opts *ready; /* data parallel: grad_ready during the last micro-batch's backward, else NULL */
 };
 
 #define GRAD(t, m, p) ((t)->grads + ((p) - (m)->params))
@@ -400,6 +401,35 @@ static hydra_status attn_backward(const hydra_model *m, hydra_dev_model *d, int 
     return HYDRA_OK;
 }
 
+/* The layer a tensor belongs to ("blocks.<li>.*"), or -1 (embedding, final
+ * norm, head). */
+static int tensor_layer(const char *name) {
+    int li = -1, n = 0;
+    return sscanf(name, "blocks.%d.%n", &li, &n) == 1 && n > 0 ? li : -1;
+}
+
+/* Data parallel: hands the gradient ranges of layer li (-1: the tensors
+ * outside the layers) to grad_ready, as maximal runs of consecutive tensors
+ * of that layer in the arena (padding between them included: zeros on every
+ * rank). Their final values are queued on the stream by now. */
+static hydra_status grads_ready(const hydra_model *m, const hydra_dev_grad_opts *g, int li) {
+    size_t lo = 0, hi = 0;
+    int open = 0;
+    for (int i = 0; i < m->n_info; i++) {
+        const hydra_param_info *p = &m->info[i];
+        const int mine = tensor_layer(p->name) == li;
+        if (open && (!mine || p->store < hi)) { /* the run ends (or the arena order turns back) */
+            HYDRA_CHECK(g->grad_ready(g->ctx, lo, hi - lo));
+            open = 0;
+        }
+        if (!mine) continue;
+        if (!open) lo = p->store, open = 1;
+        hi = p->store + p->numel;
+    }
+    if (open) HYDRA_CHECK(g->grad_ready(g->ctx, lo, hi - lo));
+    return HYDRA_OK;
+}
+
 static hydra_status train_backward(const hydra_model *m, hydra_dev_model *d, int B, int T) {
     struct dev_train *t = d->train;
     const hydra_config *c = &m->cfg;
@@ -442,8 +472,10 @@ static hydra_status train_backward(const hydra_model *m, hydra_dev_model *d, int
         /* the bf16 copy feeds the next layer's down products; the embedding's backward reads f32 */
         K_CHECK(hk_rmsnorm_bwd(s, R, C, la->x_in, l->norm1, eps, t->dh, t->dx, li > 0 ? dx16(d) : NULL, 1,
                                GRAD(t, m, lw->norm1), t->scratch));
+        if (t->ready) HYDRA_CHECK(grads_ready(m, t->ready, li)); /* this layer's gradients are final */
     }
     K_CHECK(hk_embed_bwd(s, V, C, t->csr, t->csr + V + 1, t->dx, GRAD(t, m, m->embed)));
+    if (t->ready) HYDRA_CHECK(grads_ready(m, t->ready, -1));
     return HYDRA_OK;
 }
 
@@ -541,27 +573,45 @@ static hydra_status micro_step(const hydra_model *m, hydra_dev_model *d, const i
     return HYDRA_OK;
 }
 
-hydra_status hydra_dev_loss_grad(const hydra_model *m, const int32_t *inputs, const int32_t *targets,
-                                 const uint8_t *mask, int B, int T, float *grads_host, double *loss) {
-    hydra_dev_model *d = m->dev;
-    CU_CHECK(cudaSetDevice(d->device));
-    HYDRA_CHECK(train_init(m, d));
+static hydra_status loss_grad(const hydra_model *m, hydra_dev_model *d, const int32_t *inputs,
+                              const int32_t *targets, const uint8_t *mask, int B, int T,
+                              const hydra_dev_grad_opts *dp, double *lsum, int64_t *ns_out) {
     struct dev_train *t = d->train;
     const size_t n = (size_t)B * T;
     int64_t ns = 0;
     for (size_t i = 0; i < n; i++) ns += !mask || mask[i];
+    *ns_out = ns;
     CU_CHECK(cudaMemsetAsync(t->grads, 0, m->n_params * 4, d->stream));
-    double lsum = 0;
-    if (ns > 0) {
-        const int mb = micro_batch(m, d, B, T);
-        for (int b0 = 0; b0 < B; b0 += mb) {
-            const int nb = B - b0 < mb ? B - b0 : mb;
-            HYDRA_CHECK(acts_reserve(m, d, (size_t)nb, (size_t)T));
-            const size_t off = (size_t)b0 * T;
-            HYDRA_CHECK(micro_step(m, d, inputs + off, targets + off, mask ? mask + off : NULL, nb, T,
-                                   (float)(1.0 / (double)ns), &lsum));
-        }
+    const int ready = dp && dp->grad_ready;
+    const double n_mean = dp && dp->n_total > 0 ? (double)dp->n_total : (double)ns;
+    if (ns == 0) { /* zero gradients; a data-parallel rank still hands them on (the others wait for them) */
+        for (int li = m->cfg.n_layers - 1; ready && li >= -1; li--) HYDRA_CHECK(grads_ready(m, dp, li));
+        return HYDRA_OK;
     }
+    const int mb = micro_batch(m, d, B, T);
+    for (int b0 = 0; b0 < B; b0 += mb) {
+        const int nb = B - b0 < mb ? B - b0 : mb;
+        HYDRA_CHECK(acts_reserve(m, d, (size_t)nb, (size_t)T));
+        const size_t off = (size_t)b0 * T;
+        t->ready = ready && b0 + nb >= B ? dp : NULL; /* the last micro-batch's backward finishes each range */
+        HYDRA_CHECK(micro_step(m, d, inputs + off, targets + off, mask ? mask + off : NULL, nb, T,
+                               (float)(1.0 / n_mean), lsum));
+    }
+    return HYDRA_OK;
+}
+
+hydra_status hydra_dev_loss_grad(const hydra_model *m, const int32_t *inputs, const int32_t *targets,
+                                 const uint8_t *mask, int B, int T, float *grads_host, const hydra_dev_grad_opts *dp,
+                                 double *loss) {
+    hydra_dev_model *d = m->dev;
+    CU_CHECK(cudaSetDevice(d->device));
+    HYDRA_CHECK(train_init(m, d));
+    struct dev_train *t = d->train;
+    double lsum = 0;
+    int64_t ns = 0;
+    hydra_status st = loss_grad(m, d, inputs, targets, mask, B, T, dp, &lsum, &ns);
+    t->ready = NULL;
+    HYDRA_CHECK(st);
     if (grads_host) {
         CU_CHECK(cudaStreamSynchronize(d->stream));
         CU_CHECK(cudaMemcpy(grads_host, t->grads, m->n_params * 4, cudaMemcpyDeviceToHost));

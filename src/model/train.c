@@ -28,6 +28,7 @@
 #include "core/internal.h"
 #include "hydralm_train.h"
 #include "ops/simd.h"
+#include "train/dist_internal.h"
 
 typedef struct {
     float *x_in;      /* [BT, C] residual entering the layer */
@@ -652,14 +653,14 @@ static hydra_status check_batch(const char *fn, const hydra_model *m, const int3
     return HYDRA_OK;
 }
 
-hydra_status hydra_model_loss_grad(const hydra_model *m, const int32_t *inputs, const int32_t *targets,
-                                   const uint8_t *mask, int B, int T, float *grads, double *loss,
-                                   int64_t *n_scored) {
+static hydra_status loss_grad(const hydra_model *m, const int32_t *inputs, const int32_t *targets,
+                              const uint8_t *mask, int B, int T, float *grads, const hydra_dev_grad_opts *dp,
+                              double *loss, int64_t *n_scored) {
     if (!grads && !(m && m->dev)) return hydra_set_error(HYDRA_ERR_ARG, "loss_grad: grads is NULL");
     int64_t ns;
     HYDRA_CHECK(check_batch("loss_grad", m, inputs, targets, mask, B, T, &ns));
     if (n_scored) *n_scored = ns;
-    if (m->dev) return hydra_dev_loss_grad(m, inputs, targets, mask, B, T, grads, loss);
+    if (m->dev) return hydra_dev_loss_grad(m, inputs, targets, mask, B, T, grads, dp, loss);
     memset(grads, 0, m->n_params * sizeof(float));
     if (n_scored) *n_scored = ns;
     if (loss) *loss = 0.0;
@@ -679,6 +680,19 @@ hydra_status hydra_model_loss_grad(const hydra_model *m, const int32_t *inputs, 
     if (st) return st;
     if (loss) *loss = lsum / (double)ns;
     return HYDRA_OK;
+}
+
+hydra_status hydra_model_loss_grad(const hydra_model *m, const int32_t *inputs, const int32_t *targets,
+                                   const uint8_t *mask, int B, int T, float *grads, double *loss,
+                                   int64_t *n_scored) {
+    return loss_grad(m, inputs, targets, mask, B, T, grads, NULL, loss, n_scored);
+}
+
+hydra_status hydra_model_loss_grad_dp(const hydra_model *m, const int32_t *inputs, const int32_t *targets,
+                                      const uint8_t *mask, int B, int T, const hydra_dev_grad_opts *dp,
+                                      double *loss, int64_t *n_scored) {
+    if (!m || !m->dev) return hydra_set_error(HYDRA_ERR_ARG, "loss_grad: data-parallel options need a model on a GPU");
+    return loss_grad(m, inputs, targets, mask, B, T, NULL, dp, loss, n_scored);
 }
 
 hydra_status hydra_model_loss(const hydra_model *m, const int32_t *inputs, const int32_t *targets,

@@ -3,6 +3,15 @@
  * trains on, gradient and loss averaging, the ZeRO-1 sharded update, and the
  * checks that every rank starts from the same config, data and weights.
  *
+ * GPU ranks (hydra_dp_step_device): the gradient arena stays on the device;
+ * the loss is scaled by the global count of scored positions (known on
+ * every rank: each draws the whole batch), so each rank's gradients are its
+ * share of the global mean and the ranks' sum is the step's gradient. Each
+ * layer's sum across ranks is queued as soon as the backward finishes that
+ * layer (the communicator's own stream), overlapping the layers still to
+ * go. At world size 1 the scale is this rank's own count: the plain GPU
+ * trainer's bits.
+ *
  * Averaging: rank r's gradient is of its mean loss over n_r scored
  * positions; the global gradient of the mean over n = Σ n_r positions is
  * Σ (n_r / n) · g_r — each rank scales by n_r / n, then the sum is reduced.
@@ -106,6 +115,43 @@ hydra_status hydra_dp_step(hydra_dp *dp, hydra_optimizer *opt, hydra_model *m, f
     HYDRA_CHECK(hydra_optimizer_apply(opt, m, grads, sumsq, grad_norm, lr));
     COMM(dp, "all-gather of the weights", dp->c.allgather_f32(dp->c.ctx, m->params, dp->counts));
     return HYDRA_OK;
+}
+
+/* grad_ready of a GPU rank's backward: the range's sum across ranks is
+ * queued beside the rest of the backward (hydra_dev_grad_opts). */
+typedef struct {
+    hydra_dp *dp;
+    float *grads; /* the device gradient arena */
+    void *stream;
+} dev_ready_ctx;
+
+static hydra_status dev_ready(void *ctx, size_t off, size_t n) {
+    dev_ready_ctx *r = ctx;
+    COMM(r->dp, "all-reduce of the gradients (device)",
+         r->dp->c.dev_allreduce_f32(r->dp->c.ctx, r->grads + off, n, r->stream));
+    return HYDRA_OK;
+}
+
+hydra_status hydra_dp_step_device(hydra_dp *dp, hydra_optimizer *opt, hydra_model *m, const int32_t *inputs,
+                                  const int32_t *targets, const uint8_t *mask, int b, int T, int64_t n_total,
+                                  double *loss, int64_t *scored, float *grad_norm, float *lr) {
+    if (!dp->c.dev_allreduce_f32 || !dp->c.dev_wait)
+        return hydra_set_error(HYDRA_ERR_DEVICE, "rank %d of %d: the model lives on %s, but the communicator has no "
+                               "device collectives (GPU ranks need NCCL: docs/distributed.md)", dp->c.rank, dp->c.size,
+                               hydra_model_device(m));
+    if (dp->shard)
+        return hydra_set_error(HYDRA_ERR_DEVICE, "rank %d of %d: --shard-optimizer (ZeRO-1) runs on CPU ranks only for "
+                               "now; GPU ranks keep the whole optimizer state", dp->c.rank, dp->c.size);
+    dev_ready_ctx r = {dp, NULL, hydra_dev_stream(m)};
+    HYDRA_CHECK(hydra_dev_train_arenas(m, NULL, &r.grads));
+    const hydra_dev_grad_opts g = {n_total, dev_ready, &r};
+    HYDRA_CHECK(hydra_model_loss_grad_dp(m, inputs, targets, mask, b, T, &g, loss, scored));
+    COMM(dp, "the gradient sums (device)", dp->c.dev_wait(dp->c.ctx, r.stream));
+    double tot[2] = {*loss * (double)*scored, (double)*scored};
+    HYDRA_CHECK(hydra_dp_sum(dp, tot, 2));
+    *loss = tot[1] > 0 ? tot[0] / tot[1] : 0.0;
+    *scored = (int64_t)tot[1];
+    return hydra_optimizer_step(opt, m, NULL, grad_norm, lr);
 }
 
 hydra_status hydra_dp_gather(hydra_dp *dp, const float *local, float *full) {

@@ -4,6 +4,7 @@
 #ifndef HYDRA_DIST_INTERNAL_H
 #define HYDRA_DIST_INTERNAL_H
 
+#include "backend/backend.h"
 #include "hydralm_dist.h"
 
 typedef struct {
@@ -27,6 +28,18 @@ void hydra_dp_rows(const hydra_dp *dp, int B, int *row0, int *b);
  * replicated, or on this rank's shard followed by an all-gather of weights. */
 hydra_status hydra_dp_step(hydra_dp *dp, hydra_optimizer *opt, hydra_model *m, float *grads, double *loss,
                            int64_t *scored, float *grad_norm, float *lr);
+/* GPU ranks: this rank's loss and gradients of its b rows (n_total scored
+ * positions in the global batch), each layer's gradients summed across ranks
+ * on the device (hydra_comm's dev_allreduce_f32) while the backward goes on,
+ * then the global loss and the optimizer update on the device. */
+hydra_status hydra_dp_step_device(hydra_dp *dp, hydra_optimizer *opt, hydra_model *m, const int32_t *inputs,
+                                  const int32_t *targets, const uint8_t *mask, int b, int T, int64_t n_total,
+                                  double *loss, int64_t *scored, float *grad_norm, float *lr);
+/* hydra_model_loss_grad on a GPU with a data-parallel rank's options
+ * (backend.h): gradients stay on the device (model/train.c). */
+hydra_status hydra_model_loss_grad_dp(const hydra_model *m, const int32_t *inputs, const int32_t *targets,
+                                      const uint8_t *mask, int B, int T, const hydra_dev_grad_opts *dp,
+                                      double *loss, int64_t *n_scored);
 /* Element-wise sum of x[n] over ranks. */
 hydra_status hydra_dp_sum(hydra_dp *dp, double *x, size_t n);
 /* full[n_params] on rank 0 (NULL elsewhere) from each rank's shard local[count]. */

@@ -57,9 +57,13 @@ static hydra_status create(hydra_model *m, hydra_task task, const hydra_train_op
     hydra_status st = (!t->grads || !t->inputs || !t->targets || !t->mask)
                           ? hydra_set_error(HYDRA_ERR_NOMEM, "trainer: out of memory")
                           : HYDRA_OK;
-    if (st == HYDRA_OK && d && d->comm && m->dev)
-        st = hydra_set_error(HYDRA_ERR_DEVICE, "trainer: data-parallel training runs on CPU ranks for now; the model "
-                                               "lives on %s", hydra_model_device(m));
+    if (st == HYDRA_OK && d && d->comm && m->dev && (!d->comm->dev_allreduce_f32 || !d->comm->dev_wait))
+        st = hydra_set_error(HYDRA_ERR_DEVICE, "trainer: the model lives on %s, but the communicator has no device "
+                                               "collectives (GPU ranks need NCCL: docs/distributed.md)",
+                             hydra_model_device(m));
+    if (st == HYDRA_OK && d && d->comm && m->dev && d->shard_optimizer)
+        st = hydra_set_error(HYDRA_ERR_DEVICE, "trainer: --shard-optimizer (ZeRO-1) runs on CPU ranks only for now; "
+                                               "GPU ranks keep the whole optimizer state (drop the flag)");
     if (st == HYDRA_OK && d && d->comm) st = hydra_dp_create(d, m, o, &t->dp);
     if (st == HYDRA_OK && t->dp && t->dp->shard)
         st = hydra_optimizer_create_range(m, &o->optim, t->dp->bounds[t->dp->c.rank],
@@ -141,10 +145,17 @@ hydra_status hydra_trainer_step(hydra_trainer *t, hydra_step_info *info) {
     const size_t off = (size_t)row0 * (size_t)T;
     HYDRA_CHECK(t->task.sample(t->task.ctx, 0, &t->rng, B, T, t->inputs, t->targets, t->mask));
     float *grads = t->m->dev ? NULL : t->grads; /* on a GPU the gradients stay there */
-    HYDRA_CHECK(hydra_model_loss_grad(t->m, t->inputs + off, t->targets + off, t->mask + off, b, T, grads, &loss,
-                                      &scored));
-    if (t->dp) HYDRA_CHECK(hydra_dp_step(t->dp, t->opt, t->m, t->grads, &loss, &scored, &gnorm, &lr));
-    else HYDRA_CHECK(hydra_optimizer_step(t->opt, t->m, grads, &gnorm, &lr));
+    if (t->dp && t->m->dev) { /* GPU ranks: the scale is the global batch's count of scored positions */
+        int64_t n_total = 0;
+        for (size_t i = 0; i < (size_t)B * T; i++) n_total += t->mask[i] != 0;
+        HYDRA_CHECK(hydra_dp_step_device(t->dp, t->opt, t->m, t->inputs + off, t->targets + off, t->mask + off, b, T,
+                                         n_total, &loss, &scored, &gnorm, &lr));
+    } else {
+        HYDRA_CHECK(hydra_model_loss_grad(t->m, t->inputs + off, t->targets + off, t->mask + off, b, T, grads, &loss,
+                                          &scored));
+        if (t->dp) HYDRA_CHECK(hydra_dp_step(t->dp, t->opt, t->m, t->grads, &loss, &scored, &gnorm, &lr));
+        else HYDRA_CHECK(hydra_optimizer_step(t->opt, t->m, grads, &gnorm, &lr));
+    }
     if (info) {
         info->step = hydra_optimizer_steps(t->opt);
         info->loss = loss;
@@ -272,7 +283,9 @@ static hydra_status write_checkpoint(const hydra_trainer *t, const char *dir, fl
 hydra_status hydra_trainer_save(const hydra_trainer *t, const char *dir) {
     if (!t || !dir) return hydra_set_error(HYDRA_ERR_ARG, "trainer_save: NULL argument");
     if (!t->dp) return write_checkpoint(t, dir, NULL);
-    /* Data-parallel: check the replicas agree, gather the shards, rank 0 writes. */
+    /* Data-parallel: check the replicas agree, gather the shards, rank 0 writes.
+     * GPU ranks compare the trained weights, so they come to the host first. */
+    if (t->m->dev) HYDRA_CHECK(hydra_dist_agree(&t->dp->c, hydra_dev_train_download(t->m), "copying the weights home"));
     HYDRA_CHECK(hydra_dp_check_weights(t->dp, t->m));
     float *full[3] = {NULL, NULL, NULL};
     int nb = hydra_optimizer_n_buffers(t->opt), sharded = t->dp->shard;

@@ -7,4 +7,12 @@ int cuda_train_attn_bwd_tests(void);  /* attn_bwd.c: attention backward */
 int cuda_train_delta_bwd_tests(void); /* delta_bwd.c: delta-rule backward */
 int cuda_train_optim_tests(void);     /* optim.c: AdamW and Muon on the device */
 int cuda_train_model_tests(void);     /* model.c: whole-model gradients, training runs, resume */
+int cuda_train_dist_tests(void);      /* dist.c: data-parallel GPU ranks (device sums, NCCL at world size 1) */
+
+/* Shared by model.c and dist.c (model.c): the test model's config (pattern
+ * of D/S/A layers), a small repetitive text, and the trainer's options. */
+#include "hydralm_train.h"
+hydra_config cuda_train_cfg(const char *pattern, int tied, int vocab);
+hydra_text_data *cuda_train_text_data(void);
+hydra_train_opts cuda_train_opts(hydra_optimizer_kind kind);
 #endif

@@ -26,7 +26,7 @@
 #define BF16_GRAD_TOL 1e-1 /* measured (H100): whole gradient 3.8e-2, worst matrix 5.6e-2 (a conv kernel) */
 #define F32_TOL 1e-4
 
-static hydra_config cfg_of(const char *pattern, int tied, int vocab) {
+hydra_config cuda_train_cfg(const char *pattern, int tied, int vocab) {
     hydra_config c = cuda_test_config(pattern);
     c.vocab_size = vocab;
     c.tie_embeddings = tied;
@@ -86,7 +86,7 @@ static double grad_err(const hydra_model *m, const float *g_gpu, const float *g_
 }
 
 static void check_grads(const char *pattern, int tied, hydra_precision prec, double tol, int T) {
-    hydra_config c = cfg_of(pattern, tied, 64);
+    hydra_config c = cuda_train_cfg(pattern, tied, 64);
     hydra_model *cpu, *gpu;
     HY_OK(hydra_model_create(&c, 7, &cpu));
     HY_OK(hydra_model_create(&c, 7, &gpu));
@@ -136,7 +136,7 @@ static void test_grads_bf16(void **unused) {
  * to rounding; the same call twice is bit-identical. */
 static void test_micro_batches(void **unused) {
     (void)unused;
-    hydra_config c = cfg_of("DSD", 1, 64);
+    hydra_config c = cuda_train_cfg("DSD", 1, 64);
     hydra_model *gpu;
     HY_OK(hydra_model_create(&c, 3, &gpu));
     HY_OK(hydra_model_to_device(gpu, "cuda", HYDRA_PRECISION_F32));
@@ -161,7 +161,7 @@ static void test_micro_batches(void **unused) {
 }
 
 /* -------------------------------------------------------------- training */
-static hydra_text_data *text_data(void) {
+hydra_text_data *cuda_train_text_data(void) {
     static char buf[1 << 16];
     size_t n = 0;
     const char *words[] = {"the ", "delta ", "rule ", "keeps ", "a ", "state ", "of ", "fixed ", "size, ", "and\n"};
@@ -177,7 +177,7 @@ static hydra_text_data *text_data(void) {
     return d;
 }
 
-static hydra_train_opts train_opts(hydra_optimizer_kind kind) {
+hydra_train_opts cuda_train_opts(hydra_optimizer_kind kind) {
     hydra_train_opts o;
     memset(&o, 0, sizeof o);
     o.optim = hydra_optim_opts_default(kind);
@@ -194,12 +194,12 @@ static hydra_train_opts train_opts(hydra_optimizer_kind kind) {
 /* Runs n steps of a fresh model (seed 5) on `device` / `prec`; losses[n]. */
 static void run_steps(const char *device, hydra_precision prec, hydra_optimizer_kind kind, int n, double *losses,
                       hydra_model **out) {
-    hydra_config c = cfg_of("DDSD", 1, 256);
+    hydra_config c = cuda_train_cfg("DDSD", 1, 256);
     hydra_model *m;
     HY_OK(hydra_model_create(&c, 5, &m));
     if (strcmp(device, "cpu") != 0) HY_OK(hydra_model_to_device(m, device, prec));
-    hydra_text_data *d = text_data();
-    hydra_train_opts o = train_opts(kind);
+    hydra_text_data *d = cuda_train_text_data();
+    hydra_train_opts o = cuda_train_opts(kind);
     hydra_trainer *t;
     HY_OK(hydra_trainer_create(m, hydra_text_data_task(d), &o, &t));
     for (int i = 0; i < n; i++) {
@@ -252,12 +252,12 @@ static void test_resume_bit_exact(void **unused) {
         hydra_model *ma;
         run_steps("cuda", HYDRA_PRECISION_BF16, kind, 100, la, &ma);
         HY_OK(hydra_model_to_device(ma, "cpu", HYDRA_PRECISION_DEFAULT)); /* brings the weights home */
-        hydra_config c = cfg_of("DDSD", 1, 256);
+        hydra_config c = cuda_train_cfg("DDSD", 1, 256);
         hydra_model *m;
         HY_OK(hydra_model_create(&c, 5, &m));
         HY_OK(hydra_model_to_device(m, "cuda", HYDRA_PRECISION_BF16));
-        hydra_text_data *d = text_data();
-        hydra_train_opts o = train_opts(kind);
+        hydra_text_data *d = cuda_train_text_data();
+        hydra_train_opts o = cuda_train_opts(kind);
         hydra_trainer *t;
         HY_OK(hydra_trainer_create(m, hydra_text_data_task(d), &o, &t));
         hydra_step_info info;

@@ -1,0 +1,214 @@
+/* dist.c — data-parallel GPU ranks (issue "training across processes and
+ * GPUs"): the trainer's device path hands each layer's gradient range to the
+ * communicator as the backward finishes it (src/train/dist.c,
+ * hydra_dev_grad_opts). At world size 1 a sum is the identity, so the
+ * data-parallel trainer must give the plain GPU trainer's bits — through a
+ * recording communicator (which also checks that the ranges cover every
+ * tensor once, last layer first) and through NCCL itself (tools/comm_nccl.c,
+ * skipped where libnccl.so.2 cannot be loaded). Also: the refusals, and a
+ * failing device sum ending the step with its message. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "comm_nccl.h"
+#include "core/internal.h"
+#include "groups.h"
+#include "hydralm_dist.h"
+#include "test_util.h"
+
+#define STEPS 12
+
+/* ------------------------------------------------- recording communicator */
+typedef struct {
+    const float *base; /* the device gradient arena */
+    size_t off[64], n[64];
+    int calls, waits, fail_at; /* fail_at > 0: that device sum fails */
+} recorder;
+
+static int rec_allreduce(void *ctx, float *dbuf, size_t n, void *stream) {
+    recorder *r = ctx;
+    (void)stream;
+    r->calls++;
+    if (r->fail_at && r->calls == r->fail_at) return -1;
+    if (r->calls <= 64) r->off[r->calls - 1] = (size_t)(dbuf - r->base), r->n[r->calls - 1] = n;
+    return 0;
+}
+static int rec_wait(void *ctx, void *stream) {
+    (void)stream;
+    ((recorder *)ctx)->waits++;
+    return 0;
+}
+static const char *rec_error(void *ctx) { return ((recorder *)ctx)->fail_at ? "planted failure" : ""; }
+
+static hydra_comm recording(recorder *r) {
+    hydra_comm c = cli_comm_self();
+    c.ctx = r;
+    c.error = rec_error;
+    c.dev_allreduce_f32 = rec_allreduce;
+    c.dev_wait = rec_wait;
+    return c;
+}
+
+/* Every tensor lies in exactly one of the k ranges of one step, and the
+ * first range is the last layer's (the backward's order). */
+static void check_ranges(const hydra_model *m, const recorder *r, int k) {
+    for (int i = 0; i < m->n_info; i++) {
+        const hydra_param_info *p = &m->info[i];
+        int in = 0;
+        for (int j = 0; j < k; j++) in += p->store >= r->off[j] && p->store + p->numel <= r->off[j] + r->n[j];
+        if (in != 1) fail_msg("tensor %s lies in %d of the %d gradient ranges", p->name, in, k);
+    }
+    char want[32];
+    snprintf(want, sizeof want, "blocks.%d.", m->cfg.n_layers - 1);
+    for (int i = 0; i < m->n_info; i++)
+        if (m->info[i].store == r->off[0] && strncmp(m->info[i].name, want, strlen(want)) != 0)
+            fail_msg("the first gradient range starts at %s, not in the last layer", m->info[i].name);
+}
+
+/* ------------------------------------------------------------ the runs */
+typedef struct {
+    double loss[STEPS];
+    float *weights; /* n_params, after the last step (host) */
+    size_t n;
+} run;
+
+/* STEPS steps of a fresh model (seed 5) on the GPU in bf16, plain (comm
+ * NULL) or data-parallel over comm; rec (optional) gets the device arena. */
+static void train(hydra_optimizer_kind kind, const hydra_comm *comm, recorder *rec, run *out) {
+    hydra_config c = cuda_train_cfg("DDSD", 1, 256);
+    hydra_model *m;
+    HY_OK(hydra_model_create(&c, 5, &m));
+    HY_OK(hydra_model_to_device(m, "cuda", HYDRA_PRECISION_BF16));
+    hydra_text_data *d = cuda_train_text_data();
+    hydra_train_opts o = cuda_train_opts(kind);
+    hydra_trainer *t;
+    hydra_dist_opts dopt = {comm, 0, 0};
+    HY_OK(hydra_trainer_create_dist(m, hydra_text_data_task(d), &o, &dopt, &t));
+    if (rec) {
+        float *g;
+        HY_OK(hydra_dev_train_arenas(m, NULL, &g));
+        rec->base = g;
+    }
+    for (int i = 0; i < STEPS; i++) {
+        hydra_step_info info;
+        int before = rec ? rec->calls : 0;
+        HY_OK(hydra_trainer_step(t, &info));
+        out->loss[i] = info.loss;
+        if (rec && i == 0) check_ranges(m, rec, rec->calls - before);
+    }
+    hydra_trainer_free(t);
+    HY_OK(hydra_model_to_device(m, "cpu", HYDRA_PRECISION_DEFAULT));
+    out->n = m->n_params;
+    out->weights = malloc(m->n_params * sizeof(float));
+    assert_non_null(out->weights);
+    memcpy(out->weights, m->params, m->n_params * sizeof(float));
+    hydra_text_data_free(d);
+    hydra_model_free(m);
+}
+
+/* The weights bit for bit; the reported losses to 1e-12 (the data-parallel
+ * mean is (mean * n) / n over the ranks, in double). */
+static void assert_same(const run *a, const run *b, const char *what) {
+    assert_int_equal(a->n, b->n);
+    for (int i = 0; i < STEPS; i++)
+        if (!(fabs(a->loss[i] - b->loss[i]) <= 1e-12 * fabs(b->loss[i])))
+            fail_msg("%s: loss at step %d %.15f vs %.15f (plain)", what, i + 1, a->loss[i], b->loss[i]);
+    if (memcmp(a->weights, b->weights, a->n * sizeof(float)) != 0)
+        fail_msg("%s: the data-parallel run's weights differ from the plain GPU run's", what);
+}
+
+/* World size 1 through the device path = the plain trainer, bit for bit
+ * (AdamW, Muon; one batch and micro-batches of 2 of 4, where only the last
+ * micro-batch's backward hands ranges on). */
+static void test_device_path_bits(void **unused) {
+    (void)unused;
+    for (int micro = 0; micro < 2; micro++) {
+        if (micro) setenv("HYDRA_CUDA_MICRO_BATCH", "2", 1);
+        for (int kind = 0; kind < 2; kind++) {
+            run plain, dp;
+            recorder rec;
+            memset(&rec, 0, sizeof rec);
+            hydra_comm c = recording(&rec);
+            train(kind, NULL, NULL, &plain);
+            train(kind, &c, &rec, &dp);
+            print_message("    %s%s: loss %.6f -> %.6f, %d device sums in %d steps (%d a step), %d waits\n",
+                          kind ? "muon" : "adamw", micro ? ", micro-batches of 2" : "", plain.loss[0],
+                          plain.loss[STEPS - 1], rec.calls, STEPS, rec.calls / STEPS, rec.waits);
+            assert_int_equal(rec.waits, STEPS);
+            assert_true(rec.calls >= 5 * STEPS); /* one per layer (4) + the rest, every step */
+            assert_same(&dp, &plain, kind ? "muon" : "adamw");
+            free(plain.weights), free(dp.weights);
+        }
+        unsetenv("HYDRA_CUDA_MICRO_BATCH");
+    }
+}
+
+/* The same through NCCL (a communicator of one rank on cuda:0). */
+static void test_nccl_world1(void **unused) {
+    (void)unused;
+    hydra_comm self = cli_comm_self(), c;
+    char err[400];
+    if (cli_nccl_init(&self, 0, 120, &c, err, sizeof err) != 0) {
+        print_message("    SKIPPED: %s\n", err);
+        skip();
+    }
+    for (int kind = 0; kind < 2; kind++) {
+        run plain, dp;
+        train(kind, NULL, NULL, &plain);
+        train(kind, &c, NULL, &dp);
+        print_message("    NCCL, %s: loss at step %d %.9f (plain) vs %.9f (NCCL)\n", kind ? "muon" : "adamw", STEPS,
+                      plain.loss[STEPS - 1], dp.loss[STEPS - 1]);
+        assert_same(&dp, &plain, kind ? "NCCL muon" : "NCCL adamw");
+        free(plain.weights), free(dp.weights);
+    }
+    cli_nccl_free(&c);
+}
+
+/* A GPU model with a host-only communicator, or with --shard-optimizer, is
+ * refused with a message; a failing device sum ends the step with its own. */
+static void test_refusals_and_failure(void **unused) {
+    (void)unused;
+    hydra_config cfg = cuda_train_cfg("DS", 1, 256);
+    hydra_model *m;
+    HY_OK(hydra_model_create(&cfg, 5, &m));
+    HY_OK(hydra_model_to_device(m, "cuda", HYDRA_PRECISION_BF16));
+    hydra_text_data *d = cuda_train_text_data();
+    hydra_train_opts o = cuda_train_opts(HYDRA_OPT_ADAMW);
+    hydra_trainer *t = NULL;
+    hydra_comm host = cli_comm_self();
+    hydra_dist_opts dopt = {&host, 0, 0};
+    assert_int_equal(hydra_trainer_create_dist(m, hydra_text_data_task(d), &o, &dopt, &t), HYDRA_ERR_DEVICE);
+    assert_non_null(strstr(hydra_last_error(), "NCCL"));
+    recorder rec;
+    memset(&rec, 0, sizeof rec);
+    hydra_comm c = recording(&rec);
+    dopt.comm = &c;
+    dopt.shard_optimizer = 1;
+    assert_int_equal(hydra_trainer_create_dist(m, hydra_text_data_task(d), &o, &dopt, &t), HYDRA_ERR_DEVICE);
+    assert_non_null(strstr(hydra_last_error(), "shard"));
+    dopt.shard_optimizer = 0;
+    rec.fail_at = 2;
+    HY_OK(hydra_trainer_create_dist(m, hydra_text_data_task(d), &o, &dopt, &t));
+    float *g;
+    HY_OK(hydra_dev_train_arenas(m, NULL, &g));
+    rec.base = g;
+    hydra_step_info info;
+    assert_int_not_equal(hydra_trainer_step(t, &info), HYDRA_OK);
+    print_message("    a failing device sum: %s\n", hydra_last_error());
+    assert_non_null(strstr(hydra_last_error(), "planted failure"));
+    hydra_trainer_free(t);
+    hydra_text_data_free(d);
+    hydra_model_free(m);
+}
+
+int cuda_train_dist_tests(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_device_path_bits),
+        cmocka_unit_test(test_nccl_world1),
+        cmocka_unit_test(test_refusals_and_failure),
+    };
+    return cmocka_run_group_tests_name("dist", tests, NULL, NULL);
+}
