@@ -59,6 +59,10 @@ typedef struct {
      * communicator of the CLI fills these (tools/comm_nccl.c). */
     int (*dev_allreduce_f32)(void *ctx, float *dbuf, size_t n, void *stream);
     int (*dev_wait)(void *ctx, void *stream);
+    /* in: this rank's block of dbuf (device); out: every block, from its
+     * owner (counts as for allgather_f32). Only --shard-optimizer on GPU
+     * ranks uses it (NULL: that combination is refused). */
+    int (*dev_allgather_f32)(void *ctx, float *dbuf, const size_t *counts, void *stream);
 } hydra_comm;
 
 typedef struct {

@@ -220,7 +220,7 @@ int cli_mpi_init(int *argc, char ***argv, double timeout_s, hydra_comm *out, int
     }
     hydra_comm c = {g_rank, g_size, NULL, mpi_allreduce_f32, mpi_allreduce_f64, mpi_reduce_scatter_f32,
                     mpi_allgather_f32, mpi_gather_f32, mpi_bcast, mpi_error,
-                    NULL, NULL}; /* no device collectives: CPU ranks (GPU ranks add NCCL's, comm_nccl.c) */
+                    NULL, NULL, NULL}; /* no device collectives: CPU ranks (GPU ranks add NCCL's, comm_nccl.c) */
     *out = c;
     return 0;
 }

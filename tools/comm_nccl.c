@@ -33,7 +33,7 @@ static const char *self_error(void *ctx) { return (void)ctx, ""; }
 
 hydra_comm cli_comm_self(void) {
     hydra_comm c = {0, 1, NULL, self_f32, self_f64, self_blocks, self_blocks, self_gather, self_bcast, self_error,
-                    NULL, NULL};
+                    NULL, NULL, NULL};
     return c;
 }
 
@@ -60,6 +60,9 @@ static struct {
     ncclResult_t (*get_unique_id)(ncclUniqueId *);
     ncclResult_t (*init_rank)(ncclComm_t *, int, ncclUniqueId, int);
     ncclResult_t (*all_reduce)(const void *, void *, size_t, ncclDataType_t, ncclRedOp_t, ncclComm_t, cudaStream_t);
+    ncclResult_t (*broadcast)(const void *, void *, size_t, ncclDataType_t, int, ncclComm_t, cudaStream_t);
+    ncclResult_t (*group_start)(void);
+    ncclResult_t (*group_end)(void);
     ncclResult_t (*async_error)(ncclComm_t, ncclResult_t *);
     ncclResult_t (*abort)(ncclComm_t);
     ncclResult_t (*destroy)(ncclComm_t);
@@ -85,6 +88,9 @@ static int load_nccl(char *err, size_t errn) {
     SYM(get_unique_id, "ncclGetUniqueId");
     SYM(init_rank, "ncclCommInitRank");
     SYM(all_reduce, "ncclAllReduce");
+    SYM(broadcast, "ncclBroadcast");
+    SYM(group_start, "ncclGroupStart");
+    SYM(group_end, "ncclGroupEnd");
     SYM(async_error, "ncclCommGetAsyncError");
     SYM(abort, "ncclCommAbort");
     SYM(destroy, "ncclCommDestroy");
@@ -122,6 +128,25 @@ static int dev_allreduce(void *ctx, float *dbuf, size_t n, void *stream) {
     CUDA_OR_FAIL(c, "NCCL all-reduce", cudaStreamWaitEvent(c->side, c->ready, 0));
     ncclResult_t r = N.all_reduce(dbuf, dbuf, n, ncclFloat32, ncclSum, c->comm, c->side);
     return r == ncclSuccess ? 0 : fail(c, "ncclAllReduce", N.error_string(r));
+}
+
+/* The weights' all-gather of ZeRO-1 on GPU ranks: the ranks' blocks differ
+ * in size (Muon matrices stay whole), and ncclAllGather wants equal ones, so
+ * each owner broadcasts its block, the broadcasts grouped into one launch. */
+static int dev_allgather(void *ctx, float *dbuf, const size_t *counts, void *stream) {
+    nccl_ctx *c = ctx;
+    CUDA_OR_FAIL(c, "NCCL all-gather", cudaSetDevice(c->device));
+    CUDA_OR_FAIL(c, "NCCL all-gather", cudaEventRecord(c->ready, (cudaStream_t)stream));
+    CUDA_OR_FAIL(c, "NCCL all-gather", cudaStreamWaitEvent(c->side, c->ready, 0));
+    ncclResult_t r = N.group_start();
+    size_t off = 0;
+    for (int k = 0; r == ncclSuccess && k < c->host.size; k++) {
+        if (counts[k]) r = N.broadcast(dbuf + off, dbuf + off, counts[k], ncclFloat32, k, c->comm, c->side);
+        off += counts[k];
+    }
+    ncclResult_t e = N.group_end();
+    if (r == ncclSuccess) r = e;
+    return r == ncclSuccess ? 0 : fail(c, "NCCL all-gather (ncclBroadcast)", N.error_string(r));
 }
 
 static double now(void) {
@@ -206,7 +231,7 @@ int cli_nccl_init(const hydra_comm *host, int device, double timeout_s, hydra_co
         return -1;
     }
     hydra_comm o = {host->rank, host->size, c, h_allreduce_f32, h_allreduce_f64, h_reduce_scatter, h_allgather,
-                    h_gather, h_bcast, h_error, dev_allreduce, dev_wait};
+                    h_gather, h_bcast, h_error, dev_allreduce, dev_wait, dev_allgather};
     *out = o;
     return 0;
 }

@@ -109,15 +109,23 @@ void *hydra_dev_stream(const hydra_model *m);
  * (hydra_optimizer_step) on device arenas. bf16_ns: Muon's Newton-Schulz
  * products in bf16 on tensor cores (else f32, for tests). */
 typedef struct hydra_dev_optim hydra_dev_optim;
-hydra_status hydra_dev_optim_create(const hydra_model *m, const hydra_optim_opts *o, int device, int bf16_ns,
-                                    hydra_dev_optim **out);
+/* It updates the arena range [lo, hi) (0, n_params: all; else one rank's
+ * ZeRO-1 shard, Muon matrices whole) and keeps moments for that range. */
+hydra_status hydra_dev_optim_create(const hydra_model *m, const hydra_optim_opts *o, size_t lo, size_t hi,
+                                    int device, int bf16_ns, hydra_dev_optim **out);
 void hydra_dev_optim_free(hydra_dev_optim *op);
-/* One update of params from grads (device arrays of n_params floats; grads
- * clipped in place) at 0-based step `step`, on `stream` (a cudaStream_t, or
- * NULL for the default stream). Optional outputs as hydra_optimizer_step. */
+/* One update of params from grads (device pointers to the range's first
+ * element, hi - lo floats; grads clipped in place) at 0-based step `step`, on
+ * `stream` (a cudaStream_t, or NULL for the default stream). Optional outputs
+ * as hydra_optimizer_step. = hydra_dev_optim_sumsq + hydra_dev_optim_apply. */
 hydra_status hydra_dev_optim_step(hydra_dev_optim *op, void *stream, float *params, float *grads, int64_t step,
                                   float *grad_norm, float *lr_used);
-/* Moment buffers (same order and names as the CPU optimizer's), n_params
+/* The range's sum of squared gradients (deterministic, double; waits for it). */
+hydra_status hydra_dev_optim_sumsq(hydra_dev_optim *op, void *stream, const float *grads, double *sumsq);
+/* The update given the squared global norm (the sum over every rank's range). */
+hydra_status hydra_dev_optim_apply(hydra_dev_optim *op, void *stream, float *params, float *grads, int64_t step,
+                                   double sumsq, float *grad_norm, float *lr_used);
+/* Moment buffers (same order and names as the CPU optimizer's), hi - lo
  * floats each, copied to / from the host. */
 int hydra_dev_optim_n_buffers(const hydra_dev_optim *op);
 hydra_status hydra_dev_optim_buffer_get(hydra_dev_optim *op, int i, float *host);

@@ -65,14 +65,21 @@ hydra_status hydra_dev_train_sync(const hydra_model *m) { return NO_CUDA("train"
 hydra_status hydra_dev_train_upload_grads(const hydra_model *m, const float *host) { return NO_CUDA("train"); }
 hydra_status hydra_dev_train_download(hydra_model *m) { return NO_CUDA("train"); }
 void *hydra_dev_stream(const hydra_model *m) { return NULL; }
-hydra_status hydra_dev_optim_create(const hydra_model *m, const hydra_optim_opts *o, int device, int bf16_ns,
-                                    hydra_dev_optim **out) {
+hydra_status hydra_dev_optim_create(const hydra_model *m, const hydra_optim_opts *o, size_t lo, size_t hi,
+                                    int device, int bf16_ns, hydra_dev_optim **out) {
     *out = NULL;
     return NO_CUDA("optimizer");
 }
 void hydra_dev_optim_free(hydra_dev_optim *op) {}
 hydra_status hydra_dev_optim_step(hydra_dev_optim *op, void *stream, float *params, float *grads, int64_t step,
                                   float *grad_norm, float *lr_used) {
+    return NO_CUDA("optimizer");
+}
+hydra_status hydra_dev_optim_sumsq(hydra_dev_optim *op, void *stream, const float *grads, double *sumsq) {
+    return NO_CUDA("optimizer");
+}
+hydra_status hydra_dev_optim_apply(hydra_dev_optim *op, void *stream, float *params, float *grads, int64_t step,
+                                   double sumsq, float *grad_norm, float *lr_used) {
     return NO_CUDA("optimizer");
 }
 int hydra_dev_optim_n_buffers(const hydra_dev_optim *op) { return 0; }

@@ -39,7 +39,7 @@ typedef struct {
 struct hydra_dev_optim {
     hydra_optim_opts o;
     int device, bf16;
-    size_t n_params;
+    size_t lo, n_params;   /* the arena range [lo, lo + n_params) it updates (ZeRO-1 shard, or all) */
     int n_chunks;
     hk_adam_chunk *chunks; /* device: the AdamW-routed ranges */
     int n_muon;
@@ -67,22 +67,24 @@ void hydra_dev_optim_free(hydra_dev_optim *op) {
     free(op);
 }
 
-/* The AdamW-routed tensors as chunks of <= HK_ADAM_CHUNK floats (host array,
- * *n entries); NULL on out of memory. */
-static hk_adam_chunk *adam_chunks(const hydra_model *m, const hydra_optim_opts *o, int *n) {
+/* The AdamW-routed tensors' parts inside [lo, hi) as chunks of <=
+ * HK_ADAM_CHUNK floats, offsets from lo (host array, *n entries); NULL on
+ * out of memory. */
+static hk_adam_chunk *adam_chunks(const hydra_model *m, const hydra_optim_opts *o, size_t lo, size_t hi, int *n) {
     size_t cap = 0;
     for (int i = 0; i < m->n_info; i++)
         if (!hydra_optim_uses_muon(o, m->info[i].name, m->info[i].ndim))
-            cap += (m->info[i].numel + HK_ADAM_CHUNK - 1) / HK_ADAM_CHUNK;
+            cap += (m->info[i].numel + HK_ADAM_CHUNK - 1) / HK_ADAM_CHUNK + 1;
     hk_adam_chunk *c = malloc((cap ? cap : 1) * sizeof *c);
     if (!c) return NULL;
     int k = 0;
     for (int i = 0; i < m->n_info; i++) {
         const hydra_param_info *p = &m->info[i];
         if (hydra_optim_uses_muon(o, p->name, p->ndim)) continue;
-        for (size_t a = 0; a < p->numel; a += HK_ADAM_CHUNK) {
-            size_t len = p->numel - a < HK_ADAM_CHUNK ? p->numel - a : HK_ADAM_CHUNK;
-            c[k++] = (hk_adam_chunk){p->store + a, (uint32_t)len, (uint32_t)hydra_optim_decays(p->name, p->ndim)};
+        const size_t a0 = p->store > lo ? p->store : lo, b0 = p->store + p->numel < hi ? p->store + p->numel : hi;
+        for (size_t a = a0; a < b0; a += HK_ADAM_CHUNK) {
+            size_t len = b0 - a < HK_ADAM_CHUNK ? b0 - a : HK_ADAM_CHUNK;
+            c[k++] = (hk_adam_chunk){a - lo, (uint32_t)len, (uint32_t)hydra_optim_decays(p->name, p->ndim)};
         }
     }
     *n = k;
@@ -99,7 +101,8 @@ static hydra_status alloc_zero(void **p, size_t bytes, const char *what) {
 static hydra_status optim_init(hydra_dev_optim *op, const hydra_model *m) {
     const hydra_optim_opts *o = &op->o;
     op->mu = calloc((size_t)(m->n_info > 0 ? m->n_info : 1), sizeof *op->mu);
-    hk_adam_chunk *ch = adam_chunks(m, o, &op->n_chunks);
+    const size_t lo = op->lo, hi = op->lo + op->n_params;
+    hk_adam_chunk *ch = adam_chunks(m, o, lo, hi, &op->n_chunks);
     if (!op->mu || !ch) {
         free(ch);
         return hydra_set_error(HYDRA_ERR_NOMEM, "dev_optim_create: out of memory");
@@ -107,9 +110,15 @@ static hydra_status optim_init(hydra_dev_optim *op, const hydra_model *m) {
     size_t max_n = 0, max_rr = 0;
     for (int i = 0; i < m->n_info; i++) {
         const hydra_param_info *p = &m->info[i];
-        if (!hydra_optim_uses_muon(o, p->name, p->ndim)) continue;
+        if (!hydra_optim_uses_muon(o, p->name, p->ndim) || p->store + p->numel <= lo || p->store >= hi) continue;
+        if (p->store < lo || p->store + p->numel > hi) {
+            free(ch);
+            return hydra_set_error(HYDRA_ERR_ARG, "dev_optim_create: the range [%zu, %zu) cuts the Muon matrix %s", lo,
+                                   hi, p->name);
+        }
         muon_mat *e = &op->mu[op->n_muon++];
-        *e = (muon_mat){p->store, p->numel, (int)p->shape[0], (int)p->shape[1], hydra_optim_decays(p->name, p->ndim)};
+        *e = (muon_mat){p->store - lo, p->numel, (int)p->shape[0], (int)p->shape[1],
+                        hydra_optim_decays(p->name, p->ndim)};
         size_t r = (size_t)(e->rows < e->cols ? e->rows : e->cols);
         if (e->numel > max_n) max_n = e->numel;
         if (r * r > max_rr) max_rr = r * r;
@@ -143,8 +152,8 @@ static hydra_status optim_init(hydra_dev_optim *op, const hydra_model *m) {
     return HYDRA_OK;
 }
 
-hydra_status hydra_dev_optim_create(const hydra_model *m, const hydra_optim_opts *o, int device, int bf16_ns,
-                                    hydra_dev_optim **out) {
+hydra_status hydra_dev_optim_create(const hydra_model *m, const hydra_optim_opts *o, size_t lo, size_t hi,
+                                    int device, int bf16_ns, hydra_dev_optim **out) {
     if (!out) return hydra_set_error(HYDRA_ERR_ARG, "dev_optim_create: out pointer is NULL");
     *out = NULL;
     if (!m) return hydra_set_error(HYDRA_ERR_ARG, "dev_optim_create: model is NULL");
@@ -152,6 +161,9 @@ hydra_status hydra_dev_optim_create(const hydra_model *m, const hydra_optim_opts
     HYDRA_CHECK(hydra_optim_opts_validate(o));
     if (bf16_ns != 0 && bf16_ns != 1)
         return hydra_set_error(HYDRA_ERR_ARG, "dev_optim_create: bf16_ns %d must be 0 or 1", bf16_ns);
+    if (lo > hi || hi > m->n_params)
+        return hydra_set_error(HYDRA_ERR_ARG, "dev_optim_create: range [%zu, %zu) outside the %zu parameters", lo, hi,
+                               m->n_params);
     if (device < 0 || device >= hydra_dev_count())
         return hydra_set_error(HYDRA_ERR_DEVICE, "cuda:%d: no such device (%d visible)", device, hydra_dev_count());
     CU_CHECK(cudaSetDevice(device));
@@ -160,7 +172,8 @@ hydra_status hydra_dev_optim_create(const hydra_model *m, const hydra_optim_opts
     op->o = *o;
     op->device = device;
     op->bf16 = bf16_ns;
-    op->n_params = m->n_params;
+    op->lo = lo;
+    op->n_params = hi - lo;
     hydra_status st = optim_init(op, m);
     if (st) {
         hydra_dev_optim_free(op);
@@ -204,19 +217,32 @@ static hydra_status muon_matrix(hydra_dev_optim *op, cudaStream_t s, const muon_
     return HYDRA_OK;
 }
 
+hydra_status hydra_dev_optim_sumsq(hydra_dev_optim *op, void *stream, const float *grads, double *sumsq) {
+    if (!op || !grads || !sumsq) return hydra_set_error(HYDRA_ERR_ARG, "dev_optim_sumsq: NULL argument");
+    cudaStream_t s = (cudaStream_t)stream;
+    CU_CHECK(cudaSetDevice(op->device));
+    CU_CHECK(hk_sumsq(s, grads, op->n_params, op->parts, op->sums));
+    CU_CHECK(cudaMemcpyAsync(sumsq, op->sums, sizeof *sumsq, cudaMemcpyDeviceToHost, s));
+    CU_CHECK(cudaStreamSynchronize(s));
+    return HYDRA_OK;
+}
+
 hydra_status hydra_dev_optim_step(hydra_dev_optim *op, void *stream, float *params, float *grads, int64_t step,
                                   float *grad_norm, float *lr_used) {
+    double sumsq = 0;
+    HYDRA_CHECK(hydra_dev_optim_sumsq(op, stream, grads, &sumsq));
+    return hydra_dev_optim_apply(op, stream, params, grads, step, sumsq, grad_norm, lr_used);
+}
+
+hydra_status hydra_dev_optim_apply(hydra_dev_optim *op, void *stream, float *params, float *grads, int64_t step,
+                                   double sumsq, float *grad_norm, float *lr_used) {
     if (!op || !params || !grads) return hydra_set_error(HYDRA_ERR_ARG, "dev_optim_step: NULL argument");
     if (step < 0) return hydra_set_error(HYDRA_ERR_ARG, "dev_optim_step: step %lld < 0", (long long)step);
     const hydra_optim_opts *o = &op->o;
     cudaStream_t s = (cudaStream_t)stream;
     CU_CHECK(cudaSetDevice(op->device));
 
-    /* 1. global grad norm; nothing changes when it is not finite */
-    double sumsq = 0;
-    CU_CHECK(hk_sumsq(s, grads, op->n_params, op->parts, op->sums));
-    CU_CHECK(cudaMemcpyAsync(&sumsq, op->sums, sizeof sumsq, cudaMemcpyDeviceToHost, s));
-    CU_CHECK(cudaStreamSynchronize(s));
+    /* 1. global grad norm (sumsq: over every rank's range); nothing changes when it is not finite */
     const double norm = sqrt(sumsq);
     if (!isfinite(norm)) return hydra_set_error(HYDRA_ERR_ARG, "dev_optim_step: gradient is not finite");
     if (grad_norm) *grad_norm = (float)norm;
@@ -285,7 +311,7 @@ hydra_status hydra_dev_op_optim_steps(const hydra_model *m, const hydra_optim_op
     if (!m || !params || !grads || n_steps < 0)
         return hydra_set_error(HYDRA_ERR_ARG, "dev_op_optim_steps: bad argument");
     hydra_dev_optim *op;
-    HYDRA_CHECK(hydra_dev_optim_create(m, o, 0, bf16_ns, &op));
+    HYDRA_CHECK(hydra_dev_optim_create(m, o, 0, m->n_params, 0, bf16_ns, &op));
     dbufs b = {0};
     hydra_status st = HYDRA_OK;
     const size_t n = m->n_params, bytes = n * 4;
@@ -311,7 +337,7 @@ hydra_status hydra_dev_op_optim_time(const hydra_model *m, const hydra_optim_opt
     HYDRA_CHECK(need_device());
     if (!m || !ms || reps < 1 || reps > 64) return hydra_set_error(HYDRA_ERR_ARG, "dev_op_optim_time: bad argument");
     hydra_dev_optim *op;
-    HYDRA_CHECK(hydra_dev_optim_create(m, o, 0, bf16_ns, &op));
+    HYDRA_CHECK(hydra_dev_optim_create(m, o, 0, m->n_params, 0, bf16_ns, &op));
     dbufs b = {0};
     hydra_status st = HYDRA_OK;
     cudaEvent_t ev[2] = {NULL, NULL};

@@ -10,7 +10,9 @@
  * layer's sum across ranks is queued as soon as the backward finishes that
  * layer (the communicator's own stream), overlapping the layers still to
  * go. At world size 1 the scale is this rank's own count: the plain GPU
- * trainer's bits.
+ * trainer's bits. ZeRO-1 on GPU ranks keeps those all-reduces (the summed
+ * gradient everywhere, the overlap intact), updates this rank's range with
+ * its moments only, and all-gathers the master weights on the device.
  *
  * Averaging: rank r's gradient is of its mean loss over n_r scored
  * positions; the global gradient of the mean over n = Σ n_r positions is
@@ -139,11 +141,12 @@ hydra_status hydra_dp_step_device(hydra_dp *dp, hydra_optimizer *opt, hydra_mode
         return hydra_set_error(HYDRA_ERR_DEVICE, "rank %d of %d: the model lives on %s, but the communicator has no "
                                "device collectives (GPU ranks need NCCL: docs/distributed.md)", dp->c.rank, dp->c.size,
                                hydra_model_device(m));
-    if (dp->shard)
-        return hydra_set_error(HYDRA_ERR_DEVICE, "rank %d of %d: --shard-optimizer (ZeRO-1) runs on CPU ranks only for "
-                               "now; GPU ranks keep the whole optimizer state", dp->c.rank, dp->c.size);
+    if (dp->shard && !dp->c.dev_allgather_f32)
+        return hydra_set_error(HYDRA_ERR_DEVICE, "rank %d of %d: --shard-optimizer on GPU ranks needs a communicator "
+                               "with a device all-gather", dp->c.rank, dp->c.size);
     dev_ready_ctx r = {dp, NULL, hydra_dev_stream(m)};
-    HYDRA_CHECK(hydra_dev_train_arenas(m, NULL, &r.grads));
+    float *P;
+    HYDRA_CHECK(hydra_dev_train_arenas(m, &P, &r.grads));
     const hydra_dev_grad_opts g = {n_total, dev_ready, &r};
     HYDRA_CHECK(hydra_model_loss_grad_dp(m, inputs, targets, mask, b, T, &g, loss, scored));
     COMM(dp, "the gradient sums (device)", dp->c.dev_wait(dp->c.ctx, r.stream));
@@ -151,7 +154,17 @@ hydra_status hydra_dp_step_device(hydra_dp *dp, hydra_optimizer *opt, hydra_mode
     HYDRA_CHECK(hydra_dp_sum(dp, tot, 2));
     *loss = tot[1] > 0 ? tot[0] / tot[1] : 0.0;
     *scored = (int64_t)tot[1];
-    return hydra_optimizer_step(opt, m, NULL, grad_norm, lr);
+    if (!dp->shard) return hydra_optimizer_step(opt, m, NULL, grad_norm, lr);
+    /* ZeRO-1: every rank holds the summed gradient (the layer sums above are
+     * all-reduces, so the backward overlap stays); each updates its range
+     * with its own moments, then the owners' ranges go to every rank. */
+    double sumsq = 0;
+    HYDRA_CHECK(hydra_optimizer_grad_sumsq_device(opt, m, &sumsq));
+    HYDRA_CHECK(hydra_dp_sum(dp, &sumsq, 1));
+    HYDRA_CHECK(hydra_optimizer_apply_device(opt, m, sumsq, grad_norm, lr));
+    COMM(dp, "all-gather of the weights (device)", dp->c.dev_allgather_f32(dp->c.ctx, P, dp->counts, r.stream));
+    COMM(dp, "all-gather of the weights (device)", dp->c.dev_wait(dp->c.ctx, r.stream));
+    return hydra_dev_train_sync(m);
 }
 
 hydra_status hydra_dp_gather(hydra_dp *dp, const float *local, float *full) {

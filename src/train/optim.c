@@ -339,9 +339,6 @@ hydra_status hydra_optimizer_create_range(const hydra_model *m, const hydra_opti
     *out = NULL;
     if (!m) return hydra_set_error(HYDRA_ERR_ARG, "optimizer_create: model is NULL");
     HYDRA_CHECK(hydra_require_f32(m, "optimizer_create"));
-    if (m->dev && (lo != 0 || hi != m->n_params))
-        return hydra_set_error(HYDRA_ERR_DEVICE, "optimizer_create: a sharded optimizer (data parallel) runs on the CPU "
-                                                 "only; the model lives on %s", m->device_name);
     HYDRA_CHECK(hydra_optim_opts_validate(o));
     if (lo > hi || hi > m->n_params)
         return hydra_set_error(HYDRA_ERR_ARG, "optimizer_create: range [%zu, %zu) outside the %zu parameters", lo, hi,
@@ -503,15 +500,39 @@ double hydra_optimizer_grad_sumsq(const hydra_optimizer *opt, const float *grads
 /* The step of a model on a GPU: its master weights and gradients live there
  * (grads NULL: the ones hydra_model_loss_grad left on the device; else
  * uploaded from the host). The forward's weights are refreshed after. */
-static hydra_status step_on_device(hydra_optimizer *opt, hydra_model *m, const float *grads, float *grad_norm,
-                                   float *lr_used) {
+/* The device optimizer of a model on a GPU (made from the host buffers at
+ * the first step there) and the device arenas. */
+static hydra_status on_device(hydra_optimizer *opt, const hydra_model *m, float **P, float **G) {
+    if (!model_matches(opt, m)) return hydra_set_error(HYDRA_ERR_ARG, "optimizer_step: the model does not match the optimizer");
     if (!opt->dev) {
-        HYDRA_CHECK(hydra_dev_optim_create(m, &opt->o, hydra_dev_model_device(m->dev),
+        HYDRA_CHECK(hydra_dev_optim_create(m, &opt->o, opt->lo, opt->hi, hydra_dev_model_device(m->dev),
                                            hydra_dev_model_precision(m->dev) == HYDRA_PRECISION_BF16, &opt->dev));
         for (int j = 0; j < opt->n_buffers; j++) HYDRA_CHECK(hydra_dev_optim_buffer_set(opt->dev, j, opt->buf_data[j]));
     }
+    return hydra_dev_train_arenas(m, P, G);
+}
+
+hydra_status hydra_optimizer_grad_sumsq_device(hydra_optimizer *opt, const hydra_model *m, double *sumsq) {
     float *P, *G;
-    HYDRA_CHECK(hydra_dev_train_arenas(m, &P, &G));
+    HYDRA_CHECK(on_device(opt, m, &P, &G));
+    return hydra_dev_optim_sumsq(opt->dev, hydra_dev_stream(m), G + opt->lo, sumsq);
+}
+
+hydra_status hydra_optimizer_apply_device(hydra_optimizer *opt, hydra_model *m, double grad_sumsq, float *grad_norm,
+                                          float *lr_used) {
+    float *P, *G;
+    HYDRA_CHECK(on_device(opt, m, &P, &G));
+    HYDRA_CHECK(hydra_dev_optim_apply(opt->dev, hydra_dev_stream(m), P + opt->lo, G + opt->lo, opt->steps, grad_sumsq,
+                                      grad_norm, lr_used));
+    opt->dev_newer = 1;
+    opt->steps++;
+    return HYDRA_OK;
+}
+
+static hydra_status step_on_device(hydra_optimizer *opt, hydra_model *m, const float *grads, float *grad_norm,
+                                   float *lr_used) {
+    float *P, *G;
+    HYDRA_CHECK(on_device(opt, m, &P, &G));
     if (grads) HYDRA_CHECK(hydra_dev_train_upload_grads(m, grads));
     HYDRA_CHECK(hydra_dev_optim_step(opt->dev, hydra_dev_stream(m), P, G, opt->steps, grad_norm, lr_used));
     HYDRA_CHECK(hydra_dev_train_sync(m));
@@ -524,9 +545,9 @@ hydra_status hydra_optimizer_step(hydra_optimizer *opt, hydra_model *m, float *g
                                   float *lr_used) {
     if (!opt || !m) return hydra_set_error(HYDRA_ERR_ARG, "optimizer_step: NULL argument");
     if (m->dev) {
-        if (!model_matches(opt, m)) return hydra_set_error(HYDRA_ERR_ARG, "optimizer_step: the model does not match the optimizer");
         if (opt->lo != 0 || opt->hi != opt->n_params)
-            return hydra_set_error(HYDRA_ERR_DEVICE, "optimizer_step: a sharded optimizer runs on the CPU only");
+            return hydra_set_error(HYDRA_ERR_ARG, "optimizer_step: a sharded optimizer needs the global gradient norm "
+                                                  "(the data-parallel trainer applies it)");
         return step_on_device(opt, m, grads, grad_norm, lr_used);
     }
     if (!grads) return hydra_set_error(HYDRA_ERR_ARG, "optimizer_step: NULL gradients (only a model on a GPU keeps them there)");

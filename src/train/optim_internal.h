@@ -21,6 +21,13 @@ double hydra_optimizer_grad_sumsq(const hydra_optimizer *opt, const float *grads
  * over every range): clips and updates grads/params inside the range only. */
 hydra_status hydra_optimizer_apply(hydra_optimizer *opt, hydra_model *m, float *grads, double grad_sumsq,
                                    float *grad_norm, float *lr_used);
+/* The same two for a model on a GPU (ZeRO-1 on GPU ranks, dist.c): the
+ * range's sum of squares of the device gradients, and the update of the
+ * range's device master weights. The forward's copies are not refreshed:
+ * the caller gathers every range first, then hydra_dev_train_sync. */
+hydra_status hydra_optimizer_grad_sumsq_device(hydra_optimizer *opt, const hydra_model *m, double *sumsq);
+hydra_status hydra_optimizer_apply_device(hydra_optimizer *opt, hydra_model *m, double grad_sumsq, float *grad_norm,
+                                          float *lr_used);
 /* Splits the arena into n ranges of about equal size, bounds[0] = 0 ...
  * bounds[n] = n_params; a bound that would cut a Muon matrix (under o) moves
  * to the matrix's nearer edge, so Muon matrices go whole to one rank while

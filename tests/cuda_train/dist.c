@@ -17,6 +17,7 @@
 #include "core/internal.h"
 #include "groups.h"
 #include "hydralm_dist.h"
+#include "train/optim_internal.h"
 #include "test_util.h"
 
 #define STEPS 12
@@ -25,7 +26,7 @@
 typedef struct {
     const float *base; /* the device gradient arena */
     size_t off[64], n[64];
-    int calls, waits, fail_at; /* fail_at > 0: that device sum fails */
+    int calls, waits, gathers, fail_at; /* fail_at > 0: that device sum fails */
 } recorder;
 
 static int rec_allreduce(void *ctx, float *dbuf, size_t n, void *stream) {
@@ -41,6 +42,11 @@ static int rec_wait(void *ctx, void *stream) {
     ((recorder *)ctx)->waits++;
     return 0;
 }
+static int rec_allgather(void *ctx, float *dbuf, const size_t *counts, void *stream) {
+    (void)dbuf, (void)counts, (void)stream;
+    ((recorder *)ctx)->gathers++;
+    return 0;
+}
 static const char *rec_error(void *ctx) { return ((recorder *)ctx)->fail_at ? "planted failure" : ""; }
 
 static hydra_comm recording(recorder *r) {
@@ -49,6 +55,7 @@ static hydra_comm recording(recorder *r) {
     c.error = rec_error;
     c.dev_allreduce_f32 = rec_allreduce;
     c.dev_wait = rec_wait;
+    c.dev_allgather_f32 = rec_allgather;
     return c;
 }
 
@@ -77,7 +84,7 @@ typedef struct {
 
 /* STEPS steps of a fresh model (seed 5) on the GPU in bf16, plain (comm
  * NULL) or data-parallel over comm; rec (optional) gets the device arena. */
-static void train(hydra_optimizer_kind kind, const hydra_comm *comm, recorder *rec, run *out) {
+static void train(hydra_optimizer_kind kind, const hydra_comm *comm, int shard, recorder *rec, run *out) {
     hydra_config c = cuda_train_cfg("DDSD", 1, 256);
     hydra_model *m;
     HY_OK(hydra_model_create(&c, 5, &m));
@@ -85,7 +92,7 @@ static void train(hydra_optimizer_kind kind, const hydra_comm *comm, recorder *r
     hydra_text_data *d = cuda_train_text_data();
     hydra_train_opts o = cuda_train_opts(kind);
     hydra_trainer *t;
-    hydra_dist_opts dopt = {comm, 0, 0};
+    hydra_dist_opts dopt = {comm, shard, 0};
     HY_OK(hydra_trainer_create_dist(m, hydra_text_data_task(d), &o, &dopt, &t));
     if (rec) {
         float *g;
@@ -122,27 +129,89 @@ static void assert_same(const run *a, const run *b, const char *what) {
 
 /* World size 1 through the device path = the plain trainer, bit for bit
  * (AdamW, Muon; one batch and micro-batches of 2 of 4, where only the last
- * micro-batch's backward hands ranges on). */
+ * micro-batch's backward hands ranges on; replicated and ZeRO-1, whose one
+ * range is the whole arena). */
 static void test_device_path_bits(void **unused) {
     (void)unused;
     for (int micro = 0; micro < 2; micro++) {
         if (micro) setenv("HYDRA_CUDA_MICRO_BATCH", "2", 1);
         for (int kind = 0; kind < 2; kind++) {
-            run plain, dp;
-            recorder rec;
-            memset(&rec, 0, sizeof rec);
-            hydra_comm c = recording(&rec);
-            train(kind, NULL, NULL, &plain);
-            train(kind, &c, &rec, &dp);
-            print_message("    %s%s: loss %.6f -> %.6f, %d device sums in %d steps (%d a step), %d waits\n",
-                          kind ? "muon" : "adamw", micro ? ", micro-batches of 2" : "", plain.loss[0],
-                          plain.loss[STEPS - 1], rec.calls, STEPS, rec.calls / STEPS, rec.waits);
-            assert_int_equal(rec.waits, STEPS);
-            assert_true(rec.calls >= 5 * STEPS); /* one per layer (4) + the rest, every step */
-            assert_same(&dp, &plain, kind ? "muon" : "adamw");
-            free(plain.weights), free(dp.weights);
+            run plain;
+            train(kind, NULL, 0, NULL, &plain);
+            for (int shard = 0; shard < 2; shard++) {
+                run dp;
+                recorder rec;
+                memset(&rec, 0, sizeof rec);
+                hydra_comm c = recording(&rec);
+                train(kind, &c, shard, &rec, &dp);
+                print_message("    %s%s%s: loss %.6f -> %.6f, %d device sums in %d steps (%d a step), %d waits, "
+                              "%d weight gathers\n", kind ? "muon" : "adamw", shard ? ", ZeRO-1" : "",
+                              micro ? ", micro-batches of 2" : "", plain.loss[0], plain.loss[STEPS - 1], rec.calls,
+                              STEPS, rec.calls / STEPS, rec.waits, rec.gathers);
+                assert_int_equal(rec.waits, (1 + shard) * STEPS);
+                assert_int_equal(rec.gathers, shard * STEPS);
+                assert_true(rec.calls >= 5 * STEPS); /* one per layer (4) + the rest, every step */
+                assert_same(&dp, &plain, kind ? "muon" : "adamw");
+                free(dp.weights);
+            }
+            free(plain.weights);
         }
         unsetenv("HYDRA_CUDA_MICRO_BATCH");
+    }
+}
+
+/* ZeRO-1's update on the device: 3 range optimizers (hydra_optim_partition:
+ * AdamW tensors cut anywhere, Muon matrices whole), each updating its range
+ * of the device master weights with its own moments from the same
+ * gradients, then the weights refreshed = one whole-arena optimizer, bit for
+ * bit over 5 steps (no clipping: the norm is then only reported). */
+static void test_zero1_ranges(void **unused) {
+    (void)unused;
+    enum { NR = 3, K = 5 };
+    for (int kind = 0; kind < 2; kind++) {
+        hydra_config cfg = cuda_train_cfg("DDSD", 1, 256);
+        hydra_model *m[2];
+        hydra_optim_opts oo = hydra_optim_opts_default(kind);
+        oo.grad_clip = 0;
+        for (int v = 0; v < 2; v++) {
+            HY_OK(hydra_model_create(&cfg, 5, &m[v]));
+            HY_OK(hydra_model_to_device(m[v], "cuda", HYDRA_PRECISION_BF16));
+        }
+        const size_t n = m[0]->n_params;
+        float *g = malloc(n * sizeof(float));
+        assert_non_null(g);
+        size_t bounds[NR + 1];
+        HY_OK(hydra_optim_partition(m[1], &oo, NR, bounds));
+        hydra_optimizer *whole, *part[NR];
+        HY_OK(hydra_optimizer_create(m[0], &oo, &whole));
+        for (int r = 0; r < NR; r++) HY_OK(hydra_optimizer_create_range(m[1], &oo, bounds[r], bounds[r + 1], &part[r]));
+        uint64_t st = 77;
+        for (int k = 0; k < K; k++) {
+            for (size_t i = 0; i < n; i++) {
+                st = st * 6364136223846793005ULL + 1442695040888963407ULL;
+                g[i] = ((float)(st >> 40) / (float)(1 << 24) - 0.5f) * 1e-2f;
+            }
+            HY_OK(hydra_optimizer_step(whole, m[0], g, NULL, NULL));
+            HY_OK(hydra_dev_train_upload_grads(m[1], g));
+            double total = 0;
+            for (int r = 0; r < NR; r++) {
+                double sq;
+                HY_OK(hydra_optimizer_grad_sumsq_device(part[r], m[1], &sq));
+                total += sq;
+            }
+            for (int r = 0; r < NR; r++) HY_OK(hydra_optimizer_apply_device(part[r], m[1], total, NULL, NULL));
+            HY_OK(hydra_dev_train_sync(m[1]));
+        }
+        for (int v = 0; v < 2; v++) HY_OK(hydra_model_to_device(m[v], "cpu", HYDRA_PRECISION_DEFAULT));
+        size_t differ = 0;
+        for (size_t i = 0; i < n; i++) differ += memcmp(&m[0]->params[i], &m[1]->params[i], 4) != 0;
+        print_message("    %s: %d ranges [0, %zu, %zu, %zu), %d steps: %zu of %zu weights differ from one optimizer\n",
+                      kind ? "muon" : "adamw", NR, bounds[1], bounds[2], n, K, differ, n);
+        assert_int_equal(differ, 0);
+        hydra_optimizer_free(whole);
+        for (int r = 0; r < NR; r++) hydra_optimizer_free(part[r]);
+        for (int v = 0; v < 2; v++) hydra_model_free(m[v]);
+        free(g);
     }
 }
 
@@ -157,8 +226,8 @@ static void test_nccl_world1(void **unused) {
     }
     for (int kind = 0; kind < 2; kind++) {
         run plain, dp;
-        train(kind, NULL, NULL, &plain);
-        train(kind, &c, NULL, &dp);
+        train(kind, NULL, 0, NULL, &plain);
+        train(kind, &c, 0, NULL, &dp);
         print_message("    NCCL, %s: loss at step %d %.9f (plain) vs %.9f (NCCL)\n", kind ? "muon" : "adamw", STEPS,
                       plain.loss[STEPS - 1], dp.loss[STEPS - 1]);
         assert_same(&dp, &plain, kind ? "NCCL muon" : "NCCL adamw");
@@ -167,8 +236,9 @@ static void test_nccl_world1(void **unused) {
     cli_nccl_free(&c);
 }
 
-/* A GPU model with a host-only communicator, or with --shard-optimizer, is
- * refused with a message; a failing device sum ends the step with its own. */
+/* A GPU model with a host-only communicator, or with --shard-optimizer and
+ * no device all-gather, is refused with a message; a failing device sum ends
+ * the step with its own. */
 static void test_refusals_and_failure(void **unused) {
     (void)unused;
     hydra_config cfg = cuda_train_cfg("DS", 1, 256);
@@ -185,10 +255,11 @@ static void test_refusals_and_failure(void **unused) {
     recorder rec;
     memset(&rec, 0, sizeof rec);
     hydra_comm c = recording(&rec);
+    c.dev_allgather_f32 = NULL;
     dopt.comm = &c;
     dopt.shard_optimizer = 1;
     assert_int_equal(hydra_trainer_create_dist(m, hydra_text_data_task(d), &o, &dopt, &t), HYDRA_ERR_DEVICE);
-    assert_non_null(strstr(hydra_last_error(), "shard"));
+    assert_non_null(strstr(hydra_last_error(), "all-gather"));
     dopt.shard_optimizer = 0;
     rec.fail_at = 2;
     HY_OK(hydra_trainer_create_dist(m, hydra_text_data_task(d), &o, &dopt, &t));
@@ -207,6 +278,7 @@ static void test_refusals_and_failure(void **unused) {
 int cuda_train_dist_tests(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_device_path_bits),
+        cmocka_unit_test(test_zero1_ranges),
         cmocka_unit_test(test_nccl_world1),
         cmocka_unit_test(test_refusals_and_failure),
     };

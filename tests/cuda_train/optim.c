@@ -199,7 +199,7 @@ static void buffers_round_trip(void **unused) {
     for (int kind = 0; kind < 2; kind++) {
         hydra_optim_opts o = test_opts((hydra_optimizer_kind)kind);
         hydra_dev_optim *op;
-        HY_OK(hydra_dev_optim_create(m, &o, 0, 1, &op));
+        HY_OK(hydra_dev_optim_create(m, &o, 0, m->n_params, 0, 1, &op));
         assert_int_equal(hydra_dev_optim_n_buffers(op), kind == HYDRA_OPT_MUON ? 3 : 2);
         for (int i = 0; i < hydra_dev_optim_n_buffers(op); i++) {
             HY_OK(hydra_dev_optim_buffer_get(op, i, b));
