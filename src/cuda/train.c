@@ -285,15 +285,12 @@ static hydra_status grads(hydra_dev_model *d, int R, int N, int K, const void *g
 }
 
 /* Attention on tensor cores (attention_tc.cu: BF16 mode, d 64 / 128), its
- * forward keeping the log-sum-exp per layer for the backward; otherwise the
- * f32 kernels, the backward recomputing it. Opt-in with
- * HYDRA_CUDA_ATTN_TC=1 for now: the kernels pass their tests against the
- * CPU on an H100, but this wiring into the training step has not run on a
- * GPU yet (session 9 ran out of device time); test_cuda_train's bf16
- * gradient and training tests decide before it becomes the default. */
+ * forward keeping the log-sum-exp per layer for the backward; otherwise (F32
+ * mode, other head sizes, or HYDRA_CUDA_ATTN_TC=0 for comparisons) the f32
+ * kernels, the backward recomputing it. */
 static int attn_tc(const hydra_dev_model *d, int dd) {
     const char *e = getenv("HYDRA_CUDA_ATTN_TC");
-    return e && strcmp(e, "1") == 0 && d->bf16 && (dd == 64 || dd == 128);
+    return !(e && strcmp(e, "0") == 0) && d->bf16 && (dd == 64 || dd == 128);
 }
 
 /* ---------------------------------------------------------------- forward */
