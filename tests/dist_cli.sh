@@ -6,7 +6,9 @@
 #     the job exits non-zero;
 #  3. a rank that exits mid-run, one killed by SIGKILL, one that hangs (the other's
 #     --comm-timeout watchdog): the job ends non-zero within a bound, with
-#     a message.
+#     a message;
+#  4. --device cuda (GPU ranks) on a machine without GPUs: refused on every
+#     rank with a message (skipped where a GPU is visible).
 # Each mpirun runs under `timeout`, so a hang fails the test instead of
 # stalling CI.
 set -uo pipefail
@@ -61,4 +63,19 @@ grep -q "rank 0 of 2): stopped by the launcher" "$W/exit.log" || fail "exit: the
 run_fault kill "stopped by the launcher" HYDRA_TEST_FAULT_RANK=1 HYDRA_TEST_KILL_AT_STEP=3
 run_fault hang "rank 0 of 2): MPI_Allreduce .* has waited more than 5 s" HYDRA_TEST_FAULT_RANK=1 HYDRA_TEST_HANG_AT_STEP=3
 grep -q "rank 1 of 2): stopped by the launcher" "$W/hang.log" || fail "hang: the hung rank printed nothing"
+
+# 4. GPU ranks where the GPUs are missing (CI, most VMs): every rank says so, the job ends at once
+if "$HYDRA" info 2>&1 | grep -qE "^cuda .*(not in this build| 0 devices)"; then
+  t0=$SECONDS
+  timeout 60 "${MPIRUN[@]}" -np 2 "$HYDRA" train "${ARGS[@]}" --steps 5 --out "$W/g" --device cuda > "$W/g.log" 2>&1
+  rc=$?
+  [ $rc -ne 0 ] && [ $rc -ne 124 ] || { cat "$W/g.log"; fail "GPU ranks without GPUs: exit $rc"; }
+  for r in 0 1; do
+    grep -q "rank $r of 2): GPU ranks: cuda:$r is not there" "$W/g.log" \
+      || { cat "$W/g.log"; fail "rank $r did not report its missing GPU"; }
+  done
+  echo "ok: GPU ranks without GPUs refused on every rank in $((SECONDS - t0)) s"
+else
+  echo "skipped: GPU ranks without GPUs (this machine has a GPU)"
+fi
 echo "all passed"

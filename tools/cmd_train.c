@@ -140,6 +140,12 @@ static int dist_gpu_setup(train_dist *d, cli_device *dev, char *name, size_t n, 
     int idx = strcmp(dev->device, "cuda") == 0 ? local_rank(d) : atoi(dev->device + 5);
     snprintf(name, n, "cuda:%d", idx);
     dev->device = name;
+    const int count = hydra_cuda_device_count();
+    if (idx >= count) { /* every rank of a host without enough GPUs says so, before any collective */
+        fprintf(stderr, "hydra %s: GPU ranks: %s is not there (%d CUDA device%s visible%s); one GPU per rank\n", d->who,
+                name, count, count == 1 ? "" : "s", hydra_cuda_compiled() ? "" : ": this hydra was built without CUDA");
+        return -1;
+    }
     char err[400];
     d->host = d->comm;
     if (cli_nccl_init(&d->host, idx, timeout, &d->comm, err, sizeof err) != 0) {
