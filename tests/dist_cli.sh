@@ -40,10 +40,9 @@ timeout 60 "${MPIRUN[@]}" -np 1 "$HYDRA" train "${ARGS[@]}" --steps 5 --out "$W/
   -np 1 "$HYDRA" train "${ARGS[@]}" --steps 5 --out "$W/c" --lr 1e-2 > "$W/c.log" 2>&1
 rc=$?
 [ $rc -ne 0 ] && [ $rc -ne 124 ] || { cat "$W/c.log"; fail "mismatched ranks: exit $rc"; }
-for r in 0 1; do
-  grep -q "rank $r of 2: the ranks disagree on the training options" "$W/c.log" \
-    || { cat "$W/c.log"; fail "rank $r did not report the mismatch"; }
-done
+# every rank's log line: log, message with RANK for the rank, what failed
+each_rank() { for r in 0 1; do grep -q "${2//RANK/$r}" "$1" || { cat "$1"; fail "rank $r: $3"; }; done; }
+each_rank "$W/c.log" "rank RANK of 2: the ranks disagree on the training options" "did not report the mismatch"
 echo "ok: mismatched options refused on every rank"
 
 # 3. a rank that dies / hangs: bounded end, a message
@@ -70,10 +69,7 @@ if "$HYDRA" info 2>&1 | grep -qE "^cuda .*(not in this build| 0 devices)"; then
   timeout 60 "${MPIRUN[@]}" -np 2 "$HYDRA" train "${ARGS[@]}" --steps 5 --out "$W/g" --device cuda > "$W/g.log" 2>&1
   rc=$?
   [ $rc -ne 0 ] && [ $rc -ne 124 ] || { cat "$W/g.log"; fail "GPU ranks without GPUs: exit $rc"; }
-  for r in 0 1; do
-    grep -q "rank $r of 2): GPU ranks: cuda:$r is not there" "$W/g.log" \
-      || { cat "$W/g.log"; fail "rank $r did not report its missing GPU"; }
-  done
+  each_rank "$W/g.log" "rank RANK of 2): GPU ranks: cuda:RANK is not there" "did not report its missing GPU"
   echo "ok: GPU ranks without GPUs refused on every rank in $((SECONDS - t0)) s"
 else
   echo "skipped: GPU ranks without GPUs (this machine has a GPU)"

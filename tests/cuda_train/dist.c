@@ -85,10 +85,7 @@ typedef struct {
 /* STEPS steps of a fresh model (seed 5) on the GPU in bf16, plain (comm
  * NULL) or data-parallel over comm; rec (optional) gets the device arena. */
 static void train(hydra_optimizer_kind kind, const hydra_comm *comm, int shard, recorder *rec, run *out) {
-    hydra_config c = cuda_train_cfg("DDSD", 1, 256);
-    hydra_model *m;
-    HY_OK(hydra_model_create(&c, 5, &m));
-    HY_OK(hydra_model_to_device(m, "cuda", HYDRA_PRECISION_BF16));
+    hydra_model *m = cuda_train_model("DDSD");
     hydra_text_data *d = cuda_train_text_data();
     hydra_train_opts o = cuda_train_opts(kind);
     hydra_trainer *t;
@@ -169,14 +166,9 @@ static void test_zero1_ranges(void **unused) {
     (void)unused;
     enum { NR = 3, K = 5 };
     for (int kind = 0; kind < 2; kind++) {
-        hydra_config cfg = cuda_train_cfg("DDSD", 1, 256);
-        hydra_model *m[2];
+        hydra_model *m[2] = {cuda_train_model("DDSD"), cuda_train_model("DDSD")};
         hydra_optim_opts oo = hydra_optim_opts_default(kind);
         oo.grad_clip = 0;
-        for (int v = 0; v < 2; v++) {
-            HY_OK(hydra_model_create(&cfg, 5, &m[v]));
-            HY_OK(hydra_model_to_device(m[v], "cuda", HYDRA_PRECISION_BF16));
-        }
         const size_t n = m[0]->n_params;
         float *g = malloc(n * sizeof(float));
         assert_non_null(g);
@@ -241,10 +233,7 @@ static void test_nccl_world1(void **unused) {
  * the step with its own. */
 static void test_refusals_and_failure(void **unused) {
     (void)unused;
-    hydra_config cfg = cuda_train_cfg("DS", 1, 256);
-    hydra_model *m;
-    HY_OK(hydra_model_create(&cfg, 5, &m));
-    HY_OK(hydra_model_to_device(m, "cuda", HYDRA_PRECISION_BF16));
+    hydra_model *m = cuda_train_model("DS");
     hydra_text_data *d = cuda_train_text_data();
     hydra_train_opts o = cuda_train_opts(HYDRA_OPT_ADAMW);
     hydra_trainer *t = NULL;

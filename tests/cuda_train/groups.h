@@ -10,9 +10,12 @@ int cuda_train_model_tests(void);     /* model.c: whole-model gradients, trainin
 int cuda_train_dist_tests(void);      /* dist.c: data-parallel GPU ranks (device sums, NCCL at world size 1) */
 
 /* Shared by model.c and dist.c (model.c): the test model's config (pattern
- * of D/S/A layers), a small repetitive text, and the trainer's options. */
+ * of D/S/A layers), a small repetitive text, the trainer's options, and the
+ * model itself on the GPU. */
 #include "hydralm_train.h"
 hydra_config cuda_train_cfg(const char *pattern, int tied, int vocab);
 hydra_text_data *cuda_train_text_data(void);
 hydra_train_opts cuda_train_opts(hydra_optimizer_kind kind);
+/* A fresh test model (pattern, tied head, vocab 256, seed 5) on cuda:0 in bf16. */
+hydra_model *cuda_train_model(const char *pattern);
 #endif

@@ -191,6 +191,14 @@ hydra_train_opts cuda_train_opts(hydra_optimizer_kind kind) {
     return o;
 }
 
+hydra_model *cuda_train_model(const char *pattern) {
+    hydra_config c = cuda_train_cfg(pattern, 1, 256);
+    hydra_model *m;
+    HY_OK(hydra_model_create(&c, 5, &m));
+    HY_OK(hydra_model_to_device(m, "cuda", HYDRA_PRECISION_BF16));
+    return m;
+}
+
 /* Runs n steps of a fresh model (seed 5) on `device` / `prec`; losses[n]. */
 static void run_steps(const char *device, hydra_precision prec, hydra_optimizer_kind kind, int n, double *losses,
                       hydra_model **out) {
@@ -252,10 +260,7 @@ static void test_resume_bit_exact(void **unused) {
         hydra_model *ma;
         run_steps("cuda", HYDRA_PRECISION_BF16, kind, 100, la, &ma);
         HY_OK(hydra_model_to_device(ma, "cpu", HYDRA_PRECISION_DEFAULT)); /* brings the weights home */
-        hydra_config c = cuda_train_cfg("DDSD", 1, 256);
-        hydra_model *m;
-        HY_OK(hydra_model_create(&c, 5, &m));
-        HY_OK(hydra_model_to_device(m, "cuda", HYDRA_PRECISION_BF16));
+        hydra_model *m = cuda_train_model("DDSD");
         hydra_text_data *d = cuda_train_text_data();
         hydra_train_opts o = cuda_train_opts(kind);
         hydra_trainer *t;
