@@ -203,6 +203,9 @@ int cli_nccl_built(void) { return 1; }
 
 int cli_nccl_init(const hydra_comm *host, int device, double timeout_s, hydra_comm *out, char *err, size_t errn) {
     memset(out, 0, sizeof *out);
+    /* NVLink multicast (NVLS) off unless the caller asked for it: on shared GPU hosts a program using it
+     * can take the host's GPUs out of service (the lent machines require it off); NCCL reads it at init */
+    setenv("NCCL_NVLS_ENABLE", "0", 0);
     if (load_nccl(err, errn)) return -1;
     nccl_ctx *c = calloc(1, sizeof *c);
     if (!c) return snprintf(err, errn, "out of memory"), -1;
