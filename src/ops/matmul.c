@@ -76,23 +76,35 @@ const char *hydra_blas_info(void) {
  * evenly ends within about one work item of the leader, while a partner
  * descheduled mid-item holds the barrier for the rest of another program's
  * slice (milliseconds). STALLS of them among the last 64 regions start a
- * back-off of BACKOFF_S (one thread); then the threads come back and the
- * window starts afresh. Counters are per process; concurrent callers only
- * make the estimate noisier (relaxed atomics, no locks). */
+ * back-off (one thread); then the threads come back and the window starts
+ * afresh. Contention that outlasts a back-off is met with longer ones: a
+ * single stall within RECENT_S of the last back-off's end starts the next,
+ * twice as long (BACKOFF_S up to 2^BACKOFF_MAX_LEVEL times it: 0.5 s to
+ * 8 s), so a lasting hog costs one stalled region per back-off instead of
+ * three every BACKOFF_S; the first back-off after a calm RECENT_S is
+ * BACKOFF_S again. The price: up to 8 s on one thread after a hog leaves. Counters are per
+ * process; concurrent callers only make the estimate noisier (relaxed
+ * atomics, no locks). */
 #define STALL_S 0.5e-3
 #define STALLS 3
 #define BACKOFF_S 0.5
+#define BACKOFF_MAX_LEVEL 4
+#define RECENT_S 1.0
 static unsigned long long g_par_bits; /* the last 64 regions: 1 = stalled */
 static long long g_backoff_until_us;  /* > 0: single-threaded until then (hydra_now_seconds, microseconds) */
+static long long g_backoff_ended_us;  /* when the last back-off ended (0: none yet) */
+static int g_backoff_level;           /* the last back-off lasted BACKOFF_S * 2^level */
 
 /* The thread count lives in each host thread's OpenMP settings, so every
  * region's caller brings its own in line with the shared back-off state
  * (a back-off started or ended from another host thread reaches it here). */
 void hydra_par_enter(void) {
     long long until = __atomic_load_n(&g_backoff_until_us, __ATOMIC_RELAXED);
-    if (until > 0 && hydra_now_seconds() * 1e6 >= (double)until) {
+    const double now_us = until > 0 ? hydra_now_seconds() * 1e6 : 0.0;
+    if (until > 0 && now_us >= (double)until) {
         __atomic_store_n(&g_backoff_until_us, 0LL, __ATOMIC_RELAXED);
         __atomic_store_n(&g_par_bits, 0ULL, __ATOMIC_RELAXED);
+        __atomic_store_n(&g_backoff_ended_us, (long long)now_us, __ATOMIC_RELAXED);
         until = 0;
     }
     const int want = until > 0 || g_threads < 1 ? 1 : g_threads;
@@ -104,10 +116,17 @@ void hydra_par_report(double own, double total) {
     const unsigned long long stalled = wait > STALL_S && wait > own;
     unsigned long long bits = (__atomic_load_n(&g_par_bits, __ATOMIC_RELAXED) << 1) | stalled;
     __atomic_store_n(&g_par_bits, bits, __ATOMIC_RELAXED);
-    if (stalled && __builtin_popcountll(bits) >= STALLS && g_threads > 1) {
-        __atomic_store_n(&g_backoff_until_us, (long long)((hydra_now_seconds() + BACKOFF_S) * 1e6), __ATOMIC_RELAXED);
-        omp_set_num_threads(1);
-    }
+    if (!stalled || g_threads <= 1) return;
+    const double now = hydra_now_seconds();
+    const long long ended = __atomic_load_n(&g_backoff_ended_us, __ATOMIC_RELAXED);
+    const int recent = ended > 0 && now - (double)ended * 1e-6 < RECENT_S;
+    if (!recent && __builtin_popcountll(bits) < STALLS) return;
+    int level = recent ? __atomic_load_n(&g_backoff_level, __ATOMIC_RELAXED) + 1 : 0;
+    if (level > BACKOFF_MAX_LEVEL) level = BACKOFF_MAX_LEVEL;
+    __atomic_store_n(&g_backoff_level, level, __ATOMIC_RELAXED);
+    __atomic_store_n(&g_backoff_until_us, (long long)((now + BACKOFF_S * (double)(1 << level)) * 1e6),
+                     __ATOMIC_RELAXED);
+    omp_set_num_threads(1);
 }
 
 void hydra_set_num_threads(int n) {
@@ -117,6 +136,8 @@ void hydra_set_num_threads(int n) {
     g_threads = n;
     __atomic_store_n(&g_backoff_until_us, 0LL, __ATOMIC_RELAXED); /* the caller's count holds from here */
     __atomic_store_n(&g_par_bits, 0ULL, __ATOMIC_RELAXED);
+    __atomic_store_n(&g_backoff_ended_us, 0LL, __ATOMIC_RELAXED);
+    __atomic_store_n(&g_backoff_level, 0, __ATOMIC_RELAXED);
 }
 
 int hydra_get_num_threads(void) {
