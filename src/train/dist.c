@@ -119,6 +119,17 @@ hydra_status hydra_dp_step(hydra_dp *dp, hydra_optimizer *opt, hydra_model *m, f
     return HYDRA_OK;
 }
 
+hydra_status hydra_dp_device_check(const hydra_comm *c, int shard, const hydra_model *m) {
+    if (!c->dev_allreduce_f32 || !c->dev_wait)
+        return hydra_set_error(HYDRA_ERR_DEVICE, "rank %d of %d: the model lives on %s, but the communicator has no "
+                               "device collectives (GPU ranks need NCCL: docs/distributed.md)", c->rank, c->size,
+                               hydra_model_device(m));
+    if (shard && !c->dev_allgather_f32)
+        return hydra_set_error(HYDRA_ERR_DEVICE, "rank %d of %d: --shard-optimizer on GPU ranks needs a communicator "
+                               "with a device all-gather (NCCL's)", c->rank, c->size);
+    return HYDRA_OK;
+}
+
 /* grad_ready of a GPU rank's backward: the range's sum across ranks is
  * queued beside the rest of the backward (hydra_dev_grad_opts). */
 typedef struct {
@@ -137,13 +148,7 @@ static hydra_status dev_ready(void *ctx, size_t off, size_t n) {
 hydra_status hydra_dp_step_device(hydra_dp *dp, hydra_optimizer *opt, hydra_model *m, const int32_t *inputs,
                                   const int32_t *targets, const uint8_t *mask, int b, int T, int64_t n_total,
                                   double *loss, int64_t *scored, float *grad_norm, float *lr) {
-    if (!dp->c.dev_allreduce_f32 || !dp->c.dev_wait)
-        return hydra_set_error(HYDRA_ERR_DEVICE, "rank %d of %d: the model lives on %s, but the communicator has no "
-                               "device collectives (GPU ranks need NCCL: docs/distributed.md)", dp->c.rank, dp->c.size,
-                               hydra_model_device(m));
-    if (dp->shard && !dp->c.dev_allgather_f32)
-        return hydra_set_error(HYDRA_ERR_DEVICE, "rank %d of %d: --shard-optimizer on GPU ranks needs a communicator "
-                               "with a device all-gather", dp->c.rank, dp->c.size);
+    HYDRA_CHECK(hydra_dp_device_check(&dp->c, dp->shard, m));
     dev_ready_ctx r = {dp, NULL, hydra_dev_stream(m)};
     float *P;
     HYDRA_CHECK(hydra_dev_train_arenas(m, &P, &r.grads));

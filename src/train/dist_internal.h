@@ -35,6 +35,10 @@ hydra_status hydra_dp_step(hydra_dp *dp, hydra_optimizer *opt, hydra_model *m, f
 hydra_status hydra_dp_step_device(hydra_dp *dp, hydra_optimizer *opt, hydra_model *m, const int32_t *inputs,
                                   const int32_t *targets, const uint8_t *mask, int b, int T, int64_t n_total,
                                   double *loss, int64_t *scored, float *grad_norm, float *lr);
+/* A GPU rank's communicator must have the device collectives (and, with
+ * ZeRO-1, the device all-gather): checked when the trainer is made with the
+ * model on a GPU, and at each step (the model may move there later). */
+hydra_status hydra_dp_device_check(const hydra_comm *c, int shard, const hydra_model *m);
 /* hydra_model_loss_grad on a GPU with a data-parallel rank's options
  * (backend.h): gradients stay on the device (model/train.c). */
 hydra_status hydra_model_loss_grad_dp(const hydra_model *m, const int32_t *inputs, const int32_t *targets,

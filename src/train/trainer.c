@@ -57,13 +57,7 @@ static hydra_status create(hydra_model *m, hydra_task task, const hydra_train_op
     hydra_status st = (!t->grads || !t->inputs || !t->targets || !t->mask)
                           ? hydra_set_error(HYDRA_ERR_NOMEM, "trainer: out of memory")
                           : HYDRA_OK;
-    if (st == HYDRA_OK && d && d->comm && m->dev && (!d->comm->dev_allreduce_f32 || !d->comm->dev_wait))
-        st = hydra_set_error(HYDRA_ERR_DEVICE, "trainer: the model lives on %s, but the communicator has no device "
-                                               "collectives (GPU ranks need NCCL: docs/distributed.md)",
-                             hydra_model_device(m));
-    if (st == HYDRA_OK && d && d->comm && m->dev && d->shard_optimizer && !d->comm->dev_allgather_f32)
-        st = hydra_set_error(HYDRA_ERR_DEVICE, "trainer: --shard-optimizer on GPU ranks needs a communicator with a "
-                                               "device all-gather (NCCL's)");
+    if (st == HYDRA_OK && d && d->comm && m->dev) st = hydra_dp_device_check(d->comm, d->shard_optimizer, m);
     if (st == HYDRA_OK && d && d->comm) st = hydra_dp_create(d, m, o, &t->dp);
     if (st == HYDRA_OK && t->dp && t->dp->shard)
         st = hydra_optimizer_create_range(m, &o->optim, t->dp->bounds[t->dp->c.rank],
