@@ -115,6 +115,11 @@ static int fail(nccl_ctx *c, const char *what, const char *why) {
     snprintf(c->err, sizeof c->err, "%s: %s", what, why);
     return -1;
 }
+/* After an abort (a timeout or a failed rank) every later collective fails with the reason kept in err. */
+#define LIVE_OR_FAIL(c) \
+    do { \
+        if (!(c)->comm) return -1; \
+    } while (0)
 #define CUDA_OR_FAIL(c, what, call)                                   \
     do {                                                              \
         cudaError_t e_ = (call);                                      \
@@ -123,6 +128,7 @@ static int fail(nccl_ctx *c, const char *what, const char *why) {
 
 static int dev_allreduce(void *ctx, float *dbuf, size_t n, void *stream) {
     nccl_ctx *c = ctx;
+    LIVE_OR_FAIL(c);
     CUDA_OR_FAIL(c, "NCCL all-reduce", cudaSetDevice(c->device));
     CUDA_OR_FAIL(c, "NCCL all-reduce", cudaEventRecord(c->ready, (cudaStream_t)stream));
     CUDA_OR_FAIL(c, "NCCL all-reduce", cudaStreamWaitEvent(c->side, c->ready, 0));
@@ -135,6 +141,7 @@ static int dev_allreduce(void *ctx, float *dbuf, size_t n, void *stream) {
  * each owner broadcasts its block, the broadcasts grouped into one launch. */
 static int dev_allgather(void *ctx, float *dbuf, const size_t *counts, void *stream) {
     nccl_ctx *c = ctx;
+    LIVE_OR_FAIL(c);
     CUDA_OR_FAIL(c, "NCCL all-gather", cudaSetDevice(c->device));
     CUDA_OR_FAIL(c, "NCCL all-gather", cudaEventRecord(c->ready, (cudaStream_t)stream));
     CUDA_OR_FAIL(c, "NCCL all-gather", cudaStreamWaitEvent(c->side, c->ready, 0));
@@ -157,6 +164,7 @@ static double now(void) {
 
 static int dev_wait(void *ctx, void *stream) {
     nccl_ctx *c = ctx;
+    LIVE_OR_FAIL(c);
     CUDA_OR_FAIL(c, "NCCL wait", cudaSetDevice(c->device));
     CUDA_OR_FAIL(c, "NCCL wait", cudaEventRecord(c->done, c->side));
     CUDA_OR_FAIL(c, "NCCL wait", cudaStreamWaitEvent((cudaStream_t)stream, c->done, 0));
