@@ -152,15 +152,28 @@ static hydra_status make_plan(hydra_gemm_ctx *g, cudaStream_t s, int ta, int tb,
 
 hydra_status hydra_gemm_ex(hydra_gemm_ctx *g, cudaStream_t s, int ta, int tb, int M, int N, int K, const void *A, int lda,
                            const void *B, int ldb, float *C, int ldc, int bf16, int acc) {
-    if (M <= 0 || N <= 0 || K <= 0) return HYDRA_OK;
+    return hydra_gemm_ex_add(g, s, ta, tb, M, N, K, A, lda, B, ldb, acc ? C : NULL, C, ldc, bf16);
+}
+
+hydra_status hydra_gemm_ex_add(hydra_gemm_ctx *g, cudaStream_t s, int ta, int tb, int M, int N, int K, const void *A,
+                               int lda, const void *B, int ldb, const float *Cin, float *C, int ldc, int bf16) {
+    const int acc = Cin != NULL;
+    if (M <= 0 || N <= 0 || K <= 0) {
+        if (acc && Cin != C && M > 0 && N > 0) { /* nothing to add: D = Cin */
+            cudaError_t e = cudaMemcpy2DAsync(C, (size_t)ldc * 4, Cin, (size_t)ldc * 4, (size_t)N * 4, (size_t)M,
+                                              cudaMemcpyDeviceToDevice, s);
+            if (e != cudaSuccess) return hydra_set_error(HYDRA_ERR_DEVICE, "cuda: copy: %s", cudaGetErrorString(e));
+        }
+        return HYDRA_OK;
+    }
     struct plan *p = g->plans;
     while (p && !(p->M == M && p->N == N && p->K == K && p->bf16 == bf16 && p->acc == acc && p->ta == ta &&
                   p->tb == tb && p->lda == lda && p->ldb == ldb && p->ldc == ldc))
         p = p->next;
     if (!p) HYDRA_CHECK(make_plan(g, s, ta, tb, M, N, K, lda, ldb, ldc, bf16, acc, &p));
     const float one = 1.0f, beta = acc ? 1.0f : 0.0f;
-    cublasStatus_t st = cublasLtMatmul(g->lt, p->op, &one, B, p->a, A, p->b, &beta, C, p->c, C, p->c, &p->algo,
-                                       g->ws, g->ws_bytes, s);
+    cublasStatus_t st = cublasLtMatmul(g->lt, p->op, &one, B, p->a, A, p->b, &beta, acc ? Cin : C, p->c, C, p->c,
+                                       &p->algo, g->ws, g->ws_bytes, s);
     if (st != CUBLAS_STATUS_SUCCESS)
         return hydra_set_error(HYDRA_ERR_DEVICE, "cuda: cublasLtMatmul %dx%dx%d (trans %d%d) failed (status %d)", M, N,
                                K, ta, tb, (int)st);

@@ -29,6 +29,11 @@ hydra_status hydra_gemm(hydra_gemm_ctx *g, cudaStream_t s, int M, int N, int K, 
  * or both bf16, C f32. Always cuBLASLt (no small-M kernel). */
 hydra_status hydra_gemm_ex(hydra_gemm_ctx *g, cudaStream_t s, int ta, int tb, int M, int N, int K, const void *A, int lda,
                            const void *B, int ldb, float *C, int ldc, int bf16, int acc);
+/* C = op(A) . op(B) + Cin (Cin NULL: + 0), Cin [M, N] with C's leading
+ * dimension and may differ from C: a residual added without first copying
+ * it into the output (cuBLASLt's D = alpha A B + beta C with C != D). */
+hydra_status hydra_gemm_ex_add(hydra_gemm_ctx *g, cudaStream_t s, int ta, int tb, int M, int N, int K, const void *A,
+                               int lda, const void *B, int ldb, const float *Cin, float *C, int ldc, int bf16);
 /* The same with its input formed from x by `in` (HK_IN_RMSNORM with weights
  * nw and eps, HK_IN_SWIGLU; kernels.h): fused into the small-M kernel, or
  * written to tmp (rows of K in the GEMM dtype) by hk_rmsnorm / hk_swiglu

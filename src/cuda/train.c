@@ -34,6 +34,10 @@ typedef struct {
     void *att;             /* attention on tensor cores: its forward's log-sum-exp for the backward */
     float *g, *beta;       /* GDN: [rows, H] */
     float *gu;             /* [rows, 2F] */
+    /* The products' inputs in the GEMM dtype, kept for the weight gradients instead of being recomputed
+     * in the backward: RMSNorm1(x_in) and RMSNorm2(x_mid) [rows, C], the mixer output fed to o_proj
+     * [rows, Hd] (the gated norm's; attention's o rounded, BF16 mode), SiLU(gate) * up [rows, F]. */
+    void *n1, *n2, *mo, *act;
 } tlayer;
 
 struct dev_train {
@@ -46,7 +50,7 @@ struct dev_train {
     void *block;
     tlayer *L;
     float *x_final, *hf, *logits, *dh, *dx, *big, *dact, *dy, *dconv, *dqkv, *dgb;
-    void *sx, *sy;         /* GEMM operands in the GEMM dtype: inputs X (made there) and gradients dY (rounded there) */
+    void *sx, *sy;         /* GEMM operands in the GEMM dtype: the head's input X, and gradients dY (rounded there) */
     float *dO;             /* the delta rule's output gradient */
     void *scratch;         /* the kernels' scratch (reductions, attention, delta rule) */
     size_t scratch_bytes;
@@ -130,6 +134,11 @@ static size_t acts_layout(const hydra_model *m, size_t B, size_t T, char *base, 
         LT(v, R * z.Hd);
         LT(o, R * z.Hd);
         LT(gu, R * 2 * z.F);
+        const size_t es = m->dev && m->dev->bf16 ? 2 : 4; /* the GEMM dtype's size */
+        TAKE(la ? (void *)&la->n1 : NULL, R * z.C * es);
+        TAKE(la ? (void *)&la->n2 : NULL, R * z.C * es);
+        TAKE(la ? (void *)&la->mo : NULL, R * z.Hd * es);
+        TAKE(la ? (void *)&la->act : NULL, R * z.F * es);
 #undef LT
     }
 #define AT(f, n) TAKE(base ? (void *)&t->f : NULL, (n) * 4)
@@ -145,7 +154,7 @@ static size_t acts_layout(const hydra_model *m, size_t B, size_t T, char *base, 
     AT(dconv, R * 3 * z.Hd);
     AT(dqkv, R * 3 * z.Hd);
     AT(dgb, R * 2 * z.H);
-    AT(sx, R * z.wmax);
+    AT(sx, R * z.C); /* the head's input in the GEMM dtype (the layers' inputs have their own slots) */
     AT(sy, R * z.wmax);
     AT(S, B * z.H * z.d * z.d);
     AT(tails, B * (z.K - 1) * 3 * z.Hd);
@@ -246,7 +255,8 @@ static size_t acts_bytes(const hydra_model *m, size_t B, size_t T) {
 /* ------------------------------------------------------------------ GEMMs */
 /* GEMM operands. In F32 mode every operand is f32; in BF16 mode bf16. The
  * kernels that make a product's input (norms, SwiGLU, the gated output norm)
- * write it straight into the staging buffer sx in the GEMM dtype; those that
+ * write it straight into the layer's slot in the GEMM dtype (tlayer n1, n2,
+ * mo, act), where the backward's weight gradients read it again; those that
  * make a gradient dY write it into sy in the GEMM dtype (dgu, dproj, dlogits:
  * only products read them) or, for the residual gradient dx the norms'
  * backward also reads in f32, a bf16 copy beside the f32 one. dY feeds both
@@ -265,6 +275,11 @@ static hydra_status to_gemm(hydra_dev_model *d, const float *src, size_t n, void
 /* y[R, N] (+)= X[R, K] W[N, K]^T, X in the GEMM dtype. */
 static hydra_status fwd(hydra_dev_model *d, int R, int N, int K, const void *X, const void *W, float *y, int acc) {
     return hydra_gemm_ex(&d->train->gemm, d->stream, 0, 1, R, N, K, X, K, W, K, y, N, d->bf16, acc);
+}
+/* y = X W^T + res: a residual connection in the product's epilogue (no copy of res into y first). */
+static hydra_status fwd_res(hydra_dev_model *d, int R, int N, int K, const void *X, const void *W, const float *res,
+                            float *y) {
+    return hydra_gemm_ex_add(&d->train->gemm, d->stream, 0, 1, R, N, K, X, K, W, K, res, y, N, d->bf16);
 }
 
 /* Where a gradient that only feeds products is written: f32 (F32 mode) or
@@ -310,9 +325,9 @@ static hydra_status train_forward(const hydra_model *m, hydra_dev_model *d, int 
         const dev_layer *l = &d->layers[li];
         tlayer *la = &t->L[li];
         float *x_out = li + 1 < c->n_layers ? t->L[li + 1].x_in : t->x_final;
-        K_CHECK(hk_rmsnorm(s, R, C, la->x_in, l->norm1, eps, sx, bf));
+        K_CHECK(hk_rmsnorm(s, R, C, la->x_in, l->norm1, eps, la->n1, bf));
         if (l->kind == HYDRA_LAYER_DELTANET) {
-            HYDRA_CHECK(fwd(d, R, P, C, sx, l->in_proj, la->proj, 0));
+            HYDRA_CHECK(fwd(d, R, P, C, la->n1, l->in_proj, la->proj, 0));
             K_CHECK(hk_gdn_prep(s, B, T, H, dd, (int)z.K, la->proj, P, l->conv, tails, l->A_log, l->dt_bias, c->l2_eps,
                                 la->q, la->k, la->v, la->g, la->beta));
             CU_CHECK(cudaMemsetAsync(t->S, 0, (size_t)B * H * dd * dd * 4, s));
@@ -321,23 +336,21 @@ static hydra_status train_forward(const hydra_model *m, hydra_dev_model *d, int 
                 K_CHECK(hk_delta_rule_chunked(s, B, T, H, dd, dd, la->q, la->k, la->v, la->g, la->beta, S, la->o,
                                               t->scratch, bf));
             else K_CHECK(hk_delta_rule_recurrent(s, B, T, H, dd, dd, la->q, la->k, la->v, la->g, la->beta, S, la->o));
-            K_CHECK(hk_gated_onorm(s, R, H, dd, la->o, la->proj, P, 3 * Hd, l->o_norm, eps, sx, bf));
-            op = sx;
+            K_CHECK(hk_gated_onorm(s, R, H, dd, la->o, la->proj, P, 3 * Hd, l->o_norm, eps, la->mo, bf));
+            op = la->mo;
         } else {
             const int window = l->kind == HYDRA_LAYER_ATTN ? 0 : c->window;
-            HYDRA_CHECK(fwd(d, R, 3 * Hd, C, sx, l->in_proj, t->big, 0));
+            HYDRA_CHECK(fwd(d, R, 3 * Hd, C, la->n1, l->in_proj, t->big, 0));
             K_CHECK(hk_rope_qkv(s, B, T, H, dd, t->big, t->pos, d->inv_freq, la->q, la->k, la->v, 0, NULL, NULL));
             if (attn_tc(d, dd)) K_CHECK(hk_attention_tc_fwd(s, B, T, H, dd, window, la->q, la->k, la->v, la->o, la->att));
             else K_CHECK(hk_attention(s, B, T, H, dd, window, t->pos, la->q, la->k, la->v, NULL, NULL, la->o, 0));
-            HYDRA_CHECK(to_gemm(d, la->o, (size_t)R * Hd, sx, &op));
+            HYDRA_CHECK(to_gemm(d, la->o, (size_t)R * Hd, la->mo, &op));
         }
-        CU_CHECK(cudaMemcpyAsync(la->x_mid, la->x_in, (size_t)R * C * 4, cudaMemcpyDeviceToDevice, s));
-        HYDRA_CHECK(fwd(d, R, C, Hd, op, l->o_proj, la->x_mid, 1));
-        K_CHECK(hk_rmsnorm(s, R, C, la->x_mid, l->norm2, eps, sx, bf));
-        HYDRA_CHECK(fwd(d, R, 2 * F, C, sx, l->gate_up, la->gu, 0));
-        K_CHECK(hk_swiglu(s, R, F, la->gu, sx, bf));
-        CU_CHECK(cudaMemcpyAsync(x_out, la->x_mid, (size_t)R * C * 4, cudaMemcpyDeviceToDevice, s));
-        HYDRA_CHECK(fwd(d, R, C, F, sx, l->down, x_out, 1));
+        HYDRA_CHECK(fwd_res(d, R, C, Hd, op, l->o_proj, la->x_in, la->x_mid));
+        K_CHECK(hk_rmsnorm(s, R, C, la->x_mid, l->norm2, eps, la->n2, bf));
+        HYDRA_CHECK(fwd(d, R, 2 * F, C, la->n2, l->gate_up, la->gu, 0));
+        K_CHECK(hk_swiglu(s, R, F, la->gu, la->act, bf));
+        HYDRA_CHECK(fwd_res(d, R, C, F, la->act, l->down, la->x_mid, x_out));
     }
     K_CHECK(hk_rmsnorm(s, R, C, t->x_final, d->norm_f, eps, t->hf, 0)); /* f32: the head's input, kept for its backward */
     HYDRA_CHECK(to_gemm(d, t->hf, (size_t)R * C, sx, &op));
@@ -447,25 +460,19 @@ static hydra_status train_backward(const hydra_model *m, hydra_dev_model *d, int
         const hydra_layer_weights *lw = &m->layers[li];
         const tlayer *la = &t->L[li];
         /* MLP: x_out = x_mid + down(SiLU(gate) * up), gate|up = gate_up . RMSNorm2(x_mid) */
-        K_CHECK(hk_swiglu(s, R, F, la->gu, sx, bf));
-        HYDRA_CHECK(grads(d, R, C, F, gy(d, t->dx), sx, l->down, GRAD(t, m, lw->down), t->dact));
+        HYDRA_CHECK(grads(d, R, C, F, gy(d, t->dx), la->act, l->down, GRAD(t, m, lw->down), t->dact));
         K_CHECK(hk_swiglu_bwd(s, R, F, la->gu, t->dact, gy(d, t->big), bf));
-        K_CHECK(hk_rmsnorm(s, R, C, la->x_mid, l->norm2, eps, sx, bf));
-        HYDRA_CHECK(grads(d, R, 2 * F, C, gy(d, t->big), sx, l->gate_up, GRAD(t, m, lw->gate_up), t->dh));
+        HYDRA_CHECK(grads(d, R, 2 * F, C, gy(d, t->big), la->n2, l->gate_up, GRAD(t, m, lw->gate_up), t->dh));
         K_CHECK(hk_rmsnorm_bwd(s, R, C, la->x_mid, l->norm2, eps, t->dh, t->dx, dx16(d), 1, GRAD(t, m, lw->norm2),
                                t->scratch));
         /* mixer: x_mid = x_in + o_proj . y(RMSNorm1(x_in)) */
         const int gdn = l->kind == HYDRA_LAYER_DELTANET;
         const int P = gdn ? (int)z.P : 3 * Hd;
-        if (gdn) {
-            K_CHECK(hk_gated_onorm(s, R, (int)z.H, (int)z.d, la->o, la->proj, P, 3 * Hd, l->o_norm, eps, sx, bf));
-            op = sx;
-        } else HYDRA_CHECK(to_gemm(d, la->o, (size_t)R * Hd, sx, &op));
+        op = gdn || bf ? la->mo : (const void *)la->o; /* the forward's o_proj input (F32 attention: o itself) */
         HYDRA_CHECK(grads(d, R, C, Hd, gy(d, t->dx), op, l->o_proj, GRAD(t, m, lw->o_proj), t->dy));
         if (gdn) HYDRA_CHECK(gdn_backward(m, d, li, B, T));
         else HYDRA_CHECK(attn_backward(m, d, li, B, T));
-        K_CHECK(hk_rmsnorm(s, R, C, la->x_in, l->norm1, eps, sx, bf));
-        HYDRA_CHECK(grads(d, R, P, C, gy(d, t->big), sx, l->in_proj, GRAD(t, m, lw->in_proj), t->dh));
+        HYDRA_CHECK(grads(d, R, P, C, gy(d, t->big), la->n1, l->in_proj, GRAD(t, m, lw->in_proj), t->dh));
         /* the bf16 copy feeds the next layer's down products; the embedding's backward reads f32 */
         K_CHECK(hk_rmsnorm_bwd(s, R, C, la->x_in, l->norm1, eps, t->dh, t->dx, li > 0 ? dx16(d) : NULL, 1,
                                GRAD(t, m, lw->norm1), t->scratch));
