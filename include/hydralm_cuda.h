@@ -28,6 +28,13 @@ hydra_status hydra_cuda_bench_copy(int device, size_t bytes, int reps, double *g
  * chunk_gated_delta_rule takes them). */
 hydra_status hydra_cuda_bench_delta_rule(int device, const char *kernel, int B, int T, int H, int d, int reps,
                                          double *ms);
+/* Where the last training step of a model on a GPU spent its device time,
+ * in milliseconds from CUDA events on the model's stream: ms[0] forward,
+ * ms[1] loss, ms[2] backward (each summed over micro-batches), ms[3] from
+ * the backward's end to the end of the optimizer step (gradient norm, the
+ * update, the refresh of the forward's weights), ms[4] the whole step on the
+ * device timeline (idle gaps between its work included). */
+hydra_status hydra_cuda_train_phases(const hydra_model *m, double ms[5]);
 
 #ifdef __cplusplus
 }

@@ -266,6 +266,58 @@ static void test_chunking_and_step(void **unused) {
     pair_free(cpu, gpu);
 }
 
+/* A decode step's DeltaNet layers as one kernel (hk_gdn_decode) = the three
+ * kernels it replaces (HYDRA_CUDA_FUSED_DECODE=0), to the bit: logits and
+ * states, batch 1 by hydra_step and batch 3 by [3, 1] forwards, f32 and
+ * bf16, head dims 64 and 128. */
+static void check_fused_decode(hydra_precision p, int head_dim) {
+    hydra_config c = cfg_of("DSDD");
+    c.n_heads = 256 / head_dim, c.d_model = 256, c.head_dim = head_dim;
+    hydra_model *m[2];
+    for (int i = 0; i < 2; i++) {
+        if (i == 0) setenv("HYDRA_CUDA_FUSED_DECODE", "0", 1);
+        HY_OK(hydra_model_create(&c, 11, &m[i]));
+        HY_OK(hydra_model_to_device(m[i], "cuda", p));
+        unsetenv("HYDRA_CUDA_FUSED_DECODE");
+    }
+    const int B = 3, V = c.vocab_size, steps = 12;
+    int32_t *tok = tokens(200, V, 21);
+    float *lg[2] = {malloc((size_t)B * V * 4), malloc((size_t)B * V * 4)};
+    hydra_state *s[2][3];
+    for (int i = 0; i < 2; i++)
+        for (int b = 0; b < B; b++) {
+            HY_OK(hydra_state_create(m[i], &s[i][b]));
+            HY_OK(hydra_forward(m[i], tok + 30 * b, 1, 40 + 30 * b, &s[i][b], HYDRA_LOGITS_NONE, NULL));
+        }
+    for (int t = 0; t < steps; t++) {
+        for (int i = 0; i < 2; i++) {
+            HY_OK(hydra_step(m[i], s[i][0], tok[150 + t], lg[i]));
+            HY_OK(hydra_forward(m[i], tok + 160 + t, B, 1, s[i], HYDRA_LOGITS_LAST, lg[i] + V)); /* rows 0..2 */
+        }
+        if (memcmp(lg[0], lg[1], (size_t)B * V * 4) != 0)
+            fail_msg("fused decode (%s, d %d): logits differ from the three kernels at step %d",
+                     p == HYDRA_PRECISION_F32 ? "f32" : "bf16", head_dim, t);
+    }
+    for (int b = 0; b < B; b++) {
+        HY_OK(hydra_state_host_read(s[0][b]));
+        HY_OK(hydra_state_host_read(s[1][b]));
+        if (memcmp(s[0][b]->arena, s[1][b]->arena, s[0][b]->arena_floats * 4) != 0)
+            fail_msg("fused decode (d %d): state %d differs from the three kernels'", head_dim, b);
+    }
+    for (int i = 0; i < 2; i++) {
+        for (int b = 0; b < B; b++) hydra_state_free(s[i][b]);
+        hydra_model_free(m[i]);
+        free(lg[i]);
+    }
+    free(tok);
+}
+
+static void test_fused_decode(void **unused) {
+    check_fused_decode(HYDRA_PRECISION_F32, 64);
+    check_fused_decode(HYDRA_PRECISION_BF16, 64);
+    check_fused_decode(HYDRA_PRECISION_BF16, 128);
+}
+
 /* B sequences at different positions in one forward = each alone. */
 static void test_batched_rows(void **unused) {
     hydra_model *cpu, *gpu;
@@ -594,7 +646,8 @@ int main(void) {
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_small_ops),           cmocka_unit_test(test_small_gemm),
         cmocka_unit_test(test_model_logits),
-        cmocka_unit_test(test_chunking_and_step),   cmocka_unit_test(test_batched_rows),
+        cmocka_unit_test(test_chunking_and_step),   cmocka_unit_test(test_fused_decode),
+        cmocka_unit_test(test_batched_rows),
         cmocka_unit_test(test_state_files_cross_device), cmocka_unit_test(test_generate_and_stream),
         cmocka_unit_test(test_factbank_cross_device), cmocka_unit_test(test_spec_on_gpu),
         cmocka_unit_test(test_dev_sampler),         cmocka_unit_test(test_dev_sampler_generate),

@@ -29,13 +29,13 @@ typedef struct {
 
 /* Median seconds of one step; 0 after reporting a failure. */
 static double time_step(const char *device, const hydra_config *c, const shape *sh, int warm, int reps,
-                        double *loss) {
+                        double *loss, double phase[5]) {
     hydra_model *m = NULL;
     hydra_optimizer *opt = NULL;
     hydra_optim_opts oo = hydra_optim_opts_default(sh->opt);
     const size_t BT = (size_t)sh->B * sh->T;
     int32_t *in = malloc(BT * 4), *tg = malloc(BT * 4);
-    double ts[32], sec = 0;
+    double ts[32], ph[5][32], sec = 0;
     hydra_status st = !in || !tg ? HYDRA_ERR_NOMEM : hydra_model_create(c, 1, &m);
     if (!st) st = hydra_model_to_device(m, device, sh->prec);
     if (!st) st = hydra_optimizer_create(m, &oo, &opt);
@@ -50,9 +50,13 @@ static double time_step(const char *device, const hydra_config *c, const shape *
         st = hydra_model_loss_grad(m, in, tg, NULL, sh->B, sh->T, NULL, loss, NULL);
         if (!st) st = hydra_optimizer_step(opt, m, NULL, NULL, NULL); /* returns after the device finished */
         if (i >= warm) ts[i - warm] = hydra_now_seconds() - t0;
+        double ms[5];
+        if (!st && i >= warm) st = hydra_cuda_train_phases(m, ms);
+        for (int k = 0; !st && i >= warm && k < 5; k++) ph[k][i - warm] = ms[k];
     }
     if (st) cli_fail("bench", "GPU training step", st);
     else sec = hydra_median(ts, reps);
+    for (int k = 0; !st && k < 5; k++) phase[k] = hydra_median(ph[k], reps);
     hydra_optimizer_free(opt);
     hydra_model_free(m);
     free(in), free(tg);
@@ -149,8 +153,8 @@ int hydra_bench_cuda_train(FILE *out, const char *device, int quick) {
     int rc = 0;
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         const shape *sh = &shapes[i];
-        double loss = 0, n_mm;
-        double sec = time_step(device, &c, sh, warm, reps, &loss);
+        double loss = 0, n_mm, ph[5];
+        double sec = time_step(device, &c, sh, warm, reps, &loss, ph);
         if (sec <= 0) {
             rc = 1;
             continue;
@@ -161,6 +165,9 @@ int hydra_bench_cuda_train(FILE *out, const char *device, int quick) {
         fprintf(out, "%-5s %-6s %10s %10.1f %12.0f %9.1f %6.1f%% %8.4f\n",
                 sh->prec == HYDRA_PRECISION_F32 ? "f32" : "bf16", sh->opt == HYDRA_OPT_MUON ? "muon" : "adamw", bt,
                 1e3 * sec, sh->B * (double)sh->T / sec, tf, 100.0 * tf / peak, loss);
+        fprintf(out, "      device ms (events): forward %.1f, loss %.1f, backward %.1f, optimizer %.1f; step on the "
+                     "device %.1f of %.1f wall\n",
+                ph[0], ph[1], ph[2], ph[3], ph[4], 1e3 * sec);
         fflush(out);
     }
     rc |= bench_nccl_world1(out, device, dev, &c, warm, reps);

@@ -10,6 +10,7 @@
  * used, so their latency hides behind the arithmetic. This is the decode and
  * speculative-verify kernel (one read and one write of S per call), and the
  * f32 path for prefill. */
+#include "device_util.cuh"
 #include "kernels.h"
 #include "launch.cuh"
 
@@ -104,6 +105,96 @@ __global__ void __launch_bounds__(WARPS * 32) delta_rule_k(int T, int H, int dv,
     }
 }
 
+/* One decode step (T = 1) of a DeltaNet layer after its input product, in
+ * one kernel per (head, sequence) instead of three (hk_gdn_prep, the kernel
+ * above, hk_gated_onorm): the head's conv + SiLU + L2 norms and gates, the
+ * delta rule on its D x D state (8 lanes a row, as above), the gated output
+ * norm, with q, k, v and o kept in shared memory. Every value is computed as
+ * the three kernels compute it (the same expressions, the same reduction
+ * orders), so the result is the same to the bit. The state row and the conv
+ * taps are read before the PDL wait: only the input product (proj) comes
+ * from the kernel before; the state and tails were last written by this
+ * layer's previous step. */
+template <int D>
+__global__ void __launch_bounds__(D * LANES_PER_ROW) gdn_decode_k(int H, int K, const float *__restrict__ proj, int P,
+                                                                 const float *__restrict__ convw, float *const *S,
+                                                                 float *const *tails, const float *__restrict__ A_log,
+                                                                 const float *__restrict__ dt_bias, float l2_eps,
+                                                                 const float *__restrict__ onw, float eps, void *y,
+                                                                 int bf16) {
+    constexpr int E = D / LANES_PER_ROW;
+    __shared__ float sx[3][D]; /* q, k (normalised), v */
+    __shared__ float so[D], sgb[2], sscale[2];
+    const int h = blockIdx.x, b = blockIdx.y, tid = threadIdx.x, lane = tid & 31;
+    const size_t Hd = (size_t)H * D, Cc = 3 * Hd;
+    /* before the wait: this thread's state row slice and conv taps */
+    const int row = tid / LANES_PER_ROW, c0 = (tid % LANES_PER_ROW) * E;
+    float *Sr = S[b] + ((size_t)h * D + row) * D + c0;
+    float s[E];
+#pragma unroll
+    for (int e = 0; e < E; e += 4) {
+        const float4 x = *(const float4 *)(Sr + e);
+        s[e] = x.x, s[e + 1] = x.y, s[e + 2] = x.z, s[e + 3] = x.w;
+    }
+    const int part = tid / D, c = tid % D;
+    const size_t ch = (size_t)part * Hd + (size_t)h * D + c;
+    hk_pdl_entry();
+    /* 1. input stage (gdn_prep_k at T = 1): conv with the tail, SiLU; shift the tail */
+    const float *pr = proj + (size_t)b * P;
+    if (part < 3) {
+        float *tl = tails[b];
+        sx[part][c] = silu(gdn_conv_at(proj, P, convw, K, (size_t)b, 0, ch, tl, Cc));
+        for (int r = 0; r < K - 1; r++) tl[(size_t)r * Cc + ch] = r + 1 < K - 1 ? tl[(size_t)(r + 1) * Cc + ch] : pr[ch];
+    }
+    if (tid == 0) gdn_gate(pr + 4 * Hd, H, h, A_log, dt_bias, &sgb[0], &sgb[1]);
+    __syncthreads();
+    if (tid < 64) { /* warp 0: q's norm, warp 1: k's, in gdn_prep_k's order (lane's channels lane + 32 i) */
+        const int p = tid >> 5;
+        float ss = 0.0f;
+#pragma unroll
+        for (int i = 0; i < D / 32; i++) ss += sx[p][lane + 32 * i] * sx[p][lane + 32 * i];
+        ss = warp_sum(ss);
+        if (lane == 0) sscale[p] = (p == 0 ? rsqrtf((float)D) : 1.0f) / sqrtf(ss + l2_eps);
+    }
+    __syncthreads();
+    /* 2. the delta rule for this row (delta_rule_k at T = 1) */
+    float kt[E], qt[E];
+#pragma unroll
+    for (int e = 0; e < E; e++) qt[e] = sx[0][c0 + e] * sscale[0], kt[e] = sx[1][c0 + e] * sscale[1];
+    const float alpha = expf(sgb[0]), bt = sgb[1], vt = sx[2][row];
+    float acc = 0.0f;
+#pragma unroll
+    for (int e = 0; e < E; e++) acc += s[e] * kt[e];
+    const float pp = alpha * row_sum(acc);
+    const float u = bt * (vt - pp);
+    float out = 0.0f;
+#pragma unroll
+    for (int e = 0; e < E; e++) {
+        s[e] = alpha * s[e] + u * kt[e];
+        out += s[e] * qt[e];
+    }
+    out = row_sum(out);
+#pragma unroll
+    for (int e = 0; e < E; e += 4) *(float4 *)(Sr + e) = make_float4(s[e], s[e + 1], s[e + 2], s[e + 3]);
+    if (tid % LANES_PER_ROW == 0) so[row] = out;
+    __syncthreads();
+    /* 3. gated output norm (gated_onorm4_k): 4 channels a lane, the head's D/4 lanes of warp 0 */
+    if (tid < 32) {
+        const int cc = 4 * lane;
+        const bool on = cc < D;
+        const float4 z = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        const float4 ov = on ? make_float4(so[cc], so[cc + 1], so[cc + 2], so[cc + 3]) : z;
+        const float4 gv = on ? load4(pr, 3 * Hd + (size_t)h * D + cc) : z, wv = on ? load4(onw, (size_t)cc) : z;
+        const float ss = group_sum(ov.x * ov.x + ov.y * ov.y + ov.z * ov.z + ov.w * ov.w, D / 4);
+        const float inv = 1.0f / sqrtf(ss / (float)D + eps);
+        if (on)
+            store4(y, (size_t)b * Hd + (size_t)h * D + cc,
+                   make_float4(ov.x * silu(gv.x) * inv * wv.x, ov.y * silu(gv.y) * inv * wv.y,
+                               ov.z * silu(gv.z) * inv * wv.z, ov.w * silu(gv.w) * inv * wv.w),
+                   bf16);
+    }
+}
+
 template <int DK>
 cudaError_t launch(cudaStream_t st, int B, int T, int H, int dv, const float *q, const float *k, const float *v,
                    const float *g, const float *beta, float *const *S, float *o) {
@@ -125,4 +216,19 @@ extern "C" cudaError_t hk_delta_rule_recurrent(cudaStream_t s, int B, int T, int
     case 256: return launch<256>(s, B, T, H, dv, q, k, v, g, beta, S, o);
     default: return cudaErrorInvalidValue;
     }
+}
+
+extern "C" cudaError_t hk_gdn_decode(cudaStream_t s, int B, int H, int d, int K, const float *proj, int P,
+                                     const float *convw, float *const *S, float *const *tails, const float *A_log,
+                                     const float *dt_bias, float l2_eps, const float *o_norm, float eps, void *y,
+                                     int out_bf16) {
+    if (B <= 0 || H <= 0 || K < 1 || P % 4 || !aligned16(proj) || !aligned16(o_norm) || !aligned16(y))
+        return cudaErrorInvalidValue;
+    const dim3 grid((unsigned)H, (unsigned)B);
+    switch (d) {
+    case 64: hk_launch(gdn_decode_k<64>, grid, 64 * LANES_PER_ROW, 0, s, H, K, proj, P, convw, S, tails, A_log, dt_bias, l2_eps, o_norm, eps, y, out_bf16); break;
+    case 128: hk_launch(gdn_decode_k<128>, grid, 128 * LANES_PER_ROW, 0, s, H, K, proj, P, convw, S, tails, A_log, dt_bias, l2_eps, o_norm, eps, y, out_bf16); break;
+    default: return cudaErrorInvalidValue;
+    }
+    return cudaGetLastError();
 }

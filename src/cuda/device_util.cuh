@@ -82,6 +82,14 @@ __device__ __forceinline__ float gdn_conv_at(const float *proj, int P, const flo
     return acc;
 }
 
+/* The gates of head h from a row's a|b columns pr [2H]: beta = sigmoid(b),
+ * g = -exp(A_log) * softplus(a + dt_bias). */
+__device__ __forceinline__ void gdn_gate(const float *pr, int H, int h, const float *A_log, const float *dt_bias,
+                                         float *g, float *beta) {
+    *beta = 1.0f / (1.0f + expf(-pr[H + h]));
+    *g = -expf(A_log[h]) * softplus(pr[h] + dt_bias[h]);
+}
+
 inline unsigned blocks_for(size_t n, unsigned threads) { return (unsigned)((n + threads - 1) / threads); }
 
 /* Store v as f32 or bf16 (round to nearest even) at element i: the kernels
@@ -104,6 +112,14 @@ __device__ __forceinline__ void store4(void *y, size_t i, float4 v, int bf16) {
     } else ((float4 *)y)[i / 4] = v;
 }
 __device__ __forceinline__ float4 load4(const float *x, size_t i) { return ((const float4 *)x)[i / 4]; }
+/* Four bf16 from element i (a multiple of 4, 8-byte aligned) as f32: one 8-byte load. */
+__device__ __forceinline__ float4 load4(const __nv_bfloat16 *x, size_t i) {
+    const uint2 u = ((const uint2 *)x)[i / 4];
+    return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u), __uint_as_float(u.y << 16),
+                       __uint_as_float(u.y & 0xffff0000u));
+}
+__device__ __forceinline__ float load1(const float *x, size_t i) { return x[i]; }
+__device__ __forceinline__ float load1(const __nv_bfloat16 *x, size_t i) { return __bfloat162float(x[i]); }
 __device__ __forceinline__ float at(const float4 &v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
 __host__ __device__ __forceinline__ bool aligned16(const void *p) { return ((size_t)p & 15) == 0; }
 

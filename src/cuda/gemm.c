@@ -20,6 +20,7 @@
 
 struct plan {
     int M, N, K, bf16, acc, ta, tb, lda, ldb, ldc;
+    int out16;              /* C in bf16 (bf16 inputs only), else f32 */
     size_t na, nb;          /* elements the two operands span (cuBLAS's A = our B, and B = our A) */
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t a, b, c;
@@ -113,10 +114,10 @@ done:
  * N x K, no transpose; stored [N, K] when tb = 1: column-major K x N,
  * transposed), its second our A likewise. */
 static hydra_status make_plan(hydra_gemm_ctx *g, cudaStream_t s, int ta, int tb, int M, int N, int K, int lda, int ldb,
-                              int ldc, int bf16, int acc, struct plan **out) {
+                              int ldc, int bf16, int acc, int out16, struct plan **out) {
     struct plan *p = calloc(1, sizeof *p);
     if (!p) return hydra_set_error(HYDRA_ERR_NOMEM, "out of memory");
-    p->M = M, p->N = N, p->K = K, p->bf16 = bf16, p->acc = acc;
+    p->M = M, p->N = N, p->K = K, p->bf16 = bf16, p->acc = acc, p->out16 = out16;
     p->ta = ta, p->tb = tb, p->lda = lda, p->ldb = ldb, p->ldc = ldc;
     cudaDataType_t in = bf16 ? CUDA_R_16BF : CUDA_R_32F;
     cublasOperation_t opa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -127,7 +128,7 @@ static hydra_status make_plan(hydra_gemm_ctx *g, cudaStream_t s, int ta, int tb,
              cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb) == CUBLAS_STATUS_SUCCESS &&
              cublasLtMatrixLayoutCreate(&p->a, in, ar, ac, ldb) == CUBLAS_STATUS_SUCCESS &&
              cublasLtMatrixLayoutCreate(&p->b, in, br, bc, lda) == CUBLAS_STATUS_SUCCESS &&
-             cublasLtMatrixLayoutCreate(&p->c, CUDA_R_32F, N, M, ldc) == CUBLAS_STATUS_SUCCESS;
+             cublasLtMatrixLayoutCreate(&p->c, out16 ? CUDA_R_16BF : CUDA_R_32F, N, M, ldc) == CUBLAS_STATUS_SUCCESS;
     cublasLtMatmulPreference_t pref = NULL;
     cublasLtMatmulHeuristicResult_t res[32]; /* small M: the fitting tiles are often far down the list */
     int found = 0;
@@ -155,22 +156,24 @@ hydra_status hydra_gemm_ex(hydra_gemm_ctx *g, cudaStream_t s, int ta, int tb, in
     return hydra_gemm_ex_add(g, s, ta, tb, M, N, K, A, lda, B, ldb, acc ? C : NULL, C, ldc, bf16);
 }
 
-hydra_status hydra_gemm_ex_add(hydra_gemm_ctx *g, cudaStream_t s, int ta, int tb, int M, int N, int K, const void *A,
-                               int lda, const void *B, int ldb, const float *Cin, float *C, int ldc, int bf16) {
+/* C = op(A) op(B) (+ Cin), C and Cin f32 or (out16) bf16. */
+static hydra_status gemm_run(hydra_gemm_ctx *g, cudaStream_t s, int ta, int tb, int M, int N, int K, const void *A,
+                             int lda, const void *B, int ldb, const void *Cin, void *C, int ldc, int bf16, int out16) {
     const int acc = Cin != NULL;
     if (M <= 0 || N <= 0 || K <= 0) {
         if (acc && Cin != C && M > 0 && N > 0) { /* nothing to add: D = Cin */
-            cudaError_t e = cudaMemcpy2DAsync(C, (size_t)ldc * 4, Cin, (size_t)ldc * 4, (size_t)N * 4, (size_t)M,
+            const size_t e = out16 ? 2 : 4;
+            cudaError_t r = cudaMemcpy2DAsync(C, (size_t)ldc * e, Cin, (size_t)ldc * e, (size_t)N * e, (size_t)M,
                                               cudaMemcpyDeviceToDevice, s);
-            if (e != cudaSuccess) return hydra_set_error(HYDRA_ERR_DEVICE, "cuda: copy: %s", cudaGetErrorString(e));
+            if (r != cudaSuccess) return hydra_set_error(HYDRA_ERR_DEVICE, "cuda: copy: %s", cudaGetErrorString(r));
         }
         return HYDRA_OK;
     }
     struct plan *p = g->plans;
     while (p && !(p->M == M && p->N == N && p->K == K && p->bf16 == bf16 && p->acc == acc && p->ta == ta &&
-                  p->tb == tb && p->lda == lda && p->ldb == ldb && p->ldc == ldc))
+                  p->tb == tb && p->lda == lda && p->ldb == ldb && p->ldc == ldc && p->out16 == out16))
         p = p->next;
-    if (!p) HYDRA_CHECK(make_plan(g, s, ta, tb, M, N, K, lda, ldb, ldc, bf16, acc, &p));
+    if (!p) HYDRA_CHECK(make_plan(g, s, ta, tb, M, N, K, lda, ldb, ldc, bf16, acc, out16, &p));
     const float one = 1.0f, beta = acc ? 1.0f : 0.0f;
     cublasStatus_t st = cublasLtMatmul(g->lt, p->op, &one, B, p->a, A, p->b, &beta, acc ? Cin : C, p->c, C, p->c,
                                        &p->algo, g->ws, g->ws_bytes, s);
@@ -178,6 +181,16 @@ hydra_status hydra_gemm_ex_add(hydra_gemm_ctx *g, cudaStream_t s, int ta, int tb
         return hydra_set_error(HYDRA_ERR_DEVICE, "cuda: cublasLtMatmul %dx%dx%d (trans %d%d) failed (status %d)", M, N,
                                K, ta, tb, (int)st);
     return HYDRA_OK;
+}
+
+hydra_status hydra_gemm_ex_add(hydra_gemm_ctx *g, cudaStream_t s, int ta, int tb, int M, int N, int K, const void *A,
+                               int lda, const void *B, int ldb, const float *Cin, float *C, int ldc, int bf16) {
+    return gemm_run(g, s, ta, tb, M, N, K, A, lda, B, ldb, Cin, C, ldc, bf16, 0);
+}
+
+hydra_status hydra_gemm_ex16(hydra_gemm_ctx *g, cudaStream_t s, int ta, int tb, int M, int N, int K, const void *A,
+                             int lda, const void *B, int ldb, void *C, int ldc) {
+    return gemm_run(g, s, ta, tb, M, N, K, A, lda, B, ldb, NULL, C, ldc, 1, 1);
 }
 
 hydra_status hydra_gemm(hydra_gemm_ctx *g, cudaStream_t s, int M, int N, int K, const void *x, const void *W, float *y,

@@ -34,6 +34,10 @@ hydra_status hydra_gemm_ex(hydra_gemm_ctx *g, cudaStream_t s, int ta, int tb, in
  * it into the output (cuBLASLt's D = alpha A B + beta C with C != D). */
 hydra_status hydra_gemm_ex_add(hydra_gemm_ctx *g, cudaStream_t s, int ta, int tb, int M, int N, int K, const void *A,
                                int lda, const void *B, int ldb, const float *Cin, float *C, int ldc, int bf16);
+/* C = op(A) . op(B) with bf16 A, B and C (f32 accumulation, C rounded to
+ * nearest even): a product whose output only feeds a kernel that reads bf16. */
+hydra_status hydra_gemm_ex16(hydra_gemm_ctx *g, cudaStream_t s, int ta, int tb, int M, int N, int K, const void *A,
+                             int lda, const void *B, int ldb, void *C, int ldc);
 /* The same with its input formed from x by `in` (HK_IN_RMSNORM with weights
  * nw and eps, HK_IN_SWIGLU; kernels.h): fused into the small-M kernel, or
  * written to tmp (rows of K in the GEMM dtype) by hk_rmsnorm / hk_swiglu

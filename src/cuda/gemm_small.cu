@@ -35,6 +35,27 @@ __device__ __forceinline__ void load8(const float *p, float *f) {
     float4 a = *(const float4 *)p, b = *(const float4 *)(p + 4);
     f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
 }
+/* Eight weights as loaded, converted later (registers kept small). */
+template <typename T> struct Raw8;
+template <> struct Raw8<__nv_bfloat16> {
+    uint4 u;
+    __device__ __forceinline__ void zero() { u = make_uint4(0u, 0u, 0u, 0u); }
+    __device__ __forceinline__ void load(const __nv_bfloat16 *p) { u = *(const uint4 *)p; }
+    __device__ __forceinline__ void get(float *f) const { /* bf16 -> f32 is a shift: the low half is element 0 */
+        const unsigned w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+        for (int i = 0; i < 4; i++) f[2 * i] = __uint_as_float(w[i] << 16), f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    }
+};
+template <> struct Raw8<float> {
+    float4 a, b;
+    __device__ __forceinline__ void zero() { a = b = make_float4(0.0f, 0.0f, 0.0f, 0.0f); }
+    __device__ __forceinline__ void load(const float *p) { a = *(const float4 *)p, b = *(const float4 *)(p + 4); }
+    __device__ __forceinline__ void get(float *f) const {
+        f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
+    }
+};
+constexpr int PRE = 4; /* weight loads per column issued before the PDL wait (a K of 1,024 at one slice) */
 __device__ __forceinline__ float load1(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
 __device__ __forceinline__ float load1(const float *p) { return *p; }
 
@@ -83,13 +104,32 @@ __global__ void __launch_bounds__(WARPS * 32) gemm_small_k(int N, int K, const v
                                                           const float *__restrict__ nw, float eps,
                                                           const T *__restrict__ W, float *__restrict__ y, int acc,
                                                           int vec, int split) {
-    hk_pdl_entry();
     __shared__ float part[WARPS][M][COLS];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int n0 = split ? blockIdx.x * COLS : (blockIdx.x * WARPS + warp) * COLS;
-    if (n0 >= N) return; /* whole blocks when split */
     const int KS = split ? (K / WARPS + 7) / 8 * 8 : K; /* this warp's slice of K */
     const int k_lo = split ? min(K, warp * KS) : 0, k_hi = split ? min(K, k_lo + KS) : K;
+    /* The first PRE weight loads of each column are issued before the wait for
+     * the previous kernel (hk_pdl_entry): no kernel of a forward writes the
+     * weights, so they may be read while that kernel is still running, and
+     * the chain of decode products overlaps their weight streams with the
+     * work before them instead of starting each from HBM latency. */
+    Raw8<T> pre[PRE][COLS];
+#pragma unroll
+    for (int j = 0; j < PRE; j++)
+#pragma unroll
+        for (int c = 0; c < COLS; c++) pre[j][c].zero();
+    if (vec && n0 < N) {
+#pragma unroll
+        for (int j = 0; j < PRE; j++) {
+            const int k = k_lo + lane * 8 + j * 32 * 8;
+#pragma unroll
+            for (int c = 0; c < COLS; c++)
+                if (k + 8 <= k_hi && n0 + c < N) pre[j][c].load(W + (size_t)(n0 + c) * K + k);
+        }
+    }
+    hk_pdl_entry();
+    if (n0 >= N) return; /* whole blocks when split */
     float inv[M]; /* RMSNorm: 1 / rms of each row, summed by this warp (rows are short) */
 #pragma unroll
     for (int m = 0; m < M; m++) {
@@ -109,14 +149,8 @@ __global__ void __launch_bounds__(WARPS * 32) gemm_small_k(int N, int K, const v
         for (int c = 0; c < COLS; c++) sum[m][c] = 0.0f;
     int k_tail = k_lo; /* where the scalar loop starts: the slice's start, or past every whole 8-wide group */
     if (vec) {
-        for (int k = k_lo + lane * 8; k + 8 <= k_hi; k += 32 * 8) {
-            float w[COLS][8];
-#pragma unroll
-            for (int c = 0; c < COLS; c++)
-                if (n0 + c < N) load8(W + (size_t)(n0 + c) * K + k, w[c]);
-                else
-#pragma unroll
-                    for (int i = 0; i < 8; i++) w[c][i] = 0.0f;
+        /* one 8-wide group of K per lane and step: w [COLS][8] times every row's inputs */
+        auto group = [&](int k, float (&w)[COLS][8]) {
 #pragma unroll
             for (int m = 0; m < M; m++) {
                 float xv[8];
@@ -126,6 +160,25 @@ __global__ void __launch_bounds__(WARPS * 32) gemm_small_k(int N, int K, const v
 #pragma unroll
                     for (int i = 0; i < 8; i++) sum[m][c] += w[c][i] * xv[i];
             }
+        };
+        int k = k_lo + lane * 8;
+#pragma unroll
+        for (int j = 0; j < PRE; j++, k += 32 * 8) { /* the groups loaded before the wait */
+            if (k + 8 > k_hi) break;
+            float w[COLS][8];
+#pragma unroll
+            for (int c = 0; c < COLS; c++) pre[j][c].get(w[c]); /* zeros past N (never loaded) */
+            group(k, w);
+        }
+        for (; k + 8 <= k_hi; k += 32 * 8) {
+            float w[COLS][8];
+#pragma unroll
+            for (int c = 0; c < COLS; c++)
+                if (n0 + c < N) load8(W + (size_t)(n0 + c) * K + k, w[c]);
+                else
+#pragma unroll
+                    for (int i = 0; i < 8; i++) w[c][i] = 0.0f;
+            group(k, w);
         }
         k_tail = k_hi; /* vec: K % 8 == 0, so every slice is whole 8-wide groups */
     }

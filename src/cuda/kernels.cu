@@ -80,12 +80,6 @@ __global__ void gather_last_k(int T, int C, const float *x, float *last) {
     for (int c = threadIdx.x; c < C; c += blockDim.x) last[b * C + c] = x[(b * T + T - 1) * C + c];
 }
 
-__device__ __forceinline__ void gdn_gate(const float *pr, int H, int h, const float *A_log, const float *dt_bias,
-                                         float *g, float *beta) {
-    *beta = 1.0f / (1.0f + expf(-pr[H + h]));
-    *g = -expf(A_log[h]) * softplus(pr[h] + dt_bias[h]);
-}
-
 /* One warp per (row, head, part) (gdn_item). With T = 1 (a decode step) the
  * warp also shifts its channels' conv tails (no other thread reads them) and
  * the q warp computes its head's gates: one kernel instead of three. */
@@ -279,19 +273,20 @@ __global__ void cache_write_k(int T, int first, int H, int d, int window, const 
     }
 }
 
-__global__ void swiglu_k(size_t n, int F, const float *gu, void *act, int bf16) {
+/* gu f32 or bf16 (TI). */
+template <typename TI> __global__ void swiglu_k(size_t n, int F, const TI *gu, void *act, int bf16) {
     hk_pdl_entry();
     size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
     if (i >= n) return;
     size_t r = i / F;
     int c = (int)(i % F);
-    const float *row = gu + r * 2 * F;
-    store(act, i, silu(row[c]) * row[F + c], bf16);
+    const TI *row = gu + r * 2 * F;
+    store(act, i, silu(load1(row, c)) * load1(row, F + c), bf16);
 }
 
 /* F % 4 == 0, 16-byte rows: 4 columns per thread, grid (rows, column
  * blocks): no index division, 16-byte loads. */
-__global__ void swiglu4_k(int F, const float *gu, void *act, int bf16) {
+template <typename TI> __global__ void swiglu4_k(int F, const TI *gu, void *act, int bf16) {
     hk_pdl_entry();
     const int c = (blockIdx.y * blockDim.x + threadIdx.x) * 4;
     if (c >= F) return;
@@ -309,6 +304,16 @@ __global__ void fill_k(float *x, size_t n, uint64_t seed, float lo, float hi) {
         z ^= z >> 31;
         x[i] = lo + (hi - lo) * (float)(z >> 40) * (1.0f / 16777216.0f);
     }
+}
+
+template <typename TI> cudaError_t swiglu_launch(cudaStream_t s, int BT, int F, const TI *gu, void *act, int out_bf16) {
+    size_t n = (size_t)BT * F;
+    if (!n) return cudaSuccess;
+    if (F % 4 == 0 && aligned16(gu) && aligned16(act)) {
+        const unsigned threads = F / 4 < 256 ? (unsigned)(F / 4 + 31) / 32 * 32 : 256;
+        hk_launch(swiglu4_k<TI>, dim3((unsigned)BT, blocks_for((size_t)F / 4, threads)), threads, 0, s, F, gu, act, out_bf16);
+    } else hk_launch(swiglu_k<TI>, blocks_for(n, 256), 256, 0, s, n, F, gu, act, out_bf16);
+    return cudaGetLastError();
 }
 
 } // namespace
@@ -414,13 +419,11 @@ cudaError_t hk_cache_write(cudaStream_t s, int B, int T, int H, int d, int windo
 }
 
 cudaError_t hk_swiglu(cudaStream_t s, int BT, int F, const float *gu, void *act, int out_bf16) {
-    size_t n = (size_t)BT * F;
-    if (!n) return cudaSuccess;
-    if (F % 4 == 0 && aligned16(gu) && aligned16(act)) {
-        const unsigned threads = F / 4 < 256 ? (unsigned)(F / 4 + 31) / 32 * 32 : 256;
-        hk_launch(swiglu4_k, dim3((unsigned)BT, blocks_for((size_t)F / 4, threads)), threads, 0, s, F, gu, act, out_bf16);
-    } else hk_launch(swiglu_k, blocks_for(n, 256), 256, 0, s, n, F, gu, act, out_bf16);
-    return cudaGetLastError();
+    return swiglu_launch(s, BT, F, gu, act, out_bf16);
+}
+
+cudaError_t hk_swiglu16(cudaStream_t s, int BT, int F, const uint16_t *gu, void *act, int out_bf16) {
+    return swiglu_launch(s, BT, F, (const __nv_bfloat16 *)gu, act, out_bf16);
 }
 
 cudaError_t hk_fill_uniform(cudaStream_t s, float *x, size_t n, uint64_t seed, float lo, float hi) {

@@ -52,6 +52,14 @@ cudaError_t hk_conv_tail(cudaStream_t s, int B, int T, int Cc, int K, const floa
 cudaError_t hk_delta_rule_recurrent(cudaStream_t s, int B, int T, int H, int dk, int dv, const float *q,
                                     const float *k, const float *v, const float *g, const float *beta,
                                     float *const *S, float *o);
+/* A decode step (T = 1) of a DeltaNet layer after its input product, for
+ * dk = dv = d in {64, 128}: hk_gdn_prep + hk_delta_rule_recurrent +
+ * hk_gated_onorm in one kernel per (head, sequence), the same values to the
+ * bit (q, k, v, g, beta and o never leave the block). y [B, Hd] as
+ * hk_gated_onorm writes it; P % 4 == 0, proj, o_norm and y 16-byte aligned. */
+cudaError_t hk_gdn_decode(cudaStream_t s, int B, int H, int d, int K, const float *proj, int P, const float *convw,
+                          float *const *S, float *const *tails, const float *A_log, const float *dt_bias,
+                          float l2_eps, const float *o_norm, float eps, void *y, int out_bf16);
 /* The same in chunks of 64 (WY form), for prefill, dk == dv in {64, 128}.
  * tc = 0: f32 SIMT throughout (delta_chunked.cu); tc = 1: every product on
  * bf16 tensor cores with f32 accumulation, the state kept in f32
@@ -96,6 +104,8 @@ cudaError_t hk_cache_write(cudaStream_t s, int B, int T, int H, int d, int windo
 /* ---- MLP */
 /* act[r, i] = SiLU(gu[r, i]) * gu[r, F + i]. */
 cudaError_t hk_swiglu(cudaStream_t s, int BT, int F, const float *gu, void *act, int out_bf16);
+/* The same with gu in bf16 (a gate|up product that wrote bf16). */
+cudaError_t hk_swiglu16(cudaStream_t s, int BT, int F, const uint16_t *gu, void *act, int out_bf16);
 
 /* ---- small GEMMs (gemm_small.cu) */
 #define HK_GEMM_SMALL_MAX_M 8
@@ -154,6 +164,9 @@ cudaError_t hk_conv_bwd(cudaStream_t s, int B, int T, int Cc, int K, const float
 /* SwiGLU: gu [BT, 2F], dact [BT, F] -> dgu [BT, 2F] (f32, or bf16 with
  * out_bf16: dgu only feeds the gate/up products). */
 cudaError_t hk_swiglu_bwd(cudaStream_t s, int BT, int F, const float *gu, const float *dact, void *dgu, int out_bf16);
+/* The same with gu in bf16. */
+cudaError_t hk_swiglu16_bwd(cudaStream_t s, int BT, int F, const uint16_t *gu, const float *dact, void *dgu,
+                            int out_bf16);
 /* RoPE backward in place on dx [B*T, H, d] at positions 0..T-1 (inv_freq [d/2]). */
 cudaError_t hk_rope_bwd(cudaStream_t s, int B, int T, int H, int d, const double *inv_freq, float *dx);
 /* dE[V, C] += dx rows grouped by token: rows of token v are

@@ -240,6 +240,8 @@ hydra_status hydra_dev_model_create(const hydra_model *m, int device, hydra_prec
     d->sample_on = !(sm && strcmp(sm, "0") == 0);
     const char *ch = getenv("HYDRA_CUDA_CHUNKED"); /* "0": token-by-token kernel at every length */
     d->chunk_min = (ch && strcmp(ch, "0") == 0) || (m->dk != 64 && m->dk != 128) ? 0 : 64;
+    const char *fd = getenv("HYDRA_CUDA_FUSED_DECODE"); /* "0": a decode step's DeltaNet layers as three kernels */
+    d->fused_decode = !(fd && strcmp(fd, "0") == 0) && (m->dk == 64 || m->dk == 128);
     hydra_status st = HYDRA_OK;
     if (cudaStreamCreateWithFlags(&d->stream, cudaStreamNonBlocking) != cudaSuccess)
         st = hydra_set_error(HYDRA_ERR_DEVICE, "cuda: cannot create a stream on cuda:%d", device);
@@ -433,6 +435,11 @@ static hydra_status gdn_layer(const hydra_model *m, hydra_dev_model *d, const de
     float *const *S = d->ptrs + (size_t)li * 2 * B, *const *tails = S + B;
     HYDRA_CHECK(hydra_gemm_in(&d->gemm, s, BT, P, C, HK_IN_RMSNORM, d->x, l->norm1, c->norm_eps, d->gin, l->in_proj,
                               d->proj, d->bf16, 0));
+    if (T == 1 && d->fused_decode) { /* input stage, delta rule and gated norm in one kernel */
+        K_CHECK(hk_gdn_decode(s, B, H, dd, K, d->proj, P, l->conv, S, tails, l->A_log, l->dt_bias, c->l2_eps,
+                              l->o_norm, c->norm_eps, d->gin, d->bf16));
+        return HYDRA_OK;
+    }
     K_CHECK(hk_gdn_prep(s, B, T, H, dd, K, d->proj, P, l->conv, tails, l->A_log, l->dt_bias, c->l2_eps, d->q, d->k,
                         d->v, d->g, d->beta));
     K_CHECK(hk_conv_tail(s, B, T, 3 * Hd, K, d->proj, P, tails));

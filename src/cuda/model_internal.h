@@ -44,6 +44,7 @@ struct hydra_dev_model {
      * staging buffers refilled (their addresses are baked into the graph) */
     int use_graphs;
     int chunk_min;     /* forwards of >= chunk_min tokens use the chunked delta rule (0: never) */
+    int fused_decode;  /* a T = 1 forward's DeltaNet layers: one kernel after the input product (hk_gdn_decode) */
     struct {
         int B, T, mode;
         cudaGraphExec_t exec; /* NULL: seen once, runs eagerly (GEMM plans are made and timed then) */

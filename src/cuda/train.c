@@ -26,6 +26,7 @@
 #include "cuda/common.h"
 #include "cuda/kernels.h"
 #include "cuda/model_internal.h"
+#include "hydralm_cuda.h"
 
 typedef struct {
     float *x_in, *x_mid;   /* [rows, C] */
@@ -33,7 +34,7 @@ typedef struct {
     float *q, *k, *v, *o;  /* [rows, Hd] */
     void *att;             /* attention on tensor cores: its forward's log-sum-exp for the backward */
     float *g, *beta;       /* GDN: [rows, H] */
-    float *gu;             /* [rows, 2F] */
+    void *gu;              /* [rows, 2F] gate|up: bf16 in BF16 mode (only SwiGLU and its backward read it) */
     /* The products' inputs in the GEMM dtype, kept for the weight gradients instead of being recomputed
      * in the backward: RMSNorm1(x_in) and RMSNorm2(x_mid) [rows, C], the mixer output fed to o_proj
      * [rows, Hd] (the gated norm's; attention's o rounded, BF16 mode), SiLU(gate) * up [rows, F]. */
@@ -62,7 +63,12 @@ struct dev_train {
     double *loss;          /* one double */
     int32_t *h_csr;        /* host staging for the embedding CSR */
     const hydra_dev_grad_opts *ready; /* data parallel: grad_ready during the last micro-batch's backward, else NULL */
+    /* where the last step's device time went (hydra_cuda_train_phases): events at the step's start, each
+       micro-batch's forward start / forward end / loss end / backward end, and after the optimizer's refresh */
+    cudaEvent_t ev[6];
+    double phase_ms[3];    /* forward, loss, backward, summed over micro-batches */
 };
+enum { EV_STEP, EV_FWD, EV_LOSS_START, EV_BWD_START, EV_BWD_END, EV_OPT_END };
 
 #define GRAD(t, m, p) ((t)->grads + ((p) - (m)->params))
 #define MASTER(t, m, p) ((t)->params + ((p) - (m)->params))
@@ -84,6 +90,8 @@ void hydra_dev_train_free(hydra_dev_model *d) {
     hydra_gemm_free(&t->gemm);
     if (t->params) cudaFree(t->params);
     if (t->grads) cudaFree(t->grads);
+    for (int i = 0; i < 6; i++)
+        if (t->ev[i]) cudaEventDestroy(t->ev[i]);
     free(t);
     d->train = NULL;
 }
@@ -105,6 +113,12 @@ static dims dims_of(const hydra_model *m) {
     if (z.C > w) w = z.C;
     z.wmax = w;
     return z;
+}
+
+/* BF16 mode keeps gate|up in bf16 (HYDRA_CUDA_GU16=0: f32, for comparisons). */
+static int gu16(const hydra_dev_model *d) {
+    const char *e = getenv("HYDRA_CUDA_GU16");
+    return d->bf16 && !(e && strcmp(e, "0") == 0);
 }
 
 /* Walks the activation layout for B sequences of T tokens; with base NULL
@@ -133,8 +147,8 @@ static size_t acts_layout(const hydra_model *m, size_t B, size_t T, char *base, 
         LT(k, R * z.Hd);
         LT(v, R * z.Hd);
         LT(o, R * z.Hd);
-        LT(gu, R * 2 * z.F);
         const size_t es = m->dev && m->dev->bf16 ? 2 : 4; /* the GEMM dtype's size */
+        TAKE(la ? (void *)&la->gu : NULL, R * 2 * z.F * (m->dev && gu16(m->dev) ? 2 : 4));
         TAKE(la ? (void *)&la->n1 : NULL, R * z.C * es);
         TAKE(la ? (void *)&la->n2 : NULL, R * z.C * es);
         TAKE(la ? (void *)&la->mo : NULL, R * z.Hd * es);
@@ -202,6 +216,8 @@ static hydra_status train_init(const hydra_model *m, hydra_dev_model *d) {
         st = hydra_set_error(HYDRA_ERR_DEVICE, "cuda: uploading the master weights failed");
     if (!st && cudaMemset(t->grads, 0, m->n_params * 4) != cudaSuccess)
         st = hydra_set_error(HYDRA_ERR_DEVICE, "cuda: clearing the gradients failed");
+    for (int i = 0; !st && i < 6; i++)
+        if (cudaEventCreate(&t->ev[i]) != cudaSuccess) st = hydra_set_error(HYDRA_ERR_DEVICE, "cuda: creating an event failed");
     if (st) hydra_dev_train_free(d);
     return st;
 }
@@ -348,8 +364,13 @@ static hydra_status train_forward(const hydra_model *m, hydra_dev_model *d, int 
         }
         HYDRA_CHECK(fwd_res(d, R, C, Hd, op, l->o_proj, la->x_in, la->x_mid));
         K_CHECK(hk_rmsnorm(s, R, C, la->x_mid, l->norm2, eps, la->n2, bf));
-        HYDRA_CHECK(fwd(d, R, 2 * F, C, la->n2, l->gate_up, la->gu, 0));
-        K_CHECK(hk_swiglu(s, R, F, la->gu, la->act, bf));
+        if (gu16(d)) { /* gate|up rounded to bf16 by the product: half the bytes to write and to read twice */
+            HYDRA_CHECK(hydra_gemm_ex16(&t->gemm, s, 0, 1, R, 2 * F, C, la->n2, C, l->gate_up, C, la->gu, 2 * F));
+            K_CHECK(hk_swiglu16(s, R, F, la->gu, la->act, 1));
+        } else {
+            HYDRA_CHECK(fwd(d, R, 2 * F, C, la->n2, l->gate_up, la->gu, 0));
+            K_CHECK(hk_swiglu(s, R, F, la->gu, la->act, bf));
+        }
         HYDRA_CHECK(fwd_res(d, R, C, F, la->act, l->down, la->x_mid, x_out));
     }
     K_CHECK(hk_rmsnorm(s, R, C, t->x_final, d->norm_f, eps, t->hf, 0)); /* f32: the head's input, kept for its backward */
@@ -461,7 +482,8 @@ static hydra_status train_backward(const hydra_model *m, hydra_dev_model *d, int
         const tlayer *la = &t->L[li];
         /* MLP: x_out = x_mid + down(SiLU(gate) * up), gate|up = gate_up . RMSNorm2(x_mid) */
         HYDRA_CHECK(grads(d, R, C, F, gy(d, t->dx), la->act, l->down, GRAD(t, m, lw->down), t->dact));
-        K_CHECK(hk_swiglu_bwd(s, R, F, la->gu, t->dact, gy(d, t->big), bf));
+        if (gu16(d)) K_CHECK(hk_swiglu16_bwd(s, R, F, la->gu, t->dact, gy(d, t->big), 1));
+        else K_CHECK(hk_swiglu_bwd(s, R, F, la->gu, t->dact, gy(d, t->big), bf));
         HYDRA_CHECK(grads(d, R, 2 * F, C, gy(d, t->big), la->n2, l->gate_up, GRAD(t, m, lw->gate_up), t->dh));
         K_CHECK(hk_rmsnorm_bwd(s, R, C, la->x_mid, l->norm2, eps, t->dh, t->dx, dx16(d), 1, GRAD(t, m, lw->norm2),
                                t->scratch));
@@ -524,6 +546,21 @@ hydra_status hydra_dev_train_sync(const hydra_model *m) {
     }
     if (d->head16) /* the bf16 copy of a tied embedding the head product reads */
         K_CHECK(hk_f32_to_bf16(d->stream, MASTER(t, m, m->embed), d->head16, (size_t)m->cfg.vocab_size * m->cfg.d_model));
+    CU_CHECK(cudaEventRecord(t->ev[EV_OPT_END], d->stream));
+    return HYDRA_OK;
+}
+
+hydra_status hydra_cuda_train_phases(const hydra_model *m, double ms[5]) {
+    if (!m || !ms) return hydra_set_error(HYDRA_ERR_ARG, "train_phases: NULL argument");
+    struct dev_train *t = m->dev ? m->dev->train : NULL;
+    if (!t) return hydra_set_error(HYDRA_ERR_ARG, "train_phases: the model has not trained on a GPU");
+    CU_CHECK(cudaSetDevice(m->dev->device));
+    CU_CHECK(cudaEventSynchronize(t->ev[EV_OPT_END]));
+    float opt = 0, all = 0;
+    CU_CHECK(cudaEventElapsedTime(&opt, t->ev[EV_BWD_END], t->ev[EV_OPT_END]));
+    CU_CHECK(cudaEventElapsedTime(&all, t->ev[EV_STEP], t->ev[EV_OPT_END]));
+    for (int i = 0; i < 3; i++) ms[i] = t->phase_ms[i];
+    ms[3] = opt, ms[4] = all;
     return HYDRA_OK;
 }
 
@@ -565,15 +602,24 @@ static hydra_status micro_step(const hydra_model *m, hydra_dev_model *d, const i
     CU_CHECK(cudaMemcpyAsync(t->tgt, targets, R * 4, cudaMemcpyHostToDevice, s));
     CU_CHECK(cudaMemcpyAsync(t->csr, t->h_csr, ((size_t)V + 1 + R) * 4, cudaMemcpyHostToDevice, s));
     if (mask) CU_CHECK(cudaMemcpyAsync(t->mask, mask, R, cudaMemcpyHostToDevice, s));
+    CU_CHECK(cudaEventRecord(t->ev[EV_FWD], s));
     HYDRA_CHECK(train_forward(m, d, B, T));
     /* BF16 mode: dlogits go straight into sy in bf16, the head products' operand */
+    CU_CHECK(cudaEventRecord(t->ev[EV_LOSS_START], s));
     K_CHECK(hk_cross_entropy(s, (int)R, V, t->logits, t->tgt, mask ? t->mask : NULL, scale, t->loss,
                              d->bf16 ? t->sy : NULL, t->scratch));
-    double part = 0;
-    CU_CHECK(cudaMemcpyAsync(&part, t->loss, 8, cudaMemcpyDeviceToHost, s));
+    CU_CHECK(cudaEventRecord(t->ev[EV_BWD_START], s));
     HYDRA_CHECK(train_backward(m, d, B, T));
+    CU_CHECK(cudaEventRecord(t->ev[EV_BWD_END], s));
+    double part = 0; /* read after the backward is queued: a copy to pageable memory waits for the device */
+    CU_CHECK(cudaMemcpyAsync(&part, t->loss, 8, cudaMemcpyDeviceToHost, s));
     CU_CHECK(cudaStreamSynchronize(s)); /* also: the host CSR and inputs may be reused after this */
     *lsum += part;
+    float ms[3];
+    CU_CHECK(cudaEventElapsedTime(&ms[0], t->ev[EV_FWD], t->ev[EV_LOSS_START]));
+    CU_CHECK(cudaEventElapsedTime(&ms[1], t->ev[EV_LOSS_START], t->ev[EV_BWD_START]));
+    CU_CHECK(cudaEventElapsedTime(&ms[2], t->ev[EV_BWD_START], t->ev[EV_BWD_END]));
+    for (int i = 0; i < 3; i++) t->phase_ms[i] += ms[i];
     return HYDRA_OK;
 }
 
@@ -585,6 +631,8 @@ static hydra_status loss_grad(const hydra_model *m, hydra_dev_model *d, const in
     int64_t ns = 0;
     for (size_t i = 0; i < n; i++) ns += !mask || mask[i];
     *ns_out = ns;
+    t->phase_ms[0] = t->phase_ms[1] = t->phase_ms[2] = 0;
+    CU_CHECK(cudaEventRecord(t->ev[EV_STEP], d->stream));
     CU_CHECK(cudaMemsetAsync(t->grads, 0, m->n_params * 4, d->stream));
     const int ready = dp && dp->grad_ready;
     const double n_mean = dp && dp->n_total > 0 ? (double)dp->n_total : (double)ns;

@@ -399,22 +399,22 @@ __device__ __forceinline__ float2 swiglu_grad(float g, float u, float a) {
     return make_float2(a * u * (sg * (1.0f + g * (1.0f - sg))), a * g * sg);
 }
 
-/* One thread per (row, i < F). */
-__global__ void swiglu_bwd_k(size_t n, int F, const float *gu, const float *dact, void *dgu, int bf16) {
+/* One thread per (row, i < F); gu f32 or bf16 (TI). */
+template <typename TI> __global__ void swiglu_bwd_k(size_t n, int F, const TI *gu, const float *dact, void *dgu, int bf16) {
     hk_pdl_entry();
     const size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
     if (i >= n) return;
     const size_t r = i / F;
     const int c = (int)(i % F);
-    const float *row = gu + r * 2 * F;
-    const float2 d = swiglu_grad(row[c], row[F + c], dact[i]);
+    const TI *row = gu + r * 2 * F;
+    const float2 d = swiglu_grad(load1(row, c), load1(row, F + c), dact[i]);
     store(dgu, r * 2 * F + c, d.x, bf16);
     store(dgu, r * 2 * F + F + c, d.y, bf16);
 }
 
 /* F % 4 == 0, 16-byte aligned rows: 4 columns per thread, grid (rows, column
  * blocks), so no index division and 16-byte loads. */
-__global__ void swiglu_bwd4_k(int F, const float *gu, const float *dact, void *dgu, int bf16) {
+template <typename TI> __global__ void swiglu_bwd4_k(int F, const TI *gu, const float *dact, void *dgu, int bf16) {
     hk_pdl_entry();
     const int c = (blockIdx.y * blockDim.x + threadIdx.x) * 4;
     if (c >= F) return;
@@ -519,6 +519,18 @@ __global__ void sum_rows_k(int M, const double *rl, double *out) {
     if (threadIdx.x == 0) *out = s;
 }
 
+template <typename TI>
+cudaError_t swiglu_bwd_launch(cudaStream_t s, int BT, int F, const TI *gu, const float *dact, void *dgu, int out_bf16) {
+    const size_t n = (size_t)BT * F;
+    if (!n) return cudaSuccess;
+    if (F % 4 == 0 && aligned16(gu) && aligned16(dact) && aligned16(dgu)) {
+        const unsigned threads = F / 4 < 256 ? (unsigned)(F / 4 + 31) / 32 * 32 : 256;
+        hk_launch(swiglu_bwd4_k<TI>, dim3((unsigned)BT, blocks_for((size_t)F / 4, threads)), threads, 0, s, F, gu, dact,
+                  dgu, out_bf16);
+    } else hk_launch(swiglu_bwd_k<TI>, blocks_for(n, 256), 256, 0, s, n, F, gu, dact, dgu, out_bf16);
+    return cudaGetLastError();
+}
+
 } // namespace
 
 extern "C" {
@@ -611,14 +623,12 @@ cudaError_t hk_conv_bwd(cudaStream_t s, int B, int T, int Cc, int K, const float
 }
 
 cudaError_t hk_swiglu_bwd(cudaStream_t s, int BT, int F, const float *gu, const float *dact, void *dgu, int out_bf16) {
-    const size_t n = (size_t)BT * F;
-    if (!n) return cudaSuccess;
-    if (F % 4 == 0 && aligned16(gu) && aligned16(dact) && aligned16(dgu)) {
-        const unsigned threads = F / 4 < 256 ? (unsigned)(F / 4 + 31) / 32 * 32 : 256;
-        hk_launch(swiglu_bwd4_k, dim3((unsigned)BT, blocks_for((size_t)F / 4, threads)), threads, 0, s, F, gu, dact, dgu,
-                  out_bf16);
-    } else hk_launch(swiglu_bwd_k, blocks_for(n, 256), 256, 0, s, n, F, gu, dact, dgu, out_bf16);
-    return cudaGetLastError();
+    return swiglu_bwd_launch(s, BT, F, gu, dact, dgu, out_bf16);
+}
+
+cudaError_t hk_swiglu16_bwd(cudaStream_t s, int BT, int F, const uint16_t *gu, const float *dact, void *dgu,
+                            int out_bf16) {
+    return swiglu_bwd_launch(s, BT, F, (const __nv_bfloat16 *)gu, dact, dgu, out_bf16);
 }
 
 cudaError_t hk_rope_bwd(cudaStream_t s, int B, int T, int H, int d, const double *inv_freq, float *dx) {
