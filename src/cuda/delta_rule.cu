@@ -222,13 +222,14 @@ extern "C" cudaError_t hk_gdn_decode(cudaStream_t s, int B, int H, int d, int K,
                                      const float *convw, float *const *S, float *const *tails, const float *A_log,
                                      const float *dt_bias, float l2_eps, const float *o_norm, float eps, void *y,
                                      int out_bf16) {
-    if (B <= 0 || H <= 0 || K < 1 || P % 4 || !aligned16(proj) || !aligned16(o_norm) || !aligned16(y))
-        return cudaErrorInvalidValue;
+    if (B <= 0 || H <= 0 || K < 1) return cudaErrorInvalidValue;
+    /* where hk_gated_onorm would take its scalar kernel (another summation order), so does the caller */
+    if (P % 4 || !aligned16(proj) || !aligned16(o_norm) || !aligned16(y)) return cudaErrorNotSupported;
     const dim3 grid((unsigned)H, (unsigned)B);
     switch (d) {
     case 64: hk_launch(gdn_decode_k<64>, grid, 64 * LANES_PER_ROW, 0, s, H, K, proj, P, convw, S, tails, A_log, dt_bias, l2_eps, o_norm, eps, y, out_bf16); break;
     case 128: hk_launch(gdn_decode_k<128>, grid, 128 * LANES_PER_ROW, 0, s, H, K, proj, P, convw, S, tails, A_log, dt_bias, l2_eps, o_norm, eps, y, out_bf16); break;
-    default: return cudaErrorInvalidValue;
+    default: return cudaErrorNotSupported;
     }
     return cudaGetLastError();
 }

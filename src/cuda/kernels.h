@@ -56,7 +56,8 @@ cudaError_t hk_delta_rule_recurrent(cudaStream_t s, int B, int T, int H, int dk,
  * dk = dv = d in {64, 128}: hk_gdn_prep + hk_delta_rule_recurrent +
  * hk_gated_onorm in one kernel per (head, sequence), the same values to the
  * bit (q, k, v, g, beta and o never leave the block). y [B, Hd] as
- * hk_gated_onorm writes it; P % 4 == 0, proj, o_norm and y 16-byte aligned. */
+ * hk_gated_onorm writes it. cudaErrorNotSupported (nothing launched) unless
+ * d is 64 or 128, P % 4 == 0 and proj, o_norm and y are 16-byte aligned. */
 cudaError_t hk_gdn_decode(cudaStream_t s, int B, int H, int d, int K, const float *proj, int P, const float *convw,
                           float *const *S, float *const *tails, const float *A_log, const float *dt_bias,
                           float l2_eps, const float *o_norm, float eps, void *y, int out_bf16);

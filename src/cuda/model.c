@@ -436,9 +436,12 @@ static hydra_status gdn_layer(const hydra_model *m, hydra_dev_model *d, const de
     HYDRA_CHECK(hydra_gemm_in(&d->gemm, s, BT, P, C, HK_IN_RMSNORM, d->x, l->norm1, c->norm_eps, d->gin, l->in_proj,
                               d->proj, d->bf16, 0));
     if (T == 1 && d->fused_decode) { /* input stage, delta rule and gated norm in one kernel */
-        K_CHECK(hk_gdn_decode(s, B, H, dd, K, d->proj, P, l->conv, S, tails, l->A_log, l->dt_bias, c->l2_eps,
-                              l->o_norm, c->norm_eps, d->gin, d->bf16));
-        return HYDRA_OK;
+        cudaError_t e = hk_gdn_decode(s, B, H, dd, K, d->proj, P, l->conv, S, tails, l->A_log, l->dt_bias, c->l2_eps,
+                                      l->o_norm, c->norm_eps, d->gin, d->bf16);
+        if (e != cudaErrorNotSupported) { /* not supported (shape, alignment): the three kernels below */
+            K_CHECK(e);
+            return HYDRA_OK;
+        }
     }
     K_CHECK(hk_gdn_prep(s, B, T, H, dd, K, d->proj, P, l->conv, tails, l->A_log, l->dt_bias, c->l2_eps, d->q, d->k,
                         d->v, d->g, d->beta));
