@@ -30,6 +30,8 @@
  * generous on purpose: bf16 drift is expected, a wrong kernel gives O(1). */
 #define BF16_LOGIT_TOL 3e-2
 #define F32_TOL 1e-4
+/* hk_gdn_decode's 4-lane threshold (src/cuda/kernels.h, not included here) */
+#define HK_GDN_DECODE_WIDE_TEST 256
 
 static float *randn(size_t n, float scale, uint64_t seed) {
     float *x = malloc((n ? n : 1) * sizeof *x);
@@ -267,19 +269,26 @@ static void test_chunking_and_step(void **unused) {
 }
 
 /* A decode step's DeltaNet layers as one kernel (hk_gdn_decode) = the three
- * kernels it replaces (HYDRA_CUDA_FUSED_DECODE=0), to the bit: logits and
- * states, batch 1 by hydra_step and batch 3 by [3, 1] forwards, f32 and
- * bf16, head dims 64 and 128. */
+ * kernels it replaces (HYDRA_CUDA_FUSED_DECODE=0). Batch 1 by hydra_step and
+ * batch 3 by [3, 1] forwards, f32 and bf16, head dims 64 and 128: the same
+ * bits, logits and states (every forward here is decode-sized, so both
+ * models run the same small products; a prefill would go through cuBLASLt,
+ * whose timed algorithm choice may differ between the two models). Batch 64
+ * (B x H >= HK_GDN_DECODE_WIDE: 4 lanes a state row): equal to rounding. */
+static void make_decode_pair(hydra_config *c, hydra_precision p, hydra_model *m[2]) {
+    for (int i = 0; i < 2; i++) {
+        if (i == 0) setenv("HYDRA_CUDA_FUSED_DECODE", "0", 1);
+        HY_OK(hydra_model_create(c, 11, &m[i]));
+        HY_OK(hydra_model_to_device(m[i], "cuda", p));
+        unsetenv("HYDRA_CUDA_FUSED_DECODE");
+    }
+}
+
 static void check_fused_decode(hydra_precision p, int head_dim) {
     hydra_config c = cfg_of("DSDD");
     c.n_heads = 256 / head_dim, c.d_model = 256, c.head_dim = head_dim;
     hydra_model *m[2];
-    for (int i = 0; i < 2; i++) {
-        if (i == 0) setenv("HYDRA_CUDA_FUSED_DECODE", "0", 1);
-        HY_OK(hydra_model_create(&c, 11, &m[i]));
-        HY_OK(hydra_model_to_device(m[i], "cuda", p));
-        unsetenv("HYDRA_CUDA_FUSED_DECODE");
-    }
+    make_decode_pair(&c, p, m);
     const int B = 3, V = c.vocab_size, steps = 12;
     int32_t *tok = tokens(200, V, 21);
     float *lg[2] = {malloc((size_t)B * V * 4), malloc((size_t)B * V * 4)};
@@ -287,7 +296,7 @@ static void check_fused_decode(hydra_precision p, int head_dim) {
     for (int i = 0; i < 2; i++)
         for (int b = 0; b < B; b++) {
             HY_OK(hydra_state_create(m[i], &s[i][b]));
-            HY_OK(hydra_forward(m[i], tok + 30 * b, 1, 40 + 30 * b, &s[i][b], HYDRA_LOGITS_NONE, NULL));
+            for (int t = 0; t < 10 + 10 * b; t++) HY_OK(hydra_step(m[i], s[i][b], tok[30 * b + t], lg[i]));
         }
     for (int t = 0; t < steps; t++) {
         for (int i = 0; i < 2; i++) {
@@ -295,8 +304,8 @@ static void check_fused_decode(hydra_precision p, int head_dim) {
             HY_OK(hydra_forward(m[i], tok + 160 + t, B, 1, s[i], HYDRA_LOGITS_LAST, lg[i] + V)); /* rows 0..2 */
         }
         if (memcmp(lg[0], lg[1], (size_t)B * V * 4) != 0)
-            fail_msg("fused decode (%s, d %d): logits differ from the three kernels at step %d",
-                     p == HYDRA_PRECISION_F32 ? "f32" : "bf16", head_dim, t);
+            fail_msg("fused decode (%s, d %d): logits differ from the three kernels at step %d (rel err %.3g)",
+                     p == HYDRA_PRECISION_F32 ? "f32" : "bf16", head_dim, t, rel_err(lg[1], lg[0], (size_t)B * V));
     }
     for (int b = 0; b < B; b++) {
         HY_OK(hydra_state_host_read(s[0][b]));
@@ -312,10 +321,40 @@ static void check_fused_decode(hydra_precision p, int head_dim) {
     free(tok);
 }
 
+/* Batch 64, H 4 (the 4-lane kernel): fused = three kernels to 1e-5 (f32). */
+static void check_fused_decode_wide(void) {
+    hydra_config c = cfg_of("DSDD");
+    c.n_heads = 4, c.d_model = 256, c.head_dim = 64;
+    hydra_model *m[2];
+    make_decode_pair(&c, HYDRA_PRECISION_F32, m);
+    enum { B = 64 };
+    const int V = c.vocab_size;
+    assert_true(B * c.n_heads >= HK_GDN_DECODE_WIDE_TEST);
+    int32_t *tok = tokens(B * 40, V, 23);
+    float *lg[2] = {malloc((size_t)B * V * 4), malloc((size_t)B * V * 4)};
+    hydra_state *s[2][B];
+    for (int i = 0; i < 2; i++) {
+        for (int b = 0; b < B; b++) HY_OK(hydra_state_create(m[i], &s[i][b]));
+        HY_OK(hydra_forward(m[i], tok, B, 30, s[i], HYDRA_LOGITS_NONE, NULL));
+    }
+    for (int t = 0; t < 8; t++) {
+        for (int i = 0; i < 2; i++) HY_OK(hydra_forward(m[i], tok + B * (30 + t), B, 1, s[i], HYDRA_LOGITS_LAST, lg[i]));
+        double e = rel_err(lg[1], lg[0], (size_t)B * V);
+        if (!(e <= 1e-5)) fail_msg("fused decode, batch 64: logits rel err %.3g vs the three kernels at step %d", e, t);
+    }
+    for (int i = 0; i < 2; i++) {
+        for (int b = 0; b < B; b++) hydra_state_free(s[i][b]);
+        hydra_model_free(m[i]);
+        free(lg[i]);
+    }
+    free(tok);
+}
+
 static void test_fused_decode(void **unused) {
     check_fused_decode(HYDRA_PRECISION_F32, 64);
     check_fused_decode(HYDRA_PRECISION_BF16, 64);
     check_fused_decode(HYDRA_PRECISION_BF16, 128);
+    check_fused_decode_wide();
 }
 
 /* B sequences at different positions in one forward = each alone. */

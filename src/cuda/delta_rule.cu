@@ -21,6 +21,13 @@ constexpr int ROWS_PER_WARP = 32 / LANES_PER_ROW;
 constexpr int WARPS = 4;
 constexpr int ROWS_PER_BLOCK = ROWS_PER_WARP * WARPS;
 
+/* Sum over groups of L consecutive lanes (L = 8: row_sum). */
+template <int L> __device__ __forceinline__ float lanes_sum(float v) {
+#pragma unroll
+    for (int o = 1; o < L; o <<= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
 __device__ __forceinline__ float row_sum(float v) {
     v += __shfl_xor_sync(0xffffffffu, v, 1);
     v += __shfl_xor_sync(0xffffffffu, v, 2);
@@ -108,27 +115,27 @@ __global__ void __launch_bounds__(WARPS * 32) delta_rule_k(int T, int H, int dv,
 /* One decode step (T = 1) of a DeltaNet layer after its input product, in
  * one kernel per (head, sequence) instead of three (hk_gdn_prep, the kernel
  * above, hk_gated_onorm): the head's conv + SiLU + L2 norms and gates, the
- * delta rule on its D x D state (8 lanes a row, as above), the gated output
- * norm, with q, k, v and o kept in shared memory. Every value is computed as
+ * delta rule on its D x D state (L lanes a row), the gated output norm, with
+ * q, k, v and o kept in shared memory. With L = 8 every value is computed as
  * the three kernels compute it (the same expressions, the same reduction
- * orders), so the result is the same to the bit. The state row and the conv
- * taps are read before the PDL wait: only the input product (proj) comes
- * from the kernel before; the state and tails were last written by this
- * layer's previous step. */
-template <int D>
-__global__ void __launch_bounds__(D * LANES_PER_ROW) gdn_decode_k(int H, int K, const float *__restrict__ proj, int P,
-                                                                 const float *__restrict__ convw, float *const *S,
-                                                                 float *const *tails, const float *__restrict__ A_log,
-                                                                 const float *__restrict__ dt_bias, float l2_eps,
-                                                                 const float *__restrict__ onw, float eps, void *y,
-                                                                 int bf16) {
-    constexpr int E = D / LANES_PER_ROW;
-    __shared__ float sx[3][D]; /* q, k (normalised), v */
+ * orders), so the result is the same to the bit. L = 4 (large batches) gives
+ * blocks half the size, so that a batch's blocks fit the card in one wave;
+ * its row sums are in another order (equal to rounding). The state row and
+ * the conv taps are read before the PDL wait: only the input product (proj)
+ * comes from the kernel before; the state and tails were last written by
+ * this layer's previous step. */
+template <int D, int L>
+__global__ void __launch_bounds__(D * L, L == 4 ? 1536 / (D * L) : 1)
+    gdn_decode_k(int H, int K, const float *__restrict__ proj, int P, const float *__restrict__ convw, float *const *S,
+                 float *const *tails, const float *__restrict__ A_log, const float *__restrict__ dt_bias, float l2_eps,
+                 const float *__restrict__ onw, float eps, void *y, int bf16) {
+    constexpr int E = D / L;
+    __shared__ float sx[3][D]; /* q, k (normalised in place), v */
     __shared__ float so[D], sgb[2], sscale[2];
     const int h = blockIdx.x, b = blockIdx.y, tid = threadIdx.x, lane = tid & 31;
     const size_t Hd = (size_t)H * D, Cc = 3 * Hd;
-    /* before the wait: this thread's state row slice and conv taps */
-    const int row = tid / LANES_PER_ROW, c0 = (tid % LANES_PER_ROW) * E;
+    /* before the wait: this thread's state row slice */
+    const int row = tid / L, c0 = (tid % L) * E;
     float *Sr = S[b] + ((size_t)h * D + row) * D + c0;
     float s[E];
 #pragma unroll
@@ -157,26 +164,24 @@ __global__ void __launch_bounds__(D * LANES_PER_ROW) gdn_decode_k(int H, int K, 
         if (lane == 0) sscale[p] = (p == 0 ? rsqrtf((float)D) : 1.0f) / sqrtf(ss + l2_eps);
     }
     __syncthreads();
-    /* 2. the delta rule for this row (delta_rule_k at T = 1) */
-    float kt[E], qt[E];
-#pragma unroll
-    for (int e = 0; e < E; e++) qt[e] = sx[0][c0 + e] * sscale[0], kt[e] = sx[1][c0 + e] * sscale[1];
+    /* 2. the delta rule for this row (delta_rule_k at T = 1); q and k read from shared memory as used */
+    const float qs = sscale[0], ks = sscale[1];
     const float alpha = expf(sgb[0]), bt = sgb[1], vt = sx[2][row];
     float acc = 0.0f;
 #pragma unroll
-    for (int e = 0; e < E; e++) acc += s[e] * kt[e];
-    const float pp = alpha * row_sum(acc);
+    for (int e = 0; e < E; e++) acc += s[e] * (sx[1][c0 + e] * ks);
+    const float pp = alpha * lanes_sum<L>(acc);
     const float u = bt * (vt - pp);
     float out = 0.0f;
 #pragma unroll
     for (int e = 0; e < E; e++) {
-        s[e] = alpha * s[e] + u * kt[e];
-        out += s[e] * qt[e];
+        s[e] = alpha * s[e] + u * (sx[1][c0 + e] * ks);
+        out += s[e] * (sx[0][c0 + e] * qs);
     }
-    out = row_sum(out);
+    out = lanes_sum<L>(out);
 #pragma unroll
     for (int e = 0; e < E; e += 4) *(float4 *)(Sr + e) = make_float4(s[e], s[e + 1], s[e + 2], s[e + 3]);
-    if (tid % LANES_PER_ROW == 0) so[row] = out;
+    if (tid % L == 0) so[row] = out;
     __syncthreads();
     /* 3. gated output norm (gated_onorm4_k): 4 channels a lane, the head's D/4 lanes of warp 0 */
     if (tid < 32) {
@@ -193,6 +198,14 @@ __global__ void __launch_bounds__(D * LANES_PER_ROW) gdn_decode_k(int H, int K, 
                                ov.z * silu(gv.z) * inv * wv.z, ov.w * silu(gv.w) * inv * wv.w),
                    bf16);
     }
+}
+
+template <int D, int L>
+void gdn_decode_launch(cudaStream_t s, int B, int H, int K, const float *proj, int P, const float *convw,
+                       float *const *S, float *const *tails, const float *A_log, const float *dt_bias, float l2_eps,
+                       const float *o_norm, float eps, void *y, int out_bf16) {
+    hk_launch(gdn_decode_k<D, L>, dim3((unsigned)H, (unsigned)B), D * L, 0, s, H, K, proj, P, convw, S, tails, A_log,
+              dt_bias, l2_eps, o_norm, eps, y, out_bf16);
 }
 
 template <int DK>
@@ -225,10 +238,17 @@ extern "C" cudaError_t hk_gdn_decode(cudaStream_t s, int B, int H, int d, int K,
     if (B <= 0 || H <= 0 || K < 1) return cudaErrorInvalidValue;
     /* where hk_gated_onorm would take its scalar kernel (another summation order), so does the caller */
     if (P % 4 || !aligned16(proj) || !aligned16(o_norm) || !aligned16(y)) return cudaErrorNotSupported;
-    const dim3 grid((unsigned)H, (unsigned)B);
+    /* 8 lanes a row (the bits of the three kernels) unless the batch's blocks would need several waves */
+    const int wide = (size_t)B * H >= HK_GDN_DECODE_WIDE;
     switch (d) {
-    case 64: hk_launch(gdn_decode_k<64>, grid, 64 * LANES_PER_ROW, 0, s, H, K, proj, P, convw, S, tails, A_log, dt_bias, l2_eps, o_norm, eps, y, out_bf16); break;
-    case 128: hk_launch(gdn_decode_k<128>, grid, 128 * LANES_PER_ROW, 0, s, H, K, proj, P, convw, S, tails, A_log, dt_bias, l2_eps, o_norm, eps, y, out_bf16); break;
+    case 64:
+        if (wide) gdn_decode_launch<64, 4>(s, B, H, K, proj, P, convw, S, tails, A_log, dt_bias, l2_eps, o_norm, eps, y, out_bf16);
+        else gdn_decode_launch<64, 8>(s, B, H, K, proj, P, convw, S, tails, A_log, dt_bias, l2_eps, o_norm, eps, y, out_bf16);
+        break;
+    case 128:
+        if (wide) gdn_decode_launch<128, 4>(s, B, H, K, proj, P, convw, S, tails, A_log, dt_bias, l2_eps, o_norm, eps, y, out_bf16);
+        else gdn_decode_launch<128, 8>(s, B, H, K, proj, P, convw, S, tails, A_log, dt_bias, l2_eps, o_norm, eps, y, out_bf16);
+        break;
     default: return cudaErrorNotSupported;
     }
     return cudaGetLastError();

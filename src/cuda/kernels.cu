@@ -33,8 +33,15 @@ __global__ void rmsnorm_k(int C, const float *x, const float *w, float eps, void
  * 32 i (i < NV) in registers, so x is read once and no barrier is needed. */
 template <int NV>
 __global__ void rmsnorm4_k(int M, int C, const float *x, const float *w, float eps, void *y, int bf16) {
-    hk_pdl_entry();
     const int lane = threadIdx.x & 31, C4 = C / 4;
+    /* the weights before the PDL wait: no kernel of a forward writes them (a decode step's norms are latency-bound) */
+    float4 wv[NV];
+#pragma unroll
+    for (int i = 0; i < NV; i++) {
+        const int c4 = lane + 32 * i;
+        wv[i] = c4 < C4 ? load4(w, (size_t)c4 * 4) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
+    hk_pdl_entry();
     const size_t r = (size_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     if (r >= (size_t)M) return; /* whole warps only */
     const float *xr = x + r * C;
@@ -51,9 +58,9 @@ __global__ void rmsnorm4_k(int M, int C, const float *x, const float *w, float e
     for (int i = 0; i < NV; i++) {
         const int c4 = lane + 32 * i;
         if (c4 >= C4) continue;
-        const float4 wv = load4(w, (size_t)c4 * 4), a = xv[i];
+        const float4 a = xv[i];
         store4(y, r * C + (size_t)c4 * 4,
-               make_float4(a.x * inv * wv.x, a.y * inv * wv.y, a.z * inv * wv.z, a.w * inv * wv.w), bf16);
+               make_float4(a.x * inv * wv[i].x, a.y * inv * wv[i].y, a.z * inv * wv[i].z, a.w * inv * wv[i].w), bf16);
     }
 }
 

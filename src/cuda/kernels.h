@@ -57,7 +57,11 @@ cudaError_t hk_delta_rule_recurrent(cudaStream_t s, int B, int T, int H, int dk,
  * hk_gated_onorm in one kernel per (head, sequence), the same values to the
  * bit (q, k, v, g, beta and o never leave the block). y [B, Hd] as
  * hk_gated_onorm writes it. cudaErrorNotSupported (nothing launched) unless
- * d is 64 or 128, P % 4 == 0 and proj, o_norm and y are 16-byte aligned. */
+ * d is 64 or 128, P % 4 == 0 and proj, o_norm and y are 16-byte aligned.
+ * From B x H >= HK_GDN_DECODE_WIDE blocks on, a state row is split over 4
+ * lanes instead of 8 (half-size blocks, one wave at batch 64): equal to the
+ * three kernels to rounding, not to the bit. */
+#define HK_GDN_DECODE_WIDE 256
 cudaError_t hk_gdn_decode(cudaStream_t s, int B, int H, int d, int K, const float *proj, int P, const float *convw,
                           float *const *S, float *const *tails, const float *A_log, const float *dt_bias,
                           float l2_eps, const float *o_norm, float eps, void *y, int out_bf16);
