@@ -126,7 +126,7 @@ __global__ void __launch_bounds__(WARPS * 32) delta_rule_k(int T, int H, int dv,
  * this layer's previous step. */
 template <int D, int L>
 __global__ void __launch_bounds__(D * L, L == 4 ? 1536 / (D * L) : 1)
-    gdn_decode_k(int H, int K, const float *__restrict__ proj, int P, const float *__restrict__ convw, float *const *S,
+    gdn_decode_k(int d_rt, int H, int K, const float *__restrict__ proj, int P, const float *__restrict__ convw, float *const *S,
                  float *const *tails, const float *__restrict__ A_log, const float *__restrict__ dt_bias, float l2_eps,
                  const float *__restrict__ onw, float eps, void *y, int bf16) {
     constexpr int E = D / L;
@@ -161,7 +161,9 @@ __global__ void __launch_bounds__(D * L, L == 4 ? 1536 / (D * L) : 1)
 #pragma unroll
         for (int i = 0; i < D / 32; i++) ss += sx[p][lane + 32 * i] * sx[p][lane + 32 * i];
         ss = warp_sum(ss);
-        if (lane == 0) sscale[p] = (p == 0 ? rsqrtf((float)D) : 1.0f) / sqrtf(ss + l2_eps);
+        /* d_rt (= D) at run time: rsqrtf(128) folded at compile time differs in the last bit from the
+         * device's rsqrtf that gdn_prep_k computes */
+        if (lane == 0) sscale[p] = (p == 0 ? rsqrtf((float)d_rt) : 1.0f) / sqrtf(ss + l2_eps);
     }
     __syncthreads();
     /* 2. the delta rule for this row (delta_rule_k at T = 1); q and k read from shared memory as used */
@@ -191,7 +193,7 @@ __global__ void __launch_bounds__(D * L, L == 4 ? 1536 / (D * L) : 1)
         const float4 ov = on ? make_float4(so[cc], so[cc + 1], so[cc + 2], so[cc + 3]) : z;
         const float4 gv = on ? load4(pr, 3 * Hd + (size_t)h * D + cc) : z, wv = on ? load4(onw, (size_t)cc) : z;
         const float ss = group_sum(ov.x * ov.x + ov.y * ov.y + ov.z * ov.z + ov.w * ov.w, D / 4);
-        const float inv = 1.0f / sqrtf(ss / (float)D + eps);
+        const float inv = 1.0f / sqrtf(ss / (float)d_rt + eps);
         if (on)
             store4(y, (size_t)b * Hd + (size_t)h * D + cc,
                    make_float4(ov.x * silu(gv.x) * inv * wv.x, ov.y * silu(gv.y) * inv * wv.y,
@@ -204,7 +206,7 @@ template <int D, int L>
 void gdn_decode_launch(cudaStream_t s, int B, int H, int K, const float *proj, int P, const float *convw,
                        float *const *S, float *const *tails, const float *A_log, const float *dt_bias, float l2_eps,
                        const float *o_norm, float eps, void *y, int out_bf16) {
-    hk_launch(gdn_decode_k<D, L>, dim3((unsigned)H, (unsigned)B), D * L, 0, s, H, K, proj, P, convw, S, tails, A_log,
+    hk_launch(gdn_decode_k<D, L>, dim3((unsigned)H, (unsigned)B), D * L, 0, s, D, H, K, proj, P, convw, S, tails, A_log,
               dt_bias, l2_eps, o_norm, eps, y, out_bf16);
 }
 
