@@ -298,20 +298,21 @@ static void check_fused_decode(hydra_precision p, int head_dim) {
             HY_OK(hydra_state_create(m[i], &s[i][b]));
             for (int t = 0; t < 10 + 10 * b; t++) HY_OK(hydra_step(m[i], s[i][b], tok[30 * b + t], lg[i]));
         }
-    for (int t = 0; t < steps; t++) {
+    char why[200] = ""; /* the first difference; reported after everything is freed */
+    for (int t = 0; t < steps && !why[0]; t++) {
         for (int i = 0; i < 2; i++) {
             HY_OK(hydra_step(m[i], s[i][0], tok[150 + t], lg[i]));
             HY_OK(hydra_forward(m[i], tok + 160 + t, B, 1, s[i], HYDRA_LOGITS_LAST, lg[i] + V)); /* rows 0..2 */
         }
         if (memcmp(lg[0], lg[1], (size_t)B * V * 4) != 0)
-            fail_msg("fused decode (%s, d %d): logits differ from the three kernels at step %d (rel err %.3g)",
-                     p == HYDRA_PRECISION_F32 ? "f32" : "bf16", head_dim, t, rel_err(lg[1], lg[0], (size_t)B * V));
+            snprintf(why, sizeof why, "logits differ from the three kernels at step %d (rel err %.3g)", t,
+                     rel_err(lg[1], lg[0], (size_t)B * V));
     }
-    for (int b = 0; b < B; b++) {
+    for (int b = 0; b < B && !why[0]; b++) {
         HY_OK(hydra_state_host_read(s[0][b]));
         HY_OK(hydra_state_host_read(s[1][b]));
         if (memcmp(s[0][b]->arena, s[1][b]->arena, s[0][b]->arena_floats * 4) != 0)
-            fail_msg("fused decode (d %d): state %d differs from the three kernels'", head_dim, b);
+            snprintf(why, sizeof why, "state %d differs from the three kernels'", b);
     }
     for (int i = 0; i < 2; i++) {
         for (int b = 0; b < B; b++) hydra_state_free(s[i][b]);
@@ -319,6 +320,7 @@ static void check_fused_decode(hydra_precision p, int head_dim) {
         free(lg[i]);
     }
     free(tok);
+    if (why[0]) fail_msg("fused decode (%s, d %d): %s", p == HYDRA_PRECISION_F32 ? "f32" : "bf16", head_dim, why);
 }
 
 /* Batch 64, H 4 (the 4-lane kernel): fused = three kernels to 1e-5 (f32). */
@@ -337,10 +339,11 @@ static void check_fused_decode_wide(void) {
         for (int b = 0; b < B; b++) HY_OK(hydra_state_create(m[i], &s[i][b]));
         HY_OK(hydra_forward(m[i], tok, B, 30, s[i], HYDRA_LOGITS_NONE, NULL));
     }
+    double worst = 0;
     for (int t = 0; t < 8; t++) {
         for (int i = 0; i < 2; i++) HY_OK(hydra_forward(m[i], tok + B * (30 + t), B, 1, s[i], HYDRA_LOGITS_LAST, lg[i]));
-        double e = rel_err(lg[1], lg[0], (size_t)B * V);
-        if (!(e <= 1e-5)) fail_msg("fused decode, batch 64: logits rel err %.3g vs the three kernels at step %d", e, t);
+        const double e = rel_err(lg[1], lg[0], (size_t)B * V);
+        if (isnan(e) || e > worst) worst = e; /* a NaN stays */
     }
     for (int i = 0; i < 2; i++) {
         for (int b = 0; b < B; b++) hydra_state_free(s[i][b]);
@@ -348,6 +351,8 @@ static void check_fused_decode_wide(void) {
         free(lg[i]);
     }
     free(tok);
+    print_message("    fused decode, batch 64 (4 lanes a row): logits rel err %.2e vs the three kernels\n", worst);
+    if (!(worst <= 1e-5)) fail_msg("fused decode, batch 64: logits rel err %.3g vs the three kernels", worst);
 }
 
 static void test_fused_decode(void **unused) {
