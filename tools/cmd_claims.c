@@ -290,8 +290,8 @@ static int write_md(const char *path, hydra_claim_result (*r)[HYDRA_CLAIMS_MAX],
         for (int k = 0; k < n_seeds; k++) pass += r[k][i].status == HYDRA_CLAIM_PASS;
         char tag[48];
         if (n_seeds > 1)
-            fprintf(f, "| %s | PASS %d/%d%s | %s | ", r[0][i].name, pass, n_seeds,
-                    r[0][i].nonstandard[0] ? ", NON-STANDARD" : "", r[0][i].summary);
+            fprintf(f, "| %s | %s (%d/%d seeds pass)%s | %s | ", r[0][i].name, pass == n_seeds ? "PASS" : "FAIL", pass,
+                    n_seeds, r[0][i].nonstandard[0] ? ", NON-STANDARD" : "", r[0][i].summary);
         else fprintf(f, "| %s | %s | %s | ", r[0][i].name, status_tag(&r[0][i], tag, sizeof tag), r[0][i].summary);
         for (int t = 0; t < r[0][i].n_thresholds; t++) {
             const hydra_claim_value *x = &r[0][i].thresholds[t];
