@@ -21,17 +21,10 @@ constexpr int ROWS_PER_WARP = 32 / LANES_PER_ROW;
 constexpr int WARPS = 4;
 constexpr int ROWS_PER_BLOCK = ROWS_PER_WARP * WARPS;
 
-/* Sum over groups of L consecutive lanes (L = 8: row_sum). */
+/* Sum over groups of L consecutive lanes (a state row's lanes), xor 1, 2, 4, ...: a fixed order. */
 template <int L> __device__ __forceinline__ float lanes_sum(float v) {
 #pragma unroll
     for (int o = 1; o < L; o <<= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
-__device__ __forceinline__ float row_sum(float v) {
-    v += __shfl_xor_sync(0xffffffffu, v, 1);
-    v += __shfl_xor_sync(0xffffffffu, v, 2);
-    v += __shfl_xor_sync(0xffffffffu, v, 4);
     return v;
 }
 
@@ -95,7 +88,7 @@ __global__ void __launch_bounds__(WARPS * 32) delta_rule_k(int T, int H, int dv,
         float acc = 0.0f;
 #pragma unroll
         for (int e = 0; e < E; e++) acc += s[e] * kt[e];
-        const float p = alpha * row_sum(acc);
+        const float p = alpha * lanes_sum<LANES_PER_ROW>(acc);
         const float u = bt * (vt - p);
         float out = 0.0f;
 #pragma unroll
@@ -103,7 +96,7 @@ __global__ void __launch_bounds__(WARPS * 32) delta_rule_k(int T, int H, int dv,
             s[e] = alpha * s[e] + u * kt[e];
             out += s[e] * qt[e];
         }
-        out = row_sum(out);
+        out = lanes_sum<LANES_PER_ROW>(out);
         if (live && (lane % LANES_PER_ROW) == 0) o[(r0 + t) * Hv + (size_t)h * dv + row] = out;
     }
     if (live) {
