@@ -33,7 +33,8 @@ hydra_status hydra_cuda_bench_delta_rule(int device, const char *kernel, int B, 
  * ms[1] loss, ms[2] backward (each summed over micro-batches), ms[3] from
  * the backward's end to the end of the optimizer step (gradient norm, the
  * update, the refresh of the forward's weights), ms[4] the whole step on the
- * device timeline (idle gaps between its work included). */
+ * device timeline (idle gaps between its work included). HYDRA_ERR_ARG
+ * unless an optimizer step followed the model's last gradients on the GPU. */
 hydra_status hydra_cuda_train_phases(const hydra_model *m, double ms[5]);
 
 #ifdef __cplusplus

@@ -67,6 +67,7 @@ struct dev_train {
        micro-batch's forward start / forward end / loss end / backward end, and after the optimizer's refresh */
     cudaEvent_t ev[6];
     double phase_ms[3];    /* forward, loss, backward, summed over micro-batches */
+    int opt_recorded;      /* EV_OPT_END follows the last gradients (an optimizer step ran after them) */
 };
 enum { EV_STEP, EV_FWD, EV_LOSS_START, EV_BWD_START, EV_BWD_END, EV_OPT_END };
 
@@ -115,12 +116,6 @@ static dims dims_of(const hydra_model *m) {
     return z;
 }
 
-/* BF16 mode keeps gate|up in bf16 (HYDRA_CUDA_GU16=0: f32, for comparisons). */
-static int gu16(const hydra_dev_model *d) {
-    const char *e = getenv("HYDRA_CUDA_GU16");
-    return d->bf16 && !(e && strcmp(e, "0") == 0);
-}
-
 /* Walks the activation layout for B sequences of T tokens; with base NULL
  * only counts bytes. Returns the total. */
 static size_t acts_layout(const hydra_model *m, size_t B, size_t T, char *base, struct dev_train *t) {
@@ -148,7 +143,7 @@ static size_t acts_layout(const hydra_model *m, size_t B, size_t T, char *base, 
         LT(v, R * z.Hd);
         LT(o, R * z.Hd);
         const size_t es = m->dev && m->dev->bf16 ? 2 : 4; /* the GEMM dtype's size */
-        TAKE(la ? (void *)&la->gu : NULL, R * 2 * z.F * (m->dev && gu16(m->dev) ? 2 : 4));
+        TAKE(la ? (void *)&la->gu : NULL, R * 2 * z.F * (m->dev && m->dev->gu16 ? 2 : 4));
         TAKE(la ? (void *)&la->n1 : NULL, R * z.C * es);
         TAKE(la ? (void *)&la->n2 : NULL, R * z.C * es);
         TAKE(la ? (void *)&la->mo : NULL, R * z.Hd * es);
@@ -364,7 +359,7 @@ static hydra_status train_forward(const hydra_model *m, hydra_dev_model *d, int 
         }
         HYDRA_CHECK(fwd_res(d, R, C, Hd, op, l->o_proj, la->x_in, la->x_mid));
         K_CHECK(hk_rmsnorm(s, R, C, la->x_mid, l->norm2, eps, la->n2, bf));
-        if (gu16(d)) { /* gate|up rounded to bf16 by the product: half the bytes to write and to read twice */
+        if (d->gu16) { /* gate|up rounded to bf16 by the product: half the bytes to write and to read twice */
             HYDRA_CHECK(hydra_gemm_ex16(&t->gemm, s, 0, 1, R, 2 * F, C, la->n2, C, l->gate_up, C, la->gu, 2 * F));
             K_CHECK(hk_swiglu16(s, R, F, la->gu, la->act, 1));
         } else {
@@ -482,7 +477,7 @@ static hydra_status train_backward(const hydra_model *m, hydra_dev_model *d, int
         const tlayer *la = &t->L[li];
         /* MLP: x_out = x_mid + down(SiLU(gate) * up), gate|up = gate_up . RMSNorm2(x_mid) */
         HYDRA_CHECK(grads(d, R, C, F, gy(d, t->dx), la->act, l->down, GRAD(t, m, lw->down), t->dact));
-        if (gu16(d)) K_CHECK(hk_swiglu16_bwd(s, R, F, la->gu, t->dact, gy(d, t->big), 1));
+        if (d->gu16) K_CHECK(hk_swiglu16_bwd(s, R, F, la->gu, t->dact, gy(d, t->big), 1));
         else K_CHECK(hk_swiglu_bwd(s, R, F, la->gu, t->dact, gy(d, t->big), bf));
         HYDRA_CHECK(grads(d, R, 2 * F, C, gy(d, t->big), la->n2, l->gate_up, GRAD(t, m, lw->gate_up), t->dh));
         K_CHECK(hk_rmsnorm_bwd(s, R, C, la->x_mid, l->norm2, eps, t->dh, t->dx, dx16(d), 1, GRAD(t, m, lw->norm2),
@@ -547,13 +542,15 @@ hydra_status hydra_dev_train_sync(const hydra_model *m) {
     if (d->head16) /* the bf16 copy of a tied embedding the head product reads */
         K_CHECK(hk_f32_to_bf16(d->stream, MASTER(t, m, m->embed), d->head16, (size_t)m->cfg.vocab_size * m->cfg.d_model));
     CU_CHECK(cudaEventRecord(t->ev[EV_OPT_END], d->stream));
+    t->opt_recorded = 1;
     return HYDRA_OK;
 }
 
 hydra_status hydra_cuda_train_phases(const hydra_model *m, double ms[5]) {
     if (!m || !ms) return hydra_set_error(HYDRA_ERR_ARG, "train_phases: NULL argument");
     struct dev_train *t = m->dev ? m->dev->train : NULL;
-    if (!t) return hydra_set_error(HYDRA_ERR_ARG, "train_phases: the model has not trained on a GPU");
+    if (!t || !t->opt_recorded)
+        return hydra_set_error(HYDRA_ERR_ARG, "train_phases: no optimizer step on the GPU after the last gradients");
     CU_CHECK(cudaSetDevice(m->dev->device));
     CU_CHECK(cudaEventSynchronize(t->ev[EV_OPT_END]));
     float opt = 0, all = 0;
@@ -631,7 +628,7 @@ static hydra_status loss_grad(const hydra_model *m, hydra_dev_model *d, const in
     int64_t ns = 0;
     for (size_t i = 0; i < n; i++) ns += !mask || mask[i];
     *ns_out = ns;
-    t->phase_ms[0] = t->phase_ms[1] = t->phase_ms[2] = 0;
+    t->phase_ms[0] = t->phase_ms[1] = t->phase_ms[2] = 0, t->opt_recorded = 0;
     CU_CHECK(cudaEventRecord(t->ev[EV_STEP], d->stream));
     CU_CHECK(cudaMemsetAsync(t->grads, 0, m->n_params * 4, d->stream));
     const int ready = dp && dp->grad_ready;
