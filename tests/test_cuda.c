@@ -291,7 +291,8 @@ static void check_fused_decode(hydra_precision p, int head_dim) {
     make_decode_pair(&c, p, m);
     const int B = 3, V = c.vocab_size, steps = 12;
     int32_t *tok = tokens(200, V, 21);
-    float *lg[2] = {malloc((size_t)B * V * 4), malloc((size_t)B * V * 4)};
+    /* row 0: the batch-1 step's logits; rows 1..B: the batch-B forward's */
+    float *lg[2] = {malloc((size_t)(B + 1) * V * 4), malloc((size_t)(B + 1) * V * 4)};
     hydra_state *s[2][3];
     for (int i = 0; i < 2; i++)
         for (int b = 0; b < B; b++) {
@@ -302,11 +303,11 @@ static void check_fused_decode(hydra_precision p, int head_dim) {
     for (int t = 0; t < steps && !why[0]; t++) {
         for (int i = 0; i < 2; i++) {
             HY_OK(hydra_step(m[i], s[i][0], tok[150 + t], lg[i]));
-            HY_OK(hydra_forward(m[i], tok + 160 + t, B, 1, s[i], HYDRA_LOGITS_LAST, lg[i] + V)); /* rows 0..2 */
+            HY_OK(hydra_forward(m[i], tok + 160 + t, B, 1, s[i], HYDRA_LOGITS_LAST, lg[i] + V)); /* rows 1..3 */
         }
-        if (memcmp(lg[0], lg[1], (size_t)B * V * 4) != 0)
+        if (memcmp(lg[0], lg[1], (size_t)(B + 1) * V * 4) != 0)
             snprintf(why, sizeof why, "logits differ from the three kernels at step %d (rel err %.3g)", t,
-                     rel_err(lg[1], lg[0], (size_t)B * V));
+                     rel_err(lg[1], lg[0], (size_t)(B + 1) * V));
     }
     for (int b = 0; b < B && !why[0]; b++) {
         HY_OK(hydra_state_host_read(s[0][b]));

@@ -20,8 +20,12 @@ constexpr int THREADS = 128;
 constexpr int KT = 32; /* keys per tile */
 constexpr int EPT = 16; /* dims per thread */
 /* the decode kernel: one query per block, its keys over 512 threads (4 rounds
- * over a 512-key window at d = 64: the rounds are memory round trips) */
-constexpr int DEC_THREADS = 512;
+ * over a 512-key window at d = 64: the rounds are memory round trips); with
+ * many (query, head, sequence) blocks (batched decode) over 128 threads, so
+ * the launch fits one wave and the final merge runs over 32 groups, not 128:
+ * at batch 64 the kernel took 28.6 us a layer in 512-thread blocks (two
+ * waves of 768 blocks). */
+constexpr int DEC_THREADS = 512, DEC_THREADS_WIDE = 128, DEC_WIDE_BLOCKS = 256;
 
 template <int D>
 __global__ void __launch_bounds__(THREADS) attention_k(int T, int H, int window, const int64_t *pos,
@@ -124,13 +128,13 @@ __global__ void __launch_bounds__(THREADS) attention_k(int T, int H, int window,
  * lo + g, lo + g + NG, ... with its own running max, sum and output — and the
  * partial softmaxes merged in shared memory at the end (flash-decoding). The
  * tiled kernel above would leave 124 of 128 threads idle for one query. */
-template <int D>
-__global__ void __launch_bounds__(DEC_THREADS) attention_decode_k(int T, int H, int window, const int64_t *pos,
+template <int D, int NT>
+__global__ void __launch_bounds__(NT) attention_decode_k(int T, int H, int window, const int64_t *pos,
                                                              const float *__restrict__ q, const float *__restrict__ k,
                                                              const float *__restrict__ v, float *const *kc,
                                                              float *const *vc, void *o, int out_bf16) {
     hk_pdl_entry();
-    constexpr int TPQ = D / EPT, NG = DEC_THREADS / TPQ;
+    constexpr int TPQ = D / EPT, NG = NT / TPQ;
     __shared__ float acc_s[NG][D + 1], m_s[NG], l_s[NG];
     const int t = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     const int sub = threadIdx.x % TPQ, grp = threadIdx.x / TPQ;
@@ -193,7 +197,7 @@ __global__ void __launch_bounds__(DEC_THREADS) attention_decode_k(int T, int H, 
     for (int e = 0; e < EPT; e++) acc_s[grp][sub * EPT + e] = acc[e];
     if (sub == 0) m_s[grp] = m, l_s[grp] = l;
     __syncthreads();
-    for (int c = threadIdx.x; c < D; c += DEC_THREADS) {
+    for (int c = threadIdx.x; c < D; c += NT) {
         float M = -INFINITY;
         for (int g = 0; g < NG; g++) M = fmaxf(M, m_s[g]);
         float num = 0.0f, den = 0.0f;
@@ -215,7 +219,10 @@ cudaError_t launch(cudaStream_t s, int B, int T, int H, int window, const int64_
                    const float *k, const float *v, float *const *kc, float *const *vc, void *o, int out_bf16) {
     if (T <= 8) {
         dim3 grid((unsigned)T, (unsigned)H, (unsigned)B);
-        hk_launch(attention_decode_k<D>, grid, DEC_THREADS, 0, s, T, H, window, pos, q, k, v, kc, vc, o, out_bf16);
+        if ((size_t)T * H * B >= DEC_WIDE_BLOCKS)
+            hk_launch(attention_decode_k<D, DEC_THREADS_WIDE>, grid, DEC_THREADS_WIDE, 0, s, T, H, window, pos, q, k, v, kc,
+                      vc, o, out_bf16);
+        else hk_launch(attention_decode_k<D, DEC_THREADS>, grid, DEC_THREADS, 0, s, T, H, window, pos, q, k, v, kc, vc, o, out_bf16);
         return cudaGetLastError();
     }
     constexpr int QB = THREADS / (D / EPT);
