@@ -24,8 +24,13 @@ hydra_status hydra_cuda_bench_copy(int device, size_t bytes, int reps, double *g
  * state: milliseconds per call. kernel: "recurrent" (token by token, the
  * state in registers; decode), "chunked" (WY form, chunks of 64, f32; prefill)
  * "chunked-tc" (the same on bf16 tensor cores, f32 q/k/v/o as the model
- * passes them) or "chunked-tc-bf16" (q, k, v and o in bf16, as fla-org's
- * chunk_gated_delta_rule takes them). */
+ * passes them), "chunked-tc-bf16" (q, k, v and o in bf16, as fla-org's
+ * chunk_gated_delta_rule takes them) or "chunked-tc-keep" (training's
+ * forward: from a zero state, keeping its per-chunk work for the backward);
+ * and the backward from a zero state: "backward" (f32), "backward-tc"
+ * (tensor cores, recomputing the forward's work) or "backward-kept" (tensor
+ * cores, reading chunked-tc-keep's work: as the trainer runs it). d 64 or
+ * 128 for the tensor-core kernels. */
 hydra_status hydra_cuda_bench_delta_rule(int device, const char *kernel, int B, int T, int H, int d, int reps,
                                          double *ms);
 /* Where the last training step of a model on a GPU spent its device time,

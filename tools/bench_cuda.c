@@ -115,20 +115,21 @@ static int bench_delta(FILE *out, int dev, int reps) {
             fprintf(out, "  B %2d x T %4d x H %2d x d %3d       %-16s %8.4f  %10.2f\n", shapes[i].B, shapes[i].T,
                     shapes[i].H, shapes[i].d, kern, ms, shapes[i].B * (double)shapes[i].T / (ms * 1e-3) / 1e6);
         }
-    /* training: forward (as the bf16 training step runs it) + backward, at the two fla shapes */
-    fprintf(out, "\ndelta rule forward + backward (training)  fwd ms   bwd ms   bwd-tc ms   fwd+bwd M tokens/s\n");
+    /* training: forward (as the bf16 training step runs it) + backward, at the two fla shapes. The step's
+     * forward keeps its per-chunk work for the backward (fwd-keep, bwd-kept); bwd-tc recomputes it. */
+    fprintf(out, "\ndelta rule forward + backward (training)  fwd ms   bwd ms  bwd-tc ms  fwd-keep ms  bwd-kept ms  "
+                 "fwd+bwd M tokens/s (as trained)\n");
     for (size_t i = 0; i < 2; i++) {
-        double f, b, btc = -1;
+        double f, b, btc, fk, bk;
         if ((st = hydra_cuda_bench_delta_rule(dev, "chunked-tc", shapes[i].B, shapes[i].T, shapes[i].H, shapes[i].d, reps, &f)) ||
-            (st = hydra_cuda_bench_delta_rule(dev, "backward", shapes[i].B, shapes[i].T, shapes[i].H, shapes[i].d, reps, &b)))
+            (st = hydra_cuda_bench_delta_rule(dev, "backward", shapes[i].B, shapes[i].T, shapes[i].H, shapes[i].d, reps, &b)) ||
+            (st = hydra_cuda_bench_delta_rule(dev, "backward-tc", shapes[i].B, shapes[i].T, shapes[i].H, shapes[i].d, reps, &btc)) ||
+            (st = hydra_cuda_bench_delta_rule(dev, "chunked-tc-keep", shapes[i].B, shapes[i].T, shapes[i].H, shapes[i].d, reps, &fk)) ||
+            (st = hydra_cuda_bench_delta_rule(dev, "backward-kept", shapes[i].B, shapes[i].T, shapes[i].H, shapes[i].d, reps, &bk)))
             return cli_fail("bench", "delta rule backward", st);
-        if (hydra_cuda_bench_delta_rule(dev, "backward-tc", shapes[i].B, shapes[i].T, shapes[i].H, shapes[i].d, reps, &btc))
-            btc = -1; /* not written for this shape: the f32 backward is what training runs */
-        const double best = btc > 0 && btc < b ? btc : b;
-        char tc[16] = "-";
-        if (btc > 0) snprintf(tc, sizeof tc, "%.3f", btc);
-        fprintf(out, "  B %2d x T %4d x H %2d x d %3d        %8.3f %8.3f %11s %12.2f\n", shapes[i].B, shapes[i].T,
-                shapes[i].H, shapes[i].d, f, b, tc, shapes[i].B * (double)shapes[i].T / ((f + best) * 1e-3) / 1e6);
+        fprintf(out, "  B %2d x T %4d x H %2d x d %3d        %8.3f %8.3f %10.3f %12.3f %12.3f %16.2f\n", shapes[i].B,
+                shapes[i].T, shapes[i].H, shapes[i].d, f, b, btc, fk, bk,
+                shapes[i].B * (double)shapes[i].T / ((fk + bk) * 1e-3) / 1e6);
     }
     return 0;
 }

@@ -52,7 +52,9 @@ hydra_status hydra_dev_forward(const hydra_model *m, const int32_t *tokens, int 
  * Same shapes and contracts as the CPU ops (include/hydralm_ops.h). */
 /* chunked = 0: the token-by-token kernel; 1: the chunked (WY) prefill kernel
  * in f32; 2: the same on bf16 tensor cores (f32 state, f32 q/k/v/o);
- * 3: as 2 with q, k, v and o in bf16 (rounded on the device). */
+ * 3: as 2 with q, k, v and o in bf16 (rounded on the device); 4: as 2 from
+ * S_0 = 0 keeping the per-chunk work for the backward (training's forward,
+ * hk_delta_rule_tc_keep; S is not read or written). */
 hydra_status hydra_dev_op_delta_rule(int chunked, int T, int H, int dk, int dv, const float *q, const float *k,
                                      const float *v, const float *g, const float *beta, float *S, float *o);
 /* Causal (sliding-window) attention of T queries at positions pos0.. over the
@@ -187,8 +189,9 @@ hydra_status hydra_dev_op_attention_backward(int B, int T, int H, int d, int win
 hydra_status hydra_dev_op_attention_tc(int B, int T, int H, int d, int window, const float *q, const float *k,
                                        const float *v, float *o, const float *dO, float *dq, float *dk, float *dv);
 /* Delta rule backward, B sequences from S0 = 0, dk = dv = d, no final-state
- * gradient: tc = 0 f32, 1 bf16 tensor cores. dq, dk, dv [B*T, H, d], dg,
- * dbeta [B*T, H] written. */
+ * gradient: tc = 0 f32, 1 bf16 tensor cores, 2 the same after the training
+ * forward kept its per-chunk work (nothing recomputed). dq, dk, dv [B*T, H,
+ * d], dg, dbeta [B*T, H] written. */
 hydra_status hydra_dev_op_delta_rule_backward(int tc, int B, int T, int H, int d, const float *q, const float *k,
                                               const float *v, const float *g, const float *beta, const float *dO,
                                               float *dq, float *dk, float *dv, float *dg, float *dbeta);

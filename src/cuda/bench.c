@@ -127,13 +127,19 @@ typedef struct {
     uint16_t *q16, *k16, *v16, *o16; /* bf16 copies for chunked-tc-bf16 */
     int bwd;                         /* 1: the backward (tc = bwd_tc); dO = o's buffer, grads below */
     int bwd_tc;
+    void *keep; /* backward-kept: the forward's kept work (filled once before timing) */
     float *dq, *dk, *dv, *dg, *db;
 } delta_ctx;
 
 static hydra_status run_delta(void *p, cudaStream_t s) {
     delta_ctx *c = p;
-    cudaError_t e = c->bwd ? hk_delta_rule_bwd(s, c->B, c->T, c->H, c->d, c->q, c->k, c->v, c->g, c->beta, c->o, c->dq,
-                                               c->dk, c->dv, c->dg, c->db, c->work, c->bwd_tc)
+    cudaError_t e = c->bwd && c->keep
+                        ? hk_delta_rule_bwd_kept(s, c->B, c->T, c->H, c->d, c->q, c->k, c->v, c->g, c->beta, c->o, c->dq,
+                                                 c->dk, c->dv, c->dg, c->db, c->work, c->keep)
+                    : c->bwd ? hk_delta_rule_bwd(s, c->B, c->T, c->H, c->d, c->q, c->k, c->v, c->g, c->beta, c->o, c->dq,
+                                                 c->dk, c->dv, c->dg, c->db, c->work, c->bwd_tc)
+                    : c->chunked == 4
+                        ? hk_delta_rule_tc_keep(s, c->B, c->T, c->H, c->d, c->q, c->k, c->v, c->g, c->beta, c->o, c->work)
                     : c->chunked == 3
                         ? hk_delta_rule_tc(s, c->B, c->T, c->H, c->d, c->q16, c->k16, c->v16, c->g, c->beta, c->Sp, c->o16, c->work, 1)
                     : c->chunked
@@ -148,14 +154,20 @@ hydra_status hydra_cuda_bench_delta_rule(int device, const char *kernel, int B, 
                                          double *ms) {
     if (!ms || !kernel || B <= 0 || T <= 0 || H <= 0 || d <= 0)
         return hydra_set_error(HYDRA_ERR_ARG, "bench_delta_rule: bad arguments");
-    int chunked = !strcmp(kernel, "chunked") ? 1 : !strcmp(kernel, "chunked-tc") ? 2 : !strcmp(kernel, "chunked-tc-bf16") ? 3 : 0;
-    const int bwd = !strcmp(kernel, "backward") || !strcmp(kernel, "backward-tc");
+    int chunked = !strcmp(kernel, "chunked") ? 1 : !strcmp(kernel, "chunked-tc") ? 2 : !strcmp(kernel, "chunked-tc-bf16") ? 3
+                : !strcmp(kernel, "chunked-tc-keep") ? 4 : 0;
+    const int kept = !strcmp(kernel, "backward-kept");
+    const int bwd = !strcmp(kernel, "backward") || !strcmp(kernel, "backward-tc") || kept;
     if (!chunked && !bwd && strcmp(kernel, "recurrent"))
         return hydra_set_error(HYDRA_ERR_ARG,
-                               "bench_delta_rule: kernel is recurrent, chunked, chunked-tc, chunked-tc-bf16, backward or "
-                               "backward-tc, not \"%s\"", kernel);
+                               "bench_delta_rule: kernel is recurrent, chunked, chunked-tc, chunked-tc-bf16, chunked-tc-keep "
+                               "(training's forward), backward, backward-tc or backward-kept (after chunked-tc-keep), not \"%s\"",
+                               kernel);
+    if ((chunked == 4 || kept) && d != 64 && d != 128)
+        return hydra_set_error(HYDRA_ERR_ARG, "bench_delta_rule: %s needs d 64 or 128", kernel);
     HYDRA_CHECK(use_device(device));
-    delta_ctx c = {.B = B, .T = T, .H = H, .d = d, .chunked = chunked, .bwd = bwd, .bwd_tc = !strcmp(kernel, "backward-tc")};
+    delta_ctx c = {.B = B, .T = T, .H = H, .d = d, .chunked = chunked, .bwd = bwd,
+                   .bwd_tc = !strcmp(kernel, "backward-tc") || kept};
     size_t n = (size_t)B * T * H * d, nh = (size_t)B * T * H;
     /* q, k in [-1/sqrt(d), 1/sqrt(d)] per coordinate (norms ~ 0.6), g in [-0.1, 0],
      * beta in [0, 1]: the model's ranges, so the state stays bounded */
@@ -173,7 +185,9 @@ hydra_status hydra_cuda_bench_delta_rule(int device, const char *kernel, int B, 
     if (!st && B > 1024) st = hydra_set_error(HYDRA_ERR_ARG, "bench_delta_rule: B <= 1024");
     for (int b = 0; b < B && !st; b++) hp[b] = c.S + (size_t)b * H * d * d;
     if (!st) st = hydra_cu_alloc((void **)&c.Sp, (size_t)B * sizeof(float *), "benchmark pointers");
-    if (!st && chunked) st = hydra_cu_alloc(&c.work, hk_delta_rule_chunked_scratch(B, T, H, d), "the chunked kernel's scratch");
+    if (!st && chunked)
+        st = hydra_cu_alloc(&c.work, chunked == 4 ? hk_delta_rule_keep_bytes(B, T, H, d) : hk_delta_rule_chunked_scratch(B, T, H, d),
+                            "the chunked kernel's scratch");
     if (!st && bwd) { /* dO = the (random) o buffer; gradients; the backward's scratch */
         st = hk_fill_uniform(0, c.o, n, 17, -1, 1) != cudaSuccess ? hydra_set_error(HYDRA_ERR_DEVICE, "cuda: fill failed")
                                                                   : hydra_cu_alloc(&c.work, hk_delta_rule_bwd_scratch(B, T, H, d), "the backward's scratch");
@@ -189,10 +203,16 @@ hydra_status hydra_cuda_bench_delta_rule(int device, const char *kernel, int B, 
     }
     if (!st && cudaMemcpy(c.Sp, hp, (size_t)B * sizeof(float *), cudaMemcpyHostToDevice) != cudaSuccess)
         st = hydra_set_error(HYDRA_ERR_DEVICE, "cuda: copy failed");
+    if (!st && kept) { /* the forward that keeps the work, once (its o into dq, overwritten by the backward) */
+        st = hydra_cu_alloc(&c.keep, hk_delta_rule_keep_bytes(B, T, H, d), "the kept forward work");
+        if (!st && hk_delta_rule_tc_keep(0, B, T, H, d, c.q, c.k, c.v, c.g, c.beta, c.dq, c.keep) != cudaSuccess)
+            st = hydra_set_error(HYDRA_ERR_DEVICE, "cuda: the kept forward failed");
+    }
     if (!st) st = time_median(run_delta, &c, 0, reps, ms);
     for (int i = 0; i < 7; i++) cudaFree(*bufs[i]);
     cudaFree(c.Sp);
     if (c.work) cudaFree(c.work);
+    if (c.keep) cudaFree(c.keep);
     for (int i = 0; i < 4; i++) cudaFree(*h16[i]);
     float *gb[] = {c.dq, c.dk, c.dv, c.dg, c.db};
     for (int i = 0; i < 5; i++)

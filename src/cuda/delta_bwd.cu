@@ -383,7 +383,7 @@ extern "C" cudaError_t hk_delta_rule_bwd(cudaStream_t s, int B, int T, int H, in
     if (B <= 0 || T < 0 || H <= 0 || B > 32767 || H > 65535) return cudaErrorInvalidValue; /* grid y, z */
     if (T == 0) return cudaSuccess;
     if (!scratch) return cudaErrorInvalidValue;
-    if (tc) return hk_tc::bwd(s, B, T, H, d, q, k, v, g, beta, dO, dq, dk, dv, dg, dbeta, scratch);
+    if (tc) return hk_tc::bwd(s, B, T, H, d, q, k, v, g, beta, dO, dq, dk, dv, dg, dbeta, scratch, nullptr);
     /* sub-checkpoints take (64/SC - 1) D^2 floats of shared memory, a group's states RS R E
      * registers a thread: with SC 8, RS 4 (D 64) a sub-chunk costs 10 forward steps for 8 tokens.
      * 512 threads hold the state of D 64 and 128 (8 and 32 floats a thread); D 128 has room for
@@ -394,4 +394,13 @@ extern "C" cudaError_t hk_delta_rule_bwd(cudaStream_t s, int B, int T, int H, in
     case 128: return launch<128, 16, 4, 16, 1>(s, B, T, H, q, k, v, g, beta, dO, dq, dk, dv, dg, dbeta, scratch);
     default: return cudaErrorInvalidValue;
     }
+}
+
+extern "C" cudaError_t hk_delta_rule_bwd_kept(cudaStream_t s, int B, int T, int H, int d, const float *q,
+                                              const float *k, const float *v, const float *g, const float *beta,
+                                              const float *dO, float *dq, float *dk, float *dv, float *dg,
+                                              float *dbeta, void *scratch, void *keep) {
+    if (d != 64 && d != 128) return cudaErrorNotSupported;
+    if (B <= 0 || T <= 0 || H <= 0 || B > 32767 || H > 65535 || !scratch || !keep) return cudaErrorInvalidValue;
+    return hk_tc::bwd(s, B, T, H, d, q, k, v, g, beta, dO, dq, dk, dv, dg, dbeta, scratch, keep);
 }

@@ -25,7 +25,9 @@
  *
  * Kernels (4 warps, a warp per 16 rows):
  *  0. delta_tc.cu's prep and scan from S_0 = 0: G, U, W, Kt = Kd, A and
- *     every chunk's S_c (bf16) and V_new^T.
+ *     every chunk's S_c (bf16) and V_new^T — or nothing, when the training
+ *     forward kept them (hk_delta_rule_tc_keep: the same kernels, the same
+ *     bits; the trainer keeps a buffer per DeltaNet layer).
  *  1. dvloc (chunks in parallel): P^T dO, the local part of dVn, computed
  *     as (K Q^T ⊙ Gamma^T ⊙ M^T) dO; also gamma Q and dO in bf16 for kernel 2.
  *  2. rscan (sequential over chunks in reverse; grid D/64 x H x B, 64 rows of
@@ -71,7 +73,9 @@ size_t extra_elems(int B, int T, int H, int D) {
     return NCH * CH * CH + 3 * n + NCH * D * D + NCH * D * CH;
 }
 
-bwd_work carve_bwd(void *base, int B, int T, int H, int D) {
+/* keep: the forward's work (carve_keep), else A and the forward's work are
+ * carved from base too (recomputed by states()). */
+bwd_work carve_bwd(void *base, int B, int T, int H, int D, void *keep) {
     const size_t n = (size_t)B * T * H * D, NCH = (size_t)B * H * n_chunks(T);
     bf *p = (bf *)base;
     bwd_work w;
@@ -82,6 +86,7 @@ bwd_work carve_bwd(void *base, int B, int T, int H, int D) {
     w.dOb = p, p += n;
     w.dSn = p, p += NCH * D * D;
     w.dVn = p, p += NCH * D * CH;
+    if (keep) return w.f = carve_keep(keep, B, T, H, D), w;
     w.f = carve(p, B, T, H, D);
     w.f.A = A;
     return w;
@@ -513,11 +518,13 @@ __global__ void __launch_bounds__(NT) local_k(int T, int H, const float *__restr
 template <int D>
 cudaError_t launch(cudaStream_t s, int B, int T, int H, const float *q, const float *k, const float *v,
                    const float *g, const float *beta, const float *dO, float *dq, float *dk, float *dv, float *dg,
-                   float *dbeta, void *scratch) {
+                   float *dbeta, void *scratch, void *keep) {
     static_assert(local_smem<D>() <= 227 * 1024 && rscan_smem<D>() <= 227 * 1024, "shared memory");
-    bwd_work w = carve_bwd(scratch, B, T, H, D);
-    cudaError_t e = states(s, B, T, H, D, k, v, g, beta, w.f);
-    if (e != cudaSuccess) return e;
+    bwd_work w = carve_bwd(scratch, B, T, H, D, keep);
+    if (!keep) {
+        cudaError_t e = states(s, B, T, H, D, k, v, g, beta, w.f);
+        if (e != cudaSuccess) return e;
+    }
     const dim3 grid((unsigned)n_chunks(T), (unsigned)H, (unsigned)B);
     cudaFuncSetAttribute(dvloc_k<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)dvloc_smem<D>());
     cudaFuncSetAttribute(rscan_k<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)rscan_smem<D>());
@@ -536,10 +543,10 @@ size_t bwd_scratch(int B, int T, int H, int D) {
 
 cudaError_t bwd(cudaStream_t s, int B, int T, int H, int D, const float *q, const float *k, const float *v,
                 const float *g, const float *beta, const float *dO, float *dq, float *dk, float *dv, float *dg,
-                float *dbeta, void *scratch) {
+                float *dbeta, void *scratch, void *keep) {
     switch (D) {
-    case 64: return launch<64>(s, B, T, H, q, k, v, g, beta, dO, dq, dk, dv, dg, dbeta, scratch);
-    case 128: return launch<128>(s, B, T, H, q, k, v, g, beta, dO, dq, dk, dv, dg, dbeta, scratch);
+    case 64: return launch<64>(s, B, T, H, q, k, v, g, beta, dO, dq, dk, dv, dg, dbeta, scratch, keep);
+    case 128: return launch<128>(s, B, T, H, q, k, v, g, beta, dO, dq, dk, dv, dg, dbeta, scratch, keep);
     default: return cudaErrorNotSupported;
     }
 }

@@ -422,13 +422,18 @@ void prep_scan(cudaStream_t s, int B, int T, int H, const Tin *k, const Tin *v, 
 }
 
 template <int D, typename Tin, typename Tout>
-cudaError_t launch(cudaStream_t s, int B, int T, int H, const Tin *q, const Tin *k, const Tin *v, const float *g,
-                   const float *beta, float *const *S, Tout *o, void *scratch) {
-    tc_work w = carve(scratch, B, T, H, D);
+cudaError_t launch_w(cudaStream_t s, int B, int T, int H, const Tin *q, const Tin *k, const Tin *v, const float *g,
+                     const float *beta, float *const *S, Tout *o, const tc_work &w) {
     prep_scan<D, Tin>(s, B, T, H, k, v, g, beta, S, w);
     cudaFuncSetAttribute(out_k<D, Tin, Tout>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)out_smem<D>());
     out_k<D, Tin, Tout><<<dim3((unsigned)n_chunks(T), H, B), NT, out_smem<D>(), s>>>(T, H, q, k, w, o);
     return cudaGetLastError();
+}
+
+template <int D, typename Tin, typename Tout>
+cudaError_t launch(cudaStream_t s, int B, int T, int H, const Tin *q, const Tin *k, const Tin *v, const float *g,
+                   const float *beta, float *const *S, Tout *o, void *scratch) {
+    return launch_w<D, Tin, Tout>(s, B, T, H, q, k, v, g, beta, S, o, carve(scratch, B, T, H, D));
 }
 
 template <typename Tin, typename Tout>
@@ -454,7 +459,39 @@ cudaError_t states(cudaStream_t s, int B, int T, int H, int D, const float *k, c
     return cudaGetLastError();
 }
 
+size_t keep_bytes(int B, int T, int H, int D) {
+    return (size_t)B * H * n_chunks(T) * CH * CH * sizeof(bf) + fwd_scratch(B, T, H, D);
+}
+
+tc_work carve_keep(void *keep, int B, int T, int H, int D) {
+    bf *A = (bf *)keep;
+    tc_work w = carve(A + (size_t)B * H * n_chunks(T) * CH * CH, B, T, H, D);
+    w.A = A;
+    return w;
+}
+
+cudaError_t fwd_keep(cudaStream_t s, int B, int T, int H, int D, const float *q, const float *k, const float *v,
+                     const float *g, const float *beta, float *o, void *keep) {
+    const tc_work w = carve_keep(keep, B, T, H, D);
+    switch (D) {
+    case 64: return launch_w<64, float, float>(s, B, T, H, q, k, v, g, beta, nullptr, o, w);
+    case 128: return launch_w<128, float, float>(s, B, T, H, q, k, v, g, beta, nullptr, o, w);
+    default: return cudaErrorNotSupported;
+    }
+}
+
 } // namespace hk_tc
+
+extern "C" size_t hk_delta_rule_keep_bytes(int B, int T, int H, int d) {
+    return B > 0 && T > 0 && H > 0 && (d == 64 || d == 128) ? hk_tc::keep_bytes(B, T, H, d) : 0;
+}
+
+extern "C" cudaError_t hk_delta_rule_tc_keep(cudaStream_t s, int B, int T, int H, int d, const float *q,
+                                             const float *k, const float *v, const float *g, const float *beta,
+                                             float *o, void *keep) {
+    if (B <= 0 || T <= 0 || H <= 0 || !keep) return cudaErrorInvalidValue;
+    return hk_tc::fwd_keep(s, B, T, H, d, q, k, v, g, beta, o, keep);
+}
 
 extern "C" size_t hk_delta_rule_tc_scratch(int B, int T, int H, int d) { return hk_tc::fwd_scratch(B, T, H, d); }
 

@@ -32,11 +32,22 @@ tc_work carve(void *base, int B, int T, int H, int D); /* A = null */
 cudaError_t states(cudaStream_t s, int B, int T, int H, int D, const float *k, const float *v, const float *g,
                    const float *beta, const tc_work &w);
 
-/* The backward (delta_bwd_tc.cu): hk_delta_rule_bwd's contract, D in {64, 128}. */
+/* The forward's work kept for the backward (training): A, then a tc_work,
+ * in one buffer of keep_bytes; fwd_keep is the forward from S_0 = 0 (no
+ * final state) writing o and that buffer. The same kernels as states(), so
+ * the backward that reads it gets the bits it would have recomputed. */
+size_t keep_bytes(int B, int T, int H, int D);
+tc_work carve_keep(void *keep, int B, int T, int H, int D);
+cudaError_t fwd_keep(cudaStream_t s, int B, int T, int H, int D, const float *q, const float *k, const float *v,
+                     const float *g, const float *beta, float *o, void *keep);
+
+/* The backward (delta_bwd_tc.cu): hk_delta_rule_bwd's contract, D in {64, 128}.
+ * keep: fwd_keep's buffer for these inputs (prep and scan are then not run
+ * again), or null (they are recomputed in scratch). */
 size_t bwd_scratch(int B, int T, int H, int D);
 cudaError_t bwd(cudaStream_t s, int B, int T, int H, int D, const float *q, const float *k, const float *v,
                 const float *g, const float *beta, const float *dO, float *dq, float *dk, float *dv, float *dg,
-                float *dbeta, void *scratch);
+                float *dbeta, void *scratch, void *keep);
 
 /* q, k rows of one chunk into bf16 shared tiles: bf16 inputs by cp.async,
  * f32 ones through registers (every load issued before the first store) */

@@ -219,6 +219,17 @@ size_t hk_delta_rule_bwd_scratch(int B, int T, int H, int d);
 cudaError_t hk_delta_rule_bwd(cudaStream_t s, int B, int T, int H, int d, const float *q, const float *k,
                               const float *v, const float *g, const float *beta, const float *dO, float *dq,
                               float *dk, float *dv, float *dg, float *dbeta, void *scratch, int tc);
+/* Training, d 64 and 128 on tensor cores: the forward from S0 = 0 (f32 q, k,
+ * v, o) keeping what the backward would recompute (the per-chunk states,
+ * U, W, A, ...) in `keep` (hk_delta_rule_keep_bytes; 0 for other d), and
+ * the backward reading it instead of running prep and scan again — the
+ * same bits as hk_delta_rule_chunked (tc) and hk_delta_rule_bwd (tc = 1). */
+size_t hk_delta_rule_keep_bytes(int B, int T, int H, int d);
+cudaError_t hk_delta_rule_tc_keep(cudaStream_t s, int B, int T, int H, int d, const float *q, const float *k,
+                                  const float *v, const float *g, const float *beta, float *o, void *keep);
+cudaError_t hk_delta_rule_bwd_kept(cudaStream_t s, int B, int T, int H, int d, const float *q, const float *k,
+                                   const float *v, const float *g, const float *beta, const float *dO, float *dq,
+                                   float *dk, float *dv, float *dg, float *dbeta, void *scratch, void *keep);
 
 /* ---- benchmarks */
 /* x[i] = lo + (hi - lo) * u_i, u_i uniform in [0, 1) from a hash of (seed, i). */

@@ -48,6 +48,13 @@ hydra_status hydra_dev_op_delta_rule(int chunked, int T, int H, int dk, int dv, 
             uint32_t u = (uint32_t)o16[i] << 16;
             memcpy(&o[i], &u, 4);
         }
+    } else if (chunked == 4) { /* training's forward: from S_0 = 0, the per-chunk work kept; S is left as given */
+        if (dk != dv) {
+            st = hydra_set_error(HYDRA_ERR_ARG, "delta rule (chunked-tc-keep): needs dk == dv (got %d, %d)", dk, dv);
+            goto done;
+        }
+        OP_TRY(dput(&b, &work, NULL, hk_delta_rule_keep_bytes(1, T, H, dk)));
+        OP_RUN(hk_delta_rule_tc_keep(0, 1, T, H, dk, dq, dk_, dv_, dg, db, dO, work));
     } else if (chunked) {
         OP_TRY(dput(&b, &work, NULL, hk_delta_rule_chunked_scratch(1, T, H, dk)));
         OP_RUN(hk_delta_rule_chunked(0, 1, T, H, dk, dv, dq, dk_, dv_, dg, db, dp, dO, work, chunked == 2));

@@ -1,6 +1,7 @@
 /* ops_delta_bwd.c — the delta-rule backward on host arrays (tests and
  * benchmarks hold the kernel against hydra_op_delta_rule_backward with it):
- * copy in, run hk_delta_rule_bwd on the default stream, copy out. */
+ * copy in, run hk_delta_rule_bwd on the default stream, copy out. tc = 2:
+ * the training pair (hk_delta_rule_tc_keep, then hk_delta_rule_bwd_kept). */
 #include "backend/backend.h"
 #include "cuda/common.h"
 #include "cuda/kernels.h"
@@ -13,6 +14,7 @@ hydra_status hydra_dev_op_delta_rule_backward(int tc, int B, int T, int H, int d
     if (B <= 0 || T < 0 || H <= 0 || (d != 32 && d != 64 && d != 128))
         return hydra_set_error(HYDRA_ERR_ARG, "delta rule backward: B %d, T %d, H %d, d %d (d must be 32, 64 or 128)",
                                B, T, H, d);
+    if (tc < 0 || tc > 2) return hydra_set_error(HYDRA_ERR_ARG, "delta rule backward: tc is 0, 1 or 2 (got %d)", tc);
     if (tc && d == 32)
         return hydra_set_error(HYDRA_ERR_ARG, "delta rule backward: the tensor-core path needs d 64 or 128 (d 32: tc = 0)");
     if (T == 0) return HYDRA_OK;
@@ -32,7 +34,13 @@ hydra_status hydra_dev_op_delta_rule_backward(int tc, int B, int T, int H, int d
     OP_TRY(dput(&b, &yg, NULL, ng));
     OP_TRY(dput(&b, &yb, NULL, ng));
     OP_TRY(dput(&b, &work, NULL, hk_delta_rule_bwd_scratch(B, T, H, d)));
-    OP_RUN(hk_delta_rule_bwd(0, B, T, H, d, xq, xk, xv, xg, xb, xo, yq, yk, yv, yg, yb, work, tc));
+    if (tc == 2) { /* training's pair: the forward keeps its per-chunk work (its o is written to yq, then
+                      overwritten by dq), the backward reads it */
+        void *keep;
+        OP_TRY(dput(&b, &keep, NULL, hk_delta_rule_keep_bytes(B, T, H, d)));
+        OP_RUN(hk_delta_rule_tc_keep(0, B, T, H, d, xq, xk, xv, xg, xb, yq, keep));
+        OP_RUN(hk_delta_rule_bwd_kept(0, B, T, H, d, xq, xk, xv, xg, xb, xo, yq, yk, yv, yg, yb, work, keep));
+    } else OP_RUN(hk_delta_rule_bwd(0, B, T, H, d, xq, xk, xv, xg, xb, xo, yq, yk, yv, yg, yb, work, tc));
     OP_TRY(dget(dq, yq, n));
     OP_TRY(dget(dk, yk, n));
     OP_TRY(dget(dv, yv, n));

@@ -39,6 +39,8 @@ typedef struct {
      * in the backward: RMSNorm1(x_in) and RMSNorm2(x_mid) [rows, C], the mixer output fed to o_proj
      * [rows, Hd] (the gated norm's; attention's o rounded, BF16 mode), SiLU(gate) * up [rows, F]. */
     void *n1, *n2, *mo, *act;
+    void *keep; /* GDN on tensor cores: the delta rule forward's per-chunk work, read by its backward
+                   (hk_delta_rule_tc_keep) instead of being recomputed; null otherwise */
 } tlayer;
 
 struct dev_train {
@@ -137,6 +139,9 @@ static size_t acts_layout(const hydra_model *m, size_t B, size_t T, char *base, 
             LT(proj, R * z.P);
             LT(g, R * z.H);
             LT(beta, R * z.H);
+            const size_t kb = m->dev && m->dev->bf16 ? hk_delta_rule_keep_bytes((int)B, (int)T, (int)z.H, (int)z.d) : 0;
+            if (kb) TAKE(la ? (void *)&la->keep : NULL, kb);
+            else if (la) la->keep = NULL;
         } else TAKE(la ? (void *)&la->att : NULL, hk_attention_tc_scratch((int)B, (int)T, (int)z.H));
         LT(q, R * z.Hd);
         LT(k, R * z.Hd);
@@ -343,7 +348,9 @@ static hydra_status train_forward(const hydra_model *m, hydra_dev_model *d, int 
                                 la->q, la->k, la->v, la->g, la->beta));
             CU_CHECK(cudaMemsetAsync(t->S, 0, (size_t)B * H * dd * dd * 4, s));
             if (T == 1) CU_CHECK(cudaMemsetAsync(t->tails, 0, (size_t)B * (z.K - 1) * 3 * z.Hd * 4, s)); /* prep shifted them */
-            if (dd == 64 || dd == 128)
+            if (la->keep) /* tensor cores: what the backward would recompute is kept */
+                K_CHECK(hk_delta_rule_tc_keep(s, B, T, H, dd, la->q, la->k, la->v, la->g, la->beta, la->o, la->keep));
+            else if (dd == 64 || dd == 128)
                 K_CHECK(hk_delta_rule_chunked(s, B, T, H, dd, dd, la->q, la->k, la->v, la->g, la->beta, S, la->o,
                                               t->scratch, bf));
             else K_CHECK(hk_delta_rule_recurrent(s, B, T, H, dd, dd, la->q, la->k, la->v, la->g, la->beta, S, la->o));
@@ -391,8 +398,11 @@ static hydra_status gdn_backward(const hydra_model *m, hydra_dev_model *d, int l
                                dO, GRAD(t, m, lw->o_norm), t->scratch));
     /* BF16 mode: the chunked backward on tensor cores (d 64, 128); otherwise the f32 kernel */
     const int tc = d->bf16 && (dd == 64 || dd == 128);
-    K_CHECK(hk_delta_rule_bwd(s, B, T, H, dd, la->q, la->k, la->v, la->g, la->beta, dO, dq, dk, dv, dg, db, t->scratch,
-                              tc));
+    if (la->keep)
+        K_CHECK(hk_delta_rule_bwd_kept(s, B, T, H, dd, la->q, la->k, la->v, la->g, la->beta, dO, dq, dk, dv, dg, db,
+                                       t->scratch, la->keep));
+    else K_CHECK(hk_delta_rule_bwd(s, B, T, H, dd, la->q, la->k, la->v, la->g, la->beta, dO, dq, dk, dv, dg, db,
+                                   t->scratch, tc));
     K_CHECK(hk_gdn_prep_bwd(s, B, T, H, dd, (int)z.K, la->proj, P, l->conv, l->A_log, l->dt_bias, la->g, la->beta,
                             c->l2_eps, dq, dk, dv, dg, db, t->dconv, dproj, bf, GRAD(t, m, lw->A_log),
                             GRAD(t, m, lw->dt_bias), t->scratch));

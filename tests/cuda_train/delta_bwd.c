@@ -137,6 +137,39 @@ static void test_delta_bwd_deterministic(void **unused) {
     }
 }
 
+/* Training keeps the forward's per-chunk work (hk_delta_rule_tc_keep) and the
+ * backward reads it (tc = 2): the same bits as the forward on tensor cores
+ * (chunked = 2 from a zero state) and the backward that recomputes (tc = 1),
+ * at chunk-aligned and ragged lengths. */
+static void test_delta_bwd_kept(void **unused) {
+    (void)unused;
+    const int shapes[][3] = {{1, 64, 2}, {2, 333, 3}, {1, 1000, 1}}; /* B, T, H */
+    for (int j = 0; j < 2; j++) {
+        const int d = j ? 128 : 64;
+        for (int i = 0; i < 3; i++) {
+            const int B = shapes[i][0], T = shapes[i][1], H = shapes[i][2];
+            dr_in x = make_inputs(B, T, H, d, 1200 + 10 * i + j);
+            const size_t rows = (size_t)B * T * H, len = (3 * rows * d + 2 * rows) * sizeof(float);
+            hydra_status s1, s2;
+            float *a = run_gpu(&x, 2, &s1), *b = run_gpu(&x, 1, &s2);
+            HY_OK(s1);
+            HY_OK(s2);
+            const int same = memcmp(a, b, len) == 0;
+            free(a), free(b);
+            /* the forward alone, one sequence: kept-work forward vs the tensor-core forward from S = 0 */
+            const size_t n1 = (size_t)T * H * d;
+            float *S = calloc((size_t)H * d * d, sizeof(float)), *o2 = malloc(n1 * 4), *o4 = malloc(n1 * 4);
+            HY_OK(hydra_dev_op_delta_rule(2, T, H, d, d, x.q, x.k, x.v, x.g, x.beta, S, o2));
+            HY_OK(hydra_dev_op_delta_rule(4, T, H, d, d, x.q, x.k, x.v, x.g, x.beta, S, o4));
+            const int same_o = memcmp(o2, o4, n1 * 4) == 0;
+            free(S), free(o2), free(o4);
+            free_inputs(&x);
+            if (!same) fail_msg("delta rule backward, kept work, B=%d T=%d H=%d d=%d: differs from the recomputing one", B, T, H, d);
+            if (!same_o) fail_msg("delta rule forward, kept work, T=%d H=%d d=%d: differs from the tensor-core forward", T, H, d);
+        }
+    }
+}
+
 /* d 32 has no tensor-core path: tc = 1 must fail, never run the f32 path under its name. */
 static void test_delta_bwd_tc_d32_refused(void **unused) {
     (void)unused;
@@ -228,6 +261,7 @@ static void bench(void) {}
 int cuda_train_delta_bwd_tests(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_delta_bwd_vs_cpu),
                                        cmocka_unit_test(test_delta_bwd_deterministic),
+                                       cmocka_unit_test(test_delta_bwd_kept),
                                        cmocka_unit_test(test_delta_bwd_tc_d32_refused)};
     int failed = cmocka_run_group_tests_name("delta_bwd", tests, NULL, NULL);
     const char *b = getenv("HYDRA_BENCH_DELTA_BWD");
