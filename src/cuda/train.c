@@ -21,6 +21,8 @@
  * a fixed order), so a run repeats bit for bit on the same card. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "backend/backend.h"
 #include "cuda/common.h"
@@ -208,7 +210,10 @@ static hydra_status train_init(const hydra_model *m, hydra_dev_model *d) {
     t->n_params = m->n_params;
     d->train = t;
     hydra_status st = hydra_gemm_init(&t->gemm);
-    t->gemm.fixed_algo = 1;
+    /* HYDRA_CUDA_TRAIN_TIMED_GEMM=1: time cuBLASLt's candidates per shape as inference does (for measuring
+     * what the fixed first choice costs; a resumed run may then pick others and differ in the last bits) */
+    const char *tg = getenv("HYDRA_CUDA_TRAIN_TIMED_GEMM");
+    t->gemm.fixed_algo = !(tg && strcmp(tg, "1") == 0);
     t->gemm.small_m = 0;
     if (!st) st = hydra_cu_alloc((void **)&t->params, m->n_params * 4, "the master weights");
     if (!st) st = hydra_cu_alloc((void **)&t->grads, m->n_params * 4, "the gradients");
