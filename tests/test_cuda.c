@@ -159,6 +159,25 @@ static void test_small_ops(void **unused) {
     free(x), free(w), free(y1), free(y2), free(xm), free(W), free(r), free(g1), free(g2), free(ref);
 }
 
+/* The strided f32 -> bf16 rounding of the training step (the 4-wide kernel
+ * where cols and both strides are multiples of 4, one element a thread
+ * otherwise) = hydra_f32_to_bf16 element by element, the gaps untouched. */
+static void test_to_bf16_2d(void **unused) {
+    const int shapes[][4] = {{37, 768, 768, 2304}, {5, 64, 68, 192}, {9, 70, 70, 210}, {3, 33, 35, 99}}; /* rows cols lds ldd */
+    for (int i = 0; i < 4; i++) {
+        const int rows = shapes[i][0], cols = shapes[i][1], lds = shapes[i][2], ldd = shapes[i][3];
+        float *src = randn((size_t)rows * lds, 3.0f, 90 + i);
+        uint16_t *got = malloc((size_t)rows * ldd * 2), *want = malloc((size_t)rows * ldd * 2);
+        for (size_t j = 0; j < (size_t)rows * ldd; j++) got[j] = want[j] = (uint16_t)(j * 2654435761u >> 16);
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < cols; c++) want[(size_t)r * ldd + c] = hydra_f32_to_bf16(src[(size_t)r * lds + c]);
+        HY_OK(hydra_dev_op_to_bf16_2d(rows, cols, src, (size_t)lds, got, (size_t)ldd));
+        const int same = memcmp(got, want, (size_t)((rows - 1) * ldd + cols) * 2) == 0;
+        free(src), free(got), free(want);
+        if (!same) fail_msg("to_bf16_2d rows %d cols %d lds %d ldd %d: differs from hydra_f32_to_bf16", rows, cols, lds, ldd);
+    }
+}
+
 /* Decode-sized products (M <= 8: gemm_small.cu) at every M, with K a
  * multiple of 8 (16-byte vector loads) and an odd K (the scalar path). */
 static void test_small_gemm(void **unused) {
@@ -689,7 +708,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_delta_rule),          cmocka_unit_test(test_delta_rule_chunked),
         cmocka_unit_test(test_attention),
-        cmocka_unit_test(test_small_ops),           cmocka_unit_test(test_small_gemm),
+        cmocka_unit_test(test_small_ops),           cmocka_unit_test(test_small_gemm), cmocka_unit_test(test_to_bf16_2d),
         cmocka_unit_test(test_model_logits),
         cmocka_unit_test(test_chunking_and_step),   cmocka_unit_test(test_fused_decode),
         cmocka_unit_test(test_batched_rows),

@@ -66,6 +66,10 @@ hydra_status hydra_dev_op_rmsnorm(int M, int C, const float *x, const float *w, 
 hydra_status hydra_dev_op_rope(int T, int H, int d, int64_t pos0, double base, float *x);
 /* y[M,N] (+)= x W^T with f32 inputs, or both rounded to bf16 first (bf16 = 1). */
 hydra_status hydra_dev_op_matmul(int M, int N, int K, const float *x, const float *W, float *y, int acc, int bf16);
+/* dst[r * ldd + c] = bf16(src[r * lds + c]) for r < rows, c < cols (the
+ * training step's strided rounding, hk_f32_to_bf16_2d); the rest of dst is
+ * left as it was. */
+hydra_status hydra_dev_op_to_bf16_2d(int rows, int cols, const float *src, size_t lds, uint16_t *dst, size_t ldd);
 /* C (+)= op(A) op(B) through hydra_gemm_ex (any transposes, leading dims). */
 hydra_status hydra_dev_op_matmul_ex(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                                     float *C, int ldc, int acc, int bf16);

@@ -49,6 +49,9 @@ hydra_status hydra_dev_op_rope(int T, int H, int d, int64_t pos0, double base, f
 hydra_status hydra_dev_op_matmul(int M, int N, int K, const float *x, const float *W, float *y, int acc, int bf16) {
     return NO_CUDA("matmul");
 }
+hydra_status hydra_dev_op_to_bf16_2d(int rows, int cols, const float *src, size_t lds, uint16_t *dst, size_t ldd) {
+    return NO_CUDA("to_bf16_2d");
+}
 hydra_status hydra_dev_op_matmul_ex(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                                     float *C, int ldc, int acc, int bf16) {
     return NO_CUDA("matmul_ex");

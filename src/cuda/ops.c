@@ -145,6 +145,23 @@ static hydra_status operand_put(dbufs *b, const float *host, size_t n, int bf16,
     return HYDRA_OK;
 }
 
+hydra_status hydra_dev_op_to_bf16_2d(int rows, int cols, const float *src, size_t lds, uint16_t *dst, size_t ldd) {
+    HYDRA_CHECK(need_device());
+    if (rows < 1 || cols < 1 || lds < (size_t)cols || ldd < (size_t)cols)
+        return hydra_set_error(HYDRA_ERR_ARG, "to_bf16_2d: rows %d, cols %d, lds %zu, ldd %zu", rows, cols, lds, ldd);
+    dbufs b = {0};
+    hydra_status st = HYDRA_OK;
+    void *ds, *dd;
+    const size_t ns = ((size_t)(rows - 1) * lds + (size_t)cols) * 4, nd = ((size_t)(rows - 1) * ldd + (size_t)cols) * 2;
+    OP_TRY(dput(&b, &ds, src, ns));
+    OP_TRY(dput(&b, &dd, dst, nd)); /* the gaps between rows must come back as they were */
+    OP_RUN(hk_f32_to_bf16_2d(0, ds, lds, dd, ldd, rows, cols));
+    OP_TRY(dget(dst, dd, nd));
+done:
+    dbufs_free(&b);
+    return st;
+}
+
 hydra_status hydra_dev_op_matmul_ex(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                                     float *C, int ldc, int acc, int bf16) {
     HYDRA_CHECK(need_device());
