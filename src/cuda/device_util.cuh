@@ -57,6 +57,16 @@ struct GdnItem {
     size_t r;        /* row b*T + t */
     int t, part, h;  /* position in the sequence, part, head */
 };
+__device__ __forceinline__ float4 load4(const float *x, size_t i) { return ((const float4 *)x)[i / 4]; }
+/* Four bf16 from element i (a multiple of 4, 8-byte aligned) as f32: one 8-byte load. */
+__device__ __forceinline__ float4 load4(const __nv_bfloat16 *x, size_t i) {
+    const uint2 u = ((const uint2 *)x)[i / 4];
+    return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u), __uint_as_float(u.y << 16),
+                       __uint_as_float(u.y & 0xffff0000u));
+}
+__device__ __forceinline__ float load1(const float *x, size_t i) { return x[i]; }
+__device__ __forceinline__ float load1(const __nv_bfloat16 *x, size_t i) { return __bfloat162float(x[i]); }
+
 /* The calling warp's item; false past the end (whole warps only, so the
  * shuffles stay full-warp). */
 __device__ __forceinline__ bool gdn_item(size_t items, int T, int H, GdnItem *it) {
@@ -70,13 +80,14 @@ __device__ __forceinline__ bool gdn_item(size_t items, int T, int H, GdnItem *it
 /* Causal conv output of channel ch at row r (position t in its sequence):
  * tap j reads row t - K + 1 + j of the sequence in proj; rows before the
  * start come from tail [K-1, Cc] or, with tail NULL (training), are zeros. */
-__device__ __forceinline__ float gdn_conv_at(const float *proj, int P, const float *convw, int K, size_t r, int t,
+template <typename TP>
+__device__ __forceinline__ float gdn_conv_at(const TP *proj, int P, const float *convw, int K, size_t r, int t,
                                              size_t ch, const float *tail, size_t Cc) {
     float acc = 0.0f;
 #pragma unroll 4
     for (int j = 0; j < K; j++) { /* unrolled: the taps' loads go out together */
         const int src = t + j - (K - 1);
-        if (src >= 0) acc += convw[ch * K + j] * proj[(r - t + src) * P + ch];
+        if (src >= 0) acc += convw[ch * K + j] * load1(proj, (r - t + src) * P + ch);
         else if (tail) acc += convw[ch * K + j] * tail[(size_t)(K - 1 + src) * Cc + ch];
     }
     return acc;
@@ -84,10 +95,11 @@ __device__ __forceinline__ float gdn_conv_at(const float *proj, int P, const flo
 
 /* The gates of head h from a row's a|b columns pr [2H]: beta = sigmoid(b),
  * g = -exp(A_log) * softplus(a + dt_bias). */
-__device__ __forceinline__ void gdn_gate(const float *pr, int H, int h, const float *A_log, const float *dt_bias,
+template <typename TP>
+__device__ __forceinline__ void gdn_gate(const TP *pr, int H, int h, const float *A_log, const float *dt_bias,
                                          float *g, float *beta) {
-    *beta = 1.0f / (1.0f + expf(-pr[H + h]));
-    *g = -expf(A_log[h]) * softplus(pr[h] + dt_bias[h]);
+    *beta = 1.0f / (1.0f + expf(-load1(pr, (size_t)(H + h))));
+    *g = -expf(A_log[h]) * softplus(load1(pr, (size_t)h) + dt_bias[h]);
 }
 
 inline unsigned blocks_for(size_t n, unsigned threads) { return (unsigned)((n + threads - 1) / threads); }
@@ -111,15 +123,6 @@ __device__ __forceinline__ void store4(void *y, size_t i, float4 v, int bf16) {
         ((uint2 *)y)[i / 4] = p.u;
     } else ((float4 *)y)[i / 4] = v;
 }
-__device__ __forceinline__ float4 load4(const float *x, size_t i) { return ((const float4 *)x)[i / 4]; }
-/* Four bf16 from element i (a multiple of 4, 8-byte aligned) as f32: one 8-byte load. */
-__device__ __forceinline__ float4 load4(const __nv_bfloat16 *x, size_t i) {
-    const uint2 u = ((const uint2 *)x)[i / 4];
-    return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u), __uint_as_float(u.y << 16),
-                       __uint_as_float(u.y & 0xffff0000u));
-}
-__device__ __forceinline__ float load1(const float *x, size_t i) { return x[i]; }
-__device__ __forceinline__ float load1(const __nv_bfloat16 *x, size_t i) { return __bfloat162float(x[i]); }
 __device__ __forceinline__ float at(const float4 &v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
 __host__ __device__ __forceinline__ bool aligned16(const void *p) { return ((size_t)p & 15) == 0; }
 
@@ -145,7 +148,8 @@ template <int KW> struct ConvWalk {
     }
     /* Window for row r at position t: earlier rows of the sequence from
      * proj, rows before its start from tail [K-1, Cc] or zeros (tail NULL). */
-    __device__ void fill(const float *proj, int P, size_t r, int t, size_t ch, const float *tail, size_t Cc) {
+    template <typename TP>
+    __device__ void fill(const TP *proj, int P, size_t r, int t, size_t ch, const float *tail, size_t Cc) {
 #pragma unroll
         for (int j = 0; j < KW - 1; j++) {
             const int src = t + j - (KW - 1);

@@ -102,7 +102,8 @@ __global__ void gather_last_k(int T, int C, const float *x, float *last) {
 /* One warp per (row, head, part) (gdn_item). With T = 1 (a decode step) the
  * warp also shifts its channels' conv tails (no other thread reads them) and
  * the q warp computes its head's gates: one kernel instead of three. */
-__global__ void gdn_prep_k(size_t items, int T, int H, int d, int K, const float *proj, int P, const float *convw,
+template <typename TP>
+__global__ void gdn_prep_k(size_t items, int T, int H, int d, int K, const TP *proj, int P, const float *convw,
                            float *const *tails, float l2_eps, float *q, float *k, float *v, const float *A_log,
                            const float *dt_bias, float *g, float *beta) {
     hk_pdl_entry();
@@ -142,7 +143,7 @@ __global__ void gdn_prep_k(size_t items, int T, int H, int d, int K, const float
         if (c >= d) continue;
         size_t ch = (size_t)part * Hd + (size_t)h * d + c;
         for (int row = 0; row < K - 1; row++)
-            tl[(size_t)row * 3 * Hd + ch] = row + 1 < K - 1 ? tl[(size_t)(row + 1) * 3 * Hd + ch] : proj[r * P + ch];
+            tl[(size_t)row * 3 * Hd + ch] = row + 1 < K - 1 ? tl[(size_t)(row + 1) * 3 * Hd + ch] : load1(proj, r * P + ch);
     }
     if (part == 0 && lane == 0) gdn_gate(proj + r * P + 4 * Hd, H, h, A_log, dt_bias, g + r * H + h, beta + r * H + h);
 }
@@ -152,8 +153,8 @@ __global__ void gdn_prep_k(size_t items, int T, int H, int d, int K, const float
  * load per proj row instead of K scattered ones), the d/4 lanes of a head
  * reduce its L2 norm by shuffles (PrepTile). The gates are gdn_gates_k's,
  * the tails hk_conv_tail's. */
-template <int KW>
-__global__ void gdn_prep_tiled_k(int BT, int T, int H, int d, const float *proj, int P, const float *convw,
+template <int KW, typename TP>
+__global__ void gdn_prep_tiled_k(int BT, int T, int H, int d, const TP *proj, int P, const float *convw,
                                  float *const *tails, float l2_eps, float *q, float *k, float *v) {
     hk_pdl_entry();
     PrepTile p;
@@ -182,7 +183,8 @@ __global__ void gdn_prep_tiled_k(int BT, int T, int H, int d, const float *proj,
     }
 }
 
-__global__ void gdn_gates_k(size_t n, int H, const float *proj, int P, int a_off, const float *A_log,
+template <typename TP>
+__global__ void gdn_gates_k(size_t n, int H, const TP *proj, int P, int a_off, const float *A_log,
                             const float *dt_bias, float *g, float *beta) {
     hk_pdl_entry();
     size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
@@ -206,7 +208,8 @@ __global__ void conv_tail_k(int B, int T, int Cc, int K, const float *proj, int 
     }
 }
 
-__global__ void gated_onorm_k(size_t items, int H, int d, const float *o, const float *proj, int P, int gate_off,
+template <typename TP>
+__global__ void gated_onorm_k(size_t items, int H, int d, const float *o, const TP *proj, int P, int gate_off,
                               const float *w, float eps, void *y, int bf16) {
     hk_pdl_entry();
     const int lane = threadIdx.x & 31;
@@ -215,17 +218,18 @@ __global__ void gated_onorm_k(size_t items, int H, int d, const float *o, const 
     const size_t r = item / H;
     const int h = (int)(item % H);
     const float *oh = o + item * d;
-    const float *gh = proj + r * P + gate_off + (size_t)h * d;
+    const TP *gh = proj + r * P + gate_off + (size_t)h * d;
     float ss = 0.0f;
     for (int c = lane; c < d; c += 32) ss += oh[c] * oh[c];
     float inv = 1.0f / sqrtf(warp_sum(ss) / (float)d + eps);
-    for (int c = lane; c < d; c += 32) store(y, item * d + c, oh[c] * silu(gh[c]) * inv * w[c], bf16);
+    for (int c = lane; c < d; c += 32) store(y, item * d + c, oh[c] * silu(load1(gh, (size_t)c)) * inv * w[c], bf16);
 }
 
 /* d/4 a power of two <= 32, 16-byte rows: a thread takes 4 channels of a
  * row's [Hd] (grid (rows, column blocks)), the d/4 lanes of a head reduce by
  * shuffles: no per-item division, 16-byte loads. */
-__global__ void gated_onorm4_k(int Hd, int d, const float *o, const float *proj, int P, int gate_off, const float *w,
+template <typename TP>
+__global__ void gated_onorm4_k(int Hd, int d, const float *o, const TP *proj, int P, int gate_off, const float *w,
                                float eps, void *y, int bf16) {
     hk_pdl_entry();
     const int c = (blockIdx.y * blockDim.x + threadIdx.x) * 4;
@@ -385,22 +389,60 @@ cudaError_t hk_gather_last(cudaStream_t s, int B, int T, int C, const float *x, 
     return cudaGetLastError();
 }
 
-cudaError_t hk_gdn_prep(cudaStream_t s, int B, int T, int H, int d, int K, const float *proj, int P,
-                        const float *convw, float *const *tails, const float *A_log, const float *dt_bias,
-                        float l2_eps, float *q, float *k, float *v, float *g, float *beta) {
+} // extern "C"
+
+namespace {
+
+template <typename TP>
+cudaError_t gdn_prep_launch(cudaStream_t s, int B, int T, int H, int d, int K, const TP *proj, int P,
+                            const float *convw, float *const *tails, const float *A_log, const float *dt_bias,
+                            float l2_eps, float *q, float *k, float *v, float *g, float *beta) {
     size_t BT = (size_t)B * T, warps = BT * 3 * H;
     if (d > 256) return cudaErrorInvalidValue;
     if (warps && prep_tiled_ok(T, d, K, P, proj) && aligned16(q) && aligned16(k) && aligned16(v)) {
         with_k(K, [&](auto kw) {
-            hk_launch(gdn_prep_tiled_k<decltype(kw)::value>, prep_tiled_grid(BT, H, d), 128, 0, s, (int)BT, T, H, d, proj, P, convw, tails,
-                      l2_eps, q, k, v);
+            hk_launch(gdn_prep_tiled_k<decltype(kw)::value, TP>, prep_tiled_grid(BT, H, d), 128, 0, s, (int)BT, T, H, d, proj, P,
+                      convw, tails, l2_eps, q, k, v);
         });
     } else if (warps)
-        hk_launch(gdn_prep_k, blocks_for(warps, 8), 256, 0, s, warps, T, H, d, K, proj, P, convw, tails, l2_eps, q, k, v,
-                  A_log, dt_bias, g, beta);
+        hk_launch(gdn_prep_k<TP>, blocks_for(warps, 8), 256, 0, s, warps, T, H, d, K, proj, P, convw, tails, l2_eps, q, k,
+                  v, A_log, dt_bias, g, beta);
     size_t n = T == 1 ? 0 : BT * H; /* T = 1: gdn_prep_k did the gates */
-    if (n) hk_launch(gdn_gates_k, blocks_for(n, 256), 256, 0, s, n, H, proj, P, 4 * H * d, A_log, dt_bias, g, beta);
+    if (n) hk_launch(gdn_gates_k<TP>, blocks_for(n, 256), 256, 0, s, n, H, proj, P, 4 * H * d, A_log, dt_bias, g, beta);
     return cudaGetLastError();
+}
+
+template <typename TP>
+cudaError_t gated_onorm_launch(cudaStream_t s, int BT, int H, int d, const float *o, const TP *proj, int P,
+                               int gate_off, const float *w, float eps, void *y, int out_bf16) {
+    size_t items = (size_t)BT * H; /* one warp each, 4 warps per block */
+    const int g = d / 4, Hd = H * d;
+    if (items && d % 4 == 0 && g <= 32 && (g & (g - 1)) == 0 && P % 4 == 0 && gate_off % 4 == 0 && aligned16(o) &&
+        aligned16(proj) && aligned16(w) && aligned16(y)) {
+        const unsigned threads = Hd / 4 < 256 ? (unsigned)(Hd / 4 + 31) / 32 * 32 : 256;
+        hk_launch(gated_onorm4_k<TP>, dim3((unsigned)BT, blocks_for((size_t)Hd / 4, threads)), threads, 0, s, Hd, d, o,
+                  proj, P, gate_off, w, eps, y, out_bf16);
+    } else if (items)
+        hk_launch(gated_onorm_k<TP>, blocks_for(items, 4), 128, 0, s, items, H, d, o, proj, P, gate_off, w, eps, y,
+                  out_bf16);
+    return cudaGetLastError();
+}
+
+} // namespace
+
+extern "C" {
+
+cudaError_t hk_gdn_prep(cudaStream_t s, int B, int T, int H, int d, int K, const float *proj, int P,
+                        const float *convw, float *const *tails, const float *A_log, const float *dt_bias,
+                        float l2_eps, float *q, float *k, float *v, float *g, float *beta) {
+    return gdn_prep_launch(s, B, T, H, d, K, proj, P, convw, tails, A_log, dt_bias, l2_eps, q, k, v, g, beta);
+}
+
+cudaError_t hk_gdn_prep16(cudaStream_t s, int B, int T, int H, int d, int K, const uint16_t *proj, int P,
+                          const float *convw, float *const *tails, const float *A_log, const float *dt_bias,
+                          float l2_eps, float *q, float *k, float *v, float *g, float *beta) {
+    return gdn_prep_launch(s, B, T, H, d, K, (const __nv_bfloat16 *)proj, P, convw, tails, A_log, dt_bias, l2_eps, q, k,
+                           v, g, beta);
 }
 
 cudaError_t hk_conv_tail(cudaStream_t s, int B, int T, int Cc, int K, const float *proj, int P,
@@ -412,15 +454,12 @@ cudaError_t hk_conv_tail(cudaStream_t s, int B, int T, int Cc, int K, const floa
 
 cudaError_t hk_gated_onorm(cudaStream_t s, int BT, int H, int d, const float *o, const float *proj, int P,
                            int gate_off, const float *w, float eps, void *y, int out_bf16) {
-    size_t items = (size_t)BT * H; /* one warp each, 4 warps per block */
-    const int g = d / 4, Hd = H * d;
-    if (items && d % 4 == 0 && g <= 32 && (g & (g - 1)) == 0 && P % 4 == 0 && gate_off % 4 == 0 && aligned16(o) &&
-        aligned16(proj) && aligned16(w) && aligned16(y)) {
-        const unsigned threads = Hd / 4 < 256 ? (unsigned)(Hd / 4 + 31) / 32 * 32 : 256;
-        hk_launch(gated_onorm4_k, dim3((unsigned)BT, blocks_for((size_t)Hd / 4, threads)), threads, 0, s, Hd, d, o,
-                  proj, P, gate_off, w, eps, y, out_bf16);
-    } else if (items) hk_launch(gated_onorm_k, blocks_for(items, 4), 128, 0, s, items, H, d, o, proj, P, gate_off, w, eps, y, out_bf16);
-    return cudaGetLastError();
+    return gated_onorm_launch(s, BT, H, d, o, proj, P, gate_off, w, eps, y, out_bf16);
+}
+
+cudaError_t hk_gated_onorm16(cudaStream_t s, int BT, int H, int d, const float *o, const uint16_t *proj, int P,
+                             int gate_off, const float *w, float eps, void *y, int out_bf16) {
+    return gated_onorm_launch(s, BT, H, d, o, (const __nv_bfloat16 *)proj, P, gate_off, w, eps, y, out_bf16);
 }
 
 cudaError_t hk_rope_qkv(cudaStream_t s, int B, int T, int H, int d, const float *proj, const int64_t *pos,

@@ -41,6 +41,10 @@ cudaError_t hk_gather_last(cudaStream_t s, int B, int T, int C, const float *x, 
 cudaError_t hk_gdn_prep(cudaStream_t s, int B, int T, int H, int d, int K, const float *proj, int P,
                         const float *convw, float *const *tails, const float *A_log, const float *dt_bias,
                         float l2_eps, float *q, float *k, float *v, float *g, float *beta);
+/* The same with proj in bf16 (the training step's stored projection). */
+cudaError_t hk_gdn_prep16(cudaStream_t s, int B, int T, int H, int d, int K, const uint16_t *proj, int P,
+                          const float *convw, float *const *tails, const float *A_log, const float *dt_bias,
+                          float l2_eps, float *q, float *k, float *v, float *g, float *beta);
 /* tails[b] <- the last K-1 rows of (tails[b] ++ proj[b*T.., 0:3Hd]); nothing
  * for T = 1 (hk_gdn_prep shifted them). */
 cudaError_t hk_conv_tail(cudaStream_t s, int B, int T, int Cc, int K, const float *proj, int P,
@@ -83,6 +87,8 @@ cudaError_t hk_delta_rule_tc(cudaStream_t s, int B, int T, int H, int d, const v
 /* y = RMSNorm_head(o) * w * SiLU(gate), gate = proj[r, gate_off + h*d ..]. */
 cudaError_t hk_gated_onorm(cudaStream_t s, int BT, int H, int d, const float *o, const float *proj, int P,
                            int gate_off, const float *w, float eps, void *y, int out_bf16);
+cudaError_t hk_gated_onorm16(cudaStream_t s, int BT, int H, int d, const float *o, const uint16_t *proj, int P,
+                             int gate_off, const float *w, float eps, void *y, int out_bf16);
 
 /* ---- attention */
 /* proj [BT, 3Hd] = q|k|v -> q, k rotated (RoPE, split half, angles in double
@@ -148,6 +154,9 @@ cudaError_t hk_rmsnorm_bwd(cudaStream_t s, int M, int C, const float *x, const f
 cudaError_t hk_gated_onorm_bwd(cudaStream_t s, int BT, int H, int d, const float *o, const float *proj, int P,
                                int gate_off, const float *w, float eps, const float *dy, void *dproj, int dproj_bf16,
                                float *dO, float *dw, void *scratch);
+cudaError_t hk_gated_onorm_bwd16(cudaStream_t s, int BT, int H, int d, const float *o, const uint16_t *proj, int P,
+                                 int gate_off, const float *w, float eps, const float *dy, void *dproj, int dproj_bf16,
+                                 float *dO, float *dw, void *scratch);
 /* The DeltaNet input stage backward (hk_gdn_prep's): recomputes the conv
  * output from proj and convw (zero tails), then from dq, dk, dv [BT, Hd] and
  * dg, dbeta [BT, H]: dconv [BT, 3Hd] (the gradient of the conv output, through
@@ -160,12 +169,19 @@ cudaError_t hk_gdn_prep_bwd(cudaStream_t s, int B, int T, int H, int d, int K, c
                             const float *beta, float l2_eps, const float *dq, const float *dk, const float *dv,
                             const float *dg, const float *dbeta, float *dconv, void *dproj, int dproj_bf16,
                             float *dA_log, float *ddt_bias, void *scratch);
+cudaError_t hk_gdn_prep_bwd16(cudaStream_t s, int B, int T, int H, int d, int K, const uint16_t *proj, int P,
+                              const float *convw, const float *A_log, const float *dt_bias, const float *g,
+                              const float *beta, float l2_eps, const float *dq, const float *dk, const float *dv,
+                              const float *dg, const float *dbeta, float *dconv, void *dproj, int dproj_bf16,
+                              float *dA_log, float *ddt_bias, void *scratch);
 /* Causal depthwise conv (width K, zero tails) backward: x [BT, Cc] at row
  * stride ldx, w [Cc, K], dy [BT, Cc] (stride Cc): dx written at row stride
  * lddx (may be the fused dproj; f32, or bf16 with dx_bf16), dw [Cc, K] +=
  * (NULL = skip). K <= 64. */
 cudaError_t hk_conv_bwd(cudaStream_t s, int B, int T, int Cc, int K, const float *x, int ldx, const float *w,
                         const float *dy, void *dx, int lddx, int dx_bf16, float *dw, void *scratch);
+cudaError_t hk_conv_bwd16(cudaStream_t s, int B, int T, int Cc, int K, const uint16_t *x, int ldx, const float *w,
+                          const float *dy, void *dx, int lddx, int dx_bf16, float *dw, void *scratch);
 /* SwiGLU: gu [BT, 2F], dact [BT, F] -> dgu [BT, 2F] (f32, or bf16 with
  * out_bf16: dgu only feeds the gate/up products). */
 cudaError_t hk_swiglu_bwd(cudaStream_t s, int BT, int F, const float *gu, const float *dact, void *dgu, int out_bf16);

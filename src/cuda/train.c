@@ -32,7 +32,8 @@
 
 typedef struct {
     float *x_in, *x_mid;   /* [rows, C] */
-    float *proj;           /* GDN: [rows, P] */
+    void *proj;            /* GDN: [rows, P], the in-projection's output: f32, bf16 in BF16 mode (its product writes
+                              it rounded; the input stage, the gated norm and their backwards read it) */
     float *q, *k, *v, *o;  /* [rows, Hd] */
     void *att;             /* attention on tensor cores: its forward's log-sum-exp for the backward */
     float *g, *beta;       /* GDN: [rows, H] */
@@ -138,7 +139,7 @@ static size_t acts_layout(const hydra_model *m, size_t B, size_t T, char *base, 
         LT(x_in, R * z.C);
         LT(x_mid, R * z.C);
         if (gdn) {
-            LT(proj, R * z.P);
+            TAKE(la ? (void *)&la->proj : NULL, R * z.P * (m->dev && m->dev->bf16 ? 2 : 4));
             LT(g, R * z.H);
             LT(beta, R * z.H);
             const size_t kb = m->dev && m->dev->bf16 ? hk_delta_rule_keep_bytes((int)B, (int)T, (int)z.H, (int)z.d) : 0;
@@ -348,9 +349,15 @@ static hydra_status train_forward(const hydra_model *m, hydra_dev_model *d, int 
         float *x_out = li + 1 < c->n_layers ? t->L[li + 1].x_in : t->x_final;
         K_CHECK(hk_rmsnorm(s, R, C, la->x_in, l->norm1, eps, la->n1, bf));
         if (l->kind == HYDRA_LAYER_DELTANET) {
-            HYDRA_CHECK(fwd(d, R, P, C, la->n1, l->in_proj, la->proj, 0));
-            K_CHECK(hk_gdn_prep(s, B, T, H, dd, (int)z.K, la->proj, P, l->conv, tails, l->A_log, l->dt_bias, c->l2_eps,
-                                la->q, la->k, la->v, la->g, la->beta));
+            if (bf) {
+                HYDRA_CHECK(hydra_gemm_ex16(&t->gemm, s, 0, 1, R, P, C, la->n1, C, l->in_proj, C, la->proj, P));
+                K_CHECK(hk_gdn_prep16(s, B, T, H, dd, (int)z.K, (const uint16_t *)la->proj, P, l->conv, tails, l->A_log,
+                                      l->dt_bias, c->l2_eps, la->q, la->k, la->v, la->g, la->beta));
+            } else {
+                HYDRA_CHECK(fwd(d, R, P, C, la->n1, l->in_proj, (float *)la->proj, 0));
+                K_CHECK(hk_gdn_prep(s, B, T, H, dd, (int)z.K, (const float *)la->proj, P, l->conv, tails, l->A_log,
+                                    l->dt_bias, c->l2_eps, la->q, la->k, la->v, la->g, la->beta));
+            }
             CU_CHECK(cudaMemsetAsync(t->S, 0, (size_t)B * H * dd * dd * 4, s));
             if (T == 1) CU_CHECK(cudaMemsetAsync(t->tails, 0, (size_t)B * (z.K - 1) * 3 * z.Hd * 4, s)); /* prep shifted them */
             if (la->keep) /* tensor cores: what the backward would recompute is kept */
@@ -359,7 +366,8 @@ static hydra_status train_forward(const hydra_model *m, hydra_dev_model *d, int 
                 K_CHECK(hk_delta_rule_chunked(s, B, T, H, dd, dd, la->q, la->k, la->v, la->g, la->beta, S, la->o,
                                               t->scratch, bf));
             else K_CHECK(hk_delta_rule_recurrent(s, B, T, H, dd, dd, la->q, la->k, la->v, la->g, la->beta, S, la->o));
-            K_CHECK(hk_gated_onorm(s, R, H, dd, la->o, la->proj, P, 3 * Hd, l->o_norm, eps, la->mo, bf));
+            if (bf) K_CHECK(hk_gated_onorm16(s, R, H, dd, la->o, (const uint16_t *)la->proj, P, 3 * Hd, l->o_norm, eps, la->mo, bf));
+            else K_CHECK(hk_gated_onorm(s, R, H, dd, la->o, (const float *)la->proj, P, 3 * Hd, l->o_norm, eps, la->mo, bf));
             op = la->mo;
         } else {
             const int window = l->kind == HYDRA_LAYER_ATTN ? 0 : c->window;
@@ -399,8 +407,12 @@ static hydra_status gdn_backward(const hydra_model *m, hydra_dev_model *d, int l
     float *dO = t->dO;
     const int bf = d->bf16;
     float *dq = t->dqkv, *dk = dq + (size_t)R * Hd, *dv = dk + (size_t)R * Hd, *dg = t->dgb, *db = dg + (size_t)R * H;
-    K_CHECK(hk_gated_onorm_bwd(s, R, H, dd, la->o, la->proj, P, 3 * Hd, l->o_norm, c->norm_eps, t->dy, dproj, bf,
-                               dO, GRAD(t, m, lw->o_norm), t->scratch));
+    if (bf)
+        K_CHECK(hk_gated_onorm_bwd16(s, R, H, dd, la->o, (const uint16_t *)la->proj, P, 3 * Hd, l->o_norm, c->norm_eps,
+                                     t->dy, dproj, bf, dO, GRAD(t, m, lw->o_norm), t->scratch));
+    else
+        K_CHECK(hk_gated_onorm_bwd(s, R, H, dd, la->o, (const float *)la->proj, P, 3 * Hd, l->o_norm, c->norm_eps, t->dy,
+                                   dproj, bf, dO, GRAD(t, m, lw->o_norm), t->scratch));
     /* BF16 mode: the chunked backward on tensor cores (d 64, 128); otherwise the f32 kernel */
     const int tc = d->bf16 && (dd == 64 || dd == 128);
     if (la->keep)
@@ -408,11 +420,21 @@ static hydra_status gdn_backward(const hydra_model *m, hydra_dev_model *d, int l
                                        t->scratch, la->keep));
     else K_CHECK(hk_delta_rule_bwd(s, B, T, H, dd, la->q, la->k, la->v, la->g, la->beta, dO, dq, dk, dv, dg, db,
                                    t->scratch, tc));
-    K_CHECK(hk_gdn_prep_bwd(s, B, T, H, dd, (int)z.K, la->proj, P, l->conv, l->A_log, l->dt_bias, la->g, la->beta,
-                            c->l2_eps, dq, dk, dv, dg, db, t->dconv, dproj, bf, GRAD(t, m, lw->A_log),
-                            GRAD(t, m, lw->dt_bias), t->scratch));
-    K_CHECK(hk_conv_bwd(s, B, T, 3 * Hd, (int)z.K, la->proj, P, l->conv, t->dconv, dproj, P, bf, GRAD(t, m, lw->q_conv),
-                        t->scratch));
+    if (bf) {
+        const uint16_t *pj = (const uint16_t *)la->proj;
+        K_CHECK(hk_gdn_prep_bwd16(s, B, T, H, dd, (int)z.K, pj, P, l->conv, l->A_log, l->dt_bias, la->g, la->beta,
+                                  c->l2_eps, dq, dk, dv, dg, db, t->dconv, dproj, bf, GRAD(t, m, lw->A_log),
+                                  GRAD(t, m, lw->dt_bias), t->scratch));
+        K_CHECK(hk_conv_bwd16(s, B, T, 3 * Hd, (int)z.K, pj, P, l->conv, t->dconv, dproj, P, bf,
+                              GRAD(t, m, lw->q_conv), t->scratch));
+    } else {
+        const float *pj = (const float *)la->proj;
+        K_CHECK(hk_gdn_prep_bwd(s, B, T, H, dd, (int)z.K, pj, P, l->conv, l->A_log, l->dt_bias, la->g, la->beta,
+                                c->l2_eps, dq, dk, dv, dg, db, t->dconv, dproj, bf, GRAD(t, m, lw->A_log),
+                                GRAD(t, m, lw->dt_bias), t->scratch));
+        K_CHECK(hk_conv_bwd(s, B, T, 3 * Hd, (int)z.K, pj, P, l->conv, t->dconv, dproj, P, bf, GRAD(t, m, lw->q_conv),
+                            t->scratch));
+    }
     return HYDRA_OK;
 }
 

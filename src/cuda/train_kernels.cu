@@ -172,8 +172,8 @@ __global__ void __launch_bounds__(512) rmsnorm_bwd_k(int M, int C, const float *
  * holds channels lane + 32 i, i < NPL (d <= 32 NPL <= 256). With n = o rr, s = SiLU(z):
  * dz = dy n w SiLU'(z); dn = dy w s; dO = rr (dn - o rr mean(dn n));
  * the o_norm partial of the block sums dy n s (warps added in order). */
-template <int NPL>
-__global__ void gated_onorm_bwd_k(size_t items, int H, int d, const float *o, const float *proj, int P, int gate_off,
+template <int NPL, typename TP>
+__global__ void gated_onorm_bwd_k(size_t items, int H, int d, const float *o, const TP *proj, int P, int gate_off,
                                   const float *w, float eps, const float *dy, void *dproj, int dproj_bf16, float *dO,
                                   float *part) {
     hk_pdl_entry();
@@ -189,13 +189,14 @@ __global__ void gated_onorm_bwd_k(size_t items, int H, int d, const float *o, co
     const size_t i0 = (size_t)blockIdx.x * kNormItems;
     for (size_t it = i0 + wp; it < items && it < i0 + kNormItems; it += 8) {
         const size_t r = it / H, zoff = r * P + gate_off + (it % H) * d;
-        const float *oh = o + it * d, *gy = dy + it * d, *zh = proj + zoff;
+        const float *oh = o + it * d, *gy = dy + it * d;
+        const TP *zh = proj + zoff;
         float ov[NPL], zv[NPL], gv[NPL], dn[NPL], ss = 0.0f, dot = 0.0f;
 #pragma unroll
         for (int i = 0; i < NPL; i++) {
             const int c = lane + 32 * i;
             ov[i] = c < d ? oh[c] : 0.0f;
-            zv[i] = c < d ? zh[c] : 0.0f;
+            zv[i] = c < d ? load1(zh, (size_t)c) : 0.0f;
             gv[i] = c < d ? gy[c] : 0.0f;
             ss += ov[i] * ov[i];
         }
@@ -235,8 +236,8 @@ __global__ void gated_onorm_bwd_k(size_t items, int H, int d, const float *o, co
  * recompute the conv output c (zero tails), then
  * v: dc = dv SiLU'(c); q, k: s = SiLU(c), rn = 1/sqrt(|s|^2 + eps),
  * dc = scale rn (dy - s (s . dy) rn^2) SiLU'(c). */
-template <int NPL>
-__global__ void gdn_prep_bwd_k(size_t items, int T, int H, int d, int K, const float *proj, int P, const float *convw,
+template <int NPL, typename TP>
+__global__ void gdn_prep_bwd_k(size_t items, int T, int H, int d, int K, const TP *proj, int P, const float *convw,
                                float l2_eps, float qscale, const float *dq, const float *dk, const float *dv,
                                float *dconv) {
     hk_pdl_entry();
@@ -279,8 +280,8 @@ __global__ void gdn_prep_bwd_k(size_t items, int T, int H, int d, int K, const f
 /* The same for prep_tiled_ok shapes: a thread takes 4 channels down
  * kPrepRows rows (ConvWalk from zero tails), the d/4 lanes of a head reduce
  * by shuffles (PrepTile). */
-template <int KW>
-__global__ void gdn_prep_bwd_tiled_k(int BT, int T, int H, int d, const float *proj, int P, const float *convw,
+template <int KW, typename TP>
+__global__ void gdn_prep_bwd_tiled_k(int BT, int T, int H, int d, const TP *proj, int P, const float *convw,
                                      float l2_eps, float qscale, const float *dq, const float *dk, const float *dv,
                                      float *dconv) {
     hk_pdl_entry();
@@ -327,7 +328,8 @@ __global__ void gdn_prep_bwd_tiled_k(int BT, int T, int H, int d, const float *p
  * g = -exp(A_log) softplus(a + dt_bias): da = dg (-exp(A_log)) sigmoid(a + dt_bias);
  * partials of dA_log (sum dg g) at part[chunk, h] and of ddt_bias (sum da)
  * at part[nchunk + chunk, h], rows in order. */
-__global__ void gdn_gates_bwd_k(int BT, int H, int nchunk, const float *proj, int P, int a_off, const float *A_log,
+template <typename TP>
+__global__ void gdn_gates_bwd_k(int BT, int H, int nchunk, const TP *proj, int P, int a_off, const float *A_log,
                                 const float *dt_bias, const float *g, const float *beta, const float *dg,
                                 const float *dbeta, void *dproj, int dproj_bf16, float *part) {
     hk_pdl_entry();
@@ -340,9 +342,9 @@ __global__ void gdn_gates_bwd_k(int BT, int H, int nchunk, const float *proj, in
 #pragma unroll 4
     for (int r = chunk * kGateRows; r < r1; r++) {
         const size_t rh = (size_t)r * H + h;
-        const float *pr = proj + (size_t)r * P + a_off;
+        const TP *pr = proj + (size_t)r * P + a_off;
         const size_t dp = (size_t)r * P + a_off;
-        const float be = beta[rh], da = dg[rh] * ea * sigmoid(pr[h] + bias);
+        const float be = beta[rh], da = dg[rh] * ea * sigmoid(load1(pr, (size_t)h) + bias);
         store(dproj, dp + H + h, dbeta[rh] * be * (1.0f - be), dproj_bf16);
         store(dproj, dp + h, da, dproj_bf16);
         sA += dg[rh] * g[rh];
@@ -359,7 +361,8 @@ __global__ void gdn_gates_bwd_k(int BT, int H, int nchunk, const float *proj, in
  * staged in shared memory, then
  *   dx[s, c] = sum_j w[c, j] dy[s + K - 1 - j, c]   (t_s + K - 1 - j < T)
  *   part[chunk, c K + j] = sum_s dy[s, c] x[s - K + 1 + j, c]  (t_s - K + 1 + j >= 0), s in order. */
-__global__ void conv_bwd_k(int BT, int T, int Cc, int K, const float *x, int ldx, const float *w, const float *dy,
+template <typename TX>
+__global__ void conv_bwd_k(int BT, int T, int Cc, int K, const TX *x, int ldx, const float *w, const float *dy,
                            void *dx, int lddx, int dx_bf16, float *part) {
     hk_pdl_entry();
     extern __shared__ float sm[];
@@ -371,7 +374,7 @@ __global__ void conv_bwd_k(int BT, int T, int Cc, int K, const float *x, int ldx
     for (int i = ty; i < span; i += ny) {
         const int rd = r0 + i, rx = r0 - (K - 1) + i;
         dys[i * kConvTile + tx] = on && rd < BT ? dy[(size_t)rd * Cc + c] : 0.0f;
-        xs[i * kConvTile + tx] = on && rx >= 0 && rx < BT ? x[(size_t)rx * ldx + c] : 0.0f;
+        xs[i * kConvTile + tx] = on && rx >= 0 && rx < BT ? load1(x, (size_t)rx * ldx + c) : 0.0f;
     }
     for (int j = ty; j < K; j += ny) ws[j * kConvTile + tx] = on ? w[(size_t)c * K + j] : 0.0f;
     __syncthreads();
@@ -563,52 +566,59 @@ cudaError_t hk_rmsnorm_bwd(cudaStream_t s, int M, int C, const float *x, const f
     return cudaGetLastError();
 }
 
-cudaError_t hk_gated_onorm_bwd(cudaStream_t s, int BT, int H, int d, const float *o, const float *proj, int P,
-                               int gate_off, const float *w, float eps, const float *dy, void *dproj, int dproj_bf16,
-                               float *dO, float *dw, void *scratch) {
+} // extern "C"
+
+namespace {
+
+template <typename TP>
+cudaError_t gated_onorm_bwd_launch(cudaStream_t s, int BT, int H, int d, const float *o, const TP *proj, int P,
+                                   int gate_off, const float *w, float eps, const float *dy, void *dproj, int dproj_bf16,
+                                   float *dO, float *dw, void *scratch) {
     const size_t items = (size_t)BT * H;
     if (!items) return cudaSuccess;
     if (d <= 0 || d > 256 || (dw && !scratch)) return cudaErrorInvalidValue;
     float *part = dw ? (float *)scratch : nullptr;
     const unsigned nb = blocks_for(items, kNormItems);
     with_pow2<1, 8>((d + 31) / 32, [&](auto npl) {
-        hk_launch(gated_onorm_bwd_k<decltype(npl)::value>, nb, 256, 0, s, items, H, d, o, proj, P, gate_off, w, eps, dy, dproj,
-                  dproj_bf16, dO, part);
+        hk_launch(gated_onorm_bwd_k<decltype(npl)::value, TP>, nb, 256, 0, s, items, H, d, o, proj, P, gate_off, w, eps, dy,
+                  dproj, dproj_bf16, dO, part);
     });
     if (dw) return reduce_cols(s, (int)nb, d, part, dw);
     return cudaGetLastError();
 }
 
-cudaError_t hk_gdn_prep_bwd(cudaStream_t s, int B, int T, int H, int d, int K, const float *proj, int P,
-                            const float *convw, const float *A_log, const float *dt_bias, const float *g,
-                            const float *beta, float l2_eps, const float *dq, const float *dk, const float *dv,
-                            const float *dg, const float *dbeta, float *dconv, void *dproj, int dproj_bf16,
-                            float *dA_log, float *ddt_bias, void *scratch) {
+template <typename TP>
+cudaError_t gdn_prep_bwd_launch(cudaStream_t s, int B, int T, int H, int d, int K, const TP *proj, int P,
+                                const float *convw, const float *A_log, const float *dt_bias, const float *g,
+                                const float *beta, float l2_eps, const float *dq, const float *dk, const float *dv,
+                                const float *dg, const float *dbeta, float *dconv, void *dproj, int dproj_bf16,
+                                float *dA_log, float *ddt_bias, void *scratch) {
     const size_t BT = (size_t)B * T, warps = BT * 3 * H;
     if (!warps) return cudaSuccess;
     if (d <= 0 || d > 256 || K < 1 || !scratch) return cudaErrorInvalidValue;
     const float qscale = 1.0f / sqrtf((float)d);
     if (prep_tiled_ok(T, d, K, P, proj) && aligned16(dq) && aligned16(dk) && aligned16(dv) && aligned16(dconv)) {
         with_k(K, [&](auto kw) {
-            hk_launch(gdn_prep_bwd_tiled_k<decltype(kw)::value>, prep_tiled_grid(BT, H, d), 128, 0, s, (int)BT, T, H, d, proj, P, convw,
-                      l2_eps, qscale, dq, dk, dv, dconv);
+            hk_launch(gdn_prep_bwd_tiled_k<decltype(kw)::value, TP>, prep_tiled_grid(BT, H, d), 128, 0, s, (int)BT, T, H, d,
+                      proj, P, convw, l2_eps, qscale, dq, dk, dv, dconv);
         });
     } else
         with_pow2<1, 8>((d + 31) / 32, [&](auto npl) {
-            hk_launch(gdn_prep_bwd_k<decltype(npl)::value>, blocks_for(warps, 8), 256, 0, s, warps, T, H, d, K, proj, P,
+            hk_launch(gdn_prep_bwd_k<decltype(npl)::value, TP>, blocks_for(warps, 8), 256, 0, s, warps, T, H, d, K, proj, P,
                       convw, l2_eps, qscale, dq, dk, dv, dconv);
         });
     const int nchunk = (int)blocks_for(BT, kGateRows);
     float *part = (float *)scratch; /* [2][nchunk][H] */
-    hk_launch(gdn_gates_bwd_k, blocks_for((size_t)nchunk * H, 256), 256, 0, s, (int)BT, H, nchunk, proj, P, 4 * H * d,
+    hk_launch(gdn_gates_bwd_k<TP>, blocks_for((size_t)nchunk * H, 256), 256, 0, s, (int)BT, H, nchunk, proj, P, 4 * H * d,
               A_log, dt_bias, g, beta, dg, dbeta, dproj, dproj_bf16, part);
     cudaError_t e = reduce_cols(s, nchunk, H, part, dA_log);
     if (e == cudaSuccess) e = reduce_cols(s, nchunk, H, part + (size_t)nchunk * H, ddt_bias);
     return e;
 }
 
-cudaError_t hk_conv_bwd(cudaStream_t s, int B, int T, int Cc, int K, const float *x, int ldx, const float *w,
-                        const float *dy, void *dx, int lddx, int dx_bf16, float *dw, void *scratch) {
+template <typename TX>
+cudaError_t conv_bwd_launch(cudaStream_t s, int B, int T, int Cc, int K, const TX *x, int ldx, const float *w,
+                            const float *dy, void *dx, int lddx, int dx_bf16, float *dw, void *scratch) {
     const size_t BT = (size_t)B * T;
     if (!BT || Cc <= 0) return cudaSuccess;
     if (K < 1 || K > 64 || (dw && !scratch) || BT > (size_t)65535 * kConvRows) return cudaErrorInvalidValue;
@@ -616,10 +626,52 @@ cudaError_t hk_conv_bwd(cudaStream_t s, int B, int T, int Cc, int K, const float
     const unsigned nchunk = blocks_for(BT, kConvRows);
     const size_t smem = (size_t)(2 * (kConvRows + K - 1) + K) * kConvTile * sizeof(float); /* <= 41 KB at K = 64 */
     /* channel tiles fastest: blocks running together read whole rows */
-    hk_launch(conv_bwd_k, dim3(blocks_for((size_t)Cc, kConvTile), nchunk), dim3(kConvTile, 8), smem, s, (int)BT, T,
+    hk_launch(conv_bwd_k<TX>, dim3(blocks_for((size_t)Cc, kConvTile), nchunk), dim3(kConvTile, 8), smem, s, (int)BT, T,
               Cc, K, x, ldx, w, dy, dx, lddx, dx_bf16, part);
     if (dw) return reduce_cols(s, (int)nchunk, Cc * K, part, dw);
     return cudaGetLastError();
+}
+
+} // namespace
+
+extern "C" {
+
+cudaError_t hk_gated_onorm_bwd(cudaStream_t s, int BT, int H, int d, const float *o, const float *proj, int P,
+                               int gate_off, const float *w, float eps, const float *dy, void *dproj, int dproj_bf16,
+                               float *dO, float *dw, void *scratch) {
+    return gated_onorm_bwd_launch(s, BT, H, d, o, proj, P, gate_off, w, eps, dy, dproj, dproj_bf16, dO, dw, scratch);
+}
+cudaError_t hk_gated_onorm_bwd16(cudaStream_t s, int BT, int H, int d, const float *o, const uint16_t *proj, int P,
+                                 int gate_off, const float *w, float eps, const float *dy, void *dproj, int dproj_bf16,
+                                 float *dO, float *dw, void *scratch) {
+    return gated_onorm_bwd_launch(s, BT, H, d, o, (const __nv_bfloat16 *)proj, P, gate_off, w, eps, dy, dproj, dproj_bf16,
+                                  dO, dw, scratch);
+}
+
+cudaError_t hk_gdn_prep_bwd(cudaStream_t s, int B, int T, int H, int d, int K, const float *proj, int P,
+                            const float *convw, const float *A_log, const float *dt_bias, const float *g,
+                            const float *beta, float l2_eps, const float *dq, const float *dk, const float *dv,
+                            const float *dg, const float *dbeta, float *dconv, void *dproj, int dproj_bf16,
+                            float *dA_log, float *ddt_bias, void *scratch) {
+    return gdn_prep_bwd_launch(s, B, T, H, d, K, proj, P, convw, A_log, dt_bias, g, beta, l2_eps, dq, dk, dv, dg, dbeta,
+                               dconv, dproj, dproj_bf16, dA_log, ddt_bias, scratch);
+}
+cudaError_t hk_gdn_prep_bwd16(cudaStream_t s, int B, int T, int H, int d, int K, const uint16_t *proj, int P,
+                              const float *convw, const float *A_log, const float *dt_bias, const float *g,
+                              const float *beta, float l2_eps, const float *dq, const float *dk, const float *dv,
+                              const float *dg, const float *dbeta, float *dconv, void *dproj, int dproj_bf16,
+                              float *dA_log, float *ddt_bias, void *scratch) {
+    return gdn_prep_bwd_launch(s, B, T, H, d, K, (const __nv_bfloat16 *)proj, P, convw, A_log, dt_bias, g, beta, l2_eps,
+                               dq, dk, dv, dg, dbeta, dconv, dproj, dproj_bf16, dA_log, ddt_bias, scratch);
+}
+
+cudaError_t hk_conv_bwd(cudaStream_t s, int B, int T, int Cc, int K, const float *x, int ldx, const float *w,
+                        const float *dy, void *dx, int lddx, int dx_bf16, float *dw, void *scratch) {
+    return conv_bwd_launch(s, B, T, Cc, K, x, ldx, w, dy, dx, lddx, dx_bf16, dw, scratch);
+}
+cudaError_t hk_conv_bwd16(cudaStream_t s, int B, int T, int Cc, int K, const uint16_t *x, int ldx, const float *w,
+                          const float *dy, void *dx, int lddx, int dx_bf16, float *dw, void *scratch) {
+    return conv_bwd_launch(s, B, T, Cc, K, (const __nv_bfloat16 *)x, ldx, w, dy, dx, lddx, dx_bf16, dw, scratch);
 }
 
 cudaError_t hk_swiglu_bwd(cudaStream_t s, int BT, int F, const float *gu, const float *dact, void *dgu, int out_bf16) {
