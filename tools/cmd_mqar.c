@@ -57,7 +57,7 @@ int cmd_mqar(int argc, char **argv) {
                              "'DS', window 16, conv 4, seq 64, 4 pairs."};
     cli_config cc;
     cli_optim co;
-    const char *out = NULL, *csv_path = NULL, *curriculum = NULL;
+    const char *out = NULL, *csv_path = NULL, *curriculum = NULL, *device = NULL;
     int len = 64, pairs = 4, steps = 1000, batch = 64, eval_every = 100, eval_batches = 8, threads = 0, quiet = 0;
     uint64_t seed = 0;
     cli_add_config_opts(&s, &cc);
@@ -74,6 +74,7 @@ int cmd_mqar(int argc, char **argv) {
     cli_add(&s, "csv", OPT_STR, &csv_path, "write the accuracy curve as CSV");
     cli_add(&s, "out", OPT_STR, &out, "save the trained model (safetensors)");
     cli_add(&s, "threads", OPT_INT, &threads, "threads (default: the CPUs this process may use)");
+    cli_add(&s, "device", OPT_STR, &device, "cpu (default) or cuda[:N]: train and evaluate there (bf16, as the claims do)");
     cli_add(&s, "quiet", OPT_FLAG, &quiet, "only the final line");
     /* small-model defaults (flags override) */
     cli_small_recall_config(&cc.cfg, 2, 16, "DS");
@@ -96,6 +97,7 @@ int cmd_mqar(int argc, char **argv) {
     o.eval_every = eval_every;
     o.eval_batches = eval_batches;
     o.window = cc.cfg.window;
+    o.device = device;
     mqar_cli c = {NULL, quiet};
     if (csv_path) {
         if (!(c.csv = fopen(csv_path, "w"))) {

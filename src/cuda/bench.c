@@ -166,8 +166,7 @@ hydra_status hydra_cuda_bench_delta_rule(int device, const char *kernel, int B, 
     if ((chunked == 4 || kept) && d != 64 && d != 128)
         return hydra_set_error(HYDRA_ERR_ARG, "bench_delta_rule: %s needs d 64 or 128", kernel);
     HYDRA_CHECK(use_device(device));
-    delta_ctx c = {.B = B, .T = T, .H = H, .d = d, .chunked = chunked, .bwd = bwd,
-                   .bwd_tc = !strcmp(kernel, "backward-tc") || kept};
+    delta_ctx c = {.B = B, .T = T, .H = H, .d = d, .chunked = chunked, .bwd = bwd, .bwd_tc = !strcmp(kernel, "backward-tc")};
     size_t n = (size_t)B * T * H * d, nh = (size_t)B * T * H;
     /* q, k in [-1/sqrt(d), 1/sqrt(d)] per coordinate (norms ~ 0.6), g in [-0.1, 0],
      * beta in [0, 1]: the model's ranges, so the state stays bounded */
