@@ -63,20 +63,66 @@ __global__ void scale_k(float *x, size_t n, float a) {
         x[i] = __fmul_rn(x[i], a);
 }
 
+/* One element of AdamW (the rounded operations of optim.c's adamw_tensor). */
+__device__ __forceinline__ void adam1(float &p, float gi, float &m, float &v, float dm, float b1, float c1, float b2,
+                                      float c2, float step_size, float bc2_sqrt, float eps) {
+    const float mi = __fadd_rn(__fmul_rn(b1, m), __fmul_rn(c1, gi));
+    const float vi = __fadd_rn(__fmul_rn(b2, v), __fmul_rn(__fmul_rn(c2, gi), gi));
+    m = mi, v = vi;
+    const float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), bc2_sqrt), eps);
+    p = __fsub_rn(__fmul_rn(p, dm), __fmul_rn(step_size, __fdiv_rn(mi, denom)));
+}
+
+/* A block per chunk. With vec (the four arrays 16-byte aligned) the chunk's
+ * 4-aligned middle goes as float4 and its ends one float a thread; the same
+ * bits either way. */
 __global__ void adamw_k(const hk_adam_chunk *chunks, float *p, const float *g, float *m, float *v, float decay_mul,
-                        float b1, float c1, float b2, float c2, float step_size, float bc2_sqrt, float eps) {
+                        float b1, float c1, float b2, float c2, float step_size, float bc2_sqrt, float eps, int vec) {
     hk_pdl_entry();
     const hk_adam_chunk ch = chunks[blockIdx.x];
     const float dm = ch.decay ? decay_mul : 1.0f;
-    for (size_t i = ch.start + threadIdx.x; i < ch.start + ch.len; i += THREADS) {
-        float gi = g[i];
-        float mi = __fadd_rn(__fmul_rn(b1, m[i]), __fmul_rn(c1, gi));
-        float vi = __fadd_rn(__fmul_rn(b2, v[i]), __fmul_rn(__fmul_rn(c2, gi), gi));
-        m[i] = mi;
-        v[i] = vi;
-        float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), bc2_sqrt), eps);
-        p[i] = __fsub_rn(__fmul_rn(p[i], dm), __fmul_rn(step_size, __fdiv_rn(mi, denom)));
+    const size_t e = ch.start + ch.len;
+    if (!vec) {
+        for (size_t i = ch.start + threadIdx.x; i < e; i += THREADS)
+            adam1(p[i], g[i], m[i], v[i], dm, b1, c1, b2, c2, step_size, bc2_sqrt, eps);
+        return;
     }
+    size_t a = (ch.start + 3) & ~(size_t)3;
+    if (a > e) a = e;
+    const size_t b = a + ((e - a) & ~(size_t)3);
+    for (size_t i = a + 4 * threadIdx.x; i < b; i += 4 * THREADS) {
+        float4 P = *(float4 *)(p + i), M = *(float4 *)(m + i), V = *(float4 *)(v + i);
+        const float4 G = *(const float4 *)(g + i);
+        adam1(P.x, G.x, M.x, V.x, dm, b1, c1, b2, c2, step_size, bc2_sqrt, eps);
+        adam1(P.y, G.y, M.y, V.y, dm, b1, c1, b2, c2, step_size, bc2_sqrt, eps);
+        adam1(P.z, G.z, M.z, V.z, dm, b1, c1, b2, c2, step_size, bc2_sqrt, eps);
+        adam1(P.w, G.w, M.w, V.w, dm, b1, c1, b2, c2, step_size, bc2_sqrt, eps);
+        *(float4 *)(p + i) = P, *(float4 *)(m + i) = M, *(float4 *)(v + i) = V;
+    }
+    const size_t t = threadIdx.x; /* the ends: [start, a) and [b, e), up to 3 floats each */
+    if (t < a - ch.start) adam1(p[ch.start + t], g[ch.start + t], m[ch.start + t], v[ch.start + t], dm, b1, c1, b2, c2,
+                                step_size, bc2_sqrt, eps);
+    if (t < e - b) adam1(p[b + t], g[b + t], m[b + t], v[b + t], dm, b1, c1, b2, c2, step_size, bc2_sqrt, eps);
+}
+
+/* A block per chunk: dst = src, rounded to bf16 where the chunk says so. */
+__global__ void copy_chunks_k(const hk_copy_chunk *chunks) {
+    hk_pdl_entry();
+    const hk_copy_chunk ch = chunks[blockIdx.x];
+    const int vec = !((size_t)ch.src & 15) && !((size_t)ch.dst & (ch.bf16 ? 7 : 15));
+    const size_t n4 = vec ? ch.len / 4 : 0;
+    for (size_t i = threadIdx.x; i < n4; i += THREADS) {
+        const float4 x = ((const float4 *)ch.src)[i];
+        if (ch.bf16) {
+            union {
+                __nv_bfloat162 h[2];
+                uint2 u;
+            } r;
+            r.h[0] = __floats2bfloat162_rn(x.x, x.y), r.h[1] = __floats2bfloat162_rn(x.z, x.w);
+            ((uint2 *)ch.dst)[i] = r.u;
+        } else ((float4 *)ch.dst)[i] = x;
+    }
+    for (size_t i = 4 * n4 + threadIdx.x; i < ch.len; i += THREADS) store(ch.dst, i, ch.src[i], (int)ch.bf16);
 }
 
 __global__ void muon_momentum_k(size_t n, const float *g, float *buf, float mu, int nesterov, float *d) {
@@ -135,8 +181,14 @@ cudaError_t hk_adamw(cudaStream_t s, const hk_adam_chunk *chunks, int n_chunks, 
                      float *v, float decay_mul, float b1, float c1, float b2, float c2, float step_size,
                      float bc2_sqrt, float eps) {
     if (n_chunks <= 0) return cudaSuccess;
+    const int vec = !(((size_t)p | (size_t)g | (size_t)m | (size_t)v) & 15);
     return hk_launch(adamw_k, dim3((unsigned)n_chunks), dim3(THREADS), 0, s, chunks, p, g, m, v, decay_mul, b1, c1, b2,
-                     c2, step_size, bc2_sqrt, eps);
+                     c2, step_size, bc2_sqrt, eps, vec);
+}
+
+cudaError_t hk_copy_chunks(cudaStream_t s, const hk_copy_chunk *chunks, int n_chunks) {
+    if (n_chunks <= 0) return cudaSuccess;
+    return hk_launch(copy_chunks_k, dim3((unsigned)n_chunks), dim3(THREADS), 0, s, chunks);
 }
 
 cudaError_t hk_muon_momentum(cudaStream_t s, size_t n, const float *g, float *buf, float mu, int nesterov, float *d) {

@@ -41,6 +41,17 @@ cudaError_t hk_adamw(cudaStream_t s, const hk_adam_chunk *chunks, int n_chunks, 
                      float *v, float decay_mul, float b1, float c1, float b2, float c2, float step_size,
                      float bc2_sqrt, float eps);
 
+/* The weights the forward reads, refreshed from the master copy after an
+ * optimizer step in one launch: chunks of at most HK_COPY_CHUNK floats, a
+ * thread block each, dst = src (f32) or rounded to nearest even (bf16). */
+#define HK_COPY_CHUNK 16384
+typedef struct {
+    const float *src;
+    void *dst;
+    uint32_t len, bf16;
+} hk_copy_chunk;
+cudaError_t hk_copy_chunks(cudaStream_t s, const hk_copy_chunk *chunks, int n_chunks);
+
 /* Muon momentum of one matrix: buf = mu buf + g; d = nesterov ? g + mu buf : buf. */
 cudaError_t hk_muon_momentum(cudaStream_t s, size_t n, const float *g, float *buf, float mu, int nesterov, float *d);
 /* X = d * (float)(1 / (sqrt(*sumsq) + 1e-7)) (Frobenius normalisation). */

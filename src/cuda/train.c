@@ -27,6 +27,7 @@
 #include "backend/backend.h"
 #include "cuda/common.h"
 #include "cuda/kernels.h"
+#include "cuda/optim_kernels.h"
 #include "cuda/model_internal.h"
 #include "hydralm_cuda.h"
 
@@ -73,6 +74,8 @@ struct dev_train {
     cudaEvent_t ev[6];
     double phase_ms[3];    /* forward, loss, backward, summed over micro-batches */
     int opt_recorded;      /* EV_OPT_END follows the last gradients (an optimizer step ran after them) */
+    hk_copy_chunk *sync;   /* device list: the forward's weights from the master copy (hydra_dev_train_sync) */
+    int n_sync;
 };
 enum { EV_STEP, EV_FWD, EV_LOSS_START, EV_BWD_START, EV_BWD_END, EV_OPT_END };
 
@@ -96,6 +99,7 @@ void hydra_dev_train_free(hydra_dev_model *d) {
     hydra_gemm_free(&t->gemm);
     if (t->params) cudaFree(t->params);
     if (t->grads) cudaFree(t->grads);
+    if (t->sync) cudaFree(t->sync);
     for (int i = 0; i < 6; i++)
         if (t->ev[i]) cudaEventDestroy(t->ev[i]);
     free(t);
@@ -566,18 +570,57 @@ hydra_status hydra_dev_train_arenas(const hydra_model *m, float **params, float 
 
 void *hydra_dev_stream(const hydra_model *m) { return m->dev ? (void *)m->dev->stream : NULL; }
 
+/* The chunk list of hydra_dev_train_sync, made on its first call: every
+ * tensor the forward reads (bf16 matrices, f32 otherwise; with a tied head
+ * its bf16 copy too) cut in HK_COPY_CHUNK pieces, so a refresh is one launch
+ * instead of one a tensor. */
+static hydra_status sync_list(const hydra_model *m, hydra_dev_model *d, struct dev_train *t) {
+    int n = 0, cap = 0;
+    hk_copy_chunk *h = NULL;
+    hydra_status st = HYDRA_OK;
+    for (int i = 0; i <= m->n_info && !st; i++) {
+        const float *src;
+        void *dst;
+        size_t numel;
+        int bf16;
+        if (i < m->n_info) {
+            const hydra_param_info *p = &m->info[i];
+            src = t->params + p->store, dst = d->tensor[i], numel = p->numel;
+            bf16 = hydra_param_is_matrix(p->name) && d->bf16;
+        } else if (d->head16) { /* the bf16 copy of a tied embedding the head product reads */
+            src = MASTER(t, m, m->embed), dst = d->head16, numel = (size_t)m->cfg.vocab_size * m->cfg.d_model, bf16 = 1;
+        } else break;
+        for (size_t o = 0; o < numel; o += HK_COPY_CHUNK) {
+            if (n == cap) {
+                hk_copy_chunk *g = realloc(h, (size_t)(cap = cap ? 2 * cap : 1024) * sizeof *h);
+                if (!g) {
+                    st = hydra_set_error(HYDRA_ERR_NOMEM, "train: out of host memory for the weight refresh list");
+                    break;
+                }
+                h = g;
+            }
+            const size_t len = numel - o < HK_COPY_CHUNK ? numel - o : HK_COPY_CHUNK;
+            h[n++] = (hk_copy_chunk){src + o, (char *)dst + o * (bf16 ? 2 : 4), (uint32_t)len, (uint32_t)bf16};
+        }
+    }
+    if (!st && n) {
+        if (cudaMalloc((void **)&t->sync, (size_t)n * sizeof *h) != cudaSuccess)
+            st = hydra_set_error(HYDRA_ERR_NOMEM, "cuda: out of device memory for the weight refresh list");
+        else if (cudaMemcpy(t->sync, h, (size_t)n * sizeof *h, cudaMemcpyHostToDevice) != cudaSuccess)
+            st = hydra_set_error(HYDRA_ERR_DEVICE, "cuda: copying the weight refresh list failed");
+        if (st && t->sync) cudaFree(t->sync), t->sync = NULL;
+    }
+    free(h);
+    if (!st) t->n_sync = n;
+    return st;
+}
+
 hydra_status hydra_dev_train_sync(const hydra_model *m) {
     hydra_dev_model *d = m->dev;
     struct dev_train *t = d->train;
     if (!t) return HYDRA_OK;
-    for (int i = 0; i < m->n_info; i++) {
-        const hydra_param_info *p = &m->info[i];
-        const float *src = t->params + p->store;
-        if (hydra_param_is_matrix(p->name) && d->bf16) K_CHECK(hk_f32_to_bf16(d->stream, src, d->tensor[i], p->numel));
-        else CU_CHECK(cudaMemcpyAsync(d->tensor[i], src, p->numel * 4, cudaMemcpyDeviceToDevice, d->stream));
-    }
-    if (d->head16) /* the bf16 copy of a tied embedding the head product reads */
-        K_CHECK(hk_f32_to_bf16(d->stream, MASTER(t, m, m->embed), d->head16, (size_t)m->cfg.vocab_size * m->cfg.d_model));
+    if (!t->sync) HYDRA_CHECK(sync_list(m, d, t));
+    K_CHECK(hk_copy_chunks(d->stream, t->sync, t->n_sync));
     CU_CHECK(cudaEventRecord(t->ev[EV_OPT_END], d->stream));
     t->opt_recorded = 1;
     return HYDRA_OK;
