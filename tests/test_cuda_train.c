@@ -15,7 +15,7 @@
 int main(void) {
     if (hydra_cuda_device_count() == 0) {
         float x = 1, w = 1, dy = 1, dx;
-        if (hydra_dev_op_rmsnorm_backward(1, 1, &x, &w, 1e-5f, &dy, &dx, NULL, 0) != HYDRA_ERR_DEVICE) {
+        if (hydra_dev_op_rmsnorm_backward(1, 1, &x, &w, 1e-5f, &dy, &dx, NULL, 0, 0) != HYDRA_ERR_DEVICE) {
             fprintf(stderr, "a device backward op without a GPU did not fail cleanly: %s\n", hydra_last_error());
             return 1;
         }

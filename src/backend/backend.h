@@ -152,16 +152,18 @@ hydra_status hydra_dev_op_optim_time(const hydra_model *m, const hydra_optim_opt
 /* ---- single backward ops on host arrays (copy in, run, copy out), for the
  * tests against the CPU backward (tests/test_cuda_train.c). Sequences of T
  * tokens start at position 0 from empty states; rows r = b*T + t. */
-/* hydra_op_rmsnorm_backward on the device (dw += ordered over rows). */
+/* hydra_op_rmsnorm_backward on the device (dw += ordered over rows); with
+ * bf16_in, dy goes in rounded to bf16 (the BF16 trainer's hk_rmsnorm_bwd16). */
 hydra_status hydra_dev_op_rmsnorm_backward(int M, int C, const float *x, const float *w, float eps, const float *dy,
-                                           float *dx, float *dw, int accumulate);
+                                           float *dx, float *dw, int accumulate, int bf16_in);
 /* B sequences: x, dy [B*T, C], w [C, K]: dx written, dw += . */
 hydra_status hydra_dev_op_conv_causal_backward(int B, int T, int C, int K, const float *x, const float *w,
                                                const float *dy, float *dx, float *dw);
 /* dx [B*T, H, d] in place, positions 0..T-1 of each sequence. */
 hydra_status hydra_dev_op_rope_backward(int B, int T, int H, int d, double base, float *dx);
-/* act = SiLU(gate) * up backward: gu [M, 2F], dact [M, F] -> dgu [M, 2F]. */
-hydra_status hydra_dev_op_swiglu_backward(int M, int F, const float *gu, const float *dact, float *dgu);
+/* act = SiLU(gate) * up backward: gu [M, 2F], dact [M, F] -> dgu [M, 2F];
+ * with bf16_in, gu and dact go in rounded to bf16 (hk_swiglu16_bwd16). */
+hydra_status hydra_dev_op_swiglu_backward(int M, int F, const float *gu, const float *dact, float *dgu, int bf16_in);
 /* Gated output norm y = RMSNorm_head(o) * w * SiLU(z) backward: o, z, dy
  * [BT, H, d] -> dz, dO written; dw [d] += . */
 hydra_status hydra_dev_op_gated_onorm_backward(int BT, int H, int d, const float *o, const float *z, const float *w,

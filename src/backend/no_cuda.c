@@ -98,7 +98,7 @@ hydra_status hydra_dev_op_optim_time(const hydra_model *m, const hydra_optim_opt
     return NO_CUDA("optimizer");
 }
 hydra_status hydra_dev_op_rmsnorm_backward(int M, int C, const float *x, const float *w, float eps, const float *dy,
-                                           float *dx, float *dw, int accumulate) {
+                                           float *dx, float *dw, int accumulate, int bf16_in) {
     return NO_CUDA("rmsnorm_backward");
 }
 hydra_status hydra_dev_op_conv_causal_backward(int B, int T, int C, int K, const float *x, const float *w,
@@ -108,7 +108,7 @@ hydra_status hydra_dev_op_conv_causal_backward(int B, int T, int C, int K, const
 hydra_status hydra_dev_op_rope_backward(int B, int T, int H, int d, double base, float *dx) {
     return NO_CUDA("rope_backward");
 }
-hydra_status hydra_dev_op_swiglu_backward(int M, int F, const float *gu, const float *dact, float *dgu) {
+hydra_status hydra_dev_op_swiglu_backward(int M, int F, const float *gu, const float *dact, float *dgu, int bf16_in) {
     return NO_CUDA("swiglu_backward");
 }
 hydra_status hydra_dev_op_gated_onorm_backward(int BT, int H, int d, const float *o, const float *z, const float *w,

@@ -147,6 +147,9 @@ size_t hk_bwd_scratch_bytes(size_t rows, size_t width);
  * next products' operand in the BF16 precision. C <= 8192. */
 cudaError_t hk_rmsnorm_bwd(cudaStream_t s, int M, int C, const float *x, const float *w, float eps, const float *dy,
                            float *dx, void *dx16, int acc, float *dw, void *scratch);
+/* The same with dy in bf16 (a product's input gradient, rounded there). */
+cudaError_t hk_rmsnorm_bwd16(cudaStream_t s, int M, int C, const float *x, const float *w, float eps, const uint16_t *dy,
+                             float *dx, void *dx16, int acc, float *dw, void *scratch);
 /* Gated output norm y = RMSNorm_head(o) * w * SiLU(z), z = proj[r, gate_off
  * + h*d ..]: dz written to dproj at the same columns (row stride P; f32,
  * or bf16 with dproj_bf16: dproj only feeds the in-projection's products),
@@ -188,6 +191,9 @@ cudaError_t hk_swiglu_bwd(cudaStream_t s, int BT, int F, const float *gu, const 
 /* The same with gu in bf16. */
 cudaError_t hk_swiglu16_bwd(cudaStream_t s, int BT, int F, const uint16_t *gu, const float *dact, void *dgu,
                             int out_bf16);
+/* The same with dact in bf16 too (the down product's gradient, rounded there). */
+cudaError_t hk_swiglu16_bwd16(cudaStream_t s, int BT, int F, const uint16_t *gu, const uint16_t *dact, void *dgu,
+                              int out_bf16);
 /* RoPE backward in place on dx [B*T, H, d] at positions 0..T-1 (inv_freq [d/2]). */
 cudaError_t hk_rope_bwd(cudaStream_t s, int B, int T, int H, int d, const double *inv_freq, float *dx);
 /* dE[V, C] += dx rows grouped by token: rows of token v are

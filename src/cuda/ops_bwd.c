@@ -12,7 +12,7 @@
 #include "cuda/ops_util.h"
 
 hydra_status hydra_dev_op_rmsnorm_backward(int M, int C, const float *x, const float *w, float eps, const float *dy,
-                                           float *dx, float *dw, int accumulate) {
+                                           float *dx, float *dw, int accumulate, int bf16_in) {
     HYDRA_CHECK(need_device());
     if (M < 0 || C <= 0 || C > 8192)
         return hydra_set_error(HYDRA_ERR_ARG, "rmsnorm_backward: bad shape [%d, %d] (C <= 8192)", M, C);
@@ -22,11 +22,12 @@ hydra_status hydra_dev_op_rmsnorm_backward(int M, int C, const float *x, const f
     void *px, *pw, *pdy, *pdx, *pdw = NULL, *work;
     OP_TRY(dput(&b, &px, x, n));
     OP_TRY(dput(&b, &pw, w, (size_t)C * 4));
-    OP_TRY(dput(&b, &pdy, dy, n));
+    OP_TRY(dput_as(&b, &pdy, dy, (size_t)M * C, bf16_in));
     OP_TRY(dput(&b, &pdx, accumulate ? dx : NULL, n));
     if (dw) OP_TRY(dput(&b, &pdw, dw, (size_t)C * 4));
     OP_TRY(dput(&b, &work, NULL, hk_bwd_scratch_bytes((size_t)M, (size_t)C)));
-    OP_RUN(hk_rmsnorm_bwd(0, M, C, px, pw, eps, pdy, pdx, NULL, accumulate, pdw, work));
+    if (bf16_in) OP_RUN(hk_rmsnorm_bwd16(0, M, C, px, pw, eps, pdy, pdx, NULL, accumulate, pdw, work));
+    else OP_RUN(hk_rmsnorm_bwd(0, M, C, px, pw, eps, pdy, pdx, NULL, accumulate, pdw, work));
     OP_TRY(dget(dx, pdx, n));
     if (dw) OP_TRY(dget(dw, pdw, (size_t)C * 4));
 done:
@@ -76,17 +77,18 @@ done:
     return st;
 }
 
-hydra_status hydra_dev_op_swiglu_backward(int M, int F, const float *gu, const float *dact, float *dgu) {
+hydra_status hydra_dev_op_swiglu_backward(int M, int F, const float *gu, const float *dact, float *dgu, int bf16_in) {
     HYDRA_CHECK(need_device());
     if (M < 0 || F <= 0) return hydra_set_error(HYDRA_ERR_ARG, "swiglu_backward: bad shape [%d, %d]", M, F);
     dbufs b = {0};
     hydra_status st = HYDRA_OK;
     const size_t n = (size_t)M * F * 4;
     void *pgu, *pda, *pdgu;
-    OP_TRY(dput(&b, &pgu, gu, 2 * n));
-    OP_TRY(dput(&b, &pda, dact, n));
+    OP_TRY(dput_as(&b, &pgu, gu, 2 * (size_t)M * F, bf16_in));
+    OP_TRY(dput_as(&b, &pda, dact, (size_t)M * F, bf16_in));
     OP_TRY(dput(&b, &pdgu, NULL, 2 * n));
-    OP_RUN(hk_swiglu_bwd(0, M, F, pgu, pda, pdgu, 0));
+    if (bf16_in) OP_RUN(hk_swiglu16_bwd16(0, M, F, pgu, pda, pdgu, 0));
+    else OP_RUN(hk_swiglu_bwd(0, M, F, pgu, pda, pdgu, 0));
     OP_TRY(dget(dgu, pdgu, 2 * n));
 done:
     dbufs_free(&b);

@@ -3,8 +3,12 @@
 #ifndef HYDRA_CUDA_OPS_UTIL_H
 #define HYDRA_CUDA_OPS_UTIL_H
 
+#include <stdint.h>
+#include <stdlib.h>
+
 #include "backend/backend.h"
 #include "cuda/common.h"
+#include "hydralm_ops.h"
 
 /* A scratch list of device buffers freed together. */
 typedef struct {
@@ -24,6 +28,18 @@ static inline hydra_status dput(dbufs *b, void **d, const void *host, size_t byt
     if (host) CU_CHECK(cudaMemcpy(*d, host, bytes, cudaMemcpyHostToDevice));
     else CU_CHECK(cudaMemset(*d, 0, bytes ? bytes : 4));
     return HYDRA_OK;
+}
+
+/* Device copy of host[n] floats rounded to bf16 (nearest even), or, with
+ * bf16 0, of the floats as they are (dput). */
+static inline hydra_status dput_as(dbufs *b, void **d, const float *host, size_t n, int bf16) {
+    if (!bf16) return dput(b, d, host, n * 4);
+    uint16_t *h = malloc(n ? n * 2 : 2);
+    if (!h) return hydra_set_error(HYDRA_ERR_NOMEM, "op: out of host memory");
+    for (size_t i = 0; i < n; i++) h[i] = hydra_f32_to_bf16(host[i]);
+    hydra_status st = dput(b, d, h, n * 2);
+    free(h);
+    return st;
 }
 
 /* host[bytes] <- the device result. */

@@ -325,6 +325,27 @@ static hydra_status grads(hydra_dev_model *d, int R, int N, int K, const void *g
     return hydra_gemm_ex(&d->train->gemm, d->stream, 0, 0, R, K, N, g, N, W, K, dX, K, d->bf16, 0);
 }
 
+/* A product whose input was RMSNorm(x) (weights nw, gradient dnw), backward
+ * through both: grads(), then the norm's backward adding to the residual
+ * gradient t->dx (acc) and writing its bf16 copy to dx16 (NULL: none). With
+ * gu16 the product's input gradient is rounded to bf16 there (t->dh as
+ * bf16): half the bytes to write and read. */
+static hydra_status grads_norm(const hydra_model *m, hydra_dev_model *d, int R, int N, int K, const void *g,
+                               const void *X, const void *W, float *dW, const float *x, const float *nw, float *dnw,
+                               int acc, void *dx16p) {
+    struct dev_train *t = d->train;
+    const float eps = m->cfg.norm_eps;
+    if (!d->gu16) {
+        HYDRA_CHECK(grads(d, R, N, K, g, X, W, dW, t->dh));
+        K_CHECK(hk_rmsnorm_bwd(d->stream, R, K, x, nw, eps, t->dh, t->dx, dx16p, acc, dnw, t->scratch));
+        return HYDRA_OK;
+    }
+    HYDRA_CHECK(grads(d, R, N, K, g, X, W, dW, NULL));
+    HYDRA_CHECK(hydra_gemm_ex16(&t->gemm, d->stream, 0, 0, R, K, N, g, N, W, K, t->dh, K));
+    K_CHECK(hk_rmsnorm_bwd16(d->stream, R, K, x, nw, eps, (const uint16_t *)t->dh, t->dx, dx16p, acc, dnw, t->scratch));
+    return HYDRA_OK;
+}
+
 /* Attention on tensor cores (attention_tc.cu: BF16 mode, d 64 / 128), its
  * forward keeping the log-sum-exp per layer for the backward; otherwise (F32
  * mode, other head sizes, or HYDRA_CUDA_ATTN_TC=0 for comparisons) the f32
@@ -502,27 +523,29 @@ static hydra_status train_backward(const hydra_model *m, hydra_dev_model *d, int
     const hydra_config *c = &m->cfg;
     const dims z = dims_of(m);
     const int R = B * T, C = (int)z.C, V = (int)z.V, F = (int)z.F, Hd = (int)z.Hd;
-    const float eps = c->norm_eps;
     const int bf = d->bf16;
     cudaStream_t s = d->stream;
     void *sx = t->sx;
     const void *op = NULL;
     /* head (tied: lm_head is the embedding, same gradient slot) */
     HYDRA_CHECK(to_gemm(d, t->hf, (size_t)R * C, sx, &op));
-    HYDRA_CHECK(grads(d, R, V, C, gy(d, t->logits), op, d->lm_head, GRAD(t, m, m->lm_head), t->dh));
-    K_CHECK(hk_rmsnorm_bwd(s, R, C, t->x_final, d->norm_f, eps, t->dh, t->dx, dx16(d), 0, GRAD(t, m, m->norm_f),
-                           t->scratch));
+    HYDRA_CHECK(grads_norm(m, d, R, V, C, gy(d, t->logits), op, d->lm_head, GRAD(t, m, m->lm_head), t->x_final,
+                           d->norm_f, GRAD(t, m, m->norm_f), 0, dx16(d)));
     for (int li = c->n_layers - 1; li >= 0; li--) {
         const dev_layer *l = &d->layers[li];
         const hydra_layer_weights *lw = &m->layers[li];
         const tlayer *la = &t->L[li];
         /* MLP: x_out = x_mid + down(SiLU(gate) * up), gate|up = gate_up . RMSNorm2(x_mid) */
-        HYDRA_CHECK(grads(d, R, C, F, gy(d, t->dx), la->act, l->down, GRAD(t, m, lw->down), t->dact));
-        if (d->gu16) K_CHECK(hk_swiglu16_bwd(s, R, F, la->gu, t->dact, gy(d, t->big), 1));
-        else K_CHECK(hk_swiglu_bwd(s, R, F, la->gu, t->dact, gy(d, t->big), bf));
-        HYDRA_CHECK(grads(d, R, 2 * F, C, gy(d, t->big), la->n2, l->gate_up, GRAD(t, m, lw->gate_up), t->dh));
-        K_CHECK(hk_rmsnorm_bwd(s, R, C, la->x_mid, l->norm2, eps, t->dh, t->dx, dx16(d), 1, GRAD(t, m, lw->norm2),
-                               t->scratch));
+        if (d->gu16) { /* the down product's input gradient rounded to bf16 there, as gate|up: half the bytes */
+            HYDRA_CHECK(grads(d, R, C, F, gy(d, t->dx), la->act, l->down, GRAD(t, m, lw->down), NULL));
+            HYDRA_CHECK(hydra_gemm_ex16(&t->gemm, s, 0, 0, R, F, C, gy(d, t->dx), C, l->down, F, t->dact, F));
+            K_CHECK(hk_swiglu16_bwd16(s, R, F, la->gu, (const uint16_t *)t->dact, gy(d, t->big), 1));
+        } else {
+            HYDRA_CHECK(grads(d, R, C, F, gy(d, t->dx), la->act, l->down, GRAD(t, m, lw->down), t->dact));
+            K_CHECK(hk_swiglu_bwd(s, R, F, la->gu, t->dact, gy(d, t->big), bf));
+        }
+        HYDRA_CHECK(grads_norm(m, d, R, 2 * F, C, gy(d, t->big), la->n2, l->gate_up, GRAD(t, m, lw->gate_up), la->x_mid,
+                               l->norm2, GRAD(t, m, lw->norm2), 1, dx16(d)));
         /* mixer: x_mid = x_in + o_proj . y(RMSNorm1(x_in)) */
         const int gdn = l->kind == HYDRA_LAYER_DELTANET;
         const int P = gdn ? (int)z.P : 3 * Hd;
@@ -530,10 +553,9 @@ static hydra_status train_backward(const hydra_model *m, hydra_dev_model *d, int
         HYDRA_CHECK(grads(d, R, C, Hd, gy(d, t->dx), op, l->o_proj, GRAD(t, m, lw->o_proj), t->dy));
         if (gdn) HYDRA_CHECK(gdn_backward(m, d, li, B, T));
         else HYDRA_CHECK(attn_backward(m, d, li, B, T));
-        HYDRA_CHECK(grads(d, R, P, C, gy(d, t->big), la->n1, l->in_proj, GRAD(t, m, lw->in_proj), t->dh));
         /* the bf16 copy feeds the next layer's down products; the embedding's backward reads f32 */
-        K_CHECK(hk_rmsnorm_bwd(s, R, C, la->x_in, l->norm1, eps, t->dh, t->dx, li > 0 ? dx16(d) : NULL, 1,
-                               GRAD(t, m, lw->norm1), t->scratch));
+        HYDRA_CHECK(grads_norm(m, d, R, P, C, gy(d, t->big), la->n1, l->in_proj, GRAD(t, m, lw->in_proj), la->x_in,
+                               l->norm1, GRAD(t, m, lw->norm1), 1, li > 0 ? dx16(d) : NULL));
         if (t->ready) HYDRA_CHECK(grads_ready(m, t->ready, li)); /* this layer's gradients are final */
     }
     K_CHECK(hk_embed_bwd(s, V, C, t->csr, t->csr + V + 1, t->dx, GRAD(t, m, m->embed)));

@@ -93,18 +93,18 @@ __device__ float2 block_sum2(float a, float b) {
  * before reducing this one (the loads overlap the barriers). Per row:
  * r = 1/sqrt(mean(x^2) + eps), m = (dy w . x) r^2 / C, dx = r (dy w - x m);
  * the dw partial of the chunk sums dy x r over its rows in order. */
-template <int V> __device__ __forceinline__ void load_v(const float *p, int c, bool on, float *out) {
+template <int V, typename T> __device__ __forceinline__ void load_v(const T *p, int c, bool on, float *out) {
     if constexpr (V == 4) {
         const float4 a = on ? load4(p, (size_t)c) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
         out[0] = a.x, out[1] = a.y, out[2] = a.z, out[3] = a.w;
-    } else out[0] = on ? p[c] : 0.0f;
+    } else out[0] = on ? load1(p, (size_t)c) : 0.0f;
 }
 template <int V> __device__ __forceinline__ void store_v(void *p, size_t i, const float *v, int bf16) {
     if constexpr (V == 4) store4(p, i, make_float4(v[0], v[1], v[2], v[3]), bf16);
     else store(p, i, v[0], bf16);
 }
-template <int NPT, int V>
-__device__ __forceinline__ void load_row(int C, const float *xr, const float *gr, float *xv, float *gv) {
+template <int NPT, int V, typename TD>
+__device__ __forceinline__ void load_row(int C, const float *xr, const TD *gr, float *xv, float *gv) {
 #pragma unroll
     for (int i = 0; i < NPT; i++) {
         const int c = (threadIdx.x + i * blockDim.x) * V;
@@ -113,8 +113,8 @@ __device__ __forceinline__ void load_row(int C, const float *xr, const float *gr
     }
 }
 
-template <int NPT, int V>
-__global__ void __launch_bounds__(512) rmsnorm_bwd_k(int M, int C, const float *x, const float *w, float eps, const float *dy, float *dx,
+template <int NPT, int V, typename TD>
+__global__ void __launch_bounds__(512) rmsnorm_bwd_k(int M, int C, const float *x, const float *w, float eps, const TD *dy, float *dx,
                               __nv_bfloat16 *dx16, int acc, float *part) {
     hk_pdl_entry();
     constexpr int N = NPT * V;
@@ -127,9 +127,9 @@ __global__ void __launch_bounds__(512) rmsnorm_bwd_k(int M, int C, const float *
     }
     const int r0 = blockIdx.x * kRmsRows, r1 = min(M, r0 + kRmsRows);
     float xv[N], gv[N], xn[N] = {}, gn[N] = {};
-    load_row<NPT, V>(C, x + (size_t)r0 * C, dy + (size_t)r0 * C, xv, gv);
+    load_row<NPT, V, TD>(C, x + (size_t)r0 * C, dy + (size_t)r0 * C, xv, gv);
     for (int r = r0; r < r1; r++) {
-        if (r + 1 < r1) load_row<NPT, V>(C, x + (size_t)(r + 1) * C, dy + (size_t)(r + 1) * C, xn, gn);
+        if (r + 1 < r1) load_row<NPT, V, TD>(C, x + (size_t)(r + 1) * C, dy + (size_t)(r + 1) * C, xn, gn);
         float ss = 0.0f, dot = 0.0f;
 #pragma unroll
         for (int i = 0; i < N; i++) {
@@ -402,22 +402,23 @@ __device__ __forceinline__ float2 swiglu_grad(float g, float u, float a) {
     return make_float2(a * u * (sg * (1.0f + g * (1.0f - sg))), a * g * sg);
 }
 
-/* One thread per (row, i < F); gu f32 or bf16 (TI). */
-template <typename TI> __global__ void swiglu_bwd_k(size_t n, int F, const TI *gu, const float *dact, void *dgu, int bf16) {
+/* One thread per (row, i < F); gu f32 or bf16 (TI), dact too (TA). */
+template <typename TI, typename TA>
+__global__ void swiglu_bwd_k(size_t n, int F, const TI *gu, const TA *dact, void *dgu, int bf16) {
     hk_pdl_entry();
     const size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
     if (i >= n) return;
     const size_t r = i / F;
     const int c = (int)(i % F);
     const TI *row = gu + r * 2 * F;
-    const float2 d = swiglu_grad(load1(row, c), load1(row, F + c), dact[i]);
+    const float2 d = swiglu_grad(load1(row, c), load1(row, F + c), load1(dact, i));
     store(dgu, r * 2 * F + c, d.x, bf16);
     store(dgu, r * 2 * F + F + c, d.y, bf16);
 }
 
 /* F % 4 == 0, 16-byte aligned rows: 4 columns per thread, grid (rows, column
  * blocks), so no index division and 16-byte loads. */
-template <typename TI> __global__ void swiglu_bwd4_k(int F, const TI *gu, const float *dact, void *dgu, int bf16) {
+template <typename TI, typename TA> __global__ void swiglu_bwd4_k(int F, const TI *gu, const TA *dact, void *dgu, int bf16) {
     hk_pdl_entry();
     const int c = (blockIdx.y * blockDim.x + threadIdx.x) * 4;
     if (c >= F) return;
@@ -522,15 +523,38 @@ __global__ void sum_rows_k(int M, const double *rl, double *out) {
     if (threadIdx.x == 0) *out = s;
 }
 
-template <typename TI>
-cudaError_t swiglu_bwd_launch(cudaStream_t s, int BT, int F, const TI *gu, const float *dact, void *dgu, int out_bf16) {
+template <typename TI, typename TA>
+cudaError_t swiglu_bwd_launch(cudaStream_t s, int BT, int F, const TI *gu, const TA *dact, void *dgu, int out_bf16) {
     const size_t n = (size_t)BT * F;
     if (!n) return cudaSuccess;
     if (F % 4 == 0 && aligned16(gu) && aligned16(dact) && aligned16(dgu)) {
         const unsigned threads = F / 4 < 256 ? (unsigned)(F / 4 + 31) / 32 * 32 : 256;
-        hk_launch(swiglu_bwd4_k<TI>, dim3((unsigned)BT, blocks_for((size_t)F / 4, threads)), threads, 0, s, F, gu, dact,
+        hk_launch(swiglu_bwd4_k<TI, TA>, dim3((unsigned)BT, blocks_for((size_t)F / 4, threads)), threads, 0, s, F, gu, dact,
                   dgu, out_bf16);
-    } else hk_launch(swiglu_bwd_k<TI>, blocks_for(n, 256), 256, 0, s, n, F, gu, dact, dgu, out_bf16);
+    } else hk_launch(swiglu_bwd_k<TI, TA>, blocks_for(n, 256), 256, 0, s, n, F, gu, dact, dgu, out_bf16);
+    return cudaGetLastError();
+}
+
+template <typename TD>
+cudaError_t rmsnorm_bwd_launch(cudaStream_t s, int M, int C, const float *x, const float *w, float eps, const TD *dy,
+                               float *dx, void *dx16, int acc, float *dw, void *scratch) {
+    if (M <= 0) return cudaSuccess;
+    if (C <= 0 || C > 16 * 512 || (dw && !scratch)) return cudaErrorInvalidValue;
+    float *part = dw ? (float *)scratch : nullptr;
+    const unsigned nb = blocks_for((size_t)M, kRmsRows);
+    /* 16-byte slots where rows allow them, up to C = 2048 (2 slots per thread: the registers of 8 columns);
+     * else the fewest columns per thread (1..16) that fit in 256 threads; past C = 4096, 16 per thread
+     * and up to 512 threads (the register file's bound at 16) */
+    const bool v4 = C % 4 == 0 && C <= 2048 && aligned16(x) && aligned16(w) && aligned16(dy) && aligned16(dx) &&
+                    ((size_t)dx16 & 7) == 0 && ((size_t)part & 15) == 0;
+    auto go = [&](auto npt, auto vw) {
+        constexpr int NPT = decltype(npt)::value, V = decltype(vw)::value;
+        const unsigned threads = (blocks_for((size_t)C, NPT * V) + 31) / 32 * 32;
+        hk_launch(rmsnorm_bwd_k<NPT, V, TD>, nb, threads, 0, s, M, C, x, w, eps, dy, dx, (__nv_bfloat16 *)dx16, acc, part);
+    };
+    if (v4) with_pow2<1, 2>((C / 4 + 255) / 256, [&](auto npt) { go(npt, std::integral_constant<int, 4>()); });
+    else with_pow2<1, 16>((C + 255) / 256, [&](auto npt) { go(npt, std::integral_constant<int, 1>()); });
+    if (dw) return reduce_cols(s, (int)nb, C, part, dw);
     return cudaGetLastError();
 }
 
@@ -544,27 +568,6 @@ size_t hk_bwd_scratch_bytes(size_t rows, size_t width) {
     return (n + 255) & ~(size_t)255;
 }
 
-cudaError_t hk_rmsnorm_bwd(cudaStream_t s, int M, int C, const float *x, const float *w, float eps, const float *dy,
-                           float *dx, void *dx16, int acc, float *dw, void *scratch) {
-    if (M <= 0) return cudaSuccess;
-    if (C <= 0 || C > 16 * 512 || (dw && !scratch)) return cudaErrorInvalidValue;
-    float *part = dw ? (float *)scratch : nullptr;
-    const unsigned nb = blocks_for((size_t)M, kRmsRows);
-    /* 16-byte slots where rows allow them, up to C = 2048 (2 slots per thread: the registers of 8 columns);
-     * else the fewest columns per thread (1..16) that fit in 256 threads; past C = 4096, 16 per thread
-     * and up to 512 threads (the register file's bound at 16) */
-    const bool v4 = C % 4 == 0 && C <= 2048 && aligned16(x) && aligned16(w) && aligned16(dy) && aligned16(dx) &&
-                    ((size_t)dx16 & 7) == 0 && ((size_t)part & 15) == 0;
-    auto go = [&](auto npt, auto vw) {
-        constexpr int NPT = decltype(npt)::value, V = decltype(vw)::value;
-        const unsigned threads = (blocks_for((size_t)C, NPT * V) + 31) / 32 * 32;
-        hk_launch(rmsnorm_bwd_k<NPT, V>, nb, threads, 0, s, M, C, x, w, eps, dy, dx, (__nv_bfloat16 *)dx16, acc, part);
-    };
-    if (v4) with_pow2<1, 2>((C / 4 + 255) / 256, [&](auto npt) { go(npt, std::integral_constant<int, 4>()); });
-    else with_pow2<1, 16>((C + 255) / 256, [&](auto npt) { go(npt, std::integral_constant<int, 1>()); });
-    if (dw) return reduce_cols(s, (int)nb, C, part, dw);
-    return cudaGetLastError();
-}
 
 } // extern "C"
 
@@ -636,6 +639,16 @@ cudaError_t conv_bwd_launch(cudaStream_t s, int B, int T, int Cc, int K, const T
 
 extern "C" {
 
+cudaError_t hk_rmsnorm_bwd(cudaStream_t s, int M, int C, const float *x, const float *w, float eps, const float *dy,
+                           float *dx, void *dx16, int acc, float *dw, void *scratch) {
+    return rmsnorm_bwd_launch(s, M, C, x, w, eps, dy, dx, dx16, acc, dw, scratch);
+}
+
+cudaError_t hk_rmsnorm_bwd16(cudaStream_t s, int M, int C, const float *x, const float *w, float eps, const uint16_t *dy,
+                             float *dx, void *dx16, int acc, float *dw, void *scratch) {
+    return rmsnorm_bwd_launch(s, M, C, x, w, eps, (const __nv_bfloat16 *)dy, dx, dx16, acc, dw, scratch);
+}
+
 cudaError_t hk_gated_onorm_bwd(cudaStream_t s, int BT, int H, int d, const float *o, const float *proj, int P,
                                int gate_off, const float *w, float eps, const float *dy, void *dproj, int dproj_bf16,
                                float *dO, float *dw, void *scratch) {
@@ -681,6 +694,11 @@ cudaError_t hk_swiglu_bwd(cudaStream_t s, int BT, int F, const float *gu, const 
 cudaError_t hk_swiglu16_bwd(cudaStream_t s, int BT, int F, const uint16_t *gu, const float *dact, void *dgu,
                             int out_bf16) {
     return swiglu_bwd_launch(s, BT, F, (const __nv_bfloat16 *)gu, dact, dgu, out_bf16);
+}
+
+cudaError_t hk_swiglu16_bwd16(cudaStream_t s, int BT, int F, const uint16_t *gu, const uint16_t *dact, void *dgu,
+                              int out_bf16) {
+    return swiglu_bwd_launch(s, BT, F, (const __nv_bfloat16 *)gu, (const __nv_bfloat16 *)dact, dgu, out_bf16);
 }
 
 cudaError_t hk_rope_bwd(cudaStream_t s, int B, int T, int H, int d, const double *inv_freq, float *dx) {

@@ -60,6 +60,16 @@ static void same(const char *what, const void *a, const void *b, size_t bytes) {
     if (memcmp(a, b, bytes)) fail_msg("%s: two runs on the same input differ", what);
 }
 
+/* x rounded to bf16 and back (the values a bf16 operand carries). */
+static float *tround16(const float *x, size_t n) {
+    float *y = tnew(n);
+    for (size_t i = 0; i < n; i++) {
+        const uint32_t u = (uint32_t)hydra_f32_to_bf16(x[i]) << 16;
+        memcpy(&y[i], &u, 4);
+    }
+    return y;
+}
+
 static double sigm(double x) { return 1.0 / (1.0 + exp(-x)); }
 static double dsilu(double x) { return sigm(x) * (1.0 + x * (1.0 - sigm(x))); }
 
@@ -73,11 +83,17 @@ static void rmsnorm_case(int M, int C, int acc, uint64_t seed) {
     float *dxc = tdup(dx0, n), *dwc = tdup(dw0, C), *dx1 = tdup(dx0, n), *dw1 = tdup(dw0, C), *dx2 = tdup(dx0, n),
           *dw2 = tdup(dw0, C);
     HY_OK(hydra_op_rmsnorm_backward(M, C, x, w, eps, dy, dxc, dwc, acc));
-    HY_OK(hydra_dev_op_rmsnorm_backward(M, C, x, w, eps, dy, dx1, dw1, acc));
-    HY_OK(hydra_dev_op_rmsnorm_backward(M, C, x, w, eps, dy, dx2, dw2, acc));
+    HY_OK(hydra_dev_op_rmsnorm_backward(M, C, x, w, eps, dy, dx1, dw1, acc, 0));
+    HY_OK(hydra_dev_op_rmsnorm_backward(M, C, x, w, eps, dy, dx2, dw2, acc, 0));
     double ex = acc ? err_inc("dx", dx1, dxc, dx0, n) : err("dx", dx1, dxc, n), ew = err_inc("dw", dw1, dwc, dw0, C);
     same("rmsnorm dx", dx1, dx2, n * 4);
     same("rmsnorm dw", dw1, dw2, (size_t)C * 4);
+    /* dy in bf16 (the BF16 trainer's product gradient): the same bits as the f32 kernel on the rounded dy */
+    float *dy16 = tround16(dy, n), *dx3 = tdup(dx0, n), *dw3 = tdup(dw0, C), *dx4 = tdup(dx0, n), *dw4 = tdup(dw0, C);
+    HY_OK(hydra_dev_op_rmsnorm_backward(M, C, x, w, eps, dy, dx3, dw3, acc, 1));
+    HY_OK(hydra_dev_op_rmsnorm_backward(M, C, x, w, eps, dy16, dx4, dw4, acc, 0));
+    same("rmsnorm dx (bf16 dy)", dx3, dx4, n * 4);
+    same("rmsnorm dw (bf16 dy)", dw3, dw4, (size_t)C * 4);
     printf("  rmsnorm M=%-4d C=%-5d acc=%d: dx %.2e  dw %.2e  (vs hydra_op_rmsnorm_backward; repeat identical)\n", M,
            C, acc, ex, ew);
     tfree();
@@ -159,10 +175,15 @@ static void swiglu_case(int M, int F, uint64_t seed) {
             ref[r * 2 * F + i] = (float)(a * u * dsilu(g));
             ref[r * 2 * F + F + i] = (float)(a * g * sigm(g));
         }
-    HY_OK(hydra_dev_op_swiglu_backward(M, F, gu, da, g1));
-    HY_OK(hydra_dev_op_swiglu_backward(M, F, gu, da, g2));
+    HY_OK(hydra_dev_op_swiglu_backward(M, F, gu, da, g1, 0));
+    HY_OK(hydra_dev_op_swiglu_backward(M, F, gu, da, g2, 0));
     double e = err("dgu", g1, ref, 2 * n);
     same("swiglu dgu", g1, g2, 2 * n * 4);
+    /* gate|up and dact in bf16 (the BF16 trainer's): the f32 kernel's bits on the rounded inputs */
+    float *g3 = tnew(2 * n), *g4 = tnew(2 * n);
+    HY_OK(hydra_dev_op_swiglu_backward(M, F, gu, da, g3, 1));
+    HY_OK(hydra_dev_op_swiglu_backward(M, F, tround16(gu, 2 * n), tround16(da, n), g4, 0));
+    same("swiglu dgu (bf16 inputs)", g3, g4, 2 * n * 4);
     printf("  swiglu M=%-4d F=%-5d: dgu %.2e  (vs scalar reference; repeat identical)\n", M, F, e);
     tfree();
 }
