@@ -356,12 +356,14 @@ static hydra_optim_opts muon_opts(void) {
  * with 64 pairs needs d_model 128 (2 heads x 64: a 64 x 64 state per head);
  * at d_model 64 the hybrid stayed at chance. */
 #define MQAR_MAX_SIZES 3
+#define MQAR_MAX_LRS 3
 typedef struct {
     int vocab, len, pairs, window, steps, batch, eval_every;
     int d_model, head_dim; /* 2 heads */
     float dt_min, dt_max;  /* 0: the default gate init */
     hydra_mqar_stage stages[HYDRA_MQAR_MAX_STAGES];
     int n_stages;
+    float muon_lrs[MQAR_MAX_LRS]; /* each arm trained at each, its best held-out accuracy kept (0: muon_opts' only) */
 } mqar_recipe;
 
 /* The gpu budget (issue 15): the Zoology grid's long end, L = 512 / 64 pairs
@@ -370,8 +372,13 @@ typedef struct {
  * head must hold them: 2 x 64 x 64 for 64 pairs, 2 x 128 x 128 from 128
  * pairs); the vocabulary is 4 x pairs (the keys fill half of [1, V/2)). The
  * curriculum climbs by 4x in length as the paper recipe does. The step counts
- * are set from the estimated H100 speed (docs/claims.md) and are not tuned on
- * a GPU yet: a size that fails stays FAIL. */
+ * are set from the estimated H100 speed (docs/claims.md).
+ * Each arm is tuned over the Muon learning rate (0.02, 0.01, 0.005: the best
+ * final held-out accuracy of the three is the arm's, and its lr is
+ * reported). Session 13's sweep (bench/LOG.md) found the attention arm at
+ * chance at L = 1,024 with 0.02 alone (the session-10 FAIL) and at 1.000
+ * with 0.01, or init std 0.02, or d_model 128: a baseline left untuned. */
+static const float k_mqar_gpu_lrs[MQAR_MAX_LRS] = {0.02f, 0.01f, 0.005f};
 static int mqar_gpu_recipes(mqar_recipe *q) {
     q[0] = (mqar_recipe){.vocab = 256, .len = 512, .pairs = 64, .window = 128, .steps = 250, .batch = 16,
                          .eval_every = 50, .d_model = 128, .head_dim = 64, .dt_min = 1e-4f, .dt_max = 1e-3f};
@@ -388,6 +395,7 @@ static int mqar_gpu_recipes(mqar_recipe *q) {
     q[2].stages[0] = (hydra_mqar_stage){{1024, 64, 4}, 300, 128};
     q[2].stages[1] = (hydra_mqar_stage){{1024, 512, 64}, 200, 32};
     q[2].n_stages = 2;
+    for (int i = 0; i < 3; i++) memcpy(q[i].muon_lrs, k_mqar_gpu_lrs, sizeof k_mqar_gpu_lrs);
     return 3;
 }
 
@@ -550,6 +558,53 @@ hydra_status hydra_claims_mqar_model(const hydra_claims_opts *o, char *path, siz
     return HYDRA_OK;
 }
 
+/* One arm of a size (a: 0 hybrid, 1 attention), at each of the recipe's
+ * Muon learning rates: the run with the best final held-out accuracy is
+ * the arm's (the first on a tie); its curves go to r and, with several
+ * rates, its lr as "<arm>_muon_lr". cache: keep its model for claim 6. */
+static hydra_status mqar_arm(const hydra_claims_opts *o, const mqar_recipe *q, int a, const char *arm,
+                             hydra_claim_result *r, int cache, hydra_mqar_point *best) {
+    const int n_lr = q->muon_lrs[0] > 0 ? MQAR_MAX_LRS : 1;
+    hydra_claim_result *tmp = calloc(1, sizeof *tmp); /* the curves of one run (kept when it is the best) */
+    if (!tmp) return hydra_set_error(HYDRA_ERR_NOMEM, "claim 2: out of memory");
+    hydra_claim_curve kept[2];
+    float best_lr = 0;
+    hydra_status st = HYDRA_OK;
+    for (int i = 0; i < n_lr && !st; i++) {
+        hydra_optim_opts opt = muon_opts();
+        if (n_lr > 1) {
+            if (q->muon_lrs[i] <= 0) continue;
+            opt.muon_lr = q->muon_lrs[i];
+        }
+        char label[48];
+        snprintf(label, sizeof label, n_lr > 1 ? "%s (muon lr %g)" : "%s", arm, (double)opt.muon_lr);
+        tmp->n_curves = 0;
+        hydra_model *m = NULL;
+        hydra_mqar_point fin;
+        st = mqar_run(o, q, a ? "AA" : "DS", a ? 0 : q->window, opt, o->seed, r->name, label, tmp, NULL, 0, &m, &fin);
+        if (!st && (i == 0 || fin.eval.accuracy > best->eval.accuracy)) {
+            *best = fin, best_lr = opt.muon_lr;
+            memcpy(kept, tmp->curves, sizeof kept);
+            if (cache) mqar_cache_store(o, m, q->pairs);
+        }
+        hydra_model_free(m);
+    }
+    free(tmp);
+    if (st) return st;
+    for (int k = 0; k < 2 && r->n_curves < HYDRA_CLAIM_MAX_CURVES; k++) {
+        r->curves[r->n_curves] = kept[k];
+        snprintf(r->curves[r->n_curves].name, sizeof r->curves[0].name, "%s_%s", arm,
+                 k ? "beyond_window_accuracy_vs_step" : "accuracy_vs_step");
+        r->n_curves++;
+    }
+    if (n_lr > 1) {
+        char name[64];
+        snprintf(name, sizeof name, "%s_muon_lr", arm);
+        hydra_claims_add_value(r, name, best_lr);
+    }
+    return HYDRA_OK;
+}
+
 /* Every size: both arms trained, thresholds per size (a suffix "_L<len>"
  * names them when there are several sizes). */
 void hydra_claim_mqar(const hydra_claims_opts *o, hydra_claim_result *r) {
@@ -575,11 +630,7 @@ void hydra_claim_mqar(const hydra_claims_opts *o, hydra_claim_result *r) {
         for (int a = 0; a < 2; a++) {
             char arm[32];
             snprintf(arm, sizeof arm, "%s%s", arms[a], sfx);
-            hydra_model *m = NULL;
-            hydra_status st = mqar_run(o, q, a ? "AA" : "DS", a ? 0 : q->window, muon_opts(), o->seed, r->name, arm, r,
-                                       NULL, 0, &m, &fin[a]);
-            if (!st && a == 0 && z == 0) mqar_cache_store(o, m, q->pairs);
-            hydra_model_free(m);
+            hydra_status st = mqar_arm(o, q, a, arm, r, z == 0 && a == 0, &fin[a]);
             if (st) {
                 hydra_claims_set_error(r, arm, st);
                 return;
