@@ -328,14 +328,14 @@ static hydra_status grads(hydra_dev_model *d, int R, int N, int K, const void *g
 /* A product whose input was RMSNorm(x) (weights nw, gradient dnw), backward
  * through both: grads(), then the norm's backward adding to the residual
  * gradient t->dx (acc) and writing its bf16 copy to dx16 (NULL: none). With
- * gu16 the product's input gradient is rounded to bf16 there (t->dh as
+ * grad16 the product's input gradient is rounded to bf16 there (t->dh as
  * bf16): half the bytes to write and read. */
 static hydra_status grads_norm(const hydra_model *m, hydra_dev_model *d, int R, int N, int K, const void *g,
                                const void *X, const void *W, float *dW, const float *x, const float *nw, float *dnw,
                                int acc, void *dx16p) {
     struct dev_train *t = d->train;
     const float eps = m->cfg.norm_eps;
-    if (!d->gu16) {
+    if (!d->grad16) {
         HYDRA_CHECK(grads(d, R, N, K, g, X, W, dW, t->dh));
         K_CHECK(hk_rmsnorm_bwd(d->stream, R, K, x, nw, eps, t->dh, t->dx, dx16p, acc, dnw, t->scratch));
         return HYDRA_OK;
@@ -536,13 +536,14 @@ static hydra_status train_backward(const hydra_model *m, hydra_dev_model *d, int
         const hydra_layer_weights *lw = &m->layers[li];
         const tlayer *la = &t->L[li];
         /* MLP: x_out = x_mid + down(SiLU(gate) * up), gate|up = gate_up . RMSNorm2(x_mid) */
-        if (d->gu16) { /* the down product's input gradient rounded to bf16 there, as gate|up: half the bytes */
+        if (d->grad16) { /* the down product's input gradient rounded to bf16 there, as gate|up: half the bytes */
             HYDRA_CHECK(grads(d, R, C, F, gy(d, t->dx), la->act, l->down, GRAD(t, m, lw->down), NULL));
             HYDRA_CHECK(hydra_gemm_ex16(&t->gemm, s, 0, 0, R, F, C, gy(d, t->dx), C, l->down, F, t->dact, F));
             K_CHECK(hk_swiglu16_bwd16(s, R, F, la->gu, (const uint16_t *)t->dact, gy(d, t->big), 1));
         } else {
             HYDRA_CHECK(grads(d, R, C, F, gy(d, t->dx), la->act, l->down, GRAD(t, m, lw->down), t->dact));
-            K_CHECK(hk_swiglu_bwd(s, R, F, la->gu, t->dact, gy(d, t->big), bf));
+            if (d->gu16) K_CHECK(hk_swiglu16_bwd(s, R, F, la->gu, t->dact, gy(d, t->big), 1));
+            else K_CHECK(hk_swiglu_bwd(s, R, F, la->gu, t->dact, gy(d, t->big), bf));
         }
         HYDRA_CHECK(grads_norm(m, d, R, 2 * F, C, gy(d, t->big), la->n2, l->gate_up, GRAD(t, m, lw->gate_up), la->x_mid,
                                l->norm2, GRAD(t, m, lw->norm2), 1, dx16(d)));

@@ -197,6 +197,12 @@ static void test_zero1_ranges(void **unused) {
         for (int v = 0; v < 2; v++) HY_OK(hydra_model_to_device(m[v], "cpu", HYDRA_PRECISION_DEFAULT));
         size_t differ = 0;
         for (size_t i = 0; i < n; i++) differ += memcmp(&m[0]->params[i], &m[1]->params[i], 4) != 0;
+        for (int i = 0, shown = 0; differ && i < m[0]->n_info && shown < 6; i++) { /* where, when they differ */
+            const hydra_param_info *p = &m[0]->info[i];
+            size_t d = 0;
+            for (size_t j = p->store; j < p->store + p->numel; j++) d += memcmp(&m[0]->params[j], &m[1]->params[j], 4) != 0;
+            if (d) print_message("      %s [%zu, %zu): %zu differ\n", p->name, p->store, p->store + p->numel, d), shown++;
+        }
         print_message("    %s: %d ranges [0, %zu, %zu, %zu), %d steps: %zu of %zu weights differ from one optimizer\n",
                       kind ? "muon" : "adamw", NR, bounds[1], bounds[2], n, K, differ, n);
         assert_int_equal(differ, 0);
