@@ -56,6 +56,11 @@ static double time_step(const char *device, const hydra_config *c, const shape *
     }
     if (st) cli_fail("bench", "GPU training step", st);
     else sec = hydra_median(ts, reps);
+    const char *rep = getenv("HYDRA_BENCH_GEMM_PLANS"); /* "1": the training products' cuBLASLt plans after the row */
+    static char plans[16384];
+    if (!st && rep && strcmp(rep, "1") == 0 && !hydra_cuda_train_gemm_report(m, plans, sizeof plans))
+        fprintf(stderr, "gemm plans (%s %s %d x %d):\n%s", sh->prec == HYDRA_PRECISION_BF16 ? "bf16" : "f32",
+                sh->opt == HYDRA_OPT_MUON ? "muon" : "adamw", sh->B, sh->T, plans);
     for (int k = 0; !st && k < 5; k++) phase[k] = hydra_median(ph[k], reps);
     hydra_optimizer_free(opt);
     hydra_model_free(m);

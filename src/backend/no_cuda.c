@@ -149,6 +149,9 @@ hydra_status hydra_cuda_bench_gemm(int device, int M, int N, int K, int bf16, in
 }
 hydra_status hydra_cuda_bench_copy(int device, size_t bytes, int reps, double *gbs) { return NO_CUDA("bench_copy"); }
 hydra_status hydra_cuda_train_phases(const hydra_model *m, double ms[5]) { return NO_CUDA("train_phases"); }
+hydra_status hydra_cuda_train_gemm_report(const hydra_model *m, char *buf, size_t cap) {
+    return NO_CUDA("train_gemm_report");
+}
 hydra_status hydra_cuda_bench_delta_rule(int device, const char *kernel, int B, int T, int H, int d, int reps,
                                          double *ms) {
     return NO_CUDA("bench_delta_rule");

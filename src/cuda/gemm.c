@@ -25,6 +25,8 @@ struct plan {
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t a, b, c;
     cublasLtMatmulAlgo_t algo;
+    int n_cand, pick;       /* the heuristic's candidates and the one taken */
+    float ms_first, ms_pick; /* timed choices: the first candidate's time and the pick's (ms), else 0 */
     struct plan *next;
 };
 
@@ -65,7 +67,7 @@ void hydra_gemm_free(hydra_gemm_ctx *g) {
 /* Index of the fastest of the n candidate algorithms for plan p, timed on
  * scratch buffers (3 runs each, the best kept); 0 when timing is impossible
  * (the stream is being captured, or no memory for the scratch buffers). */
-static int pick_fastest(hydra_gemm_ctx *g, cudaStream_t s, const struct plan *p, const cublasLtMatmulHeuristicResult_t *res,
+static int pick_fastest(hydra_gemm_ctx *g, cudaStream_t s, struct plan *p, const cublasLtMatmulHeuristicResult_t *res,
                         int n) {
     if (n <= 1) return 0;
     enum cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
@@ -99,8 +101,10 @@ static int pick_fastest(hydra_gemm_ctx *g, cudaStream_t s, const struct plan *p,
             }
             if (ms < t_best) t_best = ms;
         }
+        if (i == 0) p->ms_first = t_best < 1e29f ? t_best : 0;
         if (t_best < best_ms) best_ms = t_best, best = i;
     }
+    p->ms_pick = best_ms < 1e29f ? best_ms : 0;
 done:
     cudaGetLastError();
     if (a) cudaEventDestroy(a);
@@ -144,7 +148,9 @@ static hydra_status make_plan(hydra_gemm_ctx *g, cudaStream_t s, int ta, int tb,
         return hydra_set_error(HYDRA_ERR_DEVICE, "cuda: cuBLASLt has no algorithm for a %s GEMM %dx%dx%d",
                                bf16 ? "bf16" : "f32", M, N, K);
     }
-    p->algo = res[g->fixed_algo ? 0 : pick_fastest(g, s, p, res, found)].algo;
+    p->n_cand = found;
+    p->pick = g->fixed_algo ? 0 : pick_fastest(g, s, p, res, found);
+    p->algo = res[p->pick].algo;
     p->next = g->plans;
     g->plans = p;
     *out = p;
@@ -217,4 +223,17 @@ hydra_status hydra_gemm_in(hydra_gemm_ctx *g, cudaStream_t s, int M, int N, int 
     cudaError_t e = in == HK_IN_RMSNORM ? hk_rmsnorm(s, M, K, x, nw, eps, tmp, bf16) : hk_swiglu(s, M, K, x, tmp, bf16);
     if (e != cudaSuccess) return hydra_set_error(HYDRA_ERR_DEVICE, "cuda: GEMM input kernel: %s", cudaGetErrorString(e));
     return hydra_gemm(g, s, M, N, K, tmp, W, y, bf16, acc);
+}
+
+size_t hydra_gemm_report(const hydra_gemm_ctx *g, char *buf, size_t cap) {
+    size_t n = 0;
+    if (cap) buf[0] = 0;
+    for (const struct plan *p = g->plans; p; p = p->next) {
+        int w = snprintf(n < cap ? buf + n : NULL, n < cap ? cap - n : 0,
+                         "  %6d x %6d x %6d  t%d%d %s%s  candidate %d of %d  first %.3f ms, taken %.3f ms\n", p->M,
+                         p->N, p->K, p->ta, p->tb, p->bf16 ? "bf16" : "f32", p->out16 ? "->bf16" : p->acc ? " acc" : "",
+                         p->pick, p->n_cand, p->ms_first, p->ms_pick);
+        if (w > 0) n += (size_t)w;
+    }
+    return n;
 }

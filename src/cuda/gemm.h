@@ -20,6 +20,10 @@ typedef struct {
 
 hydra_status hydra_gemm_init(hydra_gemm_ctx *g);
 void hydra_gemm_free(hydra_gemm_ctx *g);
+/* One line per cached plan (shape, the candidate taken of how many, and with
+ * timed choices the first candidate's time and the taken one's) into buf
+ * (truncated to cap); returns the length the full report needs. */
+size_t hydra_gemm_report(const hydra_gemm_ctx *g, char *buf, size_t cap);
 /* y[M, N] (+ y if acc) = x[M, K] . W[N, K]^T; x and W f32 (bf16 = 0) or bf16
  * (bf16 = 1); y f32 on the device; runs on stream s. */
 hydra_status hydra_gemm(hydra_gemm_ctx *g, cudaStream_t s, int M, int N, int K, const void *x, const void *W, float *y,

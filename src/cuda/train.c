@@ -649,6 +649,13 @@ hydra_status hydra_dev_train_sync(const hydra_model *m) {
     return HYDRA_OK;
 }
 
+hydra_status hydra_cuda_train_gemm_report(const hydra_model *m, char *buf, size_t cap) {
+    if (!m || (!buf && cap)) return hydra_set_error(HYDRA_ERR_ARG, "train_gemm_report: NULL argument");
+    if (!m->dev || !m->dev->train) return hydra_set_error(HYDRA_ERR_ARG, "train_gemm_report: no training on a GPU yet");
+    hydra_gemm_report(&m->dev->train->gemm, buf, cap);
+    return HYDRA_OK;
+}
+
 hydra_status hydra_cuda_train_phases(const hydra_model *m, double ms[5]) {
     if (!m || !ms) return hydra_set_error(HYDRA_ERR_ARG, "train_phases: NULL argument");
     struct dev_train *t = m->dev ? m->dev->train : NULL;
