@@ -234,15 +234,19 @@ static void test_train_50_steps(void **unused) {
         run_steps("cuda", HYDRA_PRECISION_F32, kind, N, lg, NULL);
         run_steps("cuda", HYDRA_PRECISION_BF16, kind, N, lb, NULL);
         double worst = 0, wb = 0, mb = 0, mf = 0;
+        int at = 0;
         for (int i = 0; i < N; i++) {
             double e = fabs(lg[i] - lc[i]) / lc[i], eb = fabs(lb[i] - lg[i]) / lg[i];
             if (!(e <= worst)) worst = isnan(e) ? INFINITY : e;
-            if (!(eb <= wb)) wb = isnan(eb) ? INFINITY : eb;
+            if (!(eb <= wb)) wb = isnan(eb) ? INFINITY : eb, at = i;
             if (i >= N - 10) mb += lb[i] / 10, mf += lg[i] / 10;
         }
         print_message("    %s: loss %.4f -> %.4f (cpu) / %.4f (gpu f32) / %.4f (gpu bf16); f32 worst rel %.2e; "
                       "bf16 worst %.2e, last-10 mean %.4f vs %.4f\n",
                       kind ? "muon" : "adamw", lc[0], lc[N - 1], lg[N - 1], lb[N - 1], worst, wb, mb, mf);
+        print_message("      bf16 worst at step %d: %.4f vs f32 %.4f (steps %d-%d: %.4f %.4f %.4f / %.4f %.4f %.4f)\n", at + 1,
+                      lb[at], lg[at], at > 0 ? at : 1, at + 2 < N ? at + 2 : N, lb[at > 0 ? at - 1 : 0], lb[at],
+                      lb[at + 1 < N ? at + 1 : at], lg[at > 0 ? at - 1 : 0], lg[at], lg[at + 1 < N ? at + 1 : at]);
         if (!(worst <= F32_TOL)) fail_msg("%s: GPU f32 losses differ from the CPU's by %.3g", kind ? "muon" : "adamw", worst);
         if (!(wb <= 0.05 && fabs(mb - mf) <= 0.02 * mf))
             fail_msg("%s: bf16 losses leave the band (worst %.3g, last-10 means %.4f vs %.4f)", kind ? "muon" : "adamw",
