@@ -6,6 +6,7 @@
  * src/train/optim.c (no FMA contraction); see optim_kernels.h. */
 #include <cuda_bf16.h>
 
+#include "device_util.cuh"
 #include "launch.cuh"
 #include "optim_kernels.h"
 
@@ -21,10 +22,6 @@ unsigned grid_for(size_t n) {
 
 __device__ __forceinline__ float load(const void *x, size_t i, int bf16) {
     return bf16 ? __bfloat162float(((const __nv_bfloat16 *)x)[i]) : ((const float *)x)[i];
-}
-__device__ __forceinline__ void store(void *y, size_t i, float v, int bf16) {
-    if (bf16) ((__nv_bfloat16 *)y)[i] = __float2bfloat16_rn(v);
-    else ((float *)y)[i] = v;
 }
 
 /* Sum of v over the block in a fixed tree order (the same bits every run). */
@@ -111,17 +108,7 @@ __global__ void copy_chunks_k(const hk_copy_chunk *chunks) {
     const hk_copy_chunk ch = chunks[blockIdx.x];
     const int vec = !((size_t)ch.src & 15) && !((size_t)ch.dst & (ch.bf16 ? 7 : 15));
     const size_t n4 = vec ? ch.len / 4 : 0;
-    for (size_t i = threadIdx.x; i < n4; i += THREADS) {
-        const float4 x = ((const float4 *)ch.src)[i];
-        if (ch.bf16) {
-            union {
-                __nv_bfloat162 h[2];
-                uint2 u;
-            } r;
-            r.h[0] = __floats2bfloat162_rn(x.x, x.y), r.h[1] = __floats2bfloat162_rn(x.z, x.w);
-            ((uint2 *)ch.dst)[i] = r.u;
-        } else ((float4 *)ch.dst)[i] = x;
-    }
+    for (size_t i = threadIdx.x; i < n4; i += THREADS) store4(ch.dst, 4 * i, load4(ch.src, 4 * i), (int)ch.bf16);
     for (size_t i = 4 * n4 + threadIdx.x; i < ch.len; i += THREADS) store(ch.dst, i, ch.src[i], (int)ch.bf16);
 }
 

@@ -325,6 +325,14 @@ static hydra_status grads(hydra_dev_model *d, int R, int N, int K, const void *g
     return hydra_gemm_ex(&d->train->gemm, d->stream, 0, 0, R, K, N, g, N, W, K, dX, K, d->bf16, 0);
 }
 
+/* grads() with dX [R, K] rounded to bf16 by its product (dX16): half the
+ * bytes for a kernel that reads it in bf16. */
+static hydra_status grads16(hydra_dev_model *d, int R, int N, int K, const void *g, const void *X, const void *W,
+                            float *dW, void *dX16) {
+    HYDRA_CHECK(grads(d, R, N, K, g, X, W, dW, NULL));
+    return hydra_gemm_ex16(&d->train->gemm, d->stream, 0, 0, R, K, N, g, N, W, K, dX16, K);
+}
+
 /* A product whose input was RMSNorm(x) (weights nw, gradient dnw), backward
  * through both: grads(), then the norm's backward adding to the residual
  * gradient t->dx (acc) and writing its bf16 copy to dx16 (NULL: none). With
@@ -340,8 +348,7 @@ static hydra_status grads_norm(const hydra_model *m, hydra_dev_model *d, int R, 
         K_CHECK(hk_rmsnorm_bwd(d->stream, R, K, x, nw, eps, t->dh, t->dx, dx16p, acc, dnw, t->scratch));
         return HYDRA_OK;
     }
-    HYDRA_CHECK(grads(d, R, N, K, g, X, W, dW, NULL));
-    HYDRA_CHECK(hydra_gemm_ex16(&t->gemm, d->stream, 0, 0, R, K, N, g, N, W, K, t->dh, K));
+    HYDRA_CHECK(grads16(d, R, N, K, g, X, W, dW, t->dh));
     K_CHECK(hk_rmsnorm_bwd16(d->stream, R, K, x, nw, eps, (const uint16_t *)t->dh, t->dx, dx16p, acc, dnw, t->scratch));
     return HYDRA_OK;
 }
@@ -537,8 +544,7 @@ static hydra_status train_backward(const hydra_model *m, hydra_dev_model *d, int
         const tlayer *la = &t->L[li];
         /* MLP: x_out = x_mid + down(SiLU(gate) * up), gate|up = gate_up . RMSNorm2(x_mid) */
         if (d->grad16) { /* the down product's input gradient rounded to bf16 there, as gate|up: half the bytes */
-            HYDRA_CHECK(grads(d, R, C, F, gy(d, t->dx), la->act, l->down, GRAD(t, m, lw->down), NULL));
-            HYDRA_CHECK(hydra_gemm_ex16(&t->gemm, s, 0, 0, R, F, C, gy(d, t->dx), C, l->down, F, t->dact, F));
+            HYDRA_CHECK(grads16(d, R, C, F, gy(d, t->dx), la->act, l->down, GRAD(t, m, lw->down), t->dact));
             K_CHECK(hk_swiglu16_bwd16(s, R, F, la->gu, (const uint16_t *)t->dact, gy(d, t->big), 1));
         } else {
             HYDRA_CHECK(grads(d, R, C, F, gy(d, t->dx), la->act, l->down, GRAD(t, m, lw->down), t->dact));
