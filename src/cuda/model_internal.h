@@ -49,7 +49,7 @@ struct hydra_dev_model {
     int fused_decode;  /* a T = 1 forward's DeltaNet layers: one kernel after the input product (hk_gdn_decode) */
     int gu16;          /* training in BF16 mode keeps the MLP's gate|up pre-activation in bf16 */
     int grad16;        /* ... and rounds the product gradients a norm or SwiGLU backward reads to bf16:
-                          HK_GRAD16_* bits (HYDRA_CUDA_GRAD16=dact|dh|1; off by default) */
+                          HK_GRAD16_* bits (HYDRA_CUDA_GRAD16=dact|dh|1|0; dact by default) */
     struct {
         int B, T, mode;
         cudaGraphExec_t exec; /* NULL: seen once, runs eagerly (GEMM plans are made and timed then) */
