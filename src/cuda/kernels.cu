@@ -166,20 +166,25 @@ __global__ void gdn_prep_tiled_k(int BT, int T, int H, int d, const TP *proj, in
     float *out = part == 0 ? q : part == 1 ? k : v;
     const float qs = part == 0 ? rsqrtf((float)d) : 1.0f;
     const int r0 = p.r0, r1 = p.r1;
-    float4 xn = on ? load4(proj, (size_t)r0 * P + ch) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    for (int r = r0; r < r1; r++) {
-        const int t = r % T;
-        const float4 x = xn;
-        if (on && r + 1 < r1) xn = load4(proj, (size_t)(r + 1) * P + ch); /* in flight while this row computes */
-        if (on && (r == r0 || t == 0)) cw.fill(proj, P, (size_t)r, t, (size_t)ch, tails[r / T], (size_t)p.Cc);
-        float4 y = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        if (on) {
-            y = cw.step(x);
-            y = make_float4(silu(y.x), silu(y.y), silu(y.z), silu(y.w));
+    const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    for (int rg = r0; rg < r1; rg += kPrepAhead) {
+        float4 xs[kPrepAhead]; /* the group's rows, all in flight at once */
+#pragma unroll
+        for (int u = 0; u < kPrepAhead; u++) xs[u] = on && rg + u < r1 ? load4(proj, (size_t)(rg + u) * P + ch) : zero;
+#pragma unroll
+        for (int u = 0; u < kPrepAhead; u++) {
+            const int r = rg + u, t = r % T;
+            if (r >= r1) break; /* the same for the whole block */
+            if (on && (r == r0 || t == 0)) cw.fill(proj, P, (size_t)r, t, (size_t)ch, tails[r / T], (size_t)p.Cc);
+            float4 y = zero;
+            if (on) {
+                y = cw.step(xs[u]);
+                y = make_float4(silu(y.x), silu(y.y), silu(y.z), silu(y.w));
+            }
+            const float ss = group_sum(y.x * y.x + y.y * y.y + y.z * y.z + y.w * y.w, d / 4);
+            const float sc = part < 2 ? qs / sqrtf(ss + l2_eps) : 1.0f;
+            if (on) store4(out, (size_t)r * p.Hd + p.hc, make_float4(y.x * sc, y.y * sc, y.z * sc, y.w * sc), 0);
         }
-        const float ss = group_sum(y.x * y.x + y.y * y.y + y.z * y.z + y.w * y.w, d / 4);
-        const float sc = part < 2 ? qs / sqrtf(ss + l2_eps) : 1.0f;
-        if (on) store4(out, (size_t)r * p.Hd + p.hc, make_float4(y.x * sc, y.y * sc, y.z * sc, y.w * sc), 0);
     }
 }
 

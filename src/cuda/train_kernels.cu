@@ -295,31 +295,36 @@ __global__ void gdn_prep_bwd_tiled_k(int BT, int T, int H, int d, const TP *proj
     if (on) cw.load_weights(convw, (size_t)ch);
     const int r0 = p.r0, r1 = p.r1;
     const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    float4 xn = on ? load4(proj, (size_t)r0 * P + ch) : zero, gn = on ? load4(gsrc, (size_t)r0 * Hd + hc) : zero;
-    for (int r = r0; r < r1; r++) {
-        const int t = r % T;
-        const float4 x = xn, g4 = gn;
-        if (on && r + 1 < r1) { /* in flight while this row computes */
-            xn = load4(proj, (size_t)(r + 1) * P + ch);
-            gn = load4(gsrc, (size_t)(r + 1) * Hd + hc);
-        }
-        if (on && (r == r0 || t == 0)) cw.fill(proj, P, (size_t)r, t, (size_t)ch, nullptr, (size_t)p.Cc);
-        const float4 c4 = on ? cw.step(x) : zero;
-        float cv[4], gv[4], sv[4], ss = 0.0f, dot = 0.0f;
+    for (int rg = r0; rg < r1; rg += kPrepAhead) {
+        float4 xs[kPrepAhead], gs[kPrepAhead]; /* the group's rows, all in flight at once */
 #pragma unroll
-        for (int i = 0; i < 4; i++) {
-            cv[i] = at(c4, i), gv[i] = at(g4, i), sv[i] = silu(cv[i]);
-            ss += sv[i] * sv[i];
-            dot += sv[i] * gv[i];
+        for (int u = 0; u < kPrepAhead; u++) {
+            const bool in = on && rg + u < r1;
+            xs[u] = in ? load4(proj, (size_t)(rg + u) * P + ch) : zero;
+            gs[u] = in ? load4(gsrc, (size_t)(rg + u) * Hd + hc) : zero;
         }
-        ss = group_sum(ss, d / 4);
-        dot = group_sum(dot, d / 4);
-        const float rn = 1.0f / sqrtf(ss + l2_eps), nd = dot * rn * rn;
-        float o[4];
 #pragma unroll
-        for (int i = 0; i < 4; i++)
-            o[i] = part == 2 ? gv[i] * silu_grad(cv[i]) : scale * rn * (gv[i] - sv[i] * nd) * silu_grad(cv[i]);
-        if (on) store4(dconv, (size_t)r * p.Cc + ch, make_float4(o[0], o[1], o[2], o[3]), 0);
+        for (int u = 0; u < kPrepAhead; u++) {
+            const int r = rg + u, t = r % T;
+            if (r >= r1) break; /* the same for the whole block */
+            if (on && (r == r0 || t == 0)) cw.fill(proj, P, (size_t)r, t, (size_t)ch, nullptr, (size_t)p.Cc);
+            const float4 c4 = on ? cw.step(xs[u]) : zero;
+            float cv[4], gv[4], sv[4], ss = 0.0f, dot = 0.0f;
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                cv[i] = at(c4, i), gv[i] = at(gs[u], i), sv[i] = silu(cv[i]);
+                ss += sv[i] * sv[i];
+                dot += sv[i] * gv[i];
+            }
+            ss = group_sum(ss, d / 4);
+            dot = group_sum(dot, d / 4);
+            const float rn = 1.0f / sqrtf(ss + l2_eps), nd = dot * rn * rn;
+            float o[4];
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+                o[i] = part == 2 ? gv[i] * silu_grad(cv[i]) : scale * rn * (gv[i] - sv[i] * nd) * silu_grad(cv[i]);
+            if (on) store4(dconv, (size_t)r * p.Cc + ch, make_float4(o[0], o[1], o[2], o[3]), 0);
+        }
     }
 }
 
