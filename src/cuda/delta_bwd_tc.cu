@@ -51,7 +51,8 @@
  *     forward 1.50 ms).
  * local held 209 KiB of shared memory at d 128 (one block of 4 warps an
  * SM) and 101 KiB at d 64 (two); with three tiles placed over dead ones it
- * holds 192 / 74 KiB (one / three blocks: local_smem). */
+ * holds 192 / 74 KiB (one / three blocks: local_smem); at d 64 the
+ * backward as trained went 0.897 -> 0.830 ms (H100, B 8 x T 4096 x H 12). */
 #include "delta_tc.cuh"
 #include "kernels.h"
 
