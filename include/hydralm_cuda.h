@@ -42,9 +42,10 @@ hydra_status hydra_cuda_bench_delta_rule(int device, const char *kernel, int B, 
  * unless an optimizer step followed the model's last gradients on the GPU. */
 hydra_status hydra_cuda_train_phases(const hydra_model *m, double ms[5]);
 /* Diagnostic: the training products' cuBLASLt plans of m (one line each:
- * shape, the heuristic candidate taken, and with HYDRA_CUDA_TRAIN_TIMED_GEMM=1
- * the first candidate's and the taken one's times) into buf (truncated to
- * cap). HYDRA_ERR_ARG when m has not trained on a GPU. */
+ * shape, the heuristic candidate taken, how many candidates computed other
+ * bits than the first, and when timed the first candidate's and the taken
+ * one's times) into buf (truncated to cap). HYDRA_ERR_ARG when m has not
+ * trained on a GPU. */
 hydra_status hydra_cuda_train_gemm_report(const hydra_model *m, char *buf, size_t cap);
 
 #ifdef __cplusplus

@@ -7,6 +7,7 @@
  * file runs them in order. Without a GPU (or without the CUDA backend) it
  * exits 77 — CTest's "skipped" — after checking a device call fails cleanly. */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "backend/backend.h"
 #include "cuda_train/groups.h"
@@ -25,6 +26,10 @@ int main(void) {
     }
     char name[256];
     if (hydra_cuda_device_name(0, name, sizeof name) == HYDRA_OK) printf("device: %s\n", name);
+    /* HYDRA_TEST_FILTER=pattern (cmocka's * and ? wildcards): run only the matching tests, e.g. one
+     * test under a variant's environment on the GPU machine */
+    const char *only = getenv("HYDRA_TEST_FILTER");
+    if (only && *only) cmocka_set_test_filter(only);
     int failed = 0;
     failed += cuda_train_bwd_ops_tests();
     failed += cuda_train_attn_bwd_tests();

@@ -43,8 +43,9 @@ double hydra_bench_train_flops(const hydra_config *c, int B, int T, double *n_mm
 /* GPU training step (bench_cuda_train.c, `hydra bench --train --device cuda`):
  * the default 768 x 12 model at B x T = 16 x 2048 and 8 x 4096 (bf16, AdamW
  * and Muon), tokens/s, model TFLOP/s and MFU against the bf16 cuBLAS GEMM
- * peak measured in the same run. Returns 0, or 1 after reporting. */
-int hydra_bench_cuda_train(FILE *out, const char *device, int quick);
+ * peak measured in the same run; step_only: the bf16 AdamW 16 x 2048 row
+ * alone. Returns 0, or 1 after reporting. */
+int hydra_bench_cuda_train(FILE *out, const char *device, int quick, int step_only);
 
 /* Threads under contention (bench_threads.c): train, prefill and decode at
  * quiet 1 / 2 threads and with a CPU hog pinned to the second of `cpus`

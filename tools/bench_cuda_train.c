@@ -135,7 +135,7 @@ static int bench_nccl_world1(FILE *out, const char *device, int dev, const hydra
     return 0;
 }
 
-int hydra_bench_cuda_train(FILE *out, const char *device, int quick) {
+int hydra_bench_cuda_train(FILE *out, const char *device, int quick, int step_only) {
     int dev = strncmp(device, "cuda:", 5) == 0 ? atoi(device + 5) : 0;
     char name[256];
     hydra_status st = hydra_cuda_device_name(dev, name, sizeof name);
@@ -156,7 +156,7 @@ int hydra_bench_cuda_train(FILE *out, const char *device, int quick) {
                             {8, 4096, HYDRA_OPT_ADAMW, HYDRA_PRECISION_BF16},
                             {4, 2048, HYDRA_OPT_ADAMW, HYDRA_PRECISION_F32}};
     int rc = 0;
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+    for (size_t i = 0; i < (step_only ? 1 : sizeof shapes / sizeof shapes[0]); i++) {
         const shape *sh = &shapes[i];
         double loss = 0, n_mm, ph[5];
         double sec = time_step(device, &c, sh, warm, reps, &loss, ph);
@@ -175,7 +175,7 @@ int hydra_bench_cuda_train(FILE *out, const char *device, int quick) {
                 ph[0], ph[1], ph[2], ph[3], ph[4], 1e3 * sec);
         fflush(out);
     }
-    rc |= bench_nccl_world1(out, device, dev, &c, warm, reps);
+    if (!step_only) rc |= bench_nccl_world1(out, device, dev, &c, warm, reps);
     fprintf(out, "\n(MFU = model TFLOP/s / the bf16 GEMM peak above, f32 rows too; target: >= 35%% in bf16 at the\n"
                  " largest B x T that fits. Peers: fla-org GatedDeltaNetForCausalLM and the Python original, same card,\n"
                  " same call: bench/peers in docs/gpu.md.)\n");

@@ -132,8 +132,9 @@ int cmd_bench(int argc, char **argv) {
             "threads (default: the CPUs this process may use); with --train a list, e.g. 1,2,4,8,16: one table");
     cli_add(&s, "quick", OPT_FLAG, &quick, "fewer repetitions (smoke test, noisier figures)");
     cli_add(&s, "only", OPT_STR, &only,
-            "run one part: gemm, model or delta (with --device cuda: delta, model or sample; with --quant: quality, the table "
-            "of --quant-model alone; with --contention: train, prefill, decode, ...)");
+            "run one part: gemm, model or delta (with --device cuda: delta, model or sample; with --train --device cuda: "
+            "step, the bf16 AdamW 16 x 2048 row alone; with --quant: quality, the table of --quant-model alone; with "
+            "--contention: train, prefill, decode, ...)");
     uint64_t stream_tokens = 0;
     cli_add(&s, "stream-tokens", OPT_U64, &stream_tokens, "run only the streaming benchmark over N tokens (small + default model)");
     const char *spec_target = NULL, *spec_draft = NULL;
@@ -184,7 +185,11 @@ int cmd_bench(int argc, char **argv) {
         return fprintf(stderr, "hydra bench: a --threads list goes with --train only\n"), 2;
     if (contention) return hydra_bench_contention(stdout, cpus, only, quick);
     if (ntl == 1) threads = tl[0], hydra_set_num_threads(threads);
-    if (strcmp(device, "cpu") && train) return hydra_bench_cuda_train(stdout, device, quick);
+    if (strcmp(device, "cpu") && train) {
+        if (only && strcmp(only, "step"))
+            return fprintf(stderr, "hydra bench: --train --device %s takes --only step (got '%s')\n", device, only), 2;
+        return hydra_bench_cuda_train(stdout, device, quick, only != NULL);
+    }
     if (strcmp(device, "cpu") && !stream_tokens) return hydra_bench_cuda(stdout, device, quick, only);
     if (train) {
         if (!ntl) tl[ntl++] = hydra_get_num_threads();

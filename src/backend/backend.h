@@ -73,6 +73,12 @@ hydra_status hydra_dev_op_to_bf16_2d(int rows, int cols, const float *src, size_
 /* C (+)= op(A) op(B) through hydra_gemm_ex (any transposes, leading dims). */
 hydra_status hydra_dev_op_matmul_ex(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                                     float *C, int ldc, int acc, int bf16);
+/* The same through a fresh GEMM context whose plans choose their algorithm
+ * by `choice` (HYDRA_GEMM_* of cuda/gemm.h: 0 fastest, 1 first, 2 fastest
+ * with the first's bits); info (may be NULL) gets the candidate taken, the
+ * number of candidates, and how many computed other bits. */
+hydra_status hydra_dev_op_matmul_choice(int choice, int ta, int tb, int M, int N, int K, const float *A, int lda,
+                                        const float *B, int ldb, float *C, int ldc, int acc, int bf16, int info[3]);
 
 /* ---- training on a device (src/cuda/train.c, src/cuda/optim.c; docs/gpu.md
  * "Training"). The device model keeps an f32 master copy of the parameters

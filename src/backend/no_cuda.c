@@ -57,6 +57,11 @@ hydra_status hydra_dev_op_matmul_ex(int ta, int tb, int M, int N, int K, const f
     return NO_CUDA("matmul_ex");
 }
 
+hydra_status hydra_dev_op_matmul_choice(int choice, int ta, int tb, int M, int N, int K, const float *A, int lda,
+                                        const float *B, int ldb, float *C, int ldc, int acc, int bf16, int info[3]) {
+    return NO_CUDA("matmul_choice");
+}
+
 /* ---- training */
 hydra_status hydra_dev_loss_grad(const hydra_model *m, const int32_t *inputs, const int32_t *targets,
                                  const uint8_t *mask, int B, int T, float *grads_host, const hydra_dev_grad_opts *dp,

@@ -49,10 +49,10 @@
  *     forward: 0.54 ms);
  *   B 4 x T 8192 x H 16 x d 128: 4.0 ms = 1.08 + 0.43 + 0.56 + 1.94 (f32: 58 ms;
  *     forward 1.50 ms).
- * local holds 209 KiB of shared memory at d 128 (one block of 4 warps an
- * SM) and 101 KiB at d 64 (two): it is the largest part and the first place
- * to look (splitting it in two kernels, or 8 warps a chunk, would raise
- * the occupancy); not tried yet. */
+ * local held 209 KiB of shared memory at d 128 (one block of 4 warps an
+ * SM) and 101 KiB at d 64 (two); with three tiles placed over dead ones it
+ * holds 192 / 74 KiB (one / three blocks: local_smem); at d 64 the
+ * backward as trained went 0.897 -> 0.830 ms (H100, B 8 x T 4096 x H 12). */
 #include "delta_tc.cuh"
 #include "kernels.h"
 
@@ -308,14 +308,32 @@ __global__ void __launch_bounds__(NT) rscan_k(int T, int H, bwd_work w) {
 }
 
 /* ---------------------------------------------------------- 3: local */
+/* the chunk's A [CH][CH] (bf16, global) into a [CH][CH + 8] tile by cp.async (not committed) */
+__device__ __forceinline__ void load_A(bf *dst, const bf *src) {
+    for (int i = threadIdx.x; i < CH * CH / 8; i += NT) {
+        const int r = i / (CH / 8), c8 = (i % (CH / 8)) * 8;
+        cp16(dst + r * (CH + 8) + c8, src + (size_t)r * CH + c8, true);
+    }
+}
+
+/* Three tiles share space with tiles that are dead by then: dW takes dO's
+ * rows (each warp reads, then writes, only its own 16); A takes S's place
+ * and v that of dS' once every warp is past their last reads (loaded late,
+ * behind a barrier; at D 64 only: at D 128 one block fits an SM either way). At D 64
+ * that is 74 KiB instead of 101 and, with the registers capped at 168,
+ * three blocks an SM instead of two. */
+template <int D> __host__ __device__ constexpr bool local_late() { return D == 64; } /* D 128: one block an SM either way */
 template <int D> constexpr size_t local_smem() {
-    return ((size_t)5 * CH * (D + 8) + (size_t)2 * D * (D + 8) + (size_t)2 * D * (CH + 8) + (size_t)2 * CH * (CH + 8)) *
+    return ((size_t)(local_late<D>() ? 3 : 4) * CH * (D + 8) + (size_t)2 * D * (D + 8) + (size_t)2 * D * (CH + 8) +
+            (size_t)(local_late<D>() ? 1 : 2) * CH * (CH + 8)) *
                2 +
            (size_t)(3 * CH + 4 * CH + 8) * 4;
 }
+template <int D> __host__ __device__ constexpr int local_blocks() { return local_late<D>() ? 3 : 1; }
 
 template <int D>
-__global__ void __launch_bounds__(NT) local_k(int T, int H, const float *__restrict__ q, const float *__restrict__ k,
+__global__ void __launch_bounds__(NT, local_blocks<D>())
+    local_k(int T, int H, const float *__restrict__ q, const float *__restrict__ k,
                                              const float *__restrict__ v, const float *__restrict__ beta,
                                              const float *__restrict__ dO, bwd_work w, float *__restrict__ dq,
                                              float *__restrict__ dk, float *__restrict__ dv, float *__restrict__ dg,
@@ -324,16 +342,17 @@ __global__ void __launch_bounds__(NT) local_k(int T, int H, const float *__restr
     extern __shared__ __align__(128) unsigned char smraw[];
     bf *Qb = (bf *)smraw;          /* [CH][LD] q */
     bf *Kb = Qb + CH * LD;         /* [CH][LD] k */
-    bf *Vb = Kb + CH * LD;         /* [CH][LD] v */
-    bf *Ob = Vb + CH * LD;         /* [CH][LD] dO */
-    bf *dWb = Ob + CH * LD;        /* [CH][LD] dW */
-    bf *Sb = dWb + CH * LD;        /* [D][LD] S_c [value][key] */
+    bf *Ob = Kb + CH * LD;         /* [CH][LD] dO */
+    bf *dWb = Ob;                  /* [CH][LD] dW, over dO */
+    bf *Sb = Ob + CH * LD;         /* [D][LD] S_c [value][key] */
     bf *dNb = Sb + D * LD;         /* [D][LD] dS' [value][key] */
     bf *VnT = dNb + D * LD;        /* [D][LC] V_new^T */
     bf *dVT = VnT + D * LC;        /* [D][LC] dVn^T */
-    bf *Ab = dVT + D * LC;         /* [CH][LC] A = (I + L)^-1 */
-    bf *Xb = Ab + CH * LC;         /* [CH][LC] dPm, then dA A^T, then Mb */
-    float *Gs = (float *)(Xb + CH * LC), *Bs = Gs + CH, *rowG = Bs + CH, *colG = rowG + CH, *red = colG + 4 * CH;
+    bf *Xb = dVT + D * LC;         /* [CH][LC] dPm, then dA A^T, then Mb */
+    bf *Ab = local_late<D>() ? Sb : Xb + CH * LC;              /* [CH][LC] A = (I + L)^-1: over S, or after X */
+    bf *Vb = local_late<D>() ? dNb : Xb + 2 * CH * LC;         /* [CH][LD] v: over dS', or after A */
+    float *Gs = (float *)(local_late<D>() ? Xb + CH * LC : Vb + CH * LD); /* the f32 vectors after the tiles */
+    float *Bs = Gs + CH, *rowG = Bs + CH, *colG = rowG + CH, *red = colG + 4 * CH;
     const int c = blockIdx.x, h = blockIdx.y, b = blockIdx.z, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int g = lane >> 2, t = lane & 3, i0 = warp * 16, ia = i0 + g, ib = ia + 8;
     const int Lc = min(CH, T - c * CH), NC = n_chunks(T);
@@ -341,7 +360,7 @@ __global__ void __launch_bounds__(NT) local_k(int T, int H, const float *__restr
     const size_t ch = ((size_t)b * H + h) * NC + c;
     {
         const bf *Sc = w.f.Sc + ch * D * D, *dN = w.dSn + ch * D * D, *Vn = w.f.Vn + ch * D * CH,
-                 *dVn = w.dVn + ch * D * CH, *Ag = w.f.A + ch * CH * CH;
+                 *dVn = w.dVn + ch * D * CH;
         for (int i = tid; i < D * D / 8; i += NT) {
             const int r = i / (D / 8), c8 = (i % (D / 8)) * 8;
             cp16(Sb + r * LD + c8, Sc + (size_t)r * D + c8, true);
@@ -352,16 +371,13 @@ __global__ void __launch_bounds__(NT) local_k(int T, int H, const float *__restr
             cp16(VnT + r * LC + c8, Vn + (size_t)r * CH + c8, true);
             cp16(dVT + r * LC + c8, dVn + (size_t)r * CH + c8, true);
         }
-        for (int i = tid; i < CH * CH / 8; i += NT) {
-            const int r = i / (CH / 8), c8 = (i % (CH / 8)) * 8;
-            cp16(Ab + r * LC + c8, Ag + (size_t)r * CH + c8, true);
-        }
+        if (!local_late<D>()) load_A(Ab, w.f.A + ch * CH * CH);
         cp_commit();
     }
     stage_rows<D, NT>(Qb, LD, q + at, HD, Lc);
     stage_rows<D, NT>(Kb, LD, k + at, HD, Lc);
-    stage_rows<D, NT>(Vb, LD, v + at, HD, Lc);
     stage_rows<D, NT>(Ob, LD, dO + at, HD, Lc);
+    if (!local_late<D>()) stage_rows<D, NT>(Vb, LD, v + at, HD, Lc);
     load_G(Gs, w.f.G, r0, H, h, Lc);
     if (tid < CH) Bs[tid] = tid < Lc ? beta[(r0 + tid) * H + h] : 0.0f;
     cp_wait<0>();
@@ -409,9 +425,14 @@ __global__ void __launch_bounds__(NT) local_k(int T, int H, const float *__restr
         float tw[D / 8][4];
         zero_acc<D / 8>(tw);
         mma_tile<D / 16, D / 8, true, true>(tw, dVT + i0, LC, Sb, LD);
+        __syncwarp(); /* this warp's reads of its dO rows are done: dW takes them */
         store_rows<D / 8>(dWb + ia * LD, LD, tw, -1.0f, -1.0f, true, true);
     }
-    __syncthreads(); /* dPm and dW complete */
+    __syncthreads(); /* dPm and dW complete; S is dead: A may come into its place */
+    if (local_late<D>()) {
+        load_A(Ab, w.f.A + ch * CH * CH);
+        cp_commit();
+    }
 
     /* ---- dK = (gamma_C / gamma) (V_new dS') + dPm^T Q, more below */
     float dK[D / 8][4];
@@ -421,6 +442,12 @@ __global__ void __launch_bounds__(NT) local_k(int T, int H, const float *__restr
     dot_rows<D / 8>(dK, Kb + ia * LD, LD, xa, xb);
     rA -= xa, rB -= xb, gcp += xa + xb;
     mma_tile<CH / 16, D / 8, true, true>(dK, Xb + i0, LC, Qb, LD, warp, CH / 16); /* A(m = j, k = i) = dPm[i][j] */
+    if (local_late<D>()) {
+        __syncthreads(); /* every warp is past dS': v comes into its place */
+        stage_rows<D, NT>(Vb, LD, v + at, HD, Lc);
+        cp_wait<0>();
+        __syncthreads(); /* A and v have landed */
+    }
 
     /* ---- d(beta V) = A^T dVn: dv, dbeta */
     {

@@ -188,6 +188,10 @@ inline bool prep_tiled_ok(int T, int d, int K, int P, const void *proj) {
 }
 /* Rows per thread of the tiled kernels (ConvWalk re-reads K-1 rows per tile). */
 constexpr int kPrepRows = 32;
+/* Rows a tiled kernel loads at once before computing them: several loads in
+ * flight per thread instead of one row ahead (the kernels were ~2x their
+ * memory floor at one). */
+constexpr int kPrepAhead = 4;
 /* A thread's place in a tiled kernel, grid (row tiles, channel blocks of
  * 128 threads): channels ch..ch+3 of the q|k|v columns (on: inside them),
  * part (0 q, 1 k, 2 v) and column hc within it, rows [r0, r1). */

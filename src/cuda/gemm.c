@@ -8,9 +8,11 @@
  * The layouts and the chosen algorithm are cached per (M, N, K, dtype,
  * accumulate, transposes, leading dims): the first product of a shape times cuBLASLt's top heuristic
  * candidates on scratch buffers and keeps the fastest (the heuristic's first
- * choice leaves most of the card idle for narrow products, e.g. 64 rows),
- * or with fixed_algo takes the heuristic's first choice (reproducible across
- * processes); later products reuse it. Products of <= 8 rows go to gemm_small.cu. */
+ * choice leaves most of the card idle for narrow products, e.g. 64 rows);
+ * training keeps the fastest of those that compute the first choice's bits
+ * (most differ only in tiling, not in the order of the sums over K, so
+ * their results are identical: timed, yet reproducible across processes);
+ * later products reuse it. Products of <= 8 rows go to gemm_small.cu. */
 #include "cuda/gemm.h"
 
 #include "cuda/kernels.h"
@@ -26,6 +28,7 @@ struct plan {
     cublasLtMatrixLayout_t a, b, c;
     cublasLtMatmulAlgo_t algo;
     int n_cand, pick;       /* the heuristic's candidates and the one taken */
+    int n_differ;           /* HYDRA_GEMM_SAME_BITS: candidates left out for computing other bits */
     float ms_first, ms_pick; /* timed choices: the first candidate's time and the pick's (ms), else 0 */
     struct plan *next;
 };
@@ -64,34 +67,78 @@ void hydra_gemm_free(hydra_gemm_ctx *g) {
     memset(g, 0, sizeof *g);
 }
 
+void hydra_gemm_train_choice(hydra_gemm_ctx *g) {
+    const char *e = getenv("HYDRA_CUDA_TRAIN_TIMED_GEMM");
+    g->choice = e && strcmp(e, "0") == 0     ? HYDRA_GEMM_FIRST
+                : e && strcmp(e, "any") == 0 ? HYDRA_GEMM_FASTEST
+                                             : HYDRA_GEMM_SAME_BITS;
+}
+
+/* Random operands (and, when the product accumulates, a random C) for
+ * plan p's scratch buffers: the same values for every candidate. */
+static cudaError_t fill_operands(cudaStream_t s, const struct plan *p, void *x, void *W, void *y) {
+    cudaError_t e;
+    if (p->bf16) {
+        if ((e = hk_fill_uniform16(s, x, p->nb, 1, -1.0f, 1.0f)) != cudaSuccess) return e;
+        if ((e = hk_fill_uniform16(s, W, p->na, 2, -1.0f, 1.0f)) != cudaSuccess) return e;
+    } else {
+        if ((e = hk_fill_uniform(s, x, p->nb, 1, -1.0f, 1.0f)) != cudaSuccess) return e;
+        if ((e = hk_fill_uniform(s, W, p->na, 2, -1.0f, 1.0f)) != cudaSuccess) return e;
+    }
+    const size_t ny = (size_t)p->M * p->ldc;
+    return p->out16 ? hk_fill_uniform16(s, y, ny, 3, -1.0f, 1.0f) : hk_fill_uniform(s, y, ny, 3, -1.0f, 1.0f);
+}
+
 /* Index of the fastest of the n candidate algorithms for plan p, timed on
- * scratch buffers (3 runs each, the best kept); 0 when timing is impossible
- * (the stream is being captured, or no memory for the scratch buffers). */
+ * scratch buffers (3 runs each, the best kept); with HYDRA_GEMM_SAME_BITS
+ * only among those whose output on random operands has the bits of
+ * candidate 0's. 0 when timing is impossible (the stream is being
+ * captured, or no memory for the scratch buffers). */
 static int pick_fastest(hydra_gemm_ctx *g, cudaStream_t s, struct plan *p, const cublasLtMatmulHeuristicResult_t *res,
                         int n) {
     if (n <= 1) return 0;
+    const int same = g->choice == HYDRA_GEMM_SAME_BITS;
+    /* a bf16 output rounds away most differences in the f32 sums: too few elements could hide one */
+    if (same && p->out16 && (size_t)p->M * p->N < ((size_t)1 << 20)) return 0;
     enum cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
     if (cudaStreamIsCapturing(s, &cap) != cudaSuccess || cap != cudaStreamCaptureStatusNone) return 0;
     if (cudaStreamSynchronize(s) != cudaSuccess) return 0; /* the workspace may be in use by earlier work */
     size_t esz = p->bf16 ? 2 : 4;
+    const size_t ny16 = (size_t)p->M * p->ldc * (p->out16 ? 1 : 2); /* the output in 16-bit words */
     void *x = NULL, *W = NULL, *y = NULL;
+    unsigned long long *h = NULL, ref = 0;
     cudaEvent_t a = NULL, b = NULL;
     int best = 0;
     float best_ms = 1e30f;
     if (cudaMalloc(&x, p->nb * esz) != cudaSuccess || cudaMalloc(&W, p->na * esz) != cudaSuccess ||
-        cudaMalloc(&y, (size_t)p->M * p->ldc * 4) != cudaSuccess || cudaEventCreate(&a) != cudaSuccess ||
-        cudaEventCreate(&b) != cudaSuccess)
+        cudaMalloc(&y, ny16 * 2) != cudaSuccess || cudaMalloc((void **)&h, sizeof *h) != cudaSuccess ||
+        cudaEventCreate(&a) != cudaSuccess || cudaEventCreate(&b) != cudaSuccess ||
+        fill_operands(s, p, x, W, y) != cudaSuccess || cudaStreamSynchronize(s) != cudaSuccess)
         goto done;
-    cudaMemset(x, 0x3c, p->nb * esz); /* 0.0115 in both f32 and bf16: finite, timing only */
-    cudaMemset(W, 0x3c, p->na * esz);
-    cudaDeviceSynchronize();
-    const float one = 1.0f, zero = 0.0f;
+    const float one = 1.0f, beta = p->acc ? 1.0f : 0.0f;
     for (int i = 0; i < n; i++) {
+        if (same) { /* the candidate's bits from the same operands as candidate 0's */
+            unsigned long long hv = 0;
+            if ((i > 0 && fill_operands(s, p, x, W, y) != cudaSuccess) ||
+                cublasLtMatmul(g->lt, p->op, &one, W, p->a, x, p->b, &beta, y, p->c, y, p->c, &res[i].algo, g->ws,
+                               g->ws_bytes, s) != CUBLAS_STATUS_SUCCESS ||
+                hk_hash16(s, y, ny16, h) != cudaSuccess ||
+                cudaMemcpyAsync(&hv, h, sizeof hv, cudaMemcpyDeviceToHost, s) != cudaSuccess ||
+                cudaStreamSynchronize(s) != cudaSuccess) {
+                if (i == 0) goto done; /* no reference: keep the first choice */
+                continue;
+            }
+            if (i == 0) ref = hv;
+            else if (hv != ref) {
+                p->n_differ++;
+                continue;
+            }
+        }
         float t_best = 1e30f;
         for (int r = 0; r < 3; r++) {
             float ms = 0;
             cudaEventRecord(a, s);
-            cublasStatus_t st = cublasLtMatmul(g->lt, p->op, &one, W, p->a, x, p->b, &zero, y, p->c, y, p->c,
+            cublasStatus_t st = cublasLtMatmul(g->lt, p->op, &one, W, p->a, x, p->b, &beta, y, p->c, y, p->c,
                                                &res[i].algo, g->ws, g->ws_bytes, s);
             cudaEventRecord(b, s);
             if (st != CUBLAS_STATUS_SUCCESS || cudaEventSynchronize(b) != cudaSuccess ||
@@ -109,7 +156,7 @@ done:
     cudaGetLastError();
     if (a) cudaEventDestroy(a);
     if (b) cudaEventDestroy(b);
-    cudaFree(x), cudaFree(W), cudaFree(y);
+    cudaFree(x), cudaFree(W), cudaFree(y), cudaFree(h);
     return best;
 }
 
@@ -149,7 +196,7 @@ static hydra_status make_plan(hydra_gemm_ctx *g, cudaStream_t s, int ta, int tb,
                                bf16 ? "bf16" : "f32", M, N, K);
     }
     p->n_cand = found;
-    p->pick = g->fixed_algo ? 0 : pick_fastest(g, s, p, res, found);
+    p->pick = g->choice == HYDRA_GEMM_FIRST ? 0 : pick_fastest(g, s, p, res, found);
     p->algo = res[p->pick].algo;
     p->next = g->plans;
     g->plans = p;
@@ -230,10 +277,16 @@ size_t hydra_gemm_report(const hydra_gemm_ctx *g, char *buf, size_t cap) {
     if (cap) buf[0] = 0;
     for (const struct plan *p = g->plans; p; p = p->next) {
         int w = snprintf(n < cap ? buf + n : NULL, n < cap ? cap - n : 0,
-                         "  %6d x %6d x %6d  t%d%d %s%s  candidate %d of %d  first %.3f ms, taken %.3f ms\n", p->M,
-                         p->N, p->K, p->ta, p->tb, p->bf16 ? "bf16" : "f32", p->out16 ? "->bf16" : p->acc ? " acc" : "",
-                         p->pick, p->n_cand, p->ms_first, p->ms_pick);
+                         "  %6d x %6d x %6d  t%d%d %s%s  candidate %d of %d (%d other bits)  first %.3f ms, taken %.3f ms\n",
+                         p->M, p->N, p->K, p->ta, p->tb, p->bf16 ? "bf16" : "f32",
+                         p->out16 ? "->bf16" : p->acc ? " acc" : "", p->pick, p->n_cand, p->n_differ, p->ms_first,
+                         p->ms_pick);
         if (w > 0) n += (size_t)w;
     }
     return n;
+}
+
+void hydra_gemm_plan_info(const hydra_gemm_ctx *g, int info[3]) {
+    const struct plan *p = g->plans;
+    info[0] = p ? p->pick : 0, info[1] = p ? p->n_cand : 0, info[2] = p ? p->n_differ : 0;
 }

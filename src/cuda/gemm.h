@@ -14,16 +14,30 @@ typedef struct {
     size_t ws_bytes;
     struct plan *plans; /* cached layouts + algorithms, one per shape */
     int small_m;        /* products with M <= small_m rows use gemm_small.cu (0: cuBLASLt only) */
-    int fixed_algo;     /* 1: new plans take cuBLASLt's first heuristic choice, not the fastest timed one, so
-                           a shape gets the same algorithm (the same bits) in every process: bit-exact resume */
+    int choice;         /* how a new plan picks its algorithm: HYDRA_GEMM_* */
 } hydra_gemm_ctx;
+
+enum {
+    HYDRA_GEMM_FASTEST = 0,   /* the fastest of cuBLASLt's candidates, timed (inference) */
+    HYDRA_GEMM_FIRST = 1,     /* cuBLASLt's first heuristic choice: the same algorithm in every process */
+    HYDRA_GEMM_SAME_BITS = 2, /* the fastest of the candidates whose output has the first choice's bits on
+                                 random operands (checked when the plan is made): timed, yet every process
+                                 computes the same bits, so a resumed run repeats them (training) */
+};
+/* Training's choice (HYDRA_GEMM_SAME_BITS), or what HYDRA_CUDA_TRAIN_TIMED_GEMM asks for: "0" the first
+ * choice, "any" the fastest of all (not reproducible across processes; for comparisons). */
+void hydra_gemm_train_choice(hydra_gemm_ctx *g);
 
 hydra_status hydra_gemm_init(hydra_gemm_ctx *g);
 void hydra_gemm_free(hydra_gemm_ctx *g);
 /* One line per cached plan (shape, the candidate taken of how many, and with
- * timed choices the first candidate's time and the taken one's) into buf
+ * timed choices the first candidate's time and the taken one's, and how many
+ * candidates gave other bits) into buf
  * (truncated to cap); returns the length the full report needs. */
 size_t hydra_gemm_report(const hydra_gemm_ctx *g, char *buf, size_t cap);
+/* The newest plan's candidate taken, number of candidates, and candidates
+ * left out for other bits (zeros without a plan). */
+void hydra_gemm_plan_info(const hydra_gemm_ctx *g, int info[3]);
 /* y[M, N] (+ y if acc) = x[M, K] . W[N, K]^T; x and W f32 (bf16 = 0) or bf16
  * (bf16 = 1); y f32 on the device; runs on stream s. */
 hydra_status hydra_gemm(hydra_gemm_ctx *g, cudaStream_t s, int M, int N, int K, const void *x, const void *W, float *y,

@@ -166,20 +166,25 @@ __global__ void gdn_prep_tiled_k(int BT, int T, int H, int d, const TP *proj, in
     float *out = part == 0 ? q : part == 1 ? k : v;
     const float qs = part == 0 ? rsqrtf((float)d) : 1.0f;
     const int r0 = p.r0, r1 = p.r1;
-    float4 xn = on ? load4(proj, (size_t)r0 * P + ch) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    for (int r = r0; r < r1; r++) {
-        const int t = r % T;
-        const float4 x = xn;
-        if (on && r + 1 < r1) xn = load4(proj, (size_t)(r + 1) * P + ch); /* in flight while this row computes */
-        if (on && (r == r0 || t == 0)) cw.fill(proj, P, (size_t)r, t, (size_t)ch, tails[r / T], (size_t)p.Cc);
-        float4 y = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        if (on) {
-            y = cw.step(x);
-            y = make_float4(silu(y.x), silu(y.y), silu(y.z), silu(y.w));
+    const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    for (int rg = r0; rg < r1; rg += kPrepAhead) {
+        float4 xs[kPrepAhead]; /* the group's rows, all in flight at once */
+#pragma unroll
+        for (int u = 0; u < kPrepAhead; u++) xs[u] = on && rg + u < r1 ? load4(proj, (size_t)(rg + u) * P + ch) : zero;
+#pragma unroll
+        for (int u = 0; u < kPrepAhead; u++) {
+            const int r = rg + u, t = r % T;
+            if (r >= r1) break; /* the same for the whole block */
+            if (on && (r == r0 || t == 0)) cw.fill(proj, P, (size_t)r, t, (size_t)ch, tails[r / T], (size_t)p.Cc);
+            float4 y = zero;
+            if (on) {
+                y = cw.step(xs[u]);
+                y = make_float4(silu(y.x), silu(y.y), silu(y.z), silu(y.w));
+            }
+            const float ss = group_sum(y.x * y.x + y.y * y.y + y.z * y.z + y.w * y.w, d / 4);
+            const float sc = part < 2 ? qs / sqrtf(ss + l2_eps) : 1.0f;
+            if (on) store4(out, (size_t)r * p.Hd + p.hc, make_float4(y.x * sc, y.y * sc, y.z * sc, y.w * sc), 0);
         }
-        const float ss = group_sum(y.x * y.x + y.y * y.y + y.z * y.z + y.w * y.w, d / 4);
-        const float sc = part < 2 ? qs / sqrtf(ss + l2_eps) : 1.0f;
-        if (on) store4(out, (size_t)r * p.Hd + p.hc, make_float4(y.x * sc, y.y * sc, y.z * sc, y.w * sc), 0);
     }
 }
 
@@ -318,15 +323,28 @@ template <typename TI> __global__ void swiglu4_k(int F, const TI *gu, void *act,
     store4(act, r * F + c, make_float4(silu(g.x) * u.x, silu(g.y) * u.y, silu(g.z) * u.z, silu(g.w) * u.w), bf16);
 }
 
-__global__ void fill_k(float *x, size_t n, uint64_t seed, float lo, float hi) {
+__device__ __forceinline__ uint64_t splitmix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+__global__ void fill_k(void *x, size_t n, uint64_t seed, float lo, float hi, int bf16) {
     hk_pdl_entry();
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        uint64_t z = seed + 0x9E3779B97F4A7C15ull * (i + 1); /* splitmix64 */
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-        z ^= z >> 31;
-        x[i] = lo + (hi - lo) * (float)(z >> 40) * (1.0f / 16777216.0f);
+        uint64_t z = splitmix64(seed + 0x9E3779B97F4A7C15ull * (i + 1));
+        store(x, i, lo + (hi - lo) * (float)(z >> 40) * (1.0f / 16777216.0f), bf16);
     }
+}
+
+/* *h += sum over the 16-bit words w_i of mix(i, w_i): a fingerprint of the
+ * bits, independent of the order the atomic adds land in. */
+__global__ void hash_k(const uint16_t *x, size_t n, unsigned long long *h) {
+    hk_pdl_entry();
+    unsigned long long acc = 0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        acc += splitmix64(((uint64_t)i << 16 | x[i]) + 0x9E3779B97F4A7C15ull);
+    atomicAdd(h, acc);
 }
 
 template <typename TI> cudaError_t swiglu_launch(cudaStream_t s, int BT, int F, const TI *gu, void *act, int out_bf16) {
@@ -491,8 +509,21 @@ cudaError_t hk_swiglu16(cudaStream_t s, int BT, int F, const uint16_t *gu, void 
 
 cudaError_t hk_fill_uniform(cudaStream_t s, float *x, size_t n, uint64_t seed, float lo, float hi) {
     unsigned nb = blocks_for(n, 256);
-    if (n) hk_launch(fill_k, nb > 8192 ? 8192 : nb, 256, 0, s, x, n, seed, lo, hi);
+    if (n) hk_launch(fill_k, nb > 8192 ? 8192 : nb, 256, 0, s, (void *)x, n, seed, lo, hi, 0);
     return cudaGetLastError();
+}
+
+cudaError_t hk_fill_uniform16(cudaStream_t s, uint16_t *x, size_t n, uint64_t seed, float lo, float hi) {
+    unsigned nb = blocks_for(n, 256);
+    if (n) hk_launch(fill_k, nb > 8192 ? 8192 : nb, 256, 0, s, (void *)x, n, seed, lo, hi, 1);
+    return cudaGetLastError();
+}
+
+cudaError_t hk_hash16(cudaStream_t s, const uint16_t *x, size_t n, unsigned long long *h) {
+    unsigned nb = blocks_for(n, 256);
+    cudaError_t e = cudaMemsetAsync(h, 0, sizeof *h, s);
+    if (e == cudaSuccess && n) hk_launch(hash_k, nb > 1024 ? 1024 : nb, 256, 0, s, x, n, h);
+    return e == cudaSuccess ? cudaGetLastError() : e;
 }
 
 } // extern "C"

@@ -256,6 +256,10 @@ cudaError_t hk_delta_rule_bwd_kept(cudaStream_t s, int B, int T, int H, int d, c
 /* ---- benchmarks */
 /* x[i] = lo + (hi - lo) * u_i, u_i uniform in [0, 1) from a hash of (seed, i). */
 cudaError_t hk_fill_uniform(cudaStream_t s, float *x, size_t n, uint64_t seed, float lo, float hi);
+/* The same in bf16 (rounded to nearest even). */
+cudaError_t hk_fill_uniform16(cudaStream_t s, uint16_t *x, size_t n, uint64_t seed, float lo, float hi);
+/* *h = a 64-bit fingerprint of the n 16-bit words at x (the GEMM plans' "same bits" check). */
+cudaError_t hk_hash16(cudaStream_t s, const uint16_t *x, size_t n, unsigned long long *h);
 
 #ifdef __cplusplus
 }

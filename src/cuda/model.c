@@ -244,11 +244,17 @@ hydra_status hydra_dev_model_create(const hydra_model *m, int device, hydra_prec
     d->fused_decode = !(fd && strcmp(fd, "0") == 0) && (m->dk == 64 || m->dk == 128);
     const char *gu = getenv("HYDRA_CUDA_GU16"); /* "0": training keeps gate|up in f32 (for comparisons) */
     d->gu16 = d->bf16 && !(gu && strcmp(gu, "0") == 0);
-    /* "1": the product gradients a norm or SwiGLU backward reads rounded to bf16 (~1 ms a step of the
-     * default model; off by default: Muon's bf16 loss curve then left test_train_50_steps' 5 % band at
-     * one step, 8.1 %, session 13) */
+    /* the product gradients a norm or SwiGLU backward reads, rounded to bf16 by their product: "dact"
+     * (the default) the down product's, read by the SwiGLU backward; "dh" those before each RMSNorm
+     * backward; "1" both; "0" neither. dh stays off by default: with both, Muon's bf16 loss curve left
+     * test_train_50_steps' 5 % band at one step (8.1 %, session 13); with dact alone it stayed at 2.0 %
+     * and with dh alone reached 4.1 % (session 14, H100) */
     const char *g16 = getenv("HYDRA_CUDA_GRAD16");
-    d->grad16 = d->gu16 && g16 && strcmp(g16, "1") == 0;
+    d->grad16 = !d->gu16 ? 0
+                : !g16 || strcmp(g16, "dact") == 0 ? HK_GRAD16_DACT
+                : strcmp(g16, "1") == 0            ? HK_GRAD16_DACT | HK_GRAD16_DH
+                : strcmp(g16, "dh") == 0           ? HK_GRAD16_DH
+                                                   : 0;
     hydra_status st = HYDRA_OK;
     if (cudaStreamCreateWithFlags(&d->stream, cudaStreamNonBlocking) != cudaSuccess)
         st = hydra_set_error(HYDRA_ERR_DEVICE, "cuda: cannot create a stream on cuda:%d", device);

@@ -6,6 +6,8 @@
 #include "backend/backend.h"
 #include "cuda/gemm.h"
 
+enum { HK_GRAD16_DACT = 1, HK_GRAD16_DH = 2 }; /* hydra_dev_model.grad16 */
+
 typedef struct {
     char kind;
     const float *norm1, *norm2, *A_log, *dt_bias, *conv, *o_norm; /* f32 */
@@ -46,8 +48,8 @@ struct hydra_dev_model {
     int chunk_min;     /* forwards of >= chunk_min tokens use the chunked delta rule (0: never) */
     int fused_decode;  /* a T = 1 forward's DeltaNet layers: one kernel after the input product (hk_gdn_decode) */
     int gu16;          /* training in BF16 mode keeps the MLP's gate|up pre-activation in bf16 */
-    int grad16;        /* ... and rounds the product gradients a norm or SwiGLU backward reads to bf16
-                          (HYDRA_CUDA_GRAD16=1; off by default) */
+    int grad16;        /* ... and rounds the product gradients a norm or SwiGLU backward reads to bf16:
+                          HK_GRAD16_* bits (HYDRA_CUDA_GRAD16=dact|dh|1|0; dact by default) */
     struct {
         int B, T, mode;
         cudaGraphExec_t exec; /* NULL: seen once, runs eagerly (GEMM plans are made and timed then) */

@@ -164,7 +164,14 @@ done:
 
 hydra_status hydra_dev_op_matmul_ex(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                                     float *C, int ldc, int acc, int bf16) {
+    return hydra_dev_op_matmul_choice(HYDRA_GEMM_FASTEST, ta, tb, M, N, K, A, lda, B, ldb, C, ldc, acc, bf16, NULL);
+}
+
+hydra_status hydra_dev_op_matmul_choice(int choice, int ta, int tb, int M, int N, int K, const float *A, int lda,
+                                        const float *B, int ldb, float *C, int ldc, int acc, int bf16, int info[3]) {
     HYDRA_CHECK(need_device());
+    if (choice < HYDRA_GEMM_FASTEST || choice > HYDRA_GEMM_SAME_BITS)
+        return hydra_set_error(HYDRA_ERR_ARG, "matmul_choice: unknown choice %d", choice);
     dbufs b = {0};
     hydra_status st = HYDRA_OK;
     size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb, nc = (size_t)M * ldc;
@@ -176,9 +183,11 @@ hydra_status hydra_dev_op_matmul_ex(int ta, int tb, int M, int N, int K, const f
     OP_TRY(dput(&b, &dc, C, nc * 4));
     OP_TRY(hydra_gemm_init(&g));
     have_gemm = 1;
+    g.choice = choice;
     OP_TRY(hydra_gemm_ex(&g, 0, ta, tb, M, N, K, da, lda, db, ldb, dc, ldc, bf16, acc));
     OP_RUN(cudaGetLastError());
     OP_TRY(dget(C, dc, nc * 4));
+    if (info) hydra_gemm_plan_info(&g, info);
 done:
     if (have_gemm) hydra_gemm_free(&g);
     dbufs_free(&b);

@@ -147,7 +147,7 @@ static hydra_status optim_init(hydra_dev_optim *op, const hydra_model *m) {
         if (op->bf16) HYDRA_CHECK(alloc_zero(&op->Ah, max_rr * 2, "the Newton-Schulz workspace"));
         HYDRA_CHECK(hydra_gemm_init(&op->gemm));
         op->have_gemm = 1;
-        op->gemm.fixed_algo = 1; /* timed choices differ between processes, and so would the updates */
+        hydra_gemm_train_choice(&op->gemm); /* the same bits in every process, or the updates would differ */
     }
     return HYDRA_OK;
 }

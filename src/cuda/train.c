@@ -49,8 +49,8 @@ typedef struct {
 
 struct dev_train {
     float *params, *grads; /* master weights and gradients, n_params each (host arena layout) */
-    hydra_gemm_ctx gemm;   /* the training products: fixed cuBLASLt algorithms (fixed_algo), since timed choices
-                              differ between processes and a resumed run must repeat the same bits */
+    hydra_gemm_ctx gemm;   /* the training products: HYDRA_GEMM_SAME_BITS, since a resumed run (another
+                              process) must repeat the same bits */
     size_t n_params;
     /* activations and workspace for B sequences of T tokens (a smaller last micro-batch reuses them) */
     size_t B, T, bytes;
@@ -215,10 +215,7 @@ static hydra_status train_init(const hydra_model *m, hydra_dev_model *d) {
     t->n_params = m->n_params;
     d->train = t;
     hydra_status st = hydra_gemm_init(&t->gemm);
-    /* HYDRA_CUDA_TRAIN_TIMED_GEMM=1: time cuBLASLt's candidates per shape as inference does (for measuring
-     * what the fixed first choice costs; a resumed run may then pick others and differ in the last bits) */
-    const char *tg = getenv("HYDRA_CUDA_TRAIN_TIMED_GEMM");
-    t->gemm.fixed_algo = !(tg && strcmp(tg, "1") == 0);
+    hydra_gemm_train_choice(&t->gemm); /* timed among the algorithms that compute the same bits */
     t->gemm.small_m = 0;
     if (!st) st = hydra_cu_alloc((void **)&t->params, m->n_params * 4, "the master weights");
     if (!st) st = hydra_cu_alloc((void **)&t->grads, m->n_params * 4, "the gradients");
@@ -343,7 +340,7 @@ static hydra_status grads_norm(const hydra_model *m, hydra_dev_model *d, int R, 
                                int acc, void *dx16p) {
     struct dev_train *t = d->train;
     const float eps = m->cfg.norm_eps;
-    if (!d->grad16) {
+    if (!(d->grad16 & HK_GRAD16_DH)) {
         HYDRA_CHECK(grads(d, R, N, K, g, X, W, dW, t->dh));
         K_CHECK(hk_rmsnorm_bwd(d->stream, R, K, x, nw, eps, t->dh, t->dx, dx16p, acc, dnw, t->scratch));
         return HYDRA_OK;
@@ -543,7 +540,7 @@ static hydra_status train_backward(const hydra_model *m, hydra_dev_model *d, int
         const hydra_layer_weights *lw = &m->layers[li];
         const tlayer *la = &t->L[li];
         /* MLP: x_out = x_mid + down(SiLU(gate) * up), gate|up = gate_up . RMSNorm2(x_mid) */
-        if (d->grad16) { /* the down product's input gradient rounded to bf16 there, as gate|up: half the bytes */
+        if (d->grad16 & HK_GRAD16_DACT) { /* the down product's input gradient rounded to bf16 there, as gate|up: half the bytes */
             HYDRA_CHECK(grads16(d, R, C, F, gy(d, t->dx), la->act, l->down, GRAD(t, m, lw->down), t->dact));
             K_CHECK(hk_swiglu16_bwd16(s, R, F, la->gu, (const uint16_t *)t->dact, gy(d, t->big), 1));
         } else {

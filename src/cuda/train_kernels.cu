@@ -295,31 +295,36 @@ __global__ void gdn_prep_bwd_tiled_k(int BT, int T, int H, int d, const TP *proj
     if (on) cw.load_weights(convw, (size_t)ch);
     const int r0 = p.r0, r1 = p.r1;
     const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    float4 xn = on ? load4(proj, (size_t)r0 * P + ch) : zero, gn = on ? load4(gsrc, (size_t)r0 * Hd + hc) : zero;
-    for (int r = r0; r < r1; r++) {
-        const int t = r % T;
-        const float4 x = xn, g4 = gn;
-        if (on && r + 1 < r1) { /* in flight while this row computes */
-            xn = load4(proj, (size_t)(r + 1) * P + ch);
-            gn = load4(gsrc, (size_t)(r + 1) * Hd + hc);
-        }
-        if (on && (r == r0 || t == 0)) cw.fill(proj, P, (size_t)r, t, (size_t)ch, nullptr, (size_t)p.Cc);
-        const float4 c4 = on ? cw.step(x) : zero;
-        float cv[4], gv[4], sv[4], ss = 0.0f, dot = 0.0f;
+    for (int rg = r0; rg < r1; rg += kPrepAhead) {
+        float4 xs[kPrepAhead], gs[kPrepAhead]; /* the group's rows, all in flight at once */
 #pragma unroll
-        for (int i = 0; i < 4; i++) {
-            cv[i] = at(c4, i), gv[i] = at(g4, i), sv[i] = silu(cv[i]);
-            ss += sv[i] * sv[i];
-            dot += sv[i] * gv[i];
+        for (int u = 0; u < kPrepAhead; u++) {
+            const bool in = on && rg + u < r1;
+            xs[u] = in ? load4(proj, (size_t)(rg + u) * P + ch) : zero;
+            gs[u] = in ? load4(gsrc, (size_t)(rg + u) * Hd + hc) : zero;
         }
-        ss = group_sum(ss, d / 4);
-        dot = group_sum(dot, d / 4);
-        const float rn = 1.0f / sqrtf(ss + l2_eps), nd = dot * rn * rn;
-        float o[4];
 #pragma unroll
-        for (int i = 0; i < 4; i++)
-            o[i] = part == 2 ? gv[i] * silu_grad(cv[i]) : scale * rn * (gv[i] - sv[i] * nd) * silu_grad(cv[i]);
-        if (on) store4(dconv, (size_t)r * p.Cc + ch, make_float4(o[0], o[1], o[2], o[3]), 0);
+        for (int u = 0; u < kPrepAhead; u++) {
+            const int r = rg + u, t = r % T;
+            if (r >= r1) break; /* the same for the whole block */
+            if (on && (r == r0 || t == 0)) cw.fill(proj, P, (size_t)r, t, (size_t)ch, nullptr, (size_t)p.Cc);
+            const float4 c4 = on ? cw.step(xs[u]) : zero;
+            float cv[4], gv[4], sv[4], ss = 0.0f, dot = 0.0f;
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                cv[i] = at(c4, i), gv[i] = at(gs[u], i), sv[i] = silu(cv[i]);
+                ss += sv[i] * sv[i];
+                dot += sv[i] * gv[i];
+            }
+            ss = group_sum(ss, d / 4);
+            dot = group_sum(dot, d / 4);
+            const float rn = 1.0f / sqrtf(ss + l2_eps), nd = dot * rn * rn;
+            float o[4];
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+                o[i] = part == 2 ? gv[i] * silu_grad(cv[i]) : scale * rn * (gv[i] - sv[i] * nd) * silu_grad(cv[i]);
+            if (on) store4(dconv, (size_t)r * p.Cc + ch, make_float4(o[0], o[1], o[2], o[3]), 0);
+        }
     }
 }
 
@@ -394,6 +399,70 @@ __global__ void conv_bwd_k(int BT, int T, int Cc, int K, const TX *x, int ldx, c
             if (t - (K - 1) + j >= 0) acc += dys[i * kConvTile + tx] * xs[(i + j) * kConvTile + tx];
         part[(size_t)blockIdx.y * Cc * K + (size_t)c * K + j] = acc;
     }
+}
+
+/* The same for 4 consecutive channels a thread (K = KW <= 4 taps, aligned
+ * rows): a thread walks the kConvRows rows of its chunk once, keeping the
+ * last KW rows of x and the next KW rows of dy in registers, so each row is
+ * read once (conv_bwd_k reads element by element through shared memory:
+ * ~3x the memory floor at the default model's 2,304 channels). Same chunks,
+ * same order of every sum: the same bits as conv_bwd_k. */
+template <typename TX, int KW>
+__global__ void conv_bwd4_k(int BT, int T, int Cc, const TX *x, int ldx, const float *w, const float *dy, void *dx,
+                            int lddx, int dx_bf16, float *part) {
+    hk_pdl_entry();
+    const int c = (blockIdx.y * blockDim.x + threadIdx.x) * 4, r0 = blockIdx.x * kConvRows;
+    if (c >= Cc) return;
+    const int rows = min(kConvRows, BT - r0);
+    const float4 z = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    float wt[4][KW];
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < KW; j++) wt[i][j] = w[(size_t)(c + i) * KW + j];
+    float4 xw[KW], dw[KW]; /* x rows s-KW+1 .. s; dy rows s .. s+KW-1 */
+#pragma unroll
+    for (int j = 0; j < KW - 1; j++) {
+        const int rx = r0 - (KW - 1) + j, rd = r0 + j;
+        xw[j + 1] = rx >= 0 ? load4(x, (size_t)rx * ldx + c) : z;
+        dw[j] = rd < BT ? load4(dy, (size_t)rd * Cc + c) : z;
+    }
+    float pj[KW][4];
+#pragma unroll
+    for (int j = 0; j < KW; j++) pj[j][0] = pj[j][1] = pj[j][2] = pj[j][3] = 0.0f;
+    int t = r0 % T;
+#pragma unroll 4
+    for (int i = 0; i < rows; i++, t = t + 1 == T ? 0 : t + 1) {
+        const int s = r0 + i;
+#pragma unroll
+        for (int j = 0; j < KW - 1; j++) xw[j] = xw[j + 1];
+        xw[KW - 1] = load4(x, (size_t)s * ldx + c);
+        dw[KW - 1] = s + KW - 1 < BT ? load4(dy, (size_t)(s + KW - 1) * Cc + c) : z;
+        float o[4];
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            float acc = 0.0f; /* dx[s] = sum_j w[j] dy[s + KW - 1 - j], j ascending, within the sequence */
+#pragma unroll
+            for (int j = 0; j < KW; j++)
+                if (t + KW - 1 - j < T) acc = fmaf(wt[e][j], at(dw[KW - 1 - j], e), acc);
+            o[e] = acc;
+        }
+        store4(dx, (size_t)s * lddx + c, make_float4(o[0], o[1], o[2], o[3]), dx_bf16);
+        if (part) /* part[c, j] += dy[s] x[s - KW + 1 + j], within the sequence */
+#pragma unroll
+            for (int j = 0; j < KW; j++)
+                if (t - (KW - 1) + j >= 0)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) pj[j][e] = fmaf(at(dw[0], e), at(xw[j], e), pj[j][e]);
+#pragma unroll
+        for (int j = 0; j < KW - 1; j++) dw[j] = dw[j + 1];
+    }
+    if (!part) return;
+    float *pp = part + (size_t)blockIdx.x * Cc * KW + (size_t)c * KW; /* [c..c+3][KW]: 4 KW contiguous floats */
+#pragma unroll
+    for (int e = 0; e < 4; e++)
+#pragma unroll
+        for (int j = 0; j < KW; j++) pp[e * KW + j] = pj[j][e];
 }
 
 /* SwiGLU backward: act = SiLU(g) u: dg = da u SiLU'(g), du = da SiLU(g). */
@@ -628,9 +697,17 @@ cudaError_t conv_bwd_launch(cudaStream_t s, int B, int T, int Cc, int K, const T
     float *part = dw ? (float *)scratch : nullptr; /* [nchunk][Cc K] */
     const unsigned nchunk = blocks_for(BT, kConvRows);
     const size_t smem = (size_t)(2 * (kConvRows + K - 1) + K) * kConvTile * sizeof(float); /* <= 41 KB at K = 64 */
-    /* channel tiles fastest: blocks running together read whole rows */
-    hk_launch(conv_bwd_k<TX>, dim3(blocks_for((size_t)Cc, kConvTile), nchunk), dim3(kConvTile, 8), smem, s, (int)BT, T,
-              Cc, K, x, ldx, w, dy, dx, lddx, dx_bf16, part);
+    const size_t xa = sizeof(TX) * 4; /* 4 channels of x, of dx in its dtype */
+    const char *e4 = getenv("HYDRA_CUDA_CONV_BWD4"); /* "0": conv_bwd_k at every shape (for comparisons) */
+    if (!(e4 && strcmp(e4, "0") == 0) && K <= 4 && Cc % 4 == 0 && ldx % 4 == 0 && lddx % 4 == 0 && (size_t)x % xa == 0 && aligned16(dy) &&
+        (size_t)dx % (dx_bf16 ? 8 : 16) == 0) {
+        with_k(K, [&](auto kw) {
+            hk_launch(conv_bwd4_k<TX, decltype(kw)::value>, dim3(nchunk, blocks_for((size_t)Cc / 4, 128)), 128, 0, s,
+                      (int)BT, T, Cc, x, ldx, w, dy, dx, lddx, dx_bf16, part);
+        });
+    } else /* channel tiles fastest: blocks running together read whole rows */
+        hk_launch(conv_bwd_k<TX>, dim3(blocks_for((size_t)Cc, kConvTile), nchunk), dim3(kConvTile, 8), smem, s, (int)BT,
+                  T, Cc, K, x, ldx, w, dy, dx, lddx, dx_bf16, part);
     if (dw) return reduce_cols(s, (int)nchunk, Cc * K, part, dw);
     return cudaGetLastError();
 }

@@ -124,6 +124,15 @@ static void conv_case(int B, int T, int C, int K, uint64_t seed) {
     double ex = err("dx", dx1, dxc, n), ew = err_inc("dw", dw1, dwc, dw0, nw);
     same("conv dx", dx1, dx2, n * 4);
     same("conv dw", dw1, dw2, nw * 4);
+    if (K <= 4 && C % 4 == 0) { /* the 4-channel walk (conv_bwd4_k) against the shared-memory kernel: the same bits */
+        float *dx3 = tnew(n), *dw3 = tdup(dw0, nw);
+        setenv("HYDRA_CUDA_CONV_BWD4", "0", 1);
+        hydra_status st = hydra_dev_op_conv_causal_backward(B, T, C, K, x, w, dy, dx3, dw3);
+        unsetenv("HYDRA_CUDA_CONV_BWD4");
+        HY_OK(st);
+        if (memcmp(dx1, dx3, n * 4) || memcmp(dw1, dw3, nw * 4))
+            fail_msg("conv B=%d T=%d C=%d K=%d: conv_bwd4_k and conv_bwd_k differ", B, T, C, K);
+    }
     printf("  conv B=%d T=%-4d C=%-4d K=%-2d: dx %.2e  dw %.2e  (vs hydra_op_conv_causal_backward per sequence; repeat "
            "identical)\n",
            B, T, C, K, ex, ew);
@@ -139,6 +148,7 @@ static void test_conv(void **unused) {
     conv_case(2, 5, 40, 7, 25);   /* K > T */
     conv_case(4, 130, 768, 4, 26);
     conv_case(1, 70, 33, 64, 27); /* the widest conv */
+    conv_case(2, 200, 36, 3, 28); /* K 3 of the 4-channel walk; C 36: a part-full block */
 }
 
 /* ------------------------------------------------------------- RoPE */
