@@ -87,28 +87,14 @@ __global__ void adamw_k(const hk_adam_chunk *chunks, float *p, const float *g, f
     size_t a = (ch.start + 3) & ~(size_t)3;
     if (a > e) a = e;
     const size_t b = a + ((e - a) & ~(size_t)3);
-    /* U float4 of each array loaded before any is computed: U x 64 bytes in flight a thread (the
-     * stores of one pass could alias the loads of the next, so the compiler would not overlap them) */
-    constexpr int U = 2;
-    for (size_t i0 = a + 4 * threadIdx.x; i0 < b; i0 += (size_t)4 * THREADS * U) {
-        float4 P[U], M[U], V[U], G[U];
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-            const size_t i = i0 + (size_t)4 * THREADS * u;
-            if (i < b)
-                P[u] = *(float4 *)(p + i), M[u] = *(float4 *)(m + i), V[u] = *(float4 *)(v + i),
-                G[u] = *(const float4 *)(g + i);
-        }
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-            const size_t i = i0 + (size_t)4 * THREADS * u;
-            if (i >= b) break;
-            adam1(P[u].x, G[u].x, M[u].x, V[u].x, dm, b1, c1, b2, c2, step_size, bc2_sqrt, eps);
-            adam1(P[u].y, G[u].y, M[u].y, V[u].y, dm, b1, c1, b2, c2, step_size, bc2_sqrt, eps);
-            adam1(P[u].z, G[u].z, M[u].z, V[u].z, dm, b1, c1, b2, c2, step_size, bc2_sqrt, eps);
-            adam1(P[u].w, G[u].w, M[u].w, V[u].w, dm, b1, c1, b2, c2, step_size, bc2_sqrt, eps);
-            *(float4 *)(p + i) = P[u], *(float4 *)(m + i) = M[u], *(float4 *)(v + i) = V[u];
-        }
+    for (size_t i = a + 4 * threadIdx.x; i < b; i += 4 * THREADS) {
+        float4 P = *(float4 *)(p + i), M = *(float4 *)(m + i), V = *(float4 *)(v + i);
+        const float4 G = *(const float4 *)(g + i);
+        adam1(P.x, G.x, M.x, V.x, dm, b1, c1, b2, c2, step_size, bc2_sqrt, eps);
+        adam1(P.y, G.y, M.y, V.y, dm, b1, c1, b2, c2, step_size, bc2_sqrt, eps);
+        adam1(P.z, G.z, M.z, V.z, dm, b1, c1, b2, c2, step_size, bc2_sqrt, eps);
+        adam1(P.w, G.w, M.w, V.w, dm, b1, c1, b2, c2, step_size, bc2_sqrt, eps);
+        *(float4 *)(p + i) = P, *(float4 *)(m + i) = M, *(float4 *)(v + i) = V;
     }
     const size_t t = threadIdx.x; /* the ends: [start, a) and [b, e), up to 3 floats each */
     if (t < a - ch.start) adam1(p[ch.start + t], g[ch.start + t], m[ch.start + t], v[ch.start + t], dm, b1, c1, b2, c2,
