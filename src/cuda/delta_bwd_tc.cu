@@ -322,7 +322,7 @@ __device__ __forceinline__ void load_A(bf *dst, const bf *src) {
  * behind a barrier; at D 64 only: at D 128 one block fits an SM either way). At D 64
  * that is 74 KiB instead of 101 and, with the registers capped at 168,
  * three blocks an SM instead of two. */
-template <int D> __host__ __device__ constexpr bool local_late() { return D == 64; } /* D 128: one block an SM either way */
+template <int D> __host__ __device__ constexpr bool local_late() { return D == 64; }
 template <int D> constexpr size_t local_smem() {
     return ((size_t)(local_late<D>() ? 3 : 4) * CH * (D + 8) + (size_t)2 * D * (D + 8) + (size_t)2 * D * (CH + 8) +
             (size_t)(local_late<D>() ? 1 : 2) * CH * (CH + 8)) *

@@ -699,8 +699,9 @@ cudaError_t conv_bwd_launch(cudaStream_t s, int B, int T, int Cc, int K, const T
     const size_t smem = (size_t)(2 * (kConvRows + K - 1) + K) * kConvTile * sizeof(float); /* <= 41 KB at K = 64 */
     const size_t xa = sizeof(TX) * 4; /* 4 channels of x, of dx in its dtype */
     const char *e4 = getenv("HYDRA_CUDA_CONV_BWD4"); /* "0": conv_bwd_k at every shape (for comparisons) */
-    if (!(e4 && strcmp(e4, "0") == 0) && K <= 4 && Cc % 4 == 0 && ldx % 4 == 0 && lddx % 4 == 0 && (size_t)x % xa == 0 && aligned16(dy) &&
-        (size_t)dx % (dx_bf16 ? 8 : 16) == 0) {
+    const bool walk4 = K <= 4 && Cc % 4 == 0 && ldx % 4 == 0 && lddx % 4 == 0 && (size_t)x % xa == 0 && aligned16(dy) &&
+                       (size_t)dx % (dx_bf16 ? 8 : 16) == 0;
+    if (walk4 && !(e4 && strcmp(e4, "0") == 0)) {
         with_k(K, [&](auto kw) {
             hk_launch(conv_bwd4_k<TX, decltype(kw)::value>, dim3(nchunk, blocks_for((size_t)Cc / 4, 128)), 128, 0, s,
                       (int)BT, T, Cc, x, ldx, w, dy, dx, lddx, dx_bf16, part);
