@@ -151,7 +151,10 @@ int hydra_bench_cuda_train(FILE *out, const char *device, int quick, int step_on
             c.n_layers, "DDDS x 3, window 512", c.vocab_size, (size_t)reps, warm);
     fprintf(out, "%-5s %-6s %10s %10s %12s %9s %7s %8s\n", "prec", "optim", "B x T", "step ms", "tokens/s", "TFLOP/s",
             "MFU", "loss");
+    /* 16 x 2048: the peers' shape; 32 x 2048: twice the tokens a step (activations ~43 GB counted from the
+       layout, docs/gpu.md: the largest power-of-two batch an 80 GB card holds) */
     const shape shapes[] = {{16, 2048, HYDRA_OPT_ADAMW, HYDRA_PRECISION_BF16},
+                            {32, 2048, HYDRA_OPT_ADAMW, HYDRA_PRECISION_BF16},
                             {16, 2048, HYDRA_OPT_MUON, HYDRA_PRECISION_BF16},
                             {8, 4096, HYDRA_OPT_ADAMW, HYDRA_PRECISION_BF16},
                             {4, 2048, HYDRA_OPT_ADAMW, HYDRA_PRECISION_F32}};

@@ -202,8 +202,9 @@ hydra_status hydra_dev_op_attention_tc(int B, int T, int H, int d, int window, c
                                        const float *v, float *o, const float *dO, float *dq, float *dk, float *dv);
 /* Delta rule backward, B sequences from S0 = 0, dk = dv = d, no final-state
  * gradient: tc = 0 f32, 1 bf16 tensor cores, 2 the same after the training
- * forward kept its per-chunk work (nothing recomputed). dq, dk, dv [B*T, H,
- * d], dg, dbeta [B*T, H] written. */
+ * forward kept its per-chunk work (nothing recomputed), 3 that pair with q,
+ * k, v, dO rounded to bf16 and read so (hk_delta_rule_*16). dq,
+ * dk, dv [B*T, H, d], dg, dbeta [B*T, H] written. */
 hydra_status hydra_dev_op_delta_rule_backward(int tc, int B, int T, int H, int d, const float *q, const float *k,
                                               const float *v, const float *g, const float *beta, const float *dO,
                                               float *dq, float *dk, float *dv, float *dg, float *dbeta);

@@ -404,3 +404,12 @@ extern "C" cudaError_t hk_delta_rule_bwd_kept(cudaStream_t s, int B, int T, int 
     if (B <= 0 || T <= 0 || H <= 0 || B > 32767 || H > 65535 || !scratch || !keep) return cudaErrorInvalidValue;
     return hk_tc::bwd(s, B, T, H, d, q, k, v, g, beta, dO, dq, dk, dv, dg, dbeta, scratch, keep);
 }
+extern "C" cudaError_t hk_delta_rule_bwd_kept16(cudaStream_t s, int B, int T, int H, int d, const uint16_t *q,
+                                                const uint16_t *k, const uint16_t *v, const float *g,
+                                                const float *beta, const uint16_t *dO, float *dq, float *dk, float *dv,
+                                                float *dg, float *dbeta, void *scratch, void *keep) {
+    if (d != 64 && d != 128) return cudaErrorNotSupported;
+    if (B <= 0 || T <= 0 || H <= 0 || B > 32767 || H > 65535 || !scratch || !keep) return cudaErrorInvalidValue;
+    return hk_tc::bwd(s, B, T, H, d, (const bf *)q, (const bf *)k, (const bf *)v, g, beta, (const bf *)dO, dq, dk, dv,
+                      dg, dbeta, scratch, keep);
+}

@@ -156,8 +156,8 @@ __device__ __forceinline__ void decay_mask(float (*acc)[4], const float (*Y)[4],
 
 /* f32 rows of a chunk into a bf16 shared tile and, for rows < Lc, also to
  * global bf16 rows (gdst, scaled by e^(Gs[r]) when gexp) */
-template <int D>
-__device__ __forceinline__ void stage_copy(bf *dst, int ld, const float *src, size_t stride, int Lc, bf *gdst,
+template <int D, typename Tin>
+__device__ __forceinline__ void stage_copy(bf *dst, int ld, const Tin *src, size_t stride, int Lc, bf *gdst,
                                            const float *Gs, bool gexp) {
     constexpr int N = CH * D / 4 / NT;
     float4 x[N];
@@ -183,9 +183,9 @@ __device__ __forceinline__ void load_G(float *Gs, const float *G, size_t r0, int
 /* ---------------------------------------------------------- 1: dvloc */
 template <int D> constexpr size_t dvloc_smem() { return (size_t)3 * CH * (D + 8) * 2 + CH * 4; }
 
-template <int D>
-__global__ void __launch_bounds__(NT) dvloc_k(int T, int H, const float *__restrict__ q, const float *__restrict__ k,
-                                             const float *__restrict__ dO, bwd_work w) {
+template <int D, typename Tin>
+__global__ void __launch_bounds__(NT) dvloc_k(int T, int H, const Tin *__restrict__ q, const Tin *__restrict__ k,
+                                             const Tin *__restrict__ dO, bwd_work w) {
     constexpr int LD = D + 8;
     extern __shared__ __align__(128) unsigned char smraw[];
     bf *Qb = (bf *)smraw, *Kb = Qb + CH * LD, *Ob = Kb + CH * LD;
@@ -198,7 +198,8 @@ __global__ void __launch_bounds__(NT) dvloc_k(int T, int H, const float *__restr
     __syncthreads();
     stage_copy<D>(Qb, LD, q + at, HD, Lc, w.gQ + at, Gs, true);
     stage_copy<D>(Kb, LD, k + at, HD, Lc, nullptr, Gs, false);
-    stage_copy<D>(Ob, LD, dO + at, HD, Lc, w.dOb + at, Gs, false);
+    /* dO's bf16 copy for rscan: dO itself when it is bf16 (launch pointed w.dOb at it) */
+    stage_copy<D>(Ob, LD, dO + at, HD, Lc, (const void *)dO == (const void *)w.dOb ? nullptr : w.dOb + at, Gs, false);
     __syncthreads();
 
     /* P^T rows j = this warp's: (K Q^T)_ji e^(G_i - G_j) for i >= j */
@@ -331,11 +332,11 @@ template <int D> constexpr size_t local_smem() {
 }
 template <int D> __host__ __device__ constexpr int local_blocks() { return local_late<D>() ? 3 : 1; }
 
-template <int D>
+template <int D, typename Tin>
 __global__ void __launch_bounds__(NT, local_blocks<D>())
-    local_k(int T, int H, const float *__restrict__ q, const float *__restrict__ k,
-                                             const float *__restrict__ v, const float *__restrict__ beta,
-                                             const float *__restrict__ dO, bwd_work w, float *__restrict__ dq,
+    local_k(int T, int H, const Tin *__restrict__ q, const Tin *__restrict__ k,
+                                             const Tin *__restrict__ v, const float *__restrict__ beta,
+                                             const Tin *__restrict__ dO, bwd_work w, float *__restrict__ dq,
                                              float *__restrict__ dk, float *__restrict__ dv, float *__restrict__ dg,
                                              float *__restrict__ dbeta) {
     constexpr int LD = D + 8, LC = CH + 8;
@@ -542,23 +543,24 @@ __global__ void __launch_bounds__(NT, local_blocks<D>())
     if (tid < Lc) dg[(r0 + tid) * H + h] = rowG[tid];
 }
 
-template <int D>
-cudaError_t launch(cudaStream_t s, int B, int T, int H, const float *q, const float *k, const float *v,
-                   const float *g, const float *beta, const float *dO, float *dq, float *dk, float *dv, float *dg,
+template <int D, typename Tin>
+cudaError_t launch(cudaStream_t s, int B, int T, int H, const Tin *q, const Tin *k, const Tin *v,
+                   const float *g, const float *beta, const Tin *dO, float *dq, float *dk, float *dv, float *dg,
                    float *dbeta, void *scratch, void *keep) {
     static_assert(local_smem<D>() <= 227 * 1024 && rscan_smem<D>() <= 227 * 1024, "shared memory");
     bwd_work w = carve_bwd(scratch, B, T, H, D, keep);
+    if (sizeof(Tin) == sizeof(bf)) w.dOb = (bf *)dO; /* rscan reads bf16 dO where it is: no copy */
     if (!keep) {
         cudaError_t e = states(s, B, T, H, D, k, v, g, beta, w.f);
         if (e != cudaSuccess) return e;
     }
     const dim3 grid((unsigned)n_chunks(T), (unsigned)H, (unsigned)B);
-    cudaFuncSetAttribute(dvloc_k<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)dvloc_smem<D>());
+    cudaFuncSetAttribute(dvloc_k<D, Tin>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)dvloc_smem<D>());
     cudaFuncSetAttribute(rscan_k<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)rscan_smem<D>());
-    cudaFuncSetAttribute(local_k<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)local_smem<D>());
-    dvloc_k<D><<<grid, NT, dvloc_smem<D>(), s>>>(T, H, q, k, dO, w);
+    cudaFuncSetAttribute(local_k<D, Tin>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)local_smem<D>());
+    dvloc_k<D, Tin><<<grid, NT, dvloc_smem<D>(), s>>>(T, H, q, k, dO, w);
     rscan_k<D><<<dim3(D / SR, H, B), NT, rscan_smem<D>(), s>>>(T, H, w);
-    local_k<D><<<grid, NT, local_smem<D>(), s>>>(T, H, q, k, v, beta, dO, w, dq, dk, dv, dg, dbeta);
+    local_k<D, Tin><<<grid, NT, local_smem<D>(), s>>>(T, H, q, k, v, beta, dO, w, dq, dk, dv, dg, dbeta);
     return cudaGetLastError();
 }
 
@@ -568,14 +570,28 @@ size_t bwd_scratch(int B, int T, int H, int D) {
     return extra_elems(B, T, H, D) * sizeof(bf) + fwd_scratch(B, T, H, D);
 }
 
-cudaError_t bwd(cudaStream_t s, int B, int T, int H, int D, const float *q, const float *k, const float *v,
-                const float *g, const float *beta, const float *dO, float *dq, float *dk, float *dv, float *dg,
-                float *dbeta, void *scratch, void *keep) {
+namespace {
+template <typename Tin>
+cudaError_t bwd_t(cudaStream_t s, int B, int T, int H, int D, const Tin *q, const Tin *k, const Tin *v,
+                  const float *g, const float *beta, const Tin *dO, float *dq, float *dk, float *dv, float *dg,
+                  float *dbeta, void *scratch, void *keep) {
     switch (D) {
     case 64: return launch<64>(s, B, T, H, q, k, v, g, beta, dO, dq, dk, dv, dg, dbeta, scratch, keep);
     case 128: return launch<128>(s, B, T, H, q, k, v, g, beta, dO, dq, dk, dv, dg, dbeta, scratch, keep);
     default: return cudaErrorNotSupported;
     }
+}
+} // namespace
+
+cudaError_t bwd(cudaStream_t s, int B, int T, int H, int D, const float *q, const float *k, const float *v,
+                const float *g, const float *beta, const float *dO, float *dq, float *dk, float *dv, float *dg,
+                float *dbeta, void *scratch, void *keep) {
+    return bwd_t(s, B, T, H, D, q, k, v, g, beta, dO, dq, dk, dv, dg, dbeta, scratch, keep);
+}
+cudaError_t bwd(cudaStream_t s, int B, int T, int H, int D, const bf *q, const bf *k, const bf *v, const float *g,
+                const float *beta, const bf *dO, float *dq, float *dk, float *dv, float *dg, float *dbeta,
+                void *scratch, void *keep) {
+    return bwd_t(s, B, T, H, D, q, k, v, g, beta, dO, dq, dk, dv, dg, dbeta, scratch, keep);
 }
 
 } // namespace hk_tc

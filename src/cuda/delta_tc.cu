@@ -449,14 +449,37 @@ cudaError_t launch_d(cudaStream_t s, int B, int T, int H, int d, const void *q, 
 
 } // namespace
 
-cudaError_t states(cudaStream_t s, int B, int T, int H, int D, const float *k, const float *v, const float *g,
-                   const float *beta, const tc_work &w) {
+namespace {
+template <typename Tin>
+cudaError_t states_t(cudaStream_t s, int B, int T, int H, int D, const Tin *k, const Tin *v, const float *g,
+                     const float *beta, const tc_work &w) {
     switch (D) {
-    case 64: prep_scan<64, float>(s, B, T, H, k, v, g, beta, nullptr, w); break;
-    case 128: prep_scan<128, float>(s, B, T, H, k, v, g, beta, nullptr, w); break;
+    case 64: prep_scan<64, Tin>(s, B, T, H, k, v, g, beta, nullptr, w); break;
+    case 128: prep_scan<128, Tin>(s, B, T, H, k, v, g, beta, nullptr, w); break;
     default: return cudaErrorNotSupported;
     }
     return cudaGetLastError();
+}
+
+template <typename Tin>
+cudaError_t fwd_keep_t(cudaStream_t s, int B, int T, int H, int D, const Tin *q, const Tin *k, const Tin *v,
+                       const float *g, const float *beta, float *o, void *keep) {
+    const tc_work w = carve_keep(keep, B, T, H, D);
+    switch (D) {
+    case 64: return launch_w<64, Tin, float>(s, B, T, H, q, k, v, g, beta, nullptr, o, w);
+    case 128: return launch_w<128, Tin, float>(s, B, T, H, q, k, v, g, beta, nullptr, o, w);
+    default: return cudaErrorNotSupported;
+    }
+}
+} // namespace
+
+cudaError_t states(cudaStream_t s, int B, int T, int H, int D, const float *k, const float *v, const float *g,
+                   const float *beta, const tc_work &w) {
+    return states_t(s, B, T, H, D, k, v, g, beta, w);
+}
+cudaError_t states(cudaStream_t s, int B, int T, int H, int D, const bf *k, const bf *v, const float *g,
+                   const float *beta, const tc_work &w) {
+    return states_t(s, B, T, H, D, k, v, g, beta, w);
 }
 
 size_t keep_bytes(int B, int T, int H, int D) {
@@ -472,12 +495,11 @@ tc_work carve_keep(void *keep, int B, int T, int H, int D) {
 
 cudaError_t fwd_keep(cudaStream_t s, int B, int T, int H, int D, const float *q, const float *k, const float *v,
                      const float *g, const float *beta, float *o, void *keep) {
-    const tc_work w = carve_keep(keep, B, T, H, D);
-    switch (D) {
-    case 64: return launch_w<64, float, float>(s, B, T, H, q, k, v, g, beta, nullptr, o, w);
-    case 128: return launch_w<128, float, float>(s, B, T, H, q, k, v, g, beta, nullptr, o, w);
-    default: return cudaErrorNotSupported;
-    }
+    return fwd_keep_t(s, B, T, H, D, q, k, v, g, beta, o, keep);
+}
+cudaError_t fwd_keep(cudaStream_t s, int B, int T, int H, int D, const bf *q, const bf *k, const bf *v,
+                     const float *g, const float *beta, float *o, void *keep) {
+    return fwd_keep_t(s, B, T, H, D, q, k, v, g, beta, o, keep);
 }
 
 } // namespace hk_tc
@@ -491,6 +513,12 @@ extern "C" cudaError_t hk_delta_rule_tc_keep(cudaStream_t s, int B, int T, int H
                                              float *o, void *keep) {
     if (B <= 0 || T <= 0 || H <= 0 || !keep) return cudaErrorInvalidValue;
     return hk_tc::fwd_keep(s, B, T, H, d, q, k, v, g, beta, o, keep);
+}
+extern "C" cudaError_t hk_delta_rule_tc_keep16(cudaStream_t s, int B, int T, int H, int d, const uint16_t *q,
+                                               const uint16_t *k, const uint16_t *v, const float *g,
+                                               const float *beta, float *o, void *keep) {
+    if (B <= 0 || T <= 0 || H <= 0 || !keep) return cudaErrorInvalidValue;
+    return hk_tc::fwd_keep(s, B, T, H, d, (const bf *)q, (const bf *)k, (const bf *)v, g, beta, o, keep);
 }
 
 extern "C" size_t hk_delta_rule_tc_scratch(int B, int T, int H, int d) { return hk_tc::fwd_scratch(B, T, H, d); }

@@ -31,6 +31,8 @@ tc_work carve(void *base, int B, int T, int H, int D); /* A = null */
  * then S_c and V_new^T of every chunk. q is not needed. */
 cudaError_t states(cudaStream_t s, int B, int T, int H, int D, const float *k, const float *v, const float *g,
                    const float *beta, const tc_work &w);
+cudaError_t states(cudaStream_t s, int B, int T, int H, int D, const bf *k, const bf *v, const float *g,
+                   const float *beta, const tc_work &w);
 
 /* The forward's work kept for the backward (training): A, then a tc_work,
  * in one buffer of keep_bytes; fwd_keep is the forward from S_0 = 0 (no
@@ -40,6 +42,8 @@ size_t keep_bytes(int B, int T, int H, int D);
 tc_work carve_keep(void *keep, int B, int T, int H, int D);
 cudaError_t fwd_keep(cudaStream_t s, int B, int T, int H, int D, const float *q, const float *k, const float *v,
                      const float *g, const float *beta, float *o, void *keep);
+cudaError_t fwd_keep(cudaStream_t s, int B, int T, int H, int D, const bf *q, const bf *k, const bf *v,
+                     const float *g, const float *beta, float *o, void *keep); /* q, k, v in bf16 */
 
 /* The backward (delta_bwd_tc.cu): hk_delta_rule_bwd's contract, D in {64, 128}.
  * keep: fwd_keep's buffer for these inputs (prep and scan are then not run
@@ -48,6 +52,9 @@ size_t bwd_scratch(int B, int T, int H, int D);
 cudaError_t bwd(cudaStream_t s, int B, int T, int H, int D, const float *q, const float *k, const float *v,
                 const float *g, const float *beta, const float *dO, float *dq, float *dk, float *dv, float *dg,
                 float *dbeta, void *scratch, void *keep);
+cudaError_t bwd(cudaStream_t s, int B, int T, int H, int D, const bf *q, const bf *k, const bf *v, const float *g,
+                const float *beta, const bf *dO, float *dq, float *dk, float *dv, float *dg, float *dbeta,
+                void *scratch, void *keep); /* q, k, v and dO in bf16 */
 
 /* q, k rows of one chunk into bf16 shared tiles: bf16 inputs by cp.async,
  * f32 ones through registers (every load issued before the first store) */

@@ -104,8 +104,8 @@ __global__ void gather_last_k(int T, int C, const float *x, float *last) {
  * the q warp computes its head's gates: one kernel instead of three. */
 template <typename TP>
 __global__ void gdn_prep_k(size_t items, int T, int H, int d, int K, const TP *proj, int P, const float *convw,
-                           float *const *tails, float l2_eps, float *q, float *k, float *v, const float *A_log,
-                           const float *dt_bias, float *g, float *beta) {
+                           float *const *tails, float l2_eps, void *q, void *k, void *v, int qkv16,
+                           const float *A_log, const float *dt_bias, float *g, float *beta) {
     hk_pdl_entry();
     const int lane = threadIdx.x & 31;
     GdnItem it;
@@ -129,11 +129,11 @@ __global__ void gdn_prep_k(size_t items, int T, int H, int d, int K, const TP *p
         ss = warp_sum(ss);
         scale = (part == 0 ? rsqrtf((float)d) : 1.0f) / sqrtf(ss + l2_eps);
     }
-    float *out = part == 0 ? q : part == 1 ? k : v;
+    void *out = part == 0 ? q : part == 1 ? k : v;
 #pragma unroll
     for (int i = 0; i < 8; i++) {
         int c = lane + 32 * i;
-        if (c < d) out[r * Hd + (size_t)h * d + c] = y[i] * scale;
+        if (c < d) store(out, r * Hd + (size_t)h * d + c, y[i] * scale, qkv16);
     }
     if (T != 1) return; /* hk_conv_tail and gdn_gates_k do the rest */
     float *tl = tails[b];
@@ -155,7 +155,7 @@ __global__ void gdn_prep_k(size_t items, int T, int H, int d, int K, const TP *p
  * the tails hk_conv_tail's. */
 template <int KW, typename TP>
 __global__ void gdn_prep_tiled_k(int BT, int T, int H, int d, const TP *proj, int P, const float *convw,
-                                 float *const *tails, float l2_eps, float *q, float *k, float *v) {
+                                 float *const *tails, float l2_eps, void *q, void *k, void *v, int qkv16) {
     hk_pdl_entry();
     PrepTile p;
     if (!prep_tile(BT, H, d, &p)) return;
@@ -163,7 +163,7 @@ __global__ void gdn_prep_tiled_k(int BT, int T, int H, int d, const TP *proj, in
     const bool on = p.on;
     ConvWalk<KW> cw;
     if (on) cw.load_weights(convw, (size_t)ch);
-    float *out = part == 0 ? q : part == 1 ? k : v;
+    void *out = part == 0 ? q : part == 1 ? k : v;
     const float qs = part == 0 ? rsqrtf((float)d) : 1.0f;
     const int r0 = p.r0, r1 = p.r1;
     const float4 zero = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
@@ -183,7 +183,7 @@ __global__ void gdn_prep_tiled_k(int BT, int T, int H, int d, const TP *proj, in
             }
             const float ss = group_sum(y.x * y.x + y.y * y.y + y.z * y.z + y.w * y.w, d / 4);
             const float sc = part < 2 ? qs / sqrtf(ss + l2_eps) : 1.0f;
-            if (on) store4(out, (size_t)r * p.Hd + p.hc, make_float4(y.x * sc, y.y * sc, y.z * sc, y.w * sc), 0);
+            if (on) store4(out, (size_t)r * p.Hd + p.hc, make_float4(y.x * sc, y.y * sc, y.z * sc, y.w * sc), qkv16);
         }
     }
 }
@@ -414,17 +414,17 @@ namespace {
 template <typename TP>
 cudaError_t gdn_prep_launch(cudaStream_t s, int B, int T, int H, int d, int K, const TP *proj, int P,
                             const float *convw, float *const *tails, const float *A_log, const float *dt_bias,
-                            float l2_eps, float *q, float *k, float *v, float *g, float *beta) {
+                            float l2_eps, void *q, void *k, void *v, int qkv16, float *g, float *beta) {
     size_t BT = (size_t)B * T, warps = BT * 3 * H;
     if (d > 256) return cudaErrorInvalidValue;
     if (warps && prep_tiled_ok(T, d, K, P, proj) && aligned16(q) && aligned16(k) && aligned16(v)) {
         with_k(K, [&](auto kw) {
             hk_launch(gdn_prep_tiled_k<decltype(kw)::value, TP>, prep_tiled_grid(BT, H, d), 128, 0, s, (int)BT, T, H, d, proj, P,
-                      convw, tails, l2_eps, q, k, v);
+                      convw, tails, l2_eps, q, k, v, qkv16);
         });
     } else if (warps)
         hk_launch(gdn_prep_k<TP>, blocks_for(warps, 8), 256, 0, s, warps, T, H, d, K, proj, P, convw, tails, l2_eps, q, k,
-                  v, A_log, dt_bias, g, beta);
+                  v, qkv16, A_log, dt_bias, g, beta);
     size_t n = T == 1 ? 0 : BT * H; /* T = 1: gdn_prep_k did the gates */
     if (n) hk_launch(gdn_gates_k<TP>, blocks_for(n, 256), 256, 0, s, n, H, proj, P, 4 * H * d, A_log, dt_bias, g, beta);
     return cudaGetLastError();
@@ -453,14 +453,14 @@ extern "C" {
 cudaError_t hk_gdn_prep(cudaStream_t s, int B, int T, int H, int d, int K, const float *proj, int P,
                         const float *convw, float *const *tails, const float *A_log, const float *dt_bias,
                         float l2_eps, float *q, float *k, float *v, float *g, float *beta) {
-    return gdn_prep_launch(s, B, T, H, d, K, proj, P, convw, tails, A_log, dt_bias, l2_eps, q, k, v, g, beta);
+    return gdn_prep_launch(s, B, T, H, d, K, proj, P, convw, tails, A_log, dt_bias, l2_eps, q, k, v, 0, g, beta);
 }
 
 cudaError_t hk_gdn_prep16(cudaStream_t s, int B, int T, int H, int d, int K, const uint16_t *proj, int P,
                           const float *convw, float *const *tails, const float *A_log, const float *dt_bias,
-                          float l2_eps, float *q, float *k, float *v, float *g, float *beta) {
+                          float l2_eps, void *q, void *k, void *v, int qkv16, float *g, float *beta) {
     return gdn_prep_launch(s, B, T, H, d, K, (const __nv_bfloat16 *)proj, P, convw, tails, A_log, dt_bias, l2_eps, q, k,
-                           v, g, beta);
+                           v, qkv16, g, beta);
 }
 
 cudaError_t hk_conv_tail(cudaStream_t s, int B, int T, int Cc, int K, const float *proj, int P,

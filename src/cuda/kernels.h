@@ -41,10 +41,12 @@ cudaError_t hk_gather_last(cudaStream_t s, int B, int T, int C, const float *x, 
 cudaError_t hk_gdn_prep(cudaStream_t s, int B, int T, int H, int d, int K, const float *proj, int P,
                         const float *convw, float *const *tails, const float *A_log, const float *dt_bias,
                         float l2_eps, float *q, float *k, float *v, float *g, float *beta);
-/* The same with proj in bf16 (the training step's stored projection). */
+/* The same with proj in bf16 (the training step's stored projection), and
+ * q, k, v written in bf16 with qkv16 (what the delta rule's tensor-core
+ * kernels read: hk_delta_rule_tc_keep16). */
 cudaError_t hk_gdn_prep16(cudaStream_t s, int B, int T, int H, int d, int K, const uint16_t *proj, int P,
                           const float *convw, float *const *tails, const float *A_log, const float *dt_bias,
-                          float l2_eps, float *q, float *k, float *v, float *g, float *beta);
+                          float l2_eps, void *q, void *k, void *v, int qkv16, float *g, float *beta);
 /* tails[b] <- the last K-1 rows of (tails[b] ++ proj[b*T.., 0:3Hd]); nothing
  * for T = 1 (hk_gdn_prep shifted them). */
 cudaError_t hk_conv_tail(cudaStream_t s, int B, int T, int Cc, int K, const float *proj, int P,
@@ -157,9 +159,11 @@ cudaError_t hk_rmsnorm_bwd16(cudaStream_t s, int M, int C, const float *x, const
 cudaError_t hk_gated_onorm_bwd(cudaStream_t s, int BT, int H, int d, const float *o, const float *proj, int P,
                                int gate_off, const float *w, float eps, const float *dy, void *dproj, int dproj_bf16,
                                float *dO, float *dw, void *scratch);
+/* The same with proj in bf16, and dO written in bf16 with dO16 (for
+ * hk_delta_rule_bwd_kept16). */
 cudaError_t hk_gated_onorm_bwd16(cudaStream_t s, int BT, int H, int d, const float *o, const uint16_t *proj, int P,
                                  int gate_off, const float *w, float eps, const float *dy, void *dproj, int dproj_bf16,
-                                 float *dO, float *dw, void *scratch);
+                                 void *dO, int dO16, float *dw, void *scratch);
 /* The DeltaNet input stage backward (hk_gdn_prep's): recomputes the conv
  * output from proj and convw (zero tails), then from dq, dk, dv [BT, Hd] and
  * dg, dbeta [BT, H]: dconv [BT, 3Hd] (the gradient of the conv output, through
@@ -172,19 +176,22 @@ cudaError_t hk_gdn_prep_bwd(cudaStream_t s, int B, int T, int H, int d, int K, c
                             const float *beta, float l2_eps, const float *dq, const float *dk, const float *dv,
                             const float *dg, const float *dbeta, float *dconv, void *dproj, int dproj_bf16,
                             float *dA_log, float *ddt_bias, void *scratch);
+/* The same with proj in bf16, and dconv written in bf16 with dconv16 (the
+ * conv backward then reads it so: half the bytes of its round trip). */
 cudaError_t hk_gdn_prep_bwd16(cudaStream_t s, int B, int T, int H, int d, int K, const uint16_t *proj, int P,
                               const float *convw, const float *A_log, const float *dt_bias, const float *g,
                               const float *beta, float l2_eps, const float *dq, const float *dk, const float *dv,
-                              const float *dg, const float *dbeta, float *dconv, void *dproj, int dproj_bf16,
-                              float *dA_log, float *ddt_bias, void *scratch);
+                              const float *dg, const float *dbeta, void *dconv, int dconv16, void *dproj,
+                              int dproj_bf16, float *dA_log, float *ddt_bias, void *scratch);
 /* Causal depthwise conv (width K, zero tails) backward: x [BT, Cc] at row
  * stride ldx, w [Cc, K], dy [BT, Cc] (stride Cc): dx written at row stride
  * lddx (may be the fused dproj; f32, or bf16 with dx_bf16), dw [Cc, K] +=
  * (NULL = skip). K <= 64. */
 cudaError_t hk_conv_bwd(cudaStream_t s, int B, int T, int Cc, int K, const float *x, int ldx, const float *w,
                         const float *dy, void *dx, int lddx, int dx_bf16, float *dw, void *scratch);
+/* The same with x in bf16, and dy in bf16 with dy16. */
 cudaError_t hk_conv_bwd16(cudaStream_t s, int B, int T, int Cc, int K, const uint16_t *x, int ldx, const float *w,
-                          const float *dy, void *dx, int lddx, int dx_bf16, float *dw, void *scratch);
+                          const void *dy, int dy16, void *dx, int lddx, int dx_bf16, float *dw, void *scratch);
 /* SwiGLU: gu [BT, 2F], dact [BT, F] -> dgu [BT, 2F] (f32, or bf16 with
  * out_bf16: dgu only feeds the gate/up products). */
 cudaError_t hk_swiglu_bwd(cudaStream_t s, int BT, int F, const float *gu, const float *dact, void *dgu, int out_bf16);
@@ -196,6 +203,11 @@ cudaError_t hk_swiglu16_bwd16(cudaStream_t s, int BT, int F, const uint16_t *gu,
                               int out_bf16);
 /* RoPE backward in place on dx [B*T, H, d] at positions 0..T-1 (inv_freq [d/2]). */
 cudaError_t hk_rope_bwd(cudaStream_t s, int B, int T, int H, int d, const double *inv_freq, float *dx);
+/* dst [B*T, 3 H d] (bf16, row stride ldd) = dq | dk | dv with RoPE's
+ * backward applied to dq and dk (dqkv: the three f32 [B*T, H d] one after
+ * another): the bits of hk_rope_bwd on dq, dk, then rounding to bf16. */
+cudaError_t hk_rope_bwd16(cudaStream_t s, int B, int T, int H, int d, const double *inv_freq, const float *dqkv,
+                          uint16_t *dst, size_t ldd);
 /* dE[V, C] += dx rows grouped by token: rows of token v are
  * rows[row_start[v] .. row_start[v+1]) in increasing order (CSR built on the
  * host from the token ids). */
@@ -252,6 +264,19 @@ cudaError_t hk_delta_rule_tc_keep(cudaStream_t s, int B, int T, int H, int d, co
 cudaError_t hk_delta_rule_bwd_kept(cudaStream_t s, int B, int T, int H, int d, const float *q, const float *k,
                                    const float *v, const float *g, const float *beta, const float *dO, float *dq,
                                    float *dk, float *dv, float *dg, float *dbeta, void *scratch, void *keep);
+/* The pair with q, k, v and the backward's dO in bf16 (the training step's:
+ * hk_gdn_prep16 and hk_gated_onorm_bwd16 write them so): half the bytes of
+ * those reads and writes, and no bf16 copy of dO in the backward's scratch.
+ * The kernels round their inputs to bf16 as they stage them anyway, so only
+ * the steps that read them in f32 (prep's beta e^G k, the backward's e^G q
+ * copy) see a difference: the same bits as the f32 pair given f32 inputs
+ * that hold the same values. */
+cudaError_t hk_delta_rule_tc_keep16(cudaStream_t s, int B, int T, int H, int d, const uint16_t *q, const uint16_t *k,
+                                    const uint16_t *v, const float *g, const float *beta, float *o, void *keep);
+cudaError_t hk_delta_rule_bwd_kept16(cudaStream_t s, int B, int T, int H, int d, const uint16_t *q,
+                                     const uint16_t *k, const uint16_t *v, const float *g, const float *beta,
+                                     const uint16_t *dO, float *dq, float *dk, float *dv, float *dg, float *dbeta,
+                                     void *scratch, void *keep);
 
 /* ---- benchmarks */
 /* x[i] = lo + (hi - lo) * u_i, u_i uniform in [0, 1) from a hash of (seed, i). */

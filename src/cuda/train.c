@@ -35,7 +35,8 @@ typedef struct {
     float *x_in, *x_mid;   /* [rows, C] */
     void *proj;            /* GDN: [rows, P], the in-projection's output: f32, bf16 in BF16 mode (its product writes
                               it rounded; the input stage, the gated norm and their backwards read it) */
-    float *q, *k, *v, *o;  /* [rows, Hd] */
+    float *q, *k, *v, *o;  /* [rows, Hd]; a DeltaNet layer's q, k, v hold bf16 when qkv16 */
+    int qkv16;             /* set by the forward: q, k, v of this DeltaNet layer are bf16 (the tensor-core pair's inputs) */
     void *att;             /* attention on tensor cores: its forward's log-sum-exp for the backward */
     float *g, *beta;       /* GDN: [rows, H] */
     void *gu;              /* [rows, 2F] gate|up: bf16 in BF16 mode (only SwiGLU and its backward read it) */
@@ -350,13 +351,19 @@ static hydra_status grads_norm(const hydra_model *m, hydra_dev_model *d, int R, 
     return HYDRA_OK;
 }
 
+/* A switch of the bf16 path that is on unless the variable says "0" (for
+ * comparisons: HYDRA_CUDA_DCONV16, HYDRA_CUDA_QKV16, HYDRA_CUDA_ROPE16). */
+static int env_on(const char *name) {
+    const char *e = getenv(name);
+    return !(e && strcmp(e, "0") == 0);
+}
+
 /* Attention on tensor cores (attention_tc.cu: BF16 mode, d 64 / 128), its
  * forward keeping the log-sum-exp per layer for the backward; otherwise (F32
  * mode, other head sizes, or HYDRA_CUDA_ATTN_TC=0 for comparisons) the f32
  * kernels, the backward recomputing it. */
 static int attn_tc(const hydra_dev_model *d, int dd) {
-    const char *e = getenv("HYDRA_CUDA_ATTN_TC");
-    return !(e && strcmp(e, "0") == 0) && d->bf16 && (dd == 64 || dd == 128);
+    return env_on("HYDRA_CUDA_ATTN_TC") && d->bf16 && (dd == 64 || dd == 128);
 }
 
 /* ---------------------------------------------------------------- forward */
@@ -378,10 +385,12 @@ static hydra_status train_forward(const hydra_model *m, hydra_dev_model *d, int 
         float *x_out = li + 1 < c->n_layers ? t->L[li + 1].x_in : t->x_final;
         K_CHECK(hk_rmsnorm(s, R, C, la->x_in, l->norm1, eps, la->n1, bf));
         if (l->kind == HYDRA_LAYER_DELTANET) {
+            /* q, k, v in bf16 where the tensor-core pair reads them (HYDRA_CUDA_QKV16=0: f32) */
+            la->qkv16 = bf && la->keep && env_on("HYDRA_CUDA_QKV16");
             if (bf) {
                 HYDRA_CHECK(hydra_gemm_ex16(&t->gemm, s, 0, 1, R, P, C, la->n1, C, l->in_proj, C, la->proj, P));
                 K_CHECK(hk_gdn_prep16(s, B, T, H, dd, (int)z.K, (const uint16_t *)la->proj, P, l->conv, tails, l->A_log,
-                                      l->dt_bias, c->l2_eps, la->q, la->k, la->v, la->g, la->beta));
+                                      l->dt_bias, c->l2_eps, la->q, la->k, la->v, la->qkv16, la->g, la->beta));
             } else {
                 HYDRA_CHECK(fwd(d, R, P, C, la->n1, l->in_proj, (float *)la->proj, 0));
                 K_CHECK(hk_gdn_prep(s, B, T, H, dd, (int)z.K, (const float *)la->proj, P, l->conv, tails, l->A_log,
@@ -389,7 +398,10 @@ static hydra_status train_forward(const hydra_model *m, hydra_dev_model *d, int 
             }
             CU_CHECK(cudaMemsetAsync(t->S, 0, (size_t)B * H * dd * dd * 4, s));
             if (T == 1) CU_CHECK(cudaMemsetAsync(t->tails, 0, (size_t)B * (z.K - 1) * 3 * z.Hd * 4, s)); /* prep shifted them */
-            if (la->keep) /* tensor cores: what the backward would recompute is kept */
+            if (la->qkv16)
+                K_CHECK(hk_delta_rule_tc_keep16(s, B, T, H, dd, (const uint16_t *)la->q, (const uint16_t *)la->k,
+                                                (const uint16_t *)la->v, la->g, la->beta, la->o, la->keep));
+            else if (la->keep) /* tensor cores: what the backward would recompute is kept */
                 K_CHECK(hk_delta_rule_tc_keep(s, B, T, H, dd, la->q, la->k, la->v, la->g, la->beta, la->o, la->keep));
             else if (dd == 64 || dd == 128)
                 K_CHECK(hk_delta_rule_chunked(s, B, T, H, dd, dd, la->q, la->k, la->v, la->g, la->beta, S, la->o,
@@ -438,23 +450,30 @@ static hydra_status gdn_backward(const hydra_model *m, hydra_dev_model *d, int l
     float *dq = t->dqkv, *dk = dq + (size_t)R * Hd, *dv = dk + (size_t)R * Hd, *dg = t->dgb, *db = dg + (size_t)R * H;
     if (bf)
         K_CHECK(hk_gated_onorm_bwd16(s, R, H, dd, la->o, (const uint16_t *)la->proj, P, 3 * Hd, l->o_norm, c->norm_eps,
-                                     t->dy, dproj, bf, dO, GRAD(t, m, lw->o_norm), t->scratch));
+                                     t->dy, dproj, bf, dO, la->qkv16, GRAD(t, m, lw->o_norm), t->scratch));
     else
         K_CHECK(hk_gated_onorm_bwd(s, R, H, dd, la->o, (const float *)la->proj, P, 3 * Hd, l->o_norm, c->norm_eps, t->dy,
                                    dproj, bf, dO, GRAD(t, m, lw->o_norm), t->scratch));
     /* BF16 mode: the chunked backward on tensor cores (d 64, 128); otherwise the f32 kernel */
     const int tc = d->bf16 && (dd == 64 || dd == 128);
-    if (la->keep)
+    if (la->qkv16)
+        K_CHECK(hk_delta_rule_bwd_kept16(s, B, T, H, dd, (const uint16_t *)la->q, (const uint16_t *)la->k,
+                                         (const uint16_t *)la->v, la->g, la->beta, (const uint16_t *)dO, dq, dk, dv, dg,
+                                         db, t->scratch, la->keep));
+    else if (la->keep)
         K_CHECK(hk_delta_rule_bwd_kept(s, B, T, H, dd, la->q, la->k, la->v, la->g, la->beta, dO, dq, dk, dv, dg, db,
                                        t->scratch, la->keep));
     else K_CHECK(hk_delta_rule_bwd(s, B, T, H, dd, la->q, la->k, la->v, la->g, la->beta, dO, dq, dk, dv, dg, db,
                                    t->scratch, tc));
     if (bf) {
+        /* the conv output's gradient in bf16 (HYDRA_CUDA_DCONV16=0: f32): it only feeds the conv backward, whose
+           products with the bf16 inputs accumulate in f32, and dproj, rounded to bf16 anyway */
         const uint16_t *pj = (const uint16_t *)la->proj;
+        const int dc16 = env_on("HYDRA_CUDA_DCONV16");
         K_CHECK(hk_gdn_prep_bwd16(s, B, T, H, dd, (int)z.K, pj, P, l->conv, l->A_log, l->dt_bias, la->g, la->beta,
-                                  c->l2_eps, dq, dk, dv, dg, db, t->dconv, dproj, bf, GRAD(t, m, lw->A_log),
+                                  c->l2_eps, dq, dk, dv, dg, db, t->dconv, dc16, dproj, bf, GRAD(t, m, lw->A_log),
                                   GRAD(t, m, lw->dt_bias), t->scratch));
-        K_CHECK(hk_conv_bwd16(s, B, T, 3 * Hd, (int)z.K, pj, P, l->conv, t->dconv, dproj, P, bf,
+        K_CHECK(hk_conv_bwd16(s, B, T, 3 * Hd, (int)z.K, pj, P, l->conv, t->dconv, dc16, dproj, P, bf,
                               GRAD(t, m, lw->q_conv), t->scratch));
     } else {
         const float *pj = (const float *)la->proj;
@@ -479,6 +498,10 @@ static hydra_status attn_backward(const hydra_model *m, hydra_dev_model *d, int 
     if (attn_tc(d, dd))
         K_CHECK(hk_attention_tc_bwd(s, B, T, H, dd, window, la->q, la->k, la->v, la->o, t->dy, dq, dk, dv, la->att));
     else K_CHECK(hk_attention_bwd(s, B, T, H, dd, window, la->q, la->k, la->v, la->o, t->dy, dq, dk, dv, t->scratch));
+    if (d->bf16 && env_on("HYDRA_CUDA_ROPE16")) { /* dproj = dq | dk | dv in bf16, RoPE undone in the same pass */
+        K_CHECK(hk_rope_bwd16(s, B, T, H, dd, d->inv_freq, t->dqkv, (uint16_t *)t->sy, (size_t)3 * Hd));
+        return HYDRA_OK;
+    }
     K_CHECK(hk_rope_bwd(s, B, T, H, dd, d->inv_freq, dq));
     K_CHECK(hk_rope_bwd(s, B, T, H, dd, d->inv_freq, dk));
     /* dproj [R, 3Hd] = dq | dk | dv, in BF16 mode rounded on the way into sy */

@@ -174,8 +174,8 @@ __global__ void __launch_bounds__(512) rmsnorm_bwd_k(int M, int C, const float *
  * the o_norm partial of the block sums dy n s (warps added in order). */
 template <int NPL, typename TP>
 __global__ void gated_onorm_bwd_k(size_t items, int H, int d, const float *o, const TP *proj, int P, int gate_off,
-                                  const float *w, float eps, const float *dy, void *dproj, int dproj_bf16, float *dO,
-                                  float *part) {
+                                  const float *w, float eps, const float *dy, void *dproj, int dproj_bf16, void *dO,
+                                  int dO16, float *part) {
     hk_pdl_entry();
     __shared__ float pws[8][256];
     const int lane = threadIdx.x & 31, wp = threadIdx.x >> 5;
@@ -215,7 +215,7 @@ __global__ void gated_onorm_bwd_k(size_t items, int H, int d, const float *o, co
 #pragma unroll
         for (int i = 0; i < NPL; i++) {
             const int c = lane + 32 * i;
-            if (c < d) dO[it * d + c] = rr * (dn[i] - ov[i] * (rr * mean));
+            if (c < d) store(dO, it * d + c, rr * (dn[i] - ov[i] * (rr * mean)), dO16);
         }
     }
     if (!part) return; /* uniform over the block: no __syncthreads is skipped by some threads only */
@@ -239,7 +239,7 @@ __global__ void gated_onorm_bwd_k(size_t items, int H, int d, const float *o, co
 template <int NPL, typename TP>
 __global__ void gdn_prep_bwd_k(size_t items, int T, int H, int d, int K, const TP *proj, int P, const float *convw,
                                float l2_eps, float qscale, const float *dq, const float *dk, const float *dv,
-                               float *dconv) {
+                               void *dconv, int dconv16) {
     hk_pdl_entry();
     const int lane = threadIdx.x & 31;
     GdnItem it;
@@ -259,12 +259,12 @@ __global__ void gdn_prep_bwd_k(size_t items, int T, int H, int d, int K, const T
         ss += s * s;
         dot += s * gv[i];
     }
-    float *out = dconv + r * 3 * Hd + (size_t)part * Hd + (size_t)h * d;
+    const size_t out = r * 3 * Hd + (size_t)part * Hd + (size_t)h * d;
     if (part == 2) {
 #pragma unroll
         for (int i = 0; i < NPL; i++) {
             const int c = lane + 32 * i;
-            if (c < d) out[c] = gv[i] * silu_grad(cv[i]);
+            if (c < d) store(dconv, out + c, gv[i] * silu_grad(cv[i]), dconv16);
         }
         return;
     }
@@ -273,7 +273,7 @@ __global__ void gdn_prep_bwd_k(size_t items, int T, int H, int d, int K, const T
 #pragma unroll
     for (int i = 0; i < NPL; i++) {
         const int c = lane + 32 * i;
-        if (c < d) out[c] = scale * rn * (gv[i] - silu(cv[i]) * nd) * silu_grad(cv[i]);
+        if (c < d) store(dconv, out + c, scale * rn * (gv[i] - silu(cv[i]) * nd) * silu_grad(cv[i]), dconv16);
     }
 }
 
@@ -283,7 +283,7 @@ __global__ void gdn_prep_bwd_k(size_t items, int T, int H, int d, int K, const T
 template <int KW, typename TP>
 __global__ void gdn_prep_bwd_tiled_k(int BT, int T, int H, int d, const TP *proj, int P, const float *convw,
                                      float l2_eps, float qscale, const float *dq, const float *dk, const float *dv,
-                                     float *dconv) {
+                                     void *dconv, int dconv16) {
     hk_pdl_entry();
     PrepTile p;
     if (!prep_tile(BT, H, d, &p)) return;
@@ -323,7 +323,7 @@ __global__ void gdn_prep_bwd_tiled_k(int BT, int T, int H, int d, const TP *proj
 #pragma unroll
             for (int i = 0; i < 4; i++)
                 o[i] = part == 2 ? gv[i] * silu_grad(cv[i]) : scale * rn * (gv[i] - sv[i] * nd) * silu_grad(cv[i]);
-            if (on) store4(dconv, (size_t)r * p.Cc + ch, make_float4(o[0], o[1], o[2], o[3]), 0);
+            if (on) store4(dconv, (size_t)r * p.Cc + ch, make_float4(o[0], o[1], o[2], o[3]), dconv16);
         }
     }
 }
@@ -366,8 +366,8 @@ __global__ void gdn_gates_bwd_k(int BT, int H, int nchunk, const TP *proj, int P
  * staged in shared memory, then
  *   dx[s, c] = sum_j w[c, j] dy[s + K - 1 - j, c]   (t_s + K - 1 - j < T)
  *   part[chunk, c K + j] = sum_s dy[s, c] x[s - K + 1 + j, c]  (t_s - K + 1 + j >= 0), s in order. */
-template <typename TX>
-__global__ void conv_bwd_k(int BT, int T, int Cc, int K, const TX *x, int ldx, const float *w, const float *dy,
+template <typename TX, typename TD>
+__global__ void conv_bwd_k(int BT, int T, int Cc, int K, const TX *x, int ldx, const float *w, const TD *dy,
                            void *dx, int lddx, int dx_bf16, float *part) {
     hk_pdl_entry();
     extern __shared__ float sm[];
@@ -378,7 +378,7 @@ __global__ void conv_bwd_k(int BT, int T, int Cc, int K, const TX *x, int ldx, c
     const bool on = c < Cc;
     for (int i = ty; i < span; i += ny) {
         const int rd = r0 + i, rx = r0 - (K - 1) + i;
-        dys[i * kConvTile + tx] = on && rd < BT ? dy[(size_t)rd * Cc + c] : 0.0f;
+        dys[i * kConvTile + tx] = on && rd < BT ? load1(dy, (size_t)rd * Cc + c) : 0.0f;
         xs[i * kConvTile + tx] = on && rx >= 0 && rx < BT ? load1(x, (size_t)rx * ldx + c) : 0.0f;
     }
     for (int j = ty; j < K; j += ny) ws[j * kConvTile + tx] = on ? w[(size_t)c * K + j] : 0.0f;
@@ -407,8 +407,8 @@ __global__ void conv_bwd_k(int BT, int T, int Cc, int K, const TX *x, int ldx, c
  * read once (conv_bwd_k reads element by element through shared memory:
  * ~3x the memory floor at the default model's 2,304 channels). Same chunks,
  * same order of every sum: the same bits as conv_bwd_k. */
-template <typename TX, int KW>
-__global__ void conv_bwd4_k(int BT, int T, int Cc, const TX *x, int ldx, const float *w, const float *dy, void *dx,
+template <typename TX, typename TD, int KW>
+__global__ void conv_bwd4_k(int BT, int T, int Cc, const TX *x, int ldx, const float *w, const TD *dy, void *dx,
                             int lddx, int dx_bf16, float *part) {
     hk_pdl_entry();
     const int c = (blockIdx.y * blockDim.x + threadIdx.x) * 4, r0 = blockIdx.x * kConvRows;
@@ -499,24 +499,56 @@ template <typename TI, typename TA> __global__ void swiglu_bwd4_k(int F, const T
     store4(dgu, o + F, make_float4(d0.y, d1.y, d2.y, d3.y), bf16);
 }
 
-/* RoPE backward = the rotation by minus the angle, one thread per (row,
- * i < d/2), all heads: the angle (double, position t in the sequence) is
- * computed once per H values. */
+/* RoPE backward = the rotation by minus the angle (c, sn: its cosine and
+ * sine at the row's position): (a, b) -> (a c + b sn, b c - a sn), each
+ * product and sum rounded on its own (no FMA contraction), so that the two
+ * kernels below give the same bits whatever the compiler fuses. */
+__device__ __forceinline__ float2 rope_back(float a, float b, float c, float sn) {
+    return make_float2(__fadd_rn(__fmul_rn(a, c), __fmul_rn(b, sn)), __fsub_rn(__fmul_rn(b, c), __fmul_rn(a, sn)));
+}
+/* cos, sin of the angle of row r (position r % T), frequency f; in double */
+__device__ __forceinline__ float2 rope_angle(size_t r, int T, const double *inv_freq, int f) {
+    double sd, cd;
+    sincos((double)(r % T) * inv_freq[f], &sd, &cd);
+    return make_float2((float)cd, (float)sd);
+}
+
+/* RoPE backward in place, one thread per (row, i < d/2), all heads: the
+ * angle is computed once per H values. */
 __global__ void rope_bwd_k(size_t n, int T, int H, int d, const double *inv_freq, float *dx) {
     hk_pdl_entry();
     const size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
     if (i >= n) return;
     const int half = d / 2, f = (int)(i % half);
     const size_t r = i / half;
-    double sd, cd;
-    sincos((double)(r % T) * inv_freq[f], &sd, &cd);
-    const float c = (float)cd, sn = (float)sd;
+    const float2 cs = rope_angle(r, T, inv_freq, f);
     for (int h = 0; h < H; h++) {
         float *xh = dx + (r * H + h) * d;
-        const float a = xh[f], b = xh[f + half];
-        xh[f] = a * c + b * sn;
-        xh[f + half] = b * c - a * sn;
+        const float2 y = rope_back(xh[f], xh[f + half], cs.x, cs.y);
+        xh[f] = y.x, xh[f + half] = y.y;
     }
+}
+
+/* The attention backward's dq, dk, dv (f32 [3][BT, H d], part stride ps)
+ * into the in-projection's gradient dst [BT, 3 H d] (bf16, row stride ldd):
+ * RoPE's backward on dq and dk on the way — one pass instead of two
+ * rope_bwd_k passes and three bf16 copies, the same bits. */
+__global__ void rope_bwd16_k(size_t n, int T, int H, int d, const double *inv_freq, const float *dqkv, size_t ps,
+                             __nv_bfloat16 *dst, size_t ldd) {
+    hk_pdl_entry();
+    const size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const int half = d / 2, f = (int)(i % half);
+    const size_t r = i / half, Hd = (size_t)H * d;
+    const float2 cs = rope_angle(r, T, inv_freq, f);
+    for (int part = 0; part < 3; part++)
+        for (int h = 0; h < H; h++) {
+            const float *xh = dqkv + part * ps + r * Hd + (size_t)h * d;
+            float2 y = make_float2(xh[f], xh[f + half]);
+            if (part < 2) y = rope_back(y.x, y.y, cs.x, cs.y);
+            __nv_bfloat16 *o = dst + r * ldd + part * Hd + (size_t)h * d;
+            o[f] = __float2bfloat16_rn(y.x), o[f + half] = __float2bfloat16_rn(y.y);
+        }
 }
 
 /* Embedding backward, block (32, 16) per (token, 32 columns): warp row y
@@ -645,7 +677,7 @@ namespace {
 template <typename TP>
 cudaError_t gated_onorm_bwd_launch(cudaStream_t s, int BT, int H, int d, const float *o, const TP *proj, int P,
                                    int gate_off, const float *w, float eps, const float *dy, void *dproj, int dproj_bf16,
-                                   float *dO, float *dw, void *scratch) {
+                                   void *dO, int dO16, float *dw, void *scratch) {
     const size_t items = (size_t)BT * H;
     if (!items) return cudaSuccess;
     if (d <= 0 || d > 256 || (dw && !scratch)) return cudaErrorInvalidValue;
@@ -653,7 +685,7 @@ cudaError_t gated_onorm_bwd_launch(cudaStream_t s, int BT, int H, int d, const f
     const unsigned nb = blocks_for(items, kNormItems);
     with_pow2<1, 8>((d + 31) / 32, [&](auto npl) {
         hk_launch(gated_onorm_bwd_k<decltype(npl)::value, TP>, nb, 256, 0, s, items, H, d, o, proj, P, gate_off, w, eps, dy,
-                  dproj, dproj_bf16, dO, part);
+                  dproj, dproj_bf16, dO, dO16, part);
     });
     if (dw) return reduce_cols(s, (int)nb, d, part, dw);
     return cudaGetLastError();
@@ -663,8 +695,8 @@ template <typename TP>
 cudaError_t gdn_prep_bwd_launch(cudaStream_t s, int B, int T, int H, int d, int K, const TP *proj, int P,
                                 const float *convw, const float *A_log, const float *dt_bias, const float *g,
                                 const float *beta, float l2_eps, const float *dq, const float *dk, const float *dv,
-                                const float *dg, const float *dbeta, float *dconv, void *dproj, int dproj_bf16,
-                                float *dA_log, float *ddt_bias, void *scratch) {
+                                const float *dg, const float *dbeta, void *dconv, int dconv16, void *dproj,
+                                int dproj_bf16, float *dA_log, float *ddt_bias, void *scratch) {
     const size_t BT = (size_t)B * T, warps = BT * 3 * H;
     if (!warps) return cudaSuccess;
     if (d <= 0 || d > 256 || K < 1 || !scratch) return cudaErrorInvalidValue;
@@ -672,12 +704,12 @@ cudaError_t gdn_prep_bwd_launch(cudaStream_t s, int B, int T, int H, int d, int 
     if (prep_tiled_ok(T, d, K, P, proj) && aligned16(dq) && aligned16(dk) && aligned16(dv) && aligned16(dconv)) {
         with_k(K, [&](auto kw) {
             hk_launch(gdn_prep_bwd_tiled_k<decltype(kw)::value, TP>, prep_tiled_grid(BT, H, d), 128, 0, s, (int)BT, T, H, d,
-                      proj, P, convw, l2_eps, qscale, dq, dk, dv, dconv);
+                      proj, P, convw, l2_eps, qscale, dq, dk, dv, dconv, dconv16);
         });
     } else
         with_pow2<1, 8>((d + 31) / 32, [&](auto npl) {
             hk_launch(gdn_prep_bwd_k<decltype(npl)::value, TP>, blocks_for(warps, 8), 256, 0, s, warps, T, H, d, K, proj, P,
-                      convw, l2_eps, qscale, dq, dk, dv, dconv);
+                      convw, l2_eps, qscale, dq, dk, dv, dconv, dconv16);
         });
     const int nchunk = (int)blocks_for(BT, kGateRows);
     float *part = (float *)scratch; /* [2][nchunk][H] */
@@ -688,9 +720,9 @@ cudaError_t gdn_prep_bwd_launch(cudaStream_t s, int B, int T, int H, int d, int 
     return e;
 }
 
-template <typename TX>
+template <typename TX, typename TD>
 cudaError_t conv_bwd_launch(cudaStream_t s, int B, int T, int Cc, int K, const TX *x, int ldx, const float *w,
-                            const float *dy, void *dx, int lddx, int dx_bf16, float *dw, void *scratch) {
+                            const TD *dy, void *dx, int lddx, int dx_bf16, float *dw, void *scratch) {
     const size_t BT = (size_t)B * T;
     if (!BT || Cc <= 0) return cudaSuccess;
     if (K < 1 || K > 64 || (dw && !scratch) || BT > (size_t)65535 * kConvRows) return cudaErrorInvalidValue;
@@ -699,15 +731,15 @@ cudaError_t conv_bwd_launch(cudaStream_t s, int B, int T, int Cc, int K, const T
     const size_t smem = (size_t)(2 * (kConvRows + K - 1) + K) * kConvTile * sizeof(float); /* <= 41 KB at K = 64 */
     const size_t xa = sizeof(TX) * 4; /* 4 channels of x, of dx in its dtype */
     const char *e4 = getenv("HYDRA_CUDA_CONV_BWD4"); /* "0": conv_bwd_k at every shape (for comparisons) */
-    const bool walk4 = K <= 4 && Cc % 4 == 0 && ldx % 4 == 0 && lddx % 4 == 0 && (size_t)x % xa == 0 && aligned16(dy) &&
-                       (size_t)dx % (dx_bf16 ? 8 : 16) == 0;
+    const bool walk4 = K <= 4 && Cc % 4 == 0 && ldx % 4 == 0 && lddx % 4 == 0 && (size_t)x % xa == 0 &&
+                       (size_t)dx % (dx_bf16 ? 8 : 16) == 0 && (size_t)dy % (sizeof(TD) * 4) == 0;
     if (walk4 && !(e4 && strcmp(e4, "0") == 0)) {
         with_k(K, [&](auto kw) {
-            hk_launch(conv_bwd4_k<TX, decltype(kw)::value>, dim3(nchunk, blocks_for((size_t)Cc / 4, 128)), 128, 0, s,
+            hk_launch(conv_bwd4_k<TX, TD, decltype(kw)::value>, dim3(nchunk, blocks_for((size_t)Cc / 4, 128)), 128, 0, s,
                       (int)BT, T, Cc, x, ldx, w, dy, dx, lddx, dx_bf16, part);
         });
     } else /* channel tiles fastest: blocks running together read whole rows */
-        hk_launch(conv_bwd_k<TX>, dim3(blocks_for((size_t)Cc, kConvTile), nchunk), dim3(kConvTile, 8), smem, s, (int)BT,
+        hk_launch(conv_bwd_k<TX, TD>, dim3(blocks_for((size_t)Cc, kConvTile), nchunk), dim3(kConvTile, 8), smem, s, (int)BT,
                   T, Cc, K, x, ldx, w, dy, dx, lddx, dx_bf16, part);
     if (dw) return reduce_cols(s, (int)nchunk, Cc * K, part, dw);
     return cudaGetLastError();
@@ -730,13 +762,13 @@ cudaError_t hk_rmsnorm_bwd16(cudaStream_t s, int M, int C, const float *x, const
 cudaError_t hk_gated_onorm_bwd(cudaStream_t s, int BT, int H, int d, const float *o, const float *proj, int P,
                                int gate_off, const float *w, float eps, const float *dy, void *dproj, int dproj_bf16,
                                float *dO, float *dw, void *scratch) {
-    return gated_onorm_bwd_launch(s, BT, H, d, o, proj, P, gate_off, w, eps, dy, dproj, dproj_bf16, dO, dw, scratch);
+    return gated_onorm_bwd_launch(s, BT, H, d, o, proj, P, gate_off, w, eps, dy, dproj, dproj_bf16, dO, 0, dw, scratch);
 }
 cudaError_t hk_gated_onorm_bwd16(cudaStream_t s, int BT, int H, int d, const float *o, const uint16_t *proj, int P,
                                  int gate_off, const float *w, float eps, const float *dy, void *dproj, int dproj_bf16,
-                                 float *dO, float *dw, void *scratch) {
+                                 void *dO, int dO16, float *dw, void *scratch) {
     return gated_onorm_bwd_launch(s, BT, H, d, o, (const __nv_bfloat16 *)proj, P, gate_off, w, eps, dy, dproj, dproj_bf16,
-                                  dO, dw, scratch);
+                                  dO, dO16, dw, scratch);
 }
 
 cudaError_t hk_gdn_prep_bwd(cudaStream_t s, int B, int T, int H, int d, int K, const float *proj, int P,
@@ -745,15 +777,15 @@ cudaError_t hk_gdn_prep_bwd(cudaStream_t s, int B, int T, int H, int d, int K, c
                             const float *dg, const float *dbeta, float *dconv, void *dproj, int dproj_bf16,
                             float *dA_log, float *ddt_bias, void *scratch) {
     return gdn_prep_bwd_launch(s, B, T, H, d, K, proj, P, convw, A_log, dt_bias, g, beta, l2_eps, dq, dk, dv, dg, dbeta,
-                               dconv, dproj, dproj_bf16, dA_log, ddt_bias, scratch);
+                               dconv, 0, dproj, dproj_bf16, dA_log, ddt_bias, scratch);
 }
 cudaError_t hk_gdn_prep_bwd16(cudaStream_t s, int B, int T, int H, int d, int K, const uint16_t *proj, int P,
                               const float *convw, const float *A_log, const float *dt_bias, const float *g,
                               const float *beta, float l2_eps, const float *dq, const float *dk, const float *dv,
-                              const float *dg, const float *dbeta, float *dconv, void *dproj, int dproj_bf16,
-                              float *dA_log, float *ddt_bias, void *scratch) {
+                              const float *dg, const float *dbeta, void *dconv, int dconv16, void *dproj,
+                              int dproj_bf16, float *dA_log, float *ddt_bias, void *scratch) {
     return gdn_prep_bwd_launch(s, B, T, H, d, K, (const __nv_bfloat16 *)proj, P, convw, A_log, dt_bias, g, beta, l2_eps,
-                               dq, dk, dv, dg, dbeta, dconv, dproj, dproj_bf16, dA_log, ddt_bias, scratch);
+                               dq, dk, dv, dg, dbeta, dconv, dconv16, dproj, dproj_bf16, dA_log, ddt_bias, scratch);
 }
 
 cudaError_t hk_conv_bwd(cudaStream_t s, int B, int T, int Cc, int K, const float *x, int ldx, const float *w,
@@ -761,8 +793,10 @@ cudaError_t hk_conv_bwd(cudaStream_t s, int B, int T, int Cc, int K, const float
     return conv_bwd_launch(s, B, T, Cc, K, x, ldx, w, dy, dx, lddx, dx_bf16, dw, scratch);
 }
 cudaError_t hk_conv_bwd16(cudaStream_t s, int B, int T, int Cc, int K, const uint16_t *x, int ldx, const float *w,
-                          const float *dy, void *dx, int lddx, int dx_bf16, float *dw, void *scratch) {
-    return conv_bwd_launch(s, B, T, Cc, K, (const __nv_bfloat16 *)x, ldx, w, dy, dx, lddx, dx_bf16, dw, scratch);
+                          const void *dy, int dy16, void *dx, int lddx, int dx_bf16, float *dw, void *scratch) {
+    const __nv_bfloat16 *x16 = (const __nv_bfloat16 *)x;
+    if (dy16) return conv_bwd_launch(s, B, T, Cc, K, x16, ldx, w, (const __nv_bfloat16 *)dy, dx, lddx, dx_bf16, dw, scratch);
+    return conv_bwd_launch(s, B, T, Cc, K, x16, ldx, w, (const float *)dy, dx, lddx, dx_bf16, dw, scratch);
 }
 
 cudaError_t hk_swiglu_bwd(cudaStream_t s, int BT, int F, const float *gu, const float *dact, void *dgu, int out_bf16) {
@@ -783,6 +817,14 @@ cudaError_t hk_rope_bwd(cudaStream_t s, int B, int T, int H, int d, const double
     if (d & 1) return cudaErrorInvalidValue;
     const size_t n = (size_t)B * T * (d / 2);
     if (n && H > 0) hk_launch(rope_bwd_k, blocks_for(n, 256), 256, 0, s, n, T, H, d, inv_freq, dx);
+    return cudaGetLastError();
+}
+cudaError_t hk_rope_bwd16(cudaStream_t s, int B, int T, int H, int d, const double *inv_freq, const float *dqkv,
+                          uint16_t *dst, size_t ldd) {
+    if (d & 1 || ldd < (size_t)3 * H * d) return cudaErrorInvalidValue;
+    const size_t n = (size_t)B * T * (d / 2), ps = (size_t)B * T * H * d;
+    if (n && H > 0)
+        hk_launch(rope_bwd16_k, blocks_for(n, 256), 256, 0, s, n, T, H, d, inv_freq, dqkv, ps, (__nv_bfloat16 *)dst, ldd);
     return cudaGetLastError();
 }
 

@@ -140,7 +140,9 @@ static void test_delta_bwd_deterministic(void **unused) {
 /* Training keeps the forward's per-chunk work (hk_delta_rule_tc_keep) and the
  * backward reads it (tc = 2): the same bits as the forward on tensor cores
  * (chunked = 2 from a zero state) and the backward that recomputes (tc = 1),
- * at chunk-aligned and ragged lengths. */
+ * at chunk-aligned and ragged lengths. The pair on bf16 q, k, v, dO (tc = 3,
+ * as training writes them) gives the bits of tc = 2 on f32 inputs rounded
+ * to those values. */
 static void test_delta_bwd_kept(void **unused) {
     (void)unused;
     const int shapes[][3] = {{1, 64, 2}, {2, 333, 3}, {1, 1000, 1}}; /* B, T, H */
@@ -156,6 +158,27 @@ static void test_delta_bwd_kept(void **unused) {
             HY_OK(s2);
             const int same = memcmp(a, b, len) == 0;
             free(a), free(b);
+            /* the pair on bf16 q, k, v, dO (tc = 3) = the f32 pair on f32 inputs holding those bf16 values */
+            const size_t n = rows * d;
+            float *const src[4] = {x.q, x.k, x.v, x.dO}, **dst[4] = {&x.q, &x.k, &x.v, &x.dO};
+            float *c16 = run_gpu(&x, 3, &s1);
+            HY_OK(s1);
+            for (int u = 0; u < 4; u++) {
+                float *r = malloc(n * 4);
+                for (size_t e = 0; e < n; e++) {
+                    const uint32_t w = (uint32_t)hydra_f32_to_bf16(src[u][e]) << 16;
+                    memcpy(&r[e], &w, 4);
+                }
+                *dst[u] = r;
+            }
+            float *c32 = run_gpu(&x, 2, &s2);
+            HY_OK(s2);
+            for (int u = 0; u < 4; u++) free(*dst[u]), *dst[u] = src[u];
+            const int same16 = memcmp(c16, c32, len) == 0;
+            free(c16), free(c32);
+            if (!same16)
+                fail_msg("delta rule pair on bf16 q, k, v, dO, B=%d T=%d H=%d d=%d: differs from the f32 pair on the "
+                         "same values", B, T, H, d);
             /* the forward alone, one sequence: kept-work forward vs the tensor-core forward from S = 0 */
             const size_t n1 = (size_t)T * H * d;
             float *S = calloc((size_t)H * d * d, sizeof(float)), *o2 = malloc(n1 * 4), *o4 = malloc(n1 * 4);

@@ -173,6 +173,51 @@ static void test_grads_bf16(void **unused) {
     check_grads("DD", 0, HYDRA_PRECISION_BF16, BF16_GRAD_TOL, 129);
 }
 
+/* Gradients of a bf16 model on the GPU with the environment variable `var`
+ * set to `val` (NULL: unset) for the call. */
+static double grads_with(hydra_model *m, const int32_t *in, const int32_t *tg, int B, int T, const char *var,
+                         const char *val, float *g) {
+    double loss;
+    if (val) setenv(var, val, 1);
+    hydra_status st = hydra_model_loss_grad(m, in, tg, NULL, B, T, g, &loss, NULL);
+    unsetenv(var);
+    HY_OK(st);
+    return loss;
+}
+
+/* The bf16 step's narrower intermediates, each against its switched-off
+ * path on the same model and batch: the attention backward's RoPE-and-round
+ * pass (HYDRA_CUDA_ROPE16) gives the same bits as the separate passes; bf16
+ * DeltaNet q, k, v (HYDRA_CUDA_QKV16) and the bf16 conv-output gradient
+ * (HYDRA_CUDA_DCONV16) move the gradients by bf16 rounding only: <= 2e-2 of
+ * the whole gradient (a wrong kernel gives O(1)), and they do move (the
+ * switch reaches the path). Chunk-ragged T, hybrid, d 64. */
+static void test_bf16_switches(void **unused) {
+    (void)unused;
+    hydra_config c = cuda_train_cfg("DSDA", 0, 64);
+    hydra_model *m;
+    HY_OK(hydra_model_create(&c, 11, &m));
+    HY_OK(hydra_model_to_device(m, "cuda", HYDRA_PRECISION_BF16));
+    const int B = 2, T = 129;
+    int32_t *in = random_tokens((size_t)B * T, 64, 21), *tg = random_tokens((size_t)B * T, 64, 22);
+    const size_t n = m->n_params;
+    float *g0 = malloc(n * 4), *g1 = malloc(n * 4);
+    const double l0 = grads_with(m, in, tg, B, T, "HYDRA_CUDA_ROPE16", NULL, g0);
+    double l1 = grads_with(m, in, tg, B, T, "HYDRA_CUDA_ROPE16", "0", g1);
+    print_message("    HYDRA_CUDA_ROPE16=0: %s\n", memcmp(g0, g1, n * 4) ? "differs" : "the same bits");
+    assert_memory_equal(g0, g1, n * 4);
+    assert_true(l0 == l1);
+    const char *vars[] = {"HYDRA_CUDA_QKV16", "HYDRA_CUDA_DCONV16"};
+    for (int i = 0; i < 2; i++) {
+        l1 = grads_with(m, in, tg, B, T, vars[i], "0", g1);
+        const double e = rel_err(g0, g1, n);
+        print_message("    %s=0: whole gradient moves %.2e, loss %.6f vs %.6f\n", vars[i], e, l1, l0);
+        assert_true(e > 0 && e <= 2e-2);
+    }
+    free(in), free(tg), free(g0), free(g1);
+    hydra_model_free(m);
+}
+
 /* A batch in micro-batches (forced by HYDRA_CUDA_MICRO_BATCH) = one batch, up
  * to rounding; the same call twice is bit-identical. */
 static void test_micro_batches(void **unused) {
@@ -345,6 +390,7 @@ int cuda_train_model_tests(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm_ex),          cmocka_unit_test(test_gemm_same_bits),
         cmocka_unit_test(test_grads_f32),        cmocka_unit_test(test_grads_bf16),
+        cmocka_unit_test(test_bf16_switches),
         cmocka_unit_test(test_micro_batches),
         cmocka_unit_test(test_train_50_steps),   cmocka_unit_test(test_resume_bit_exact),
     };
