@@ -174,19 +174,19 @@ static void test_grads_bf16(void **unused) {
 }
 
 /* Gradients of a bf16 model on the GPU with the environment variable `var`
- * set to `val` (NULL: unset) for the call. */
+ * set to `val` for the call. */
 static double grads_with(hydra_model *m, const int32_t *in, const int32_t *tg, int B, int T, const char *var,
                          const char *val, float *g) {
     double loss;
-    if (val) setenv(var, val, 1);
+    setenv(var, val, 1);
     hydra_status st = hydra_model_loss_grad(m, in, tg, NULL, B, T, g, &loss, NULL);
     unsetenv(var);
     HY_OK(st);
     return loss;
 }
 
-/* The bf16 step's narrower intermediates, each against its switched-off
- * path on the same model and batch: the attention backward's RoPE-and-round
+/* The bf16 step's narrower intermediates, each switched on (=1) against
+ * switched off (=0) on the same model and batch: the attention backward's RoPE-and-round
  * pass (HYDRA_CUDA_ROPE16) gives the same bits as the separate passes; bf16
  * DeltaNet q, k, v (HYDRA_CUDA_QKV16) and the bf16 conv-output gradient
  * (HYDRA_CUDA_DCONV16) move the gradients by bf16 rounding only: <= 2e-2 of
@@ -202,16 +202,17 @@ static void test_bf16_switches(void **unused) {
     int32_t *in = random_tokens((size_t)B * T, 64, 21), *tg = random_tokens((size_t)B * T, 64, 22);
     const size_t n = m->n_params;
     float *g0 = malloc(n * 4), *g1 = malloc(n * 4);
-    const double l0 = grads_with(m, in, tg, B, T, "HYDRA_CUDA_ROPE16", NULL, g0);
+    double l0 = grads_with(m, in, tg, B, T, "HYDRA_CUDA_ROPE16", "1", g0);
     double l1 = grads_with(m, in, tg, B, T, "HYDRA_CUDA_ROPE16", "0", g1);
-    print_message("    HYDRA_CUDA_ROPE16=0: %s\n", memcmp(g0, g1, n * 4) ? "differs" : "the same bits");
+    print_message("    HYDRA_CUDA_ROPE16 1 vs 0: %s\n", memcmp(g0, g1, n * 4) ? "differs" : "the same bits");
     assert_memory_equal(g0, g1, n * 4);
     assert_true(l0 == l1);
     const char *vars[] = {"HYDRA_CUDA_QKV16", "HYDRA_CUDA_DCONV16"};
     for (int i = 0; i < 2; i++) {
+        l0 = grads_with(m, in, tg, B, T, vars[i], "1", g0);
         l1 = grads_with(m, in, tg, B, T, vars[i], "0", g1);
         const double e = rel_err(g0, g1, n);
-        print_message("    %s=0: whole gradient moves %.2e, loss %.6f vs %.6f\n", vars[i], e, l1, l0);
+        print_message("    %s 1 vs 0: whole gradient moves %.2e, loss %.6f vs %.6f\n", vars[i], e, l0, l1);
         assert_true(e > 0 && e <= 2e-2);
     }
     free(in), free(tg), free(g0), free(g1);
