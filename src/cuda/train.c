@@ -351,12 +351,16 @@ static hydra_status grads_norm(const hydra_model *m, hydra_dev_model *d, int R, 
     return HYDRA_OK;
 }
 
-/* A switch of the bf16 path that is on unless the variable says "0" (for
- * comparisons: HYDRA_CUDA_DCONV16, HYDRA_CUDA_QKV16, HYDRA_CUDA_ROPE16). */
-static int env_on(const char *name) {
+/* A switch of the bf16 path: "0" off, any other value on, unset: dflt. */
+static int env_switch(const char *name, int dflt) {
     const char *e = getenv(name);
-    return !(e && strcmp(e, "0") == 0);
+    return e && *e ? strcmp(e, "0") != 0 : dflt;
 }
+static int env_on(const char *name) { return env_switch(name, 1); }
+/* Session 16's narrower bf16 intermediates (HYDRA_CUDA_QKV16, _DCONV16,
+ * _ROPE16): written and tested on the CPU side, not yet run on a GPU, so off
+ * unless switched on; see docs/gpu.md "Precision". */
+#define NARROW_DEFAULT 0
 
 /* Attention on tensor cores (attention_tc.cu: BF16 mode, d 64 / 128), its
  * forward keeping the log-sum-exp per layer for the backward; otherwise (F32
@@ -385,8 +389,8 @@ static hydra_status train_forward(const hydra_model *m, hydra_dev_model *d, int 
         float *x_out = li + 1 < c->n_layers ? t->L[li + 1].x_in : t->x_final;
         K_CHECK(hk_rmsnorm(s, R, C, la->x_in, l->norm1, eps, la->n1, bf));
         if (l->kind == HYDRA_LAYER_DELTANET) {
-            /* q, k, v in bf16 where the tensor-core pair reads them (HYDRA_CUDA_QKV16=0: f32) */
-            la->qkv16 = bf && la->keep && env_on("HYDRA_CUDA_QKV16");
+            /* q, k, v in bf16 where the tensor-core pair reads them (HYDRA_CUDA_QKV16) */
+            la->qkv16 = bf && la->keep && env_switch("HYDRA_CUDA_QKV16", NARROW_DEFAULT);
             if (bf) {
                 HYDRA_CHECK(hydra_gemm_ex16(&t->gemm, s, 0, 1, R, P, C, la->n1, C, l->in_proj, C, la->proj, P));
                 K_CHECK(hk_gdn_prep16(s, B, T, H, dd, (int)z.K, (const uint16_t *)la->proj, P, l->conv, tails, l->A_log,
@@ -466,10 +470,10 @@ static hydra_status gdn_backward(const hydra_model *m, hydra_dev_model *d, int l
     else K_CHECK(hk_delta_rule_bwd(s, B, T, H, dd, la->q, la->k, la->v, la->g, la->beta, dO, dq, dk, dv, dg, db,
                                    t->scratch, tc));
     if (bf) {
-        /* the conv output's gradient in bf16 (HYDRA_CUDA_DCONV16=0: f32): it only feeds the conv backward, whose
+        /* the conv output's gradient in bf16 (HYDRA_CUDA_DCONV16): it only feeds the conv backward, whose
            products with the bf16 inputs accumulate in f32, and dproj, rounded to bf16 anyway */
         const uint16_t *pj = (const uint16_t *)la->proj;
-        const int dc16 = env_on("HYDRA_CUDA_DCONV16");
+        const int dc16 = env_switch("HYDRA_CUDA_DCONV16", NARROW_DEFAULT);
         K_CHECK(hk_gdn_prep_bwd16(s, B, T, H, dd, (int)z.K, pj, P, l->conv, l->A_log, l->dt_bias, la->g, la->beta,
                                   c->l2_eps, dq, dk, dv, dg, db, t->dconv, dc16, dproj, bf, GRAD(t, m, lw->A_log),
                                   GRAD(t, m, lw->dt_bias), t->scratch));
@@ -498,7 +502,7 @@ static hydra_status attn_backward(const hydra_model *m, hydra_dev_model *d, int 
     if (attn_tc(d, dd))
         K_CHECK(hk_attention_tc_bwd(s, B, T, H, dd, window, la->q, la->k, la->v, la->o, t->dy, dq, dk, dv, la->att));
     else K_CHECK(hk_attention_bwd(s, B, T, H, dd, window, la->q, la->k, la->v, la->o, t->dy, dq, dk, dv, t->scratch));
-    if (d->bf16 && env_on("HYDRA_CUDA_ROPE16")) { /* dproj = dq | dk | dv in bf16, RoPE undone in the same pass */
+    if (d->bf16 && env_switch("HYDRA_CUDA_ROPE16", NARROW_DEFAULT)) { /* dproj = dq | dk | dv in bf16, RoPE's backward on the way */
         K_CHECK(hk_rope_bwd16(s, B, T, H, dd, d->inv_freq, t->dqkv, (uint16_t *)t->sy, (size_t)3 * Hd));
         return HYDRA_OK;
     }
