@@ -173,8 +173,17 @@ static void test_grads_bf16(void **unused) {
     check_grads("DD", 0, HYDRA_PRECISION_BF16, BF16_GRAD_TOL, 129);
 }
 
-/* Gradients of a bf16 model on the GPU with the environment variable `var`
- * set to `val` for the call. */
+/* A test model (vocab 64) on the GPU in `prec`. */
+static hydra_model *device_model(const char *pattern, int tied, uint64_t seed, hydra_precision prec) {
+    hydra_config c = cuda_train_cfg(pattern, tied, 64);
+    hydra_model *m;
+    HY_OK(hydra_model_create(&c, seed, &m));
+    HY_OK(hydra_model_to_device(m, "cuda", prec));
+    return m;
+}
+
+/* Gradients of a model on the GPU with the environment variable `var` set
+ * to `val` for the call. */
 static double grads_with(hydra_model *m, const int32_t *in, const int32_t *tg, int B, int T, const char *var,
                          const char *val, float *g) {
     double loss;
@@ -194,10 +203,7 @@ static double grads_with(hydra_model *m, const int32_t *in, const int32_t *tg, i
  * switch reaches the path). Chunk-ragged T, hybrid, d 64. */
 static void test_bf16_switches(void **unused) {
     (void)unused;
-    hydra_config c = cuda_train_cfg("DSDA", 0, 64);
-    hydra_model *m;
-    HY_OK(hydra_model_create(&c, 11, &m));
-    HY_OK(hydra_model_to_device(m, "cuda", HYDRA_PRECISION_BF16));
+    hydra_model *m = device_model("DSDA", 0, 11, HYDRA_PRECISION_BF16);
     const int B = 2, T = 129;
     int32_t *in = random_tokens((size_t)B * T, 64, 21), *tg = random_tokens((size_t)B * T, 64, 22);
     const size_t n = m->n_params;
@@ -223,22 +229,16 @@ static void test_bf16_switches(void **unused) {
  * to rounding; the same call twice is bit-identical. */
 static void test_micro_batches(void **unused) {
     (void)unused;
-    hydra_config c = cuda_train_cfg("DSD", 1, 64);
-    hydra_model *gpu;
-    HY_OK(hydra_model_create(&c, 3, &gpu));
-    HY_OK(hydra_model_to_device(gpu, "cuda", HYDRA_PRECISION_F32));
+    hydra_model *gpu = device_model("DSD", 1, 3, HYDRA_PRECISION_F32);
     const int B = 5, T = 65;
     int32_t *in = random_tokens((size_t)B * T, 64, 8), *tg = random_tokens((size_t)B * T, 64, 9);
     float *g0 = malloc(gpu->n_params * 4), *g1 = malloc(gpu->n_params * 4), *g2 = malloc(gpu->n_params * 4);
-    double l0, l1, l2;
+    double l0, l2;
     HY_OK(hydra_model_loss_grad(gpu, in, tg, NULL, B, T, g0, &l0, NULL));
     HY_OK(hydra_model_loss_grad(gpu, in, tg, NULL, B, T, g2, &l2, NULL));
     assert_memory_equal(g0, g2, gpu->n_params * 4);
     assert_true(l0 == l2);
-    setenv("HYDRA_CUDA_MICRO_BATCH", "2", 1);
-    hydra_status st = hydra_model_loss_grad(gpu, in, tg, NULL, B, T, g1, &l1, NULL);
-    unsetenv("HYDRA_CUDA_MICRO_BATCH");
-    HY_OK(st);
+    const double l1 = grads_with(gpu, in, tg, B, T, "HYDRA_CUDA_MICRO_BATCH", "2", g1);
     double e = rel_err(g1, g0, gpu->n_params);
     print_message("    micro-batches of 2 vs one batch of 5: grad err %.2e, loss %.8f vs %.8f\n", e, l1, l0);
     assert_true(e <= 1e-5);
