@@ -381,6 +381,7 @@ __global__ void __launch_bounds__(NT, local_blocks<D>())
     if (!local_late<D>()) stage_rows<D, NT>(Vb, LD, v + at, HD, Lc);
     load_G(Gs, w.f.G, r0, H, h, Lc);
     if (tid < CH) Bs[tid] = tid < Lc ? beta[(r0 + tid) * H + h] : 0.0f;
+    cp_commit(); /* bf16 rows came by cp.async (f32 ones through registers: an empty group) */
     cp_wait<0>();
     __syncthreads();
 
@@ -446,6 +447,7 @@ __global__ void __launch_bounds__(NT, local_blocks<D>())
     if (local_late<D>()) {
         __syncthreads(); /* every warp is past dS': v comes into its place */
         stage_rows<D, NT>(Vb, LD, v + at, HD, Lc);
+        cp_commit(); /* bf16 v by cp.async */
         cp_wait<0>();
         __syncthreads(); /* A and v have landed */
     }
