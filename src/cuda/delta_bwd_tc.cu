@@ -154,8 +154,8 @@ __device__ __forceinline__ void decay_mask(float (*acc)[4], const float (*Y)[4],
         }
 }
 
-/* f32 rows of a chunk into a bf16 shared tile and, for rows < Lc, also to
- * global bf16 rows (gdst, scaled by e^(Gs[r]) when gexp) */
+/* f32 or bf16 rows of a chunk into a bf16 shared tile and, for rows < Lc,
+ * also to global bf16 rows (gdst, scaled by e^(Gs[r]) when gexp) */
 template <int D, typename Tin>
 __device__ __forceinline__ void stage_copy(bf *dst, int ld, const Tin *src, size_t stride, int Lc, bf *gdst,
                                            const float *Gs, bool gexp) {
@@ -198,8 +198,8 @@ __global__ void __launch_bounds__(NT) dvloc_k(int T, int H, const Tin *__restric
     __syncthreads();
     stage_copy<D>(Qb, LD, q + at, HD, Lc, w.gQ + at, Gs, true);
     stage_copy<D>(Kb, LD, k + at, HD, Lc, nullptr, Gs, false);
-    /* dO's bf16 copy for rscan: dO itself when it is bf16 (launch pointed w.dOb at it) */
-    stage_copy<D>(Ob, LD, dO + at, HD, Lc, (const void *)dO == (const void *)w.dOb ? nullptr : w.dOb + at, Gs, false);
+    /* dO's bf16 copy for rscan; a bf16 dO is read where it is (launch pointed w.dOb at it) */
+    stage_copy<D>(Ob, LD, dO + at, HD, Lc, sizeof(Tin) == sizeof(bf) ? nullptr : w.dOb + at, Gs, false);
     __syncthreads();
 
     /* P^T rows j = this warp's: (K Q^T)_ji e^(G_i - G_j) for i >= j */

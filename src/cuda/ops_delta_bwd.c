@@ -36,17 +36,17 @@ hydra_status hydra_dev_op_delta_rule_backward(int tc, int B, int T, int H, int d
     OP_TRY(dput(&b, &yg, NULL, ng));
     OP_TRY(dput(&b, &yb, NULL, ng));
     OP_TRY(dput(&b, &work, NULL, hk_delta_rule_bwd_scratch(B, T, H, d)));
-    if (tc == 2) { /* training's pair: the forward keeps its per-chunk work (its o is written to yq, then
-                      overwritten by dq), the backward reads it */
+    if (tc >= 2) { /* training's pair: the forward keeps its per-chunk work (its o is written to yq, then
+                      overwritten by dq), the backward reads it; tc = 3 on bf16 q, k, v, dO */
         void *keep;
         OP_TRY(dput(&b, &keep, NULL, hk_delta_rule_keep_bytes(B, T, H, d)));
-        OP_RUN(hk_delta_rule_tc_keep(0, B, T, H, d, xq, xk, xv, xg, xb, yq, keep));
-        OP_RUN(hk_delta_rule_bwd_kept(0, B, T, H, d, xq, xk, xv, xg, xb, xo, yq, yk, yv, yg, yb, work, keep));
-    } else if (tc == 3) { /* the same pair on bf16 q, k, v, dO (as the training step writes them) */
-        void *keep;
-        OP_TRY(dput(&b, &keep, NULL, hk_delta_rule_keep_bytes(B, T, H, d)));
-        OP_RUN(hk_delta_rule_tc_keep16(0, B, T, H, d, xq, xk, xv, xg, xb, yq, keep));
-        OP_RUN(hk_delta_rule_bwd_kept16(0, B, T, H, d, xq, xk, xv, xg, xb, xo, yq, yk, yv, yg, yb, work, keep));
+        if (h16) {
+            OP_RUN(hk_delta_rule_tc_keep16(0, B, T, H, d, xq, xk, xv, xg, xb, yq, keep));
+            OP_RUN(hk_delta_rule_bwd_kept16(0, B, T, H, d, xq, xk, xv, xg, xb, xo, yq, yk, yv, yg, yb, work, keep));
+        } else {
+            OP_RUN(hk_delta_rule_tc_keep(0, B, T, H, d, xq, xk, xv, xg, xb, yq, keep));
+            OP_RUN(hk_delta_rule_bwd_kept(0, B, T, H, d, xq, xk, xv, xg, xb, xo, yq, yk, yv, yg, yb, work, keep));
+        }
     } else OP_RUN(hk_delta_rule_bwd(0, B, T, H, d, xq, xk, xv, xg, xb, xo, yq, yk, yv, yg, yb, work, tc));
     OP_TRY(dget(dq, yq, n));
     OP_TRY(dget(dk, yk, n));

@@ -358,8 +358,8 @@ static int env_switch(const char *name, int dflt) {
 }
 static int env_on(const char *name) { return env_switch(name, 1); }
 /* Session 16's narrower bf16 intermediates (HYDRA_CUDA_QKV16, _DCONV16,
- * _ROPE16): written and tested on the CPU side, not yet run on a GPU, so off
- * unless switched on; see docs/gpu.md "Precision". */
+ * _ROPE16): off unless switched on. Their one GPU run found a race in
+ * local_k (since fixed, not re-run); see docs/gpu.md "Precision". */
 #define NARROW_DEFAULT 0
 
 /* Attention on tensor cores (attention_tc.cu: BF16 mode, d 64 / 128), its
