@@ -195,34 +195,43 @@ static double grads_with(hydra_model *m, const int32_t *in, const int32_t *tg, i
 }
 
 /* The bf16 step's narrower intermediates, each switched on (=1) against
- * switched off (=0) on the same model and batch: the attention backward's RoPE-and-round
- * pass (HYDRA_CUDA_ROPE16) gives the same bits as the separate passes; bf16
- * DeltaNet q, k, v (HYDRA_CUDA_QKV16) and the bf16 conv-output gradient
- * (HYDRA_CUDA_DCONV16) move the gradients by bf16 rounding only: <= 2e-2 of
- * the whole gradient (a wrong kernel gives O(1)), and they do move (the
- * switch reaches the path). Chunk-ragged T, hybrid, d 64. */
+ * switched off (=0) on the same model and batch: the attention backward's
+ * RoPE-and-round pass (HYDRA_CUDA_ROPE16) gives the same bits as the separate
+ * passes; bf16 DeltaNet q, k, v (HYDRA_CUDA_QKV16) and the bf16 conv-output
+ * gradient (HYDRA_CUDA_DCONV16) do move the gradient (the switch reaches the
+ * path) but leave it as accurate as the bf16 step already is: its error
+ * against the f32 step's gradient (which matches the CPU to ~1e-6) grows by
+ * at most a quarter. bf16 rounding of q, k, v moves the gradient by ~2e-2, a
+ * direction mostly across the bf16 GEMMs' own ~4e-2 error, so the sum grows
+ * by a few %; a wrong kernel gives O(1). Chunk-ragged T, hybrid, d 64. */
 static void test_bf16_switches(void **unused) {
     (void)unused;
     hydra_model *m = device_model("DSDA", 0, 11, HYDRA_PRECISION_BF16);
+    hydra_model *mf = device_model("DSDA", 0, 11, HYDRA_PRECISION_F32);
     const int B = 2, T = 129;
     int32_t *in = random_tokens((size_t)B * T, 64, 21), *tg = random_tokens((size_t)B * T, 64, 22);
     const size_t n = m->n_params;
-    float *g0 = malloc(n * 4), *g1 = malloc(n * 4);
+    float *g0 = malloc(n * 4), *g1 = malloc(n * 4), *gf = malloc(n * 4);
     double l0 = grads_with(m, in, tg, B, T, "HYDRA_CUDA_ROPE16", "1", g0);
     double l1 = grads_with(m, in, tg, B, T, "HYDRA_CUDA_ROPE16", "0", g1);
     print_message("    HYDRA_CUDA_ROPE16 1 vs 0: %s\n", memcmp(g0, g1, n * 4) ? "differs" : "the same bits");
     assert_memory_equal(g0, g1, n * 4);
     assert_true(l0 == l1);
+    double lf;
+    HY_OK(hydra_model_loss_grad(mf, in, tg, NULL, B, T, gf, &lf, NULL));
     const char *vars[] = {"HYDRA_CUDA_QKV16", "HYDRA_CUDA_DCONV16"};
     for (int i = 0; i < 2; i++) {
         l0 = grads_with(m, in, tg, B, T, vars[i], "1", g0);
         l1 = grads_with(m, in, tg, B, T, vars[i], "0", g1);
-        const double e = rel_err(g0, g1, n);
-        print_message("    %s 1 vs 0: whole gradient moves %.2e, loss %.6f vs %.6f\n", vars[i], e, l0, l1);
-        assert_true(e > 0 && e <= 2e-2);
+        const double moves = rel_err(g0, g1, n), e_on = rel_err(g0, gf, n), e_off = rel_err(g1, gf, n);
+        print_message("    %s 1 vs 0: whole gradient moves %.2e; against f32 %.3e (on) vs %.3e (off), x%.3f; "
+                      "loss %.6f vs %.6f (f32 %.6f)\n",
+                      vars[i], moves, e_on, e_off, e_on / e_off, l0, l1, lf);
+        assert_true(moves > 0);
+        assert_true(e_on <= 1.25 * e_off);
     }
-    free(in), free(tg), free(g0), free(g1);
-    hydra_model_free(m);
+    free(in), free(tg), free(g0), free(g1), free(gf);
+    hydra_model_free(m), hydra_model_free(mf);
 }
 
 /* A batch in micro-batches (forced by HYDRA_CUDA_MICRO_BATCH) = one batch, up
