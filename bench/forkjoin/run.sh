@@ -5,7 +5,9 @@
 # gcc -fopenmp into a temporary directory; takes about 2 minutes.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-cpus=${1:-$(taskset -pc $$ | sed 's/.*: //' | tr ',' '\n' | sed 's/-.*//' | head -2 | paste -sd,)}
+cpus=${1:-$(taskset -pc $$ | sed 's/.*: //' | tr ',' '\n' | while IFS=- read -r a b; do seq "$a" "${b:-$a}"; done |
+    head -2 | paste -sd,)}
+case $cpus in *,*) ;; *) echo "run.sh needs two CPUs (got '$cpus')" >&2; exit 2 ;; esac
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 gcc -O2 -fopenmp -o "$tmp/forkjoin" "$here/forkjoin.c"
