@@ -131,6 +131,33 @@ static void test_simd_vs_reference(void **st) {
     assert_int_equal(hydra_quant_set_kernel("nope"), HYDRA_ERR_ARG);
 }
 
+/* The small-M path split into row blocks over 1, 2 and 3 threads (ragged
+ * N, products above the one-thread cutoff, accumulate on): the same bits. */
+static void test_matmul_q_threads(void **st) {
+    (void)st;
+    const int N = 517, K = 704, nt0 = hydra_get_num_threads();
+    float *W = malloc((size_t)N * K * sizeof *W), *x = malloc((size_t)3 * K * sizeof *x);
+    float *y0 = malloc((size_t)3 * N * sizeof *y0), *ref = malloc((size_t)3 * N * sizeof *ref);
+    float *got = malloc((size_t)3 * N * sizeof *got);
+    fill_normal(W, (size_t)N * K, 0.02f, 5);
+    fill_normal(x, (size_t)3 * K, 1.0f, 6);
+    fill_normal(y0, (size_t)3 * N, 1.0f, 7);
+    for (size_t f = 0; f < 2; f++) {
+        qbuf b = quantize(FMTS[f], N, K, W);
+        for (int M = 1; M <= 3; M += 2)
+            for (int nt = 1; nt <= 3; nt++) {
+                hydra_set_num_threads(nt);
+                memcpy(got, y0, (size_t)M * N * sizeof *got);
+                HY_OK(hydra_op_matmul_q(FMTS[f], M, N, K, x, b.q, b.d, got, 1));
+                if (nt == 1) memcpy(ref, got, (size_t)M * N * sizeof *got);
+                else assert_memory_equal(got, ref, (size_t)M * N * sizeof *got);
+            }
+        qbuf_free(&b);
+    }
+    hydra_set_num_threads(nt0);
+    free(W), free(x), free(y0), free(ref), free(got);
+}
+
 /* Against the f32 product: the small-M path (int8 activations) and the
  * prefill path (dequantised weights, BLAS) both stay close to x . W^T, and the
  * prefill path equals the f32 product of the dequantised weights. */
@@ -412,6 +439,7 @@ int main(void) {
         cmocka_unit_test(test_quantize_error_bound),
         cmocka_unit_test(test_simd_vs_reference),
         cmocka_unit_test(test_matmul_q_vs_f32),
+        cmocka_unit_test(test_matmul_q_threads),
         cmocka_unit_test(test_model_quality_and_round_trip),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_state_interchange),
