@@ -3,6 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <omp.h>
+
+#include "core/internal.h"
 #include "test_util.h"
 
 static float *randv(size_t n, uint64_t seed) {
@@ -86,6 +89,37 @@ static void test_matmul_threads(void **st) {
         }
     hydra_set_num_threads(nt0);
     free(A), free(Bm), free(C0), free(ref), free(got), free(want), free(xg), free(Wg);
+}
+
+/* The contention back-off: a region whose leader waited > 0.5 ms after its
+ * own share (and longer than it) is a stall; the third among the last 64
+ * switches the library to one thread for 0.5 s, counted by
+ * hydra_backoff_stats; an even region is not a stall; hydra_set_num_threads
+ * ends the back-off. */
+static void test_backoff_stats(void **st) {
+    (void)st;
+    const int nt0 = hydra_get_num_threads();
+    hydra_set_num_threads(2); /* also forgets earlier regions and back-offs */
+    uint64_t n0, n;
+    double s0, s;
+    hydra_backoff_stats(&n0, &s0);
+    hydra_par_report(1e-3, 1.2e-3); /* even: waited 0.2 ms */
+    hydra_par_report(2e-3, 4.5e-3); /* waited 2.5 ms, longer than its share: a stall */
+    hydra_par_report(1e-4, 3e-3);
+    hydra_backoff_stats(&n, NULL);
+    assert_true(n == n0); /* two stalls: not yet */
+    assert_int_equal(omp_get_max_threads(), 2);
+    hydra_par_report(1e-4, 3e-3);
+    hydra_backoff_stats(&n, &s);
+    assert_true(n == n0 + 1);
+    assert_true(fabs((s - s0) - 0.5) < 1e-9);
+    assert_int_equal(omp_get_max_threads(), 1);
+    hydra_par_enter(); /* still inside the 0.5 s */
+    assert_int_equal(omp_get_max_threads(), 1);
+    hydra_set_num_threads(nt0);
+    hydra_par_enter();
+    assert_int_equal(omp_get_max_threads(), nt0);
+    hydra_backoff_stats(NULL, NULL);
 }
 
 /* bf16 weights: the same products with W rounded to bf16 (every small-M tile
@@ -261,7 +295,7 @@ static void test_vec_activations(void **st) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_matmul), cmocka_unit_test(test_matmul_threads), cmocka_unit_test(test_matmul_bf16),    cmocka_unit_test(test_rmsnorm),   cmocka_unit_test(test_conv_chunks),
+        cmocka_unit_test(test_matmul), cmocka_unit_test(test_matmul_threads), cmocka_unit_test(test_backoff_stats), cmocka_unit_test(test_matmul_bf16),    cmocka_unit_test(test_rmsnorm),   cmocka_unit_test(test_conv_chunks),
         cmocka_unit_test(test_rope),      cmocka_unit_test(test_attention), cmocka_unit_test(test_activations), cmocka_unit_test(test_vec_activations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

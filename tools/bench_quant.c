@@ -203,11 +203,16 @@ int hydra_bench_quant(FILE *out, int quick, int speed, const char *model_path, c
         hydra_config def = hydra_config_default(), small = def;
         small.d_model = 256, small.n_layers = 4, small.n_heads = 4, small.head_dim = 64;
         int steps = quick ? 16 : 64;
+        uint64_t bo0, bo1;
+        double bs0, bs1;
+        hydra_backoff_stats(&bo0, &bs0);
         if (speed_table(out, "default 768x12", &def, steps) || speed_table(out, "small 256x4", &small, steps)) return 1;
+        hydra_backoff_stats(&bo1, &bs1);
         fprintf(out, "(random-init weights, seed 1; decode after a 64-token prefill; per repetition the median of %d\n"
                      " single-token steps, %d repetitions with the four precisions interleaved; tok/s med / max = the\n"
-                     " median / best repetition; vs f32 = f32 median time / this median time, same run)\n",
-                steps, QB_REPS);
+                     " median / best repetition; vs f32 = f32 median time / this median time, same run)\n"
+                     "contention back-offs during the tables: %llu (%.1f s on one thread scheduled; docs/threads.md)\n",
+                steps, QB_REPS, (unsigned long long)(bo1 - bo0), bs1 - bs0);
     }
     if (model_path) return quality_table(out, model_path, data_path, quick ? 512 : 2048, quick ? 8192 : 32768);
     return 0;

@@ -232,8 +232,8 @@ int hydra_bench_contention(FILE *out, const char *cpus, const char *only, int qu
     const char *wp = getenv("OMP_WAIT_POLICY"), *sc = getenv("GOMP_SPINCOUNT");
     fprintf(out, "OpenMP waits: OMP_WAIT_POLICY=%s GOMP_SPINCOUNT=%s; tokens/s over >= %.1f s per cell (after one\n"
                  "warm-up run); ratios vs quiet 1 thread\n\n", wp ? wp : "(unset)", sc ? sc : "(unset)", budget);
-    fprintf(out, "%-23s %10s %10s %10s %10s   %7s %7s %7s\n", "workload", "quiet 1T", "quiet 2T", "loaded 1T",
-            "loaded 2T", "q2/q1", "l1/q1", "l2/q1");
+    fprintf(out, "%-23s %10s %10s %10s %10s   %7s %7s %7s   %s\n", "workload", "quiet 1T", "quiet 2T", "loaded 1T",
+            "loaded 2T", "q2/q1", "l1/q1", "l2/q1", "bo q2/l2");
     fflush(out);
     double worst = 1e9;
     int rc = 0;
@@ -241,6 +241,7 @@ int hydra_bench_contention(FILE *out, const char *cpus, const char *only, int qu
         if (only && strncmp(ws[i].name, only, strlen(only))) continue;
         work_ctx x;
         double r[4] = {0, 0, 0, 0};
+        uint64_t bo[4] = {0, 0, 0, 0}; /* contention back-offs during each cell */
         if (ctx_open(&ws[i], &x)) {
             fprintf(out, "%-23s error: %s\n", ws[i].name, hydra_last_error());
             ctx_close(&x);
@@ -253,7 +254,11 @@ int hydra_bench_contention(FILE *out, const char *cpus, const char *only, int qu
                 break;
             }
             hydra_set_num_threads(k % 2 ? 2 : 1);
+            uint64_t b0, b1;
+            hydra_backoff_stats(&b0, NULL);
             if ((r[k] = measure(&ws[i], &x, budget)) < 0) break;
+            hydra_backoff_stats(&b1, NULL);
+            bo[k] = b1 - b0;
         }
         hog_stop();
         ctx_close(&x);
@@ -262,15 +267,17 @@ int hydra_bench_contention(FILE *out, const char *cpus, const char *only, int qu
             rc = 1;
             break;
         }
-        fprintf(out, "%-23s %10.0f %10.0f %10.0f %10.0f   %6.2fx %6.2fx %6.2fx\n", ws[i].name, r[0], r[1], r[2], r[3],
-                r[1] / r[0], r[2] / r[0], r[3] / r[0]);
+        fprintf(out, "%-23s %10.0f %10.0f %10.0f %10.0f   %6.2fx %6.2fx %6.2fx   %3llu/%llu\n", ws[i].name, r[0], r[1],
+                r[2], r[3], r[1] / r[0], r[2] / r[0], r[3] / r[0], (unsigned long long)bo[1], (unsigned long long)bo[3]);
         fflush(out);
         if (r[3] / r[0] < worst) worst = r[3] / r[0];
     }
     hog_stop();
     if (!rc)
         fprintf(out, "\nworst loaded 2T / quiet 1T: %.2fx (target: >= 1.0 typical, never below 0.8). q2/q1 = quiet\n"
-                     "scaling; l1/q1 ~ 1 (one thread runs on the free CPU); l2/q1 is what a user with a busy core gets.\n",
+                     "scaling; l1/q1 ~ 1 (one thread runs on the free CPU); l2/q1 is what a user with a busy core gets.\n"
+                     "bo q2/l2 = contention back-offs (one thread for 0.5-8 s) started during the quiet / loaded\n"
+                     "2-thread cell: on a quiet machine q2 should be 0.\n",
                 worst);
     return rc;
 }

@@ -94,6 +94,8 @@ static unsigned long long g_par_bits; /* the last 64 regions: 1 = stalled */
 static long long g_backoff_until_us;  /* > 0: single-threaded until then (hydra_now_seconds, microseconds) */
 static long long g_backoff_ended_us;  /* when the last back-off ended (0: none yet) */
 static int g_backoff_level;           /* the last back-off lasted BACKOFF_S * 2^level */
+static unsigned long long g_backoffs; /* back-offs started (hydra_backoff_stats) */
+static double g_backoff_total_s;      /* their lengths as set when they started */
 
 /* The thread count lives in each host thread's OpenMP settings, so every
  * region's caller brings its own in line with the shared back-off state
@@ -126,7 +128,14 @@ void hydra_par_report(double own, double total) {
     __atomic_store_n(&g_backoff_level, level, __ATOMIC_RELAXED);
     __atomic_store_n(&g_backoff_until_us, (long long)((now + BACKOFF_S * (double)(1 << level)) * 1e6),
                      __ATOMIC_RELAXED);
+    __atomic_fetch_add(&g_backoffs, 1ULL, __ATOMIC_RELAXED);
+    g_backoff_total_s += BACKOFF_S * (double)(1 << level); /* a statistic: a lost update only blurs it */
     omp_set_num_threads(1);
+}
+
+void hydra_backoff_stats(uint64_t *count, double *scheduled_s) {
+    if (count) *count = __atomic_load_n(&g_backoffs, __ATOMIC_RELAXED);
+    if (scheduled_s) *scheduled_s = g_backoff_total_s;
 }
 
 void hydra_set_num_threads(int n) {
