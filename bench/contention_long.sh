@@ -10,16 +10,14 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 hydra=${HYDRA:-$root/build/hydra}
 rounds=${1:-2} steps=${2:-60}
 tmp=$(mktemp -d)
-hog=0
-cleanup() { [ "$hog" != 0 ] && kill "$hog" 2>/dev/null; rm -rf "$tmp"; }
-trap cleanup EXIT
-run() { # threads, busy(0|1), env...
-    local thr=$1 busy=$2; shift 2
-    if [ "$busy" = 1 ]; then taskset -c 1 bash -c 'while :; do :; done' & hog=$!; fi
+trap 'rm -rf "$tmp"' EXIT
+run() { # threads, busy(0|1), env...; the busy loop ends with the run, or by itself after 10 minutes
+    local thr=$1 busy=$2 hog=0; shift 2
+    if [ "$busy" = 1 ]; then timeout 600 taskset -c 1 bash -c 'while :; do :; done' & hog=$!; fi
     env "$@" taskset -c 0,1 "$hydra" train --data "$root/data/tinyshakespeare.txt" --out "$tmp/o" --d-model 128 \
         --n-layers 4 --n-heads 4 --batch 16 --seq 128 --steps "$steps" --threads "$thr" 2>&1 |
         grep -o '[0-9]* tok/s |' | awk '{print $1}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
-    if [ "$busy" = 1 ]; then kill "$hog"; wait "$hog" 2>/dev/null || true; hog=0; fi
+    if [ "$busy" = 1 ]; then kill "$hog"; wait "$hog" 2>/dev/null || true; fi
 }
 printf '%-6s %10s %10s %10s %8s %8s\n' round "quiet 1T" "loaded 2T" "loaded 1T" "l2/q1" "l1/q1"
 for r in $(seq "$rounds"); do

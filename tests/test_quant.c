@@ -131,8 +131,9 @@ static void test_simd_vs_reference(void **st) {
     assert_int_equal(hydra_quant_set_kernel("nope"), HYDRA_ERR_ARG);
 }
 
-/* The small-M path split into row blocks over 1, 2 and 3 threads (ragged
- * N, products above the one-thread cutoff, accumulate on): the same bits. */
+/* The small-M path, its rows split into one block per thread, at 1, 2 and 3
+ * threads (ragged N, products above the one-thread cutoff, accumulate on):
+ * the same bits. */
 static void test_matmul_q_threads(void **st) {
     (void)st;
     const int N = 517, K = 704, nt0 = hydra_get_num_threads();
