@@ -57,6 +57,7 @@ static int speed_table(FILE *out, const char *name, const hydra_config *cfg, int
     const int V = cfg->vocab_size, T0 = 64;
     float *logits = malloc((size_t)V * sizeof *logits);
     double *td = malloc((size_t)steps * sizeof *td), per[NV][QB_REPS];
+    unsigned long long bo[NV] = {0}; /* contention back-offs started during each variant's steps */
     int32_t prompt[64];
     for (int i = 0; i < T0; i++) prompt[i] = (int32_t)((i * 7919u + 13u) % (unsigned)V);
     for (int i = 0; !rc && i < NV; i++) {
@@ -68,6 +69,8 @@ static int speed_table(FILE *out, const char *name, const hydra_config *cfg, int
         for (int i = 0; i < NV; i++) {
             int32_t t = prompt[T0 - 1];
             for (int k = 0; k < 3; k++) hydra_step(v[i], s[i], t, logits); /* warm the caches */
+            uint64_t b0, b1;
+            hydra_backoff_stats(&b0, NULL);
             for (int k = 0; k < steps; k++) {
                 double t0 = hydra_now_seconds();
                 hydra_step(v[i], s[i], t, logits);
@@ -75,6 +78,8 @@ static int speed_table(FILE *out, const char *name, const hydra_config *cfg, int
                 t = (int32_t)((t * 31 + 7) % V);
             }
             per[i][r] = hydra_median(td, steps);
+            hydra_backoff_stats(&b1, NULL);
+            bo[i] += b1 - b0;
         }
     if (!rc) {
         double f32_med = 0;
@@ -86,8 +91,9 @@ static int speed_table(FILE *out, const char *name, const hydra_config *cfg, int
             if (i == 0) f32_med = med;
             double bytes = bytes_per_token(v[i]);
             char b[32];
-            fprintf(out, "%-16s %-5s %11s  %9.1f  %9.1f  %7.2f  %6.2fx  %7.1f\n", name, VNAME[i],
-                    cli_bytes(bytes, b, sizeof b), 1.0 / med, 1.0 / mn, 1e3 * med, f32_med / med, bytes / med / 1e9);
+            fprintf(out, "%-16s %-5s %11s  %9.1f  %9.1f  %7.2f  %6.2fx  %7.1f  %3llu\n", name, VNAME[i],
+                    cli_bytes(bytes, b, sizeof b), 1.0 / med, 1.0 / mn, 1e3 * med, f32_med / med, bytes / med / 1e9,
+                    bo[i]);
         }
     }
     for (int i = 0; i < NV; i++) hydra_state_free(s[i]);
@@ -198,8 +204,8 @@ static int quality_table(FILE *out, const char *model_path, const char *data_pat
 int hydra_bench_quant(FILE *out, int quick, int speed, const char *model_path, const char *data_path) {
     fprintf(out, "quantised decode — %d threads, small-M kernel %s\n", hydra_get_num_threads(), hydra_quant_kernel());
     if (speed) {
-        fprintf(out, "\n%-16s %-5s %11s  %9s  %9s  %7s  %7s  %7s\n", "model", "", "bytes/tok", "tok/s med", "tok/s max",
-                "ms/tok", "vs f32", "GB/s");
+        fprintf(out, "\n%-16s %-5s %11s  %9s  %9s  %7s  %7s  %7s  %3s\n", "model", "", "bytes/tok", "tok/s med",
+                "tok/s max", "ms/tok", "vs f32", "GB/s", "bo");
         hydra_config def = hydra_config_default(), small = def;
         small.d_model = 256, small.n_layers = 4, small.n_heads = 4, small.head_dim = 64;
         int steps = quick ? 16 : 64;
@@ -210,7 +216,8 @@ int hydra_bench_quant(FILE *out, int quick, int speed, const char *model_path, c
         hydra_backoff_stats(&bo1, &bs1);
         fprintf(out, "(random-init weights, seed 1; decode after a 64-token prefill; per repetition the median of %d\n"
                      " single-token steps, %d repetitions with the four precisions interleaved; tok/s med / max = the\n"
-                     " median / best repetition; vs f32 = f32 median time / this median time, same run)\n"
+                     " median / best repetition; vs f32 = f32 median time / this median time, same run; bo = contention\n"
+                     " back-offs started during that row's steps, HYDRA_BACKOFF=0 turns them off)\n"
                      "contention back-offs during the tables: %llu (%.1f s on one thread scheduled; docs/threads.md)\n",
                 steps, QB_REPS, (unsigned long long)(bo1 - bo0), bs1 - bs0);
     }

@@ -225,18 +225,19 @@ void hydra_conv_tail_advance(float *tail, const float *x, int n, int K, size_t C
 /* Called before the first BLAS call: picks the BLIS kernel set for this CPU. */
 void hydra_runtime_init(void);
 
-/* Contention back-off (docs/threads.md, "A busy core"). The main parallel
- * regions (GEMM tiles, the decode GEMV, the delta rule's heads) report how
- * long their leading thread waited at the closing barrier after finishing
- * its own share. A wait of a scheduler slice means a partner thread sat
- * descheduled behind another program: after a few such waits the library
- * runs single-threaded for a while, then tries its threads again. Results
- * do not depend on the thread count, so this changes speed only.
+/* Contention back-off (docs/threads.md, "Backing off"). The main parallel
+ * regions (GEMM tiles, the decode GEMV) report their wall time, their
+ * leading thread's own time and that thread's share of the work. When, over
+ * a window of regions, the threads took longer than one thread would have
+ * (a partner descheduled behind another program holds each region's end for
+ * that program's slice), the library runs single-threaded for a while, then
+ * tries its threads again. Results do not depend on the thread count, so
+ * this changes speed only.
  * hydra_par_enter: before a region (ends a back-off that has run out);
- * hydra_par_report: after one that ran parallel, with the leader's own time
- * and the region's wall time (seconds). */
+ * hydra_par_report: after one that ran parallel: the leader's own time, the
+ * region's wall time (seconds) and the leader's share of the work (0..1]. */
 void hydra_par_enter(void);
-void hydra_par_report(double own, double total);
+void hydra_par_report(double own, double total, double share);
 
 /* Training ops over B sequences of T tokens (rows [B, T, H*d]), one work
  * item per (sequence, head) taken dynamically by the threads; results do not

@@ -45,6 +45,7 @@ static int default_threads(void) {
  * build misdetects Sapphire Rapids-class CPUs and falls back to slow generic
  * kernels (DESIGN §7), so on AVX-512 CPUs we select "skx" ourselves — unless
  * the user already chose. Without AVX-512 we leave BLIS's own choice alone. */
+static int g_backoff_off; /* HYDRA_BACKOFF=0: never back off (a dedicated machine, or to measure; below) */
 static void runtime_init_once(void) {
     const char *user = getenv("BLIS_ARCH_TYPE");
     if (user && *user) {
@@ -56,6 +57,8 @@ static void runtime_init_once(void) {
     }
     g_threads = default_threads();
     omp_set_num_threads(g_threads);
+    const char *bo = getenv("HYDRA_BACKOFF");
+    g_backoff_off = bo && !strcmp(bo, "0");
     bli_thread_set_num_threads(1); /* our threads split the products (sgemm below) */
     snprintf(g_blas_info, sizeof g_blas_info, "BLIS %s (arch %s, %d threads over 1-thread BLIS)",
              bli_info_get_version_str(), g_arch, g_threads);
@@ -71,31 +74,47 @@ const char *hydra_blas_info(void) {
 }
 
 /* ---------------------------------------------------- contention back-off
- * A stall is a region whose leader waited > STALL_S after its own share and
- * longer than that share took: a dynamically scheduled region that runs
- * evenly ends within about one work item of the leader, while a partner
- * descheduled mid-item holds the barrier for the rest of another program's
- * slice (milliseconds). STALLS of them among the last 64 regions start a
- * back-off (one thread); then the threads come back and the window starts
- * afresh. Contention that outlasts a back-off is met with longer ones: a
- * single stall within RECENT_S of the last back-off's end starts the next,
- * twice as long (BACKOFF_S up to 2^BACKOFF_MAX_LEVEL times it: 0.5 s to
- * 8 s), so a lasting hog costs one stalled region per back-off instead of
- * three every BACKOFF_S; the first back-off after a calm RECENT_S is
- * BACKOFF_S again. The price: up to 8 s on one thread after a hog leaves. Counters are per
- * process; concurrent callers only make the estimate noisier (relaxed
- * atomics, no locks). */
-#define STALL_S 0.5e-3
-#define STALLS 3
+ * The question is whether the threads pay: over a sliding window of regions
+ * (~WIN_MAX, at least WIN_MIN), the regions' wall time against what one
+ * thread would have taken. Each region reports its wall time, the leader's
+ * own time (until it ran out of work items) and the leader's share of the
+ * work; own / share estimates the region on one thread. When the window's
+ * wall time exceeds that estimate by more than MARGIN_S, the library runs on
+ * one thread for a while (a back-off), then tries its threads again with a
+ * fresh window. This catches a partner descheduled behind another program
+ * (it holds a region's end for the rest of that program's slice: ms, against
+ * regions of ~0.1-2 ms), and ignores what the threads' gain covers: a vCPU
+ * woken late now and then, the first region's thread start-up. (Sessions
+ * 9-17 counted single slow regions instead, "3 in 64 waited > 0.5 ms": on
+ * a quiet 2-vCPU VM that backed off decode every few seconds, and on a
+ * 16-vCPU VM it sent 16 threads to one for seconds at a time.)
+ * Contention that outlasts a back-off meets longer ones: a verdict within
+ * RECENT_S of the last back-off's end starts the next twice as long
+ * (BACKOFF_S up to 2^BACKOFF_MAX_LEVEL times it: 0.5 s to 8 s), so a lasting
+ * hog costs one window per back-off; the first after a calm RECENT_S is
+ * BACKOFF_S again. The price: up to 8 s on one thread after a hog leaves.
+ * State is per process; concurrent callers only make the estimate noisier
+ * (relaxed atomics, no locks). */
+#define WIN_MIN 16
+#define WIN_MAX 64
+#define MARGIN_S 1e-3
 #define BACKOFF_S 0.5
 #define BACKOFF_MAX_LEVEL 4
 #define RECENT_S 1.0
-static unsigned long long g_par_bits; /* the last 64 regions: 1 = stalled */
+static long long g_win_n;             /* regions in the window */
+static long long g_win_wall_ns;       /* their wall time */
+static long long g_win_serial_ns;     /* their estimated one-thread time */
 static long long g_backoff_until_us;  /* > 0: single-threaded until then (hydra_now_seconds, microseconds) */
 static long long g_backoff_ended_us;  /* when the last back-off ended (0: none yet) */
 static int g_backoff_level;           /* the last back-off lasted BACKOFF_S * 2^level */
 static unsigned long long g_backoffs; /* back-offs started (hydra_backoff_stats) */
 static double g_backoff_total_s;      /* their lengths as set when they started */
+
+static void window_reset(void) {
+    __atomic_store_n(&g_win_n, 0LL, __ATOMIC_RELAXED);
+    __atomic_store_n(&g_win_wall_ns, 0LL, __ATOMIC_RELAXED);
+    __atomic_store_n(&g_win_serial_ns, 0LL, __ATOMIC_RELAXED);
+}
 
 /* The thread count lives in each host thread's OpenMP settings, so every
  * region's caller brings its own in line with the shared back-off state
@@ -105,7 +124,7 @@ void hydra_par_enter(void) {
     const double now_us = until > 0 ? hydra_now_seconds() * 1e6 : 0.0;
     if (until > 0 && now_us >= (double)until) {
         __atomic_store_n(&g_backoff_until_us, 0LL, __ATOMIC_RELAXED);
-        __atomic_store_n(&g_par_bits, 0ULL, __ATOMIC_RELAXED);
+        window_reset();
         __atomic_store_n(&g_backoff_ended_us, (long long)now_us, __ATOMIC_RELAXED);
         until = 0;
     }
@@ -113,16 +132,20 @@ void hydra_par_enter(void) {
     if (omp_get_max_threads() != want) omp_set_num_threads(want);
 }
 
-void hydra_par_report(double own, double total) {
-    const double wait = total - own;
-    const unsigned long long stalled = wait > STALL_S && wait > own;
-    unsigned long long bits = (__atomic_load_n(&g_par_bits, __ATOMIC_RELAXED) << 1) | stalled;
-    __atomic_store_n(&g_par_bits, bits, __ATOMIC_RELAXED);
-    if (!stalled || g_threads <= 1) return;
+void hydra_par_report(double own, double total, double share) {
+    if (g_threads <= 1 || g_backoff_off || !(share > 0)) return; /* share 0: the leader ran no item, no estimate */
+    if (share > 1) share = 1;
+    long long n = __atomic_load_n(&g_win_n, __ATOMIC_RELAXED) + 1;
+    long long wall = __atomic_load_n(&g_win_wall_ns, __ATOMIC_RELAXED) + (long long)(total * 1e9);
+    long long serial = __atomic_load_n(&g_win_serial_ns, __ATOMIC_RELAXED) + (long long)(own / share * 1e9);
+    if (n >= WIN_MAX) n /= 2, wall /= 2, serial /= 2; /* slide: older regions weigh half */
+    __atomic_store_n(&g_win_n, n, __ATOMIC_RELAXED);
+    __atomic_store_n(&g_win_wall_ns, wall, __ATOMIC_RELAXED);
+    __atomic_store_n(&g_win_serial_ns, serial, __ATOMIC_RELAXED);
+    if (n < WIN_MIN || (double)(wall - serial) <= MARGIN_S * 1e9) return;
     const double now = hydra_now_seconds();
     const long long ended = __atomic_load_n(&g_backoff_ended_us, __ATOMIC_RELAXED);
     const int recent = ended > 0 && now - (double)ended * 1e-6 < RECENT_S;
-    if (!recent && __builtin_popcountll(bits) < STALLS) return;
     int level = recent ? __atomic_load_n(&g_backoff_level, __ATOMIC_RELAXED) + 1 : 0;
     if (level > BACKOFF_MAX_LEVEL) level = BACKOFF_MAX_LEVEL;
     __atomic_store_n(&g_backoff_level, level, __ATOMIC_RELAXED);
@@ -130,6 +153,7 @@ void hydra_par_report(double own, double total) {
                      __ATOMIC_RELAXED);
     __atomic_fetch_add(&g_backoffs, 1ULL, __ATOMIC_RELAXED);
     g_backoff_total_s += BACKOFF_S * (double)(1 << level); /* a statistic: a lost update only blurs it */
+    window_reset();
     omp_set_num_threads(1);
 }
 
@@ -144,7 +168,7 @@ void hydra_set_num_threads(int n) {
     omp_set_num_threads(n);
     g_threads = n;
     __atomic_store_n(&g_backoff_until_us, 0LL, __ATOMIC_RELAXED); /* the caller's count holds from here */
-    __atomic_store_n(&g_par_bits, 0ULL, __ATOMIC_RELAXED);
+    window_reset();
     __atomic_store_n(&g_backoff_ended_us, 0LL, __ATOMIC_RELAXED);
     __atomic_store_n(&g_backoff_level, 0, __ATOMIC_RELAXED);
 }
@@ -305,17 +329,22 @@ static void gemv_rows(int M, int N, int K, const float *x, const float *W, const
     const int nblk = (N + rows - 1) / rows;
     const double t0 = hydra_now_seconds();
     double own = 0;
-#pragma omp parallel if (nblk > 1)
+    int own_rows = 0;
+    /* No more threads than blocks: a thread with nothing to take would
+     * still hold the region's end until it woke up. */
+#pragma omp parallel if (nblk > 1) num_threads(nblk < nt ? nblk : nt)
     {
+        int mine = 0;
 #pragma omp for schedule(dynamic, 1) nowait
         for (int bi = 0; bi < nblk; bi++) {
             int n0 = bi * rows, n1 = n0 + rows < N ? n0 + rows : N;
             if (Wh) gemv_block_bf16(M, N, K, n0, n1, x, Wh, y, accumulate);
             else gemv_block(M, N, K, n0, n1, x, W, y, accumulate);
+            mine += n1 - n0;
         }
-        if (omp_get_thread_num() == 0) own = hydra_now_seconds() - t0;
+        if (omp_get_thread_num() == 0) own = hydra_now_seconds() - t0, own_rows = mine;
     }
-    if (nblk > 1) hydra_par_report(own, hydra_now_seconds() - t0);
+    if (nblk > 1) hydra_par_report(own, hydra_now_seconds() - t0, (double)own_rows / N);
 }
 
 /* One threading layer: BLIS always runs single-threaded and we split large
@@ -354,22 +383,28 @@ static void sgemm(int transA, int transB, int M, int N, int K, const float *A, i
         else if (bn >= 2 * TILE_MIN) bn = (bn / 2 + 15) & ~15;
         else break;
     }
-    const int tm = (M + bm - 1) / bm, tn = (N + bn - 1) / bn;
+    const int tm = (M + bm - 1) / bm, tn = (N + bn - 1) / bn, ntile = tm * tn;
+    if (ntile == 1) { /* sides already at TILE_MIN: a region would only hand the one tile to a partner */
+        sgemm_one(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, accumulate);
+        return;
+    }
     const double t0 = hydra_now_seconds();
-    double own = 0;
-#pragma omp parallel num_threads(nt)
+    double own = 0, own_area = 0;
+#pragma omp parallel num_threads(ntile < nt ? ntile : nt) /* no thread without a tile to take */
     {
+        double mine = 0;
 #pragma omp for schedule(dynamic, 1) nowait
-        for (int t = 0; t < tm * tn; t++) {
+        for (int t = 0; t < ntile; t++) {
             const int i0 = (t / tn) * bm, j0 = (t % tn) * bn;
             const int mb = M - i0 < bm ? M - i0 : bm, nb = N - j0 < bn ? N - j0 : bn;
             const float *a = transA ? A + i0 : A + (size_t)i0 * lda;
             const float *b = transB ? B + (size_t)j0 * ldb : B + j0;
             sgemm_one(transA, transB, mb, nb, K, a, lda, b, ldb, C + (size_t)i0 * ldc + j0, ldc, accumulate);
+            mine += (double)mb * nb;
         }
-        if (omp_get_thread_num() == 0) own = hydra_now_seconds() - t0;
+        if (omp_get_thread_num() == 0) own = hydra_now_seconds() - t0, own_area = mine;
     }
-    hydra_par_report(own, hydra_now_seconds() - t0);
+    hydra_par_report(own, hydra_now_seconds() - t0, own_area / ((double)M * N));
 }
 
 static void stats_add(double t0, int M, int N, int K) {
