@@ -103,19 +103,19 @@ static void test_backoff_stats(void **st) {
     uint64_t n0, n;
     double s0, s;
     hydra_backoff_stats(&n0, &s0);
-    /* 16 even regions: the leader did half the work in 1 ms, the region took 1.2 ms (2 ms on one thread) */
-    for (int i = 0; i < 16; i++) hydra_par_report(1e-3, 1.2e-3, 0.5);
+    /* 16 even regions of 1.2 ms that one thread would have taken 2 ms for */
+    for (int i = 0; i < 16; i++) hydra_par_report(1.2e-3, 2e-3);
     /* one region held 4 ms by a late partner: the threads still paid over the window */
-    hydra_par_report(1e-3, 5e-3, 0.5);
+    hydra_par_report(5e-3, 2e-3);
     hydra_backoff_stats(&n, NULL);
     assert_true(n == n0);
-    /* partner gone: the leader does everything (0.1 ms) and waits 3 ms for it, three times: the
+    /* partner gone: 0.1 ms of work held 3.1 ms by a partner that never came, three times: the
      * window's wall 33.5 ms against 34.3 on one thread, not yet ... */
-    for (int i = 0; i < 3; i++) hydra_par_report(1e-4, 3.1e-3, 1.0);
+    for (int i = 0; i < 3; i++) hydra_par_report(3.1e-3, 1e-4);
     hydra_backoff_stats(&n, NULL);
     assert_true(n == n0);
     assert_int_equal(omp_get_max_threads(), 2);
-    hydra_par_report(1e-4, 3.1e-3, 1.0); /* ... the fourth: 36.6 ms against 34.4 + a 1-ms margin: back off */
+    hydra_par_report(3.1e-3, 1e-4); /* ... the fourth: 36.6 ms against 34.4 + a 1-ms margin: back off */
     hydra_backoff_stats(&n, &s);
     assert_true(n == n0 + 1);
     assert_true(fabs((s - s0) - 0.5) < 1e-9);
@@ -126,7 +126,7 @@ static void test_backoff_stats(void **st) {
      * thread). Each late one is far slower than one thread, the window is not: no back-off. */
     hydra_set_num_threads(16);
     hydra_backoff_stats(&n0, NULL);
-    for (int i = 0; i < 256; i++) hydra_par_report(0.01e-3, i % 8 == 7 ? 0.62e-3 : 0.02e-3, 1.0 / 16);
+    for (int i = 0; i < 256; i++) hydra_par_report(i % 8 == 7 ? 0.62e-3 : 0.02e-3, 0.16e-3);
     hydra_backoff_stats(&n, NULL);
     assert_true(n == n0);
     hydra_set_num_threads(nt0);

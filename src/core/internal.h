@@ -226,18 +226,19 @@ void hydra_conv_tail_advance(float *tail, const float *x, int n, int K, size_t C
 void hydra_runtime_init(void);
 
 /* Contention back-off (docs/threads.md, "Backing off"). The main parallel
- * regions (GEMM tiles, the decode GEMV) report their wall time, their
- * leading thread's own time and that thread's share of the work. When, over
- * a window of regions, the threads took longer than one thread would have
- * (a partner descheduled behind another program holds each region's end for
- * that program's slice), the library runs single-threaded for a while, then
- * tries its threads again. Results do not depend on the thread count, so
- * this changes speed only.
+ * regions (GEMM tiles, the decode GEMV) report their wall time and what one
+ * thread on a free CPU would have taken (the leading thread's fastest work
+ * item, scaled to the region's work). When, over a window of regions, the
+ * threads took longer than one thread would have (a partner descheduled
+ * behind another program holds each region's end for that program's
+ * slice), the library runs single-threaded for a while, then tries its
+ * threads again. Results do not depend on the thread count, so this changes
+ * speed only.
  * hydra_par_enter: before a region (ends a back-off that has run out);
- * hydra_par_report: after one that ran parallel: the leader's own time, the
- * region's wall time (seconds) and the leader's share of the work (0..1]. */
+ * hydra_par_report: after one that ran parallel, both in seconds (a
+ * one-thread estimate of 0: none, the region is not counted). */
 void hydra_par_enter(void);
-void hydra_par_report(double own, double total, double share);
+void hydra_par_report(double total, double one_thread);
 
 /* Training ops over B sequences of T tokens (rows [B, T, H*d]), one work
  * item per (sequence, head) taken dynamically by the threads; results do not

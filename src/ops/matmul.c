@@ -76,18 +76,22 @@ const char *hydra_blas_info(void) {
 /* ---------------------------------------------------- contention back-off
  * The question is whether the threads pay: over a sliding window of regions
  * (~WIN_MAX, at least WIN_MIN), the regions' wall time against what one
- * thread would have taken. Each region reports its wall time, the leader's
- * own time (until it ran out of work items) and the leader's share of the
- * work; own / share estimates the region on one thread. When the window's
- * wall time exceeds that estimate by more than MARGIN_S, the library runs on
- * one thread for a while (a back-off), then tries its threads again with a
- * fresh window. This catches a partner descheduled behind another program
- * (it holds a region's end for the rest of that program's slice: ms, against
- * regions of ~0.1-2 ms), and ignores what the threads' gain covers: a vCPU
- * woken late now and then, the first region's thread start-up. (Sessions
- * 9-17 counted single slow regions instead, "3 in 64 waited > 0.5 ms": on
- * a quiet 2-vCPU VM that backed off decode every few seconds, and on a
- * 16-vCPU VM it sent 16 threads to one for seconds at a time.)
+ * thread on a free CPU would have taken. Each region reports its wall time
+ * and that estimate: the leading thread times each of its own work items,
+ * and its fastest rate (seconds per unit of work) times the region's work
+ * is the region on one thread. The fastest item, not the leader's total:
+ * when the leader itself shares a CPU with another program, its preempted
+ * items would make one thread look slow, while one thread alone would get
+ * the free CPU. When the window's wall time exceeds the estimate by more
+ * than MARGIN_S, the library runs on one thread for a while (a back-off),
+ * then tries its threads again with a fresh window. This catches a partner
+ * descheduled behind another program (it holds a region's end for the rest
+ * of that program's slice: ms, against regions of ~0.1-2 ms), and ignores
+ * what the threads' gain covers: a vCPU woken late now and then, the first
+ * region's thread start-up. (Sessions 9-17 counted single slow regions
+ * instead, "3 in 64 waited > 0.5 ms": on a quiet 2-vCPU VM that backed off
+ * decode every few seconds, and on a 16-vCPU VM it sent 16 threads to one
+ * for seconds at a time.)
  * Contention that outlasts a back-off meets longer ones: a verdict within
  * RECENT_S of the last back-off's end starts the next twice as long
  * (BACKOFF_S up to 2^BACKOFF_MAX_LEVEL times it: 0.5 s to 8 s), so a lasting
@@ -132,12 +136,11 @@ void hydra_par_enter(void) {
     if (omp_get_max_threads() != want) omp_set_num_threads(want);
 }
 
-void hydra_par_report(double own, double total, double share) {
-    if (g_threads <= 1 || g_backoff_off || !(share > 0)) return; /* share 0: the leader ran no item, no estimate */
-    if (share > 1) share = 1;
+void hydra_par_report(double total, double one_thread) {
+    if (g_threads <= 1 || g_backoff_off || !(one_thread > 0)) return; /* 0: the leader ran no item, no estimate */
     long long n = __atomic_load_n(&g_win_n, __ATOMIC_RELAXED) + 1;
     long long wall = __atomic_load_n(&g_win_wall_ns, __ATOMIC_RELAXED) + (long long)(total * 1e9);
-    long long serial = __atomic_load_n(&g_win_serial_ns, __ATOMIC_RELAXED) + (long long)(own / share * 1e9);
+    long long serial = __atomic_load_n(&g_win_serial_ns, __ATOMIC_RELAXED) + (long long)(one_thread * 1e9);
     if (n >= WIN_MAX) n /= 2, wall /= 2, serial /= 2; /* slide: older regions weigh half */
     __atomic_store_n(&g_win_n, n, __ATOMIC_RELAXED);
     __atomic_store_n(&g_win_wall_ns, wall, __ATOMIC_RELAXED);
@@ -328,23 +331,29 @@ static void gemv_rows(int M, int N, int K, const float *x, const float *W, const
     if (rows < GEMV_ROWS) rows = GEMV_ROWS;
     const int nblk = (N + rows - 1) / rows;
     const double t0 = hydra_now_seconds();
-    double own = 0;
-    int own_rows = 0;
-    /* No more threads than blocks: a thread with nothing to take would
-     * still hold the region's end until it woke up. */
-#pragma omp parallel if (nblk > 1) num_threads(nblk < nt ? nblk : nt)
+    double rate = 0; /* the leader's fastest block, seconds per row (the back-off's one-thread estimate) */
+    /* The whole team even when there are fewer blocks than threads: libgomp
+     * re-forms its team whenever a region asks for a different size, which
+     * cost more than the idle threads (measured at 16 threads: a 12-thread
+     * region among 16-thread ones slowed the next regions 1.5-4x). */
+#pragma omp parallel if (nblk > 1)
     {
-        int mine = 0;
+        const int lead = omp_get_thread_num() == 0;
+        double best = 0, tb = lead ? hydra_now_seconds() : 0;
 #pragma omp for schedule(dynamic, 1) nowait
         for (int bi = 0; bi < nblk; bi++) {
             int n0 = bi * rows, n1 = n0 + rows < N ? n0 + rows : N;
             if (Wh) gemv_block_bf16(M, N, K, n0, n1, x, Wh, y, accumulate);
             else gemv_block(M, N, K, n0, n1, x, W, y, accumulate);
-            mine += n1 - n0;
+            if (lead) {
+                const double te = hydra_now_seconds(), r = (te - tb) / (n1 - n0);
+                if (best == 0 || r < best) best = r;
+                tb = te;
+            }
         }
-        if (omp_get_thread_num() == 0) own = hydra_now_seconds() - t0, own_rows = mine;
+        if (lead) rate = best;
     }
-    if (nblk > 1) hydra_par_report(own, hydra_now_seconds() - t0, (double)own_rows / N);
+    if (nblk > 1) hydra_par_report(hydra_now_seconds() - t0, rate * N);
 }
 
 /* One threading layer: BLIS always runs single-threaded and we split large
@@ -389,10 +398,11 @@ static void sgemm(int transA, int transB, int M, int N, int K, const float *A, i
         return;
     }
     const double t0 = hydra_now_seconds();
-    double own = 0, own_area = 0;
-#pragma omp parallel num_threads(ntile < nt ? ntile : nt) /* no thread without a tile to take */
+    double rate = 0; /* the leader's fastest tile, seconds per element of C (the back-off's estimate) */
+#pragma omp parallel num_threads(nt) /* the whole team: see gemv_rows */
     {
-        double mine = 0;
+        const int lead = omp_get_thread_num() == 0;
+        double best = 0, tb = lead ? hydra_now_seconds() : 0;
 #pragma omp for schedule(dynamic, 1) nowait
         for (int t = 0; t < ntile; t++) {
             const int i0 = (t / tn) * bm, j0 = (t % tn) * bn;
@@ -400,11 +410,15 @@ static void sgemm(int transA, int transB, int M, int N, int K, const float *A, i
             const float *a = transA ? A + i0 : A + (size_t)i0 * lda;
             const float *b = transB ? B + (size_t)j0 * ldb : B + j0;
             sgemm_one(transA, transB, mb, nb, K, a, lda, b, ldb, C + (size_t)i0 * ldc + j0, ldc, accumulate);
-            mine += (double)mb * nb;
+            if (lead) {
+                const double te = hydra_now_seconds(), r = (te - tb) / ((double)mb * nb);
+                if (best == 0 || r < best) best = r;
+                tb = te;
+            }
         }
-        if (omp_get_thread_num() == 0) own = hydra_now_seconds() - t0, own_area = mine;
+        if (lead) rate = best;
     }
-    hydra_par_report(own, hydra_now_seconds() - t0, own_area / ((double)M * N));
+    hydra_par_report(hydra_now_seconds() - t0, rate * ((double)M * N));
 }
 
 static void stats_add(double t0, int M, int N, int K) {
