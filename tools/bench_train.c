@@ -236,10 +236,13 @@ void hydra_bench_train(FILE *out, int quick, const int *threads, int n_threads, 
             c.swa_every = 4;
             c.pattern[0] = 0;
             step_result r;
+            uint64_t bo0, bo1;
+            hydra_backoff_stats(&bo0, NULL);
             if (time_steps(&c, B, T, warm, reps, &r)) {
                 fprintf(out, "%-10s %7d error: %s\n", cfgs[ci].name, nt, hydra_last_error());
                 continue;
             }
+            hydra_backoff_stats(&bo1, NULL);
             const double tps = (double)B * T / r.sec, gfs = r.flops / r.sec;
             if (ti == 0) first[ci] = tps;
             char why[256], peer_s[32] = "-", ratio_s[32] = "-";
@@ -260,8 +263,10 @@ void hydra_bench_train(FILE *out, int quick, const int *threads, int n_threads, 
             double tot = 0;
             for (int k = 0; k < r.n_ph; k++) tot += r.ph[k];
             fprintf(out, "%-10s   ms/step by phase:", "");
-            for (int k = 0; k < r.n_ph; k++) fprintf(out, " %s %.1f (%.0f%%)%s", r.ph_names[k], 1e3 * r.ph[k],
-                                                     100 * r.ph[k] / tot, k + 1 < r.n_ph ? "," : "\n");
+            for (int k = 0; k < r.n_ph; k++)
+                fprintf(out, " %s %.1f (%.0f%%)%s", r.ph_names[k], 1e3 * r.ph[k], 100 * r.ph[k] / tot,
+                        k + 1 < r.n_ph ? "," : "");
+            fprintf(out, "; contention back-offs %llu\n", (unsigned long long)(bo1 - bo0));
             fflush(out);
         }
         const double peak2 = 1e9 * cli_gemm_peak_gflops(1024, 5);
@@ -283,6 +288,7 @@ void hydra_bench_train(FILE *out, int quick, const int *threads, int n_threads, 
             "xfirst = tokens/s vs the first thread count of the list; %%matmul = share of step time inside\n"
             "hydra matmuls (all callers); ms/step by phase: mean wall time of each phase of a step\n"
             "(hydra_train_profile_*: loss_grad split at phase boundaries, then the optimizer step);\n"
+            "contention back-offs: started during the row's steps (docs/threads.md; 0 on a quiet machine);\n"
             "peer = python/train_peer.py (PyTorch %s, same model, same step incl. clip + AdamW,\n"
             "chunked delta rule, same B, T, W, threads), xpeer = C tokens/s / peer tokens/s.\n"
             "Targets: MFU >= 35%% at d512 (>= 40%% at 16 threads), >= 2x peer; d256 at 16 threads >= 3x 2 threads.\n",

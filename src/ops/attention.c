@@ -1,5 +1,6 @@
 /* attention.c — causal sliding-window attention over a chunk plus a cache. */
 #include <math.h>
+#include <omp.h>
 
 #include "core/internal.h"
 #include "ops/simd.h"
@@ -67,6 +68,9 @@ hydra_status hydra_op_attention(int T, int H, int d, int64_t pos0, int window, c
     /* Widest span of keys one query sees: bounds the per-thread score buffer. */
     size_t span = window ? (size_t)window : (size_t)(pos0 + T);
     int err = 0;
+    /* Items of 4 (t, h) pairs, or single pairs when there are too few for the
+     * threads (decode: T = 1 and 12 heads gave 16 threads 3 items). */
+    const int chunk = T * H >= 16 * omp_get_max_threads() ? 4 : 1;
 #pragma omp parallel if ((size_t)T * H * span * d > 200000)
     {
         float *sc = malloc(span * sizeof(float));
@@ -74,7 +78,7 @@ hydra_status hydra_op_attention(int T, int H, int d, int64_t pos0, int window, c
 #pragma omp atomic write
             err = 1;
         }
-#pragma omp for collapse(2) schedule(dynamic, 4)
+#pragma omp for collapse(2) schedule(dynamic, chunk)
         for (int t = 0; t < T; t++)
             for (int h = 0; h < H; h++) {
                 if (!sc) continue;
@@ -90,7 +94,6 @@ hydra_status hydra_op_attention(int T, int H, int d, int64_t pos0, int window, c
 }
 
 /* ---------------------------------------------------------------- backward */
-#include <omp.h>
 
 /* One head over all queries t (positions 0..T-1, no cache). Per query the
  * probabilities P are recomputed (no T x W storage), then with
