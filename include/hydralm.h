@@ -320,11 +320,14 @@ hydra_status hydra_tokenize_bytes(const char *text, size_t len, int32_t *ids, si
 void hydra_set_num_threads(int n);
 int hydra_get_num_threads(void);
 /* Contention back-offs (docs/threads.md): how many times since the process
- * started the library switched itself to one thread because partner threads
- * stalled, and the total of those back-offs' lengths as set when each
- * started (a later hydra_set_num_threads cuts one short). Either pointer may
- * be NULL. For benchmarks: a run whose count is not 0 ran partly on one
- * thread. */
+ * started the library switched itself to one thread because, over a window
+ * of parallel regions, its threads took longer than one thread would have
+ * (a partner held up behind another program), and the total of those
+ * back-offs' lengths as set when each started (a later
+ * hydra_set_num_threads cuts one short). Either pointer may be NULL. For
+ * benchmarks: a run whose count is not 0 ran partly on one thread. The
+ * environment variable HYDRA_BACKOFF=0, read once at start-up, turns
+ * back-offs off. */
 void hydra_backoff_stats(uint64_t *count, double *scheduled_s);
 /* Description of the BLAS backend in use, e.g. "BLIS 0.9.0 (arch skx, 2 threads)". */
 const char *hydra_blas_info(void);
