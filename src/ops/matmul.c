@@ -160,6 +160,19 @@ void hydra_par_report(double total, double one_thread) {
     omp_set_num_threads(1);
 }
 
+/* The leading thread's fastest work item (seconds per unit of work), the
+ * back-off's one-thread estimate: the leader calls lead_item after each of
+ * its items; tb holds the clock at that item's start (the region's start,
+ * then the previous item's end). */
+typedef struct {
+    double best, tb;
+} lead_rate;
+static inline void lead_item(lead_rate *l, double units) {
+    const double te = hydra_now_seconds(), r = (te - l->tb) / units;
+    if (l->best == 0 || r < l->best) l->best = r;
+    l->tb = te;
+}
+
 void hydra_backoff_stats(uint64_t *count, double *scheduled_s) {
     if (count) *count = __atomic_load_n(&g_backoffs, __ATOMIC_RELAXED);
     if (scheduled_s) *scheduled_s = g_backoff_total_s;
@@ -339,19 +352,15 @@ static void gemv_rows(int M, int N, int K, const float *x, const float *W, const
 #pragma omp parallel if (nblk > 1)
     {
         const int lead = omp_get_thread_num() == 0;
-        double best = 0, tb = lead ? hydra_now_seconds() : 0;
+        lead_rate l = {0, lead ? hydra_now_seconds() : 0};
 #pragma omp for schedule(dynamic, 1) nowait
         for (int bi = 0; bi < nblk; bi++) {
             int n0 = bi * rows, n1 = n0 + rows < N ? n0 + rows : N;
             if (Wh) gemv_block_bf16(M, N, K, n0, n1, x, Wh, y, accumulate);
             else gemv_block(M, N, K, n0, n1, x, W, y, accumulate);
-            if (lead) {
-                const double te = hydra_now_seconds(), r = (te - tb) / (n1 - n0);
-                if (best == 0 || r < best) best = r;
-                tb = te;
-            }
+            if (lead) lead_item(&l, n1 - n0);
         }
-        if (lead) rate = best;
+        if (lead) rate = l.best;
     }
     if (nblk > 1) hydra_par_report(hydra_now_seconds() - t0, rate * N);
 }
@@ -402,7 +411,7 @@ static void sgemm(int transA, int transB, int M, int N, int K, const float *A, i
 #pragma omp parallel num_threads(nt) /* the whole team: see gemv_rows */
     {
         const int lead = omp_get_thread_num() == 0;
-        double best = 0, tb = lead ? hydra_now_seconds() : 0;
+        lead_rate l = {0, lead ? hydra_now_seconds() : 0};
 #pragma omp for schedule(dynamic, 1) nowait
         for (int t = 0; t < ntile; t++) {
             const int i0 = (t / tn) * bm, j0 = (t % tn) * bn;
@@ -410,13 +419,9 @@ static void sgemm(int transA, int transB, int M, int N, int K, const float *A, i
             const float *a = transA ? A + i0 : A + (size_t)i0 * lda;
             const float *b = transB ? B + (size_t)j0 * ldb : B + j0;
             sgemm_one(transA, transB, mb, nb, K, a, lda, b, ldb, C + (size_t)i0 * ldc + j0, ldc, accumulate);
-            if (lead) {
-                const double te = hydra_now_seconds(), r = (te - tb) / ((double)mb * nb);
-                if (best == 0 || r < best) best = r;
-                tb = te;
-            }
+            if (lead) lead_item(&l, (double)mb * nb);
         }
-        if (lead) rate = best;
+        if (lead) rate = l.best;
     }
     hydra_par_report(hydra_now_seconds() - t0, rate * ((double)M * N));
 }
